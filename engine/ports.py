@@ -1,0 +1,268 @@
+"""The engine's ports: the only ways it reaches storage, SimpleOne, mail and files.
+
+Adapters implement these protocols; the engine never imports an adapter. Each port has one
+contract test suite in tests/contract/ that every adapter passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+# --------------------------------------------------------------------------- storage
+
+
+@dataclass(slots=True)
+class Session:
+    """One peer's dialogue: plain data, restored onto the compiled machine per event."""
+
+    peer: str
+    state: str
+    slots: dict[str, Any]
+    flow_version: str
+    updated_at: float
+    # Bumped by every committed step; 0 means "never stored". Writers pass the version they
+    # read, so a stale copy can never overwrite a newer step (optimistic concurrency).
+    version: int = 0
+
+
+@dataclass(slots=True)
+class StepCommit:
+    """Everything one engine step writes, committed in one transaction."""
+
+    session: Session
+    expected_version: int
+    # The channel's event id, recorded in the inbox in the same transaction as the step.
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A channel peer bound to a verified corporate email and the SimpleOne person behind it."""
+
+    peer: str
+    email: str
+    caller_id: str
+    name: str
+    bound_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCode:
+    """A sign-in code waiting to be entered; only its salted hash is stored."""
+
+    peer: str
+    email: str
+    code_hash: bytes
+    salt: bytes
+    created_at: float
+    expires_at: float
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SendStats:
+    """How many codes were mailed recently, for cooldown and hourly caps."""
+
+    by_peer: int
+    by_email: int
+    last_sent_at: float | None
+
+
+class Storage(Protocol):
+    """Durable state: sessions, bindings, sign-in codes, the inbox of handled events."""
+
+    async def load_session(self, peer: str) -> Session | None: ...
+
+    async def commit_step(self, step: StepCommit) -> bool:
+        """Write the session at version expected_version + 1 (and the event id, if any).
+
+        Returns False, writing nothing, when the stored version is not expected_version
+        (another writer got there first). Concurrent calls may be committed together.
+        """
+        ...
+
+    async def delete_session(self, peer: str) -> None: ...
+
+    async def count_sessions(self) -> int: ...
+
+    async def get_binding(self, peer: str) -> Binding | None: ...
+
+    async def put_binding(self, binding: Binding) -> None: ...
+
+    async def delete_binding(self, peer: str) -> None: ...
+
+    async def put_code(self, code: PendingCode) -> None:
+        """Store a new code for code.peer, replacing any earlier one."""
+        ...
+
+    async def get_code(self, peer: str) -> PendingCode | None: ...
+
+    async def add_code_attempt(self, peer: str) -> int:
+        """Count one wrong entry against the peer's code; returns the attempts so far (0 if none)."""
+        ...
+
+    async def delete_code(self, peer: str) -> None: ...
+
+    async def record_code_sent(self, peer: str, email: str, at: float) -> None: ...
+
+    async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats: ...
+
+    async def seen_event(self, event_id: str) -> bool:
+        """True if event_id is already in the inbox (committed by an earlier step)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- tickets
+
+
+class TicketSystemError(Exception):
+    """Base of every failure reported by the ticket system adapter."""
+
+
+class TicketSystemUnavailable(TicketSystemError):
+    """Transient: timeout, connection error, 5xx, a non-JSON (HTML) answer. Retrying may help."""
+
+
+class TicketSystemRejected(TicketSystemError):
+    """Permanent: the system understood and refused (4xx other than an expired token)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A user record in the ticket system."""
+
+    sys_id: str
+    email: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    table: str
+    sys_id: str
+    number: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    table: str
+    sys_id: str
+    number: str
+    subject: str
+    description: str
+    state: str  # the raw state code as a string; labels come from flows/simpleone.yaml
+    caller_id: str
+    created_at: str  # "YYYY-MM-DD HH:MM:SS"
+    updated_at: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file to attach to a ticket, read from disk when it is sent."""
+
+    name: str
+    mime: str
+    path: Path
+
+
+class TicketSystem(Protocol):
+    """SimpleOne, as the engine needs it."""
+
+    async def find_person(self, email: str) -> Person | None: ...
+
+    async def create_ticket(self, table: str, fields: Mapping[str, str]) -> TicketRef: ...
+
+    async def list_tickets(
+        self, caller_id: str, tables: Sequence[str], *, active_only: bool, limit: int
+    ) -> list[Ticket]:
+        """The caller's tickets across tables, newest first, at most limit."""
+        ...
+
+    async def get_ticket(self, table: str, sys_id: str) -> Ticket | None: ...
+
+    async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None: ...
+
+    async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- mail
+
+
+class MailError(Exception):
+    """The message could not be handed to the mail server."""
+
+
+@dataclass(frozen=True, slots=True)
+class MailMessage:
+    to: str
+    subject: str
+    body: str
+
+
+class Mailer(Protocol):
+    async def send(self, message: MailMessage) -> None:
+        """Deliver or raise MailError."""
+        ...
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledFile:
+    """A user's file kept on local disk until it is uploaded (channel URLs expire)."""
+
+    id: str
+    name: str
+    mime: str
+    size: int
+
+    def as_slot(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "mime": self.mime, "size": self.size}
+
+    @classmethod
+    def from_slot(cls, value: Mapping[str, Any]) -> SpooledFile:
+        return cls(str(value["id"]), str(value["name"]), str(value["mime"]), int(value["size"]))
+
+
+class FileSpool(Protocol):
+    async def put(self, peer: str, name: str, mime: str, data: bytes) -> SpooledFile: ...
+
+    def path(self, file_id: str) -> Path: ...
+
+    async def discard(self, file_id: str) -> None: ...
+
+
+# --------------------------------------------------------------------------- channel side
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingFile:
+    """A file the user sent, already downloaded by the channel adapter."""
+
+    name: str
+    mime: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class Incoming:
+    """One user event, channel-neutral."""
+
+    text: str = ""
+    # A button's payload as the channel delivered it (a JSON string such as '{"e":"menu"}').
+    payload: str | None = None
+    files: list[IncomingFile] = field(default_factory=list)
+    # Attachment kinds the bot cannot take (voice messages, stickers…), named by the channel.
+    unsupported: list[str] = field(default_factory=list)
+    # Files that were refused before download (too big), as (name, size in bytes).
+    oversized: list[tuple[str, int]] = field(default_factory=list)
+    event_id: str | None = None

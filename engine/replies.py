@@ -1,0 +1,35 @@
+"""Channel-neutral replies: text, a grid of buttons, nothing channel-specific.
+
+Each channel adapter renders them within its own limits (VK: shared/reference/vk-api.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    label: str
+    event: str
+    # Index into a pick list, for buttons generated from the catalogue or a ticket list.
+    index: int | None = None
+    color: str | None = None  # primary | secondary | positive | negative
+
+    @property
+    def payload(self) -> str:
+        """The compact JSON payload a channel attaches to the button (VK caps it at 255)."""
+        data: dict[str, object] = {"e": self.event}
+        if self.index is not None:
+            data["i"] = self.index
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class Reply:
+    text: str
+    buttons: list[list[Button]] = field(default_factory=list)
+
+    def labels(self) -> list[str]:
+        return [b.label for row in self.buttons for b in row]
