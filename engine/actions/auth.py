@@ -1,0 +1,148 @@
+"""Sign-in: a code mailed to a corporate address binds the peer to a SimpleOne person."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import math
+import secrets
+
+from engine.actions.context import ActionContext
+from engine.actions.registry import Shape, action
+from engine.ports import Binding, MailError, MailMessage, PendingCode, TicketSystemError
+
+log = logging.getLogger(__name__)
+
+CODE_DIGITS = 6
+_HASH_ITERATIONS = 60_000
+AUTH = Shape.record("email", "domains", "wait_seconds", "attempts_left", "minutes", "verified")
+USER = Shape.record("email", "name", "caller_id")
+
+
+def hash_code(code: str, salt: bytes) -> bytes:
+    return hashlib.pbkdf2_hmac("sha256", code.encode(), salt, _HASH_ITERATIONS)
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def email_domain_allowed(email: str, domains: tuple[str, ...]) -> bool:
+    domain = email.rpartition("@")[2].lower()
+    return any(domain == d.lower() for d in domains)
+
+
+def _user_slot(binding: Binding) -> dict[str, str]:
+    return {"email": binding.email, "name": binding.name, "caller_id": binding.caller_id}
+
+
+@action("auth.check", emits={"signed_in", "signed_out"}, writes={"user": USER})
+async def check(ctx: ActionContext) -> str:
+    """Is this peer bound to a verified person?"""
+    binding = await ctx.services.storage.get_binding(ctx.peer)
+    if binding is None:
+        ctx.slots.pop("user", None)
+        return "signed_out"
+    ctx.slots["user"] = _user_slot(binding)
+    return "signed_in"
+
+
+@action("auth.send_code", emits={"sent", "bad_domain", "cooldown", "too_many", "mail_failed"},
+        writes={"auth": AUTH})
+async def send_code(ctx: ActionContext) -> str:
+    """Mail a fresh code to the address in slot `email`, within the cooldown and hourly cap."""
+    policy, storage = ctx.services.auth, ctx.services.storage
+    email = str(ctx.slots.get("email", "")).strip().lower()
+    auth = ctx.record("auth")
+    auth["domains"] = ", ".join("@" + d for d in policy.domains)
+    if not email_domain_allowed(email, policy.domains):
+        return "bad_domain"
+    now = ctx.services.clock()
+    stats = await storage.code_send_stats(ctx.peer, email, now - 3600)
+    if stats.last_sent_at is not None and now - stats.last_sent_at < policy.resend_cooldown:
+        auth["wait_seconds"] = math.ceil(policy.resend_cooldown - (now - stats.last_sent_at))
+        return "cooldown"
+    if max(stats.by_peer, stats.by_email) >= policy.max_sends_per_hour:
+        return "too_many"
+    code, salt = new_code(), secrets.token_bytes(16)
+    code_hash = await asyncio.to_thread(hash_code, code, salt)
+    await storage.put_code(PendingCode(ctx.peer, email, code_hash, salt, now, now + policy.code_ttl))
+    # Counted before sending, so that a failing mail server cannot be used to bypass the cap.
+    await storage.record_code_sent(ctx.peer, email, now)
+    minutes = max(1, round(policy.code_ttl / 60))
+    auth.update(email=email, minutes=minutes)
+    values = {"code": code, "minutes": minutes, "email": email}
+    bot = ctx.flows.bot
+    message = MailMessage(email, bot.mail_subject.render(values), bot.mail_body.render(values))
+    try:
+        await ctx.services.mailer.send(message)
+    except MailError as exc:
+        log.warning("sign-in mail to a user failed: %s", exc)
+        await storage.delete_code(ctx.peer)
+        return "mail_failed"
+    return "sent"
+
+
+@action("auth.verify_code", emits={"verified", "wrong", "expired", "locked"}, writes={"auth": AUTH})
+async def verify_code(ctx: ActionContext) -> str:
+    """Check the code in slot `code` against the pending one, counting wrong tries."""
+    policy, storage = ctx.services.auth, ctx.services.storage
+    auth = ctx.record("auth")
+    pending = await storage.get_code(ctx.peer)
+    now = ctx.services.clock()
+    if pending is None or now >= pending.expires_at:
+        if pending is not None:
+            await storage.delete_code(ctx.peer)
+        return "expired"
+    if pending.attempts >= policy.max_attempts:
+        await storage.delete_code(ctx.peer)
+        return "locked"
+    entered = str(ctx.slots.pop("code", ""))
+    candidate = await asyncio.to_thread(hash_code, entered, pending.salt)
+    if hmac.compare_digest(candidate, pending.code_hash):
+        await storage.delete_code(ctx.peer)
+        auth["verified"] = pending.email
+        return "verified"
+    attempts = await storage.add_code_attempt(ctx.peer)
+    left = policy.max_attempts - attempts
+    if left <= 0:
+        await storage.delete_code(ctx.peer)
+        return "locked"
+    auth["attempts_left"] = left
+    return "wrong"
+
+
+@action("auth.bind", emits={"bound", "no_user", "unavailable", "expired"}, writes={"user": USER})
+async def bind(ctx: ActionContext) -> str:
+    """Bind the peer to the SimpleOne person with the verified email."""
+    auth = ctx.record("auth")
+    email = auth.get("verified")
+    if not email:
+        return "expired"
+    try:
+        person = await ctx.services.tickets.find_person(str(email))
+    except TicketSystemError as exc:
+        log.warning("person look-up failed: %s", exc)
+        return "unavailable"
+    if person is None:
+        return "no_user"
+    binding = Binding(ctx.peer, str(email), person.sys_id, person.name, ctx.services.clock())
+    await ctx.services.storage.put_binding(binding)
+    ctx.slots["user"] = _user_slot(binding)
+    auth.pop("verified", None)
+    return "bound"
+
+
+@action("auth.sign_out", emits={"signed_out", "not_signed_in"})
+async def sign_out(ctx: ActionContext) -> str:
+    """Unbind the peer from its email; the next ticket action asks to sign in again."""
+    if await ctx.services.storage.get_binding(ctx.peer) is None:
+        ctx.slots.pop("user", None)
+        return "not_signed_in"
+    await ctx.services.storage.delete_binding(ctx.peer)
+    await ctx.services.storage.delete_code(ctx.peer)
+    ctx.slots.pop("user", None)
+    ctx.slots.pop("auth", None)
+    return "signed_out"

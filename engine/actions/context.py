@@ -1,0 +1,49 @@
+"""What an action gets: the session's slots, the flow set, and the ports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.model import FlowSet
+from engine.ports import FileSpool, Mailer, Storage, TicketSystem
+
+
+@dataclass(frozen=True, slots=True)
+class AuthPolicy:
+    """Sign-in rules; the values come from configuration, not from flows."""
+
+    domains: tuple[str, ...] = ("ranepa.ru",)
+    code_ttl: float = 600.0
+    max_attempts: int = 5
+    resend_cooldown: float = 60.0
+    max_sends_per_hour: int = 5
+
+
+@dataclass(slots=True)
+class Services:
+    storage: Storage
+    tickets: TicketSystem
+    mailer: Mailer
+    spool: FileSpool
+    auth: AuthPolicy = field(default_factory=AuthPolicy)
+    clock: Callable[[], float] = time.time
+    idle_timeout: float = 1800.0
+
+
+@dataclass(slots=True)
+class ActionContext:
+    peer: str
+    slots: dict[str, Any]
+    flows: FlowSet
+    services: Services
+
+    def record(self, name: str) -> dict[str, Any]:
+        """The slot `name` as a dict, created if missing (actions write their results there)."""
+        value = self.slots.get(name)
+        if not isinstance(value, dict):
+            value = {}
+            self.slots[name] = value
+        return value

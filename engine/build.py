@@ -1,0 +1,282 @@
+"""Turn schema-valid YAML documents into the typed flow model.
+
+Targets are qualified here ("describe" in flow create_ticket becomes "create_ticket.describe"),
+templates are parsed, and every template use is remembered with its position and scope so that
+the linter can check the slots it names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import templates
+from engine.findings import Finding, Severity
+from engine.model import (
+    RETURN,
+    BotSettings,
+    ButtonSpec,
+    Catalog,
+    CatalogEntry,
+    CatalogGroup,
+    FlowSpec,
+    InputSpec,
+    Mapping_,
+    PickLabels,
+    PickSpec,
+    SayPart,
+    StateSpec,
+    TicketSettings,
+    TransitionSpec,
+    Where,
+)
+from engine.templates import Template
+from engine.text import normalize_text
+from engine.yamlsrc import JsonPath, YamlDoc
+
+@dataclass(frozen=True, slots=True)
+class TemplateUse:
+    template: Template
+    where: Where
+    scope: str  # "slots" | "item:<list source>" | "mail" | "input" | "ticket"
+
+
+@dataclass(slots=True)
+class Built:
+    flows: dict[str, FlowSpec] = field(default_factory=dict)
+    catalog: Catalog | None = None
+    bot: BotSettings | None = None
+    tickets: TicketSettings | None = None
+    uses: list[TemplateUse] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    # Where each kind of settings file was first seen, to report a second one.
+    seen_kinds: dict[str, Where] = field(default_factory=dict)
+
+
+def flow_set_version(texts: Sequence[tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for name, text in sorted(texts):
+        digest.update(name.encode())
+        digest.update(b"\0")
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+class _DocBuilder:
+    def __init__(self, doc: YamlDoc, out: Built) -> None:
+        self.doc = doc
+        self.out = out
+
+    def where(self, path: JsonPath, *, key: bool = False) -> Where:
+        line, col = self.doc.pos(path, key=key)
+        return Where(self.doc.path, line, col)
+
+    def error(self, path: JsonPath, code: str, message: str, *, key: bool = False) -> None:
+        w = self.where(path, key=key)
+        self.out.findings.append(Finding(w.path, w.line, w.col, code, message, Severity.ERROR))
+
+    def template(self, source: str, path: JsonPath, scope: str) -> Template:
+        try:
+            tpl = templates.parse(source)
+        except templates.TemplateError as exc:
+            self.error(path, "F031", f"{exc} (at character {exc.offset + 1})")
+            return templates.parse(source.replace("{", "{{").replace("}", "}}"))
+        self.out.uses.append(TemplateUse(tpl, self.where(path), scope))
+        return tpl
+
+    def say(self, value: Any, path: JsonPath, scope: str = "slots") -> tuple[SayPart, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (SayPart(self.template(value, path, scope)),)
+        parts: list[SayPart] = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                parts.append(SayPart(self.template(item, (*path, i), scope)))
+            else:
+                parts.append(SayPart(self.template(item["text"], (*path, i, "text"), scope),
+                                     item.get("when"), item.get("unless")))
+        return tuple(parts)
+
+    def buttons(self, rows: Any, path: JsonPath) -> tuple[tuple[ButtonSpec, ...], ...]:
+        return tuple(
+            tuple(
+                ButtonSpec(b["label"], b["event"], b.get("color"), b.get("when"), b.get("unless"),
+                           self.where((*path, r, c)))
+                for c, b in enumerate(row)
+            )
+            for r, row in enumerate(rows or [])
+        )
+
+    def target(self, flow: str | None, value: str) -> str:
+        if value == RETURN or "." in value or flow is None:
+            return value
+        return f"{flow}.{value}"
+
+    def transition(self, flow: str | None, event: str, value: Any, path: JsonPath) -> TransitionSpec:
+        if isinstance(value, str):
+            return TransitionSpec(event, self.target(flow, value), where=self.where(path))
+        return TransitionSpec(
+            event=event,
+            to=self.target(flow, value["to"]),
+            say=self.say(value.get("say"), (*path, "say")),
+            then=self.target(flow, value["then"]) if "then" in value else None,
+            otherwise=self.target(flow, value["else"]) if "else" in value else None,
+            set=dict(value.get("set", {})),
+            clear=tuple(value.get("clear", [])),
+            where=self.where(path),
+        )
+
+    # ------------------------------------------------------------------ per kind
+
+    def flow(self, data: dict[str, Any]) -> None:
+        name = data["flow"]
+        if name in self.out.flows:
+            first = self.out.flows[name].where
+            self.error(("flow",), "F040", f"flow '{name}' is already defined in {first.path}:{first.line}")
+            return
+        states: dict[str, StateSpec] = {}
+        for sname, sdata in data["states"].items():
+            qname = f"{name}.{sname}"
+            path: JsonPath = ("states", sname)
+            states[qname] = self.state(name, qname, sdata, path)
+        self.out.flows[name] = FlowSpec(name, f"{name}.{data['start']}", states, self.where(("flow",)))
+
+    def state(self, flow: str, qname: str, data: dict[str, Any], path: JsonPath) -> StateSpec:
+        inp = self.input(data["input"], (*path, "input")) if "input" in data else None
+        pick = self.pick(data["pick"], (*path, "pick")) if "pick" in data else None
+        return StateSpec(
+            name=qname,
+            # A state that takes input may show its limits ({max_files}…) in its text.
+            say=self.say(data.get("say"), (*path, "say"), "input" if inp else "slots"),
+            enter=tuple(data.get("enter", [])),
+            input=inp,
+            pick=pick,
+            buttons=self.buttons(data.get("buttons"), (*path, "buttons")),
+            footer=bool(data.get("footer", True)),
+            on={ev: self.transition(flow, ev, t, (*path, "on", ev)) for ev, t in (data.get("on") or {}).items()},
+            where=self.where(path, key=True),
+        )
+
+    def input(self, data: dict[str, Any], path: JsonPath) -> InputSpec:
+        errors = {k: self.template(v, (*path, "errors", k), "input") for k, v in data.get("errors", {}).items()}
+        spec = InputSpec(
+            kind=data["kind"],
+            slot=data["slot"],
+            min_length=int(data.get("min_length", 0)),
+            max_length=int(data.get("max_length", 4000)),
+            max_files=int(data.get("max_files", 5)),
+            max_file_mb=float(data.get("max_file_mb", 10)),
+            extensions=tuple(e.lower() for e in data.get("extensions", [])),
+            text_slot=data.get("text_slot"),
+            files_slot=data.get("files_slot"),
+            accepted=self.say(data.get("accepted"), (*path, "accepted"), "input"),
+            noted=self.say(data.get("noted"), (*path, "noted"), "input"),
+            errors=errors,
+        )
+        if spec.min_length > spec.max_length:
+            self.error(path, "F070", f"min_length {spec.min_length} is greater than max_length {spec.max_length}")
+        if spec.text_slot and spec.kind != "attachments":
+            self.error((*path, "text_slot"), "F070", "text_slot is only for kind: attachments")
+        if spec.files_slot and spec.kind != "text":
+            self.error((*path, "files_slot"), "F070", "files_slot is only for kind: text")
+        return spec
+
+    def pick(self, data: dict[str, Any], path: JsonPath) -> PickSpec:
+        source = data["from"]
+        scope = f"item:{source}"
+        label = self.template(data["label"], (*path, "label"), scope) if "label" in data else None
+        line = self.template(data["line"], (*path, "line"), scope) if "line" in data else None
+        if source != "catalog" and (label is None or line is None):
+            self.error(path, "F070", f"a pick from the list '{source}' needs 'label' and 'line' templates")
+        return PickSpec(source, data["slot"], label, line, int(data.get("page_size", 6)))
+
+    def catalog(self, doc: dict[str, Any]) -> None:
+        data = doc["catalog"]
+        base = _mapping(data.get("defaults"))
+        groups: list[CatalogGroup] = []
+        for gi, g in enumerate(data["groups"]):
+            gmap = _mapping(g.get("map")).over(base)
+            entries = tuple(
+                CatalogEntry(e["id"], e["name"], g["id"], g["name"], _mapping(e.get("map")).over(gmap),
+                             self.where(("catalog", "groups", gi, "entries", ei)))
+                for ei, e in enumerate(g["entries"])
+            )
+            groups.append(CatalogGroup(g["id"], g["name"], entries, self.where(("catalog", "groups", gi))))
+        self.out.catalog = Catalog(tuple(groups))
+
+    def bot(self, data: dict[str, Any]) -> None:
+        b = data["bot"]
+        path: JsonPath = ("bot",)
+        commands: dict[str, str] = {}
+        for word, event in (b.get("commands") or {}).items():
+            key = normalize_text(word)
+            if not key:
+                self.error((*path, "commands", word), "F070", f"command '{word}' has no letters or digits", key=True)
+            elif key in commands and commands[key] != event:
+                self.error((*path, "commands", word), "F040",
+                           f"command '{word}' is the same typed text as another command", key=True)
+            else:
+                commands[key] = event
+        labels = b.get("pick_labels") or {}
+        mail = b.get("mail") or {}
+        self.out.bot = BotSettings(
+            start=b["start"],
+            footer=self.buttons(b.get("footer"), (*path, "footer")),
+            global_on={ev: self.transition(None, ev, t, (*path, "global", ev))
+                       for ev, t in (b.get("global") or {}).items()},
+            commands=commands,
+            pick_labels=PickLabels(**labels) if labels else PickLabels(),
+            messages={k: self.template(v, (*path, "messages", k), "slots") for k, v in b["messages"].items()},
+            mail_subject=self.template(mail.get("code_subject", "Code"), (*path, "mail", "code_subject"), "mail"),
+            mail_body=self.template(mail.get("code_body", "{code}"), (*path, "mail", "code_body"), "mail"),
+            where=self.where(path, key=True),
+        )
+        if not mail:
+            self.error(path, "F070", "bot.mail with code_subject and code_body is required to sign users in")
+
+    def simpleone(self, data: dict[str, Any]) -> None:
+        s = data["simpleone"]
+        path: JsonPath = ("simpleone",)
+        self.out.tickets = TicketSettings(
+            tables=tuple(s["ticket_tables"]),
+            comment_field=s["comment_field"],
+            subject=self.template(s["subject"], (*path, "subject"), "ticket"),
+            subject_max_length=int(s.get("subject_max_length", 160)),
+            description=self.template(s["description"], (*path, "description"), "ticket"),
+            comment=self.template(s["comment"], (*path, "comment"), "ticket") if "comment" in s else None,
+            list_limit=int(s.get("list_limit", 50)),
+            status_labels={t: {str(k): v for k, v in m.items()} for t, m in s["status_labels"].items()},
+            where=self.where(path, key=True),
+        )
+
+
+def _mapping(data: Any) -> Mapping_:
+    if not data:
+        return Mapping_()
+    return Mapping_(
+        table=data.get("table"),
+        service=data.get("service"),
+        category=data.get("category"),
+        subcategory=data.get("subcategory"),
+        contact_type=data.get("contact_type"),
+        fields=dict(data.get("fields", {})),
+    )
+
+
+def build(docs: Sequence[tuple[str, YamlDoc]]) -> Built:
+    """docs: (kind, document) pairs that passed the schema."""
+    out = Built()
+    for kind, doc in docs:
+        builder = _DocBuilder(doc, out)
+        if kind != "flow":
+            if kind in out.seen_kinds:
+                first = out.seen_kinds[kind]
+                builder.error((kind,), "F040", f"'{kind}' is already defined in {first.path}:{first.line}", key=True)
+                continue
+            out.seen_kinds[kind] = builder.where((kind,), key=True)
+        getattr(builder, kind)(doc.data)
+    return out

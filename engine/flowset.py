@@ -1,0 +1,85 @@
+"""Load a flow set: parse, validate, build, lint and compile — all or nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.actions import REGISTRY
+from engine.actions.registry import ActionRegistry
+from engine.build import build, flow_set_version
+from engine.findings import Finding, Severity
+from engine.lint import lint
+from engine.machine import CompiledMachine
+from engine.model import FlowSet
+from engine.schema_check import check_schema
+from engine.yamlsrc import YamlDoc, load_yaml_file
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(slots=True)
+class LoadResult:
+    flow_set: FlowSet | None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+
+def collect_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
+    """The flow files named by paths: files as given, directories' *.yaml (not recursive)."""
+    files: list[Path] = []
+    findings: list[Finding] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            findings.append(Finding(str(path), 1, 1, "F001", "no such file or directory"))
+    return files, findings
+
+
+def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) -> LoadResult:
+    files, findings = collect_files(paths)
+    docs: list[tuple[str, YamlDoc]] = []
+    texts: list[tuple[str, str]] = []
+    for path in files:
+        doc, problems = load_yaml_file(path)
+        findings.extend(problems)
+        if doc is None:
+            continue
+        kind, problems = check_schema(doc)
+        findings.extend(problems)
+        if kind is not None and not problems:
+            docs.append((kind, doc))
+            texts.append((path.name, path.read_text(encoding="utf-8")))
+    built = build(docs)
+    findings.extend(built.findings)
+    findings.extend(lint(built, registry))
+    findings.sort(key=lambda f: (f.path, f.line, f.col, f.code))
+    result = LoadResult(None, findings)
+    if result.errors or len(docs) != len(files) or built.bot is None or built.catalog is None \
+            or built.tickets is None:
+        return result
+    states = {name: st for flow in built.flows.values() for name, st in flow.states.items()}
+    file_slots = {st.input.slot: st.input for st in states.values()
+                  if st.input is not None and st.input.kind == "attachments"}
+    result.flow_set = FlowSet(
+        version=flow_set_version(texts),
+        flows=built.flows,
+        states=states,
+        catalog=built.catalog,
+        bot=built.bot,
+        tickets=built.tickets,
+        machine=CompiledMachine(states, built.bot),
+        files=tuple(str(p) for p in files),
+        file_slots=file_slots,
+    )
+    return result

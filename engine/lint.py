@@ -1,0 +1,373 @@
+"""Semantic checks of a built flow set: what the schema alone cannot see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from engine.actions.registry import VALUE, ActionRegistry, Shape
+from engine.build import Built, TemplateUse
+from engine.text import normalize_text
+from engine.findings import Finding, Severity
+from engine.inputs import ERRORS_BY_KIND
+from engine.model import RETURN, BotSettings, ButtonSpec, FlowSpec, StateSpec, TransitionSpec, Where
+from engine.replies import Button
+
+# VK's keyboard limits (shared/reference/vk-api.md): a regular keyboard.
+VK_MAX_ROWS = 10
+VK_MAX_PER_ROW = 5
+VK_MAX_BUTTONS = 40
+VK_MAX_LABEL = 40
+VK_MAX_PAYLOAD = 255
+
+FILE_FIELDS = frozenset({"id", "name", "size", "mime"})
+BUILTIN_SLOTS: dict[str, Shape] = {"user": Shape.record("email", "name", "caller_id")}
+CATALOG_ITEM = Shape.record("id", "name", "group", "group_id")
+SCOPE_VARS: dict[str, dict[str, Shape]] = {
+    "mail": {"code": VALUE, "minutes": VALUE, "email": VALUE},
+    "input": {"min": VALUE, "max": VALUE, "max_files": VALUE, "max_mb": VALUE, "extensions": VALUE,
+              "file": Shape.record("name", "size"), "count": VALUE},
+}
+# Events the engine raises itself, by the kind of state.
+INPUT_EVENT = "ok"
+PICK_EVENTS = ("chosen", "back")
+
+
+class Linter:
+    def __init__(self, built: Built, registry: ActionRegistry) -> None:
+        self.b = built
+        self.registry = registry
+        self.findings: list[Finding] = []
+        self.states: dict[str, StateSpec] = {
+            name: st for flow in built.flows.values() for name, st in flow.states.items()
+        }
+
+    def add(self, where: Where | None, code: str, message: str, severity: Severity = Severity.ERROR) -> None:
+        w = where or Where("flows", 1, 1)
+        self.findings.append(Finding(w.path, w.line, w.col, code, message, severity))
+
+    def run(self) -> list[Finding]:
+        b = self.b
+        if b.bot is None:
+            self.add(None, "F070", "no bot settings: one file must have the top-level key 'bot'")
+        if b.catalog is None:
+            self.add(None, "F070", "no service catalogue: one file must have the top-level key 'catalog'")
+        if b.tickets is None:
+            self.add(None, "F070", "no SimpleOne settings: one file must have the top-level key 'simpleone'")
+        if not b.flows:
+            self.add(None, "F070", "no flows: at least one file must have the top-level key 'flow'")
+        self.check_targets()
+        self.check_states()
+        self.check_reachability()
+        self.check_templates()
+        self.check_catalog()
+        self.check_settings()
+        return self.findings
+
+    # ------------------------------------------------------------------ targets
+
+    def check_target(self, target: str | None, where: Where | None, *, global_ctx: bool = False) -> None:
+        if target is None or target == RETURN:
+            return
+        if "." not in target:
+            self.add(where, "F010", f"target '{target}' must be written as flow.state here")
+            return
+        flow, _, state = target.partition(".")
+        if flow not in self.b.flows:
+            known = ", ".join(sorted(self.b.flows)) or "none"
+            self.add(where, "F011", f"unknown flow '{flow}' in target '{target}' (flows: {known})")
+        elif target not in self.states:
+            self.add(where, "F010", f"unknown state '{state}' in flow '{flow}'")
+
+    def transitions(self) -> Iterable[tuple[StateSpec | None, TransitionSpec]]:
+        for st in self.states.values():
+            for t in st.on.values():
+                yield st, t
+        if self.b.bot:
+            for t in self.b.bot.global_on.values():
+                yield None, t
+
+    def check_targets(self) -> None:
+        for flow in self.b.flows.values():
+            self.check_target(flow.start, flow.where)
+        if self.b.bot:
+            self.check_target(self.b.bot.start, self.b.bot.where, global_ctx=True)
+        for _, t in self.transitions():
+            self.check_target(t.to, t.where)
+            self.check_target(t.then, t.where)
+            self.check_target(t.otherwise, t.where)
+            if t.to == RETURN and t.then:
+                self.add(t.where, "F070", "'then' makes no sense on a transition to 'return'")
+
+    # ------------------------------------------------------------------ states
+
+    def raised_events(self, st: StateSpec) -> dict[str, Where]:
+        """Events that can happen in this state, with where each comes from."""
+        raised: dict[str, Where] = {}
+        for row in self.rows(st):
+            for button in row:
+                raised.setdefault(button.event, button.where)
+        if st.input and st.input.kind != "attachments":
+            raised.setdefault(INPUT_EVENT, st.where)
+        if st.pick:
+            for ev in PICK_EVENTS:
+                raised.setdefault(ev, st.where)
+        for name in st.enter:
+            info = self.registry.get(name)
+            for ev in info.emits if info else ():
+                raised.setdefault(ev, st.where)
+        return raised
+
+    def rows(self, st: StateSpec) -> list[tuple[ButtonSpec, ...]]:
+        rows = list(st.buttons)
+        if st.footer and self.b.bot:
+            rows.extend(self.b.bot.footer)
+        return rows
+
+    def handled(self, st: StateSpec, event: str) -> bool:
+        return event in st.on or bool(self.b.bot and event in self.b.bot.global_on)
+
+    def check_states(self) -> None:
+        commands = set(self.b.bot.commands.values()) if self.b.bot else set()
+        for st in self.states.values():
+            raised = self.raised_events(st)
+            for name in st.enter:
+                info = self.registry.get(name)
+                if info is None:
+                    known = ", ".join(a.name for a in self.registry.all())
+                    self.add(st.where, "F020", f"{st.name}: unknown action '{name}' (known: {known})")
+                    continue
+                for ev in sorted(info.emits):
+                    if not self.handled(st, ev):
+                        self.add(st.where, "F021",
+                                 f"{st.name}: action '{name}' can end with '{ev}', but the state has no 'on: {ev}'")
+            for row in st.buttons:
+                for button in row:
+                    if not self.handled(st, button.event):
+                        self.add(button.where, "F014",
+                                 f"{st.name}: button '{button.label}' raises '{button.event}' but nothing handles it")
+            for ev, t in st.on.items():
+                if ev not in raised and ev not in commands and ev not in (self.b.bot.global_on if self.b.bot else {}):
+                    self.add(t.where, "F014", f"{st.name}: 'on: {ev}' can never happen here (no button, input, "
+                             "pick, action or command raises it)", Severity.WARNING)
+            shows_buttons = bool(self.rows(st)) or st.pick is not None
+            if not st.on and not shows_buttons and st.input is None:
+                self.add(st.where, "F013", f"{st.name}: no buttons, no input and no transitions: the user is stuck")
+            elif st.enter and not st.say and not shows_buttons and st.input is None and not any(
+                self.handled(st, ev) for name in st.enter for ev in (self.registry.get(name) or _NONE).emits
+            ):
+                self.add(st.where, "F013", f"{st.name}: its actions lead nowhere and it shows nothing")
+            if st.input:
+                self.check_input(st)
+            self.check_keyboard(st)
+            labels: dict[str, str] = {}
+            for row in st.buttons:
+                for button in row:
+                    key = normalize_text(button.label)
+                    if key in labels and labels[key] != button.event:
+                        self.add(button.where, "F040",
+                                 f"{st.name}: two buttons read '{button.label}' but raise different events")
+                    labels[key] = button.event
+
+    def check_input(self, st: StateSpec) -> None:
+        inp = st.input
+        assert inp is not None
+        needed = [e for e in ERRORS_BY_KIND[inp.kind] if e != "too_short" or inp.min_length > 0]
+        for key in needed:
+            if key not in inp.errors:
+                self.add(st.where, "F070", f"{st.name}: input of kind {inp.kind} needs a text for errors.{key}")
+        if inp.kind == "attachments":
+            if not st.buttons:
+                self.add(st.where, "F013", f"{st.name}: an attachments state needs a button to finish")
+            if not inp.accepted:
+                self.add(st.where, "F070", f"{st.name}: attachments input needs an 'accepted' text")
+            if inp.text_slot and not inp.noted:
+                self.add(st.where, "F070", f"{st.name}: text_slot needs a 'noted' text")
+        if inp.files_slot and not any(
+            o.input and o.input.kind == "attachments" and o.input.slot == inp.files_slot for o in self.states.values()
+        ):
+            self.add(st.where, "F070", f"{st.name}: files_slot '{inp.files_slot}' is not the slot of any "
+                     "attachments input (its limits would be unknown)")
+
+    def check_keyboard(self, st: StateSpec) -> None:
+        rows = self.rows(st)
+        n_rows = len(rows)
+        n_buttons = sum(len(r) for r in rows)
+        if st.pick:
+            # The page of items (one per row), a paging row and a Back row.
+            n_rows += st.pick.page_size + 2
+            n_buttons += st.pick.page_size + 3
+        if n_rows > VK_MAX_ROWS or n_buttons > VK_MAX_BUTTONS:
+            self.add(st.where, "F050", f"{st.name}: keyboard may need {n_rows} rows and {n_buttons} buttons; "
+                     f"VK allows {VK_MAX_ROWS} rows and {VK_MAX_BUTTONS} buttons")
+        for row in rows:
+            if len(row) > VK_MAX_PER_ROW:
+                self.add(row[0].where, "F050", f"{st.name}: a row of {len(row)} buttons; VK allows {VK_MAX_PER_ROW}")
+            for button in row:
+                self.check_button(button, st.name)
+
+    def check_button(self, button: ButtonSpec, owner: str) -> None:
+        if len(button.label) > VK_MAX_LABEL:
+            self.add(button.where, "F051",
+                     f"{owner}: label '{button.label}' has {len(button.label)} characters; VK allows {VK_MAX_LABEL}")
+        size = len(Button(button.label, button.event).payload.encode())
+        if size > VK_MAX_PAYLOAD:
+            self.add(button.where, "F052", f"{owner}: payload of '{button.label}' is {size} bytes; VK allows 255")
+
+    # ------------------------------------------------------------------ reachability
+
+    def check_reachability(self) -> None:
+        bot = self.b.bot
+        if bot is None:
+            return
+        roots = [bot.start, *(t.to for t in bot.global_on.values()), *(t.then for t in bot.global_on.values() if t.then)]
+        seen: set[str] = set()
+        todo = [r for r in roots if r in self.states]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for t in self.states[name].on.values():
+                for nxt in (t.to, t.then, t.otherwise):
+                    if nxt and nxt in self.states and nxt not in seen:
+                        todo.append(nxt)
+        for name, st in self.states.items():
+            if name not in seen:
+                self.add(st.where, "F012", f"{name}: no transition leads here", Severity.WARNING)
+
+    # ------------------------------------------------------------------ templates
+
+    def known_slots(self) -> dict[str, Shape]:
+        known: dict[str, Shape] = dict(BUILTIN_SLOTS)
+        lists: dict[str, Shape] = {}
+        for info in self.registry.all():
+            for slot, shape in info.writes.items():
+                known[slot] = _merge(known.get(slot), shape)
+                if shape.is_list:
+                    lists[slot] = shape
+        for st in self.states.values():
+            if st.input:
+                inp = st.input
+                if inp.kind == "attachments":
+                    known[inp.slot] = Shape(FILE_FIELDS, is_list=True)
+                    lists[inp.slot] = known[inp.slot]
+                    if inp.text_slot:
+                        known.setdefault(inp.text_slot, VALUE)
+                else:
+                    known.setdefault(inp.slot, VALUE)
+                    if inp.files_slot:
+                        known[inp.files_slot] = Shape(FILE_FIELDS, is_list=True)
+            for t in st.on.values():
+                for slot in t.set:
+                    known.setdefault(slot, VALUE)
+        for st in self.states.values():
+            if st.pick:
+                if st.pick.source == "catalog":
+                    picked = CATALOG_ITEM
+                else:
+                    item = lists.get(st.pick.source)
+                    if item is None:
+                        self.add(st.where, "F070",
+                                 f"{st.name}: picks from '{st.pick.source}', which no action or input fills with a list")
+                    picked = Shape(item.fields if item else frozenset())
+                known[st.pick.slot] = _merge(known.get(st.pick.slot), picked)
+        self._lists = lists
+        return known
+
+    def check_templates(self) -> None:
+        slots = self.known_slots()
+        for use in self.b.uses:
+            scope = self.scope(use, slots)
+            for ref in use.template.refs:
+                root, *rest = ref.path
+                shape = scope.get(root)
+                if shape is None:
+                    self.add(use.where, "F030", f"unknown slot '{'.'.join(ref.path)}' in text "
+                             f"'{_excerpt(use.template.source)}'")
+                elif rest and shape.fields and rest[0] not in shape.fields:
+                    self.add(use.where, "F030", f"'{root}' has no field '{rest[0]}' "
+                             f"(it has: {', '.join(sorted(shape.fields))})")
+                elif ref.filter and not shape.is_list:
+                    self.add(use.where, "F031", f"filter '{ref.filter}' needs a list, and '{root}' is not one")
+
+    def scope(self, use: TemplateUse, slots: Mapping[str, Shape]) -> Mapping[str, Shape]:
+        if use.scope.startswith("item:"):
+            source = use.scope[5:]
+            item = CATALOG_ITEM if source == "catalog" else self._lists.get(source, Shape())
+            return {**{f: VALUE for f in item.fields}, "n": VALUE}
+        if use.scope == "mail":
+            return SCOPE_VARS["mail"]
+        if use.scope == "input":
+            return {**slots, **SCOPE_VARS["input"]}
+        return slots
+
+    # ------------------------------------------------------------------ catalogue and settings
+
+    def check_catalog(self) -> None:
+        if self.b.catalog is None:
+            return
+        seen: dict[str, Where] = {}
+        for group in self.b.catalog.groups:
+            for ident, where in [(f"group {group.id}", group.where),
+                                 *((f"entry {e.id}", e.where) for e in group.entries)]:
+                if ident in seen:
+                    self.add(where, "F040", f"catalogue {ident} is already used at line {seen[ident].line}")
+                seen[ident] = where
+            for entry in group.entries:
+                m = entry.mapping
+                missing = []
+                if not m.table:
+                    missing.append("table")
+                if not (m.service or m.category or m.subcategory):
+                    missing.append("service, category or subcategory")
+                if missing:
+                    self.add(entry.where, "F060", f"catalogue entry '{entry.name}' has no SimpleOne "
+                             f"{' and no '.join(missing)} (set it on the entry, its group or catalog.defaults)")
+
+    def check_settings(self) -> None:
+        bot, tickets = self.b.bot, self.b.tickets
+        if bot:
+            for row in bot.footer:
+                for button in row:
+                    self.check_button(button, "footer")
+                    if button.event not in bot.global_on:
+                        self.add(button.where, "F014", f"footer button '{button.label}' raises "
+                                 f"'{button.event}', which is not in bot.global")
+            for ev in set(bot.commands.values()):
+                local = any(ev in st.on or ev in self.raised_events(st) for st in self.states.values())
+                if ev not in bot.global_on and not local:
+                    self.add(bot.where, "F014", f"command event '{ev}' is handled nowhere", Severity.WARNING)
+        if tickets and self.b.catalog:
+            tables = {e.mapping.table for g in self.b.catalog.groups for e in g.entries if e.mapping.table}
+            missing = sorted(t for t in tables if t not in tickets.tables)
+            if missing:
+                self.add(tickets.where, "F070", "catalogue creates tickets in " + ", ".join(missing) +
+                         ", which simpleone.ticket_tables does not list (users would not see them)")
+            for table in tickets.tables:
+                if table not in tickets.status_labels and "default" not in tickets.status_labels:
+                    self.add(tickets.where, "F070", f"no status_labels for table '{table}'", Severity.WARNING)
+
+
+class _NoAction:
+    emits: frozenset[str] = frozenset()
+
+
+_NONE = _NoAction()
+
+
+def _merge(a: Shape | None, b: Shape) -> Shape:
+    if a is None:
+        return b
+    return Shape(a.fields | b.fields, a.is_list or b.is_list)
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 50 else text[:47] + "..."
+
+
+def lint(built: Built, registry: ActionRegistry) -> list[Finding]:
+    return Linter(built, registry).run()
+
+
+__all__ = ["BotSettings", "FlowSpec", "lint"]

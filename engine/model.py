@@ -1,0 +1,216 @@
+"""The flow set as typed, immutable data, built from schema-valid YAML documents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from engine.templates import Template
+
+if TYPE_CHECKING:
+    from engine.machine import CompiledMachine
+
+RETURN = "return"
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where a node came from, for findings."""
+
+    path: str
+    line: int
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class SayPart:
+    template: Template
+    when: str | None = None
+    unless: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonSpec:
+    label: str
+    event: str
+    color: str | None
+    when: str | None
+    unless: str | None
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionSpec:
+    event: str
+    to: str  # a qualified state name "flow.state", or RETURN
+    say: tuple[SayPart, ...] = ()
+    then: str | None = None
+    otherwise: str | None = None  # 'else' in YAML
+    set: Mapping[str, Any] = field(default_factory=dict)
+    clear: tuple[str, ...] = ()
+    where: Where | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    kind: str  # text | email | code | attachments
+    slot: str
+    min_length: int = 0
+    max_length: int = 4000
+    max_files: int = 5
+    max_file_mb: float = 10.0
+    extensions: tuple[str, ...] = ()
+    text_slot: str | None = None
+    files_slot: str | None = None
+    accepted: tuple[SayPart, ...] = ()
+    noted: tuple[SayPart, ...] = ()
+    errors: Mapping[str, Template] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PickSpec:
+    source: str  # "catalog" or the name of a list slot
+    slot: str
+    label: Template | None
+    line: Template | None
+    page_size: int = 6
+
+
+@dataclass(frozen=True, slots=True)
+class StateSpec:
+    name: str  # qualified: "flow.state"
+    say: tuple[SayPart, ...]
+    enter: tuple[str, ...]
+    input: InputSpec | None
+    pick: PickSpec | None
+    buttons: tuple[tuple[ButtonSpec, ...], ...]
+    footer: bool
+    on: Mapping[str, TransitionSpec]
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSpec:
+    name: str
+    start: str  # qualified
+    states: Mapping[str, StateSpec]
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping_:
+    table: str | None = None
+    service: str | None = None
+    category: str | None = None
+    subcategory: str | None = None
+    contact_type: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    def over(self, base: Mapping_) -> Mapping_:
+        """This mapping with unset values taken from base (defaults → group → entry)."""
+        return Mapping_(
+            table=self.table or base.table,
+            service=self.service or base.service,
+            category=self.category or base.category,
+            subcategory=self.subcategory or base.subcategory,
+            contact_type=self.contact_type or base.contact_type,
+            fields={**base.fields, **self.fields},
+        )
+
+    def record_fields(self) -> dict[str, str]:
+        out = dict(self.fields)
+        for key in ("service", "category", "subcategory", "contact_type"):
+            value = getattr(self, key)
+            if value:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    id: str
+    name: str
+    group_id: str
+    group_name: str
+    mapping: Mapping_  # already merged with group and defaults
+    where: Where
+
+    def as_slot(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "group_id": self.group_id, "group": self.group_name}
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogGroup:
+    id: str
+    name: str
+    entries: tuple[CatalogEntry, ...]
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    groups: tuple[CatalogGroup, ...]
+
+    def entry(self, entry_id: str) -> CatalogEntry | None:
+        for group in self.groups:
+            for entry in group.entries:
+                if entry.id == entry_id:
+                    return entry
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PickLabels:
+    next: str = "Далее"
+    prev: str = "Ранее"
+    back: str = "Назад"
+
+
+@dataclass(frozen=True, slots=True)
+class BotSettings:
+    start: str
+    footer: tuple[tuple[ButtonSpec, ...], ...]
+    global_on: Mapping[str, TransitionSpec]
+    commands: Mapping[str, str]  # normalised typed text → event
+    pick_labels: PickLabels
+    messages: Mapping[str, Template]
+    mail_subject: Template
+    mail_body: Template
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class TicketSettings:
+    tables: tuple[str, ...]
+    comment_field: str
+    subject: Template
+    subject_max_length: int
+    description: Template
+    comment: Template | None
+    list_limit: int
+    status_labels: Mapping[str, Mapping[str, str]]  # table (or "default") → code → label
+    where: Where
+
+    def status_label(self, table: str, code: str) -> str:
+        for key in (table, "default"):
+            label = self.status_labels.get(key, {}).get(code)
+            if label:
+                return label
+        return code
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSet:
+    """A whole, valid flow set: what the engine runs and hot reload swaps atomically."""
+
+    version: str
+    flows: Mapping[str, FlowSpec]
+    states: Mapping[str, StateSpec]
+    catalog: Catalog
+    bot: BotSettings
+    tickets: TicketSettings
+    machine: CompiledMachine
+    files: tuple[str, ...]
+    # Slots that hold spooled files, with the input whose limits apply to them.
+    file_slots: Mapping[str, InputSpec]

@@ -1,0 +1,142 @@
+"""The generic "pick from a list" state: the service catalogue (groups → entries) or a list slot.
+
+Where the user is (level and page) lives in the reserved slot `_pick`, so it survives restarts
+like every other part of the session. Items are numbered across pages; full names go in the
+message text and shortened names on the buttons, since VK caps labels at 40 characters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.model import FlowSet, PickSpec, StateSpec
+from engine.replies import Button
+from engine.text import normalize_text
+
+PICK_SLOT = "_pick"
+MAX_LABEL = 40
+TOP = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    title: str  # full name, for the message text
+    label: str  # for the button, at most MAX_LABEL characters
+    value: dict[str, Any] | None  # the slot value when picked; None for a catalogue group
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    items: list[Item]
+    group: int  # TOP, or the index of the open catalogue group
+    page: int
+    pages: int
+    page_size: int
+
+    @property
+    def first(self) -> int:
+        return self.page * self.page_size
+
+    def page_items(self) -> list[tuple[int, Item]]:
+        return list(enumerate(self.items))[self.first : self.first + self.page_size]
+
+
+def shorten(text: str, limit: int = MAX_LABEL) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def position(slots: dict[str, Any], state: str) -> tuple[int, int]:
+    pos = slots.get(PICK_SLOT)
+    if isinstance(pos, dict) and pos.get("s") == state:
+        return int(pos.get("g", TOP)), int(pos.get("p", 0))
+    return TOP, 0
+
+
+def set_position(slots: dict[str, Any], state: str, group: int, page: int) -> None:
+    slots[PICK_SLOT] = {"s": state, "g": group, "p": page}
+
+
+def items(flows: FlowSet, spec: PickSpec, slots: dict[str, Any], group: int) -> list[Item]:
+    if spec.source == "catalog":
+        groups = flows.catalog.groups
+        if 0 <= group < len(groups):
+            return [Item(e.name, shorten(f"{n}. {e.name}"), e.as_slot())
+                    for n, e in enumerate(groups[group].entries, 1)]
+        return [Item(g.name, shorten(f"{n}. {g.name}"), None) for n, g in enumerate(groups, 1)]
+    out: list[Item] = []
+    source = slots.get(spec.source)
+    for n, value in enumerate(source if isinstance(source, list) else [], 1):
+        if not isinstance(value, dict):
+            continue
+        values = {**value, "n": n}
+        title = spec.line.render(values) if spec.line else str(n)
+        label = spec.label.render(values) if spec.label else str(n)
+        out.append(Item(title, shorten(label), dict(value)))
+    return out
+
+
+def view(flows: FlowSet, st: StateSpec, slots: dict[str, Any]) -> View:
+    assert st.pick is not None
+    group, page = position(slots, st.name)
+    if st.pick.source != "catalog" or not 0 <= group < len(flows.catalog.groups):
+        group = TOP
+    found = items(flows, st.pick, slots, group)
+    size = st.pick.page_size
+    pages = max(1, -(-len(found) // size))
+    return View(found, group, min(max(page, 0), pages - 1), pages, size)
+
+
+def lines(v: View, numbered: bool) -> list[str]:
+    """The visible page as message lines; catalogue names are numbered, list lines are templates."""
+    return [f"{i + 1}. {item.title}" if numbered else item.title for i, item in v.page_items()]
+
+
+def buttons(flows: FlowSet, st: StateSpec, v: View, back_handled: bool) -> list[list[Button]]:
+    labels = flows.bot.pick_labels
+    rows = [[Button(item.label, "pick", index=i)] for i, item in v.page_items()]
+    nav = []
+    if v.page > 0:
+        nav.append(Button(labels.prev, "pick_prev"))
+    if v.page < v.pages - 1:
+        nav.append(Button(labels.next, "pick_next"))
+    if nav:
+        rows.append(nav)
+    if v.group != TOP:
+        rows.append([Button(labels.back, "pick_up")])
+    elif back_handled:
+        rows.append([Button(labels.back, "back")])
+    return rows
+
+
+def navigate(flows: FlowSet, st: StateSpec, slots: dict[str, Any], event: str, index: int | None) -> str | None:
+    """Apply pick navigation; returns "chosen" when a final item went into the slot."""
+    assert st.pick is not None
+    v = view(flows, st, slots)
+    if event == "pick_next":
+        set_position(slots, st.name, v.group, min(v.page + 1, v.pages - 1))
+    elif event == "pick_prev":
+        set_position(slots, st.name, v.group, max(v.page - 1, 0))
+    elif event == "pick_up":
+        set_position(slots, st.name, TOP, max(v.group, 0) // v.page_size)
+    elif event == "pick" and index is not None and 0 <= index < len(v.items):
+        item = v.items[index]
+        if item.value is None:
+            set_position(slots, st.name, index, 0)
+        else:
+            slots[st.pick.slot] = item.value
+            return "chosen"
+    return None
+
+
+def match(v: View, typed: str, normalized: str) -> int | None:
+    """A typed number or full name, anywhere in the list (not only on the visible page)."""
+    digits = typed.strip().rstrip(".")
+    if digits.isdigit():
+        n = int(digits)
+        return n - 1 if 1 <= n <= len(v.items) else None
+    for i, item in enumerate(v.items):
+        if normalize_text(item.title) == normalized or normalize_text(item.label) == normalized:
+            return i
+    return None

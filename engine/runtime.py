@@ -1,0 +1,388 @@
+"""The engine: one user event in, the session stepped and committed, one reply out.
+
+Per event: restore the peer's session (cached), resolve what the user did into an event or an
+input, let the compiled machine route it, run the entered states' actions, render the reply,
+commit the session — and only then hand the reply back to the channel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from engine import picker
+from engine.actions import REGISTRY
+from engine.actions.context import ActionContext, Services
+from engine.actions.registry import ActionRegistry
+from engine.inputs import check_file, check_text, limits
+from engine.machine import PICK_INTERNAL
+from engine.model import RETURN, FlowSet, InputSpec, SayPart, StateSpec
+from engine.ports import Incoming, Session, SpooledFile
+from engine.replies import Button, Reply
+from engine.sessions import PeerLocks, SessionCache
+from engine.templates import lookup
+from engine.text import normalize_text
+
+log = logging.getLogger(__name__)
+
+RETURN_SLOT = "_return"
+MAX_RETURN_DEPTH = 5
+MAX_HOPS = 12  # transitions chained by action outcomes within one event
+MAX_MATCH_LENGTH = 200  # longer text is never a button label or a command
+MAX_PAYLOAD_LENGTH = 1024
+KEEP_ON_RESET = ("user",)
+
+
+class FlowSource(Protocol):
+    """Where the engine reads the flow set for each event (hot reload swaps it)."""
+
+    @property
+    def current(self) -> FlowSet: ...
+
+
+class StaticFlows:
+    def __init__(self, flow_set: FlowSet) -> None:
+        self._flow_set = flow_set
+
+    @property
+    def current(self) -> FlowSet:
+        return self._flow_set
+
+
+def render_say(parts: Sequence[SayPart], values: dict[str, Any]) -> str:
+    out = []
+    for part in parts:
+        if part.when and not lookup(values, part.when):
+            continue
+        if part.unless and lookup(values, part.unless):
+            continue
+        out.append(part.template.render(values))
+    return "\n".join(out).strip()
+
+
+def parse_payload(raw: str) -> tuple[str, int | None] | None:
+    if len(raw) > MAX_PAYLOAD_LENGTH:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("e"), str):
+        return None
+    index = data.get("i")
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
+        return None
+    return data["e"], index
+
+
+class Engine:
+    def __init__(self, flows: FlowSource, services: Services, *, registry: ActionRegistry = REGISTRY,
+                 cache_size: int = 10_000, max_redo: int = 3) -> None:
+        self.flows = flows
+        self.services = services
+        self.registry = registry
+        self.sessions = SessionCache(services.storage, cache_size)
+        self.locks = PeerLocks()
+        self.max_redo = max_redo
+
+    async def handle(self, peer: str, incoming: Incoming) -> list[Reply]:
+        """Handle one user event; the replies are returned only after the step is committed."""
+        async with self.locks.hold(peer):
+            if incoming.event_id and await self.services.storage.seen_event(incoming.event_id):
+                log.debug("event %s already handled; dropped", incoming.event_id)
+                return []
+            for _ in range(self.max_redo):
+                turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
+                reply = await turn.run(incoming)
+                if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id):
+                    return [reply]
+                log.warning("session of %s was changed by another writer; redoing the step", peer)
+            raise RuntimeError(f"could not commit a step for {peer} after {self.max_redo} tries")
+
+
+class Turn:
+    """One event's work on one session."""
+
+    def __init__(self, engine: Engine, flows: FlowSet, peer: str, session: Session | None) -> None:
+        self.engine = engine
+        self.services = engine.services
+        self.flows = flows
+        self.texts: list[str] = []
+        self.show_state = False
+        self.fresh = session is None
+        self.pending_discard: list[str] = []
+        now = self.services.clock()
+        if session is None:
+            session = Session(peer, flows.bot.start, {}, flows.version, now, 0)
+        self.session = session
+        if session.state not in flows.states:
+            self._reset(session, "state_gone")
+        elif now - session.updated_at > self.services.idle_timeout and session.state != flows.bot.start:
+            self._reset(session, "expired")
+        self.expected_version = session.version
+        session.updated_at = now
+        session.flow_version = flows.version
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def slots(self) -> dict[str, Any]:
+        return self.session.slots
+
+    @property
+    def state(self) -> StateSpec:
+        return self.flows.states[self.session.state]
+
+    def _reset(self, session: Session, notice: str) -> None:
+        for name, value in session.slots.items():
+            if name in self.flows.file_slots and isinstance(value, list):
+                self.pending_discard.extend(str(v.get("id")) for v in value if isinstance(v, dict))
+        session.slots = {k: session.slots[k] for k in KEEP_ON_RESET if k in session.slots}
+        session.state = self.flows.bot.start
+        self.fresh = True
+        self.message(notice)
+
+    def message(self, name: str, extra: dict[str, Any] | None = None) -> None:
+        tpl = self.flows.bot.messages.get(name)
+        if tpl is not None:
+            self.texts.append(tpl.render({**self.slots, **(extra or {})}))
+
+    def say(self, parts: Sequence[SayPart], extra: dict[str, Any] | None = None) -> None:
+        text = render_say(parts, {**self.slots, **extra} if extra else self.slots)
+        if text:
+            self.texts.append(text)
+
+    # ------------------------------------------------------------------ the step
+
+    async def run(self, incoming: Incoming) -> Reply:
+        try:
+            for file_id in self.pending_discard:
+                await self.services.spool.discard(file_id)
+            if self.fresh:
+                await self.enter(self.flows.bot.start)
+                resolved = self.resolve(incoming)
+                if resolved is not None:
+                    await self.dispatch(*resolved)
+                else:
+                    self.show_state = True
+            else:
+                await self.consume(incoming)
+            return self.reply()
+        except Exception:
+            log.exception("step failed for %s in state %s", self.session.peer, self.session.state)
+            return await self.recover()
+
+    async def recover(self) -> Reply:
+        """After a bug: keep the session as it was before this event, say so, show its buttons."""
+        before = await self.engine.sessions.load(self.session.peer)
+        self.session = before or Session(self.session.peer, self.flows.bot.start, {}, self.flows.version,
+                                         self.services.clock(), 0)
+        if self.session.state not in self.flows.states:
+            self.session.state = self.flows.bot.start
+        self.expected_version = self.session.version
+        self.session.updated_at = self.services.clock()
+        self.texts = []
+        self.show_state = False
+        self.message("error")
+        return self.reply()
+
+    async def consume(self, incoming: Incoming) -> None:
+        if incoming.unsupported:
+            self.message("unsupported_attachment")
+            if not (incoming.text.strip() or incoming.files or incoming.payload):
+                return
+        resolved = self.resolve(incoming)
+        if resolved is not None:
+            await self.dispatch(*resolved)
+            return
+        inp = self.state.input
+        if inp is not None and inp.kind == "attachments":
+            await self.take_files(inp, incoming)
+        elif inp is not None and (incoming.text.strip() or not (incoming.files or incoming.oversized)):
+            await self.take_text(inp, incoming)
+        elif incoming.files or incoming.oversized:
+            self.message("files_not_expected")
+        elif not incoming.unsupported:
+            self.message("stray")
+
+    def resolve(self, incoming: Incoming) -> tuple[str, int | None] | None:
+        """A button press, a typed label, list item or command; None when it is none of these."""
+        offered = self.offered_buttons()
+        if incoming.payload:
+            parsed = parse_payload(incoming.payload)
+            if parsed is not None:
+                event, index = parsed
+                if any(b.event == event and b.index == index for b in offered):
+                    return parsed
+                if index is None and event in self.flows.bot.global_on:
+                    return parsed
+        text = incoming.text.strip()
+        if not text or len(text) > MAX_MATCH_LENGTH:
+            return None
+        norm = normalize_text(text)
+        for button in offered:
+            if normalize_text(button.label) == norm:
+                return button.event, button.index
+        st = self.state
+        if st.pick is not None:
+            index = picker.match(picker.view(self.flows, st, self.slots), text, norm)
+            if index is not None:
+                return "pick", index
+        event = self.flows.bot.commands.get(norm)
+        if event is not None:
+            return event, None
+        return None
+
+    async def dispatch(self, event: str, index: int | None) -> None:
+        st = self.state
+        if st.pick is not None:
+            v = picker.view(self.flows, st, self.slots)
+            if event == "back" and v.group != picker.TOP:
+                event = "pick_up"
+            if event in PICK_INTERNAL:
+                outcome = picker.navigate(self.flows, st, self.slots, event, index)
+                if outcome is None:
+                    self.show_state = True
+                    return
+                event = outcome
+        await self.fire(event)
+
+    async def fire(self, event: str) -> None:
+        machine, bot = self.flows.machine, self.flows.bot
+        for _ in range(MAX_HOPS):
+            step = machine.fire(self.session.state, event)
+            if step is None or step.spec is None:
+                log.info("event %r is not handled in %s", event, self.session.state)
+                self.message("stray")
+                return
+            spec = step.spec
+            stack = self.slots.get(RETURN_SLOT)
+            stack = list(stack) if isinstance(stack, list) else []
+            dest = step.dest
+            if dest == RETURN:
+                dest = stack.pop() if stack else (spec.otherwise or bot.start)
+                if dest not in self.flows.states:  # a stale entry from an older flow set
+                    dest = spec.otherwise or bot.start
+            if spec.then:
+                stack = [*stack, spec.then][-MAX_RETURN_DEPTH:]
+            if stack:
+                self.slots[RETURN_SLOT] = stack
+            else:
+                self.slots.pop(RETURN_SLOT, None)
+            for name in spec.clear:
+                await self.clear_slot(name)
+            self.slots.update(spec.set)
+            self.say(spec.say)
+            outcome = await self.enter(dest)
+            if outcome is None:
+                return
+            event = outcome
+        log.error("more than %d chained transitions from %s; back to the start", MAX_HOPS, self.session.state)
+        self.session.state = bot.start
+        self.message("error")
+
+    async def enter(self, dest: str) -> str | None:
+        """Move to dest and run its actions; returns the first action outcome, if any."""
+        previous = self.session.state
+        self.session.state = dest
+        self.show_state = True
+        if dest == self.flows.bot.start:
+            self.slots.pop(RETURN_SLOT, None)
+        st = self.flows.states[dest]
+        if st.pick is not None and previous.partition(".")[0] != dest.partition(".")[0]:
+            self.slots.pop(picker.PICK_SLOT, None)
+        for name in st.enter:
+            info = self.engine.registry.get(name)
+            if info is None:
+                raise LookupError(f"unknown action {name!r} in {dest}")
+            outcome = await info.fn(ActionContext(self.session.peer, self.slots, self.flows, self.services))
+            if outcome:
+                return outcome
+        return None
+
+    # ------------------------------------------------------------------ input
+
+    async def take_text(self, inp: InputSpec, incoming: Incoming) -> None:
+        verdict = check_text(inp, incoming.text)
+        if not verdict.ok:
+            self.input_error(inp, verdict.error, verdict.vars)
+            return
+        self.slots[inp.slot] = verdict.value
+        if inp.files_slot and (incoming.files or incoming.oversized):
+            target = self.flows.file_slots.get(inp.files_slot)
+            if target is not None:
+                await self.take_files(target, Incoming(files=incoming.files, oversized=incoming.oversized),
+                                      quiet=True)
+        await self.fire("ok")
+
+    async def take_files(self, inp: InputSpec, incoming: Incoming, *, quiet: bool = False) -> None:
+        files = [f for f in self.slots.get(inp.slot) or [] if isinstance(f, dict)]
+        for file in [*incoming.files, *incoming.oversized]:
+            verdict = check_file(inp, file, len(files))
+            if not verdict.ok:
+                self.input_error(inp, verdict.error, verdict.vars)
+                continue
+            if isinstance(file, tuple):  # an oversized file is never accepted
+                continue
+            stored = await self.services.spool.put(self.session.peer, file.name, file.mime, file.data)
+            files.append(stored.as_slot())
+            if not quiet:
+                self.say(inp.accepted, {**limits(inp), **verdict.vars, "count": len(files)})
+        self.slots[inp.slot] = files
+        text = incoming.text.strip()
+        if text and inp.text_slot:
+            previous = str(self.slots.get(inp.text_slot) or "")
+            self.slots[inp.text_slot] = f"{previous}\n{text}".strip()[: inp.max_length]
+            self.say(inp.noted, {**limits(inp), "count": len(files)})
+        elif text and not incoming.files:
+            self.message("stray")
+
+    def input_error(self, inp: InputSpec, error: str | None, extra: dict[str, Any]) -> None:
+        tpl = inp.errors.get(error or "")
+        if tpl is None:
+            self.message("stray")
+            return
+        self.texts.append(tpl.render({**self.slots, **limits(inp), **extra}))
+
+    async def clear_slot(self, name: str) -> None:
+        value = self.slots.pop(name, None)
+        if name in self.flows.file_slots and isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    await self.services.spool.discard(SpooledFile.from_slot(item).id)
+
+    # ------------------------------------------------------------------ output
+
+    def offered_buttons(self) -> list[Button]:
+        return [b for row in self.buttons() for b in row]
+
+    def buttons(self) -> list[list[Button]]:
+        st = self.state
+        rows: list[list[Button]] = []
+        if st.pick is not None:
+            v = picker.view(self.flows, st, self.slots)
+            rows.extend(picker.buttons(self.flows, st, v, self.flows.machine.handles(st.name, "back")))
+        specs = [*st.buttons, *(self.flows.bot.footer if st.footer else ())]
+        for row in specs:
+            shown = [Button(b.label, b.event, color=b.color) for b in row
+                     if not (b.when and not lookup(self.slots, b.when))
+                     and not (b.unless and lookup(self.slots, b.unless))]
+            if shown:
+                rows.append(shown)
+        return rows
+
+    def reply(self) -> Reply:
+        texts = list(self.texts)
+        st = self.state
+        if self.show_state or not texts:
+            text = render_say(st.say, {**self.slots, **limits(st.input)} if st.input else self.slots)
+            if text:
+                texts.append(text)
+            if st.pick is not None:
+                v = picker.view(self.flows, st, self.slots)
+                lines = picker.lines(v, numbered=st.pick.source == "catalog")
+                if lines:
+                    texts.append("\n".join(lines))
+        return Reply("\n\n".join(t for t in texts if t) or "…", self.buttons())

@@ -1,0 +1,109 @@
+"""Safe text templates over session slots.
+
+Syntax: `{slot}`, `{slot.field}`, `{list|count}`, `{list|names}`; `{{` and `}}` for braces.
+Only dictionary keys are looked up — never attributes, indexes or format specs — and a
+substituted value is never parsed again, so nothing a user types can reach the engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+FILTERS = ("count", "names")
+_PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*"
+_FIELD = re.compile(rf"\s*({_PATH})\s*(?:\|\s*([a-z]+)\s*)?")
+
+
+class TemplateError(ValueError):
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    path: tuple[str, ...]
+    filter: str | None
+    offset: int  # character offset of the "{" in the source, for lint positions
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    source: str
+    parts: tuple[str | Ref, ...]
+
+    @property
+    def refs(self) -> list[Ref]:
+        return [p for p in self.parts if isinstance(p, Ref)]
+
+    def render(self, values: Mapping[str, Any]) -> str:
+        out: list[str] = []
+        for part in self.parts:
+            out.append(part if isinstance(part, str) else _format(_lookup(values, part.path), part.filter))
+        return "".join(out)
+
+
+def parse(source: str) -> Template:
+    parts: list[str | Ref] = []
+    text: list[str] = []
+    i, n = 0, len(source)
+    while i < n:
+        ch = source[i]
+        if ch == "{" and source.startswith("{{", i):
+            text.append("{")
+            i += 2
+        elif ch == "}" and source.startswith("}}", i):
+            text.append("}")
+            i += 2
+        elif ch == "{":
+            end = source.find("}", i + 1)
+            if end < 0:
+                raise TemplateError("'{' is never closed (write '{{' for a literal brace)", i)
+            m = _FIELD.fullmatch(source, i + 1, end)
+            if not m:
+                raise TemplateError(f"'{source[i:end + 1][:60]}' is not a slot name such as {{description}}", i)
+            if m.group(2) and m.group(2) not in FILTERS:
+                raise TemplateError(f"unknown filter '{m.group(2)}' (known: {', '.join(FILTERS)})", i)
+            if text:
+                parts.append("".join(text))
+                text = []
+            parts.append(Ref(tuple(m.group(1).split(".")), m.group(2), i))
+            i = end + 1
+        elif ch == "}":
+            raise TemplateError("'}' without '{' (write '}}' for a literal brace)", i)
+        else:
+            text.append(ch)
+            i += 1
+    if text:
+        parts.append("".join(text))
+    return Template(source, tuple(parts))
+
+
+def lookup(values: Mapping[str, Any], dotted: str) -> Any:
+    return _lookup(values, tuple(dotted.split(".")))
+
+
+def _lookup(values: Mapping[str, Any], path: Sequence[str]) -> Any:
+    current: Any = values
+    for key in path:
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(key)
+    return current
+
+
+def _format(value: Any, filter_name: str | None) -> str:
+    if filter_name == "count":
+        return str(len(value)) if isinstance(value, (list, tuple, Mapping, str)) else "0"
+    if filter_name == "names":
+        if not isinstance(value, list):
+            return ""
+        return ", ".join(str(v.get("name", "")) if isinstance(v, Mapping) else str(v) for v in value)
+    if value is None or isinstance(value, (Mapping, list)):
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else ""
+    return str(value)
