@@ -1,0 +1,395 @@
+"""The SimpleOne emulator's data: tables, journals, attachments, tokens, and how records render.
+
+Pure in-memory state with no HTTP in it, so tests can seed and inspect it directly. Values are
+stored as strings, the way the Table API returns them: booleans as "1"/"0" (so `active=1` works
+in a query), numbers as their decimal text, references as the referenced sys_id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from adapters.simpleone.emulator_faults import Faults
+from adapters.simpleone.query import Query, as_text, parse_query
+
+Clock = Callable[[], datetime]
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+NUMBER_PREFIXES: Mapping[str, str] = {
+    "itsm_incident": "INC",
+    "itsm_request": "REQ",
+    "itsm_inquiry": "INQ",
+    "itsm_task": "TASK",
+}
+TICKET_DEFAULTS: Mapping[str, str] = {"state": "-2", "active": "1"}  # -2 = Registered
+DEFAULT_REFERENCES: Mapping[str, str] = {
+    "caller": "user",
+    "opened_by": "user",
+    "assigned_user": "user",
+    "assignment_group": "sys_group",
+    "service": "c_service",
+}
+DEFAULT_TABLES: tuple[str, ...] = (*NUMBER_PREFIXES, "user", "sys_attachment", "sys_group", "c_service")
+JOURNAL_FIELDS: frozenset[str] = frozenset({"additional_comments", "work_notes"})
+# Written by the platform, never by a Table API client.
+SYSTEM_FIELDS: frozenset[str] = frozenset({"sys_id", "number", "sys_created_at", "sys_updated_at"})
+ATTACHMENT_TABLE = "sys_attachment"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ManualClock:
+    """A clock tests move by hand, to simulate token expiry or the passing of days."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2025, 1, 15, 9, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class ApiError(Exception):
+    """A request the emulator refuses; becomes a JSON error body with this HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    field: str  # "additional_comments" or "work_notes"
+    text: str
+    author: str
+    created_at: str
+
+
+@dataclass(slots=True)
+class _Token:
+    username: str
+    generation: int
+    issued_at: datetime
+
+
+@dataclass(slots=True)
+class RequestLogEntry:
+    method: str
+    path: str
+    status: int = 0  # 0 while in progress; 499 for a connection dropped or hung by a fault
+
+
+@dataclass(slots=True)
+class EmulatorState:
+    username: str = "bot"
+    password: str = "bot-password"
+    static_token: str | None = None
+    token_ttl: float | None = None  # seconds; None = tokens live until expired by a fault switch
+    auto_users_domains: Sequence[str] = ()
+    clock: Clock = utc_now
+    references: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_REFERENCES))
+    max_upload_bytes: int = 10 * 1024 * 1024
+    faults: Faults = field(default_factory=Faults)
+    tables: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    journals: dict[tuple[str, str], list[JournalEntry]] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    request_log: list[RequestLogEntry] = field(default_factory=list)
+    _tokens: dict[str, _Token] = field(default_factory=dict)
+    _numbers: dict[str, int] = field(default_factory=dict)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(166031411802010329, 7))
+
+    def __post_init__(self) -> None:
+        self.auto_users_domains = tuple(d.lower().lstrip("@") for d in self.auto_users_domains)
+        self.reset()
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Empty every table, journal and attachment and disarm the faults; tokens stay valid."""
+        self.tables = {name: {} for name in DEFAULT_TABLES}
+        self.journals.clear()
+        self.blobs.clear()
+        self.request_log.clear()
+        self._numbers.clear()
+        self.faults.clear()
+
+    def now_text(self) -> str:
+        now = self.clock()
+        if now.tzinfo is not None:
+            now = now.astimezone(UTC)
+        return now.strftime(TIME_FORMAT)
+
+    def new_sys_id(self) -> str:
+        return str(next(self._ids))  # stays 18 digits for ~10^16 records
+
+    # -- auth --------------------------------------------------------------------------------
+
+    def check_password(self, username: str, password: str) -> bool:
+        return secrets.compare_digest(username.encode(), self.username.encode()) and secrets.compare_digest(
+            password.encode(), self.password.encode()
+        )
+
+    def issue_token(self, username: str) -> str:
+        token = secrets.token_hex(16)  # 32 characters, like a real auth_key
+        self._tokens[token] = _Token(username, self.faults.token_generation, self.clock())
+        return token
+
+    def user_for_token(self, token: str) -> str | None:
+        """The API user a bearer token belongs to, or None if it is unknown or expired."""
+        if self.static_token is not None and secrets.compare_digest(
+            token.encode(), self.static_token.encode()
+        ):
+            return self.username
+        issued = self._tokens.get(token)
+        if issued is None or issued.generation != self.faults.token_generation:
+            return None
+        if self.token_ttl is not None and (self.clock() - issued.issued_at).total_seconds() > self.token_ttl:
+            return None
+        return issued.username
+
+    # -- tables ------------------------------------------------------------------------------
+
+    def table(self, name: str) -> dict[str, dict[str, str]]:
+        rows = self.tables.get(name)
+        if rows is None:
+            raise ApiError(404, f"Table '{name}' not found")
+        return rows
+
+    def get(self, table: str, sys_id: str) -> dict[str, str]:
+        record = self.table(table).get(sys_id)
+        if record is None:
+            raise ApiError(404, f"Record '{sys_id}' not found in table '{table}'")
+        return record
+
+    def create(self, table: str, fields: Mapping[str, object], *, author: str, trusted: bool = False) -> str:
+        """Insert a record; `trusted` (seeding from Python) may set system fields too."""
+        rows = self.table(table)
+        values = _store_values(fields)
+        journal = {f: values.pop(f) for f in JOURNAL_FIELDS & values.keys()}
+        if not trusted:
+            for name in SYSTEM_FIELDS:
+                values.pop(name, None)
+        now = self.now_text()
+        record: dict[str, str] = {"sys_id": values.pop("sys_id", "") or self.new_sys_id()}
+        if table in NUMBER_PREFIXES:
+            record["number"] = values.pop("number", "") or self._next_number(table)
+            record.update(TICKET_DEFAULTS)
+        record["sys_created_at"] = now
+        record["sys_updated_at"] = now
+        record.update(values)
+        rows[record["sys_id"]] = record
+        for name, text in journal.items():
+            self._append_journal(table, record["sys_id"], name, text, author)
+        return record["sys_id"]
+
+    def update(self, table: str, sys_id: str, fields: Mapping[str, object], *, author: str) -> dict[str, str]:
+        record = self.get(table, sys_id)
+        values = _store_values(fields)
+        for name in SYSTEM_FIELDS:
+            values.pop(name, None)
+        for name in JOURNAL_FIELDS & values.keys():
+            self._append_journal(table, sys_id, name, values.pop(name), author)
+        record.update(values)
+        record["sys_updated_at"] = self.now_text()
+        return record
+
+    def delete(self, table: str, sys_id: str) -> None:
+        self.get(table, sys_id)
+        del self.tables[table][sys_id]
+        self.journals.pop((table, sys_id), None)
+        for att_id, att in list(self.tables[ATTACHMENT_TABLE].items()):
+            if att.get("record_document_id") == sys_id:
+                del self.tables[ATTACHMENT_TABLE][att_id]
+                self.blobs.pop(att_id, None)
+
+    def select(self, table: str, query: Query) -> list[dict[str, str]]:
+        rows = self.table(table)
+        return query.apply(rows.values(), lambda record: self.getter(table, record))
+
+    def _next_number(self, table: str) -> str:
+        self._numbers[table] = self._numbers.get(table, 0) + 1
+        return f"{NUMBER_PREFIXES[table]}{self._numbers[table]:07d}"
+
+    def _append_journal(self, table: str, sys_id: str, name: str, text: str, author: str) -> None:
+        if not text:
+            return
+        entry = JournalEntry(name, text, author, self.now_text())
+        self.journals.setdefault((table, sys_id), []).append(entry)
+
+    # -- references and dot-walking ---------------------------------------------------------
+
+    def walk(self, table: str, record: Mapping[str, str], path: str) -> tuple[str, str | None] | None:
+        """Follow `a.b.c` through reference fields: (value, referenced table or None), or None if absent."""
+        *hops, last = path.split(".")
+        current: Mapping[str, str] = record
+        for hop in hops:
+            target_table = self.references.get(hop)
+            target_id = current.get(hop, "")
+            target = self.tables.get(target_table or "", {}).get(target_id)
+            if target_table is None or target is None:
+                return None
+            current = target
+        if last not in current:
+            return None
+        return current[last], self.references.get(last)
+
+    def getter(self, table: str, record: Mapping[str, str]) -> Callable[[str], object]:
+        def get(path: str) -> object:
+            found = self.walk(table, record, path)
+            return None if found is None else found[0]
+
+        return get
+
+    def display_value(self, table: str, sys_id: str) -> str:
+        record = self.tables.get(table, {}).get(sys_id)
+        if record is None:
+            return sys_id
+        for name in ("display_name", "name", "number"):
+            if record.get(name):
+                return record[name]
+        full = f"{record.get('first_name', '')} {record.get('last_name', '')}".strip()
+        return full or sys_id
+
+    def render(
+        self,
+        table: str,
+        record: Mapping[str, str],
+        *,
+        base_url: str,
+        fields: Sequence[str] | None = None,
+        display: bool = False,
+        links: bool = True,
+    ) -> dict[str, Any]:
+        """One record as the Table API returns it."""
+        names = list(fields) if fields else list(record)
+        out: dict[str, Any] = {}
+        for name in names:
+            found = self.walk(table, record, name)
+            if found is None:
+                continue
+            value, ref_table = found
+            if ref_table is None or value == "":
+                out[name] = value
+                continue
+            shown = self.display_value(ref_table, value) if display else value
+            if not links:
+                out[name] = shown
+            else:
+                link = f"{base_url}/rest/v1/table/{ref_table}/{value}"
+                out[name] = {"display_value" if display else "value": shown, "link": link}
+        return out
+
+    # -- users -------------------------------------------------------------------------------
+
+    def add_user(self, email: str, first_name: str, last_name: str, *, active: bool = True) -> str:
+        name = f"{first_name} {last_name}".strip()
+        return self.create(
+            "user",
+            {
+                "email": email,
+                "first_name": first_name,
+                "last_name": last_name,
+                "display_name": name,
+                "name": name,
+                "active": active,
+            },
+            author="seed",
+        )
+
+    def auto_create_user(self, query: Query) -> None:
+        """Demo mode: `email=<addr>` at an allowed domain makes the user exist on first look-up."""
+        conditions = query.conditions()
+        if len(conditions) != 1 or conditions[0].field != "email" or conditions[0].op != "=":
+            return
+        email = conditions[0].value
+        local, at, domain = email.rpartition("@")
+        if not at or not local or domain.lower() not in self.auto_users_domains:
+            return
+        if any(u.get("email") == email for u in self.tables["user"].values()):
+            return
+        parts = [p.capitalize() for p in local.replace("_", ".").split(".") if p]
+        self.add_user(email, parts[0] if parts else local, " ".join(parts[1:]))
+
+    # -- attachments -------------------------------------------------------------------------
+
+    def add_attachment(self, table: str, sys_id: str, file_name: str, mime: str, data: bytes) -> str:
+        self.get(table, sys_id)
+        att_id = self.create(
+            ATTACHMENT_TABLE,
+            {
+                "record_document_id": sys_id,
+                "file_name": file_name,
+                "mime_content_type": mime,
+                "size_bytes": len(data),
+            },
+            author="attachments",
+        )
+        self.blobs[att_id] = data
+        return att_id
+
+    # -- accessors for tests and the control API -------------------------------------------
+
+    def add_record(self, table: str, fields: Mapping[str, object]) -> str:
+        """Seed a record (system fields such as number or sys_created_at may be given)."""
+        self.tables.setdefault(table, {})
+        return self.create(table, fields, author="seed", trusted=True)
+
+    def set_field(self, table: str, sys_id: str, field_name: str, value: object) -> None:
+        """Change one field as an agent would (e.g. a status change); bumps sys_updated_at."""
+        self.update(table, sys_id, {field_name: value}, author="agent")
+
+    def record(self, table: str, sys_id: str) -> dict[str, str] | None:
+        found = self.tables.get(table, {}).get(sys_id)
+        return None if found is None else dict(found)
+
+    def records(self, table: str, query: str = "") -> list[dict[str, str]]:
+        return [dict(r) for r in self.select(table, parse_query(query))]
+
+    def journal(self, table: str, sys_id: str) -> list[JournalEntry]:
+        return list(self.journals.get((table, sys_id), []))
+
+    def attachments(self, table: str, sys_id: str) -> list[dict[str, str]]:
+        """Attachment records of one record (the `table` argument guards against id mix-ups)."""
+        self.get(table, sys_id)
+        return [dict(a) for a in self.tables[ATTACHMENT_TABLE].values() if a["record_document_id"] == sys_id]
+
+    def attachment_bytes(self, attachment_sys_id: str) -> bytes:
+        return self.blobs[attachment_sys_id]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "tables": {name: list(rows.values()) for name, rows in self.tables.items()},
+            "journals": {
+                f"{table}/{sys_id}": [
+                    {"field": e.field, "text": e.text, "author": e.author, "created_at": e.created_at}
+                    for e in entries
+                ]
+                for (table, sys_id), entries in self.journals.items()
+            },
+            "faults": self.faults.snapshot(),
+            "requests": [[e.method, e.path, e.status] for e in self.request_log],
+        }
+
+
+def _store_values(fields: Mapping[str, object]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, value in fields.items():
+        if not isinstance(name, str) or not name or "." in name:
+            raise ApiError(400, f"bad field name {name!r}")
+        if isinstance(value, dict) and "value" in value:
+            value = value["value"]  # a reference object sent back as-is
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise ApiError(400, f"field {name!r} must be a string, number or boolean")
+        values[name] = as_text(value)
+    return values

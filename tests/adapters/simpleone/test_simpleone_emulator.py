@@ -1,0 +1,511 @@
+"""The SimpleOne emulator over real HTTP on loopback, spoken to with plain httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.simpleone.emulator import RunningEmulator, serve_forever, start_emulator
+from adapters.simpleone.emulator_state import ManualClock
+
+USERNAME = "bot"
+PASSWORD = "s3cret-Passw0rd-for-tests"  # as in conftest.py, which test modules cannot import
+STATIC_TOKEN = "static0token0for0tests0abcdef012"
+
+INCIDENTS = "/rest/v1/table/itsm_incident"
+
+
+def data(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "OK"
+    assert isinstance(body["data"], list)
+    return body["data"]
+
+
+def assert_error(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["status"] == "ERROR" and body["error"]["message"]
+
+
+# --------------------------------------------------------------------------- auth
+
+
+async def test_login_is_form_encoded_and_returns_a_32_char_auth_key(emulator: RunningEmulator) -> None:
+    async with httpx.AsyncClient(base_url=emulator.url) as http:
+        form = {"username": USERNAME, "password": PASSWORD, "language": "ru"}
+        reply = await http.post("/rest/v1/auth/login", data=form)
+        assert reply.status_code == 200
+        body = reply.json()
+        assert body["status"] == "OK"
+        token = body["data"]["auth_key"]
+        assert isinstance(token, str) and len(token) == 32
+        listed = await http.get(INCIDENTS, headers={"Authorization": f"Bearer {token}"})
+        assert data(listed) == []
+        assert_error(await http.post("/rest/v1/auth/login", json=form), 400)
+        bad = {**form, "password": "wrong"}
+        assert_error(await http.post("/rest/v1/auth/login", data=bad), 401)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": "Basic !!!"},
+        {"Authorization": "Basic Ym90Ondyb25n"},  # bot:wrong
+        {"Authorization": "Digest whatever"},
+    ],
+)
+async def test_every_api_endpoint_needs_valid_credentials(
+    emulator: RunningEmulator, headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=emulator.url, headers=headers) as http:
+        for method, path in [
+            ("GET", INCIDENTS),
+            ("POST", INCIDENTS),
+            ("GET", f"{INCIDENTS}/166031411802010329"),
+            ("PATCH", f"{INCIDENTS}/166031411802010329"),
+            ("POST", "/v1/attachments/upload/itsm_incident/166031411802010329"),
+            ("GET", "/v1/attachments/download/166031411802010329"),
+        ]:
+            assert_error(await http.request(method, path), 401)
+
+
+async def test_basic_and_static_token_are_accepted(emulator: RunningEmulator) -> None:
+    async with httpx.AsyncClient(base_url=emulator.url) as http:
+        assert data(await http.get(INCIDENTS, auth=(USERNAME, PASSWORD))) == []
+        static = {"Authorization": f"Bearer {STATIC_TOKEN}"}
+        assert data(await http.get(INCIDENTS, headers=static)) == []
+
+
+async def test_issued_tokens_expire_by_switch_and_by_ttl(
+    emulator: RunningEmulator, clock: ManualClock
+) -> None:
+    async def login(http: httpx.AsyncClient) -> dict[str, str]:
+        form = {"username": USERNAME, "password": PASSWORD, "language": "ru"}
+        token = (await http.post("/rest/v1/auth/login", data=form)).json()["data"]["auth_key"]
+        return {"Authorization": f"Bearer {token}"}
+
+    async with httpx.AsyncClient(base_url=emulator.url) as http:
+        old = await login(http)
+        emulator.faults.expire_tokens()
+        assert_error(await http.get(INCIDENTS, headers=old), 401)
+        fresh = await login(http)
+        assert data(await http.get(INCIDENTS, headers=fresh)) == []
+        clock.advance(3601)  # the fixture's token_ttl is an hour
+        assert_error(await http.get(INCIDENTS, headers=fresh), 401)
+        static = {"Authorization": f"Bearer {STATIC_TOKEN}"}
+        assert data(await http.get(INCIDENTS, headers=static)) == []
+
+
+# --------------------------------------------------------------------------- Table API
+
+
+async def test_create_returns_a_one_element_list_with_platform_fields(
+    raw: httpx.AsyncClient, emulator: RunningEmulator, clock: ManualClock
+) -> None:
+    caller = emulator.state.add_user("ivan.petrov@ranepa.ru", "Ivan", "Petrov")
+    reply = await raw.post(INCIDENTS, json={"subject": "No wifi", "caller": caller, "contact_type": 20})
+    (record,) = data(reply)
+    assert re.fullmatch(r"\d{18}", record["sys_id"])
+    assert record["number"] == "INC0000001"
+    assert record["sys_created_at"] == record["sys_updated_at"] == "2025-01-15 09:00:00"
+    assert record["state"] == "-2" and record["active"] == "1"
+    assert record["contact_type"] == "20"  # stored and returned as text
+    assert record["caller"] == {
+        "value": caller,
+        "link": f"{emulator.url}/rest/v1/table/user/{caller}",
+    }
+    clock.advance(60)
+    (second,) = data(await raw.post(INCIDENTS, json={"subject": "Printer"}))
+    assert second["number"] == "INC0000002" and second["sys_created_at"] == "2025-01-15 09:01:00"
+    assert second["sys_id"] != record["sys_id"]
+
+
+async def test_numbers_are_per_table(raw: httpx.AsyncClient) -> None:
+    numbers = {}
+    for table in ("itsm_incident", "itsm_request", "itsm_inquiry", "itsm_task"):
+        (record,) = data(await raw.post(f"/rest/v1/table/{table}", json={"subject": "x"}))
+        numbers[table] = record["number"]
+    assert numbers == {
+        "itsm_incident": "INC0000001",
+        "itsm_request": "REQ0000001",
+        "itsm_inquiry": "INQ0000001",
+        "itsm_task": "TASK0000001",
+    }
+
+
+async def test_platform_fields_cannot_be_written_through_the_api(raw: httpx.AsyncClient) -> None:
+    body = {"subject": "x", "sys_id": "1", "number": "INC9999999", "sys_created_at": "1999-01-01 00:00:00"}
+    (record,) = data(await raw.post(INCIDENTS, json=body))
+    assert record["sys_id"] != "1" and record["number"] == "INC0000001"
+    assert record["sys_created_at"] != "1999-01-01 00:00:00"
+
+
+async def test_reference_shapes_display_values_and_dot_walked_fields(
+    raw: httpx.AsyncClient, emulator: RunningEmulator
+) -> None:
+    caller = emulator.state.add_user("olga@ranepa.ru", "Olga", "Smirnova")
+    (created,) = data(await raw.post(INCIDENTS, json={"subject": "x", "caller": caller}))
+    path = f"{INCIDENTS}/{created['sys_id']}"
+    (plain,) = data(await raw.get(path, params={"sysparm_exclude_reference_link": "1"}))
+    assert plain["caller"] == caller
+    (shown,) = data(await raw.get(path, params={"sysparm_display_value": "1"}))
+    assert shown["caller"]["display_value"] == "Olga Smirnova"
+    assert shown["caller"]["link"].endswith(f"/rest/v1/table/user/{caller}")
+    params = {"sysparm_display_value": "true", "sysparm_exclude_reference_link": "true"}
+    (shown_plain,) = data(await raw.get(path, params=params))
+    assert shown_plain["caller"] == "Olga Smirnova"
+    params = {"sysparm_fields": "number, caller.email,caller.last_name,nonexistent"}
+    (picked,) = data(await raw.get(path, params=params))
+    assert picked == {
+        "number": "INC0000001",
+        "caller.email": "olga@ranepa.ru",
+        "caller.last_name": "Smirnova",
+    }
+    assert_error(await raw.get(path, params={"sysparm_display_value": "maybe"}), 400)
+
+
+async def test_list_pages_with_default_limit_20(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:
+    for i in range(45):
+        emulator.state.add_record("itsm_incident", {"subject": f"s{i:02d}"})
+    first = data(await raw.get(INCIDENTS))
+    assert [r["subject"] for r in first] == [f"s{i:02d}" for i in range(20)]
+    third = data(await raw.get(INCIDENTS, params={"sysparm_page": 3}))
+    assert [r["subject"] for r in third] == [f"s{i:02d}" for i in range(40, 45)]
+    small = data(await raw.get(INCIDENTS, params={"sysparm_limit": 7, "sysparm_page": 2}))
+    assert [r["subject"] for r in small] == [f"s{i:02d}" for i in range(7, 14)]
+    assert data(await raw.get(INCIDENTS, params={"sysparm_page": 4})) == []
+    for bad in ({"sysparm_limit": 0}, {"sysparm_page": 0}, {"sysparm_limit": "x"}, {"sysparm_page": "-1"}):
+        assert_error(await raw.get(INCIDENTS, params=bad), 400)
+
+
+async def test_query_filters_and_orders(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:
+    state = emulator.state
+    me, other = state.add_user("me@ranepa.ru", "Me", "Self"), state.add_user("x@ranepa.ru", "X", "Y")
+    rows = [
+        ("a", me, "1", "-2", "2025-01-10 10:00:00"),
+        ("b", me, "0", "7", "2025-01-12 10:00:00"),
+        ("c", me, "1", "2", "2025-01-11 10:00:00"),
+        ("d", other, "1", "2", "2025-01-13 10:00:00"),
+    ]
+    for subject, caller, active, st, at in rows:
+        state.add_record(
+            "itsm_incident",
+            {"subject": subject, "caller": caller, "active": active, "state": st, "sys_created_at": at},
+        )
+
+    async def subjects(query: str) -> list[str]:
+        return [r["subject"] for r in data(await raw.get(INCIDENTS, params={"sysparm_query": query}))]
+
+    assert await subjects(f"caller={me}^active=1^ORDERBYDESCsys_created_at") == ["c", "a"]
+    assert await subjects(f"caller={me}^ORDERBYsys_created_at") == ["a", "c", "b"]
+    assert await subjects("stateIN-2@7^ORDERBYsubject") == ["a", "b"]
+    assert await subjects("stateNOT IN-2@7^ORDERBYDESCsubject") == ["d", "c"]
+    assert await subjects("subject=a^ORsubject=d") == ["a", "d"]
+    assert await subjects("sys_created_at>=2025-01-12 00:00:00") == ["b", "d"]
+    assert await subjects("caller.email=x@ranepa.ru") == ["d"]
+    assert await subjects("subjectLIKEB^ORstate>5") == ["b"]
+    assert_error(await raw.get(INCIDENTS, params={"sysparm_query": "caller=1^^x"}), 400)
+    assert_error(await raw.get(INCIDENTS, params={"sysparm_query": "Nonsense"}), 400)
+
+
+async def test_patch_and_put_update_and_journal_fields_append(
+    raw: httpx.AsyncClient, emulator: RunningEmulator, clock: ManualClock
+) -> None:
+    (created,) = data(await raw.post(INCIDENTS, json={"subject": "x", "work_notes": "opened by bot"}))
+    path = f"{INCIDENTS}/{created['sys_id']}"
+    clock.advance(30)
+    (patched,) = data(await raw.patch(path, json={"additional_comments": "first", "urgency": 2}))
+    assert patched["urgency"] == "2" and patched["sys_updated_at"] == "2025-01-15 09:00:30"
+    assert "additional_comments" not in patched
+    clock.advance(30)
+    data(await raw.put(path, json={"additional_comments": "second"}))
+    entries = emulator.state.journal("itsm_incident", created["sys_id"])
+    assert [(e.field, e.text, e.author) for e in entries] == [
+        ("work_notes", "opened by bot", USERNAME),
+        ("additional_comments", "first", USERNAME),
+        ("additional_comments", "second", USERNAME),
+    ]
+    assert entries[2].created_at == "2025-01-15 09:01:00"
+    over_http = (await raw.get(f"/_emulator/journal/itsm_incident/{created['sys_id']}")).json()
+    assert [e["text"] for e in over_http] == ["opened by bot", "first", "second"]
+
+
+async def test_bad_bodies_unknown_tables_and_records_are_json_errors(raw: httpx.AsyncClient) -> None:
+    (created,) = data(await raw.post(INCIDENTS, json={"subject": "x"}))
+    path = f"{INCIDENTS}/{created['sys_id']}"
+    assert_error(
+        await raw.post(INCIDENTS, content=b"{not json", headers={"content-type": "application/json"}), 400
+    )
+    assert_error(await raw.post(INCIDENTS, json=["a list"]), 400)
+    assert_error(await raw.patch(path, json={"subject": {"nested": True}}), 400)
+    assert_error(await raw.get("/rest/v1/table/no_such_table"), 404)
+    assert_error(await raw.post("/rest/v1/table/no_such_table", json={}), 404)
+    assert_error(await raw.get(f"{INCIDENTS}/166031411802099999"), 404)
+    assert_error(await raw.patch(f"{INCIDENTS}/166031411802099999", json={"subject": "y"}), 404)
+    assert_error(await raw.get("/rest/v2/anything"), 404)
+    assert_error(await raw.request("TRACE", INCIDENTS), 405)
+
+
+async def test_delete_removes_the_record(raw: httpx.AsyncClient) -> None:
+    (created,) = data(await raw.post(INCIDENTS, json={"subject": "x"}))
+    path = f"{INCIDENTS}/{created['sys_id']}"
+    assert data(await raw.delete(path)) == []
+    assert_error(await raw.get(path), 404)
+    assert_error(await raw.delete(path), 404)
+
+
+async def test_users_table_and_auto_created_demo_users() -> None:
+    emulator = await start_emulator(auto_users_domains=["ranepa.ru"])
+    try:
+        async with httpx.AsyncClient(base_url=emulator.url, auth=("bot", "bot-password")) as http:
+            query = {"sysparm_query": "email=anna.kuznetsova@ranepa.ru"}
+            (user,) = data(await http.get("/rest/v1/table/user", params=query))
+            assert user["first_name"] == "Anna" and user["last_name"] == "Kuznetsova"
+            assert user["display_name"] == "Anna Kuznetsova" and user["active"] == "1"
+            (again,) = data(await http.get("/rest/v1/table/user", params=query))
+            assert again["sys_id"] == user["sys_id"]
+            for other in ("email=someone@gmail.com", "email=@ranepa.ru", "emailLIKEx@ranepa.ru"):
+                assert data(await http.get("/rest/v1/table/user", params={"sysparm_query": other})) == []
+        assert len(emulator.state.records("user")) == 1
+    finally:
+        await emulator.close()
+
+
+async def test_set_field_simulates_an_agent_and_bumps_updated_at(
+    raw: httpx.AsyncClient, emulator: RunningEmulator, clock: ManualClock
+) -> None:
+    sys_id = emulator.state.add_record("itsm_incident", {"subject": "x"})
+    clock.advance(3600)
+    emulator.state.set_field("itsm_incident", sys_id, "state", "2")
+    query = {"sysparm_query": "sys_updated_at>2025-01-15 09:30:00"}
+    (changed,) = data(await raw.get(INCIDENTS, params=query))
+    assert changed["state"] == "2" and changed["sys_updated_at"] == "2025-01-15 10:00:00"
+    reply = await raw.post(
+        "/_emulator/set_field",
+        json={"table": "itsm_incident", "sys_id": sys_id, "field": "active", "value": False},
+    )
+    assert reply.status_code == 200
+    assert emulator.state.record("itsm_incident", sys_id)["active"] == "0"  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- attachments
+
+
+async def test_upload_list_and_download_attachments(
+    raw: httpx.AsyncClient, emulator: RunningEmulator
+) -> None:
+    (ticket,) = data(await raw.post(INCIDENTS, json={"subject": "x"}))
+    url = f"/v1/attachments/upload/itsm_incident/{ticket['sys_id']}"
+    (one,) = data(await raw.post(url, files={"files": ("log.txt", b"hello", "text/plain")}))
+    assert one["file_name"] == "log.txt" and one["mime_content_type"] == "text/plain"
+    assert one["size_bytes"] == "5" and one["record_document_id"] == ticket["sys_id"]
+    several: Any = [
+        ("files[1]", ("a.png", b"\x89PNG....", "image/png")),
+        ("files[2]", ("b.pdf", b"%PDF-1.4", "application/pdf")),
+        ("note", (None, b"ignored form field")),
+    ]
+    created = data(await raw.post(url, files=several))
+    assert [a["file_name"] for a in created] == ["a.png", "b.pdf"]
+    query = {"sysparm_query": f"record_document_id={ticket['sys_id']}^ORDERBYfile_name"}
+    listed = data(await raw.get("/rest/v1/table/sys_attachment", params=query))
+    assert [a["file_name"] for a in listed] == ["a.png", "b.pdf", "log.txt"]
+    got = await raw.get(f"/v1/attachments/download/{created[0]['sys_id']}")
+    assert (
+        got.status_code == 200
+        and got.content == b"\x89PNG...."
+        and got.headers["content-type"] == "image/png"
+    )
+    assert emulator.state.attachment_bytes(one["sys_id"]) == b"hello"
+    assert len(emulator.state.attachments("itsm_incident", ticket["sys_id"])) == 3
+
+
+async def test_upload_errors(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:
+    (ticket,) = data(await raw.post(INCIDENTS, json={"subject": "x"}))
+    good = {"files": ("a.txt", b"x", "text/plain")}
+    assert_error(await raw.post("/v1/attachments/upload/itsm_incident/166031411802099999", files=good), 404)
+    assert_error(await raw.post("/v1/attachments/upload/nope/1", files=good), 404)
+    url = f"/v1/attachments/upload/itsm_incident/{ticket['sys_id']}"
+    assert_error(await raw.post(url, json={"files": "x"}), 400)
+    assert_error(await raw.post(url, files={"other": ("a.txt", b"x", "text/plain")}), 400)
+    assert_error(await raw.get("/v1/attachments/download/166031411802099999"), 404)
+    emulator.state.max_upload_bytes = 10
+    assert_error(
+        await raw.post(url, files={"files": ("big.bin", b"x" * 11, "application/octet-stream")}), 413
+    )
+    assert emulator.state.attachments("itsm_incident", ticket["sys_id"]) == []
+
+
+# --------------------------------------------------------------------------- faults
+
+
+async def test_fail_next_hits_only_matching_requests(
+    raw: httpx.AsyncClient, emulator: RunningEmulator
+) -> None:
+    emulator.faults.fail_next(2, status=500, method="POST", path_prefix=INCIDENTS)
+    assert data(await raw.get(INCIDENTS)) == []  # GET does not match
+    assert_error(await raw.post(INCIDENTS, json={"subject": "x"}), 500)
+    assert_error(await raw.post(INCIDENTS, json={"subject": "x"}), 500)
+    assert len(data(await raw.post(INCIDENTS, json={"subject": "x"}))) == 1
+    assert len(emulator.state.records("itsm_incident")) == 1  # failed requests wrote nothing
+
+
+@pytest.mark.parametrize("status", [200, 502])
+async def test_html_pages(raw: httpx.AsyncClient, emulator: RunningEmulator, status: int) -> None:
+    emulator.faults.html_next(status=status)
+    reply = await raw.get(INCIDENTS)
+    assert reply.status_code == status and reply.headers["content-type"].startswith("text/html")
+    assert "<html>" in reply.text
+    assert data(await raw.get(INCIDENTS)) == []
+
+
+async def test_drop_and_hang_close_the_connection_without_an_answer(
+    raw: httpx.AsyncClient, emulator: RunningEmulator
+) -> None:
+    emulator.faults.drop_next()
+    with pytest.raises(httpx.RemoteProtocolError):
+        await raw.get(INCIDENTS)
+    emulator.faults.hang_next(seconds=30)
+    with pytest.raises(httpx.ReadTimeout):
+        await raw.get(INCIDENTS, timeout=httpx.Timeout(5, read=0.2))
+    emulator.faults.hang_next(seconds=0.05)
+    with pytest.raises(httpx.RemoteProtocolError):  # a short hang still ends with no answer
+        await raw.get(INCIDENTS)
+    assert data(await raw.get(INCIDENTS)) == []
+    # 0: the 30 s hang is still waiting behind the client's back (close() ends it).
+    assert [e.status for e in emulator.state.request_log] == [499, 0, 499, 200]
+
+
+@pytest.mark.parametrize("mode", ["error", "html", "hang", "drop"])
+async def test_fail_after_write_keeps_the_write(
+    raw: httpx.AsyncClient, emulator: RunningEmulator, mode: str
+) -> None:
+    emulator.faults.fail_after_write(mode=mode, seconds=0.05)  # type: ignore[arg-type]
+    assert data(await raw.get(INCIDENTS)) == []  # reads do not consume it
+    try:
+        reply = await raw.post(INCIDENTS, json={"subject": "lost answer"})
+    except httpx.TransportError:
+        assert mode in {"hang", "drop"}
+    else:
+        assert mode in {"error", "html"} and reply.status_code >= 500
+    (stored,) = emulator.state.records("itsm_incident")
+    assert stored["subject"] == "lost answer"
+    assert len(data(await raw.post(INCIDENTS, json={"subject": "fine"}))) == 1
+
+
+async def test_after_write_fault_waits_for_a_write_that_succeeds(
+    raw: httpx.AsyncClient, emulator: RunningEmulator
+) -> None:
+    emulator.faults.fail_after_write()
+    assert_error(await raw.patch(f"{INCIDENTS}/166031411802099999", json={"subject": "x"}), 404)
+    assert_error(await raw.post(INCIDENTS, json={"subject": "x"}), 500)
+    assert emulator.faults.pending() == []
+
+
+async def test_outage_and_latency(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:
+    emulator.faults.set_outage(True)
+    assert_error(await raw.get(INCIDENTS), 503)
+    assert_error(await raw.post("/rest/v1/auth/login", data={"username": "bot"}), 503)
+    emulator.faults.set_outage(False)
+    emulator.faults.latency = 0.1
+    started = time.monotonic()
+    assert data(await raw.get(INCIDENTS)) == []
+    assert time.monotonic() - started >= 0.1
+
+
+async def test_faults_state_and_reset_over_http(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:
+    async with httpx.AsyncClient(base_url=emulator.url) as control:  # the control API needs no auth
+        spec = {
+            "add": [
+                {"kind": "error", "count": 1, "status": 429, "method": "GET"},
+                {"kind": "error", "after_write": True, "path_prefix": "/rest/v1/table/itsm_request"},
+            ],
+            "outage": False,
+        }
+        reply = await control.post("/_emulator/faults", json=spec)
+        assert reply.status_code == 200 and len(reply.json()["rules"]) == 2
+        assert_error(await raw.get(INCIDENTS), 429)
+        assert_error(await raw.post("/rest/v1/table/itsm_request", json={"subject": "r"}), 500)
+        for bad in (
+            {"add": [{"kind": "explode"}]},
+            {"latency": -1},
+            {"bogus": 1},
+            {"add": [{"kind": "error", "count": 0}]},
+        ):
+            assert_error(await control.post("/_emulator/faults", json=bad), 400)
+        await control.post("/_emulator/faults", json={"outage": True})
+        assert_error(await raw.get(INCIDENTS), 503)
+        assert (await control.get("/_emulator/state")).status_code == 200  # control ignores outage
+        await control.post("/_emulator/faults", json={"clear": True})
+
+        sys_id = (
+            await control.post(
+                "/_emulator/users", json={"email": "a@ranepa.ru", "first_name": "A", "last_name": "B"}
+            )
+        ).json()["sys_id"]
+        data(await raw.post(INCIDENTS, json={"subject": "x", "caller": sys_id, "additional_comments": "hi"}))
+        dump = (await control.get("/_emulator/state")).json()
+        assert [r["subject"] for r in dump["tables"]["itsm_request"]] == ["r"]
+        assert [r["email"] for r in dump["tables"]["user"]] == ["a@ranepa.ru"]
+        (journal,) = dump["journals"].values()
+        assert journal[0]["text"] == "hi"
+        assert ["GET", INCIDENTS, 429] in dump["requests"]
+
+        assert (await control.post("/_emulator/reset")).status_code == 200
+        dump = (await control.get("/_emulator/state")).json()
+        assert all(rows == [] for rows in dump["tables"].values()) and dump["journals"] == {}
+        assert data(await raw.get(INCIDENTS)) == []
+
+
+# --------------------------------------------------------------------------- running it
+
+
+async def test_closing_ends_a_hanging_request_promptly() -> None:
+    emulator = await start_emulator()
+    emulator.faults.hang_next()  # the default hang is minutes long
+    async with httpx.AsyncClient(base_url=emulator.url, auth=("bot", "bot-password")) as http:
+        pending = asyncio.create_task(http.get(INCIDENTS))
+        while not emulator.state.request_log:  # noqa: ASYNC110 - no event to wait on in the emulator
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await emulator.close()
+        assert time.monotonic() - started < 3
+        with pytest.raises(httpx.TransportError):
+            await pending
+
+
+async def test_serve_forever_logs_url_and_credentials_and_stops_when_cancelled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.simpleone.emulator")
+    task = asyncio.create_task(serve_forever("127.0.0.1", 0, username="demo", password="demo-pass"))
+    url = None
+    for _ in range(200):
+        found = re.search(r"listening on (http://\S+)", caplog.text)
+        if found:
+            url = found.group(1)
+            break
+        await asyncio.sleep(0.01)
+    assert url is not None
+    assert (
+        "username=demo" in caplog.text and "password=demo-pass" in caplog.text and "ranepa.ru" in caplog.text
+    )
+    async with httpx.AsyncClient(base_url=url, auth=("demo", "demo-pass")) as http:
+        lookup = await http.get("/rest/v1/table/user", params={"sysparm_query": "email=new.person@ranepa.ru"})
+        assert data(lookup)[0]["email"] == "new.person@ranepa.ru"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with httpx.AsyncClient(base_url=url) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(INCIDENTS)
