@@ -1,0 +1,424 @@
+"""SimpleOne REST client: the engine's TicketSystem port over httpx.
+
+Follows shared/reference/simpleone-api.md: Table API under /rest/v1/table, attachments under
+/v1/attachments (no /rest prefix), a Bearer token that is either static or obtained from
+/rest/v1/auth/login and renewed once on 401.
+
+Failure mapping, which the outbox's retry logic relies on:
+- TicketSystemUnavailable (retry may help): timeouts, connection errors, 5xx, 429, redirects,
+  any HTML page (a proxy or its login page, whatever the status), a body that is not JSON,
+  an envelope whose `status` is not "OK" or whose shape is wrong.
+- TicketSystemRejected (permanent): any other 4xx, including a 401 that a fresh login does not
+  fix; RecordNotFound (a subclass) for 404. Nothing is retried here except that one 401, which
+  never follows a performed write, so a create is sent at most once per call.
+Tokens and passwords are never logged or put into exception messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from adapters.simpleone.records import PERSON_FIELDS, TICKET_FIELDS, flag, person_from, ticket_from
+from adapters.simpleone.records import text as as_str
+from engine.ports import (
+    Person,
+    Ticket,
+    TicketRef,
+    TicketSystemRejected,
+    TicketSystemUnavailable,
+    Upload,
+)
+
+__all__ = ["RecordNotFound", "SimpleOneClient", "SimpleOneConfig"]
+
+log = logging.getLogger(__name__)
+
+LOGIN_PATH = "/rest/v1/auth/login"
+USER_AGENT = "supportbot/0.1 (RANEPA IT support bot; SimpleOne adapter)"
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")  # table and field names
+_SYS_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_EXCERPT = 200
+
+# A local file to send: (file name, MIME type, content).
+FilePart = tuple[str, str, bytes]
+
+
+class RecordNotFound(TicketSystemRejected):
+    """404: the table or record does not exist (or the sys_id cannot name one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleOneConfig:
+    """How to reach SimpleOne. Give either `token`, or `username` and `password`."""
+
+    base_url: str  # e.g. "https://sd.ranepa.ru"; API paths are appended to it
+    token: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    language: str = "ru"
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    write_timeout: float = 30.0
+    pool_timeout: float = 10.0
+    verify_tls: bool = True
+    ca_bundle: str | Path | None = None  # a PEM file to trust instead of the system store
+    user_agent: str = USER_AGENT
+    max_connections: int = 20
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"SimpleOne base_url must be an http(s) URL, got {self.base_url!r}")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("SimpleOne base_url must not carry credentials, a query or a fragment")
+        if self.token:
+            if self.username or self.password:
+                raise ValueError("give SimpleOne either a token or a username and password, not both")
+        elif not (self.username and self.password):
+            raise ValueError("SimpleOne needs a token, or a username and a password")
+        for name in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SimpleOne {name} must be positive")
+        if self.max_connections < 1:
+            raise ValueError("SimpleOne max_connections must be at least 1")
+
+
+def _excerpt(body: str) -> str:
+    flat = " ".join(body.split())
+    return flat if len(flat) <= _EXCERPT else flat[:_EXCERPT] + "…"
+
+
+def _name(value: str, what: str) -> str:
+    if not _NAME_RE.fullmatch(value):
+        raise TicketSystemRejected(f"invalid SimpleOne {what} name {value!r}")
+    return value
+
+
+def _sys_id(value: str) -> str:
+    if not _SYS_ID_RE.fullmatch(value):
+        raise RecordNotFound(f"{value!r} is not a valid sys_id")
+    return value
+
+
+def _query_value(value: str, what: str) -> str:
+    # `^` would start a new condition: a value carrying one could widen the query.
+    if "^" in value or "\n" in value or "\r" in value:
+        raise TicketSystemRejected(f"{what} contains characters that cannot go into a query")
+    return value
+
+
+class SimpleOneClient:
+    """TicketSystem for SimpleOne, plus the generic Table API calls it is built on.
+
+    One instance is shared by all tasks; `close()` it (or use `async with`) at shutdown.
+    `transport` lets tests observe or replace the HTTP layer.
+    """
+
+    def __init__(self, config: SimpleOneConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._config = config
+        verify: ssl.SSLContext | bool = config.verify_tls
+        if config.verify_tls and config.ca_bundle is not None:
+            verify = ssl.create_default_context(cafile=str(config.ca_bundle))
+        self._http = httpx.AsyncClient(
+            base_url=config.base_url.rstrip("/"),
+            headers={"User-Agent": config.user_agent, "Accept": "application/json"},
+            timeout=httpx.Timeout(
+                connect=config.connect_timeout,
+                read=config.read_timeout,
+                write=config.write_timeout,
+                pool=config.pool_timeout,
+            ),
+            limits=httpx.Limits(max_connections=config.max_connections),
+            verify=verify,
+            follow_redirects=False,  # a redirect means a proxy or login page, never data
+            transport=transport,
+        )
+        self._token: str | None = config.token or None
+        self._can_login = not config.token
+        self._login_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> SimpleOneClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # ----------------------------------------------------------------------- auth
+
+    async def _login(self) -> str:
+        config = self._config
+        form = {
+            "username": config.username or "",
+            "password": config.password or "",
+            "language": config.language,
+        }
+        response = await self._transmit("POST", LOGIN_PATH, {"data": form})
+        data = self._unwrap("POST", LOGIN_PATH, response, secret=True)
+        token = data.get("auth_key") if isinstance(data, Mapping) else None
+        if not isinstance(token, str) or not token:
+            raise TicketSystemUnavailable(f"POST {LOGIN_PATH}: the answer has no data.auth_key")
+        log.info("logged in to SimpleOne as %s", config.username)
+        return token
+
+    async def _valid_token(self) -> str:
+        token = self._token
+        if token is not None:
+            return token
+        async with self._login_lock:
+            if self._token is None:
+                self._token = await self._login()
+            return self._token
+
+    async def _renew_token(self, stale: str) -> None:
+        """Log in again unless another task already replaced `stale` while we waited."""
+        async with self._login_lock:
+            if self._token == stale:
+                self._token = None
+                self._token = await self._login()
+
+    # ----------------------------------------------------------------------- transport
+
+    async def _transmit(self, method: str, path: str, kwargs: Mapping[str, Any]) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TicketSystemUnavailable(f"{method} {path}: timed out ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            raise TicketSystemUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send with the bearer token; on 401 with a login-based token, log in and resend once."""
+        for attempt in (1, 2):
+            token = await self._valid_token()
+            headers = {"Authorization": f"Bearer {token}"}
+            response = await self._transmit(method, path, {**kwargs, "headers": headers})
+            if response.status_code == 401 and attempt == 1 and self._can_login:
+                log.info("SimpleOne answered 401 to %s %s; logging in again", method, path)
+                await self._renew_token(token)
+                continue
+            return response
+        raise AssertionError("unreachable")  # the second attempt always returns
+
+    def _check_status(
+        self, method: str, path: str, response: httpx.Response, *, secret: bool, api_answer: bool = True
+    ) -> None:
+        """Raise for every answer that is not a success; `api_answer` = a JSON body is expected."""
+        status = response.status_code
+        success = 200 <= status < 300
+        if success and not api_answer:
+            return  # a download: the bytes are the answer (an HTML attachment is still a file)
+        where = f"{method} {path} -> HTTP {status}"
+        body = "(body withheld)" if secret else _excerpt(response.text)
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        # An HTML page where the API should answer is a proxy or its login page, whatever the status.
+        if content_type == "text/html" or response.text.lstrip()[:1] == "<":
+            raise TicketSystemUnavailable(f"{where}: an HTML page instead of the API (a proxy?): {body}")
+        if status == 429 or status >= 500 or status < 200 or 300 <= status < 400:
+            raise TicketSystemUnavailable(f"{where}: {body}")
+        if status == 404:
+            raise RecordNotFound(f"{where}: {body}")
+        if status >= 400:
+            raise TicketSystemRejected(f"{where}: {body}")
+
+    def _unwrap(self, method: str, path: str, response: httpx.Response, *, secret: bool = False) -> Any:
+        """The envelope's `data`, after every check that the answer is a real API answer."""
+        self._check_status(method, path, response, secret=secret)
+        where = f"{method} {path} -> HTTP {response.status_code}"
+        body = "(body withheld)" if secret else _excerpt(response.text)
+        try:
+            envelope = response.json()
+        except ValueError:
+            raise TicketSystemUnavailable(f"{where}: the body is not JSON: {body}") from None
+        if not isinstance(envelope, Mapping) or envelope.get("status") != "OK":
+            raise TicketSystemUnavailable(f"{where}: the envelope status is not OK: {body}")
+        return envelope.get("data")
+
+    def _records(self, method: str, path: str, response: httpx.Response) -> list[dict[str, Any]]:
+        data = self._unwrap(method, path, response)
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            where = f"{method} {path} -> HTTP {response.status_code}"
+            raise TicketSystemUnavailable(
+                f"{where}: data is not a list of records: {_excerpt(response.text)}"
+            )
+        return data
+
+    def _one(self, method: str, path: str, response: httpx.Response) -> dict[str, Any]:
+        records = self._records(method, path, response)
+        if not records:
+            raise TicketSystemUnavailable(f"{method} {path}: the answer holds no record")
+        return records[0]
+
+    # ----------------------------------------------------------------------- generic Table API
+
+    @staticmethod
+    def _table_path(table: str, sys_id: str | None = None) -> str:
+        path = f"/rest/v1/table/{_name(table, 'table')}"
+        return path if sys_id is None else f"{path}/{_sys_id(sys_id)}"
+
+    @staticmethod
+    def _view_params(
+        fields: Sequence[str] | None, display_value: bool, exclude_reference_link: bool
+    ) -> dict[str, str]:
+        params: dict[str, str] = {}
+        if fields:
+            params["sysparm_fields"] = ",".join(fields)
+        if display_value:
+            params["sysparm_display_value"] = "1"
+        if exclude_reference_link:
+            params["sysparm_exclude_reference_link"] = "1"
+        return params
+
+    async def create_record(
+        self, table: str, values: Mapping[str, object], *, fields: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """POST one record; returns it as created (with sys_id, number, defaults)."""
+        path = self._table_path(table)
+        params = self._view_params(fields, False, False)
+        response = await self._call("POST", path, json=dict(values), params=params)
+        return self._one("POST", path, response)
+
+    async def list_records(
+        self,
+        table: str,
+        *,
+        query: str = "",
+        fields: Sequence[str] | None = None,
+        limit: int = 20,
+        page: int = 1,
+        display_value: bool = False,
+        exclude_reference_link: bool = False,
+    ) -> list[dict[str, Any]]:
+        """One page (from 1) of the records matching an encoded query."""
+        if limit < 1 or page < 1:
+            raise ValueError("limit and page start at 1")
+        path = self._table_path(table)
+        params = self._view_params(fields, display_value, exclude_reference_link)
+        params.update({"sysparm_limit": str(limit), "sysparm_page": str(page)})
+        if query:
+            params["sysparm_query"] = query
+        return self._records("GET", path, await self._call("GET", path, params=params))
+
+    async def get_record(
+        self,
+        table: str,
+        sys_id: str,
+        *,
+        fields: Sequence[str] | None = None,
+        display_value: bool = False,
+        exclude_reference_link: bool = False,
+    ) -> dict[str, Any]:
+        """One record; RecordNotFound if there is none."""
+        path = self._table_path(table, sys_id)
+        params = self._view_params(fields, display_value, exclude_reference_link)
+        return self._one("GET", path, await self._call("GET", path, params=params))
+
+    async def update_record(
+        self, table: str, sys_id: str, values: Mapping[str, object], *, method: str = "PATCH"
+    ) -> dict[str, Any]:
+        """Change fields (journal fields append an entry); returns the updated record."""
+        if method not in {"PATCH", "PUT"}:
+            raise ValueError("update_record method must be PATCH or PUT")
+        path = self._table_path(table, sys_id)
+        return self._one(method, path, await self._call(method, path, json=dict(values)))
+
+    async def delete_record(self, table: str, sys_id: str) -> None:
+        path = self._table_path(table, sys_id)
+        self._unwrap("DELETE", path, await self._call("DELETE", path))
+
+    async def upload(self, table: str, sys_id: str, files: Sequence[FilePart]) -> list[dict[str, Any]]:
+        """Attach files to a record; returns the created sys_attachment records."""
+        if not files:
+            return []
+        path = f"/v1/attachments/upload/{_name(table, 'table')}/{_sys_id(sys_id)}"
+        names = ["files"] if len(files) == 1 else [f"files[{i}]" for i in range(1, len(files) + 1)]
+        parts = [(key, (name, data, mime)) for key, (name, mime, data) in zip(names, files, strict=True)]
+        return self._records("POST", path, await self._call("POST", path, files=parts))
+
+    async def download(self, attachment_sys_id: str) -> bytes:
+        path = f"/v1/attachments/download/{_sys_id(attachment_sys_id)}"
+        response = await self._call("GET", path)
+        self._check_status("GET", path, response, secret=False, api_answer=False)
+        return response.content
+
+    # ----------------------------------------------------------------------- TicketSystem
+
+    async def find_person(self, email: str) -> Person | None:
+        """The active user with exactly this email (compared ignoring case), if any."""
+        email = email.strip()
+        if not email or "^" in email or "\n" in email or "\r" in email:
+            return None
+        records = await self.list_records(
+            "user", query=f"email={email}", fields=PERSON_FIELDS, limit=10, exclude_reference_link=True
+        )
+        for record in records:
+            # The query is the server's business; which record we accept is ours.
+            if as_str(record.get("email")).lower() != email.lower() or not as_str(record.get("sys_id")):
+                continue
+            if flag(record.get("active"), default=True):
+                return person_from(record)
+        return None
+
+    async def create_ticket(self, table: str, fields: Mapping[str, str]) -> TicketRef:
+        record = await self.create_record(table, fields)
+        sys_id, number = as_str(record.get("sys_id")), as_str(record.get("number"))
+        if not sys_id:
+            # The write may have happened: report it as unclear so the caller looks it up.
+            raise TicketSystemUnavailable(f"POST /rest/v1/table/{table}: the created record has no sys_id")
+        return TicketRef(table=table, sys_id=sys_id, number=number)
+
+    async def list_tickets(
+        self, caller_id: str, tables: Sequence[str], *, active_only: bool, limit: int
+    ) -> list[Ticket]:
+        """The caller's tickets across tables, newest first, at most limit."""
+        if limit < 1 or not tables:
+            return []
+        query = f"caller={_query_value(caller_id, 'caller_id')}"
+        if active_only:
+            query += "^active=1"
+        query += "^ORDERBYDESCsys_created_at"
+        found: list[Ticket] = []
+        for table in tables:
+            records = await self.list_records(
+                table, query=query, fields=TICKET_FIELDS, limit=limit, exclude_reference_link=True
+            )
+            tickets = (ticket_from(table, r) for r in records)
+            # Ownership is re-checked here rather than trusted to the server-side filter.
+            found.extend(t for t in tickets if t.caller_id == caller_id and (t.active or not active_only))
+        found.sort(key=lambda t: t.created_at, reverse=True)  # stable: ties keep table order
+        return found[:limit]
+
+    async def get_ticket(self, table: str, sys_id: str) -> Ticket | None:
+        try:
+            record = await self.get_record(table, sys_id, fields=TICKET_FIELDS, exclude_reference_link=True)
+        except RecordNotFound:
+            return None
+        return ticket_from(table, record)
+
+    async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None:
+        await self.update_record(table, sys_id, {_name(field, "field"): text})
+
+    async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None:
+        parts: list[FilePart] = []
+        for upload in files:
+            try:
+                data = await asyncio.to_thread(upload.path.read_bytes)
+            except OSError as exc:
+                raise TicketSystemRejected(f"cannot read {upload.name!r} for upload: {exc.strerror}") from exc
+            parts.append((upload.name, upload.mime, data))
+        await self.upload(table, sys_id, parts)

@@ -1,0 +1,604 @@
+"""The SimpleOne client against the emulator over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.simpleone.client import RecordNotFound, SimpleOneClient, SimpleOneConfig
+from adapters.simpleone.emulator import RunningEmulator, start_emulator
+from adapters.simpleone.emulator_state import ManualClock
+from adapters.simpleone.records import flag, person_from, text, ticket_from
+from engine.ports import (
+    Person,
+    Ticket,
+    TicketRef,
+    TicketSystem,
+    TicketSystemError,
+    TicketSystemRejected,
+    TicketSystemUnavailable,
+    Upload,
+)
+
+INCIDENT, REQUEST = "itsm_incident", "itsm_request"
+
+
+def logins(emulator: RunningEmulator) -> int:
+    return sum(1 for e in emulator.state.request_log if e.path == "/rest/v1/auth/login")
+
+
+def api_calls(emulator: RunningEmulator) -> list[tuple[str, str]]:
+    return [(e.method, e.path) for e in emulator.state.request_log]
+
+
+def test_client_satisfies_the_engine_port(client: SimpleOneClient) -> None:
+    port: TicketSystem = client  # mypy checks the protocol; the runtime check is below
+    for name in ("find_person", "create_ticket", "list_tickets", "get_ticket", "add_comment", "upload_files"):
+        assert callable(getattr(port, name))
+
+
+# --------------------------------------------------------------------------- TicketSystem
+
+
+async def test_find_person_by_exact_email(client: SimpleOneClient, emulator: RunningEmulator) -> None:
+    sys_id = emulator.state.add_user("ivan.petrov@ranepa.ru", "Ivan", "Petrov")
+    emulator.state.add_user("ivan.petrov2@ranepa.ru", "Ivan", "Petrov-2")
+    assert await client.find_person("  ivan.petrov@ranepa.ru ") == Person(
+        sys_id=sys_id, email="ivan.petrov@ranepa.ru", name="Ivan Petrov"
+    )
+    assert await client.find_person("nobody@ranepa.ru") is None
+
+
+async def test_find_person_skips_inactive_users(client: SimpleOneClient, emulator: RunningEmulator) -> None:
+    emulator.state.add_user("left@ranepa.ru", "Gone", "Away", active=False)
+    assert await client.find_person("left@ranepa.ru") is None
+
+
+async def test_find_person_refuses_query_injection_without_asking(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    emulator.state.add_user("victim@ranepa.ru", "V", "W")
+    assert await client.find_person("x@ranepa.ru^ORemailISNOTEMPTY") is None
+    assert await client.find_person("") is None
+    assert api_calls(emulator) == []
+
+
+async def test_find_person_in_demo_mode_creates_newcomers(creds: Any) -> None:
+    emulator = await start_emulator(auto_users_domains=["ranepa.ru"])
+    client = SimpleOneClient(SimpleOneConfig(emulator.url, username="bot", password="bot-password"))
+    try:
+        person = await client.find_person("maria.ivanova@ranepa.ru")
+        assert person is not None and person.name == "Maria Ivanova"
+        assert await client.find_person("maria.ivanova@ranepa.ru") == person
+        assert await client.find_person("maria@example.com") is None
+    finally:
+        await client.close()
+        await emulator.close()
+
+
+async def test_create_ticket_returns_its_number(client: SimpleOneClient, emulator: RunningEmulator) -> None:
+    caller = emulator.state.add_user("a@ranepa.ru", "A", "B")
+    fields = {"subject": "No wifi", "description": "Room 101", "caller": caller, "contact_type": "20"}
+    ref = await client.create_ticket(INCIDENT, fields)
+    assert ref == TicketRef(table=INCIDENT, sys_id=ref.sys_id, number="INC0000001")
+    stored = emulator.state.record(INCIDENT, ref.sys_id)
+    assert stored is not None
+    assert {k: stored[k] for k in fields} == fields
+    assert (
+        await client.create_ticket(REQUEST, {"subject": "Laptop", "caller": caller})
+    ).number == "REQ0000001"
+
+
+async def test_get_ticket(client: SimpleOneClient, emulator: RunningEmulator, clock: ManualClock) -> None:
+    caller = emulator.state.add_user("a@ranepa.ru", "A", "B")
+    ref = await client.create_ticket(INCIDENT, {"subject": "S", "description": "D", "caller": caller})
+    clock.advance(90)
+    emulator.state.set_field(INCIDENT, ref.sys_id, "state", "2")
+    assert await client.get_ticket(INCIDENT, ref.sys_id) == Ticket(
+        table=INCIDENT,
+        sys_id=ref.sys_id,
+        number="INC0000001",
+        subject="S",
+        description="D",
+        state="2",
+        caller_id=caller,
+        created_at="2025-01-15 09:00:00",
+        updated_at="2025-01-15 09:01:30",
+        active=True,
+    )
+
+
+async def test_get_ticket_is_none_when_absent_or_malformed(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    assert await client.get_ticket(INCIDENT, "166031411802099999") is None
+    calls = len(emulator.state.request_log)
+    for forged in ("../user/1", "1?sysparm_query=x", "", "a b"):
+        assert await client.get_ticket(INCIDENT, forged) is None
+    assert len(emulator.state.request_log) == calls  # refused before any request
+
+
+async def test_list_tickets_merges_tables_newest_first(
+    client: SimpleOneClient, emulator: RunningEmulator, clock: ManualClock
+) -> None:
+    state = emulator.state
+    me, other = state.add_user("me@ranepa.ru", "M", "E"), state.add_user("x@ranepa.ru", "X", "Y")
+    made: dict[str, TicketRef] = {}
+    for name, table, caller in [
+        ("i1", INCIDENT, me),
+        ("r1", REQUEST, me),
+        ("x1", INCIDENT, other),
+        ("i2", INCIDENT, me),
+        ("r2", REQUEST, me),
+    ]:
+        clock.advance(60)
+        made[name] = await client.create_ticket(table, {"subject": name, "caller": caller})
+    state.set_field(INCIDENT, made["i2"].sys_id, "active", "0")
+
+    everything = await client.list_tickets(me, [INCIDENT, REQUEST], active_only=False, limit=10)
+    assert [t.subject for t in everything] == ["r2", "i2", "r1", "i1"]
+    assert [t.table for t in everything] == [REQUEST, INCIDENT, REQUEST, INCIDENT]
+    assert all(t.caller_id == me for t in everything)
+    assert everything[1].active is False
+
+    active = await client.list_tickets(me, [INCIDENT, REQUEST], active_only=True, limit=10)
+    assert [t.subject for t in active] == ["r2", "r1", "i1"]
+    assert [
+        t.subject for t in await client.list_tickets(me, [INCIDENT, REQUEST], active_only=False, limit=3)
+    ] == [
+        "r2",
+        "i2",
+        "r1",
+    ]
+    assert await client.list_tickets(me, [], active_only=False, limit=10) == []
+    assert await client.list_tickets("166031411802099999", [INCIDENT], active_only=False, limit=10) == []
+    with pytest.raises(TicketSystemRejected):
+        await client.list_tickets(f"{me}^ORactive=1", [INCIDENT], active_only=False, limit=10)
+
+
+async def test_list_tickets_sends_the_documented_query(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    transport = _Recorder()
+    async with SimpleOneClient(SimpleOneConfig(emulator.url, token="x" * 32), transport=transport) as spy:
+        with pytest.raises(TicketSystemRejected):  # the static token is wrong; the request still went out
+            await spy.list_tickets("155", [INCIDENT], active_only=True, limit=5)
+    (request,) = transport.requests
+    assert request.url.params["sysparm_query"] == "caller=155^active=1^ORDERBYDESCsys_created_at"
+    assert request.url.params["sysparm_limit"] == "5"
+
+
+async def test_add_comment_appends_journal_entries(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    ref = await client.create_ticket(INCIDENT, {"subject": "x"})
+    await client.add_comment(INCIDENT, ref.sys_id, "additional_comments", "It still does not work")
+    await client.add_comment(INCIDENT, ref.sys_id, "additional_comments", "Now it does, thanks")
+    await client.add_comment(INCIDENT, ref.sys_id, "work_notes", "internal")
+    journal = emulator.state.journal(INCIDENT, ref.sys_id)
+    assert [(e.field, e.text) for e in journal] == [
+        ("additional_comments", "It still does not work"),
+        ("additional_comments", "Now it does, thanks"),
+        ("work_notes", "internal"),
+    ]
+    with pytest.raises(RecordNotFound):
+        await client.add_comment(INCIDENT, "166031411802099999", "additional_comments", "x")
+    with pytest.raises(TicketSystemRejected):
+        await client.add_comment(INCIDENT, ref.sys_id, "subject^x", "x")
+
+
+async def test_upload_files_one_and_several(
+    client: SimpleOneClient, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    ref = await client.create_ticket(INCIDENT, {"subject": "x"})
+    files = []
+    for name, mime, content in [
+        ("screen.png", "image/png", b"\x89PNG\r\n" + bytes(range(256))),
+        ("log.txt", "text/plain", "ошибка 0x80070005".encode()),
+        ("report.pdf", "application/pdf", b"%PDF-1.7"),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(content)
+        files.append(Upload(name=name, mime=mime, path=path))
+    await client.upload_files(INCIDENT, ref.sys_id, files[:1])
+    await client.upload_files(INCIDENT, ref.sys_id, files[1:])
+    await client.upload_files(INCIDENT, ref.sys_id, [])
+    stored = emulator.state.attachments(INCIDENT, ref.sys_id)
+    assert [(a["file_name"], a["mime_content_type"]) for a in stored] == [(f.name, f.mime) for f in files]
+    for meta, upload in zip(stored, files, strict=True):
+        assert emulator.state.attachment_bytes(meta["sys_id"]) == upload.path.read_bytes()
+        assert meta["size_bytes"] == str(upload.path.stat().st_size)
+    uploads = [e for e in emulator.state.request_log if e.path.startswith("/v1/attachments/upload/")]
+    assert len(uploads) == 2
+
+
+async def test_upload_errors_are_rejections(client: SimpleOneClient, tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"x")
+    with pytest.raises(RecordNotFound):
+        await client.upload_files(INCIDENT, "166031411802099999", [Upload("a.txt", "text/plain", path)])
+    with pytest.raises(TicketSystemRejected, match="cannot read"):
+        await client.upload_files(
+            INCIDENT, "166031411802099999", [Upload("b", "text/plain", tmp_path / "gone")]
+        )
+
+
+# --------------------------------------------------------------------------- generic Table API
+
+
+async def test_generic_record_methods(client: SimpleOneClient, emulator: RunningEmulator) -> None:
+    caller = emulator.state.add_user("a@ranepa.ru", "Anna", "B")
+    created = await client.create_record(INCIDENT, {"subject": "x", "caller": caller, "urgency": 3})
+    assert created["caller"]["value"] == caller and created["urgency"] == "3"
+    sys_id = created["sys_id"]
+    got = await client.get_record(INCIDENT, sys_id, fields=["number", "caller.email"])
+    assert got == {"number": "INC0000001", "caller.email": "a@ranepa.ru"}
+    shown = await client.get_record(INCIDENT, sys_id, display_value=True, exclude_reference_link=True)
+    assert shown["caller"] == "Anna B"
+    patched = await client.update_record(INCIDENT, sys_id, {"urgency": 1})
+    assert patched["urgency"] == "1"
+    put = await client.update_record(INCIDENT, sys_id, {"impact": 2}, method="PUT")
+    assert put["impact"] == "2" and put["urgency"] == "1"
+    for i in range(4):
+        await client.create_record(INCIDENT, {"subject": f"n{i}"})
+    page = await client.list_records(INCIDENT, query="subjectSTARTSWITHn^ORDERBYDESCsubject", limit=3, page=1)
+    assert [r["subject"] for r in page] == ["n3", "n2", "n1"]
+    page2 = await client.list_records(
+        INCIDENT, query="subjectSTARTSWITHn^ORDERBYDESCsubject", limit=3, page=2
+    )
+    assert [r["subject"] for r in page2] == ["n0"]
+    (attachment,) = await client.upload(
+        INCIDENT, sys_id, [("a.bin", "application/octet-stream", b"\x00\x01")]
+    )
+    assert await client.download(attachment["sys_id"]) == b"\x00\x01"
+    await client.delete_record(INCIDENT, sys_id)
+    with pytest.raises(RecordNotFound):
+        await client.get_record(INCIDENT, sys_id)
+    with pytest.raises(RecordNotFound):
+        await client.download("166031411802099999")
+    with pytest.raises(ValueError):
+        await client.list_records(INCIDENT, limit=0)
+
+
+# --------------------------------------------------------------------------- auth
+
+
+async def test_logs_in_once_and_reuses_the_token(client: SimpleOneClient, emulator: RunningEmulator) -> None:
+    for _ in range(3):
+        await client.list_records(INCIDENT)
+    assert logins(emulator) == 1
+    login = emulator.state.request_log[0]
+    assert (login.method, login.path, login.status) == ("POST", "/rest/v1/auth/login", 200)
+
+
+async def test_relogs_in_once_after_tokens_expire(client: SimpleOneClient, emulator: RunningEmulator) -> None:
+    await client.list_records(INCIDENT)
+    emulator.faults.expire_tokens()
+    ref = await client.create_ticket(INCIDENT, {"subject": "after expiry"})
+    assert logins(emulator) == 2
+    assert [(m, s) for m, _, s in [(e.method, e.path, e.status) for e in emulator.state.request_log]] == [
+        ("POST", 200),  # login
+        ("GET", 200),
+        ("POST", 401),  # the create, refused with the old token
+        ("POST", 200),  # login again
+        ("POST", 200),  # the create, once
+    ]
+    assert [r["sys_id"] for r in emulator.state.records(INCIDENT)] == [ref.sys_id]
+
+
+async def test_relogs_in_when_the_token_lifetime_ends(
+    client: SimpleOneClient, emulator: RunningEmulator, clock: ManualClock
+) -> None:
+    await client.list_records(INCIDENT)
+    clock.advance(2 * 3600)
+    await client.list_records(INCIDENT)
+    assert logins(emulator) == 2
+
+
+async def test_concurrent_401s_cause_one_login(client: SimpleOneClient, emulator: RunningEmulator) -> None:
+    await client.list_records(INCIDENT)
+    emulator.faults.expire_tokens()
+    emulator.faults.latency = 0.02  # keep the requests in flight together
+    await asyncio.gather(*(client.list_records(INCIDENT) for _ in range(8)))
+    assert logins(emulator) == 2
+
+
+async def test_concurrent_first_calls_share_one_login(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    await asyncio.gather(*(client.list_records(INCIDENT) for _ in range(5)))
+    assert logins(emulator) == 1
+
+
+async def test_a_401_that_relogin_does_not_fix_is_rejected(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    await client.list_records(INCIDENT)
+    emulator.faults.fail_next(2, status=401, method="GET")
+    with pytest.raises(TicketSystemRejected, match="401"):
+        await client.list_records(INCIDENT)
+    assert logins(emulator) == 2  # exactly one re-login, no loop
+
+
+async def test_wrong_password_is_rejected(make_client: Any, emulator: RunningEmulator) -> None:
+    client = make_client(password="wrong")
+    with pytest.raises(TicketSystemRejected, match=r"POST /rest/v1/auth/login -> HTTP 401"):
+        await client.find_person("a@ranepa.ru")
+    assert api_calls(emulator) == [("POST", "/rest/v1/auth/login")]
+
+
+async def test_static_token(make_client: Any, emulator: RunningEmulator, creds: Any) -> None:
+    client = make_client(token=creds.static_token)
+    emulator.faults.expire_tokens()  # issued tokens only; the static one is configuration
+    ref = await client.create_ticket(INCIDENT, {"subject": "x"})
+    assert (await client.get_ticket(INCIDENT, ref.sys_id)) is not None
+    assert logins(emulator) == 0
+    wrong = make_client(token="y" * 32)
+    with pytest.raises(TicketSystemRejected, match="401"):
+        await wrong.list_records(INCIDENT)
+    assert logins(emulator) == 0  # a static token is never traded for a login
+
+
+async def test_login_failure_is_unavailable_when_the_server_is_down(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    emulator.faults.fail_next(path_prefix="/rest/v1/auth/login")
+    with pytest.raises(TicketSystemUnavailable, match="auth/login -> HTTP 500"):
+        await client.list_records(INCIDENT)
+    assert await client.list_records(INCIDENT) == []  # the next call logs in afresh
+
+
+async def test_secrets_never_reach_logs_or_errors(
+    make_client: Any, emulator: RunningEmulator, caplog: pytest.LogCaptureFixture, creds: Any
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    errors: list[str] = []
+    client = make_client()
+    await client.list_records(INCIDENT)  # login
+    emulator.faults.expire_tokens()
+    await client.list_records(INCIDENT)  # 401, re-login
+    emulator.faults.html_next(status=200, path_prefix="/rest/v1/auth/login")
+    emulator.faults.expire_tokens()
+    with pytest.raises(TicketSystemError) as failed:
+        await client.list_records(INCIDENT)
+    errors.append(str(failed.value))
+    with pytest.raises(TicketSystemError) as failed:
+        await make_client(password=creds.password + "x").list_records(INCIDENT)
+    errors.append(str(failed.value))
+    with pytest.raises(TicketSystemError) as failed:
+        await make_client(token=creds.static_token + "z").list_records(INCIDENT)
+    errors.append(str(failed.value))
+
+    secrets = [creds.password, creds.password + "x", creds.static_token, *emulator.state._tokens]
+    assert len(secrets) >= 5  # three logins issued tokens
+    assert "logged in to SimpleOne" in caplog.text and "logging in again" in caplog.text
+    logged = [record.getMessage() for record in caplog.records] + [repr(r.args) for r in caplog.records]
+    for secret in secrets:
+        assert not any(secret in line for line in logged), secret
+        assert not any(secret in line for line in errors), secret
+    assert creds.password not in repr(client._config)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+async def test_server_errors_are_unavailable(
+    client: SimpleOneClient, emulator: RunningEmulator, status: int
+) -> None:
+    emulator.faults.fail_next(status=status, method="POST", path_prefix="/rest/v1/table/")
+    with pytest.raises(TicketSystemUnavailable) as failed:
+        await client.create_ticket(INCIDENT, {"subject": "x"})
+    message = str(failed.value)
+    assert f"POST /rest/v1/table/itsm_incident -> HTTP {status}" in message
+    assert "emulated fault" in message  # an excerpt of the body, for the log
+    assert emulator.state.records(INCIDENT) == []
+
+
+@pytest.mark.parametrize("status", [200, 502, 403])
+async def test_html_pages_are_unavailable_whatever_the_status(
+    client: SimpleOneClient, emulator: RunningEmulator, status: int
+) -> None:
+    await client.list_records(INCIDENT)
+    emulator.faults.html_next(status=status)
+    with pytest.raises(TicketSystemUnavailable, match=rf"HTTP {status}: an HTML page.*Corporate proxy"):
+        await client.list_records(INCIDENT)
+
+
+async def test_outage_is_unavailable_until_it_ends(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    emulator.faults.set_outage(True)
+    with pytest.raises(TicketSystemUnavailable, match="503"):
+        await client.find_person("a@ranepa.ru")
+    emulator.faults.set_outage(False)
+    assert await client.find_person("a@ranepa.ru") is None
+
+
+async def test_a_hang_is_a_timeout(make_client: Any, emulator: RunningEmulator) -> None:
+    client = make_client(read_timeout=0.2)
+    await client.list_records(INCIDENT)
+    emulator.faults.hang_next(method="GET")
+    with pytest.raises(
+        TicketSystemUnavailable, match=r"GET /rest/v1/table/itsm_incident: timed out \(ReadTimeout\)"
+    ):
+        await client.list_records(INCIDENT)
+    assert await client.list_records(INCIDENT) == []
+
+
+async def test_a_dropped_connection_is_unavailable(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    await client.list_records(INCIDENT)
+    emulator.faults.drop_next()
+    with pytest.raises(TicketSystemUnavailable, match="RemoteProtocolError"):
+        await client.list_records(INCIDENT)
+    assert await client.list_records(INCIDENT) == []
+
+
+async def test_nothing_listening_is_unavailable(creds: Any) -> None:
+    emulator = await start_emulator()
+    url = emulator.url
+    await emulator.close()
+    async with SimpleOneClient(SimpleOneConfig(url, token=creds.static_token, connect_timeout=1)) as client:
+        with pytest.raises(TicketSystemUnavailable, match="ConnectError"):
+            await client.list_records(INCIDENT)
+
+
+async def test_client_errors_are_rejected(client: SimpleOneClient, emulator: RunningEmulator) -> None:
+    with pytest.raises(RecordNotFound):
+        await client.list_records("no_such_table")
+    with pytest.raises(TicketSystemRejected, match=r"HTTP 400.*sysparm_query"):
+        await client.list_records(INCIDENT, query="not a query")
+    with pytest.raises(TicketSystemRejected, match="HTTP 400"):
+        await client.create_record(INCIDENT, {"subject": ["not", "a", "scalar"]})
+    emulator.faults.fail_next(status=403)
+    with pytest.raises(TicketSystemRejected, match="HTTP 403"):
+        await client.list_records(INCIDENT)
+    with pytest.raises(TicketSystemRejected, match="invalid SimpleOne table"):
+        await client.list_records("../etc")
+    assert not issubclass(TicketSystemRejected, TicketSystemUnavailable)
+
+
+@pytest.mark.parametrize("mode", ["error", "html", "hang", "drop"])
+async def test_fail_after_write_leaves_the_ticket_to_be_found(
+    make_client: Any, emulator: RunningEmulator, mode: str
+) -> None:
+    client = make_client(read_timeout=0.3)
+    caller = emulator.state.add_user("a@ranepa.ru", "A", "B")
+    marker = "[sb:7f3a]"
+    emulator.faults.fail_after_write(mode=mode, seconds=5)  # type: ignore[arg-type]
+    with pytest.raises(TicketSystemUnavailable):
+        await client.create_ticket(
+            INCIDENT, {"subject": "x", "description": f"text {marker}", "caller": caller}
+        )
+    (stored,) = emulator.state.records(INCIDENT)  # created once, and not again by the client
+    found = await client.list_records(INCIDENT, query=f"caller={caller}^descriptionLIKE{marker}")
+    assert [r["sys_id"] for r in found] == [stored["sys_id"]]
+
+
+# --------------------------------------------------------------------------- answers the emulator never gives
+
+
+class _Recorder(httpx.AsyncBaseTransport):
+    """Answers every request with one canned response and keeps the requests."""
+
+    def __init__(self, response: httpx.Response | None = None) -> None:
+        self.response = response or httpx.Response(401, json={"status": "ERROR"})
+        self.requests: list[httpx.Request] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        self.requests.append(request)
+        return httpx.Response(
+            self.response.status_code, headers=self.response.headers, content=self.response.content
+        )
+
+
+@pytest.mark.parametrize(
+    ("response", "why"),
+    [
+        (httpx.Response(200, text="OK, probably"), "not JSON"),
+        (httpx.Response(200, json={"status": "ERROR", "data": []}), "status is not OK"),
+        (httpx.Response(200, json=["no", "envelope"]), "status is not OK"),
+        (httpx.Response(200, json={"status": "OK", "data": {"sys_id": "1"}}), "not a list of records"),
+        (httpx.Response(200, json={"status": "OK", "data": []}), "holds no record"),
+        (httpx.Response(302, headers={"location": "https://sso.example/login"}), "HTTP 302"),
+        (
+            httpx.Response(200, text="<!doctype html><p>maintenance", headers={"content-type": "text/plain"}),
+            "HTML",
+        ),
+        (httpx.Response(200, json={"status": "OK", "data": [{"number": "INC1"}]}), "has no sys_id"),
+    ],
+)
+async def test_malformed_success_answers_are_unavailable(response: httpx.Response, why: str) -> None:
+    config = SimpleOneConfig("https://sd.example", token="t" * 32)
+    async with SimpleOneClient(config, transport=_Recorder(response)) as client:
+        with pytest.raises(TicketSystemUnavailable, match=why):
+            await client.create_ticket(INCIDENT, {"subject": "x"})
+
+
+async def test_requests_carry_user_agent_bearer_and_json_accept() -> None:
+    recorder = _Recorder(httpx.Response(200, json={"status": "OK", "data": []}))
+    config = SimpleOneConfig("https://sd.example/", token="t" * 32, user_agent="supportbot-test/1")
+    async with SimpleOneClient(config, transport=recorder) as client:
+        await client.list_records(INCIDENT, fields=["sys_id", "caller.email"], limit=5, page=2)
+    (request,) = recorder.requests
+    assert request.url.path == "/rest/v1/table/itsm_incident"
+    assert dict(request.url.params) == {
+        "sysparm_fields": "sys_id,caller.email",
+        "sysparm_limit": "5",
+        "sysparm_page": "2",
+    }
+    assert request.headers["user-agent"] == "supportbot-test/1"
+    assert request.headers["authorization"] == "Bearer " + "t" * 32
+    assert request.headers["accept"] == "application/json"
+
+
+# --------------------------------------------------------------------------- config and parsing
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"base_url": "sd.ranepa.ru", "token": "t"},
+        {"base_url": "ftp://sd.ranepa.ru", "token": "t"},
+        {"base_url": "https://user:pw@sd.ranepa.ru", "token": "t"},
+        {"base_url": "https://sd.ranepa.ru"},
+        {"base_url": "https://sd.ranepa.ru", "username": "bot"},
+        {"base_url": "https://sd.ranepa.ru", "token": "t", "username": "bot", "password": "p"},
+        {"base_url": "https://sd.ranepa.ru", "token": "t", "read_timeout": 0},
+        {"base_url": "https://sd.ranepa.ru", "token": "t", "max_connections": 0},
+    ],
+)
+def test_config_rejects_bad_settings(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        SimpleOneConfig(**options)
+
+
+def test_config_defaults_and_repr_hide_secrets() -> None:
+    config = SimpleOneConfig("https://sd.ranepa.ru", username="bot", password="hunter2")
+    assert (config.connect_timeout, config.read_timeout, config.verify_tls) == (5.0, 30.0, True)
+    assert "hunter2" not in repr(config)
+    assert "tok-123" not in repr(SimpleOneConfig("https://sd.ranepa.ru", token="tok-123"))
+
+
+def test_a_configured_ca_bundle_is_loaded(tmp_path: Path) -> None:
+    bad_bundle = tmp_path / "ca.pem"
+    bad_bundle.write_text("not a certificate")
+    with pytest.raises(ssl.SSLError):
+        SimpleOneClient(SimpleOneConfig("https://sd.example", token="t", ca_bundle=bad_bundle))
+
+
+def test_records_parse_reference_objects_and_plain_strings() -> None:
+    base = {"sys_id": "1", "number": "INC1", "state": -2, "sys_created_at": "2025-01-01 00:00:00"}
+    as_object = {
+        **base,
+        "caller": {"value": "155", "link": "http://x/rest/v1/table/user/155"},
+        "active": True,
+    }
+    as_string = {**base, "caller": "155", "active": "1"}
+    assert ticket_from(INCIDENT, as_object) == ticket_from(INCIDENT, as_string)
+    ticket = ticket_from(INCIDENT, as_string)
+    assert (ticket.caller_id, ticket.state, ticket.subject, ticket.active) == ("155", "-2", "", True)
+    assert ticket_from(INCIDENT, {**base, "active": "false"}).active is False
+    assert [flag(v, default=True) for v in ("0", 0, False, "no", "1", 1, "true", None, "?")] == [
+        False,
+        False,
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+        True,
+    ]
+    assert text({"display_value": "Anna"}) == "Anna"
+    assert person_from({"sys_id": "1", "email": "a@b", "first_name": "A", "last_name": "B"}).name == "A B"
+    assert person_from({"sys_id": "1", "email": "a@b", "name": "Full Name"}).name == "Full Name"
