@@ -233,6 +233,10 @@ class SpooledFile:
         return cls(str(value["id"]), str(value["name"]), str(value["mime"]), int(value["size"]))
 
 
+class FileSpoolFull(Exception):
+    """The spool cannot take the file (its size cap or the disk is reached)."""
+
+
 class FileSpool(Protocol):
     async def put(self, peer: str, name: str, mime: str, data: bytes) -> SpooledFile: ...
 

@@ -19,7 +19,7 @@ from engine.actions.registry import ActionRegistry
 from engine.inputs import check_file, check_text, limits
 from engine.machine import PICK_INTERNAL
 from engine.model import RETURN, FlowSet, InputSpec, SayPart, StateSpec
-from engine.ports import Incoming, Session, SpooledFile
+from engine.ports import FileSpoolFull, Incoming, Session, SpooledFile
 from engine.replies import Button, Reply
 from engine.sessions import PeerLocks, SessionCache
 from engine.templates import lookup
@@ -189,6 +189,10 @@ class Turn:
         return self.reply()
 
     async def consume(self, incoming: Incoming) -> None:
+        if not (incoming.text.strip() or incoming.payload or incoming.files or incoming.oversized
+                or incoming.unsupported):
+            self.show_state = True  # nothing to act on (a greeting, a bare forward): show where we are
+            return
         if incoming.unsupported:
             self.message("unsupported_attachment")
             if not (incoming.text.strip() or incoming.files or incoming.payload):
@@ -326,7 +330,12 @@ class Turn:
                 continue
             if isinstance(file, tuple):  # an oversized file is never accepted
                 continue
-            stored = await self.services.spool.put(self.session.peer, file.name, file.mime, file.data)
+            try:
+                stored = await self.services.spool.put(self.session.peer, file.name, file.mime, file.data)
+            except FileSpoolFull as exc:
+                log.error("spool full, file of %s refused: %s", self.session.peer, exc)
+                self.message("busy")
+                continue
             files.append(stored.as_slot())
             if not quiet:
                 self.say(inp.accepted, {**limits(inp), **verdict.vars, "count": len(files)})

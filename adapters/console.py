@@ -1,0 +1,121 @@
+"""The terminal chat: the bot's messages and numbered buttons, typed input, files by path.
+
+Works on a TTY and with stdin from a pipe (one input per line), so scripts can drive it.
+Console commands start with '/'; everything else goes to the bot as the user's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TextIO
+
+from engine.ports import Incoming, IncomingFile
+from engine.replies import Button, Reply
+
+Handler = Callable[[str, Incoming], Awaitable[list[Reply]]]
+
+HELP = """console commands:
+  1, 2, …          press the button with that number
+  /attach PATH…    send files (add text after ' -- ' to send it with them)
+  /sticker, /voice send an attachment the bot does not take
+  /help            this list
+  /quit            leave (so does end of input)"""
+
+# Files larger than this are announced to the bot by name and size, never read into memory.
+READ_LIMIT = 50 * 1024 * 1024
+
+
+async def stdin_lines(stream: TextIO = sys.stdin) -> AsyncIterator[str]:
+    """Lines of stdin without blocking the event loop (a thread reads; TTY and pipes alike)."""
+    while True:
+        line = await asyncio.to_thread(stream.readline)
+        if not line:
+            return
+        yield line.rstrip("\r\n")
+
+
+class ConsoleChat:
+    def __init__(self, handle: Handler, peer: str, out: TextIO, *, echo: bool = False) -> None:
+        self.handle = handle
+        self.peer = peer
+        self.out = out
+        self.echo = echo  # repeat the input: a piped transcript then reads as a dialogue
+        self.buttons: list[Button] = []
+
+    def print(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def show(self, reply: Reply) -> None:
+        self.print()
+        for line in reply.text.splitlines() or [""]:
+            self.print(f"bot: {line}" if line else "bot:")
+        self.buttons = [b for row in reply.buttons for b in row]
+        number = 0
+        for row in reply.buttons:
+            cells = []
+            for button in row:
+                number += 1
+                cells.append(f"[{number}] {button.label}")
+            self.print("     " + "   ".join(cells))
+
+    def parse(self, line: str) -> Incoming | None:
+        """The user's line as an event; None for a console command handled here."""
+        text = line.strip()
+        if text.isdigit() and 1 <= int(text) <= len(self.buttons):
+            button = self.buttons[int(text) - 1]
+            return Incoming(text=button.label, payload=button.payload)
+        if text in ("/help", "/?"):
+            self.print(HELP)
+            return None
+        if text in ("/sticker", "/voice"):
+            return Incoming(unsupported=["sticker" if text == "/sticker" else "audio_message"])
+        if text.startswith("/attach"):
+            return self.attach(text[len("/attach"):].strip())
+        return Incoming(text=line)
+
+    def attach(self, args: str) -> Incoming | None:
+        paths_part, _, message = args.partition(" -- ")
+        incoming = Incoming(text=message.strip())
+        for name in paths_part.split():
+            path = Path(name).expanduser()
+            try:
+                size = path.stat().st_size
+                if not path.is_file():
+                    raise IsADirectoryError(name)
+                if size > READ_LIMIT:
+                    incoming.oversized.append((path.name, size))
+                    continue
+                data = path.read_bytes()
+            except OSError as exc:
+                self.print(f"(cannot attach {name}: {exc.strerror or exc})")
+                continue
+            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            incoming.files.append(IncomingFile(path.name, mime, data))
+        if not (incoming.files or incoming.oversized or incoming.text):
+            self.print("(nothing attached; usage: /attach PATH [PATH…] [-- text])")
+            return None
+        return incoming
+
+    async def run(self, lines: AsyncIterator[str], *, greet: bool = True) -> None:
+        if greet:
+            # An empty event shows where the user is: the menu, or the step they left.
+            await self.send(Incoming())
+        async for line in lines:
+            if self.echo:
+                self.print(f"> {line}")
+            if line.strip() in ("/quit", "/exit"):
+                break
+            if not line.strip():
+                continue
+            incoming = self.parse(line)
+            if incoming is not None:
+                await self.send(incoming)
+
+    async def send(self, incoming: Incoming) -> None:
+        for reply in await self.handle(self.peer, incoming):
+            self.show(reply)

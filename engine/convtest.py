@@ -1,0 +1,269 @@
+"""Conversation tests: YAML scripts of what a user sends and what the bot must answer.
+
+Support leads write them beside the flows (flows/tests/*.yaml); `flowlint test` runs them
+through the real engine with the outside world provided by a ConversationWorld (the SimpleOne
+emulator and a mail sink in process).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from jsonschema import Draft202012Validator
+
+from engine.actions.context import AuthPolicy, Services
+from engine.findings import Finding
+from engine.flowset import collect_files
+from engine.ports import (
+    Binding,
+    FileSpool,
+    Incoming,
+    IncomingFile,
+    MailMessage,
+    Storage,
+    TicketSystem,
+)
+from engine.replies import Reply
+from engine.runtime import Engine, StaticFlows
+from engine.model import FlowSet
+from engine.yamlsrc import load_yaml_file
+from schema import FLOW_SCHEMA_PATH
+
+CONVERSATION_SCHEMA_PATH = FLOW_SCHEMA_PATH.with_name("conversation.schema.json")
+START_TIME = 1_800_000_000.0  # a fixed clock: runs are repeatable
+_CODE = re.compile(r"\b(\d{6})\b")
+
+
+class ConversationWorld(Protocol):
+    """The outside world a conversation runs against; fresh for every test."""
+
+    tickets: TicketSystem
+    spool: FileSpool
+
+    async def fresh_storage(self) -> Storage: ...
+
+    async def control(self, spec: Mapping[str, Any]) -> None:
+        """Change SimpleOne: {"outage": bool}, {"fail_next": n}, {"ticket_state": code}."""
+        ...
+
+    async def count_tickets(self, email: str) -> int: ...
+
+    async def reset(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Step:
+    data: dict[str, Any]
+    line: int
+
+
+@dataclass(slots=True)
+class Conversation:
+    name: str
+    path: str
+    line: int
+    signed_in: str | None
+    peer: str
+    steps: list[Step]
+
+
+@dataclass(slots=True)
+class Outcome:
+    test: Conversation
+    failures: list[Finding] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+class RecordingMailer:
+    def __init__(self) -> None:
+        self.messages: list[MailMessage] = []
+
+    async def send(self, message: MailMessage) -> None:
+        self.messages.append(message)
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(json.loads(CONVERSATION_SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+def load_conversations(paths: Sequence[Path]) -> tuple[list[Conversation], list[Finding]]:
+    files, findings = collect_files(paths)
+    tests: list[Conversation] = []
+    for path in files:
+        doc, problems = load_yaml_file(path)
+        findings.extend(problems)
+        if doc is None:
+            continue
+        errors = list(_validator().iter_errors(doc.data))
+        for error in errors:
+            line, col = doc.pos(tuple(error.absolute_path))
+            where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+            findings.append(Finding(doc.path, line, col, "F002", f"{where}: {error.message[:300]}"))
+        if errors:
+            continue
+        for i, item in enumerate(doc.data["tests"]):
+            steps = [Step(s, doc.pos(("tests", i, "steps", j))[0]) for j, s in enumerate(item["steps"])]
+            tests.append(Conversation(item["name"], doc.path, doc.pos(("tests", i))[0], item.get("signed_in"),
+                                      item.get("peer", "test:user"), steps))
+    return tests, findings
+
+
+class Runner:
+    def __init__(self, flow_set: FlowSet, world: ConversationWorld, *,
+                 auth: AuthPolicy | None = None, idle_timeout: float = 1800.0) -> None:
+        self.flow_set = flow_set
+        self.world = world
+        self.auth = auth or AuthPolicy()
+        self.idle_timeout = idle_timeout
+
+    async def run(self, test: Conversation) -> Outcome:
+        outcome = Outcome(test)
+        await self.world.reset()
+        storage = await self.world.fresh_storage()
+        now = [START_TIME]
+        mailer = RecordingMailer()
+        services = Services(storage, self.world.tickets, mailer, self.world.spool, self.auth,
+                            clock=lambda: now[0], idle_timeout=self.idle_timeout)
+        engine = Engine(StaticFlows(self.flow_set), services)
+        try:
+            if test.signed_in:
+                person = await self.world.tickets.find_person(test.signed_in)
+                if person is None:
+                    raise AssertionError(f"no SimpleOne user {test.signed_in} to sign in")
+                await storage.put_binding(Binding(test.peer, test.signed_in, person.sys_id, person.name, now[0]))
+            # The user starts in front of the first screen, as in a chat window that is open.
+            opening = await engine.handle(test.peer, Incoming())
+            last: Reply | None = opening[-1] if opening else None
+            for n, step in enumerate(test.steps, 1):
+                fail = _failer(outcome, test, step, n)
+                mails_before = len(mailer.messages)
+                incoming = await self._incoming(step.data, last, mailer, test, fail)
+                if incoming is _SKIP:
+                    pass
+                elif incoming is None:
+                    break
+                else:
+                    replies = await engine.handle(test.peer, incoming)
+                    last = replies[-1] if replies else last
+                now[0] += float(step.data.get("wait_minutes", 0)) * 60
+                await self._check(step.data.get("expect") or {}, last, mailer, mails_before, test, fail)
+                if outcome.failures:
+                    break
+        finally:
+            await storage.close()
+        return outcome
+
+    async def _incoming(self, data: Mapping[str, Any], last: Reply | None, mailer: RecordingMailer,
+                        test: Conversation, fail: Callable[[str], None]) -> Incoming | object | None:
+        if "simpleone" in data:
+            await self.world.control(data["simpleone"])
+            return _SKIP
+        if "wait_minutes" in data and len(data) <= 2:
+            return _SKIP
+        if "send" in data:
+            return Incoming(text=str(data["send"]))
+        if "press" in data:
+            label = str(data["press"])
+            shown = last.buttons if last else []
+            for row in shown:
+                for button in row:
+                    if button.label == label:
+                        return Incoming(text=button.label, payload=button.payload)
+            fail(f"no button '{label}' to press; shown: {_labels(last)}")
+            return None
+        if "code" in data:
+            for message in reversed(mailer.messages):
+                found = _CODE.search(message.body)
+                if found:
+                    return Incoming(text=found.group(1))
+            fail("no mail with a 6-digit code was sent")
+            return None
+        if "attach" in data:
+            files = [IncomingFile(f["name"], f.get("mime", "application/octet-stream"),
+                                  b"\0" * int(f.get("size", 1024))) for f in data["attach"]]
+            return Incoming(text=str(data.get("text", "")), files=files)
+        if "sticker" in data:
+            return Incoming(unsupported=["sticker"])
+        if "payload" in data:
+            return Incoming(text=str(data.get("text", "")), payload=str(data["payload"]))
+        return Incoming()
+
+    async def _check(self, expect: Mapping[str, Any], reply: Reply | None, mailer: RecordingMailer,
+                     mails_before: int, test: Conversation, fail: Callable[[str], None]) -> None:
+        text = reply.text if reply else ""
+        labels = reply.labels() if reply else []
+        for fragment in _list(expect.get("says")):
+            if fragment.casefold() not in text.casefold():
+                fail(f"expected the reply to contain '{fragment}', got: {_short(text)}")
+        for fragment in _list(expect.get("not_says")):
+            if fragment.casefold() in text.casefold():
+                fail(f"expected the reply not to contain '{fragment}', got: {_short(text)}")
+        for label in _list(expect.get("buttons")):
+            if label not in labels:
+                fail(f"expected a button '{label}', shown: {labels}")
+        for label in _list(expect.get("no_buttons")):
+            if label in labels:
+                fail(f"expected no button '{label}', shown: {labels}")
+        if "mail" in expect:
+            sent = len(mailer.messages) > mails_before
+            if sent != bool(expect["mail"]):
+                fail("expected a mail to be sent" if expect["mail"] else "expected no mail to be sent")
+        if "tickets" in expect:
+            email = test.signed_in or _last_recipient(mailer)
+            count = await self.world.count_tickets(email) if email else 0
+            if count != int(expect["tickets"]):
+                fail(f"expected {expect['tickets']} ticket(s) in SimpleOne for {email}, found {count}")
+
+
+_SKIP = object()
+
+
+def _failer(outcome: Outcome, test: Conversation, step: Step, n: int) -> Callable[[str], None]:
+    def fail(message: str) -> None:
+        outcome.failures.append(Finding(test.path, step.line, 1, "T001", f"'{test.name}' step {n}: {message}"))
+
+    return fail
+
+
+def _list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _labels(reply: Reply | None) -> list[str]:
+    return reply.labels() if reply else []
+
+
+def _short(text: str) -> str:
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= 300 else flat[:297] + "...")
+
+
+def _last_recipient(mailer: RecordingMailer) -> str | None:
+    return mailer.messages[-1].to if mailer.messages else None
+
+
+async def run_all(flow_set: FlowSet, tests: Sequence[Conversation], world: ConversationWorld,
+                  progress: Callable[[Outcome], Awaitable[None] | None] | None = None,
+                  **options: Any) -> list[Outcome]:
+    runner = Runner(flow_set, world, **options)
+    outcomes = []
+    for test in tests:
+        outcome = await runner.run(test)
+        outcomes.append(outcome)
+        if progress is not None:
+            result = progress(outcome)
+            if result is not None:
+                await result
+    return outcomes

@@ -1,0 +1,109 @@
+"""Wiring: configuration in, a running engine with its adapters out. The only place that
+knows every adapter; the engine stays unaware of them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from adapters.mail_sink import ConsoleMailSink
+from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
+from adapters.simpleone.emulator import RunningEmulator, start_emulator
+from adapters.smtp import SmtpMailer
+from adapters.spool import DiskSpool
+from adapters.sqlite import open_sqlite, sqlite_path_from_url
+from engine.actions.context import AuthPolicy, Services
+from engine.ports import Mailer, Storage
+from engine.reload import FlowHolder
+from engine.runtime import Engine
+from supportbot.config import Config, ConfigError, SmtpSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class App:
+    config: Config
+    engine: Engine
+    flows: FlowHolder
+    storage: Storage
+    tickets: SimpleOneClient
+    emulator: RunningEmulator | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.tickets.close()
+        await self.storage.close()
+        if self.emulator is not None:
+            await self.emulator.close()
+
+
+async def open_storage(url: str) -> Storage:
+    if url.startswith("sqlite:"):
+        try:
+            path = sqlite_path_from_url(url)
+        except ValueError as exc:
+            raise ConfigError([f"SUPPORTBOT_DATABASE_URL: {exc}"]) from exc
+        return await open_sqlite(path)
+    raise ConfigError([f"SUPPORTBOT_DATABASE_URL: {url.split(':', 1)[0]} storage is not available in this "
+                       "version; use sqlite:///FILE"])
+
+
+def make_mailer(smtp: SmtpSettings | None, terminal: TextIO) -> Mailer:
+    if smtp is None:
+        return ConsoleMailSink(terminal)
+    return SmtpMailer(smtp.host, smtp.port, from_addr=smtp.sender, username=smtp.user, password=smtp.password,
+                      starttls=smtp.starttls, use_tls=smtp.tls, timeout=smtp.timeout)
+
+
+async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emulator: bool = False,
+                    clock: Callable[[], float] | None = None) -> App:
+    """Everything the bot needs, started. allow_emulator: run SimpleOne in process if no URL is set."""
+    holder = FlowHolder([config.flows_dir])
+    holder.load()
+    emulator: RunningEmulator | None = None
+    if config.simpleone is None:
+        if not allow_emulator:
+            raise ConfigError(["SIMPLEONE_URL is required (only `supportbot chat` runs an emulator in process)"])
+        emulator = await start_emulator(auto_users_domains=config.auth_domains)
+        client = SimpleOneClient(SimpleOneConfig(emulator.url, username="bot", password="bot-password"))
+        log.info("SimpleOne emulator running in process at %s", emulator.url)
+    else:
+        so = config.simpleone
+        client = SimpleOneClient(SimpleOneConfig(
+            so.url, token=so.token, username=None if so.token else so.username,
+            password=None if so.token else so.password, read_timeout=so.timeout, ca_bundle=so.ca_bundle))
+    storage = await open_storage(config.database_url)
+    services = Services(
+        storage=storage,
+        tickets=client,
+        mailer=make_mailer(config.smtp, terminal),
+        spool=DiskSpool(config.spool_dir, max_bytes=config.spool_max_bytes),
+        auth=AuthPolicy(config.auth_domains, config.auth_code_ttl, config.auth_max_attempts,
+                        config.auth_resend_cooldown, config.auth_max_codes_per_hour),
+        idle_timeout=config.session_idle,
+    )
+    if clock is not None:
+        services.clock = clock
+    app = App(config, Engine(holder, services), holder, storage, client, emulator)
+    if config.flows_watch:
+        app.tasks.append(asyncio.create_task(holder.watch()))
+    return app
+
+
+def install_reload_signal(holder: FlowHolder) -> None:
+    """SIGHUP re-reads the flows; an invalid set is refused and logged, the old one keeps serving."""
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(holder.reload()))

@@ -1,0 +1,87 @@
+"""`supportbot`: the bot's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from engine.reload import FlowSetInvalid
+from supportbot.config import ConfigError, describe, load_config
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def _chat(peer: str, verbose: bool) -> int:
+    from adapters.console import ConsoleChat, stdin_lines
+    from supportbot.app import build_app, install_reload_signal
+
+    config = load_config()
+    # Logs go to stderr; in the chat they would drown the dialogue unless asked for.
+    _setup_logging(config.log_level if verbose else "WARNING")
+    app = await build_app(config, terminal=sys.stdout, allow_emulator=True)
+    install_reload_signal(app.flows)
+    interactive = sys.stdin.isatty()
+    try:
+        if interactive:
+            print("supportbot terminal chat — " + "; ".join(describe(config)))
+            print("type a message, a button's number or label; /help for console commands, /quit to leave")
+        chat = ConsoleChat(app.engine.handle, peer, sys.stdout, echo=not interactive)
+        await chat.run(stdin_lines())
+    finally:
+        await app.close()
+    return 0
+
+
+async def _emulator(host: str, port: int, domains: list[str]) -> int:
+    from adapters.simpleone.emulator import serve_forever
+
+    _setup_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
+    await serve_forever(host, port, auto_users_domains=domains)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="supportbot", description="RANEPA IT-support bot")
+    sub = parser.add_subparsers(dest="command", required=True)
+    chat = sub.add_parser("chat", help="talk to the bot in this terminal (embedded defaults, no outside service)")
+    chat.add_argument("--peer", default=os.environ.get("USER", "local"),
+                      help="who you are to the bot (each peer has its own session)")
+    chat.add_argument("-v", "--verbose", action="store_true", help="show the bot's log on stderr")
+    emu = sub.add_parser("simpleone-emulator", help="serve a SimpleOne API emulator for tests and demos")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8090)
+    emu.add_argument("--domains", default="ranepa.ru",
+                     help="comma-separated mail domains whose users exist on first look-up")
+    sub.add_parser("config", help="check the configuration and print it (secrets hidden)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "chat":
+            return asyncio.run(_chat(f"console:{args.peer}", args.verbose))
+        if args.command == "simpleone-emulator":
+            domains = [d.strip() for d in args.domains.split(",") if d.strip()]
+            return asyncio.run(_emulator(args.host, args.port, domains))
+        if args.command == "config":
+            for line in describe(load_config()):
+                print(line)
+            return 0
+    except ConfigError as exc:
+        print(f"supportbot: {exc}", file=sys.stderr)
+        return 2
+    except FlowSetInvalid as exc:
+        print(f"supportbot: cannot start, {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Configuration from environment variables and an optional .env file, validated at start.
+
+Every setting is declared once in SETTINGS (name, default, meaning); the README's table is
+checked against it by a test. A bad value stops the start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: str | None
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SUPPORTBOT_DATABASE_URL", "sqlite:///supportbot.db",
+            "Where sessions and sign-ins are kept: sqlite:///FILE (relative) or sqlite:////ABS/PATH"),
+    Setting("FLOWS_DIR", None, "Directory of the flow files (default: ./flows, else the project's flows/)"),
+    Setting("FLOWS_WATCH", "false", "Reload flows when their files change (SIGHUP always reloads)"),
+    Setting("AUTH_EMAIL_DOMAINS", "ranepa.ru", "Corporate mail domains allowed to sign in, comma-separated"),
+    Setting("AUTH_CODE_TTL_MINUTES", "10", "How long a sign-in code is valid"),
+    Setting("AUTH_MAX_ATTEMPTS", "5", "Wrong entries allowed per code"),
+    Setting("AUTH_RESEND_COOLDOWN_SECONDS", "60", "Wait before another code can be mailed"),
+    Setting("AUTH_MAX_CODES_PER_HOUR", "5", "Codes mailed per user and per address in an hour"),
+    Setting("SESSION_IDLE_MINUTES", "30", "An idle dialogue restarts at the menu after this"),
+    Setting("SIMPLEONE_URL", None,
+            "SimpleOne base URL, e.g. https://sd.ranepa.ru (unset in `chat`: an emulator runs in process)"),
+    Setting("SIMPLEONE_TOKEN", None, "A static API token (instead of username and password)", secret=True),
+    Setting("SIMPLEONE_USERNAME", None, "API user for token login (with SIMPLEONE_PASSWORD)"),
+    Setting("SIMPLEONE_PASSWORD", None, "Password of SIMPLEONE_USERNAME", secret=True),
+    Setting("SIMPLEONE_TIMEOUT", "30", "Seconds to wait for a SimpleOne answer"),
+    Setting("SIMPLEONE_CA_BUNDLE", None, "A CA file to verify SimpleOne's TLS certificate with (default: system)"),
+    Setting("SMTP_HOST", None, "Mail server for sign-in codes (unset in `chat`: letters are printed)"),
+    Setting("SMTP_PORT", None, "Mail server port (default 587, or 465 with SMTP_TLS)"),
+    Setting("SMTP_USER", None, "Mail server login"),
+    Setting("SMTP_PASSWORD", None, "Mail server password", secret=True),
+    Setting("SMTP_FROM", None, "Sender address of the letters (default: SMTP_USER)"),
+    Setting("SMTP_STARTTLS", "true", "Upgrade the connection with STARTTLS"),
+    Setting("SMTP_TLS", "false", "Connect with TLS from the start (port 465)"),
+    Setting("SMTP_TIMEOUT", "20", "Seconds to wait for the mail server"),
+    Setting("SPOOL_DIR", "data/spool", "Where users' files wait until they are uploaded"),
+    Setting("SPOOL_MAX_MB", "1024", "Disk the waiting files may take in all"),
+    Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+)
+_KNOWN = {s.name for s in SETTINGS}
+_EMAILISH = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleOneSettings:
+    url: str
+    token: str | None
+    username: str | None
+    password: str | None
+    timeout: float
+    ca_bundle: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    host: str
+    port: int
+    user: str | None
+    password: str | None
+    sender: str
+    starttls: bool
+    tls: bool
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    database_url: str
+    flows_dir: Path
+    flows_watch: bool
+    auth_domains: tuple[str, ...]
+    auth_code_ttl: float
+    auth_max_attempts: int
+    auth_resend_cooldown: float
+    auth_max_codes_per_hour: int
+    session_idle: float
+    simpleone: SimpleOneSettings | None
+    smtp: SmtpSettings | None
+    spool_dir: Path
+    spool_max_bytes: int
+    log_level: str
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; '#' comments, optional 'export ', single or double quotes."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError([f"{path}:{number}: expected KEY=VALUE, got {raw.strip()[:60]!r}"])
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        assert name in _KNOWN, name
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            default = next(s.default for s in SETTINGS if s.name == name)
+            return default
+        return value.strip()
+
+    def parse(self, name: str, convert: Callable[[str], Any], what: str, fallback: Any) -> Any:
+        value = self.raw(name)
+        if value is None:
+            return None
+        try:
+            return convert(value)
+        except ValueError:
+            shown = "***" if any(s.secret for s in SETTINGS if s.name == name) else repr(value[:60])
+            self.problems.append(f"{name} must be {what}, got {shown}")
+            return fallback
+
+    def number(self, name: str, low: float, high: float, *, whole: bool = False) -> Any:
+        def convert(text: str) -> float | int:
+            value: float | int = int(text) if whole else float(text)
+            if not low <= value <= high:
+                raise ValueError
+            return value
+
+        kind = "a whole number" if whole else "a number"
+        return self.parse(name, convert, f"{kind} from {low:g} to {high:g}", low)
+
+    def flag(self, name: str) -> bool:
+        def convert(text: str) -> bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+
+        return bool(self.parse(name, convert, "true or false", False))
+
+
+def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Config:
+    merged: dict[str, str] = {}
+    if env_file is not None:
+        merged.update(read_env_file(env_file))
+    merged.update(os.environ if env is None else env)
+    r = _Reader(merged)
+
+    database_url = r.raw("SUPPORTBOT_DATABASE_URL") or ""
+    scheme = urlsplit(database_url).scheme
+    if scheme not in ("sqlite", "postgresql", "postgres"):
+        r.problems.append(f"SUPPORTBOT_DATABASE_URL must start with sqlite:/// or postgresql://, got {database_url!r}")
+
+    flows_raw = r.raw("FLOWS_DIR")
+    if flows_raw:
+        flows_dir = Path(flows_raw)
+    else:
+        flows_dir = Path("flows") if Path("flows").is_dir() else PROJECT_ROOT / "flows"
+    if not flows_dir.is_dir():
+        r.problems.append(f"FLOWS_DIR must be a directory of flow files, {str(flows_dir)!r} is not one")
+
+    domains = tuple(d.strip().lower().lstrip("@") for d in (r.raw("AUTH_EMAIL_DOMAINS") or "").split(",") if d.strip())
+    bad = [d for d in domains if not _DOMAIN.fullmatch(d)]
+    if not domains or bad:
+        r.problems.append("AUTH_EMAIL_DOMAINS must list mail domains such as ranepa.ru"
+                          + (f"; not a domain: {', '.join(bad)}" if bad else ""))
+
+    simpleone = None
+    url = r.raw("SIMPLEONE_URL")
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            r.problems.append(f"SIMPLEONE_URL must be an http(s) URL such as https://sd.example.ru, got {url!r}")
+        token, user, password = r.raw("SIMPLEONE_TOKEN"), r.raw("SIMPLEONE_USERNAME"), r.raw("SIMPLEONE_PASSWORD")
+        if not token and not (user and password):
+            r.problems.append("SIMPLEONE_URL needs SIMPLEONE_TOKEN, or SIMPLEONE_USERNAME and SIMPLEONE_PASSWORD")
+        elif bool(user) != bool(password):
+            r.problems.append("SIMPLEONE_USERNAME and SIMPLEONE_PASSWORD go together")
+        ca = r.raw("SIMPLEONE_CA_BUNDLE")
+        if ca and not Path(ca).is_file():
+            r.problems.append(f"SIMPLEONE_CA_BUNDLE must be a file, {ca!r} is not")
+        simpleone = SimpleOneSettings(url.rstrip("/"), token, user, password,
+                                      r.number("SIMPLEONE_TIMEOUT", 1, 600), ca)
+    else:
+        r.number("SIMPLEONE_TIMEOUT", 1, 600)
+
+    smtp = None
+    host = r.raw("SMTP_HOST")
+    tls = r.flag("SMTP_TLS")
+    starttls = r.flag("SMTP_STARTTLS")
+    if host:
+        port = r.raw("SMTP_PORT")
+        port_value = r.number("SMTP_PORT", 1, 65535, whole=True) if port else (465 if tls else 587)
+        user, password = r.raw("SMTP_USER"), r.raw("SMTP_PASSWORD")
+        sender = r.raw("SMTP_FROM") or (user if user and _EMAILISH.fullmatch(user) else None)
+        if not sender or not _EMAILISH.fullmatch(sender):
+            r.problems.append("SMTP_FROM must be the sender's address (e.g. helpdesk@ranepa.ru)")
+        if bool(user) != bool(password):
+            r.problems.append("SMTP_USER and SMTP_PASSWORD go together")
+        if tls and starttls:
+            starttls = False  # implicit TLS already encrypts; STARTTLS would fail on it
+        smtp = SmtpSettings(host, int(port_value), user, password, sender or "", starttls, tls,
+                            r.number("SMTP_TIMEOUT", 1, 300))
+
+    log_level = (r.raw("LOG_LEVEL") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        r.problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+
+    config = Config(
+        database_url=database_url,
+        flows_dir=flows_dir,
+        flows_watch=r.flag("FLOWS_WATCH"),
+        auth_domains=domains,
+        auth_code_ttl=r.number("AUTH_CODE_TTL_MINUTES", 1, 1440) * 60,
+        auth_max_attempts=r.number("AUTH_MAX_ATTEMPTS", 1, 100, whole=True),
+        auth_resend_cooldown=r.number("AUTH_RESEND_COOLDOWN_SECONDS", 0, 3600),
+        auth_max_codes_per_hour=r.number("AUTH_MAX_CODES_PER_HOUR", 1, 1000, whole=True),
+        session_idle=r.number("SESSION_IDLE_MINUTES", 1, 10080) * 60,
+        simpleone=simpleone,
+        smtp=smtp,
+        spool_dir=Path(r.raw("SPOOL_DIR") or "data/spool"),
+        spool_max_bytes=int(r.number("SPOOL_MAX_MB", 1, 1_000_000) * 1024 * 1024),
+        log_level=log_level,
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return config
+
+
+def describe(config: Config) -> list[str]:
+    """The effective configuration for logs and `supportbot config`, secrets masked."""
+    so = config.simpleone
+    sm = config.smtp
+    return [
+        f"database: {config.database_url}",
+        f"flows: {config.flows_dir} (watch: {config.flows_watch})",
+        f"sign-in domains: {', '.join(config.auth_domains)}",
+        "simpleone: " + (f"{so.url} ({'token' if so.token else 'user ' + str(so.username)})" if so
+                         else "in-process emulator"),
+        "smtp: " + (f"{sm.host}:{sm.port} from {sm.sender} (starttls={sm.starttls}, tls={sm.tls})" if sm
+                    else "letters printed to the terminal"),
+        f"spool: {config.spool_dir} (max {config.spool_max_bytes // (1024 * 1024)} MB)",
+    ]

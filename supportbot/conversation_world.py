@@ -1,0 +1,72 @@
+"""The world `flowlint test` runs conversations in: the SimpleOne emulator in this process
+(on loopback, spoken to by the real client), SQLite in memory, a temporary file spool."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
+from adapters.simpleone.emulator import RunningEmulator, start_emulator
+from adapters.spool import DiskSpool
+from adapters.sqlite import open_sqlite
+from engine.ports import Storage
+
+TICKET_TABLES = ("itsm_incident", "itsm_request")
+
+
+class EmulatorWorld:
+    def __init__(self, emulator: RunningEmulator, client: SimpleOneClient, spool_dir: Path) -> None:
+        self.emulator = emulator
+        self.tickets = client
+        self._spool_dir = spool_dir
+        self._domains = tuple(emulator.state.auto_users_domains)
+        self.spool = DiskSpool(spool_dir)
+
+    @classmethod
+    async def start(cls, domains: Sequence[str] = ("ranepa.ru",)) -> EmulatorWorld:
+        emulator = await start_emulator(auto_users_domains=domains)
+        client = SimpleOneClient(SimpleOneConfig(emulator.url, username="bot", password="bot-password",
+                                                 read_timeout=5.0))
+        return cls(emulator, client, Path(tempfile.mkdtemp(prefix="supportbot-convtest-")))
+
+    async def fresh_storage(self) -> Storage:
+        return await open_sqlite(":memory:")
+
+    async def control(self, spec: Mapping[str, Any]) -> None:
+        state = self.emulator.state
+        if "outage" in spec:
+            state.faults.set_outage(bool(spec["outage"]))
+        if "auto_users" in spec:
+            state.auto_users_domains = self._domains if spec["auto_users"] else ()
+        if "fail_next" in spec:
+            state.faults.fail_next(int(spec["fail_next"]))
+        if "ticket_state" in spec:
+            latest = max(
+                ((table, r) for table in TICKET_TABLES for r in state.records(table)),
+                key=lambda item: (item[1].get("sys_created_at", ""), item[1]["sys_id"]),
+                default=None,
+            )
+            if latest is None:
+                raise AssertionError("no ticket in the emulator to change the state of")
+            state.set_field(latest[0], latest[1]["sys_id"], "state", str(spec["ticket_state"]))
+
+    async def count_tickets(self, email: str) -> int:
+        state = self.emulator.state
+        users = state.records("user", f"email={email}")
+        if not users:
+            return 0
+        caller = users[0]["sys_id"]
+        return sum(len(state.records(table, f"caller={caller}")) for table in TICKET_TABLES)
+
+    async def reset(self) -> None:
+        self.emulator.state.reset()
+        self.emulator.state.auto_users_domains = self._domains
+
+    async def close(self) -> None:
+        await self.tickets.close()
+        await self.emulator.close()
+        shutil.rmtree(self._spool_dir, ignore_errors=True)

@@ -1,0 +1,156 @@
+"""`flowlint`: check the flows, draw them, run their conversation tests."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.findings import Finding, Severity
+from engine.flowset import load_flow_set
+from supportbot.config import PROJECT_ROOT
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def default_flows() -> Path:
+    local = Path("flows")
+    return local if local.is_dir() else PROJECT_ROOT / "flows"
+
+
+def _paths(raw: Sequence[str], fallback: Path) -> list[Path]:
+    paths = [Path(p) for p in raw] or [fallback]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise SystemExit(_usage(f"no such file or directory: {', '.join(missing)}"))
+    return paths
+
+
+def _usage(message: str) -> int:
+    print(f"flowlint: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _line(f: Finding) -> str:
+    prefix = "warning: " if f.severity is Severity.WARNING else ""
+    return f"{f.path}:{f.line}:{f.col}: {f.code} {prefix}{f.message}"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    paths = _paths(args.paths, default_flows())
+    started = time.perf_counter()
+    result = load_flow_set(paths)
+    took = time.perf_counter() - started
+    if args.format == "json":
+        print(json.dumps([f.as_dict() for f in result.findings], ensure_ascii=False, indent=2))
+    else:
+        for finding in result.findings:
+            print(_line(finding))
+        errors = len(result.errors)
+        warnings = len(result.findings) - errors
+        print(f"flowlint: {errors} error(s), {warnings} warning(s) in {took * 1000:.0f} ms", file=sys.stderr)
+    return EXIT_FINDINGS if result.findings else EXIT_CLEAN
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from engine.graph import dot, mermaid
+
+    result = load_flow_set(_paths(args.paths, default_flows()))
+    if result.flow_set is None:
+        for finding in result.errors:
+            print(_line(finding), file=sys.stderr)
+        return EXIT_FINDINGS
+    text = mermaid(result.flow_set) if args.format == "mermaid" else dot(result.flow_set)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_CLEAN
+
+
+async def _run_tests(args: argparse.Namespace) -> int:
+    from engine.actions.context import AuthPolicy
+    from engine.convtest import load_conversations, run_all
+    from supportbot.conversation_world import EmulatorWorld
+
+    # The bot's own warnings (an emulated outage…) are expected here; -v shows them.
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, stream=sys.stderr,
+                        format="    log %(levelname)s %(name)s: %(message)s")
+    flows = Path(args.flows) if args.flows else default_flows()
+    if not flows.exists():
+        return _usage(f"no such flows directory: {flows}")
+    result = load_flow_set([flows])
+    if result.flow_set is None:
+        for finding in result.errors:
+            print(_line(finding))
+        print("flowlint: the flows have errors; fix them before running conversations", file=sys.stderr)
+        return EXIT_FINDINGS
+    tests, problems = load_conversations(_paths(args.paths, flows / "tests"))
+    for finding in problems:
+        print(_line(finding))
+    if args.k:
+        tests = [t for t in tests if args.k.casefold() in t.name.casefold()]
+    world = await EmulatorWorld.start(args.domains.split(","))
+    failed = 0
+
+    def report(outcome: object) -> None:
+        nonlocal failed
+        from engine.convtest import Outcome
+
+        assert isinstance(outcome, Outcome)
+        if outcome.passed:
+            if args.verbose:
+                print(f"ok    {outcome.test.path}:{outcome.test.line}: {outcome.test.name}")
+        else:
+            failed += 1
+            print(f"FAIL  {outcome.test.path}:{outcome.test.line}: {outcome.test.name}")
+            for finding in outcome.failures:
+                print("      " + _line(finding))
+
+    try:
+        started = time.perf_counter()
+        outcomes = await run_all(result.flow_set, tests, world, report,
+                                 auth=AuthPolicy(domains=tuple(args.domains.split(","))))
+    finally:
+        await world.close()
+    print(f"flowlint: {len(outcomes) - failed} passed, {failed} failed in "
+          f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return EXIT_FINDINGS if failed or problems else EXIT_CLEAN
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="flowlint", description="Check, draw and test the bot's flows.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate flow files (exit 0 clean, 1 findings, 2 usage error)")
+    check.add_argument("paths", nargs="*", help="files or directories (default: flows/)")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    graph = sub.add_parser("graph", help="draw the flows")
+    graph.add_argument("paths", nargs="*", help="files or directories (default: flows/)")
+    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    graph.add_argument("-o", "--output", help="write to this file instead of stdout")
+    test = sub.add_parser("test", help="run conversation tests (default: flows/tests/)")
+    test.add_argument("paths", nargs="*", help="test files or directories (default: <flows>/tests)")
+    test.add_argument("--flows", help="the flows directory (default: flows/)")
+    test.add_argument("--domains", default="ranepa.ru", help="mail domains allowed to sign in")
+    test.add_argument("-k", help="only tests whose name contains this text")
+    test.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            return cmd_check(args)
+        if args.command == "graph":
+            return cmd_graph(args)
+        return asyncio.run(_run_tests(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
