@@ -339,7 +339,10 @@ class SimpleOneClient:
 
     async def delete_record(self, table: str, sys_id: str) -> None:
         path = self._table_path(table, sys_id)
-        self._unwrap("DELETE", path, await self._call("DELETE", path))
+        response = await self._call("DELETE", path)
+        if response.status_code == 204 or (200 <= response.status_code < 300 and not response.content):
+            return  # an empty success is a success for a delete (the reply is undocumented)
+        self._unwrap("DELETE", path, response)
 
     async def upload(self, table: str, sys_id: str, files: Sequence[FilePart]) -> list[dict[str, Any]]:
         """Attach files to a record; returns the created sys_attachment records."""
@@ -381,6 +384,31 @@ class SimpleOneClient:
             # The write may have happened: report it as unclear so the caller looks it up.
             raise TicketSystemUnavailable(f"POST /rest/v1/table/{table}: the created record has no sys_id")
         return TicketRef(table=table, sys_id=sys_id, number=number)
+
+    async def find_ticket_by_marker(
+        self, table: str, caller_id: str, marker: str, *, field: str = "description"
+    ) -> TicketRef | None:
+        """The caller's oldest ticket whose `field` contains `marker`: how an unclear create is
+        resolved (look the ticket up before creating it again). Not part of the engine's port yet."""
+        if not marker.strip():
+            raise ValueError("an empty marker would match every ticket")
+        query = (
+            f"caller={_query_value(caller_id, 'caller_id')}"
+            f"^{_name(field, 'field')}LIKE{_query_value(marker, 'marker')}^ORDERBYsys_created_at"
+        )
+        records = await self.list_records(
+            table,
+            query=query,
+            fields=("sys_id", "number", "caller", field),
+            limit=5,
+            exclude_reference_link=True,
+        )
+        for record in records:
+            if as_str(record.get("caller")) == caller_id and marker in as_str(record.get(field)):
+                return TicketRef(
+                    table=table, sys_id=as_str(record.get("sys_id")), number=as_str(record.get("number"))
+                )
+        return None
 
     async def list_tickets(
         self, caller_id: str, tables: Sequence[str], *, active_only: bool, limit: int

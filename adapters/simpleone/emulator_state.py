@@ -90,7 +90,7 @@ class RequestLogEntry:
     status: int = 0  # 0 while in progress; 499 for a connection dropped or hung by a fault
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class EmulatorState:
     username: str = "bot"
     password: str = "bot-password"
@@ -108,6 +108,10 @@ class EmulatorState:
     _tokens: dict[str, _Token] = field(default_factory=dict)
     _numbers: dict[str, int] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(166031411802010329, 7))
+
+    def __repr__(self) -> str:  # the full state is large and holds the password
+        sizes = ", ".join(f"{name}={len(rows)}" for name, rows in self.tables.items() if rows)
+        return f"EmulatorState(username={self.username!r}, {sizes or 'empty'})"
 
     def __post_init__(self) -> None:
         self.auto_users_domains = tuple(d.lower().lstrip("@") for d in self.auto_users_domains)

@@ -153,6 +153,7 @@ async def test_the_client_calls_only_documented_endpoints(
         await client.list_tickets(caller, ["itsm_incident", "itsm_request"], active_only=True, limit=5)
         assert await client.get_ticket("itsm_incident", ref.sys_id) is not None
         assert await client.get_ticket("itsm_incident", "166031411802099999") is None
+        assert await client.find_ticket_by_marker("itsm_incident", caller, "[sb:1]") is None
         emulator.faults.expire_tokens()  # the re-login goes through the documented login too
         await client.add_comment("itsm_incident", ref.sys_id, "additional_comments", "hi")
         await client.upload_files("itsm_incident", ref.sys_id, [Upload("f.txt", "text/plain", upload_path)])

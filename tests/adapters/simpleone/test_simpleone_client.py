@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from pathlib import Path
 from typing import Any
@@ -479,8 +480,53 @@ async def test_fail_after_write_leaves_the_ticket_to_be_found(
             INCIDENT, {"subject": "x", "description": f"text {marker}", "caller": caller}
         )
     (stored,) = emulator.state.records(INCIDENT)  # created once, and not again by the client
-    found = await client.list_records(INCIDENT, query=f"caller={caller}^descriptionLIKE{marker}")
-    assert [r["sys_id"] for r in found] == [stored["sys_id"]]
+    found = await client.find_ticket_by_marker(INCIDENT, caller, marker)
+    assert found == TicketRef(INCIDENT, stored["sys_id"], stored["number"])
+
+
+async def test_find_ticket_by_marker(client: SimpleOneClient, emulator: RunningEmulator) -> None:
+    me, other = (
+        emulator.state.add_user("me@ranepa.ru", "M", "E"),
+        emulator.state.add_user("o@ranepa.ru", "O", "T"),
+    )
+    await client.create_ticket(INCIDENT, {"subject": "x", "description": "mine [sb:1]", "caller": other})
+    assert await client.find_ticket_by_marker(INCIDENT, me, "[sb:1]") is None  # someone else's ticket
+    first = await client.create_ticket(INCIDENT, {"subject": "x", "description": "a [sb:1]", "caller": me})
+    await client.create_ticket(INCIDENT, {"subject": "x", "description": "a duplicate [sb:1]", "caller": me})
+    await client.create_ticket(INCIDENT, {"subject": "x", "description": "[sb:2]", "caller": me})
+    assert await client.find_ticket_by_marker(INCIDENT, me, "[sb:1]") == first  # the oldest wins
+    with pytest.raises(TicketSystemRejected):
+        await client.find_ticket_by_marker(INCIDENT, me, "x^ORactive=1")
+    with pytest.raises(ValueError):
+        await client.find_ticket_by_marker(INCIDENT, me, " ")
+
+
+async def test_delete_accepts_an_empty_success() -> None:
+    recorder = _Recorder(httpx.Response(204))
+    async with SimpleOneClient(
+        SimpleOneConfig("https://sd.example", token="t" * 32), transport=recorder
+    ) as client:
+        await client.delete_record(INCIDENT, "166031411802010329")
+    assert [r.method for r in recorder.requests] == ["DELETE"]
+
+
+async def test_upload_names_the_parts_files_or_files_n(tmp_path: Path) -> None:
+    ok = httpx.Response(200, json={"status": "OK", "data": []})
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"x")
+    for count, names in [(1, ["files"]), (3, ["files[1]", "files[2]", "files[3]"])]:
+        recorder = _Recorder(ok)
+        config = SimpleOneConfig("https://sd.example", token="t" * 32)
+        async with SimpleOneClient(config, transport=recorder) as client:
+            await client.upload_files(
+                INCIDENT, "166031411802010329", [Upload("a.txt", "text/plain", path)] * count
+            )
+        (request,) = recorder.requests
+        assert request.url.path == "/v1/attachments/upload/itsm_incident/166031411802010329"
+        assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
+        assert re.findall(rb'name="([^"]+)"; filename="a.txt"', request.content) == [
+            n.encode() for n in names
+        ]
 
 
 # --------------------------------------------------------------------------- answers the emulator never gives
