@@ -49,6 +49,17 @@ async def check(ctx: ActionContext) -> str:
     return "signed_in"
 
 
+@action("auth.refresh", emits=set(), writes={"user": USER})
+async def refresh(ctx: ActionContext) -> None:
+    """Bring the `user` slot in line with the stored binding (for texts such as the menu's)."""
+    binding = await ctx.services.storage.get_binding(ctx.peer)
+    if binding is None:
+        ctx.slots.pop("user", None)
+    else:
+        ctx.slots["user"] = _user_slot(binding)
+    return None
+
+
 @action("auth.send_code", emits={"sent", "bad_domain", "cooldown", "too_many", "mail_failed"},
         writes={"auth": AUTH})
 async def send_code(ctx: ActionContext) -> str:
