@@ -318,7 +318,8 @@ class EmulatorState:
             return
         email = conditions[0].value
         local, at, domain = email.rpartition("@")
-        if not at or not local or domain.lower() not in self.auto_users_domains:
+        allowed = {d.lower().lstrip("@") for d in self.auto_users_domains}  # may be reassigned by callers
+        if not at or not local or domain.lower() not in allowed:
             return
         if any(u.get("email") == email for u in self.tables["user"].values()):
             return
