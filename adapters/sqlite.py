@@ -1,0 +1,447 @@
+"""SQLite storage: the embedded default (aiosqlite, WAL).
+
+The hot path is `commit_step`. The engine keeps sessions cached in process, so a step costs one
+write and nothing else; this adapter makes that write one hop into aiosqlite's worker thread and
+commits the steps of concurrent peers together (group commit):
+
+- `commit_step` queues (row, future) and, if no write is in flight, starts a flusher task;
+- the flusher takes everything queued, runs all the version-checked upserts and inbox inserts
+  plus one COMMIT in a single call on the worker thread, then resolves each caller's future;
+- steps that arrive meanwhile wait for the next round, so the batch grows with the load;
+- a failed version check answers False to that caller only; an exception rolls the whole batch
+  back and is raised to every caller in it;
+- a future is resolved only after COMMIT returned, so no reply is sent for an uncommitted step.
+
+synchronous=NORMAL in WAL mode keeps every commit across a process crash; an OS crash or power
+loss may drop the last few commits (pass synchronous="FULL" where that matters more than speed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Final, Literal, TypeVar, cast
+from urllib.parse import unquote
+
+import aiosqlite
+
+from engine.ports import Binding, PendingCode, SendStats, Session, StepCommit
+
+__all__ = [
+    "MIGRATIONS",
+    "CommitStats",
+    "SqliteStorage",
+    "StorageClosed",
+    "open_sqlite",
+    "sqlite_path_from_url",
+]
+
+T = TypeVar("T")
+
+# Versioned schema changes, applied in order at start, each once (recorded in schema_migrations).
+# Append only: never edit a released entry. Statements are idempotent (IF NOT EXISTS) so a
+# database whose bookkeeping was lost still migrates cleanly.
+MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
+    (
+        1,
+        (
+            """CREATE TABLE IF NOT EXISTS sessions (
+                peer TEXT PRIMARY KEY,
+                state TEXT NOT NULL,
+                slots TEXT NOT NULL,
+                flow_version TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS bindings (
+                peer TEXT PRIMARY KEY,
+                email TEXT NOT NULL,
+                caller_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                bound_at REAL NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS bindings_email ON bindings (email)",
+            """CREATE TABLE IF NOT EXISTS auth_codes (
+                peer TEXT PRIMARY KEY,
+                email TEXT NOT NULL,
+                code_hash BLOB NOT NULL,
+                salt BLOB NOT NULL,
+                created_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0
+            )""",
+            """CREATE TABLE IF NOT EXISTS auth_sends (
+                peer TEXT NOT NULL,
+                email TEXT NOT NULL,
+                sent_at REAL NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS auth_sends_peer ON auth_sends (peer, sent_at)",
+            "CREATE INDEX IF NOT EXISTS auth_sends_email ON auth_sends (email, sent_at)",
+            "CREATE INDEX IF NOT EXISTS auth_sends_sent_at ON auth_sends (sent_at)",
+            """CREATE TABLE IF NOT EXISTS inbox (
+                event_id TEXT PRIMARY KEY,
+                received_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX IF NOT EXISTS inbox_received_at ON inbox (received_at)",
+        ),
+    ),
+)
+
+_URL_PREFIX: Final = "sqlite:///"
+_URL_FORMS: Final = "sqlite:///relative.db, sqlite:////absolute/path.db or sqlite:///:memory:"
+
+_SELECT_SESSION: Final = (
+    "SELECT peer, state, slots, flow_version, updated_at, version FROM sessions WHERE peer = ?"
+)
+_INSERT_SESSION: Final = (
+    "INSERT INTO sessions (peer, state, slots, flow_version, updated_at, version)"
+    " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (peer) DO NOTHING"
+)
+_UPDATE_SESSION: Final = (
+    "UPDATE sessions SET state = ?, slots = ?, flow_version = ?, updated_at = ?, version = ?"
+    " WHERE peer = ? AND version = ?"
+)
+# OR IGNORE: the engine drops duplicates with seen_event before it handles an event, and per-peer
+# serialisation keeps one event of one peer out of two concurrent steps. A repeat here is thus
+# harmless, and refusing it would only make the engine redo a step that is already correct.
+_INSERT_EVENT: Final = "INSERT OR IGNORE INTO inbox (event_id, received_at) VALUES (?, ?)"
+
+# (peer, state, slots JSON, flow_version, updated_at, expected_version, event_id)
+_StepRow = tuple[str, str, str, str, float, int, str | None]
+
+
+class StorageClosed(RuntimeError):
+    """The storage was closed; no more calls are accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommitStats:
+    """Committed batches and the steps in them, for benchmarks and tests."""
+
+    batches: int
+    steps: int
+
+    @property
+    def mean_batch(self) -> float:
+        return self.steps / self.batches if self.batches else 0.0
+
+
+def sqlite_path_from_url(url: str) -> str:
+    """The database path in a sqlite:/// URL; relative paths are relative to the working dir."""
+    if url[: len(_URL_PREFIX)].lower() != _URL_PREFIX:
+        raise ValueError(f"not a SQLite URL: {url!r}; expected {_URL_FORMS}")
+    path = url[len(_URL_PREFIX) :]
+    if not path:
+        raise ValueError(f"SQLite URL {url!r} names no database file; expected {_URL_FORMS}")
+    if "?" in path or "#" in path:
+        raise ValueError(f"SQLite URL {url!r}: query strings and fragments are not supported")
+    return unquote(path)
+
+
+async def open_sqlite(
+    path: str | Path,
+    *,
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    busy_timeout_ms: int = 5000,
+    max_batch: int = 1000,
+) -> SqliteStorage:
+    """Open (creating if needed) the database at path, or ":memory:", and migrate its schema."""
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: no implicit transactions; each call below states its own.
+    db = await aiosqlite.connect(path, isolation_level=None)
+    storage = SqliteStorage(db, max_batch=max_batch)
+    try:
+        await storage._run(lambda conn: _prepare(conn, synchronous, busy_timeout_ms))
+    except BaseException:
+        await db.close()
+        raise
+    return storage
+
+
+def _prepare(conn: sqlite3.Connection, synchronous: str, busy_timeout_ms: int) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")  # answers "memory" for :memory:, which is fine
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    _migrate(conn)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    for version, statements in MIGRATIONS:
+        # IMMEDIATE: two processes starting together apply each migration once.
+        with _transaction(conn):
+            done = conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,))
+            if done.fetchone() is None:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (version, time.time()),
+                )
+    newest = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+    known = MIGRATIONS[-1][0]
+    if newest is not None and newest > known:
+        raise RuntimeError(
+            f"database schema version {newest} is newer than this program knows ({known});"
+            " upgrade the program instead of running an older one on this database"
+        )
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT; ROLLBACK if anything fails, COMMIT included (worker thread only)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at: float) -> list[bool]:
+    """One group commit: every step's version-checked write, then one COMMIT."""
+    results: list[bool] = []
+    with _transaction(conn):
+        for peer, state, slots, flow_version, updated_at, expected, event_id in rows:
+            if expected == 0:
+                cur = conn.execute(_INSERT_SESSION, (peer, state, slots, flow_version, updated_at))
+            else:
+                cur = conn.execute(
+                    _UPDATE_SESSION,
+                    (state, slots, flow_version, updated_at, expected + 1, peer, expected),
+                )
+            ok = cur.rowcount == 1
+            if ok and event_id is not None:
+                conn.execute(_INSERT_EVENT, (event_id, received_at))
+            results.append(ok)
+    return results
+
+
+def _encode(step: StepCommit) -> _StepRow:
+    s = step.session
+    # Encoded on the caller's side: a slot that is not JSON fails that caller alone.
+    slots = json.dumps(s.slots, ensure_ascii=False, separators=(",", ":"))
+    return (s.peer, s.state, slots, s.flow_version, s.updated_at, step.expected_version, step.event_id)
+
+
+class SqliteStorage:
+    """The Storage port on one SQLite connection; see the module docstring for the write path.
+
+    Make one with open_sqlite, which tunes and migrates the database first.
+    """
+
+    def __init__(self, db: aiosqlite.Connection, *, max_batch: int = 1000) -> None:
+        self._db = db
+        self._max_batch = max(1, max_batch)
+        self._pending: list[tuple[_StepRow, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = False
+        self._batches = 0
+        self._steps = 0
+
+    @property
+    def commit_stats(self) -> CommitStats:
+        return CommitStats(self._batches, self._steps)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run fn(conn) on aiosqlite's worker thread: one hop, however many statements.
+
+        aiosqlite's public API costs a hop per statement, fetch and commit; its private
+        Connection._execute is the only way to run a whole batch in one. Every use of
+        aiosqlite's internals is in this method, so a change there breaks only here.
+        """
+        if self._closed:
+            raise StorageClosed("SQLite storage is closed")
+        db = self._db
+        result = await db._execute(lambda: fn(db._conn))  # type: ignore[no-untyped-call]
+        return cast(T, result)
+
+    # ----------------------------------------------------------------- sessions
+
+    async def load_session(self, peer: str) -> Session | None:
+        row = await self._run(lambda conn: conn.execute(_SELECT_SESSION, (peer,)).fetchone())
+        if row is None:
+            return None
+        peer_, state, slots, flow_version, updated_at, version = row
+        return Session(peer_, state, json.loads(slots), flow_version, updated_at, version)
+
+    async def commit_step(self, step: StepCommit) -> bool:
+        if self._closing:
+            raise StorageClosed("SQLite storage is closed")
+        row = _encode(step)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        """Write queued steps batch after batch until the queue is empty."""
+        batch: list[tuple[_StepRow, asyncio.Future[bool]]] = []
+        try:
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                write = partial(_write_steps, rows=[row for row, _ in batch], received_at=time.time())
+                try:
+                    results = await self._run(write)
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                self._batches += 1
+                self._steps += len(batch)
+                for (_, future), ok in zip(batch, results, strict=True):
+                    if not future.done():  # the caller may have been cancelled meanwhile
+                        future.set_result(ok)
+                batch = []
+        except BaseException:
+            # Cancelled (loop shutting down): whether the batch in flight committed is unknown,
+            # so its callers and everyone still queued are cancelled rather than left waiting.
+            for _, future in batch + self._pending:
+                future.cancel()
+            self._pending.clear()
+            raise
+        finally:
+            self._flusher = None
+
+    async def delete_session(self, peer: str) -> None:
+        await self._run(lambda conn: conn.execute("DELETE FROM sessions WHERE peer = ?", (peer,)))
+
+    async def count_sessions(self) -> int:
+        return await self._run(lambda conn: int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0]))
+
+    # ----------------------------------------------------------------- bindings
+
+    async def get_binding(self, peer: str) -> Binding | None:
+        row = await self._run(
+            lambda conn: conn.execute(
+                "SELECT peer, email, caller_id, name, bound_at FROM bindings WHERE peer = ?", (peer,)
+            ).fetchone()
+        )
+        return None if row is None else Binding(*row)
+
+    async def put_binding(self, binding: Binding) -> None:
+        b = binding
+        await self._run(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO bindings (peer, email, caller_id, name, bound_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (b.peer, b.email, b.caller_id, b.name, b.bound_at),
+            )
+        )
+
+    async def delete_binding(self, peer: str) -> None:
+        await self._run(lambda conn: conn.execute("DELETE FROM bindings WHERE peer = ?", (peer,)))
+
+    # ----------------------------------------------------------------- sign-in codes
+
+    async def put_code(self, code: PendingCode) -> None:
+        c = code
+        await self._run(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO auth_codes"
+                " (peer, email, code_hash, salt, created_at, expires_at, attempts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (c.peer, c.email, c.code_hash, c.salt, c.created_at, c.expires_at, c.attempts),
+            )
+        )
+
+    async def get_code(self, peer: str) -> PendingCode | None:
+        row = await self._run(
+            lambda conn: conn.execute(
+                "SELECT peer, email, code_hash, salt, created_at, expires_at, attempts"
+                " FROM auth_codes WHERE peer = ?",
+                (peer,),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        peer_, email, code_hash, salt, created_at, expires_at, attempts = row
+        return PendingCode(peer_, email, bytes(code_hash), bytes(salt), created_at, expires_at, attempts)
+
+    async def add_code_attempt(self, peer: str) -> int:
+        row = await self._run(
+            lambda conn: conn.execute(
+                "UPDATE auth_codes SET attempts = attempts + 1 WHERE peer = ? RETURNING attempts", (peer,)
+            ).fetchone()
+        )
+        return 0 if row is None else int(row[0])
+
+    async def delete_code(self, peer: str) -> None:
+        await self._run(lambda conn: conn.execute("DELETE FROM auth_codes WHERE peer = ?", (peer,)))
+
+    async def record_code_sent(self, peer: str, email: str, at: float) -> None:
+        await self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO auth_sends (peer, email, sent_at) VALUES (?, ?, ?)", (peer, email, at)
+            )
+        )
+
+    async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats:
+        """Sends at or after since: to this peer, to this email, and the latest to either."""
+
+        def query(conn: sqlite3.Connection) -> SendStats:
+            by_peer, last_peer = conn.execute(
+                "SELECT count(*), max(sent_at) FROM auth_sends WHERE peer = ? AND sent_at >= ?",
+                (peer, since),
+            ).fetchone()
+            by_email, last_email = conn.execute(
+                "SELECT count(*), max(sent_at) FROM auth_sends WHERE email = ? AND sent_at >= ?",
+                (email, since),
+            ).fetchone()
+            last = [t for t in (last_peer, last_email) if t is not None]
+            return SendStats(int(by_peer), int(by_email), max(last) if last else None)
+
+        return await self._run(query)
+
+    # ----------------------------------------------------------------- inbox and upkeep
+
+    async def seen_event(self, event_id: str) -> bool:
+        row = await self._run(
+            lambda conn: conn.execute("SELECT 1 FROM inbox WHERE event_id = ?", (event_id,)).fetchone()
+        )
+        return row is not None
+
+    async def prune(self, older_than: float) -> int:
+        """Delete inbox events, code sends and expired codes older than the given time.
+
+        Keeps the tables bounded; run it periodically with a horizon longer than the channel
+        can replay events (VK: hours) and the longest send-rate window. Returns rows deleted.
+        """
+
+        def delete(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                n = conn.execute("DELETE FROM inbox WHERE received_at < ?", (older_than,)).rowcount
+                n += conn.execute("DELETE FROM auth_sends WHERE sent_at < ?", (older_than,)).rowcount
+                n += conn.execute("DELETE FROM auth_codes WHERE expires_at < ?", (older_than,)).rowcount
+            return n
+
+        return await self._run(delete)
+
+    async def close(self) -> None:
+        """Commit every queued step, then close the connection. Calling it again does nothing."""
+        if self._closing:
+            return
+        self._closing = True
+        while self._flusher is not None:
+            # asyncio.wait, not await: cancelling close() must not cancel the flusher.
+            await asyncio.wait({self._flusher})
+        self._closed = True
+        await self._db.close()

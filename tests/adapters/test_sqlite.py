@@ -1,0 +1,206 @@
+"""What is particular to SqliteStorage; the Storage behaviour itself is in tests/contract."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from adapters.sqlite import MIGRATIONS, SqliteStorage, StorageClosed, open_sqlite, sqlite_path_from_url
+from engine.ports import Session, StepCommit
+
+
+def step(peer: str, expected: int = 0, slots: dict[str, object] | None = None) -> StepCommit:
+    return StepCommit(Session(peer, "s", slots or {}, "v1", 1.0), expected)
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+    opened = await open_sqlite(tmp_path / "bot.db")
+    yield opened
+    await opened.close()
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///supportbot.db", "supportbot.db"),
+        ("sqlite:///data/bot.db", "data/bot.db"),
+        ("sqlite:////var/lib/supportbot/bot.db", "/var/lib/supportbot/bot.db"),
+        ("sqlite:///:memory:", ":memory:"),
+        ("SQLite:///x.db", "x.db"),
+        ("sqlite:///my%20bot.db", "my bot.db"),
+    ],
+)
+def test_url_to_path(url: str, path: str) -> None:
+    assert sqlite_path_from_url(url) == path
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://localhost/bot", "not a SQLite URL"),
+        ("sqlite://host/bot.db", "not a SQLite URL"),
+        ("sqlite:bot.db", "not a SQLite URL"),
+        ("sqlite:///", "names no database file"),
+        ("sqlite:///bot.db?mode=ro", "query strings"),
+        ("", "not a SQLite URL"),
+    ],
+)
+def test_bad_urls_say_what_is_expected(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        sqlite_path_from_url(url)
+    assert "sqlite:///" in str(caught.value) or "query" in message
+
+
+# --------------------------------------------------------------------------- opening and schema
+
+
+async def test_file_database_is_tuned_and_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "bot.db"  # missing directories are created
+    storage = await open_sqlite(path)
+    await storage.close()
+
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
+        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert versions == [v for v, _ in MIGRATIONS]
+    assert {"sessions", "bindings", "auth_codes", "auth_sends", "inbox", "schema_migrations"} <= tables
+
+
+async def test_pragmas_of_the_connection(storage: SqliteStorage) -> None:
+    async def pragma(name: str) -> object:
+        return await storage._run(lambda conn: conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+    assert await pragma("synchronous") == 1  # NORMAL
+    assert await pragma("busy_timeout") == 5000
+
+
+async def test_migrations_run_once(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    await (await open_sqlite(path)).close()
+    with sqlite3.connect(path) as conn:
+        first = conn.execute("SELECT applied_at FROM schema_migrations").fetchall()
+    await (await open_sqlite(path)).close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT applied_at FROM schema_migrations").fetchall() == first
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    await (await open_sqlite(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (999, 0)")
+    with pytest.raises(RuntimeError, match="newer"):
+        await open_sqlite(path)
+
+
+async def test_worker_helper_runs_on_aiosqlite_thread(storage: SqliteStorage) -> None:
+    # _run relies on aiosqlite's private Connection._execute; this breaks if that changes.
+    worker = await storage._run(lambda conn: threading.get_ident())
+    assert worker != threading.get_ident()
+    assert await storage._run(lambda conn: conn.execute("SELECT 41 + 1").fetchone()[0]) == 42
+
+
+# --------------------------------------------------------------------------- group commit
+
+
+async def test_concurrent_steps_share_transactions(storage: SqliteStorage) -> None:
+    results = await asyncio.gather(*(storage.commit_step(step(f"vk:{i}")) for i in range(200)))
+    assert all(results)
+    stats = storage.commit_stats
+    assert stats.steps == 200
+    # gather starts all 200 callers before the flusher task that the first one created.
+    assert stats.batches == 1
+
+
+async def test_sequential_steps_commit_one_by_one(storage: SqliteStorage) -> None:
+    for v in range(5):
+        assert await storage.commit_step(step("vk:1", v)) is True
+    assert (storage.commit_stats.batches, storage.commit_stats.steps) == (5, 5)
+
+
+async def test_batches_are_capped(tmp_path: Path) -> None:
+    storage = await open_sqlite(tmp_path / "bot.db", max_batch=10)
+    try:
+        assert all(await asyncio.gather(*(storage.commit_step(step(f"vk:{i}")) for i in range(35))))
+        assert storage.commit_stats.batches == 4  # 10 + 10 + 10 + 5
+    finally:
+        await storage.close()
+
+
+async def test_a_failing_batch_fails_all_its_callers_and_rolls_back(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    storage = await open_sqlite(path)
+    try:
+        with sqlite3.connect(path) as conn:  # a fault inside the transaction, as a full disk would be
+            conn.execute(
+                "CREATE TRIGGER boom BEFORE INSERT ON sessions WHEN NEW.peer = 'vk:boom'"
+                " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            )
+        peers = ["vk:1", "vk:2", "vk:boom", "vk:3"]
+        results = await asyncio.gather(
+            *(storage.commit_step(step(p)) for p in peers), return_exceptions=True
+        )
+        # All four were queued before the flusher ran, so they share the failing transaction.
+        assert storage.commit_stats.batches == 0
+        assert all(isinstance(r, sqlite3.IntegrityError) and "injected" in str(r) for r in results)
+        assert await storage.count_sessions() == 0  # vk:1 and vk:2 were rolled back with it
+        # The storage is still usable, and the refused steps can be redone.
+        assert await storage.commit_step(step("vk:2")) is True
+    finally:
+        await storage.close()
+
+
+async def test_unserialisable_slots_fail_only_their_caller(storage: SqliteStorage) -> None:
+    results = await asyncio.gather(
+        storage.commit_step(step("vk:1")),
+        storage.commit_step(step("vk:2", slots={"bad": object()})),
+        storage.commit_step(step("vk:3")),
+        return_exceptions=True,
+    )
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], TypeError)
+    assert await storage.count_sessions() == 2
+
+
+async def test_a_cancelled_caller_does_not_disturb_the_batch(storage: SqliteStorage) -> None:
+    tasks = [asyncio.create_task(storage.commit_step(step(f"vk:{i}"))) for i in range(10)]
+    await asyncio.sleep(0)
+    tasks[3].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[3], asyncio.CancelledError)
+    assert [r for i, r in enumerate(done) if i != 3] == [True] * 9
+    # The step was already queued, so it was written even though its caller left.
+    assert await storage.count_sessions() == 10
+
+
+async def test_slots_are_stored_as_compact_unicode_json(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    storage = await open_sqlite(path)
+    await storage.commit_step(step("vk:1", slots={"тема": "принтер", "n": [1, 2]}))
+    await storage.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT slots FROM sessions").fetchone()[0] == '{"тема":"принтер","n":[1,2]}'
+
+
+async def test_calls_after_close_are_refused(tmp_path: Path) -> None:
+    storage = await open_sqlite(":memory:")
+    await storage.close()
+    with pytest.raises(StorageClosed):
+        await storage.commit_step(step("vk:1"))
+    with pytest.raises(StorageClosed):
+        await storage.load_session("vk:1")
+
+
+async def test_unknown_synchronous_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        await open_sqlite(":memory:", synchronous="OFF")  # type: ignore[arg-type]
