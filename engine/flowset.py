@@ -60,13 +60,18 @@ def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) ->
         if kind is not None and not problems:
             docs.append((kind, doc))
             texts.append((path.name, path.read_text(encoding="utf-8")))
+    if len(docs) != len(files) or not files:
+        # Cross-file checks on a partial set would only echo the errors above as unknown targets.
+        if not files:
+            findings.append(Finding(", ".join(str(p) for p in paths), 1, 1, "F070", "no flow files (*.yaml) found"))
+        findings.sort(key=lambda f: (f.path, f.line, f.col, f.code))
+        return LoadResult(None, findings)
     built = build(docs)
     findings.extend(built.findings)
     findings.extend(lint(built, registry))
     findings.sort(key=lambda f: (f.path, f.line, f.col, f.code))
     result = LoadResult(None, findings)
-    if result.errors or len(docs) != len(files) or built.bot is None or built.catalog is None \
-            or built.tickets is None:
+    if result.errors or built.bot is None or built.catalog is None or built.tickets is None:
         return result
     states = {name: st for flow in built.flows.values() for name, st in flow.states.items()}
     file_slots = {st.input.slot: st.input for st in states.values()

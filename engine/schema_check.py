@@ -53,9 +53,21 @@ def check_schema(doc: YamlDoc) -> tuple[str | None, list[Finding]]:
         if path in seen:  # one finding per node is enough to fix it
             continue
         seen.add(path)
-        line, col = doc.pos(path, key=error.validator == "additionalProperties")
+        line, col = doc.pos(path)
+        extra = _unexpected_key(error)
+        if extra is not None:
+            line, col = doc.pos((*path, extra), key=True)
         findings.append(Finding(doc.path, line, col, "F002", _describe(error)))
     return kind, findings
+
+
+def _unexpected_key(error: ValidationError) -> str | None:
+    """For 'additional properties', the first key that is not allowed: that is where to look."""
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return None
+    allowed = set((error.schema or {}).get("properties", {}))
+    extras = [k for k in error.instance if k not in allowed]
+    return extras[0] if extras else None
 
 
 def _describe(error: ValidationError) -> str:

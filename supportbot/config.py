@@ -209,7 +209,9 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         if parts.scheme not in ("http", "https") or not parts.netloc:
             r.problems.append(f"SIMPLEONE_URL must be an http(s) URL such as https://sd.example.ru, got {url!r}")
         token, user, password = r.raw("SIMPLEONE_TOKEN"), r.raw("SIMPLEONE_USERNAME"), r.raw("SIMPLEONE_PASSWORD")
-        if not token and not (user and password):
+        if token and (user or password):
+            r.problems.append("give SIMPLEONE_TOKEN or SIMPLEONE_USERNAME/SIMPLEONE_PASSWORD, not both")
+        elif not token and not (user or password):
             r.problems.append("SIMPLEONE_URL needs SIMPLEONE_TOKEN, or SIMPLEONE_USERNAME and SIMPLEONE_PASSWORD")
         elif bool(user) != bool(password):
             r.problems.append("SIMPLEONE_USERNAME and SIMPLEONE_PASSWORD go together")

@@ -1,0 +1,94 @@
+"""Fixtures shared by the engine and application tests: the shipped flows, a world with the
+SimpleOne emulator on loopback, and a harness that talks to the real engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from adapters.sqlite import SqliteStorage, open_sqlite
+from engine.actions.context import AuthPolicy, Services
+from engine.convtest import START_TIME, RecordingMailer
+from engine.flowset import load_flow_set
+from engine.model import FlowSet
+from engine.ports import Binding, Incoming, IncomingFile
+from engine.replies import Reply
+from engine.runtime import Engine, StaticFlows
+from supportbot.conversation_world import EmulatorWorld
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = ROOT / "flows"
+
+
+@pytest.fixture(scope="session")
+def flow_set() -> FlowSet:
+    result = load_flow_set([FLOWS])
+    assert result.flow_set is not None, [str(f) for f in result.findings]
+    return result.flow_set
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[EmulatorWorld]:
+    w = await EmulatorWorld.start()
+    yield w
+    await w.close()
+
+
+@dataclass
+class Harness:
+    """One user talking to the real engine; SimpleOne is the emulator over HTTP."""
+
+    engine: Engine
+    storage: SqliteStorage
+    mailer: RecordingMailer
+    world: EmulatorWorld
+    now: list[float]
+    peer: str = "test:1"
+    last: Reply | None = None
+    replies: list[Reply] = field(default_factory=list)
+
+    async def send(self, incoming: Incoming, peer: str | None = None) -> Reply:
+        out = await self.engine.handle(peer or self.peer, incoming)
+        assert len(out) == 1, out
+        self.last = out[0]
+        self.replies.append(out[0])
+        return out[0]
+
+    async def say(self, text: str, peer: str | None = None) -> Reply:
+        return await self.send(Incoming(text=text), peer)
+
+    async def press(self, label: str) -> Reply:
+        assert self.last is not None
+        for row in self.last.buttons:
+            for button in row:
+                if button.label == label:
+                    return await self.send(Incoming(text=label, payload=button.payload))
+        raise AssertionError(f"no button {label!r} in {self.last.labels()}")
+
+    async def attach(self, *names: str, size: int = 1000, text: str = "") -> Reply:
+        files = [IncomingFile(n, "application/octet-stream", b"x" * size) for n in names]
+        return await self.send(Incoming(text=text, files=files))
+
+    async def sign_in(self, email: str, peer: str | None = None) -> None:
+        person = await self.world.tickets.find_person(email)
+        assert person is not None
+        await self.storage.put_binding(Binding(peer or self.peer, email, person.sys_id, person.name, self.now[0]))
+
+    def state(self) -> str:
+        cached = self.engine.sessions._cache.get(self.peer)
+        assert cached is not None
+        return cached.state
+
+
+@pytest.fixture
+async def harness(flow_set: FlowSet, world: EmulatorWorld, tmp_path: Path) -> AsyncIterator[Harness]:
+    storage = await open_sqlite(tmp_path / "bot.db")
+    now = [START_TIME]
+    mailer = RecordingMailer()
+    services = Services(storage, world.tickets, mailer, world.spool, AuthPolicy(), clock=lambda: now[0])
+    h = Harness(Engine(StaticFlows(flow_set), services), storage, mailer, world, now)
+    yield h
+    await storage.close()

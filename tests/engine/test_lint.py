@@ -1,0 +1,151 @@
+"""Each kind of mistake a support lead can make is reported with its code and line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.findings import Severity
+from engine.flowset import load_flow_set
+
+FLOWS = Path(__file__).resolve().parents[2] / "flows"
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    target = tmp_path / "flows"
+    shutil.copytree(FLOWS, target, ignore=shutil.ignore_patterns("tests"))
+    return target
+
+
+def edit(flows: Path, name: str, old: str, new: str) -> int:
+    """Replace old by new in one flow file; returns the 1-based line of the edit."""
+    path = flows / name
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) >= 1, f"{old!r} not in {name}"
+    line = text[: text.index(old)].count("\n") + 1
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return line
+
+
+def codes(flows: Path) -> list[tuple[str, str, int]]:
+    result = load_flow_set([flows])
+    return [(Path(f.path).name, f.code, f.line) for f in result.findings]
+
+
+def test_the_shipped_flows_are_clean() -> None:
+    result = load_flow_set([FLOWS])
+    assert result.findings == []
+    assert result.flow_set is not None
+
+
+def test_yaml_syntax_error(flows: Path) -> None:
+    line = edit(flows, "main.yaml", "  help:\n", "  help: [\n")
+    assert ("main.yaml", "F001", line + 1) in codes(flows) or any(c[1] == "F001" for c in codes(flows))
+
+
+def test_schema_violation_points_at_the_key(flows: Path) -> None:
+    line = edit(flows, "main.yaml", "    footer: false\n", "    footer: false\n    colour: red\n")
+    found = codes(flows)
+    assert ("main.yaml", "F002", line + 1) in found, found
+
+
+def test_unknown_target_state_and_flow(flows: Path) -> None:
+    line = edit(flows, "create_ticket.yaml", "      done: confirm\n", "      done: confrim\n")
+    line2 = edit(flows, "my_tickets.yaml", "      add: add_to_ticket.compose\n", "      add: add_to_tiket.compose\n")
+    found = codes(flows)
+    assert ("create_ticket.yaml", "F010", line) in found
+    assert ("my_tickets.yaml", "F011", line2) in found
+
+
+def test_unreachable_state_is_a_warning(flows: Path) -> None:
+    flows.joinpath("main.yaml").write_text(
+        flows.joinpath("main.yaml").read_text(encoding="utf-8")
+        + "\n  orphan:\n    say: никто сюда не попадёт\n    buttons:\n      - [{label: Меню, event: menu}]\n",
+        encoding="utf-8")
+    result = load_flow_set([flows])
+    orphan = [f for f in result.findings if f.code == "F012"]
+    assert len(orphan) == 1 and orphan[0].severity is Severity.WARNING
+    assert result.flow_set is not None  # warnings do not block
+
+
+def test_state_with_no_way_out(flows: Path) -> None:
+    line = edit(flows, "main.yaml", "  help:\n", "  stuck:\n    say: тупик\n    footer: false\n  help:\n")
+    edit(flows, "bot.yaml", "    help: main.help\n", "    help: main.help\n    stuck: main.stuck\n")
+    assert ("main.yaml", "F013", line) in codes(flows)
+
+
+def test_button_nobody_handles(flows: Path) -> None:
+    line = edit(flows, "main.yaml", '{label: "Помощь", event: help}', '{label: "Помощь", event: helpp}')
+    assert ("main.yaml", "F014", line) in codes(flows)
+
+
+def test_unknown_action_and_unhandled_outcome(flows: Path) -> None:
+    line = edit(flows, "main.yaml", "    enter: [auth.sign_out]\n", "    enter: [auth.sing_out]\n")
+    line2 = edit(flows, "auth.yaml", "      wrong:\n", "      wrongg:\n")
+    found = codes(flows)
+    assert any(c[:2] == ("main.yaml", "F020") for c in found), found
+    assert any(c[:2] == ("auth.yaml", "F021") for c in found), found
+    assert line and line2
+
+
+def test_unknown_slot_and_broken_template(flows: Path) -> None:
+    line = edit(flows, "create_ticket.yaml", '"Услуга: {service.name}"', '"Услуга: {servce.name}"')
+    line2 = edit(flows, "my_tickets.yaml", '"Открытых заявок у вас нет."', '"Открытых {заявок у вас нет."')
+    line3 = edit(flows, "create_ticket.yaml", '"Категория: {service.group}"', '"Категория: {service.grup}"')
+    found = codes(flows)
+    assert ("create_ticket.yaml", "F030", line) in found
+    assert ("create_ticket.yaml", "F030", line3) in found
+    assert ("my_tickets.yaml", "F031", line2) in found
+
+
+def test_duplicate_state_flow_and_catalogue_ids(flows: Path) -> None:
+    text = flows.joinpath("main.yaml").read_text(encoding="utf-8")
+    flows.joinpath("main_copy.yaml").write_text(text, encoding="utf-8")
+    line = edit(flows, "catalog.yaml", "{id: pyrus,", "{id: directum,")
+    line2 = edit(flows, "main.yaml", "  sign_out:\n", "  help:\n    say: x\n  sign_out:\n")
+    found = codes(flows)
+    assert any(c[:2] == ("main_copy.yaml", "F040") for c in found), found
+    assert ("catalog.yaml", "F040", line) in found
+    assert ("main.yaml", "F040", line2) in found
+
+
+def test_keyboards_over_vk_limits(flows: Path) -> None:
+    many = "".join(f"      - [{{label: Кнопка {i}, event: menu}}]\n" for i in range(10))
+    line = edit(flows, "main.yaml", "    buttons:\n      - [{label: \"Создать заявку\", event: create, color: primary}]\n"
+                "    on:\n      create:\n        to: auth.gate",
+                "    buttons:\n" + many + "      - [{label: \"Создать заявку\", event: create, color: primary}]\n"
+                "    on:\n      create:\n        to: auth.gate")
+    long_label = "Очень длинная подпись кнопки, которая не влезет в ВК"
+    line2 = edit(flows, "my_tickets.yaml", '{label: "К списку", event: back}', f'{{label: "{long_label}", event: back}}')
+    long_event = "e" * 260
+    line3 = edit(flows, "auth.yaml", '{label: "Повторить", event: retry, color: primary}',
+                 f'{{label: "Повторить", event: {long_event}, color: primary}}')
+    edit(flows, "auth.yaml", "      retry: bind", f"      {long_event}: bind")
+    found = codes(flows)
+    assert any(c[:2] == ("main.yaml", "F050") for c in found), found
+    assert ("my_tickets.yaml", "F051", line2) in found
+    assert ("auth.yaml", "F052", line3) in found
+    assert line
+
+
+def test_catalogue_entry_without_mapping(flows: Path) -> None:
+    edit(flows, "catalog.yaml", "      map: {category: websites}\n", "")
+    line = edit(flows, "catalog.yaml", "{id: ranepa_site, name: \"Сайт ranepa.ru\", map: {subcategory: ranepa_site}}",
+                "{id: ranepa_site, name: \"Сайт ranepa.ru\"}")
+    found = codes(flows)
+    assert ("catalog.yaml", "F060", line) in found
+
+
+def test_missing_settings_file(flows: Path) -> None:
+    (flows / "bot.yaml").unlink()
+    result = load_flow_set([flows])
+    assert result.flow_set is None
+    assert any(f.code == "F070" and "bot" in f.message for f in result.findings)
+
+
+def test_input_without_its_error_texts(flows: Path) -> None:
+    edit(flows, "auth.yaml", '        bad_code: "Код — это 6 цифр из письма, например 123456."\n', "")
+    assert any(c[:2] == ("auth.yaml", "F070") for c in codes(flows))

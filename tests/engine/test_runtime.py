@@ -1,0 +1,183 @@
+"""The engine's step: durability, ordering, dedupe, expiry, recovery, ownership."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from adapters.sqlite import open_sqlite
+from engine.actions import tickets as ticket_actions
+from engine.actions.context import ActionContext
+from engine.model import FlowSet
+from engine.ports import Incoming
+from engine.runtime import Engine
+from tests.conftest import Harness
+
+MENU = "main.menu"
+
+
+async def test_a_new_user_sees_the_menu_whatever_they_type(harness: Harness) -> None:
+    reply = await harness.say("добрый день")
+    assert "Главное меню" in reply.text
+    assert "Создать заявку" in reply.labels()
+    assert harness.state() == MENU
+
+
+async def test_every_step_is_committed_before_the_reply_is_returned(harness: Harness, tmp_path: Path) -> None:
+    await harness.sign_in("durable@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Создать заявку")
+    await harness.say("3")
+    # Read the database through a second connection: the step is already there.
+    other = await open_sqlite(tmp_path / "bot.db")
+    try:
+        stored = await other.load_session(harness.peer)
+    finally:
+        await other.close()
+    assert stored is not None and stored.state == "create_ticket.choose_service"
+    assert stored.slots["_pick"]["g"] == 2
+
+
+async def test_a_restarted_engine_resumes_at_the_last_committed_step(harness: Harness, flow_set: FlowSet) -> None:
+    await harness.sign_in("resume@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Создать заявку")
+    await harness.say("5")
+    await harness.say("1")
+    await harness.say("Почта не синхронизируется на телефоне с утра")
+    # A new engine over the same storage, as after a crash: the cache is empty.
+    fresh = Engine(harness.engine.flows, harness.engine.services)
+    reply = (await fresh.handle(harness.peer, Incoming()))[0]
+    assert "Прикрепите скриншоты" in reply.text
+    session = await harness.storage.load_session(harness.peer)
+    assert session is not None and session.slots["description"].startswith("Почта не синхронизируется")
+
+
+async def test_a_duplicate_event_is_handled_once(harness: Harness) -> None:
+    first = await harness.engine.handle(harness.peer, Incoming(text="Помощь", event_id="vk:42"))
+    again = await harness.engine.handle(harness.peer, Incoming(text="Помощь", event_id="vk:42"))
+    assert len(first) == 1 and again == []
+    assert await harness.storage.seen_event("vk:42")
+
+
+async def test_one_users_messages_are_handled_one_at_a_time_in_order(harness: Harness) -> None:
+    await harness.sign_in("fast@ranepa.ru")
+    await harness.say("Начать")
+    order: list[str] = []
+    original = harness.engine.handle
+
+    async def recording(peer: str, incoming: Incoming) -> object:
+        out = await original(peer, incoming)
+        order.append(incoming.text)
+        return out
+
+    texts = ["Создать заявку", "2", "2", "Не могу войти в учётную запись сотрудника"]
+    await asyncio.gather(*(recording(harness.peer, Incoming(text=t)) for t in texts))
+    assert order == texts
+    session = await harness.storage.load_session(harness.peer)
+    assert session is not None and session.state == "create_ticket.attach"
+    assert session.version == 5
+
+
+async def test_an_idle_dialogue_restarts_at_the_menu_and_forgets_the_draft(harness: Harness) -> None:
+    await harness.sign_in("idle@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Создать заявку")
+    await harness.say("1")
+    await harness.say("1")
+    await harness.attach("a.png", text="Не могу войти в личный кабинет студента")
+    harness.now[0] += 31 * 60
+    reply = await harness.say("что-нибудь")
+    assert "давно не отвечали" in reply.text and harness.state() == MENU
+    session = await harness.storage.load_session(harness.peer)
+    assert session is not None and "description" not in session.slots and "files" not in session.slots
+    assert session.slots["user"]["email"] == "idle@ranepa.ru"
+
+
+async def test_a_step_that_vanished_in_a_reload_lands_in_the_menu(harness: Harness, flow_set: FlowSet) -> None:
+    await harness.sign_in("reload@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Помощь")
+    states = {k: v for k, v in flow_set.states.items() if k != "main.help"}
+    smaller = dataclasses.replace(flow_set, states=states, version="smaller")
+
+    class Swapped:
+        current = smaller
+
+    harness.engine.flows = Swapped()
+    reply = await harness.say("Создать заявку")
+    assert "Бот обновился" in reply.text
+    assert harness.state() == "create_ticket.choose_service"
+
+
+async def test_a_failing_action_keeps_the_session_and_says_so(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    await harness.sign_in("bug@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Создать заявку")
+    await harness.say("2")
+    await harness.say("1")
+    await harness.say("Не открывается личный кабинет сотрудника")
+    await harness.press("Без файлов")
+
+    async def broken(ctx: ActionContext) -> str:
+        raise RuntimeError("a bug")
+
+    info = harness.engine.registry.get("tickets.create")
+    assert info is not None
+    monkeypatch.setitem(harness.engine.registry._actions, "tickets.create", dataclasses.replace(info, fn=broken))
+    reply = await harness.press("Отправить")
+    assert "Что-то пошло не так" in reply.text
+    assert "Отправить" in reply.labels()
+    assert harness.state() == "create_ticket.confirm"
+    monkeypatch.setitem(harness.engine.registry._actions, "tickets.create", info)
+    reply = await harness.press("Отправить")
+    assert "INC0000001" in reply.text
+
+
+async def test_forged_or_stale_payloads_are_not_trusted(harness: Harness) -> None:
+    await harness.sign_in("forger@ranepa.ru")
+    await harness.say("Начать")
+    reply = await harness.send(Incoming(payload='{"e":"pick","i":3}'))
+    assert "не понял" in reply.text and harness.state() == MENU
+    reply = await harness.send(Incoming(payload='{"e":"submit"}'))
+    assert "не понял" in reply.text and harness.state() == MENU
+    reply = await harness.send(Incoming(payload="{" * 5000))
+    assert "не понял" in reply.text
+
+
+async def test_a_ticket_of_another_caller_is_never_opened(harness: Harness) -> None:
+    """Even with a forged session slot, ownership is checked against SimpleOne."""
+    world = harness.world
+    victim = world.emulator.state.add_user("victim@ranepa.ru", "Вера", "Жертва")
+    foreign = world.emulator.state.add_record("itsm_incident", {"caller": victim, "subject": "чужая"})
+    await harness.sign_in("attacker@ranepa.ru")
+    ctx = ActionContext(harness.peer, {"ticket": {"table": "itsm_incident", "sys_id": foreign}},
+                        harness.engine.flows.current, harness.engine.services)
+    assert await ticket_actions.open_ticket(ctx) == "not_found"
+    ctx.slots.update(comment="взлом")
+    assert await ticket_actions.add_comment(ctx) == "not_found"
+    assert world.emulator.state.journal("itsm_incident", foreign) == []
+
+
+async def test_the_machine_is_shared_and_never_grows_per_user(harness: Harness) -> None:
+    machine = harness.engine.flows.current.machine.machine
+    for n in range(50):
+        await harness.say("Помощь", peer=f"test:{n}")
+    assert machine.models == []
+    assert len(harness.engine.locks) == 0
+
+
+async def test_a_huge_message_is_answered_not_choked_on(harness: Harness) -> None:
+    await harness.sign_in("huge@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Создать заявку")
+    await harness.say("1")
+    await harness.say("1")
+    reply = await harness.say("я" * 200_000)
+    assert "слишком длинное: 200000 символов" in reply.text
+    reply = await harness.say("Главное меню")
+    assert harness.state() == MENU

@@ -1,0 +1,113 @@
+"""`supportbot chat` end to end: a real process, stdin from a pipe, the code read from the
+letter the dev mail sink prints — the way a script drives the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SUPPORTBOT = [sys.executable, "-m", "supportbot.cli"]
+
+
+class Chat:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.transcript: list[str] = []
+
+    async def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((line + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def expect(self, pattern: str, timeout: float = 20) -> re.Match[str]:
+        assert self.proc.stdout is not None
+        regex = re.compile(pattern)
+
+        async def read() -> re.Match[str]:
+            while True:
+                raw = await self.proc.stdout.readline()  # type: ignore[union-attr]
+                if not raw:
+                    raise AssertionError(f"chat ended before {pattern!r}:\n" + "\n".join(self.transcript[-40:]))
+                line = raw.decode().rstrip("\n")
+                self.transcript.append(line)
+                found = regex.search(line)
+                if found:
+                    return found
+
+        return await asyncio.wait_for(read(), timeout)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIMPLEONE_", "SMTP_", "SUPPORTBOT_"))}
+    env.update(SPOOL_DIR=str(tmp_path / "spool"), PYTHONPATH=str(ROOT), FLOWS_DIR=str(ROOT / "flows"))
+    return env
+
+
+async def _start(tmp_path: Path, *extra: str) -> Chat:
+    proc = await asyncio.create_subprocess_exec(
+        *SUPPORTBOT, "chat", "--peer", "student", *extra, cwd=tmp_path, env=_env(tmp_path),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    return Chat(proc)
+
+
+async def test_a_piped_session_signs_in_and_creates_a_ticket(tmp_path: Path) -> None:
+    screenshot = tmp_path / "screen.png"
+    screenshot.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 2048)
+    chat = await _start(tmp_path)
+    await chat.expect(r"\[1\] Создать заявку")
+    await chat.send("1")
+    await chat.expect(r"корпоративной почте")
+    await chat.send("Student@RANEPA.ru")
+    code = (await chat.expect(r"входа в бот IT-поддержки РАНХиГС во ВКонтакте: (\d{6})")).group(1)
+    await chat.send(code)
+    await chat.expect(r"вы вошли как student@ranepa.ru")
+    await chat.send("2")
+    await chat.expect(r"Личный кабинет сотрудника")
+    await chat.send("Программное обеспечение (ПО)")
+    await chat.expect(r"Опишите проблему")
+    await chat.send("Не устанавливается 1С на новый ноутбук, нужна помощь администратора")
+    await chat.expect(r"Прикрепите скриншоты")
+    await chat.send(f"/attach {screenshot}")
+    await chat.expect(r"Файл «screen.png» получен")
+    await chat.send("готово")
+    await chat.expect(r"Файлы: screen.png")
+    await chat.send("Отправить")
+    await chat.expect(r"Заявка INC0000001 создана")
+    assert chat.proc.stdin is not None
+    chat.proc.stdin.close()
+    assert await asyncio.wait_for(chat.proc.wait(), 20) == 0
+    assert not any("Traceback" in line for line in chat.transcript)
+    assert not list((tmp_path / "spool").rglob("*.png")), "uploaded files leave the spool"
+
+
+async def test_the_dialogue_survives_a_restart_of_the_chat(tmp_path: Path) -> None:
+    chat = await _start(tmp_path)
+    await chat.expect(r"\[1\] Создать заявку")
+    await chat.send("Помощь")
+    await chat.expect(r"Этот бот принимает заявки")
+    assert chat.proc.stdin is not None
+    chat.proc.stdin.close()
+    assert await asyncio.wait_for(chat.proc.wait(), 20) == 0
+    again = await _start(tmp_path)
+    # The same SQLite file: the user is shown the step they left.
+    await again.expect(r"Этот бот принимает заявки")
+    assert again.proc.stdin is not None
+    again.proc.stdin.close()
+    assert await asyncio.wait_for(again.proc.wait(), 20) == 0
+
+
+async def test_a_bad_configuration_stops_with_a_clear_message(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    env["SMTP_HOST"] = "mail.example"
+    env["SMTP_PORT"] = "twenty-five"
+    proc = await asyncio.create_subprocess_exec(
+        *SUPPORTBOT, "chat", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2
+    assert "SMTP_PORT must be a whole number" in err.decode()
+    assert "Traceback" not in err.decode()

@@ -1,0 +1,94 @@
+"""The flowlint command as support leads use it: output format, exit codes, graph, tests."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from supportbot.flowlint_cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+FLOWS = ROOT / "flows"
+LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<code>F\d{3}) .+$")
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    target = tmp_path / "flows"
+    shutil.copytree(FLOWS, target)
+    return target
+
+
+def test_clean_flows_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(FLOWS)]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_findings_exit_1_one_line_each(flows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = flows / "create_ticket.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("done: confirm", "done: confrim"), encoding="utf-8")
+    assert main(["check", str(flows)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(LINE.match(line) for line in lines), lines
+    assert any("F010" in line and "confrim" in line for line in lines)
+
+
+def test_json_format(flows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (flows / "bot.yaml").write_text("bot: {start: main.menu}\n", encoding="utf-8")
+    assert main(["check", "--format", "json", str(flows)]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data and {"path", "line", "col", "code", "severity", "message"} <= set(data[0])
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "/no/such/flows"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["check", "--format", "xml"])
+    assert info.value.code == 2
+
+
+def test_junk_inputs_never_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty.yaml").write_bytes(b"")
+    (tmp_path / "junk.yaml").write_bytes(bytes(range(256)) * 100)
+    (tmp_path / "big.yaml").write_bytes(b"a: b\n" * 2_200_000)
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n", encoding="utf-8")
+    assert main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("\n") == 4 and "Traceback" not in out
+
+
+def test_graph_mermaid_and_dot(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", str(FLOWS)]) == 0
+    mermaid = capsys.readouterr().out
+    assert "stateDiagram-v2" in mermaid
+    assert re.search(r"main__menu --> auth__gate: .*create", mermaid)
+    assert re.search(r"any_state --> main__menu: .*menu", mermaid)
+    assert main(["graph", "--format", "dot", str(FLOWS)]) == 0
+    dot = capsys.readouterr().out
+    assert dot.startswith("digraph flows {") and '"create_ticket__confirm" -> "create_ticket__submit"' in dot
+
+
+def test_shipped_conversations_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["test", "--flows", str(FLOWS)]) == 0
+    assert "0 failed" in capsys.readouterr().err
+
+
+def test_a_failing_conversation_names_its_line(flows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (flows / "tests" / "mine.yaml").write_text(
+        "tests:\n  - name: wrong expectation\n    steps:\n      - send: Помощь\n"
+        "        expect:\n          says: Такого текста нет\n", encoding="utf-8")
+    assert main(["test", "--flows", str(flows), str(flows / "tests" / "mine.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "mine.yaml:4:1: T001" in out and "Такого текста нет" in out
+
+
+def test_a_malformed_conversation_file_is_a_finding(flows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (flows / "tests" / "bad.yaml").write_text("tests:\n  - name: x\n    steps:\n      - shout: hi\n",
+                                              encoding="utf-8")
+    assert main(["test", "--flows", str(flows), str(flows / "tests" / "bad.yaml")]) == 1
+    assert "bad.yaml:4" in capsys.readouterr().out
