@@ -36,6 +36,7 @@ from engine.templates import Template
 from engine.text import normalize_text
 from engine.yamlsrc import JsonPath, YamlDoc
 
+
 @dataclass(frozen=True, slots=True)
 class TemplateUse:
     template: Template

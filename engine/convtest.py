@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from engine.actions.context import AuthPolicy, Services
 from engine.findings import Finding
 from engine.flowset import collect_files
+from engine.model import FlowSet
 from engine.ports import (
     Binding,
     FileSpool,
@@ -31,7 +32,6 @@ from engine.ports import (
 )
 from engine.replies import Reply
 from engine.runtime import Engine, StaticFlows
-from engine.model import FlowSet
 from engine.yamlsrc import load_yaml_file
 from schema import FLOW_SCHEMA_PATH
 
@@ -43,8 +43,11 @@ _CODE = re.compile(r"\b(\d{6})\b")
 class ConversationWorld(Protocol):
     """The outside world a conversation runs against; fresh for every test."""
 
-    tickets: TicketSystem
-    spool: FileSpool
+    @property
+    def tickets(self) -> TicketSystem: ...
+
+    @property
+    def spool(self) -> FileSpool: ...
 
     async def fresh_storage(self) -> Storage: ...
 
@@ -147,12 +150,10 @@ class Runner:
             for n, step in enumerate(test.steps, 1):
                 fail = _failer(outcome, test, step, n)
                 mails_before = len(mailer.messages)
-                incoming = await self._incoming(step.data, last, mailer, test, fail)
-                if incoming is _SKIP:
-                    pass
-                elif incoming is None:
+                incoming = await self._incoming(step.data, last, mailer, fail)
+                if incoming is None:
                     break
-                else:
+                if isinstance(incoming, Incoming):
                     replies = await engine.handle(test.peer, incoming)
                     last = replies[-1] if replies else last
                 now[0] += float(step.data.get("wait_minutes", 0)) * 60
@@ -164,7 +165,8 @@ class Runner:
         return outcome
 
     async def _incoming(self, data: Mapping[str, Any], last: Reply | None, mailer: RecordingMailer,
-                        test: Conversation, fail: Callable[[str], None]) -> Incoming | object | None:
+                        fail: Callable[[str], None]) -> Incoming | _Skip | None:
+        """What the user does in this step; _SKIP for steps that only change the world."""
         if "simpleone" in data:
             await self.world.control(data["simpleone"])
             return _SKIP
@@ -225,7 +227,11 @@ class Runner:
                 fail(f"expected {expect['tickets']} ticket(s) in SimpleOne for {email}, found {count}")
 
 
-_SKIP = object()
+class _Skip:
+    pass
+
+
+_SKIP = _Skip()
 
 
 def _failer(outcome: Outcome, test: Conversation, step: Step, n: int) -> Callable[[str], None]:

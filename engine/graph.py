@@ -12,15 +12,15 @@ from engine.model import RETURN, FlowSet
 
 ANY_STATE = "any_state"
 RETURN_NODE = "return_to_caller"
-SEP = "__"
-_ACTIVE = re.compile(r"^(\s*Class \S+) s_active$", re.MULTILINE)  # state names contain "_" (transitions' default separator), so nest with "__"
+SEP = "__"  # state names contain "_" (transitions' default separator), so nest with "__"
+_STYLE = re.compile(r"^\s*(classDef|Class) ")
 
 
 class _State(NestedState):
     separator = SEP
 
 
-class _Machine(HierarchicalGraphMachine):  # type: ignore[misc]
+class _Machine(HierarchicalGraphMachine):
     state_cls = _State
 
 
@@ -54,9 +54,10 @@ def mermaid(flow_set: FlowSet) -> str:
                        auto_transitions=False, graph_engine="mermaid", show_state_attributes=False)
     for source, event, dest in edges(flow_set):
         machine.add_transition(event, _node(source), _node(dest))
-    source: str = machine.get_combined_graph(title="supportbot flows").source
-    # The machine's model sits in the start state; a diagram of flows has no "current" state.
-    return _ACTIVE.sub(r"\1 s_default", source)
+    graph: Any = machine.get_combined_graph(title="supportbot flows")
+    # Styling marks the model's "current" state; a diagram of flows has none, so drop it all.
+    lines = [line for line in str(graph.source).splitlines() if not _STYLE.match(line)]
+    return "\n".join(lines) + "\n"
 
 
 def dot(flow_set: FlowSet) -> str:

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Mapping
 
 from engine.actions.registry import VALUE, ActionRegistry, Shape
 from engine.build import Built, TemplateUse
-from engine.text import normalize_text
 from engine.findings import Finding, Severity
 from engine.inputs import ERRORS_BY_KIND
 from engine.model import RETURN, BotSettings, ButtonSpec, FlowSpec, StateSpec, TransitionSpec, Where
 from engine.replies import Button
+from engine.text import normalize_text
 
 # VK's keyboard limits (shared/reference/vk-api.md): a regular keyboard.
 VK_MAX_ROWS = 10
@@ -219,7 +219,8 @@ class Linter:
         bot = self.b.bot
         if bot is None:
             return
-        roots = [bot.start, *(t.to for t in bot.global_on.values()), *(t.then for t in bot.global_on.values() if t.then)]
+        roots = [bot.start, *(t.to for t in bot.global_on.values())]
+        roots += [t.then for t in bot.global_on.values() if t.then]
         seen: set[str] = set()
         todo = [r for r in roots if r in self.states]
         while todo:
@@ -267,8 +268,8 @@ class Linter:
                 else:
                     item = lists.get(st.pick.source)
                     if item is None:
-                        self.add(st.where, "F070",
-                                 f"{st.name}: picks from '{st.pick.source}', which no action or input fills with a list")
+                        self.add(st.where, "F070", f"{st.name}: picks from '{st.pick.source}', "
+                                 "which no action or input fills with a list")
                     picked = Shape(item.fields if item else frozenset())
                 known[st.pick.slot] = _merge(known.get(st.pick.slot), picked)
         self._lists = lists

@@ -19,7 +19,7 @@ from engine.actions.registry import ActionRegistry
 from engine.inputs import check_file, check_text, limits
 from engine.machine import PICK_INTERNAL
 from engine.model import RETURN, FlowSet, InputSpec, SayPart, StateSpec
-from engine.ports import FileSpoolFull, Incoming, Session, SpooledFile
+from engine.ports import FileSpoolFull, Incoming, IncomingFile, Session, SpooledFile
 from engine.replies import Button, Reply
 from engine.sessions import PeerLocks, SessionCache
 from engine.templates import lookup
@@ -234,9 +234,9 @@ class Turn:
             index = picker.match(picker.view(self.flows, st, self.slots), text, norm)
             if index is not None:
                 return "pick", index
-        event = self.flows.bot.commands.get(norm)
-        if event is not None:
-            return event, None
+        command = self.flows.bot.commands.get(norm)
+        if command is not None:
+            return command, None
         return None
 
     async def dispatch(self, event: str, index: int | None) -> None:
@@ -323,7 +323,8 @@ class Turn:
 
     async def take_files(self, inp: InputSpec, incoming: Incoming, *, quiet: bool = False) -> None:
         files = [f for f in self.slots.get(inp.slot) or [] if isinstance(f, dict)]
-        for file in [*incoming.files, *incoming.oversized]:
+        candidates: list[IncomingFile | tuple[str, int]] = [*incoming.files, *incoming.oversized]
+        for file in candidates:
             verdict = check_file(inp, file, len(files))
             if not verdict.ok:
                 self.input_error(inp, verdict.error, verdict.vars)

@@ -1,8 +1,9 @@
 """The registry of named actions that flows run on entering a state.
 
 An action is an async function of an ActionContext that returns the name of an outcome event,
-or None when it only updates slots (then the next action of the state runs). Each declares the outcomes it can return and the slots it writes, so that flowlint
-can check that every outcome is handled and every template slot exists.
+or None when it only updates slots (then the next action of the state runs). Each declares the
+outcomes it can return and the slots it writes, so that flowlint can check that every outcome is
+handled and every template slot exists.
 """
 
 from __future__ import annotations

@@ -114,12 +114,12 @@ def test_duplicate_state_flow_and_catalogue_ids(flows: Path) -> None:
 
 def test_keyboards_over_vk_limits(flows: Path) -> None:
     many = "".join(f"      - [{{label: Кнопка {i}, event: menu}}]\n" for i in range(10))
-    line = edit(flows, "main.yaml", "    buttons:\n      - [{label: \"Создать заявку\", event: create, color: primary}]\n"
-                "    on:\n      create:\n        to: auth.gate",
-                "    buttons:\n" + many + "      - [{label: \"Создать заявку\", event: create, color: primary}]\n"
-                "    on:\n      create:\n        to: auth.gate")
+    first_row = '      - [{label: "Создать заявку", event: create, color: primary}]\n'
+    tail = "    on:\n      create:\n        to: auth.gate"
+    line = edit(flows, "main.yaml", "    buttons:\n" + first_row + tail, "    buttons:\n" + many + first_row + tail)
     long_label = "Очень длинная подпись кнопки, которая не влезет в ВК"
-    line2 = edit(flows, "my_tickets.yaml", '{label: "К списку", event: back}', f'{{label: "{long_label}", event: back}}')
+    line2 = edit(flows, "my_tickets.yaml", '{label: "К списку", event: back}',
+                 f'{{label: "{long_label}", event: back}}')
     long_event = "e" * 260
     line3 = edit(flows, "auth.yaml", '{label: "Повторить", event: retry, color: primary}',
                  f'{{label: "Повторить", event: {long_event}, color: primary}}')

@@ -18,7 +18,6 @@ from adapters.sqlite import open_sqlite
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME, RecordingMailer
 from engine.flowset import load_flow_set
-
 from engine.ports import Binding, Incoming, IncomingFile, Session
 from engine.runtime import Engine, StaticFlows
 from supportbot.conversation_world import EmulatorWorld

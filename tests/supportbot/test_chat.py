@@ -23,7 +23,7 @@ class Chat:
         self.proc.stdin.write((line + "\n").encode())
         await self.proc.stdin.drain()
 
-    async def expect(self, pattern: str, timeout: float = 20) -> re.Match[str]:
+    async def expect(self, pattern: str, wait: float = 20) -> re.Match[str]:
         assert self.proc.stdout is not None
         regex = re.compile(pattern)
 
@@ -38,7 +38,7 @@ class Chat:
                 if found:
                     return found
 
-        return await asyncio.wait_for(read(), timeout)
+        return await asyncio.wait_for(read(), wait)
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -107,7 +107,7 @@ async def test_a_bad_configuration_stops_with_a_clear_message(tmp_path: Path) ->
     proc = await asyncio.create_subprocess_exec(
         *SUPPORTBOT, "chat", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 2
     assert "SMTP_PORT must be a whole number" in err.decode()
     assert "Traceback" not in err.decode()
