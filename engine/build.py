@@ -222,22 +222,19 @@ class _DocBuilder:
                            f"command '{word}' is the same typed text as another command", key=True)
             else:
                 commands[key] = event
-        labels = b.get("pick_labels") or {}
-        mail = b.get("mail") or {}
+        mail = b["mail"]
         self.out.bot = BotSettings(
             start=b["start"],
             footer=self.buttons(b.get("footer"), (*path, "footer")),
             global_on={ev: self.transition(None, ev, t, (*path, "global", ev))
                        for ev, t in (b.get("global") or {}).items()},
             commands=commands,
-            pick_labels=PickLabels(**labels) if labels else PickLabels(),
+            pick_labels=PickLabels(**b["pick_labels"]),
             messages={k: self.template(v, (*path, "messages", k), "slots") for k, v in b["messages"].items()},
-            mail_subject=self.template(mail.get("code_subject", "Code"), (*path, "mail", "code_subject"), "mail"),
-            mail_body=self.template(mail.get("code_body", "{code}"), (*path, "mail", "code_body"), "mail"),
+            mail_subject=self.template(mail["code_subject"], (*path, "mail", "code_subject"), "mail"),
+            mail_body=self.template(mail["code_body"], (*path, "mail", "code_body"), "mail"),
             where=self.where(path, key=True),
         )
-        if not mail:
-            self.error(path, "F070", "bot.mail with code_subject and code_body is required to sign users in")
 
     def simpleone(self, data: dict[str, Any]) -> None:
         s = data["simpleone"]

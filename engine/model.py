@@ -162,9 +162,9 @@ class Catalog:
 
 @dataclass(frozen=True, slots=True)
 class PickLabels:
-    next: str = "Далее"
-    prev: str = "Ранее"
-    back: str = "Назад"
+    next: str
+    prev: str
+    back: str
 
 
 @dataclass(frozen=True, slots=True)

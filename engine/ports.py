@@ -64,7 +64,8 @@ class PendingCode:
 
 @dataclass(frozen=True, slots=True)
 class SendStats:
-    """How many codes were mailed recently, for cooldown and hourly caps."""
+    """Codes mailed since a time (inclusive) to this peer and to this address; last_sent_at is
+    the latest send to either, for the resend cooldown."""
 
     by_peer: int
     by_email: int
@@ -80,7 +81,9 @@ class Storage(Protocol):
         """Write the session at version expected_version + 1 (and the event id, if any).
 
         Returns False, writing nothing, when the stored version is not expected_version
-        (another writer got there first). Concurrent calls may be committed together.
+        (another writer got there first). The step is captured when the call is made; concurrent
+        calls may be committed together, each answered only after its transaction commits. An
+        event id already recorded is not an error.
         """
         ...
 
@@ -112,6 +115,10 @@ class Storage(Protocol):
 
     async def seen_event(self, event_id: str) -> bool:
         """True if event_id is already in the inbox (committed by an earlier step)."""
+        ...
+
+    async def prune(self, older_than: float) -> int:
+        """Forget inbox events, code sends and expired codes older than this; rows deleted."""
         ...
 
     async def close(self) -> None: ...

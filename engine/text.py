@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 _WORDS = re.compile(r"\w+")
+# Russian writers use the Cyrillic yo (U+0451) and ye (U+0435) interchangeably.
+_YO = str.maketrans({"\u0451": "\u0435"})
 
 
 def normalize_text(text: str) -> str:
-    """Case, punctuation, emoji, extra spaces and ё/е differences ignored."""
-    return " ".join(_WORDS.findall(text.casefold().replace("ё", "е")))
+    """Case, punctuation, emoji, extra spaces and yo/ye differences ignored."""
+    return " ".join(_WORDS.findall(text.casefold().translate(_YO)))

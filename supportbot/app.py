@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -85,11 +86,12 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
             so.url, token=so.token, username=None if so.token else so.username,
             password=None if so.token else so.password, read_timeout=so.timeout, ca_bundle=so.ca_bundle))
     storage = await open_storage(config.database_url)
+    spool = DiskSpool(config.spool_dir, max_bytes=config.spool_max_bytes)
     services = Services(
         storage=storage,
         tickets=client,
         mailer=make_mailer(config.smtp, terminal),
-        spool=DiskSpool(config.spool_dir, max_bytes=config.spool_max_bytes),
+        spool=spool,
         auth=AuthPolicy(config.auth_domains, config.auth_code_ttl, config.auth_max_attempts,
                         config.auth_resend_cooldown, config.auth_max_codes_per_hour),
         idle_timeout=config.session_idle,
@@ -99,7 +101,25 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
     app = App(config, Engine(holder, services), holder, storage, client, emulator)
     if config.flows_watch:
         app.tasks.append(asyncio.create_task(holder.watch()))
+    app.tasks.append(asyncio.create_task(housekeeping(storage, spool, config.session_idle)))
     return app
+
+
+async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: float = 3600.0) -> None:
+    """Keep the inbox, the sign-in tables and the spool bounded.
+
+    Event ids are kept two days (VK resends within hours); files of drafts longer than a day
+    (or two idle timeouts): by then the dialogue that held them has expired.
+    """
+    while True:
+        try:
+            removed = await storage.prune(time.time() - 2 * 86400)
+            swept = await spool.sweep(max(86400.0, 2 * idle))
+            if removed or swept:
+                log.info("housekeeping: %d old rows, %d abandoned files removed", removed, swept)
+        except Exception:
+            log.exception("housekeeping failed; will try again")
+        await asyncio.sleep(every)
 
 
 def install_reload_signal(holder: FlowHolder) -> None:

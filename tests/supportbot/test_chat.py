@@ -111,3 +111,33 @@ async def test_a_bad_configuration_stops_with_a_clear_message(tmp_path: Path) ->
     assert proc.returncode == 2
     assert "SMTP_PORT must be a whole number" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def test_sighup_reloads_the_flows_and_refuses_a_broken_set(tmp_path: Path) -> None:
+    import shutil
+    import signal
+
+    flows = tmp_path / "flows"
+    shutil.copytree(ROOT / "flows", flows)
+    env = _env(tmp_path)
+    env["FLOWS_DIR"] = str(flows)
+    proc = await asyncio.create_subprocess_exec(
+        *SUPPORTBOT, "chat", "--verbose", cwd=tmp_path, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    chat = Chat(proc)
+    await chat.expect(r"Главное меню IT-поддержки")
+    menu = flows / "main.yaml"
+    menu.write_text(menu.read_text(encoding="utf-8").replace("Главное меню IT-поддержки РАНХиГС.",
+                                                             "Меню поддержки, версия два."), encoding="utf-8")
+    proc.send_signal(signal.SIGHUP)
+    await chat.expect(r"flow set reloaded")
+    await chat.send("меню")
+    await chat.expect(r"Меню поддержки, версия два")
+    menu.write_text(menu.read_text(encoding="utf-8").replace("to: auth.gate", "to: auth.nowhere"), encoding="utf-8")
+    proc.send_signal(signal.SIGHUP)
+    await chat.expect(r"flow reload refused")
+    await chat.send("меню")
+    await chat.expect(r"Меню поддержки, версия два")
+    assert proc.stdin is not None
+    proc.stdin.close()
+    assert await asyncio.wait_for(proc.wait(), 20) == 0

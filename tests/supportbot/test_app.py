@@ -1,0 +1,63 @@
+"""The wiring: what `supportbot` builds from a configuration, and its housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.ports import Incoming
+from supportbot.app import build_app, housekeeping
+from supportbot.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(tmp_path: Path, **extra: str) -> object:
+    return load_config({"SUPPORTBOT_DATABASE_URL": f"sqlite:///{tmp_path}/bot.db",
+                        "SPOOL_DIR": str(tmp_path / "spool"), "FLOWS_DIR": str(ROOT / "flows"), **extra},
+                       env_file=None)
+
+
+async def test_without_simpleone_only_the_chat_runs_an_emulator(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    with pytest.raises(ConfigError, match="SIMPLEONE_URL"):
+        await build_app(config)  # type: ignore[arg-type]
+    terminal = io.StringIO()
+    app = await build_app(config, terminal=terminal, allow_emulator=True)  # type: ignore[arg-type]
+    try:
+        assert app.emulator is not None
+        await app.engine.handle("console:t", Incoming(text="Мои заявки"))
+        replies = await app.engine.handle("console:t", Incoming(text="t@ranepa.ru"))
+        assert "отправили код" in replies[0].text
+        assert "--- mail to t@ranepa.ru ---" in terminal.getvalue()
+    finally:
+        await app.close()
+    assert (tmp_path / "bot.db").exists()
+
+
+async def test_an_unsupported_database_is_named(tmp_path: Path) -> None:
+    config = _config(tmp_path, SUPPORTBOT_DATABASE_URL="postgresql://localhost/bot")
+    with pytest.raises(ConfigError, match="SUPPORTBOT_DATABASE_URL"):
+        await build_app(config, allow_emulator=True)  # type: ignore[arg-type]
+
+
+async def test_housekeeping_removes_abandoned_files(tmp_path: Path) -> None:
+    from adapters.spool import DiskSpool
+    from adapters.sqlite import open_sqlite
+
+    storage = await open_sqlite(tmp_path / "bot.db")
+    spool = DiskSpool(tmp_path / "spool")
+    old = time.time() - 3 * 86400
+    kept = await spool.put("p", "new.png", "image/png", b"x")
+    stale = await spool.put("p", "old.png", "image/png", b"y")
+    os.utime(spool.path(stale.id), (old, old))
+    task = asyncio.create_task(housekeeping(storage, spool, idle=1800, every=3600))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    assert not spool.path(stale.id).exists() and spool.path(kept.id).exists()
+    await storage.close()
