@@ -3,6 +3,7 @@ SimpleOne emulator on loopback, and a harness that talks to the real engine."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,3 +93,11 @@ async def harness(flow_set: FlowSet, world: EmulatorWorld, tmp_path: Path) -> As
     h = Harness(Engine(StaticFlows(flow_set), services), storage, mailer, world, now)
     yield h
     await storage.close()
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    """A private copy of the shipped flows (with their conversation tests) to break at will."""
+    target = tmp_path / "flows"
+    shutil.copytree(FLOWS, target)
+    return target

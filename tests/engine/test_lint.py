@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-
-import pytest
 
 from engine.findings import Severity
 from engine.flowset import load_flow_set
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
-
-@pytest.fixture
-def flows(tmp_path: Path) -> Path:
-    target = tmp_path / "flows"
-    shutil.copytree(FLOWS, target, ignore=shutil.ignore_patterns("tests"))
-    return target
 
 
 def edit(flows: Path, name: str, old: str, new: str) -> int:

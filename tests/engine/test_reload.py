@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,6 @@ from engine.reload import FlowHolder, FlowSetInvalid
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
-
-@pytest.fixture
-def flows(tmp_path: Path) -> Path:
-    target = tmp_path / "flows"
-    shutil.copytree(FLOWS, target, ignore=shutil.ignore_patterns("tests"))
-    return target
 
 
 def _edit(flows: Path, old: str, new: str) -> None:

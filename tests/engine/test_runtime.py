@@ -19,6 +19,16 @@ from tests.conftest import Harness
 MENU = "main.menu"
 
 
+async def describe(harness: Harness, email: str, group: str, entry: str, text: str) -> None:
+    """A signed-in user goes from the menu through the catalogue and types a description."""
+    await harness.sign_in(email)
+    await harness.say("Начать")
+    await harness.press("Создать заявку")
+    await harness.say(group)
+    await harness.say(entry)
+    await harness.say(text)
+
+
 async def test_a_new_user_sees_the_menu_whatever_they_type(harness: Harness) -> None:
     reply = await harness.say("добрый день")
     assert "Главное меню" in reply.text
@@ -42,12 +52,7 @@ async def test_every_step_is_committed_before_the_reply_is_returned(harness: Har
 
 
 async def test_a_restarted_engine_resumes_at_the_last_committed_step(harness: Harness, flow_set: FlowSet) -> None:
-    await harness.sign_in("resume@ranepa.ru")
-    await harness.say("Начать")
-    await harness.press("Создать заявку")
-    await harness.say("5")
-    await harness.say("1")
-    await harness.say("Почта не синхронизируется на телефоне с утра")
+    await describe(harness, "resume@ranepa.ru", "5", "1", "Почта не синхронизируется на телефоне с утра")
     # A new engine over the same storage, as after a crash: the cache is empty.
     fresh = Engine(harness.engine.flows, harness.engine.services)
     reply = (await fresh.handle(harness.peer, Incoming()))[0]
@@ -115,12 +120,7 @@ async def test_a_step_that_vanished_in_a_reload_lands_in_the_menu(harness: Harne
 
 async def test_a_failing_action_keeps_the_session_and_says_so(
         harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    await harness.sign_in("bug@ranepa.ru")
-    await harness.say("Начать")
-    await harness.press("Создать заявку")
-    await harness.say("2")
-    await harness.say("1")
-    await harness.say("Не открывается личный кабинет сотрудника")
+    await describe(harness, "bug@ranepa.ru", "2", "1", "Не открывается личный кабинет сотрудника")
     await harness.press("Без файлов")
 
     async def broken(ctx: ActionContext) -> str:

@@ -40,6 +40,13 @@ class Chat:
 
         return await asyncio.wait_for(read(), wait)
 
+    async def finish(self) -> None:
+        """End of input: the chat must leave cleanly."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert await asyncio.wait_for(self.proc.wait(), 20) == 0
+        assert not any("Traceback" in line for line in self.transcript)
+
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIMPLEONE_", "SMTP_", "SUPPORTBOT_"))}
@@ -77,10 +84,7 @@ async def test_a_piped_session_signs_in_and_creates_a_ticket(tmp_path: Path) -> 
     await chat.expect(r"Файлы: screen.png")
     await chat.send("Отправить")
     await chat.expect(r"Заявка INC0000001 создана")
-    assert chat.proc.stdin is not None
-    chat.proc.stdin.close()
-    assert await asyncio.wait_for(chat.proc.wait(), 20) == 0
-    assert not any("Traceback" in line for line in chat.transcript)
+    await chat.finish()
     assert not list((tmp_path / "spool").rglob("*.png")), "uploaded files leave the spool"
 
 
@@ -89,15 +93,11 @@ async def test_the_dialogue_survives_a_restart_of_the_chat(tmp_path: Path) -> No
     await chat.expect(r"\[1\] Создать заявку")
     await chat.send("Помощь")
     await chat.expect(r"Этот бот принимает заявки")
-    assert chat.proc.stdin is not None
-    chat.proc.stdin.close()
-    assert await asyncio.wait_for(chat.proc.wait(), 20) == 0
+    await chat.finish()
     again = await _start(tmp_path)
     # The same SQLite file: the user is shown the step they left.
     await again.expect(r"Этот бот принимает заявки")
-    assert again.proc.stdin is not None
-    again.proc.stdin.close()
-    assert await asyncio.wait_for(again.proc.wait(), 20) == 0
+    await again.finish()
 
 
 async def test_a_bad_configuration_stops_with_a_clear_message(tmp_path: Path) -> None:
@@ -138,6 +138,4 @@ async def test_sighup_reloads_the_flows_and_refuses_a_broken_set(tmp_path: Path)
     await chat.expect(r"flow reload refused")
     await chat.send("меню")
     await chat.expect(r"Меню поддержки, версия два")
-    assert proc.stdin is not None
-    proc.stdin.close()
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    await chat.finish()

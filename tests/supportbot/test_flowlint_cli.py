@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOWS = ROOT / "flows"
 LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<code>F\d{3}) .+$")
 
-
-@pytest.fixture
-def flows(tmp_path: Path) -> Path:
-    target = tmp_path / "flows"
-    shutil.copytree(FLOWS, target)
-    return target
 
 
 def test_clean_flows_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
