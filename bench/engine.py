@@ -49,11 +49,12 @@ class InProcessSimpleOne:
 
     def __init__(self) -> None:
         self.state = EmulatorState(auto_users_domains=("ranepa.ru",))
+        self.people: dict[str, str] = {}
 
     async def find_person(self, email: str) -> Person | None:
-        found = self.state.records("user", f"email={email}")
-        sys_id = found[0]["sys_id"] if found else self.state.add_user(email, "Bench", "User")
-        return Person(sys_id, email, "Bench User")
+        if email not in self.people:
+            self.people[email] = self.state.add_user(email, "Bench", "User")
+        return Person(self.people[email], email, "Bench User")
 
     async def create_ticket(self, table: str, fields: Mapping[str, str]) -> TicketRef:
         sys_id = self.state.create(table, fields, author="bot")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.model import FlowSet, PickSpec, StateSpec
+from engine.model import Catalog, FlowSet, PickSpec, StateSpec
 from engine.replies import Button
 from engine.text import normalize_text
 
@@ -58,13 +58,29 @@ def set_position(slots: dict[str, Any], state: str, group: int, page: int) -> No
     slots[PICK_SLOT] = {"s": state, "g": group, "p": page}
 
 
+# The catalogue's items never change within a flow set: built once per catalogue and level.
+_catalog_items: dict[tuple[int, int], tuple[Catalog, list[Item]]] = {}
+
+
+def catalog_items(catalog: Catalog, group: int) -> list[Item]:
+    key = (id(catalog), group)
+    cached = _catalog_items.get(key)
+    if cached is not None and cached[0] is catalog:
+        return cached[1]
+    groups = catalog.groups
+    if 0 <= group < len(groups):
+        built = [Item(e.name, shorten(f"{n}. {e.name}"), e.as_slot()) for n, e in enumerate(groups[group].entries, 1)]
+    else:
+        built = [Item(g.name, shorten(f"{n}. {g.name}"), None) for n, g in enumerate(groups, 1)]
+    if len(_catalog_items) > 256:  # old flow sets after many reloads
+        _catalog_items.clear()
+    _catalog_items[key] = (catalog, built)
+    return built
+
+
 def items(flows: FlowSet, spec: PickSpec, slots: dict[str, Any], group: int) -> list[Item]:
     if spec.source == "catalog":
-        groups = flows.catalog.groups
-        if 0 <= group < len(groups):
-            return [Item(e.name, shorten(f"{n}. {e.name}"), e.as_slot())
-                    for n, e in enumerate(groups[group].entries, 1)]
-        return [Item(g.name, shorten(f"{n}. {g.name}"), None) for n, g in enumerate(groups, 1)]
+        return catalog_items(flows.catalog, group)
     out: list[Item] = []
     source = slots.get(spec.source)
     for n, value in enumerate(source if isinstance(source, list) else [], 1):
@@ -125,7 +141,7 @@ def navigate(flows: FlowSet, st: StateSpec, slots: dict[str, Any], event: str, i
         if item.value is None:
             set_position(slots, st.name, index, 0)
         else:
-            slots[st.pick.slot] = item.value
+            slots[st.pick.slot] = dict(item.value)  # items may be shared between sessions
             return "chosen"
     return None
 

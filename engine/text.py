@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _WORDS = re.compile(r"\w+")
 # Russian writers use the Cyrillic yo (U+0451) and ye (U+0435) interchangeably.
 _YO = str.maketrans({"\u0451": "\u0435"})
 
 
+@lru_cache(maxsize=4096)  # labels and commands repeat on every step
 def normalize_text(text: str) -> str:
     """Case, punctuation, emoji, extra spaces and yo/ye differences ignored."""
     return " ".join(_WORDS.findall(text.casefold().translate(_YO)))
