@@ -158,6 +158,7 @@ class _DocBuilder:
             pick=pick,
             buttons=self.buttons(data.get("buttons"), (*path, "buttons")),
             footer=bool(data.get("footer", True)),
+            inline=bool(data.get("inline", False)),
             on={ev: self.transition(flow, ev, t, (*path, "on", ev)) for ev, t in (data.get("on") or {}).items()},
             where=self.where(path, key=True),
         )

@@ -12,10 +12,9 @@ from engine.model import RETURN, BotSettings, ButtonSpec, FlowSpec, StateSpec, T
 from engine.replies import Button
 from engine.text import normalize_text
 
-# VK's keyboard limits (shared/reference/vk-api.md): a regular keyboard.
-VK_MAX_ROWS = 10
+# VK's keyboard limits (shared/reference/vk-api.md): (rows, buttons) regular and inline.
+VK_LIMITS = {False: (10, 40), True: (6, 10)}
 VK_MAX_PER_ROW = 5
-VK_MAX_BUTTONS = 40
 VK_MAX_LABEL = 40
 VK_MAX_PAYLOAD = 255
 
@@ -196,9 +195,11 @@ class Linter:
             # The page of items (one per row), a paging row and a Back row.
             n_rows += st.pick.page_size + 2
             n_buttons += st.pick.page_size + 3
-        if n_rows > VK_MAX_ROWS or n_buttons > VK_MAX_BUTTONS:
+        max_rows, max_buttons = VK_LIMITS[st.inline]
+        if n_rows > max_rows or n_buttons > max_buttons:
+            kind = "an inline" if st.inline else "a"
             self.add(st.where, "F050", f"{st.name}: keyboard may need {n_rows} rows and {n_buttons} buttons; "
-                     f"VK allows {VK_MAX_ROWS} rows and {VK_MAX_BUTTONS} buttons")
+                     f"VK allows {kind} keyboard {max_rows} rows and {max_buttons} buttons")
         for row in rows:
             if len(row) > VK_MAX_PER_ROW:
                 self.add(row[0].where, "F050", f"{st.name}: a row of {len(row)} buttons; VK allows {VK_MAX_PER_ROW}")

@@ -86,6 +86,7 @@ class StateSpec:
     pick: PickSpec | None
     buttons: tuple[tuple[ButtonSpec, ...], ...]
     footer: bool
+    inline: bool
     on: Mapping[str, TransitionSpec]
     where: Where
 

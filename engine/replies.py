@@ -30,6 +30,8 @@ class Button:
 class Reply:
     text: str
     buttons: list[list[Button]] = field(default_factory=list)
+    # Buttons inside the message rather than under the input field (VK: stricter limits).
+    inline: bool = False
 
     def labels(self) -> list[str]:
         return [b.label for row in self.buttons for b in row]

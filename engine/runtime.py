@@ -395,4 +395,4 @@ class Turn:
                 lines = picker.lines(v, numbered=st.pick.source == "catalog")
                 if lines:
                     texts.append("\n".join(lines))
-        return Reply("\n\n".join(t for t in texts if t) or "…", self.buttons())
+        return Reply("\n\n".join(t for t in texts if t) or "…", self.buttons(), inline=st.inline)

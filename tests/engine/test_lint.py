@@ -122,6 +122,17 @@ def test_keyboards_over_vk_limits(flows: Path) -> None:
     assert line
 
 
+def test_inline_keyboards_have_stricter_limits(flows: Path) -> None:
+    edit(flows, "my_tickets.yaml", "  detail:\n", "  detail:\n    inline: true\n")
+    assert codes(flows) == []  # 3 rows, 3 buttons: fine inline
+    rows = "".join(f"      - [{{label: Кнопка {i}, event: menu}}]\n" for i in range(6))
+    line = edit(flows, "my_tickets.yaml", "  empty:\n",
+                "  crowded:\n    inline: true\n    say: много кнопок\n    buttons:\n" + rows + "  empty:\n")
+    found = codes(flows)
+    # 6 own rows and the footer: 7 rows, over the inline limit of 6 (a regular keyboard takes 10).
+    assert ("my_tickets.yaml", "F050", line) in found, found
+
+
 def test_catalogue_entry_without_mapping(flows: Path) -> None:
     edit(flows, "catalog.yaml", "      map: {category: websites}\n", "")
     line = edit(flows, "catalog.yaml", "{id: ranepa_site, name: \"Сайт ranepa.ru\", map: {subcategory: ranepa_site}}",

@@ -181,3 +181,51 @@ async def test_a_huge_message_is_answered_not_choked_on(harness: Harness) -> Non
     assert "слишком длинное: 200000 символов" in reply.text
     reply = await harness.say("Главное меню")
     assert harness.state() == MENU
+
+
+async def test_a_timeout_keeps_the_draft_and_a_later_submit_creates_one_ticket(
+        harness: Harness, flow_set: FlowSet) -> None:
+    from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
+
+    impatient = SimpleOneClient(SimpleOneConfig(harness.world.emulator.url, username="bot", password="bot-password",
+                                                read_timeout=0.3))
+    harness.engine.services.tickets = impatient
+    try:
+        await describe(harness, "slow@ranepa.ru", "2", "5", "Нет доступа к сетевой папке отдела кадров")
+        await harness.press("Без файлов")
+        harness.world.emulator.faults.hang_next(1, seconds=2, method="POST")
+        reply = await harness.press("Отправить")
+        assert "не отвечает" in reply.text and "Черновик сохранён" in reply.text
+        assert harness.state() == "create_ticket.confirm"
+        session = await harness.storage.load_session(harness.peer)
+        assert session is not None and session.slots["description"].startswith("Нет доступа")
+        reply = await harness.press("Отправить")
+        assert "INC0000001 создана" in reply.text
+    finally:
+        await impatient.close()
+
+
+async def test_an_expired_simpleone_token_is_renewed_mid_dialogue(harness: Harness) -> None:
+    await describe(harness, "token@ranepa.ru", "12", "1", "Не работает телефон в кабинете 512")
+    await harness.press("Без файлов")
+    harness.world.emulator.faults.expire_tokens()
+    reply = await harness.press("Отправить")
+    assert "INC0000001 создана" in reply.text
+
+
+async def test_a_5xx_on_a_comment_keeps_the_text(harness: Harness) -> None:
+    await describe(harness, "comment@ranepa.ru", "2", "5", "Не открывается сетевая папка бухгалтерии")
+    await harness.press("Без файлов")
+    await harness.press("Отправить")
+    await harness.say("Главное меню")
+    await harness.press("Дополнить заявку")
+    await harness.say("1")
+    await harness.say("Папка \\\\fs01\\buh, ошибка 0x80070035")
+    harness.world.emulator.faults.fail_next(1, method="PATCH")
+    reply = await harness.press("Отправить")
+    assert "Текст и файлы сохранены" in reply.text
+    reply = await harness.press("Отправить")
+    assert "дополнена" in reply.text
+    number = harness.world.emulator.state.records("itsm_incident")[0]["sys_id"]
+    journal = harness.world.emulator.state.journal("itsm_incident", number)
+    assert len(journal) == 1 and "0x80070035" in journal[0].text

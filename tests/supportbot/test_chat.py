@@ -139,3 +139,32 @@ async def test_sighup_reloads_the_flows_and_refuses_a_broken_set(tmp_path: Path)
     await chat.send("меню")
     await chat.expect(r"Меню поддержки, версия два")
     await chat.finish()
+
+
+async def test_the_simpleone_emulator_command_serves_the_api(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        *SUPPORTBOT, "simpleone-emulator", "--port", str(port), cwd=tmp_path, env=_env(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(100):
+                try:
+                    login = await client.post("/rest/v1/auth/login",
+                                              data={"username": "bot", "password": "bot-password"})
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.05)
+            token = login.json()["data"]["auth_key"]
+            found = await client.get("/rest/v1/table/user", params={"sysparm_query": "email=new@ranepa.ru"},
+                                     headers={"Authorization": f"Bearer {token}"})
+            assert found.json()["status"] == "OK" and len(found.json()["data"]) == 1
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
