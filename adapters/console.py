@@ -7,6 +7,7 @@ Console commands start with '/'; everything else goes to the bot as the user's m
 from __future__ import annotations
 
 import asyncio
+import logging
 import mimetypes
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,9 +18,11 @@ from engine.ports import Incoming, IncomingFile
 from engine.replies import Button, Reply
 
 Handler = Callable[[str, Incoming], Awaitable[list[Reply]]]
+log = logging.getLogger(__name__)
 
 HELP = """console commands:
-  1, 2, …          press the button with that number
+  1, 2, …          press the button with that number (in a list: the item with that number)
+  a, b, …          in a list, press the other buttons (paging, Back…)
   /attach PATH…    send files (add text after ' -- ' to send it with them)
   /sticker, /voice send an attachment the bot does not take
   /help            this list
@@ -44,7 +47,7 @@ class ConsoleChat:
         self.peer = peer
         self.out = out
         self.echo = echo  # repeat the input: a piped transcript then reads as a dialogue
-        self.buttons: list[Button] = []
+        self.keys: dict[str, Button] = {}  # what to type → the button it presses
 
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -54,20 +57,29 @@ class ConsoleChat:
         self.print()
         for line in reply.text.splitlines() or [""]:
             self.print(f"bot: {line}" if line else "bot:")
-        self.buttons = [b for row in reply.buttons for b in row]
-        number = 0
+        self.keys = self.keys_for(reply)
+        shown = {id(b): key for key, b in self.keys.items()}
         for row in reply.buttons:
-            cells = []
-            for button in row:
-                number += 1
-                cells.append(f"[{number}] {button.label}")
-            self.print("     " + "   ".join(cells))
+            self.print("     " + "   ".join(f"[{shown[id(b)]}] {b.label}" for b in row))
+
+    @staticmethod
+    def keys_for(reply: Reply) -> dict[str, Button]:
+        """Buttons by number; in a list, items keep their own numbers (the ones the bot lists and
+        understands when typed) and the other buttons get letters, so a number means one thing."""
+        buttons = [b for row in reply.buttons for b in row]
+        if not any(b.index is not None for b in buttons):
+            return {str(n): b for n, b in enumerate(buttons, 1)}
+        keys: dict[str, Button] = {}
+        letters = iter("abcdefghijklmnopqrstuvwxyz")
+        for b in buttons:
+            keys[str(b.index + 1) if b.index is not None else next(letters)] = b
+        return keys
 
     def parse(self, line: str) -> Incoming | None:
         """The user's line as an event; None for a console command handled here."""
         text = line.strip()
-        if text.isdigit() and 1 <= int(text) <= len(self.buttons):
-            button = self.buttons[int(text) - 1]
+        button = self.keys.get(text)
+        if button is not None:
             return Incoming(text=button.label, payload=button.payload)
         if text in ("/help", "/?"):
             self.print(HELP)
@@ -117,5 +129,11 @@ class ConsoleChat:
                 await self.send(incoming)
 
     async def send(self, incoming: Incoming) -> None:
-        for reply in await self.handle(self.peer, incoming):
+        try:
+            replies = await self.handle(self.peer, incoming)
+        except Exception as exc:  # the chat goes on; the log has the details
+            log.exception("the bot failed on a console message")
+            self.print(f"(the bot failed: {exc.__class__.__name__}; see the log)")
+            return
+        for reply in replies:
             self.show(reply)

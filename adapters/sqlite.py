@@ -395,19 +395,18 @@ class SqliteStorage:
         )
 
     async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats:
-        """Sends at or after since: to this peer, to this email, and the latest to either."""
+        """Sends at or after since: by this peer, to this email, by the pair, the pair's latest."""
 
         def query(conn: sqlite3.Connection) -> SendStats:
-            by_peer, last_peer = conn.execute(
-                "SELECT count(*), max(sent_at) FROM auth_sends WHERE peer = ? AND sent_at >= ?",
-                (peer, since),
+            (by_peer,) = conn.execute(
+                "SELECT count(*) FROM auth_sends WHERE peer = ? AND sent_at >= ?", (peer, since)
             ).fetchone()
-            by_email, last_email = conn.execute(
-                "SELECT count(*), max(sent_at) FROM auth_sends WHERE email = ? AND sent_at >= ?",
-                (email, since),
+            by_email, by_pair, last_pair = conn.execute(
+                "SELECT count(*), sum(peer = ?), max(CASE WHEN peer = ? THEN sent_at END)"
+                " FROM auth_sends WHERE email = ? AND sent_at >= ?",
+                (peer, peer, email, since),
             ).fetchone()
-            last = [t for t in (last_peer, last_email) if t is not None]
-            return SendStats(int(by_peer), int(by_email), max(last) if last else None)
+            return SendStats(int(by_peer), int(by_email), int(by_pair or 0), last_pair)
 
         return await self._run(query)
 

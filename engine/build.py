@@ -51,6 +51,8 @@ class Built:
     bot: BotSettings | None = None
     tickets: TicketSettings | None = None
     uses: list[TemplateUse] = field(default_factory=list)
+    # Slot names used outside templates (when/unless conditions, clear lists), for the linter.
+    slot_refs: list[tuple[str, Where]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     # Where each kind of settings file was first seen, to report a second one.
     seen_kinds: dict[str, Where] = field(default_factory=dict)
@@ -98,11 +100,19 @@ class _DocBuilder:
             if isinstance(item, str):
                 parts.append(SayPart(self.template(item, (*path, i), scope)))
             else:
+                for key in ("when", "unless"):
+                    if key in item:
+                        self.out.slot_refs.append((item[key], self.where((*path, i, key))))
                 parts.append(SayPart(self.template(item["text"], (*path, i, "text"), scope),
                                      item.get("when"), item.get("unless")))
         return tuple(parts)
 
     def buttons(self, rows: Any, path: JsonPath) -> tuple[tuple[ButtonSpec, ...], ...]:
+        for r, row in enumerate(rows or []):
+            for c, b in enumerate(row):
+                for key in ("when", "unless"):
+                    if key in b:
+                        self.out.slot_refs.append((b[key], self.where((*path, r, c, key))))
         return tuple(
             tuple(
                 ButtonSpec(b["label"], b["event"], b.get("color"), b.get("when"), b.get("unless"),
@@ -120,6 +130,8 @@ class _DocBuilder:
     def transition(self, flow: str | None, event: str, value: Any, path: JsonPath) -> TransitionSpec:
         if isinstance(value, str):
             return TransitionSpec(event, self.target(flow, value), where=self.where(path))
+        for i, name in enumerate(value.get("clear", [])):
+            self.out.slot_refs.append((name, self.where((*path, "clear", i))))
         return TransitionSpec(
             event=event,
             to=self.target(flow, value["to"]),
@@ -154,6 +166,7 @@ class _DocBuilder:
             # A state that takes input may show its limits ({max_files}…) in its text.
             say=self.say(data.get("say"), (*path, "say"), "input" if inp else "slots"),
             enter=tuple(data.get("enter", [])),
+            enter_where=tuple(self.where((*path, "enter", i)) for i in range(len(data.get("enter", [])))),
             input=inp,
             pick=pick,
             buttons=self.buttons(data.get("buttons"), (*path, "buttons")),

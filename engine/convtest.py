@@ -80,6 +80,7 @@ class Conversation:
 class Outcome:
     test: Conversation
     failures: list[Finding] = field(default_factory=list)
+    entered: set[str] = field(default_factory=set)  # the states the conversation went through
 
     @property
     def passed(self) -> bool:
@@ -161,6 +162,7 @@ class Runner:
                 if outcome.failures:
                     break
         finally:
+            outcome.entered = set(engine.entered)
             await storage.close()
         return outcome
 

@@ -68,7 +68,7 @@ def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) ->
         return LoadResult(None, findings)
     built = build(docs)
     findings.extend(built.findings)
-    findings.extend(lint(built, registry))
+    findings.extend(lint(built, registry, ", ".join(str(p) for p in paths)))
     findings.sort(key=lambda f: (f.path, f.line, f.col, f.code))
     result = LoadResult(None, findings)
     if result.errors or built.bot is None or built.catalog is None or built.tickets is None:

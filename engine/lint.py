@@ -8,7 +8,7 @@ from engine.actions.registry import VALUE, ActionRegistry, Shape
 from engine.build import Built, TemplateUse
 from engine.findings import Finding, Severity
 from engine.inputs import ERRORS_BY_KIND
-from engine.model import RETURN, BotSettings, ButtonSpec, FlowSpec, StateSpec, TransitionSpec, Where
+from engine.model import RETURN, ButtonSpec, StateSpec, TransitionSpec, Where
 from engine.replies import Button
 from engine.text import normalize_text
 
@@ -32,16 +32,17 @@ PICK_EVENTS = ("chosen", "back")
 
 
 class Linter:
-    def __init__(self, built: Built, registry: ActionRegistry) -> None:
+    def __init__(self, built: Built, registry: ActionRegistry, origin: str = "flows") -> None:
         self.b = built
         self.registry = registry
+        self.origin = origin  # where set-wide findings (a missing settings file) point
         self.findings: list[Finding] = []
         self.states: dict[str, StateSpec] = {
             name: st for flow in built.flows.values() for name, st in flow.states.items()
         }
 
     def add(self, where: Where | None, code: str, message: str, severity: Severity = Severity.ERROR) -> None:
-        w = where or Where("flows", 1, 1)
+        w = where or Where(self.origin, 1, 1)
         self.findings.append(Finding(w.path, w.line, w.col, code, message, severity))
 
     def run(self) -> list[Finding]:
@@ -64,7 +65,7 @@ class Linter:
 
     # ------------------------------------------------------------------ targets
 
-    def check_target(self, target: str | None, where: Where | None, *, global_ctx: bool = False) -> None:
+    def check_target(self, target: str | None, where: Where | None) -> None:
         if target is None or target == RETURN:
             return
         if "." not in target:
@@ -89,7 +90,7 @@ class Linter:
         for flow in self.b.flows.values():
             self.check_target(flow.start, flow.where)
         if self.b.bot:
-            self.check_target(self.b.bot.start, self.b.bot.where, global_ctx=True)
+            self.check_target(self.b.bot.start, self.b.bot.where)
         for _, t in self.transitions():
             self.check_target(t.to, t.where)
             self.check_target(t.then, t.where)
@@ -129,15 +130,15 @@ class Linter:
         commands = set(self.b.bot.commands.values()) if self.b.bot else set()
         for st in self.states.values():
             raised = self.raised_events(st)
-            for name in st.enter:
+            for name, where in zip(st.enter, st.enter_where, strict=True):
                 info = self.registry.get(name)
                 if info is None:
                     known = ", ".join(a.name for a in self.registry.all())
-                    self.add(st.where, "F020", f"{st.name}: unknown action '{name}' (known: {known})")
+                    self.add(where, "F020", f"{st.name}: unknown action '{name}' (known: {known})")
                     continue
                 for ev in sorted(info.emits):
                     if not self.handled(st, ev):
-                        self.add(st.where, "F021",
+                        self.add(where, "F021",
                                  f"{st.name}: action '{name}' can end with '{ev}', but the state has no 'on: {ev}'")
             for row in st.buttons:
                 for button in row:
@@ -151,10 +152,17 @@ class Linter:
             shows_buttons = bool(self.rows(st)) or st.pick is not None
             if not st.on and not shows_buttons and st.input is None:
                 self.add(st.where, "F013", f"{st.name}: no buttons, no input and no transitions: the user is stuck")
-            elif st.enter and not st.say and not shows_buttons and st.input is None and not any(
-                self.handled(st, ev) for name in st.enter for ev in (self.registry.get(name) or _NONE).emits
-            ):
-                self.add(st.where, "F013", f"{st.name}: its actions lead nowhere and it shows nothing")
+            # The engine's own events must lead somewhere, or typing or picking goes nowhere.
+            if st.input and st.input.kind != "attachments" and not self.handled(st, INPUT_EVENT):
+                self.add(st.where, "F013", f"{st.name}: valid input raises '{INPUT_EVENT}', but the state has "
+                         f"no 'on: {INPUT_EVENT}': what the user types would lead nowhere")
+            if st.pick and not self.handled(st, "chosen"):
+                self.add(st.where, "F013", f"{st.name}: a pick raises 'chosen', but the state has no 'on: chosen'")
+            # A state whose actions always end with an outcome passes straight through.
+            infos = [self.registry.get(name) for name in st.enter]
+            transient = any(info is not None and info.emits for info in infos)
+            if not st.say and not transient:
+                self.add(st.where, "F070", f"{st.name}: the state says nothing (add 'say')")
             if st.input:
                 self.check_input(st)
             self.check_keyboard(st)
@@ -235,7 +243,8 @@ class Linter:
                         todo.append(nxt)
         for name, st in self.states.items():
             if name not in seen:
-                self.add(st.where, "F012", f"{name}: no transition leads here", Severity.WARNING)
+                # An error, not a warning: a reload must not strand a step nobody can reach.
+                self.add(st.where, "F012", f"{name}: no transition leads here")
 
     # ------------------------------------------------------------------ templates
 
@@ -278,6 +287,14 @@ class Linter:
 
     def check_templates(self) -> None:
         slots = self.known_slots()
+        for dotted, where in self.b.slot_refs:
+            head, _, tail = dotted.partition(".")
+            known = slots.get(head)
+            field = tail.split(".")[0]
+            if known is None:
+                self.add(where, "F030", f"unknown slot '{dotted}'")
+            elif field and known.fields and field not in known.fields:
+                self.add(where, "F030", f"'{head}' has no field '{field}' (it has: {', '.join(sorted(known.fields))})")
         for use in self.b.uses:
             scope = self.scope(use, slots)
             for ref in use.template.refs:
@@ -350,13 +367,6 @@ class Linter:
                     self.add(tickets.where, "F070", f"no status_labels for table '{table}'", Severity.WARNING)
 
 
-class _NoAction:
-    emits: frozenset[str] = frozenset()
-
-
-_NONE = _NoAction()
-
-
 def _merge(a: Shape | None, b: Shape) -> Shape:
     if a is None:
         return b
@@ -368,8 +378,5 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= 50 else text[:47] + "..."
 
 
-def lint(built: Built, registry: ActionRegistry) -> list[Finding]:
-    return Linter(built, registry).run()
-
-
-__all__ = ["BotSettings", "FlowSpec", "lint"]
+def lint(built: Built, registry: ActionRegistry, origin: str = "flows") -> list[Finding]:
+    return Linter(built, registry, origin).run()

@@ -29,11 +29,13 @@ class _Model:
 class Step:
     spec: TransitionSpec | None  # None for internal pick navigation
     dest: str  # the new state, or RETURN when the engine must pop its return stack
+    is_global: bool = False  # taken from bot.global: the user left whatever they were doing
 
 
 class CompiledMachine:
     def __init__(self, states: Mapping[str, StateSpec], bot: BotSettings) -> None:
         self._specs: dict[tuple[str, str], TransitionSpec] = {}
+        self._global = frozenset(id(t) for t in bot.global_on.values())
         self.machine = Machine(
             model=None,
             states=list(states),
@@ -73,6 +75,7 @@ class CompiledMachine:
         if not self.machine.events[event].trigger(model):
             return None
         spec = self._specs.get((state, event))
+        is_global = spec is not None and id(spec) in self._global
         if spec is not None and spec.to == RETURN:
-            return Step(spec, RETURN)
-        return Step(spec, model.state)
+            return Step(spec, RETURN, is_global)
+        return Step(spec, model.state, is_global)

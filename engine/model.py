@@ -82,6 +82,7 @@ class StateSpec:
     name: str  # qualified: "flow.state"
     say: tuple[SayPart, ...]
     enter: tuple[str, ...]
+    enter_where: tuple[Where, ...]
     input: InputSpec | None
     pick: PickSpec | None
     buttons: tuple[tuple[ButtonSpec, ...], ...]

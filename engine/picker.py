@@ -78,6 +78,21 @@ def catalog_items(catalog: Catalog, group: int) -> list[Item]:
     return built
 
 
+def reset(flows: FlowSet, st: StateSpec, slots: dict[str, Any]) -> None:
+    """Start a pick afresh: at the top, or for the catalogue in the group of the current choice
+    (changing the service from the check screen shows its neighbours)."""
+    assert st.pick is not None
+    slots.pop(PICK_SLOT, None)
+    chosen = slots.get(st.pick.slot)
+    if st.pick.source != "catalog" or not isinstance(chosen, dict):
+        return
+    for g, group in enumerate(flows.catalog.groups):
+        for e, entry in enumerate(group.entries):
+            if entry.id == chosen.get("id"):
+                set_position(slots, st.name, g, e // st.pick.page_size)
+                return
+
+
 def items(flows: FlowSet, spec: PickSpec, slots: dict[str, Any], group: int) -> list[Item]:
     if spec.source == "catalog":
         return catalog_items(flows.catalog, group)
@@ -149,7 +164,7 @@ def navigate(flows: FlowSet, st: StateSpec, slots: dict[str, Any], event: str, i
 def match(v: View, typed: str, normalized: str) -> int | None:
     """A typed number or full name, anywhere in the list (not only on the visible page)."""
     digits = typed.strip().rstrip(".")
-    if digits.isdigit():
+    if digits.isascii() and digits.isdigit():  # "²" is a digit to str.isdigit, not to int()
         n = int(digits)
         return n - 1 if 1 <= n <= len(v.items) else None
     for i, item in enumerate(v.items):

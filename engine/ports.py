@@ -64,12 +64,13 @@ class PendingCode:
 
 @dataclass(frozen=True, slots=True)
 class SendStats:
-    """Codes mailed since a time (inclusive) to this peer and to this address; last_sent_at is
-    the latest send to either, for the resend cooldown."""
+    """Codes mailed since a time (inclusive): by this peer (to any address), to this address (by
+    any peer), by this peer to this address; and the latest of the last kind (resend cooldown)."""
 
     by_peer: int
     by_email: int
-    last_sent_at: float | None
+    by_pair: int
+    last_pair_at: float | None
 
 
 class Storage(Protocol):
@@ -184,6 +185,11 @@ class TicketSystem(Protocol):
     async def find_person(self, email: str) -> Person | None: ...
 
     async def create_ticket(self, table: str, fields: Mapping[str, str]) -> TicketRef: ...
+
+    async def find_ticket_by_marker(self, table: str, caller_id: str, marker: str) -> TicketRef | None:
+        """The caller's ticket whose description contains marker: SimpleOne has no idempotency
+        key, so an unclear create is settled by looking the ticket up, never by creating again."""
+        ...
 
     async def list_tickets(
         self, caller_id: str, tables: Sequence[str], *, active_only: bool, limit: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -86,20 +87,38 @@ class Engine:
         self.sessions = SessionCache(services.storage, cache_size)
         self.locks = PeerLocks()
         self.max_redo = max_redo
+        # How often each state was entered: bounded by the number of states; for metrics and
+        # for checking that conversation tests reach every state.
+        self.entered: Counter[str] = Counter()
 
     async def handle(self, peer: str, incoming: Incoming) -> list[Reply]:
         """Handle one user event; the replies are returned only after the step is committed."""
         async with self.locks.hold(peer):
-            if incoming.event_id and await self.services.storage.seen_event(incoming.event_id):
-                log.debug("event %s already handled; dropped", incoming.event_id)
-                return []
-            for _ in range(self.max_redo):
-                turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
-                reply = await turn.run(incoming)
-                if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id):
-                    return [reply]
-                log.warning("session of %s was changed by another writer; redoing the step", peer)
-            raise RuntimeError(f"could not commit a step for {peer} after {self.max_redo} tries")
+            try:
+                if incoming.event_id and await self.services.storage.seen_event(incoming.event_id):
+                    log.debug("event %s already handled; dropped", incoming.event_id)
+                    return []
+                # A version conflict means another writer stepped this session: redo on fresh
+                # data. (Actions that reach SimpleOne would run again; with one process per SQLite
+                # file and per-peer locks this cannot happen — several writers need the outbox.)
+                for _ in range(self.max_redo):
+                    turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
+                    reply = await turn.run(incoming)
+                    if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id):
+                        return [reply]
+                    log.warning("session of %s was changed by another writer; redoing the step", peer)
+                log.error("could not commit a step for %s after %d tries", peer, self.max_redo)
+            except Exception:
+                log.exception("storage failed for %s; the step was not saved", peer)
+                self.sessions.forget(peer)
+            return [self.unsaved_reply()]
+
+    def unsaved_reply(self) -> Reply:
+        """What the user hears when their step could not be saved: try again, nothing happened."""
+        flows = self.flows.current
+        tpl = flows.bot.messages["error"]
+        buttons = [[Button(b.label, b.event, color=b.color) for b in row] for row in flows.bot.footer]
+        return Reply(tpl.render({}), buttons)
 
 
 class Turn:
@@ -202,9 +221,10 @@ class Turn:
             await self.dispatch(*resolved)
             return
         inp = self.state.input
+        has_files = bool(incoming.files or incoming.oversized)
         if inp is not None and inp.kind == "attachments":
             await self.take_files(inp, incoming)
-        elif inp is not None and (incoming.text.strip() or not (incoming.files or incoming.oversized)):
+        elif inp is not None and (incoming.text.strip() or not has_files or inp.files_slot):
             await self.take_text(inp, incoming)
         elif incoming.files or incoming.oversized:
             self.message("files_not_expected")
@@ -263,7 +283,9 @@ class Turn:
                 return
             spec = step.spec
             stack = self.slots.get(RETURN_SLOT)
-            stack = list(stack) if isinstance(stack, list) else []
+            # A global event (menu, help, cancel…) abandons any call in progress, and so must
+            # the places it would have returned to.
+            stack = list(stack) if isinstance(stack, list) and not step.is_global else []
             dest = step.dest
             if dest == RETURN:
                 dest = stack.pop() if stack else (spec.otherwise or bot.start)
@@ -279,7 +301,7 @@ class Turn:
                 await self.clear_slot(name)
             self.slots.update(spec.set)
             self.say(spec.say)
-            outcome = await self.enter(dest)
+            outcome = await self.enter(dest, event)
             if outcome is None:
                 return
             event = outcome
@@ -287,16 +309,19 @@ class Turn:
         self.session.state = bot.start
         self.message("error")
 
-    async def enter(self, dest: str) -> str | None:
+    async def enter(self, dest: str, event: str | None = None) -> str | None:
         """Move to dest and run its actions; returns the first action outcome, if any."""
         previous = self.session.state
         self.session.state = dest
         self.show_state = True
+        self.engine.entered[dest] += 1
         if dest == self.flows.bot.start:
             self.slots.pop(RETURN_SLOT, None)
         st = self.flows.states[dest]
-        if st.pick is not None and previous.partition(".")[0] != dest.partition(".")[0]:
-            self.slots.pop(picker.PICK_SLOT, None)
+        # A list keeps its page and group when the user steps back into it (Назад from the
+        # description, К списку from a ticket); any other way in starts afresh.
+        if st.pick is not None and not (event == "back" and previous.partition(".")[0] == dest.partition(".")[0]):
+            picker.reset(self.flows, st, self.slots)
         for name in st.enter:
             info = self.engine.registry.get(name)
             if info is None:
@@ -309,19 +334,22 @@ class Turn:
     # ------------------------------------------------------------------ input
 
     async def take_text(self, inp: InputSpec, incoming: Incoming) -> None:
+        # Files sent along are kept first, whatever becomes of the text: nothing sent is lost.
+        if inp.files_slot and (incoming.files or incoming.oversized):
+            target = self.flows.file_slots.get(inp.files_slot)
+            if target is not None:
+                await self.take_files(target, Incoming(files=incoming.files, oversized=incoming.oversized),
+                                      accepted=inp.accepted)
         verdict = check_text(inp, incoming.text)
         if not verdict.ok:
             self.input_error(inp, verdict.error, verdict.vars)
             return
         self.slots[inp.slot] = verdict.value
-        if inp.files_slot and (incoming.files or incoming.oversized):
-            target = self.flows.file_slots.get(inp.files_slot)
-            if target is not None:
-                await self.take_files(target, Incoming(files=incoming.files, oversized=incoming.oversized),
-                                      quiet=True)
         await self.fire("ok")
 
-    async def take_files(self, inp: InputSpec, incoming: Incoming, *, quiet: bool = False) -> None:
+    async def take_files(self, inp: InputSpec, incoming: Incoming,
+                         accepted: Sequence[SayPart] | None = None) -> None:
+        """Keep valid files in inp.slot; accepted: the text said per file (default: the input's)."""
         files = [f for f in self.slots.get(inp.slot) or [] if isinstance(f, dict)]
         candidates: list[IncomingFile | tuple[str, int]] = [*incoming.files, *incoming.oversized]
         for file in candidates:
@@ -338,8 +366,8 @@ class Turn:
                 self.message("busy")
                 continue
             files.append(stored.as_slot())
-            if not quiet:
-                self.say(inp.accepted, {**limits(inp), **verdict.vars, "count": len(files)})
+            self.say(inp.accepted if accepted is None else accepted,
+                     {**limits(inp), **verdict.vars, "count": len(files)})
         self.slots[inp.slot] = files
         text = incoming.text.strip()
         if text and inp.text_slot:

@@ -71,20 +71,24 @@ async def send_code(ctx: ActionContext) -> str:
     if not email_domain_allowed(email, policy.domains):
         return "bad_domain"
     now = ctx.services.clock()
+    auth["minutes"] = max(1, round(policy.code_ttl / 60))
     stats = await storage.code_send_stats(ctx.peer, email, now - 3600)
-    if stats.last_sent_at is not None and now - stats.last_sent_at < policy.resend_cooldown:
-        auth["wait_seconds"] = math.ceil(policy.resend_cooldown - (now - stats.last_sent_at))
+    # The cooldown is per peer and address: correcting a mistyped address needs no wait.
+    if stats.last_pair_at is not None and now - stats.last_pair_at < policy.resend_cooldown:
+        auth["wait_seconds"] = math.ceil(policy.resend_cooldown - (now - stats.last_pair_at))
         return "cooldown"
-    if max(stats.by_peer, stats.by_email) >= policy.max_sends_per_hour:
+    # Caps: one peer may ask for a few codes an hour; an address gets at most twice that from
+    # everyone else, so nobody can flood a mailbox, and one stranger alone cannot lock its owner out.
+    others = stats.by_email - stats.by_pair
+    if stats.by_peer >= policy.max_sends_per_hour or others >= 2 * policy.max_sends_per_hour:
         return "too_many"
     code, salt = new_code(), secrets.token_bytes(16)
     code_hash = await asyncio.to_thread(hash_code, code, salt)
     await storage.put_code(PendingCode(ctx.peer, email, code_hash, salt, now, now + policy.code_ttl))
     # Counted before sending, so that a failing mail server cannot be used to bypass the cap.
     await storage.record_code_sent(ctx.peer, email, now)
-    minutes = max(1, round(policy.code_ttl / 60))
-    auth.update(email=email, minutes=minutes)
-    values = {"code": code, "minutes": minutes, "email": email}
+    auth["email"] = email
+    values = {"code": code, "minutes": auth["minutes"], "email": email}
     bot = ctx.flows.bot
     message = MailMessage(email, bot.mail_subject.render(values), bot.mail_body.render(values))
     try:
@@ -150,7 +154,9 @@ async def bind(ctx: ActionContext) -> str:
 async def sign_out(ctx: ActionContext) -> str:
     """Unbind the peer from its email; the next ticket action asks to sign in again."""
     if await ctx.services.storage.get_binding(ctx.peer) is None:
+        await ctx.services.storage.delete_code(ctx.peer)
         ctx.slots.pop("user", None)
+        ctx.slots.pop("auth", None)
         return "not_signed_in"
     await ctx.services.storage.delete_binding(ctx.peer)
     await ctx.services.storage.delete_code(ctx.peer)

@@ -6,7 +6,10 @@ taken from a button payload or from the session's copy of a list.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +19,7 @@ from engine.ports import (
     Binding,
     SpooledFile,
     Ticket,
+    TicketRef,
     TicketSystemError,
     TicketSystemRejected,
     TicketSystemUnavailable,
@@ -76,10 +80,39 @@ async def _owned(ctx: ActionContext, binding: Binding, table: str, sys_id: str) 
     return ticket
 
 
-@action("tickets.create", emits={"created", "unavailable", "rejected", "signed_out", "service_gone"},
+DRAFT_SLOT = "_draft"
+
+
+def draft_marker(ctx: ActionContext) -> tuple[str, bool]:
+    """The marker written into the ticket, and whether this draft was submitted before.
+
+    The same draft keeps its marker across attempts, so a retry after an unclear failure finds
+    the ticket the first attempt may have created; an edited draft is a new ticket."""
+    files = ctx.slots.get("files") if isinstance(ctx.slots.get("files"), list) else []
+    content = json.dumps([ctx.slots.get("service"), ctx.slots.get("description"), files],
+                         sort_keys=True, ensure_ascii=False)
+    fingerprint = hashlib.sha256(content.encode()).hexdigest()[:16]
+    previous = ctx.slots.get(DRAFT_SLOT)
+    if isinstance(previous, dict) and previous.get("fp") == fingerprint and previous.get("id"):
+        return f"[sb:{previous['id']}]", True
+    draft_id = secrets.token_hex(6)
+    ctx.slots[DRAFT_SLOT] = {"id": draft_id, "fp": fingerprint}
+    return f"[sb:{draft_id}]", False
+
+
+async def _find_created(ctx: ActionContext, table: str, caller_id: str, marker: str) -> TicketRef | None:
+    try:
+        return await ctx.services.tickets.find_ticket_by_marker(table, caller_id, marker)
+    except TicketSystemError as exc:
+        log.warning("looking up ticket %s failed: %s", marker, exc)
+        return None
+
+
+@action("tickets.create",
+        emits={"created", "unavailable", "rejected", "signed_out", "service_gone", "no_description"},
         writes={"ticket": TICKET})
 async def create(ctx: ActionContext) -> str:
-    """Create a ticket from the draft (slots service, description, files)."""
+    """Create a ticket from the draft (slots service, description, files), exactly once."""
     binding = await ctx.services.storage.get_binding(ctx.peer)
     if binding is None:
         return "signed_out"
@@ -87,24 +120,34 @@ async def create(ctx: ActionContext) -> str:
     entry = ctx.flows.catalog.entry(str(service.get("id"))) if isinstance(service, dict) else None
     if entry is None or entry.mapping.table is None:
         return "service_gone"
+    if not str(ctx.slots.get("description") or "").strip():
+        return "no_description"
     settings = ctx.flows.tickets
     subject = " ".join(settings.subject.render(ctx.slots).split())
     if len(subject) > settings.subject_max_length:
         subject = subject[: settings.subject_max_length - 1] + "…"
+    marker, retry = draft_marker(ctx)
+    table = entry.mapping.table
     fields = {
         **entry.mapping.record_fields(),
         "caller": binding.caller_id,
         "subject": subject,
-        "description": settings.description.render(ctx.slots).strip(),
+        "description": f"{settings.description.render(ctx.slots).strip()}\n\n{marker}",
     }
-    try:
-        ref = await ctx.services.tickets.create_ticket(entry.mapping.table, fields)
-    except TicketSystemUnavailable as exc:
-        log.warning("ticket creation failed, draft kept: %s", exc)
-        return "unavailable"
-    except TicketSystemRejected as exc:
-        log.error("SimpleOne refused a ticket, draft kept: %s", exc)
-        return "rejected"
+    ref = await _find_created(ctx, table, binding.caller_id, marker) if retry else None
+    if ref is None:
+        try:
+            ref = await ctx.services.tickets.create_ticket(table, fields)
+        except TicketSystemUnavailable as exc:
+            # The write may have happened before the failure: look before saying it did not.
+            ref = await _find_created(ctx, table, binding.caller_id, marker)
+            if ref is None:
+                log.warning("ticket creation failed, draft kept: %s", exc)
+                return "unavailable"
+        except TicketSystemRejected as exc:
+            log.error("SimpleOne refused a ticket, draft kept: %s", exc)
+            return "rejected"
+    ctx.slots.pop(DRAFT_SLOT, None)
     uploaded = await _upload(ctx, ref.table, ref.sys_id, _files(ctx, "files"))
     ctx.slots["ticket"] = {
         "number": ref.number, "table": ref.table, "sys_id": ref.sys_id, "subject": subject,

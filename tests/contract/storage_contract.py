@@ -211,16 +211,16 @@ class TestCodes:
 
 class TestSendStats:
     async def test_nothing_sent(self, storage: Any) -> None:
-        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(0, 0, None)
+        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(0, 0, 0, None)
 
     @pytest.mark.parametrize(
         ("since", "expected"),
         [
-            (0.0, SendStats(by_peer=2, by_email=2, last_sent_at=300.0)),
-            (150.0, SendStats(by_peer=1, by_email=1, last_sent_at=300.0)),
-            (200.0, SendStats(by_peer=1, by_email=1, last_sent_at=300.0)),  # since is inclusive
-            (250.0, SendStats(by_peer=0, by_email=1, last_sent_at=300.0)),
-            (350.0, SendStats(by_peer=0, by_email=0, last_sent_at=None)),
+            (0.0, SendStats(by_peer=2, by_email=2, by_pair=1, last_pair_at=100.0)),
+            (100.0, SendStats(by_peer=2, by_email=2, by_pair=1, last_pair_at=100.0)),  # since is inclusive
+            (150.0, SendStats(by_peer=1, by_email=1, by_pair=0, last_pair_at=None)),
+            (250.0, SendStats(by_peer=0, by_email=1, by_pair=0, last_pair_at=None)),
+            (350.0, SendStats(by_peer=0, by_email=0, by_pair=0, last_pair_at=None)),
         ],
     )
     async def test_counts_by_peer_and_by_email_since(
@@ -230,7 +230,7 @@ class TestSendStats:
         await storage.record_code_sent("vk:1", "b@ranepa.ru", 200.0)
         await storage.record_code_sent("vk:2", "a@ranepa.ru", 300.0)  # another peer, same address
         await storage.record_code_sent("vk:3", "c@ranepa.ru", 400.0)  # unrelated
-        # last_sent_at is the latest send to this peer or to this address.
+        # by_pair and last_pair_at count only vk:1's sends to a@.
         assert await storage.code_send_stats("vk:1", "a@ranepa.ru", since) == expected
 
 
@@ -246,7 +246,7 @@ class TestPrune:
         assert await commit(storage, "vk:1", 0, event_id="ev-1") is True
 
         assert await storage.prune(1000.0) == 2  # one send, one expired code; the event is new
-        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(1, 1, 5000.0)
+        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(1, 1, 1, 5000.0)
         assert await storage.get_code("vk:1") is None
         assert await storage.get_code("vk:2") is not None
         assert await storage.seen_event("ev-1") is True

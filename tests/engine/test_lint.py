@@ -33,8 +33,8 @@ def test_the_shipped_flows_are_clean() -> None:
 
 
 def test_yaml_syntax_error(flows: Path) -> None:
-    line = edit(flows, "main.yaml", "  help:\n", "  help: [\n")
-    assert ("main.yaml", "F001", line + 1) in codes(flows) or any(c[1] == "F001" for c in codes(flows))
+    line = edit(flows, "main.yaml", "    footer: false\n", "    footer: false: true\n")
+    assert codes(flows) == [("main.yaml", "F001", line)]
 
 
 def test_schema_violation_points_at_the_key(flows: Path) -> None:
@@ -45,21 +45,21 @@ def test_schema_violation_points_at_the_key(flows: Path) -> None:
 
 def test_unknown_target_state_and_flow(flows: Path) -> None:
     line = edit(flows, "create_ticket.yaml", "      done: confirm\n", "      done: confrim\n")
-    line2 = edit(flows, "my_tickets.yaml", "      add: add_to_ticket.compose\n", "      add: add_to_tiket.compose\n")
+    line2 = edit(flows, "my_tickets.yaml", "add: {to: add_to_ticket.compose,", "add: {to: add_to_tiket.compose,")
     found = codes(flows)
     assert ("create_ticket.yaml", "F010", line) in found
     assert ("my_tickets.yaml", "F011", line2) in found
 
 
-def test_unreachable_state_is_a_warning(flows: Path) -> None:
+def test_unreachable_state_is_an_error(flows: Path) -> None:
     flows.joinpath("main.yaml").write_text(
         flows.joinpath("main.yaml").read_text(encoding="utf-8")
         + "\n  orphan:\n    say: никто сюда не попадёт\n    buttons:\n      - [{label: Меню, event: menu}]\n",
         encoding="utf-8")
     result = load_flow_set([flows])
     orphan = [f for f in result.findings if f.code == "F012"]
-    assert len(orphan) == 1 and orphan[0].severity is Severity.WARNING
-    assert result.flow_set is not None  # warnings do not block
+    assert len(orphan) == 1 and orphan[0].severity is Severity.ERROR
+    assert result.flow_set is None  # a reload would refuse it
 
 
 def test_state_with_no_way_out(flows: Path) -> None:
@@ -75,11 +75,35 @@ def test_button_nobody_handles(flows: Path) -> None:
 
 def test_unknown_action_and_unhandled_outcome(flows: Path) -> None:
     line = edit(flows, "main.yaml", "    enter: [auth.sign_out]\n", "    enter: [auth.sing_out]\n")
-    line2 = edit(flows, "auth.yaml", "      wrong:\n", "      wrongg:\n")
+    edit(flows, "auth.yaml", "      wrong:\n", "      wrongg:\n")
+    line2 = edit(flows, "auth.yaml", "    enter: [auth.verify_code]\n", "    enter: [auth.verify_code]\n")
     found = codes(flows)
-    assert any(c[:2] == ("main.yaml", "F020") for c in found), found
-    assert any(c[:2] == ("auth.yaml", "F021") for c in found), found
-    assert line and line2
+    assert ("main.yaml", "F020", line) in found, found
+    assert ("auth.yaml", "F021", line2) in found, found
+
+
+def test_input_and_pick_outcomes_must_lead_somewhere(flows: Path) -> None:
+    line = edit(flows, "auth.yaml", "    on:\n      ok: send_code\n", "    on:\n      xok: send_code\n")
+    line2 = edit(flows, "create_ticket.yaml", "      chosen: {to: return, else: describe}\n",
+                 "      xchosen: {to: return, else: describe}\n")
+    found = codes(flows)
+    ask_email = ("auth.yaml", "F013", line - 8)
+    assert any(c[:2] == ask_email[:2] and "'ok'" in msg for c, msg in _messages(flows)), found
+    assert any(c[:2] == ("create_ticket.yaml", "F013") and "'chosen'" in msg for c, msg in _messages(flows)), found
+    assert line2
+
+
+def _messages(flows: Path) -> list[tuple[tuple[str, str, int], str]]:
+    result = load_flow_set([flows])
+    return [((Path(f.path).name, f.code, f.line), f.message) for f in result.findings]
+
+
+def test_conditions_and_cleared_slots_are_checked(flows: Path) -> None:
+    line = edit(flows, "main.yaml", "event: sign_out, when: user.email}", "event: sign_out, when: user.emial}")
+    line2 = edit(flows, "main.yaml", "        clear: [service, description, files]\n",
+                 "        clear: [servise, description, files]\n")
+    found = codes(flows)
+    assert ("main.yaml", "F030", line) in found and ("main.yaml", "F030", line2) in found, found
 
 
 def test_unknown_slot_and_broken_template(flows: Path) -> None:

@@ -89,6 +89,7 @@ def test_any_input_in_any_state_is_answered_and_the_menu_stays_reachable() -> No
         @given(st.sampled_from(states), st.booleans(), st.lists(incomings, min_size=1, max_size=4))
         def check(state: str, signed_in: bool, events: list[Incoming]) -> None:
             peer = f"prop:{next(counter)}"
+            errors.records.clear()  # each example answers for its own log
 
             async def run() -> None:
                 if signed_in:
@@ -107,9 +108,11 @@ def test_any_input_in_any_state_is_answered_and_the_menu_stays_reachable() -> No
             loop.run_until_complete(run())
             assert not errors.records, [r.getMessage() for r in errors.records]
 
-        check()
-        loop.run_until_complete(storage.close())
-        loop.run_until_complete(world.close())
+        try:
+            check()
+        finally:  # an open SQLite worker thread would keep the test process from exiting
+            loop.run_until_complete(storage.close())
+            loop.run_until_complete(world.close())
     finally:
         logging.getLogger("engine").removeHandler(errors)
         loop.close()
@@ -137,7 +140,9 @@ def test_flowlint_never_raises_on_arbitrary_yaml(text: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "broken.yaml").write_text(text, encoding="utf-8")
         result = load_flow_set([Path(tmp)])
-        assert result.flow_set is None or result.findings is not None
+        # One lone file is never a whole flow set: there must be findings, each with a place.
+        assert result.flow_set is None and result.findings
+        assert all(f.line >= 1 and f.col >= 1 and f.code.startswith("F") for f in result.findings)
 
 
 @settings(max_examples=60, deadline=None)

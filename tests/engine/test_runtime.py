@@ -229,3 +229,76 @@ async def test_a_5xx_on_a_comment_keeps_the_text(harness: Harness) -> None:
     number = harness.world.emulator.state.records("itsm_incident")[0]["sys_id"]
     journal = harness.world.emulator.state.journal("itsm_incident", number)
     assert len(journal) == 1 and "0x80070035" in journal[0].text
+
+
+async def test_codes_asked_for_by_someone_else_do_not_lock_an_address_out(harness: Harness) -> None:
+    attacker = "test:attacker"
+    await harness.say("Мои заявки", peer=attacker)
+    for _ in range(6):
+        await harness.say("victim@ranepa.ru", peer=attacker)
+        await harness.send(Incoming(text="Другой адрес"), peer=attacker)
+        harness.now[0] += 61
+    assert len(harness.mailer.messages) == 5  # the attacker's own hourly cap
+    await harness.say("Мои заявки")
+    reply = await harness.say("victim@ranepa.ru")
+    assert "отправили код на victim@ranepa.ru" in reply.text and "действует 10 мин" in reply.text
+    code = harness.mailer.messages[-1].body.split(": ")[1][:6]
+    reply = await harness.say(code)
+    assert "вы вошли как victim@ranepa.ru" in reply.text
+
+
+async def test_a_list_starts_at_its_first_page_again(harness: Harness) -> None:
+    state = harness.world.emulator.state
+    await harness.sign_in("many@ranepa.ru")
+    caller = (await harness.storage.get_binding(harness.peer)).caller_id  # type: ignore[union-attr]
+    for n in range(7):
+        state.add_record("itsm_incident", {"caller": caller, "subject": f"Заявка номер {n}", "active": "1"})
+    await harness.say("Начать")
+    reply = await harness.press("Мои заявки")
+    assert "1. INC" in reply.text and "Далее ▶" in reply.labels()
+    reply = await harness.press("Далее ▶")
+    assert "6. INC" in reply.text and "1. INC" not in reply.text
+    await harness.say("Главное меню")
+    reply = await harness.press("Мои заявки")
+    assert "1. INC" in reply.text
+    # Back from a ticket's details returns to the same page.
+    await harness.press("Далее ▶")
+    await harness.say("7")
+    reply = await harness.press("К списку")
+    assert "7. INC" in reply.text and "1. INC" not in reply.text
+
+
+async def test_an_unclear_create_failure_never_makes_a_second_ticket(harness: Harness) -> None:
+    state = harness.world.emulator.state
+    await describe(harness, "unclear@ranepa.ru", "2", "8", "Не работает телефон, гудка нет с понедельника")
+    await harness.press("Без файлов")
+    # The first lookup, the create (performed, then answered 500) and the lookup after it fail.
+    harness.world.emulator.faults.fail_after_write(1, method="POST")
+    harness.world.emulator.faults.fail_next(1, method="GET", path_prefix="/rest/v1/table/itsm_incident")
+    reply = await harness.press("Отправить")
+    assert "не отвечает" in reply.text
+    assert len(state.records("itsm_incident")) == 1  # it was created after all
+    reply = await harness.press("Отправить")
+    assert "Заявка INC0000001 создана" in reply.text
+    assert len(state.records("itsm_incident")) == 1
+
+
+async def test_a_failed_write_answers_plainly_and_saves_nothing(harness: Harness) -> None:
+    await harness.say("Начать")
+
+    async def broken(step: object) -> bool:
+        raise OSError("database or disk is full")
+
+    harness.storage.commit_step = broken  # type: ignore[method-assign]
+    reply = await harness.press("Помощь")
+    assert "Что-то пошло не так" in reply.text and reply.labels() == ["Главное меню"]
+
+
+async def test_unicode_digits_in_a_list_are_not_numbers(harness: Harness) -> None:
+    """Found by hypothesis: '²' passes str.isdigit but not int()."""
+    await harness.sign_in("digits@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Создать заявку")
+    for typed in ("²", "١", "٣٣"):
+        reply = await harness.say(typed)
+        assert "не понял" in reply.text
