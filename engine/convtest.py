@@ -51,6 +51,8 @@ class ConversationWorld(Protocol):
 
     async def fresh_storage(self) -> Storage: ...
 
+    def fresh_mail_sink(self) -> MailSink: ...
+
     async def control(self, spec: Mapping[str, Any]) -> None:
         """Change SimpleOne: {"outage": bool}, {"fail_next": n}, {"ticket_state": code}."""
         ...
@@ -87,12 +89,12 @@ class Outcome:
         return not self.failures
 
 
-class RecordingMailer:
-    def __init__(self) -> None:
-        self.messages: list[MailMessage] = []
+class MailSink(Protocol):
+    """A mailer that keeps what it was given: conversations read sign-in codes from it."""
 
-    async def send(self, message: MailMessage) -> None:
-        self.messages.append(message)
+    messages: list[MailMessage]
+
+    async def send(self, message: MailMessage) -> None: ...
 
 
 @lru_cache(maxsize=1)
@@ -135,7 +137,7 @@ class Runner:
         await self.world.reset()
         storage = await self.world.fresh_storage()
         now = [START_TIME]
-        mailer = RecordingMailer()
+        mailer = self.world.fresh_mail_sink()
         services = Services(storage, self.world.tickets, mailer, self.world.spool, self.auth,
                             clock=lambda: now[0], idle_timeout=self.idle_timeout)
         engine = Engine(StaticFlows(self.flow_set), services)
@@ -166,7 +168,7 @@ class Runner:
             await storage.close()
         return outcome
 
-    async def _incoming(self, data: Mapping[str, Any], last: Reply | None, mailer: RecordingMailer,
+    async def _incoming(self, data: Mapping[str, Any], last: Reply | None, mailer: MailSink,
                         fail: Callable[[str], None]) -> Incoming | _Skip | None:
         """What the user does in this step; _SKIP for steps that only change the world."""
         if "simpleone" in data:
@@ -202,7 +204,7 @@ class Runner:
             return Incoming(text=str(data.get("text", "")), payload=str(data["payload"]))
         return Incoming()
 
-    async def _check(self, expect: Mapping[str, Any], reply: Reply | None, mailer: RecordingMailer,
+    async def _check(self, expect: Mapping[str, Any], reply: Reply | None, mailer: MailSink,
                      mails_before: int, test: Conversation, fail: Callable[[str], None]) -> None:
         text = reply.text if reply else ""
         labels = reply.labels() if reply else []
@@ -258,7 +260,7 @@ def _short(text: str) -> str:
     return repr(flat if len(flat) <= 300 else flat[:297] + "...")
 
 
-def _last_recipient(mailer: RecordingMailer) -> str | None:
+def _last_recipient(mailer: MailSink) -> str | None:
     return mailer.messages[-1].to if mailer.messages else None
 
 

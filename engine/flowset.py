@@ -59,7 +59,7 @@ def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) ->
         findings.extend(problems)
         if kind is not None and not problems:
             docs.append((kind, doc))
-            texts.append((path.name, path.read_text(encoding="utf-8")))
+            texts.append((path.name, doc.source))
     if len(docs) != len(files) or not files:
         # Cross-file checks on a partial set would only echo the errors above as unknown targets.
         if not files:

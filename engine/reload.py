@@ -90,7 +90,10 @@ class FlowHolder:
         seen = self.fingerprint()
         while True:
             await asyncio.sleep(interval)
-            now = self.fingerprint()
-            if now != seen:
-                seen = now
-                await self.reload()
+            try:
+                now = self.fingerprint()
+                if now != seen:
+                    seen = now
+                    await self.reload()
+            except OSError as exc:  # a directory that vanished for a moment: try again next time
+                log.error("watching the flows failed: %s", exc)

@@ -31,6 +31,7 @@ _BOOL_WORDS = {"true": True, "false": False}
 class YamlDoc:
     path: str
     data: Any
+    source: str = ""  # the text parsed: the flow set's version is a hash of exactly this
     positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
     # (key, where, first occurrence): PyYAML would silently keep the last duplicate.
@@ -119,7 +120,7 @@ def parse_yaml(text: str, path: str) -> tuple[YamlDoc | None, list[Finding]]:
         return None, [Finding(path, 1, 1, "F001", f"YAML error: {str(exc).splitlines()[0][:200]}")]
     if node is None:
         return None, [Finding(path, 1, 1, "F001", "file is empty")]
-    doc = YamlDoc(path, None)
+    doc = YamlDoc(path, None, text)
     try:
         doc.data = _Builder(doc).build(node, (), 0)
     except _TooBig as exc:

@@ -122,8 +122,23 @@ async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: f
         await asyncio.sleep(every)
 
 
+_reloads: set[asyncio.Task[object]] = set()
+
+
 def install_reload_signal(holder: FlowHolder) -> None:
     """SIGHUP re-reads the flows; an invalid set is refused and logged, the old one keeps serving."""
     loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        task: asyncio.Task[object] = loop.create_task(holder.reload())
+        _reloads.add(task)  # keep a reference until it is done, and hear of its failure
+        task.add_done_callback(_reload_done)
+
     with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(holder.reload()))
+        loop.add_signal_handler(signal.SIGHUP, reload)
+
+
+def _reload_done(task: asyncio.Task[object]) -> None:
+    _reloads.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("flow reload failed: %r", task.exception())

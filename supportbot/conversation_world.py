@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from adapters.mail_sink import MemoryMailSink
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from adapters.simpleone.emulator import RunningEmulator, start_emulator
 from adapters.spool import DiskSpool
@@ -35,6 +36,9 @@ class EmulatorWorld:
 
     async def fresh_storage(self) -> Storage:
         return await open_sqlite(":memory:")
+
+    def fresh_mail_sink(self) -> MemoryMailSink:
+        return MemoryMailSink()
 
     async def control(self, spec: Mapping[str, Any]) -> None:
         state = self.emulator.state

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from adapters.mail_sink import MemoryMailSink
 from adapters.sqlite import SqliteStorage, open_sqlite
 from engine.actions.context import AuthPolicy, Services
-from engine.convtest import START_TIME, RecordingMailer
+from engine.convtest import START_TIME
 from engine.flowset import load_flow_set
 from engine.model import FlowSet
 from engine.ports import Binding, Incoming, IncomingFile
@@ -44,7 +45,7 @@ class Harness:
 
     engine: Engine
     storage: SqliteStorage
-    mailer: RecordingMailer
+    mailer: MemoryMailSink
     world: EmulatorWorld
     now: list[float]
     peer: str = "test:1"
@@ -88,7 +89,7 @@ class Harness:
 async def harness(flow_set: FlowSet, world: EmulatorWorld, tmp_path: Path) -> AsyncIterator[Harness]:
     storage = await open_sqlite(tmp_path / "bot.db")
     now = [START_TIME]
-    mailer = RecordingMailer()
+    mailer = MemoryMailSink()
     services = Services(storage, world.tickets, mailer, world.spool, AuthPolicy(), clock=lambda: now[0])
     h = Harness(Engine(StaticFlows(flow_set), services), storage, mailer, world, now)
     yield h

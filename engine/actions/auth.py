@@ -43,7 +43,7 @@ async def check(ctx: ActionContext) -> str:
     """Is this peer bound to a verified person?"""
     binding = await ctx.services.storage.get_binding(ctx.peer)
     if binding is None:
-        ctx.slots.pop("user", None)
+        ctx.slots["user"] = {}
         return "signed_out"
     ctx.slots["user"] = _user_slot(binding)
     return "signed_in"
@@ -51,12 +51,12 @@ async def check(ctx: ActionContext) -> str:
 
 @action("auth.refresh", emits=set(), writes={"user": USER})
 async def refresh(ctx: ActionContext) -> None:
-    """Bring the `user` slot in line with the stored binding (for texts such as the menu's)."""
+    """Fill the `user` slot from the stored binding once per session (for texts such as the
+    menu's); the sign-in actions keep it current after that, so the menu costs no extra read."""
+    if "user" in ctx.slots:
+        return None
     binding = await ctx.services.storage.get_binding(ctx.peer)
-    if binding is None:
-        ctx.slots.pop("user", None)
-    else:
-        ctx.slots["user"] = _user_slot(binding)
+    ctx.slots["user"] = _user_slot(binding) if binding else {}
     return None
 
 
@@ -153,13 +153,10 @@ async def bind(ctx: ActionContext) -> str:
 @action("auth.sign_out", emits={"signed_out", "not_signed_in"})
 async def sign_out(ctx: ActionContext) -> str:
     """Unbind the peer from its email; the next ticket action asks to sign in again."""
-    if await ctx.services.storage.get_binding(ctx.peer) is None:
-        await ctx.services.storage.delete_code(ctx.peer)
-        ctx.slots.pop("user", None)
-        ctx.slots.pop("auth", None)
-        return "not_signed_in"
-    await ctx.services.storage.delete_binding(ctx.peer)
+    bound = await ctx.services.storage.get_binding(ctx.peer) is not None
+    if bound:
+        await ctx.services.storage.delete_binding(ctx.peer)
     await ctx.services.storage.delete_code(ctx.peer)
-    ctx.slots.pop("user", None)
+    ctx.slots["user"] = {}
     ctx.slots.pop("auth", None)
-    return "signed_out"
+    return "signed_out" if bound else "not_signed_in"

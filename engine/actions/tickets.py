@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 TICKET_FIELDS = ("number", "subject", "status", "table", "sys_id", "created", "updated")
 TICKET = Shape.record(*TICKET_FIELDS, "description", "files_failed")
 TICKETS = Shape.list_of(*TICKET_FIELDS)
+VALUE = Shape()
 
 
 def _ticket_slot(ticket: Ticket, ctx: ActionContext) -> dict[str, Any]:
@@ -157,21 +158,24 @@ async def create(ctx: ActionContext) -> str:
     return "created"
 
 
-@action("tickets.list_mine", emits={"listed", "empty", "unavailable", "signed_out"}, writes={"tickets": TICKETS})
+@action("tickets.list_mine", emits={"listed", "empty", "unavailable", "signed_out"},
+        writes={"tickets": TICKETS, "tickets_more": VALUE})
 async def list_mine(ctx: ActionContext) -> str:
-    """The signed-in user's open tickets, newest first."""
+    """The signed-in user's open tickets, newest first; tickets_more if the limit cut some off."""
     binding = await ctx.services.storage.get_binding(ctx.peer)
     if binding is None:
         return "signed_out"
     settings = ctx.flows.tickets
     try:
         found = await ctx.services.tickets.list_tickets(
-            binding.caller_id, settings.tables, active_only=True, limit=settings.list_limit)
+            binding.caller_id, settings.tables, active_only=True, limit=settings.list_limit + 1)
     except TicketSystemError as exc:
         log.warning("listing tickets failed: %s", exc)
         return "unavailable"
-    ctx.slots["tickets"] = [_ticket_slot(t, ctx) for t in found if t.caller_id == binding.caller_id]
-    return "listed" if ctx.slots["tickets"] else "empty"
+    mine = [_ticket_slot(t, ctx) for t in found if t.caller_id == binding.caller_id]
+    ctx.slots["tickets"] = mine[: settings.list_limit]
+    ctx.slots["tickets_more"] = len(mine) > settings.list_limit
+    return "listed" if mine else "empty"
 
 
 @action("tickets.open", emits={"opened", "not_found", "unavailable", "signed_out"}, writes={"ticket": TICKET})

@@ -14,9 +14,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters.mail_sink import MemoryMailSink
 from adapters.sqlite import open_sqlite
 from engine.actions.context import AuthPolicy, Services
-from engine.convtest import START_TIME, RecordingMailer
+from engine.convtest import START_TIME
 from engine.flowset import load_flow_set
 from engine.ports import Binding, Incoming, IncomingFile, Session
 from engine.runtime import Engine, StaticFlows
@@ -80,7 +81,7 @@ def test_any_input_in_any_state_is_answered_and_the_menu_stays_reachable() -> No
         storage = loop.run_until_complete(open_sqlite(":memory:"))
         person = loop.run_until_complete(world.tickets.find_person("p@ranepa.ru"))
         assert person is not None
-        services = Services(storage, world.tickets, RecordingMailer(), world.spool, AuthPolicy(),
+        services = Services(storage, world.tickets, MemoryMailSink(), world.spool, AuthPolicy(),
                             clock=lambda: START_TIME)
         engine = Engine(StaticFlows(flow_set), services)
         counter = iter(range(10**9))

@@ -302,3 +302,15 @@ async def test_unicode_digits_in_a_list_are_not_numbers(harness: Harness) -> Non
     for typed in ("²", "١", "٣٣"):
         reply = await harness.say(typed)
         assert "не понял" in reply.text
+
+
+async def test_a_long_list_says_that_it_was_cut(harness: Harness) -> None:
+    state = harness.world.emulator.state
+    await harness.sign_in("busy@ranepa.ru")
+    caller = (await harness.storage.get_binding(harness.peer)).caller_id  # type: ignore[union-attr]
+    limit = harness.engine.flows.current.tickets.list_limit
+    for n in range(limit + 1):
+        state.add_record("itsm_incident", {"caller": caller, "subject": f"Заявка {n}", "active": "1"})
+    await harness.say("Начать")
+    reply = await harness.press("Мои заявки")
+    assert f"Ваши последние {limit} открытых заявок (есть и более ранние)" in reply.text
