@@ -132,7 +132,7 @@ def test_keyboards_over_vk_limits(flows: Path) -> None:
     first_row = '      - [{label: "Создать заявку", event: create, color: primary}]\n'
     tail = "    on:\n      create:\n        to: auth.gate"
     edit(flows, "main.yaml", "    buttons:\n" + first_row + tail, "    buttons:\n" + many + first_row + tail)
-    menu_line = edit(flows, "main.yaml", "  menu:\n", "  menu:\n")
+    help_line = edit(flows, "main.yaml", "  help:\n", "  help:\n")  # the state whose buttons grew
     long_label = "Очень длинная подпись кнопки, которая не влезет в ВК"
     line2 = edit(flows, "my_tickets.yaml", '{label: "К списку", event: back}',
                  f'{{label: "{long_label}", event: back}}')
@@ -141,7 +141,7 @@ def test_keyboards_over_vk_limits(flows: Path) -> None:
                  f'{{label: "Повторить", event: {long_event}, color: primary}}')
     edit(flows, "auth.yaml", "      retry: bind", f"      {long_event}: bind")
     found = codes(flows)
-    assert ("main.yaml", "F050", menu_line) in found, found
+    assert ("main.yaml", "F050", help_line) in found, found
     assert ("my_tickets.yaml", "F051", line2) in found
     assert ("auth.yaml", "F052", line3) in found
 
