@@ -79,6 +79,15 @@ class Harness:
         assert person is not None
         await self.storage.put_binding(Binding(peer or self.peer, email, person.sys_id, person.name, self.now[0]))
 
+    async def seed_tickets(self, email: str, count: int) -> None:
+        """Sign in and give the user `count` open tickets in the emulator."""
+        await self.sign_in(email)
+        binding = await self.storage.get_binding(self.peer)
+        assert binding is not None
+        for n in range(count):
+            self.world.emulator.state.add_record(
+                "itsm_incident", {"caller": binding.caller_id, "subject": f"Заявка номер {n}", "active": "1"})
+
     def state(self) -> str:
         cached = self.engine.sessions._cache.get(self.peer)
         assert cached is not None

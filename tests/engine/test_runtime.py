@@ -248,11 +248,7 @@ async def test_codes_asked_for_by_someone_else_do_not_lock_an_address_out(harnes
 
 
 async def test_a_list_starts_at_its_first_page_again(harness: Harness) -> None:
-    state = harness.world.emulator.state
-    await harness.sign_in("many@ranepa.ru")
-    caller = (await harness.storage.get_binding(harness.peer)).caller_id  # type: ignore[union-attr]
-    for n in range(7):
-        state.add_record("itsm_incident", {"caller": caller, "subject": f"Заявка номер {n}", "active": "1"})
+    await harness.seed_tickets("many@ranepa.ru", 7)
     await harness.say("Начать")
     reply = await harness.press("Мои заявки")
     assert "1. INC" in reply.text and "Далее ▶" in reply.labels()
@@ -305,12 +301,8 @@ async def test_unicode_digits_in_a_list_are_not_numbers(harness: Harness) -> Non
 
 
 async def test_a_long_list_says_that_it_was_cut(harness: Harness) -> None:
-    state = harness.world.emulator.state
-    await harness.sign_in("busy@ranepa.ru")
-    caller = (await harness.storage.get_binding(harness.peer)).caller_id  # type: ignore[union-attr]
     limit = harness.engine.flows.current.tickets.list_limit
-    for n in range(limit + 1):
-        state.add_record("itsm_incident", {"caller": caller, "subject": f"Заявка {n}", "active": "1"})
+    await harness.seed_tickets("busy@ranepa.ru", limit + 1)
     await harness.say("Начать")
     reply = await harness.press("Мои заявки")
     assert f"Ваши последние {limit} открытых заявок (есть и более ранние)" in reply.text
