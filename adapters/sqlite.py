@@ -32,7 +32,7 @@ from urllib.parse import unquote
 
 import aiosqlite
 
-from engine.ports import Binding, PendingCode, SendStats, Session, StepCommit
+from engine.ports import Binding, InboxEvent, PendingCode, SendStats, Session, StepCommit
 
 __all__ = [
     "MIGRATIONS",
@@ -85,11 +85,25 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CREATE INDEX IF NOT EXISTS auth_sends_peer ON auth_sends (peer, sent_at)",
             "CREATE INDEX IF NOT EXISTS auth_sends_email ON auth_sends (email, sent_at)",
             "CREATE INDEX IF NOT EXISTS auth_sends_sent_at ON auth_sends (sent_at)",
+            # Channel events: recorded when received (with the raw event, for a callback that
+            # was answered before it was handled) and marked handled by the step's commit.
+            # seq orders pending events as they arrived (timestamps can tie).
             """CREATE TABLE IF NOT EXISTS inbox (
-                event_id TEXT PRIMARY KEY,
-                received_at REAL NOT NULL
-            ) WITHOUT ROWID""",
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                event_id TEXT NOT NULL UNIQUE,
+                peer TEXT,
+                body TEXT,
+                received_at REAL NOT NULL,
+                handled_at REAL
+            )""",
             "CREATE INDEX IF NOT EXISTS inbox_received_at ON inbox (received_at)",
+            "CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (seq) WHERE handled_at IS NULL",
+            # Small named positions that must survive a restart (the long-poll ts).
+            """CREATE TABLE IF NOT EXISTS cursors (
+                name TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
         ),
     ),
 )
@@ -108,10 +122,13 @@ _UPDATE_SESSION: Final = (
     "UPDATE sessions SET state = ?, slots = ?, flow_version = ?, updated_at = ?, version = ?"
     " WHERE peer = ? AND version = ?"
 )
-# OR IGNORE: the engine drops duplicates with seen_event before it handles an event, and per-peer
-# serialisation keeps one event of one peer out of two concurrent steps. A repeat here is thus
-# harmless, and refusing it would only make the engine redo a step that is already correct.
-_INSERT_EVENT: Final = "INSERT OR IGNORE INTO inbox (event_id, received_at) VALUES (?, ?)"
+# The step marks its event handled, whether or not it was recorded on receipt (long poll events
+# are not). A repeat is harmless: the engine drops handled events before it steps, and per-peer
+# serialisation keeps one event of one peer out of two concurrent steps.
+_MARK_HANDLED: Final = (
+    "INSERT INTO inbox (event_id, received_at, handled_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (event_id) DO UPDATE SET handled_at = excluded.handled_at, body = NULL"
+)
 
 # (peer, state, slots JSON, flow_version, updated_at, expected_version, event_id)
 _StepRow = tuple[str, str, str, str, float, int, str | None]
@@ -226,7 +243,7 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
                 )
             ok = cur.rowcount == 1
             if ok and event_id is not None:
-                conn.execute(_INSERT_EVENT, (event_id, received_at))
+                conn.execute(_MARK_HANDLED, (event_id, received_at, received_at))
             results.append(ok)
     return results
 
@@ -414,9 +431,70 @@ class SqliteStorage:
 
     async def seen_event(self, event_id: str) -> bool:
         row = await self._run(
-            lambda conn: conn.execute("SELECT 1 FROM inbox WHERE event_id = ?", (event_id,)).fetchone()
+            lambda conn: conn.execute(
+                "SELECT 1 FROM inbox WHERE event_id = ? AND handled_at IS NOT NULL", (event_id,)
+            ).fetchone()
         )
         return row is not None
+
+    async def seen_events(self, event_ids: Sequence[str]) -> set[str]:
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return set()
+
+        def query(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(ids), 500):  # below SQLite's bound-parameter limit
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT event_id FROM inbox WHERE handled_at IS NOT NULL AND event_id IN ({marks})",
+                        chunk,
+                    )
+                )
+            return found
+
+        return await self._run(query)
+
+    async def inbox_add(self, event_id: str, peer: str, body: str) -> bool:
+        def insert(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO inbox (event_id, peer, body, received_at) VALUES (?, ?, ?, ?)",
+                    (event_id, peer, body, time.time()),
+                )
+            return cur.rowcount == 1
+
+        return await self._run(insert)
+
+    async def inbox_pending(self, limit: int = 1000) -> list[InboxEvent]:
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT event_id, peer, body, received_at FROM inbox WHERE handled_at IS NULL"
+                " ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [InboxEvent(e, p or "", b or "", r) for e, p, b, r in rows]
+
+    async def get_cursor(self, name: str) -> str | None:
+        row = await self._run(
+            lambda conn: conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    async def put_cursor(self, name: str, value: str) -> None:
+        def upsert(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(
+                    "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    (name, value, time.time()),
+                )
+
+        await self._run(upsert)
 
     async def prune(self, older_than: float) -> int:
         """Delete inbox events, code sends and expired codes older than the given time.
@@ -427,7 +505,10 @@ class SqliteStorage:
 
         def delete(conn: sqlite3.Connection) -> int:
             with _transaction(conn):
-                n = conn.execute("DELETE FROM inbox WHERE received_at < ?", (older_than,)).rowcount
+                # Handled events only: one received but not yet handled is work still to do.
+                n = conn.execute(
+                    "DELETE FROM inbox WHERE received_at < ? AND handled_at IS NOT NULL", (older_than,)
+                ).rowcount
                 n += conn.execute("DELETE FROM auth_sends WHERE sent_at < ?", (older_than,)).rowcount
                 n += conn.execute("DELETE FROM auth_codes WHERE expires_at < ?", (older_than,)).rowcount
             return n

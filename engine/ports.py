@@ -63,6 +63,16 @@ class PendingCode:
 
 
 @dataclass(frozen=True, slots=True)
+class InboxEvent:
+    """A channel event recorded on receipt and not handled yet (e.g. a callback answered "ok")."""
+
+    event_id: str
+    peer: str
+    body: str  # the channel's raw event, enough to handle it after a restart
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class SendStats:
     """Codes mailed since a time (inclusive): by this peer (to any address), to this address (by
     any peer), by this peer to this address; and the latest of the last kind (resend cooldown)."""
@@ -115,11 +125,30 @@ class Storage(Protocol):
     async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats: ...
 
     async def seen_event(self, event_id: str) -> bool:
-        """True if event_id is already in the inbox (committed by an earlier step)."""
+        """True if event_id was handled (its step committed)."""
         ...
 
+    async def seen_events(self, event_ids: Sequence[str]) -> set[str]:
+        """The handled ones among event_ids, in one round trip (a long-poll batch)."""
+        ...
+
+    async def inbox_add(self, event_id: str, peer: str, body: str) -> bool:
+        """Record an event on receipt, before it is handled; False if the id is already known
+        (received or handled): a duplicate to drop."""
+        ...
+
+    async def inbox_pending(self, limit: int = 1000) -> list[InboxEvent]:
+        """Events received but not handled yet, in the order they arrived."""
+        ...
+
+    async def get_cursor(self, name: str) -> str | None:
+        """A named position that survives restarts (a long-poll ts)."""
+        ...
+
+    async def put_cursor(self, name: str, value: str) -> None: ...
+
     async def prune(self, older_than: float) -> int:
-        """Forget inbox events, code sends and expired codes older than this; rows deleted."""
+        """Forget handled inbox events, code sends and expired codes older than this; rows deleted."""
         ...
 
     async def close(self) -> None: ...

@@ -91,11 +91,15 @@ class Engine:
         # for checking that conversation tests reach every state.
         self.entered: Counter[str] = Counter()
 
-    async def handle(self, peer: str, incoming: Incoming) -> list[Reply]:
-        """Handle one user event; the replies are returned only after the step is committed."""
+    async def handle(self, peer: str, incoming: Incoming, *, deduped: bool = False) -> list[Reply]:
+        """Handle one user event; the replies are returned only after the step is committed.
+
+        An event whose id was handled before is dropped (no replies). deduped: the channel has
+        already made sure of that (the callback inbox, a long-poll batch check), saving a read.
+        """
         async with self.locks.hold(peer):
             try:
-                if incoming.event_id and await self.services.storage.seen_event(incoming.event_id):
+                if incoming.event_id and not deduped and await self.services.storage.seen_event(incoming.event_id):
                     log.debug("event %s already handled; dropped", incoming.event_id)
                     return []
                 # A version conflict means another writer stepped this session: redo on fresh
@@ -112,6 +116,10 @@ class Engine:
                 log.exception("storage failed for %s; the step was not saved", peer)
                 self.sessions.forget(peer)
             return [self.unsaved_reply()]
+
+    def message(self, name: str) -> Reply:
+        """One of bot.messages on its own, for channels (e.g. the group-chat pointer)."""
+        return Reply(self.flows.current.bot.messages[name].render({}))
 
     def unsaved_reply(self) -> Reply:
         """What the user hears when their step could not be saved: try again, nothing happened."""

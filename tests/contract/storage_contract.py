@@ -144,6 +144,46 @@ class TestInbox:
         assert await commit(storage, "vk:0", 1, event_id="ev-1") is True
         assert await storage.seen_event("ev-1") is True
 
+    async def test_received_events_wait_in_order_until_handled(self, storage: Any) -> None:
+        body = '{"type":"message_new","text":"Привет"}'
+        assert await storage.inbox_add("ev-1", "vk:1", body) is True
+        assert await storage.inbox_add("ev-2", "vk:2", "{}") is True
+        assert await storage.inbox_add("ev-3", "vk:1", "{}") is True
+        assert await storage.inbox_add("ev-1", "vk:1", body) is False  # a resend: drop it
+        # Received is not handled: the engine must still handle them.
+        assert await storage.seen_event("ev-1") is False
+        pending = await storage.inbox_pending()
+        assert [(e.event_id, e.peer) for e in pending] == [("ev-1", "vk:1"), ("ev-2", "vk:2"), ("ev-3", "vk:1")]
+        assert pending[0].body == body
+        assert await commit(storage, "vk:1", 0, event_id="ev-1") is True
+        assert [e.event_id for e in await storage.inbox_pending()] == ["ev-2", "ev-3"]
+        assert [e.event_id for e in await storage.inbox_pending(limit=1)] == ["ev-2"]
+        assert await storage.seen_event("ev-1") is True
+        assert await storage.inbox_add("ev-1", "vk:1", body) is False  # handled: still a duplicate
+
+    async def test_seen_events_answers_for_a_batch(self, storage: Any) -> None:
+        for i in range(3):
+            assert await commit(storage, f"vk:{i}", 0, event_id=f"ev-{i}") is True
+        await storage.inbox_add("ev-received", "vk:9", "{}")
+        ids = [f"ev-{i}" for i in range(1200)] + ["ev-received", "ev-0"]
+        assert await storage.seen_events(ids) == {"ev-0", "ev-1", "ev-2"}
+        assert await storage.seen_events([]) == set()
+
+    async def test_prune_keeps_events_not_yet_handled(self, storage: Any) -> None:
+        await storage.inbox_add("ev-waiting", "vk:1", "{}")
+        await storage.prune(time.time() + 60)
+        assert [e.event_id for e in await storage.inbox_pending()] == ["ev-waiting"]
+
+
+class TestCursors:
+    async def test_put_get_replace(self, storage: Any) -> None:
+        assert await storage.get_cursor("vk:longpoll:1") is None
+        await storage.put_cursor("vk:longpoll:1", "41")
+        await storage.put_cursor("vk:longpoll:2", "7")
+        await storage.put_cursor("vk:longpoll:1", "42")
+        assert await storage.get_cursor("vk:longpoll:1") == "42"
+        assert await storage.get_cursor("vk:longpoll:2") == "7"
+
 
 # --------------------------------------------------------------------------- bindings and codes
 
