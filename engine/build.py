@@ -41,7 +41,7 @@ from engine.yamlsrc import JsonPath, YamlDoc
 class TemplateUse:
     template: Template
     where: Where
-    scope: str  # "slots" | "item:<list source>" | "mail" | "input" | "ticket"
+    scope: str  # "slots" | "item:<list source>" | "mail" | "input" | "message" | "ticket"
 
 
 @dataclass(slots=True)
@@ -244,7 +244,7 @@ class _DocBuilder:
                        for ev, t in (b.get("global") or {}).items()},
             commands=commands,
             pick_labels=PickLabels(**b["pick_labels"]),
-            messages={k: self.template(v, (*path, "messages", k), "slots") for k, v in b["messages"].items()},
+            messages={k: self.template(v, (*path, "messages", k), "message") for k, v in b["messages"].items()},
             mail_subject=self.template(mail["code_subject"], (*path, "mail", "code_subject"), "mail"),
             mail_body=self.template(mail["code_body"], (*path, "mail", "code_body"), "mail"),
             where=self.where(path, key=True),

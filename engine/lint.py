@@ -23,6 +23,7 @@ BUILTIN_SLOTS: dict[str, Shape] = {"user": Shape.record("email", "name", "caller
 CATALOG_ITEM = Shape.record("id", "name", "group", "group_id")
 SCOPE_VARS: dict[str, dict[str, Shape]] = {
     "mail": {"code": VALUE, "minutes": VALUE, "email": VALUE},
+    "message": {"file": Shape.record("name")},
     "input": {"min": VALUE, "max": VALUE, "max_files": VALUE, "max_mb": VALUE, "extensions": VALUE,
               "file": Shape.record("name", "size"), "count": VALUE},
 }
@@ -316,8 +317,8 @@ class Linter:
             return {**{f: VALUE for f in item.fields}, "n": VALUE}
         if use.scope == "mail":
             return SCOPE_VARS["mail"]
-        if use.scope == "input":
-            return {**slots, **SCOPE_VARS["input"]}
+        if use.scope in ("input", "message"):
+            return {**slots, **SCOPE_VARS[use.scope]}
         return slots
 
     # ------------------------------------------------------------------ catalogue and settings

@@ -311,4 +311,6 @@ class Incoming:
     unsupported: list[str] = field(default_factory=list)
     # Files that were refused before download (too big), as (name, size in bytes).
     oversized: list[tuple[str, int]] = field(default_factory=list)
+    # Files the channel could not download (a dead link, a timeout), by name.
+    failed: list[str] = field(default_factory=list)
     event_id: str | None = None

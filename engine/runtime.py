@@ -216,8 +216,12 @@ class Turn:
         return self.reply()
 
     async def consume(self, incoming: Incoming) -> None:
+        for name in incoming.failed:
+            self.message("file_failed", {"file": {"name": name}})
         if not (incoming.text.strip() or incoming.payload or incoming.files or incoming.oversized
                 or incoming.unsupported):
+            if incoming.failed:
+                return
             self.show_state = True  # nothing to act on (a greeting, a bare forward): show where we are
             return
         if incoming.unsupported:

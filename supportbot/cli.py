@@ -39,6 +39,28 @@ async def _chat(peer: str, verbose: bool) -> int:
     return 0
 
 
+async def _vk(mode: str, host: str = "", port: int = 0, path: str = "/") -> int:
+    from supportbot.app import build_app, install_reload_signal
+    from supportbot.config import require_vk
+    from supportbot.vk_app import run_longpoll, serve_callback
+
+    config = load_config()
+    vk = require_vk(config, callback=mode == "serve")
+    _setup_logging(config.log_level)
+    for line in describe(config):
+        logging.getLogger("supportbot").info("%s", line)
+    app = await build_app(config)
+    install_reload_signal(app.flows)
+    try:
+        if mode == "run":
+            await run_longpoll(app, vk)
+        else:
+            await serve_callback(app, vk, host, port, path)
+    finally:
+        await app.close()
+    return 0
+
+
 async def _emulator(host: str, port: int, domains: list[str]) -> int:
     from adapters.simpleone.emulator import serve_forever
 
@@ -59,11 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     emu.add_argument("--port", type=int, default=8090)
     emu.add_argument("--domains", default="ranepa.ru",
                      help="comma-separated mail domains whose users exist on first look-up")
+    sub.add_parser("run", help="the bot in the VK community over Bots Long Poll (one process per community)")
+    serve = sub.add_parser("serve", help="the Callback API endpoint for the VK community")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (behind a TLS proxy)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--path", default="/", help="URL path VK posts to")
     sub.add_parser("config", help="check the configuration and print it (secrets hidden)")
     args = parser.parse_args(argv)
     try:
         if args.command == "chat":
             return asyncio.run(_chat(f"console:{args.peer}", args.verbose))
+        if args.command == "run":
+            return asyncio.run(_vk("run"))
+        if args.command == "serve":
+            return asyncio.run(_vk("serve", args.host, args.port, args.path))
         if args.command == "simpleone-emulator":
             domains = [d.strip() for d in args.domains.split(",") if d.strip()]
             return asyncio.run(_emulator(args.host, args.port, domains))

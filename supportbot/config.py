@@ -57,6 +57,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_STARTTLS", "true", "Upgrade the connection with STARTTLS"),
     Setting("SMTP_TLS", "false", "Connect with TLS from the start (port 465)"),
     Setting("SMTP_TIMEOUT", "20", "Seconds to wait for the mail server"),
+    Setting("VK_TOKEN", None, "Community access token(s) with messages access; several, comma-separated, "
+            "share the sending rate", secret=True),
+    Setting("VK_GROUP_ID", None, "The community's numeric id"),
+    Setting("VK_API_URL", "https://api.vk.ru/method/", "VK API base URL (a proxy, or a fake VK server in tests)"),
+    Setting("VK_API_VERSION", "5.199", "VK API version"),
+    Setting("VK_CALLBACK_SECRET", None, "Callback API secret key (`supportbot serve`)", secret=True),
+    Setting("VK_CONFIRMATION_CODE", None, "The string VK expects when it confirms the callback server"),
+    Setting("VK_RATE_LIMIT", "20", "API calls per second per token (VK allows about 20)"),
+    Setting("VK_MAX_FILE_MB", "20", "Files larger than this are not downloaded from VK"),
+    Setting("VK_CONCURRENCY", "32", "Users whose messages are handled at the same time"),
     Setting("SPOOL_DIR", "data/spool", "Where users' files wait until they are uploaded"),
     Setting("SPOOL_MAX_MB", "1024", "Disk the waiting files may take in all"),
     Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
@@ -89,6 +99,19 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class VkSettings:
+    tokens: tuple[str, ...]
+    group_id: int | None
+    api_url: str
+    api_version: str
+    callback_secret: str | None
+    confirmation_code: str | None
+    rate_limit: float
+    max_file_bytes: int
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     database_url: str
     flows_dir: Path
@@ -104,6 +127,7 @@ class Config:
     spool_dir: Path
     spool_max_bytes: int
     log_level: str
+    vk: VkSettings
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -241,6 +265,8 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         smtp = SmtpSettings(host, int(port_value), user, password, sender or "", starttls, tls,
                             r.number("SMTP_TIMEOUT", 1, 300))
 
+    vk = _vk(r)
+
     log_level = (r.raw("LOG_LEVEL") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
@@ -260,10 +286,55 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         spool_dir=Path(r.raw("SPOOL_DIR") or "data/spool"),
         spool_max_bytes=int(r.number("SPOOL_MAX_MB", 1, 1_000_000) * 1024 * 1024),
         log_level=log_level,
+        vk=vk,
     )
     if r.problems:
         raise ConfigError(r.problems)
     return config
+
+
+def _vk(r: _Reader) -> VkSettings:
+    tokens = tuple(t.strip() for t in (r.raw("VK_TOKEN") or "").split(",") if t.strip())
+    group_id = r.number("VK_GROUP_ID", 1, 10**12, whole=True) if r.raw("VK_GROUP_ID") else None
+    api_url = r.raw("VK_API_URL") or ""
+    parts = urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        r.problems.append(f"VK_API_URL must be an http(s) URL such as https://api.vk.ru/method/, got {api_url!r}")
+    version = r.raw("VK_API_VERSION") or ""
+    if not re.fullmatch(r"5\.\d{1,3}", version):
+        r.problems.append(f"VK_API_VERSION must look like 5.199, got {version!r}")
+    return VkSettings(
+        tokens=tokens,
+        group_id=int(group_id) if group_id is not None else None,
+        api_url=api_url if api_url.endswith("/") else api_url + "/",
+        api_version=version,
+        callback_secret=r.raw("VK_CALLBACK_SECRET"),
+        confirmation_code=r.raw("VK_CONFIRMATION_CODE"),
+        rate_limit=r.number("VK_RATE_LIMIT", 1, 1000),
+        max_file_bytes=int(r.number("VK_MAX_FILE_MB", 1, 200) * 1024 * 1024),
+        concurrency=r.number("VK_CONCURRENCY", 1, 1000, whole=True),
+    )
+
+
+def require_vk(config: Config, *, callback: bool) -> VkSettings:
+    """The VK settings a channel command needs, or every missing one named at once."""
+    vk, problems = config.vk, []
+    if not vk.tokens:
+        problems.append("VK_TOKEN is required: a community token with access to messages")
+    if vk.group_id is None:
+        problems.append("VK_GROUP_ID is required: the community's numeric id")
+    if callback and not vk.confirmation_code:
+        problems.append("VK_CONFIRMATION_CODE is required by `serve`: the string from the community's "
+                        "Callback API settings")
+    if callback and not vk.callback_secret:
+        problems.append("VK_CALLBACK_SECRET is required by `serve`: set a secret key in the Callback API settings")
+    if config.simpleone is None:
+        problems.append("SIMPLEONE_URL is required for the VK bot (only `supportbot chat` runs an emulator)")
+    if config.smtp is None:
+        problems.append("SMTP_HOST is required for the VK bot: sign-in codes must go by mail")
+    if problems:
+        raise ConfigError(problems)
+    return vk
 
 
 def describe(config: Config) -> list[str]:
@@ -279,4 +350,6 @@ def describe(config: Config) -> list[str]:
         "smtp: " + (f"{sm.host}:{sm.port} from {sm.sender} (starttls={sm.starttls}, tls={sm.tls})" if sm
                     else "letters printed to the terminal"),
         f"spool: {config.spool_dir} (max {config.spool_max_bytes // (1024 * 1024)} MB)",
+        "vk: " + (f"group {config.vk.group_id}, {len(config.vk.tokens)} token(s), {config.vk.api_url}"
+                  if config.vk.tokens else "not configured"),
     ]

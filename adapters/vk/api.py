@@ -1,0 +1,114 @@
+"""A thin client of VK's method API, paced to VK's per-token rate limit.
+
+vkbottle's API would send the same requests, but brings a process-wide HTTP session, a
+rescheduler that retries a broken answer without end, and per-call validation the bot does
+not need; here every call is one form POST, one JSON parse, and a clear exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.vk.ru/method/"
+DEFAULT_VERSION = "5.199"
+
+
+class VkError(Exception):
+    """Base of the client's failures."""
+
+
+class VkApiError(VkError):
+    """VK answered with an error object."""
+
+    def __init__(self, code: int, message: str, method: str) -> None:
+        super().__init__(f"{method}: VK error {code}: {message}")
+        self.code = code
+        self.method = method
+
+
+class VkTransportError(VkError):
+    """No usable answer: a network error, a timeout, a non-JSON body, HTTP 5xx."""
+
+
+class TokenPacer:
+    """Spreads calls over the tokens so that none goes over `rate` calls a second.
+
+    Each call reserves the earliest free slot of the least busy token, so concurrent callers
+    queue fairly instead of tripping VK's error 6 and retrying in a burst.
+    """
+
+    def __init__(self, tokens: Sequence[str], rate: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not tokens:
+            raise ValueError("at least one VK token is needed")
+        self.tokens = list(tokens)
+        self.interval = 1.0 / rate
+        self.clock = clock
+        self._next = dict.fromkeys(self.tokens, 0.0)
+
+    def reserve(self) -> tuple[str, float]:
+        """A token and how long to wait before using it."""
+        now = self.clock()
+        token = min(self.tokens, key=self._next.__getitem__)
+        at = max(now, self._next[token])
+        self._next[token] = at + self.interval
+        return token, at - now
+
+    async def acquire(self) -> str:
+        token, wait = self.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return token
+
+
+class VkApi:
+    def __init__(self, session: aiohttp.ClientSession, tokens: Sequence[str], *,
+                 api_url: str = DEFAULT_API_URL, version: str = DEFAULT_VERSION,
+                 rate: float = 20.0, timeout: float = 20.0) -> None:
+        self.session = session
+        self.api_url = api_url if api_url.endswith("/") else api_url + "/"
+        self.version = version
+        self.pacer = TokenPacer(tokens, rate)
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def call(self, method: str, params: Mapping[str, Any]) -> Any:
+        """The `response` of one method call; raises VkApiError or VkTransportError."""
+        token = await self.pacer.acquire()
+        data = {k: _form(v) for k, v in params.items() if v is not None}
+        data["access_token"] = token
+        data["v"] = self.version
+        try:
+            async with self.session.post(self.api_url + method, data=data, timeout=self.timeout) as resp:
+                body = await resp.text()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise VkTransportError(f"{method}: {exc.__class__.__name__}: {exc}") from None
+        if status >= 500:
+            raise VkTransportError(f"{method}: HTTP {status}")
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise VkTransportError(f"{method}: HTTP {status}, not JSON: {body[:120]!r}") from None
+        if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+            error = answer["error"]
+            raise VkApiError(int(error.get("error_code", 0)), str(error.get("error_msg", "")), method)
+        if not isinstance(answer, dict) or "response" not in answer:
+            raise VkTransportError(f"{method}: HTTP {status}, no response in {body[:120]!r}")
+        return answer["response"]
+
+
+def _form(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)

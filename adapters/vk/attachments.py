@@ -1,0 +1,117 @@
+"""Files in incoming messages, downloaded at once: VK's URLs expire, a ticket may be created
+hours later. Sizes are capped before and during the download; kinds the bot cannot take
+(voice messages, stickers…) are named so the engine can say so."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from engine.ports import IncomingFile
+
+log = logging.getLogger(__name__)
+
+@dataclass(slots=True)
+class Fetched:
+    files: list[IncomingFile] = field(default_factory=list)
+    oversized: list[tuple[str, int]] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    name: str
+    url: str
+    size: int | None  # as VK announced it, when it does
+
+
+class TooBig(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def largest_photo(photo: dict[str, Any]) -> str | None:
+    """The URL of a photo's largest size (orig_photo when VK gives it)."""
+    orig = photo.get("orig_photo")
+    if isinstance(orig, dict) and orig.get("url"):
+        return str(orig["url"])
+    sizes = [s for s in photo.get("sizes") or [] if isinstance(s, dict) and s.get("url")]
+    if not sizes:
+        return None
+    best = max(sizes, key=lambda s: int(s.get("width") or 0) * int(s.get("height") or 0))
+    return str(best["url"])
+
+
+def wanted(attachment: dict[str, Any]) -> _Wanted | str | None:
+    """What to download for one attachment, or the kind's name when the bot cannot take it."""
+    kind = str(attachment.get("type") or "")
+    body = attachment.get(kind)
+    if kind == "photo" and isinstance(body, dict):
+        url = largest_photo(body)
+        return _Wanted(f"photo_{body.get('id', 'vk')}.jpg", url, None) if url else "photo"
+    if kind == "doc" and isinstance(body, dict) and body.get("url"):
+        title = str(body.get("title") or f"doc_{body.get('id', 'vk')}")
+        ext = str(body.get("ext") or "")
+        if ext and not title.lower().endswith("." + ext.lower()):
+            title = f"{title}.{ext}"
+        size = body.get("size")
+        return _Wanted(title, str(body["url"]), int(size) if isinstance(size, int) else None)
+    return kind or "unknown"
+
+
+class AttachmentFetcher:
+    def __init__(self, session: aiohttp.ClientSession, *, max_bytes: int, timeout: float = 60.0,
+                 parallel: int = 4) -> None:
+        self.session = session
+        self.max_bytes = max_bytes
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._parallel = asyncio.Semaphore(parallel)
+
+    async def fetch(self, attachments: list[dict[str, Any]]) -> Fetched:
+        out = Fetched()
+        jobs: list[_Wanted] = []
+        for attachment in attachments:
+            item = wanted(attachment)
+            if isinstance(item, _Wanted):
+                if item.size is not None and item.size > self.max_bytes:
+                    out.oversized.append((item.name, item.size))
+                else:
+                    jobs.append(item)
+            elif item is not None:
+                out.unsupported.append(item)
+        results = await asyncio.gather(*(self._download(job) for job in jobs))
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, bytes):
+                mime = mimetypes.guess_type(job.name)[0] or "application/octet-stream"
+                out.files.append(IncomingFile(job.name, mime, result))
+            elif isinstance(result, TooBig):
+                out.oversized.append((job.name, result.size))
+            else:
+                out.failed.append(job.name)
+        return out
+
+    async def _download(self, job: _Wanted) -> bytes | TooBig | None:
+        async with self._parallel:
+            try:
+                async with self.session.get(job.url, timeout=self.timeout) as resp:
+                    if resp.status != 200:
+                        log.warning("download of %s answered HTTP %d", job.name, resp.status)
+                        return None
+                    if resp.content_length is not None and resp.content_length > self.max_bytes:
+                        return TooBig(resp.content_length)
+                    data = bytearray()
+                    async for chunk in resp.content.iter_chunked(65536):
+                        data.extend(chunk)
+                        if len(data) > self.max_bytes:  # a lying or missing Content-Length
+                            return TooBig(len(data))
+                    return bytes(data)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                log.warning("download of %s failed: %s", job.name, exc)
+                return None

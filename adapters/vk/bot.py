@@ -1,0 +1,96 @@
+"""The VK channel around the engine: a parsed message in, files fetched, the step handled, the
+replies sent — per peer in order, peers side by side. Long poll and the Callback API both
+feed it; neither knows the engine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from adapters.vk.api import VkApi, VkError
+from adapters.vk.attachments import AttachmentFetcher, Fetched
+from adapters.vk.dispatcher import PeerDispatcher
+from adapters.vk.sender import VkSender
+from adapters.vk.updates import InMessage
+from engine.ports import Incoming
+from engine.replies import Reply
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[list[Reply]]]
+Message = Callable[[str], Reply]
+CHAT_POINTER_EVERY = 3600.0  # answer a group chat at most this often: a pointer, not a chatbot
+
+
+class VkBot:
+    def __init__(self, handle: Handler, message: Message, api: VkApi, sender: VkSender,
+                 fetcher: AttachmentFetcher, *, group_id: int, concurrency: int = 32) -> None:
+        self.handle = handle
+        self.message = message
+        self.api = api
+        self.sender = sender
+        self.fetcher = fetcher
+        self.group_id = group_id
+        self.dispatcher = PeerDispatcher(concurrency)
+        self._chats_told: dict[int, float] = {}
+        self.handled = 0
+
+    def submit(self, msg: InMessage, *, deduped: bool, done: Callable[[], None] | None = None) -> None:
+        """Queue a message behind the same peer's earlier ones; done() runs when it is handled."""
+
+        async def job() -> None:
+            try:
+                await self.process(msg, deduped=deduped)
+            finally:
+                if done is not None:
+                    done()
+
+        self.dispatcher.submit(msg.peer, job)
+
+    async def process(self, msg: InMessage, *, deduped: bool) -> None:
+        if msg.in_group_chat:
+            await self.point_to_private(msg)
+            return
+        if msg.is_cropped:
+            msg = await self.uncropped(msg)
+        fetched = await self.fetcher.fetch(msg.attachments) if msg.attachments else Fetched()
+        incoming = Incoming(text=msg.text, payload=msg.payload, files=fetched.files,
+                            unsupported=fetched.unsupported, oversized=fetched.oversized,
+                            failed=fetched.failed, event_id=msg.event_id)
+        replies = await self.handle(msg.peer, incoming, deduped=deduped)
+        for i, reply in enumerate(replies):
+            await self.sender.send(msg.peer_id, reply, key=f"{msg.event_id}:{i}")
+        self.handled += 1
+
+    async def point_to_private(self, msg: InMessage) -> None:
+        """In a group chat: say once in a while that tickets are handled in private messages,
+        when the bot is addressed (mentioned or a button pressed)."""
+        addressed = msg.payload is not None or f"[club{self.group_id}|" in msg.text
+        now = time.monotonic()
+        if not addressed or now - self._chats_told.get(msg.peer_id, -CHAT_POINTER_EVERY) < CHAT_POINTER_EVERY:
+            return
+        self._chats_told[msg.peer_id] = now
+        await self.sender.send(msg.peer_id, self.message("private_only"), key=f"{msg.event_id}:chat")
+
+    async def uncropped(self, msg: InMessage) -> InMessage:
+        """VK cut the message short in the update (is_cropped): read it whole."""
+        try:
+            answer = await self.api.call("messages.getById", {"message_ids": msg.message_id})
+        except VkError as exc:
+            log.warning("reading cropped message %s failed: %s", msg.message_id, exc)
+            return msg
+        items = answer.get("items") if isinstance(answer, dict) else None
+        if not items:
+            return msg
+        full = items[0]
+        attachments = full.get("attachments")
+        return InMessage(msg.event_id, msg.peer_id, msg.from_id, msg.message_id, str(full.get("text") or msg.text),
+                         msg.payload, attachments if isinstance(attachments, list) else msg.attachments)
+
+
+def event_body(update: dict[str, object]) -> str:
+    """The update as kept in the inbox (without the callback secret)."""
+    return json.dumps({k: v for k, v in update.items() if k != "secret"}, ensure_ascii=False,
+                      separators=(",", ":"))

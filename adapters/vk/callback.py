@@ -1,0 +1,86 @@
+"""The Callback API endpoint: VK POSTs events here; the answer must be "ok", and quickly.
+
+An event is recorded in the inbox (with its body) and answered at once; it is handled after.
+VK's resends and duplicates are dropped by event_id, across restarts and workers, because
+the inbox is in the database. Events answered but not handled when the process stopped are
+handled when it starts again.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from aiohttp import web
+
+from adapters.vk.bot import VkBot, event_body
+from adapters.vk.updates import parse_update
+from engine.ports import Storage
+
+log = logging.getLogger(__name__)
+
+OK = web.Response(text="ok")
+
+
+def make_callback_app(bot: VkBot, storage: Storage, *, group_id: int, secret: str, confirmation: str,
+                      path: str = "/") -> web.Application:
+    secret_bytes = secret.encode()
+
+    async def receive(request: web.Request) -> web.Response:
+        try:
+            update = await request.json(loads=json.loads)
+        except (ValueError, UnicodeDecodeError):
+            return web.Response(status=400, text="not JSON")
+        if not isinstance(update, dict):
+            return web.Response(status=400, text="not an event")
+        if update.get("group_id") != group_id:
+            log.warning("callback for group %r refused (this bot serves %d)", update.get("group_id"), group_id)
+            return web.Response(status=403, text="wrong group")
+        if update.get("type") == "confirmation":
+            return web.Response(text=confirmation)
+        given = str(update.get("secret") or "").encode()
+        if not hmac.compare_digest(given, secret_bytes):  # constant time: no timing oracle
+            log.warning("callback with a wrong secret refused")
+            return web.Response(status=403, text="wrong secret")
+        msg = parse_update(update)
+        if msg is None:
+            return web.Response(text="ok")  # other event types: acknowledged, not used
+        if msg.in_group_chat:
+            bot.submit(msg, deduped=True)  # a courtesy pointer, not worth an inbox row
+            return web.Response(text="ok")
+        if await storage.inbox_add(msg.event_id, msg.peer, event_body(update)):
+            bot.submit(msg, deduped=True)
+        else:
+            log.debug("duplicate callback event %s dropped", msg.event_id)
+        return web.Response(text="ok")
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="supportbot callback endpoint")
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_post(path, receive)
+    app.router.add_get(path, health)
+    return app
+
+
+async def resume_pending(bot: VkBot, storage: Storage, limit: int = 100_000) -> int:
+    """Hand the events that were answered but not handled before a restart to the bot, in order.
+
+    They go through the engine's own dedupe (deduped=False): another worker, or this process's
+    endpoint once it listens, may hand over the same event, and only one may step the session.
+    """
+    resumed = 0
+    for event in await storage.inbox_pending(limit):
+        try:
+            msg = parse_update(json.loads(event.body))
+        except ValueError:
+            msg = None
+        if msg is None:
+            log.error("inbox event %s cannot be parsed; left as it is", event.event_id)
+            continue
+        bot.submit(msg, deduped=False)
+        resumed += 1
+    if resumed:
+        log.info("%d event(s) received before a restart are being handled", resumed)
+    return resumed

@@ -1,0 +1,85 @@
+"""Neutral replies as VK messages: a keyboard that VK accepts, whatever the reply holds.
+
+VK refuses a whole message (error 911) for one bad button, so the rules of dev.vk.com are
+enforced here, after the flows were already linted against them: rows of at most 5, at most
+10 rows / 40 buttons (inline: 6 / 10), labels of at most 40 characters (a shortened label's
+full text goes into the message), payloads of at most 255 characters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from engine.replies import Button, Reply
+
+log = logging.getLogger(__name__)
+
+MAX_LABEL = 40
+MAX_PAYLOAD = 255
+PER_ROW = 5
+LIMITS = {False: (10, 40), True: (6, 10)}  # inline → (rows, buttons)
+COLORS = frozenset({"primary", "secondary", "positive", "negative"})
+
+
+@dataclass(frozen=True, slots=True)
+class VkMessage:
+    text: str
+    keyboard: str  # JSON; '{"buttons":[],"one_time":false}' hides a previous keyboard
+
+
+def shorten(label: str) -> str:
+    label = " ".join(label.split()) or "…"
+    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1].rstrip() + "…"
+
+
+def _button(b: Button) -> dict[str, object]:
+    out: dict[str, object] = {"action": {"type": "text", "label": shorten(b.label), "payload": b.payload}}
+    if b.color in COLORS:
+        out["color"] = b.color
+    return out
+
+
+def _fit(rows: list[list[Button]], max_rows: int, max_buttons: int) -> list[list[Button]]:
+    """Rows within VK's limits: long rows split, and if still too tall, buttons packed 5 a row."""
+    split = [row[i : i + PER_ROW] for row in rows for i in range(0, len(row), PER_ROW)]
+    buttons = [b for row in split for b in row]
+    if len(split) <= max_rows and len(buttons) <= max_buttons:
+        return split
+    log.error("a reply with %d buttons in %d rows exceeds VK's keyboard; packing it", len(buttons), len(split))
+    kept = buttons[:max_buttons]
+    packed = [kept[i : i + PER_ROW] for i in range(0, len(kept), PER_ROW)]
+    return packed[:max_rows]
+
+
+def render(reply: Reply) -> VkMessage:
+    max_rows, max_buttons = LIMITS[reply.inline]
+    rows = [[b for b in row if len(b.payload) <= MAX_PAYLOAD] for row in reply.buttons]
+    if sum(map(len, rows)) != sum(map(len, reply.buttons)):
+        log.error("buttons with payloads over %d characters dropped", MAX_PAYLOAD)
+    rows = _fit([row for row in rows if row], max_rows, max_buttons)
+    text = reply.text
+    shortened = [b.label for row in rows for b in row if shorten(b.label) != b.label and b.label not in text]
+    if shortened:
+        text = text + "\n\n" + "\n".join(shortened)
+    keyboard: dict[str, object] = {"buttons": [[_button(b) for b in row] for row in rows]}
+    if reply.inline:
+        keyboard["inline"] = True
+    else:
+        keyboard["one_time"] = False
+    return VkMessage(text, json.dumps(keyboard, ensure_ascii=False, separators=(",", ":")))
+
+
+def split_text(text: str, limit: int = 4096) -> list[str]:
+    """Messages of at most limit characters, cut at paragraph, line or word ends when possible."""
+    text = text.strip() or "…"
+    chunks: list[str] = []
+    while len(text) > limit:
+        cut = max(text.rfind("\n\n", 0, limit), text.rfind("\n", 0, limit), text.rfind(" ", 0, limit))
+        if cut < limit // 2:
+            cut = limit
+        chunks.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    chunks.append(text)
+    return chunks

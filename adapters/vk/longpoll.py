@@ -1,0 +1,157 @@
+"""Bots Long Poll: one poller per community.
+
+The `ts` is kept in storage and moved on only past events that were handled, so a restart
+neither replays handled events (a batch is checked against the inbox) nor skips new ones.
+Polling goes on while earlier events are being handled; the saved ts trails behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from adapters.vk.api import VkApi, VkError
+from adapters.vk.bot import VkBot
+from adapters.vk.updates import parse_update
+from engine.ports import Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Batch:
+    ts: str
+    open: int
+
+
+@dataclass(slots=True)
+class TsTracker:
+    """Knows which ts is safe to save: the one after the last batch whose events are all done."""
+
+    batches: list[_Batch] = field(default_factory=list)
+    safe: str | None = None
+
+    def add(self, ts: str, events: int) -> _Batch:
+        batch = _Batch(ts, events)
+        self.batches.append(batch)
+        self._advance()
+        return batch
+
+    def done(self, batch: _Batch) -> None:
+        batch.open -= 1
+        self._advance()
+
+    def _advance(self) -> None:
+        while self.batches and self.batches[0].open == 0:
+            self.safe = self.batches.pop(0).ts
+
+
+class LongPoller:
+    def __init__(self, api: VkApi, storage: Storage, bot: VkBot, *, group_id: int, wait: int = 25,
+                 max_pending: int = 1000, backoff: float = 1.0, max_backoff: float = 60.0) -> None:
+        self.api = api
+        self.storage = storage
+        self.bot = bot
+        self.group_id = group_id
+        self.wait = wait
+        self.max_pending = max_pending
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.cursor = f"vk:{group_id}:longpoll_ts"
+        self.tracker = TsTracker()
+        self._saved: str | None = None
+        self._saving = asyncio.Lock()
+        self.polls = 0
+
+    async def server(self, ts: str | None) -> dict[str, Any]:
+        answer = await self.api.call("groups.getLongPollServer", {"group_id": self.group_id})
+        server = {"server": str(answer["server"]), "key": str(answer["key"]), "ts": str(answer["ts"])}
+        if ts is not None:
+            server["ts"] = ts
+        return server
+
+    async def run(self) -> None:
+        stored = await self.storage.get_cursor(self.cursor)
+        self._saved = stored
+        if stored is None:
+            log.info("long poll starts fresh: events before now are not fetched")
+        server = await self._retrying(self.server, stored)
+        failures = 0
+        while True:
+            try:
+                answer = await self.check(server)
+                failures = 0
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                failures += 1
+                delay = min(self.max_backoff, self.backoff * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
+                log.warning("long poll request failed (%s); again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            failed = answer.get("failed")
+            if failed == 1:  # part of the history is gone: go on from the ts given
+                log.warning("long poll: history lost up to ts %s; some events may be missed", answer.get("ts"))
+                server["ts"] = str(answer["ts"])
+                continue
+            if failed in (2, 3):  # 2: key expired (keep ts); 3: key and ts lost
+                server = await self._retrying(self.server, server["ts"] if failed == 2 else None)
+                continue
+            if failed is not None or "updates" not in answer:
+                log.error("long poll: unexpected answer %r", str(answer)[:200])
+                await asyncio.sleep(self.backoff)
+                continue
+            await self.dispatch(answer["updates"], str(answer["ts"]))
+            server["ts"] = str(answer["ts"])
+            await self.bot.dispatcher.wait_below(self.max_pending)
+
+    async def check(self, server: dict[str, Any]) -> dict[str, Any]:
+        self.polls += 1
+        params = {"act": "a_check", "key": server["key"], "ts": server["ts"], "wait": self.wait}
+        timeout = aiohttp.ClientTimeout(total=self.wait + 15)
+        async with self.api.session.post(server["server"], data=params, timeout=timeout) as resp:
+            if resp.status >= 500:
+                raise aiohttp.ClientResponseError(resp.request_info, resp.history, status=resp.status)
+            answer = await resp.json(content_type=None)
+        if not isinstance(answer, dict):
+            raise ValueError(f"long poll answered {type(answer).__name__}")
+        return answer
+
+    async def dispatch(self, updates: list[Any], ts: str) -> None:
+        messages = [m for m in map(parse_update, updates) if m is not None]
+        # After a restart the first batches may hold events handled before it: one read for all.
+        handled = await self.storage.seen_events([m.event_id for m in messages]) if messages else set()
+        fresh = [m for m in messages if m.event_id not in handled]
+        batch = self.tracker.add(ts, len(fresh))
+        for msg in fresh:
+            self.bot.submit(msg, deduped=True, done=lambda: self._done(batch))
+        await self._save()
+
+    def _done(self, batch: _Batch) -> None:
+        self.tracker.done(batch)
+        if self.tracker.safe != self._saved:
+            task = asyncio.get_running_loop().create_task(self._save())
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _save(self) -> None:
+        async with self._saving:  # one write at a time, always of the newest safe ts
+            safe = self.tracker.safe
+            if safe is not None and safe != self._saved:
+                await self.storage.put_cursor(self.cursor, safe)
+                self._saved = safe
+
+    async def _retrying(self, get: Callable[[str | None], Awaitable[dict[str, Any]]],
+                        ts: str | None) -> dict[str, Any]:
+        failures = 0
+        while True:
+            try:
+                return await get(ts)
+            except (VkError, KeyError, TypeError) as exc:
+                failures += 1
+                delay = min(self.max_backoff, self.backoff * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
+                log.error("groups.getLongPollServer failed (%s); again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)

@@ -1,0 +1,80 @@
+"""Sending replies: split long texts, idempotent random_id, retries that never fail the user
+for VK's own limits (error 6 too many requests, 10 internal error), and a keyboard that VK
+still refuses (911) dropped rather than the message."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from typing import Any
+
+from adapters.vk.api import VkApi, VkApiError, VkTransportError
+from adapters.vk.keyboard import render, split_text
+from engine.replies import Reply
+
+log = logging.getLogger(__name__)
+
+RETRY_CODES = frozenset({6, 10})  # too many requests per second; internal server error
+# The user blocked the community, or messages from it are not allowed: nothing to retry.
+GIVE_UP_CODES = frozenset({7, 900, 901, 902, 15})
+
+
+def random_id(key: str, part: int) -> int:
+    """A stable non-zero int63 per (event, reply, part): a resend is recognised by VK."""
+    digest = hashlib.sha256(f"{key}/{part}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF or 1
+
+
+class VkSender:
+    def __init__(self, api: VkApi, *, attempts: int = 6, backoff: float = 0.5, max_backoff: float = 8.0) -> None:
+        self.api = api
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.sent = 0
+        self.retried = 0
+        self.failed = 0
+
+    async def send(self, peer_id: int, reply: Reply, key: str) -> bool:
+        """Send one reply (as several messages if long; the keyboard with the last one)."""
+        message = render(reply)
+        parts = split_text(message.text)
+        for i, part in enumerate(parts):
+            params: dict[str, Any] = {"peer_id": peer_id, "message": part, "random_id": random_id(key, i),
+                                      "dont_parse_links": 1}
+            if i == len(parts) - 1:
+                params["keyboard"] = message.keyboard
+            if not await self._send(params):
+                return False
+        return True
+
+    async def _send(self, params: dict[str, Any]) -> bool:
+        for attempt in range(self.attempts):
+            try:
+                await self.api.call("messages.send", params)
+                self.sent += 1
+                return True
+            except VkApiError as exc:
+                if exc.code == 911 and "keyboard" in params:
+                    log.error("VK refused a keyboard (%s): %s; sending the text without it", exc, params["keyboard"])
+                    params = {k: v for k, v in params.items() if k != "keyboard"}
+                    continue
+                if exc.code in GIVE_UP_CODES:
+                    log.info("message to %s not allowed: %s", params["peer_id"], exc)
+                    self.failed += 1
+                    return False
+                if exc.code not in RETRY_CODES:
+                    log.error("message to %s failed: %s", params["peer_id"], exc)
+                    self.failed += 1
+                    return False
+            except VkTransportError as exc:
+                log.warning("sending to %s: %s (attempt %d)", params["peer_id"], exc, attempt + 1)
+            self.retried += 1
+            # Jittered exponential backoff: concurrent senders must not retry in step.
+            delay = min(self.max_backoff, self.backoff * 2 ** attempt)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        log.error("giving up on a message to %s after %d attempts", params["peer_id"], self.attempts)
+        self.failed += 1
+        return False

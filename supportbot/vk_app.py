@@ -1,0 +1,100 @@
+"""The VK channel wired to the app: `supportbot run` (long poll) and `supportbot serve` (callback)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from adapters.vk.api import VkApi
+from adapters.vk.attachments import AttachmentFetcher
+from adapters.vk.bot import VkBot
+from adapters.vk.callback import make_callback_app, resume_pending
+from adapters.vk.longpoll import LongPoller
+from adapters.vk.sender import VkSender
+from supportbot.app import App
+from supportbot.config import VkSettings
+
+log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 30.0  # on shutdown, how long events in hand may take to finish
+
+
+@dataclass(slots=True)
+class VkChannel:
+    session: aiohttp.ClientSession
+    api: VkApi
+    bot: VkBot
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.bot.dispatcher.drain(), DRAIN_SECONDS)
+        except TimeoutError:
+            log.warning("events still in hand after %.0f s are cut short; the inbox keeps them", DRAIN_SECONDS)
+            await self.bot.dispatcher.cancel()
+        await self.session.close()
+
+
+def open_channel(app: App, vk: VkSettings) -> VkChannel:
+    assert vk.group_id is not None
+    session = aiohttp.ClientSession(headers={"User-Agent": "supportbot"})
+    api = VkApi(session, vk.tokens, api_url=vk.api_url, version=vk.api_version, rate=vk.rate_limit)
+    bot = VkBot(app.engine.handle, app.engine.message, api, VkSender(api),
+                AttachmentFetcher(session, max_bytes=vk.max_file_bytes),
+                group_id=vk.group_id, concurrency=vk.concurrency)
+    return VkChannel(session, api, bot)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_longpoll(app: App, vk: VkSettings) -> None:
+    channel = open_channel(app, vk)
+    assert vk.group_id is not None
+    poller = LongPoller(channel.api, app.storage, channel.bot, group_id=vk.group_id)
+    stop = _stop_on_signals()
+    log.info("long poll for community %d started", vk.group_id)
+    polling = asyncio.create_task(poller.run())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if polling in done:
+            polling.result()  # a crash of the poller is the process's failure
+    finally:
+        polling.cancel()
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await polling
+        await channel.close()
+        log.info("long poll stopped")
+
+
+async def serve_callback(app: App, vk: VkSettings, host: str, port: int, path: str) -> None:
+    channel = open_channel(app, vk)
+    assert vk.group_id is not None and vk.callback_secret and vk.confirmation_code
+    web_app = make_callback_app(channel.bot, app.storage, group_id=vk.group_id, secret=vk.callback_secret,
+                                confirmation=vk.confirmation_code, path=path)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    stop = _stop_on_signals()
+    try:
+        await resume_pending(channel.bot, app.storage)
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("callback endpoint for community %d listening on http://%s:%d%s", vk.group_id, host, port, path)
+        await stop.wait()
+    finally:
+        await runner.cleanup()  # stop taking events first, then finish those in hand
+        await channel.close()
+        log.info("callback endpoint stopped")

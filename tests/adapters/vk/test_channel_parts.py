@@ -1,0 +1,109 @@
+"""The VK channel's small parts: update parsing, attachment choice, pacing, per-peer order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from adapters.vk.api import TokenPacer
+from adapters.vk.attachments import largest_photo, wanted
+from adapters.vk.dispatcher import PeerDispatcher
+from adapters.vk.updates import parse_update
+
+
+def _update(**message: object) -> dict[str, object]:
+    base: dict[str, object] = {"date": 1, "from_id": 5, "id": 10, "out": 0, "peer_id": 5, "text": "привет",
+                               "attachments": [], "conversation_message_id": 3}
+    base.update(message)
+    return {"type": "message_new", "event_id": "e" * 40, "group_id": 1, "v": "5.199",
+            "object": {"message": base, "client_info": {}}}
+
+
+def test_a_message_is_parsed_once_into_plain_data() -> None:
+    msg = parse_update(_update(payload='{"e":"menu"}'))
+    assert msg is not None
+    assert (msg.peer, msg.text, msg.payload, msg.in_group_chat) == ("vk:5", "привет", '{"e":"menu"}', False)
+    chat = parse_update(_update(peer_id=2_000_000_007))
+    assert chat is not None and chat.in_group_chat
+
+
+def test_anything_else_is_ignored_without_an_error() -> None:
+    assert parse_update({"type": "message_reply", "object": {}}) is None
+    assert parse_update(_update(out=1)) is None  # the community's own message
+    assert parse_update(_update(from_id=-1)) is None
+    assert parse_update({"type": "message_new", "object": {"message": {"text": "x"}}, "event_id": "e"}) is None
+    assert parse_update("junk") is None
+    assert parse_update({"type": "message_new", "event_id": 5, "object": {"message": {"peer_id": 1}}}) is None
+
+
+def test_the_largest_photo_size_is_taken() -> None:
+    photo = {"id": 1, "sizes": [{"type": "s", "width": 75, "height": 50, "url": "small"},
+                                {"type": "w", "width": 1280, "height": 960, "url": "big"},
+                                {"type": "m", "width": 130, "height": 90, "url": "medium"}]}
+    assert largest_photo(photo) == "big"
+    assert largest_photo({**photo, "orig_photo": {"url": "orig"}}) == "orig"
+    assert largest_photo({"sizes": []}) is None
+
+
+def test_what_is_downloaded_and_what_is_refused() -> None:
+    doc = wanted({"type": "doc", "doc": {"id": 3, "title": "отчёт", "ext": "pdf", "size": 1000, "url": "u"}})
+    assert not isinstance(doc, str) and doc is not None and (doc.name, doc.size) == ("отчёт.pdf", 1000)
+    assert wanted({"type": "audio_message", "audio_message": {}}) == "audio_message"
+    assert wanted({"type": "sticker", "sticker": {}}) == "sticker"
+    assert wanted({"type": "photo", "photo": {"sizes": []}}) == "photo"
+
+
+def test_the_pacer_keeps_each_token_under_its_rate_and_rotates() -> None:
+    now = [100.0]
+    pacer = TokenPacer(["a", "b"], rate=20, clock=lambda: now[0])
+    slots = [pacer.reserve() for _ in range(80)]
+    per_token: dict[str, list[float]] = {"a": [], "b": []}
+    for token, wait in slots:
+        per_token[token].append(100.0 + wait)
+    for times in per_token.values():
+        assert len(times) == 40
+        # No more than 20 calls of one token in any one-second window.
+        assert all(times[i + 20] - times[i] >= 1.0 - 1e-9 for i in range(len(times) - 20))
+    assert max(wait for _, wait in slots) < 2.0  # 80 calls over two tokens: about two seconds
+
+
+async def test_one_peer_in_order_many_peers_at_once() -> None:
+    dispatcher = PeerDispatcher(limit=8)
+    log: list[tuple[str, int]] = []
+    running = 0
+    most = 0
+
+    def job(peer: str, n: int, delay: float) -> object:
+        async def run() -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await asyncio.sleep(delay)
+            log.append((peer, n))
+            running -= 1
+        return run
+
+    for n in range(5):
+        # The first message of each peer is the slowest: order must still hold.
+        for p in range(20):
+            dispatcher.submit(f"p{p}", job(f"p{p}", n, 0.02 if n == 0 else 0.001))  # type: ignore[arg-type]
+    await dispatcher.drain()
+    for p in range(20):
+        assert [n for peer, n in log if peer == f"p{p}"] == list(range(5))
+    assert 1 < most <= 8
+    assert dispatcher.pending == 0
+
+
+async def test_a_failing_job_does_not_stop_the_peer() -> None:
+    dispatcher = PeerDispatcher()
+    done: list[int] = []
+
+    async def boom() -> None:
+        raise RuntimeError("bug")
+
+    async def fine() -> None:
+        done.append(1)
+
+    dispatcher.submit("p", boom)
+    dispatcher.submit("p", fine)
+    await dispatcher.drain()
+    assert done == [1]
