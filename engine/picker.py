@@ -119,9 +119,11 @@ def view(flows: FlowSet, st: StateSpec, slots: dict[str, Any]) -> View:
     return View(found, group, min(max(page, 0), pages - 1), pages, size)
 
 
-def lines(v: View, numbered: bool) -> list[str]:
-    """The visible page as message lines; catalogue names are numbered, list lines are templates."""
-    return [f"{i + 1}. {item.title}" if numbered else item.title for i, item in v.page_items()]
+def lines(flows: FlowSet, v: View, numbered: bool) -> list[str]:
+    """The visible page as message lines; catalogue names are numbered, list lines are templates.
+    Inside a catalogue group the group's name heads the list, so the user knows where they are."""
+    head = [f"{flows.catalog.groups[v.group].name}:"] if numbered and v.group != TOP else []
+    return head + [f"{i + 1}. {item.title}" if numbered else item.title for i, item in v.page_items()]
 
 
 def buttons(flows: FlowSet, st: StateSpec, v: View, back_handled: bool) -> list[list[Button]]:

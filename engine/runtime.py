@@ -193,7 +193,13 @@ class Turn:
                 if resolved is not None:
                     await self.dispatch(*resolved)
                 else:
+                    # A first word is a greeting: the menu answers it; only what cannot be
+                    # taken at all is said (a sticker, a file that did not come through).
                     self.show_state = True
+                    if incoming.unsupported:
+                        self.message("unsupported_attachment")
+                    for name in incoming.failed:
+                        self.message("file_failed", {"file": {"name": name}})
             else:
                 await self.consume(incoming)
             return self.reply()
@@ -432,7 +438,7 @@ class Turn:
                 texts.append(text)
             if st.pick is not None:
                 v = picker.view(self.flows, st, self.slots)
-                lines = picker.lines(v, numbered=st.pick.source == "catalog")
+                lines = picker.lines(self.flows, v, numbered=st.pick.source == "catalog")
                 if lines:
                     texts.append("\n".join(lines))
         return Reply("\n\n".join(t for t in texts if t) or "…", self.buttons(), inline=st.inline)

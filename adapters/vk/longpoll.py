@@ -68,6 +68,7 @@ class LongPoller:
         self._saved: str | None = None
         self._saving = asyncio.Lock()
         self.polls = 0
+        self.ready = asyncio.Event()  # set once the first long-poll server is known
 
     async def server(self, ts: str | None) -> dict[str, Any]:
         answer = await self.api.call("groups.getLongPollServer", {"group_id": self.group_id})
@@ -82,6 +83,7 @@ class LongPoller:
         if stored is None:
             log.info("long poll starts fresh: events before now are not fetched")
         server = await self._retrying(self.server, stored)
+        self.ready.set()
         failures = 0
         while True:
             try:

@@ -1,0 +1,293 @@
+"""The VK channel end to end in one process: the fake VK server over HTTP, the real engine on
+SQLite, the SimpleOne emulator over HTTP — in long-poll and in callback mode."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters.mail_sink import MemoryMailSink
+from adapters.sqlite import SqliteStorage, open_sqlite
+from adapters.vk.api import VkApi
+from adapters.vk.attachments import AttachmentFetcher
+from adapters.vk.bot import VkBot
+from adapters.vk.callback import make_callback_app, resume_pending
+from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
+from adapters.vk.emulator_users import FakeUser
+from adapters.vk.longpoll import LongPoller
+from adapters.vk.sender import VkSender
+from engine.actions.context import AuthPolicy, Services
+from engine.model import FlowSet
+from engine.runtime import Engine, StaticFlows
+from supportbot.conversation_world import EmulatorWorld
+
+GROUP = 4242
+TOKEN = "community-token"
+SECRET = "s3cr3t-callback"
+CONFIRMATION = "a1b2c3d4"
+
+
+@dataclass
+class Channel:
+    vk: RunningVkEmulator
+    world: EmulatorWorld
+    storage: SqliteStorage
+    mailer: MemoryMailSink
+    engine: Engine
+    bot: VkBot
+    session: aiohttp.ClientSession
+    api: VkApi
+    poller_task: asyncio.Task[None] | None = None
+    poller: LongPoller | None = None
+
+    async def start_polling(self) -> None:
+        self.poller = LongPoller(self.api, self.storage, self.bot, group_id=GROUP, wait=1, backoff=0.05)
+        self.poller_task = asyncio.create_task(self.poller.run())
+        await asyncio.wait_for(self.poller.ready.wait(), 5)
+
+    async def stop_polling(self) -> None:
+        if self.poller_task is not None:
+            self.poller_task.cancel()
+            await asyncio.gather(self.poller_task, return_exceptions=True)
+            self.poller_task = None
+        await self.bot.dispatcher.drain()
+
+    def code_for(self, email: str) -> str:
+        message = self.mailer.last_to(email)
+        assert message is not None, f"no letter to {email}"
+        found = re.search(r"\b(\d{6})\b", message.body)
+        assert found
+        return found.group(1)
+
+
+async def make_channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet, db: Path) -> Channel:
+    storage = await open_sqlite(db)
+    mailer = MemoryMailSink()
+    services = Services(storage, world.tickets, mailer, world.spool, AuthPolicy())
+    engine = Engine(StaticFlows(flow_set), services)
+    session = aiohttp.ClientSession()
+    api = VkApi(session, [TOKEN], api_url=vk.api_url, rate=50)
+    bot = VkBot(engine.handle, engine.message, api, VkSender(api, backoff=0.02),
+                AttachmentFetcher(session, max_bytes=2 * 1024 * 1024), group_id=GROUP)
+    return Channel(vk, world, storage, mailer, engine, bot, session, api)
+
+
+@pytest.fixture
+async def vk() -> AsyncIterator[RunningVkEmulator]:
+    emulator = await start_vk_emulator(group_id=GROUP, tokens=(TOKEN,), rate_limit=20, max_wait=1.0)
+    yield emulator
+    await emulator.close()
+
+
+@pytest.fixture
+async def channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet,
+                  tmp_path: Path) -> AsyncIterator[Channel]:
+    ch = await make_channel(vk, world, flow_set, tmp_path / "bot.db")
+    yield ch
+    await ch.stop_polling()
+    await ch.session.close()
+    await ch.storage.close()
+
+
+async def say(user: FakeUser, text: str) -> str:
+    await user.say(text)
+    return (await user.wait_reply()).text
+
+
+async def press(user: FakeUser, label: str) -> str:
+    await user.press(label)
+    return (await user.wait_reply()).text
+
+
+async def sign_in(ch: Channel, user: FakeUser, email: str) -> None:
+    assert "корпоративной почте" in await press(user, "Создать заявку")
+    assert f"отправили код на {email}" in await say(user, email)
+    assert f"вы вошли как {email}" in await say(user, ch.code_for(email))
+
+
+async def create_ticket_dialogue(ch: Channel, user: FakeUser, email: str) -> str:
+    """The whole dialogue through VK: sign in, pick, describe, attach a photo, confirm, submit."""
+    assert "Главное меню" in await say(user, "Начать")
+    await sign_in(ch, user, email)
+    assert "Сопровождение сервисов сотрудника" in await press(user, "2. Сопровождение сервисов сотрудника")
+    assert "Опишите проблему" in await press(user, "6. Программное обеспечение (ПО)")
+    assert "Прикрепите" in await say(user, "Не открывается Excel: пишет, что файл повреждён")
+    await user.send_photo(b"\xff\xd8\xff" + b"jpeg" * 5000)
+    reply = await user.wait_reply()
+    assert re.search(r"Файл «photo_\d+\.jpg» получен \(1 из 5\)", reply.text), reply.text
+    assert "Проверьте заявку" in await press(user, "Готово")
+    done = await press(user, "Отправить")
+    found = re.search(r"Заявка (INC\d+) создана", done)
+    assert found, done
+    return found.group(1)
+
+
+def no_keyboard_refused(vk: RunningVkEmulator) -> None:
+    """Every message the bot sent went through with its keyboard: VK never said 911."""
+    assert all(m.keyboard is not None for m in vk.sent), [m.text[:40] for m in vk.sent if m.keyboard is None]
+
+
+async def test_the_whole_ticket_dialogue_over_long_poll(channel: Channel, vk: RunningVkEmulator) -> None:
+    await channel.start_polling()
+    user = vk.user(1001)
+    number = await create_ticket_dialogue(channel, user, "vk-user@ranepa.ru")
+    state = channel.world.emulator.state
+    [ticket] = state.records("itsm_incident")
+    assert ticket["number"] == number and "Не открывается Excel" in ticket["description"]
+    [attachment] = state.attachments("itsm_incident", ticket["sys_id"])
+    assert attachment["file_name"].startswith("photo_")
+    assert state.attachment_bytes(attachment["sys_id"]).startswith(b"\xff\xd8\xff")  # the largest size
+    no_keyboard_refused(vk)
+
+
+async def test_the_whole_ticket_dialogue_over_callbacks_with_duplicates_and_resends(
+        channel: Channel, vk: RunningVkEmulator) -> None:
+    app = make_callback_app(channel.bot, channel.storage, group_id=GROUP, secret=SECRET, confirmation=CONFIRMATION,
+                            path="/vk")
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        await vk.use_callback(f"http://127.0.0.1:{port}/vk", SECRET, CONFIRMATION, retry_delay=0.05)
+        vk.duplicate_deliveries(50)
+        vk.delay_resend(50, delay=0.05)
+        user = vk.user(1002)
+        number = await create_ticket_dialogue(channel, user, "callback@ranepa.ru")
+        await vk.callback_idle()
+        await user.assert_no_reply(within=0.3)
+        assert len(channel.world.emulator.state.records("itsm_incident")) == 1
+        assert number == "INC0000001"
+        # Each user message got exactly one reply although VK delivered most of them 2–3 times.
+        events = {a.event_id for a in vk.deliveries if a.event_id}
+        assert len(user.replies) == len(events)
+        assert len(vk.deliveries) > 2 * len(events)
+        no_keyboard_refused(vk)
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_callback_endpoint_checks_confirmation_secret_and_group(channel: Channel) -> None:
+    app = make_callback_app(channel.bot, channel.storage, group_id=GROUP, secret=SECRET, confirmation=CONFIRMATION)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    event = {"type": "message_new", "group_id": GROUP, "event_id": "f" * 40, "v": "5.199",
+             "object": {"message": {"id": 1, "peer_id": 5, "from_id": 5, "text": "Начать", "date": 1}}}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def post(body: object) -> tuple[int, str]:
+                async with http.post(url, json=body) as resp:
+                    return resp.status, await resp.text()
+
+            assert await post({"type": "confirmation", "group_id": GROUP}) == (200, CONFIRMATION)
+            assert (await post({"type": "confirmation", "group_id": 1}))[0] == 403
+            assert (await post({**event, "secret": "wrong"}))[0] == 403
+            assert (await post({**event}))[0] == 403
+            assert await post({**event, "secret": SECRET}) == (200, "ok")
+            assert await post({**event, "secret": SECRET}) == (200, "ok")  # a resend: dropped
+            assert await post({"type": "message_typing_state", "group_id": GROUP, "secret": SECRET}) == (200, "ok")
+            async with http.post(url, data=b"{not json") as resp:
+                assert resp.status == 400
+        await channel.bot.dispatcher.drain()
+        assert await channel.storage.seen_event("f" * 40)
+        stored = await channel.storage.load_session("vk:5")
+        assert stored is not None and stored.version == 1  # handled once
+    finally:
+        await runner.cleanup()
+
+
+async def test_events_answered_but_not_handled_are_handled_after_a_restart(
+        channel: Channel, vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet, tmp_path: Path) -> None:
+    # Receive two events as the endpoint does (recorded, answered), then "crash" before handling.
+    event = {"type": "message_new", "group_id": GROUP, "v": "5.199",
+             "object": {"message": {"id": 1, "peer_id": 1003, "from_id": 1003, "text": "Начать", "date": 1}}}
+    await channel.storage.inbox_add("a" * 40, "vk:1003", json.dumps({**event, "event_id": "a" * 40}))
+    second = {**event, "event_id": "b" * 40,
+              "object": {"message": {"id": 2, "peer_id": 1003, "from_id": 1003, "text": "Помощь", "date": 2}}}
+    await channel.storage.inbox_add("b" * 40, "vk:1003", json.dumps(second))
+    assert await resume_pending(channel.bot, channel.storage) == 2
+    await channel.bot.dispatcher.drain()
+    texts = [m.text for m in vk.user(1003).replies]
+    assert len(texts) == 2 and "Главное меню" in texts[0] and "Этот бот принимает заявки" in texts[1]
+    assert await channel.storage.inbox_pending() == []
+    assert await resume_pending(channel.bot, channel.storage) == 0
+
+
+async def test_long_poll_resumes_where_it_stopped_without_replays(
+        channel: Channel, vk: RunningVkEmulator) -> None:
+    await channel.start_polling()
+    user = vk.user(1004)
+    assert "Главное меню" in await say(user, "Начать")
+    assert "Этот бот принимает заявки" in await press(user, "Помощь")
+    await channel.stop_polling()
+    saved = await channel.storage.get_cursor(f"vk:{GROUP}:longpoll_ts")
+    assert saved is not None
+    # While the bot is down the user writes; after the restart that message is handled, once.
+    await user.say("Главное меню")
+    await channel.start_polling()
+    assert "Главное меню" in (await user.wait_reply()).text
+    await user.assert_no_reply(within=0.5)
+    assert len(user.replies) == 3
+
+
+async def test_long_poll_survives_expired_keys_lost_history_and_vk_errors(
+        channel: Channel, vk: RunningVkEmulator) -> None:
+    await channel.start_polling()
+    user = vk.user(1005)
+    assert "Главное меню" in await say(user, "Начать")
+    vk.expire_key()
+    assert "Этот бот" in await say(user, "Помощь")
+    vk.lose_history()
+    await asyncio.sleep(0.3)  # the poller gets a new key and ts
+    assert "Главное меню" in await say(user, "Главное меню")
+    # A burst of "too many requests" and an internal error: the replies still arrive.
+    vk.faults.fail_next("messages.send", 3, code=6)
+    vk.faults.fail_next("messages.send", 1, code=10)
+    assert "Этот бот" in await say(user, "Помощь")
+    assert channel.bot.sender.retried >= 4
+
+
+async def test_group_chats_get_a_pointer_stickers_and_voice_a_clear_answer(
+        channel: Channel, vk: RunningVkEmulator) -> None:
+    await channel.start_polling()
+    chat = vk.chat(3).user(1006)
+    await chat.say(f"[club{GROUP}|@support] как создать заявку?")
+    pointer = await chat.wait_reply()
+    assert "только в личных сообщениях" in pointer.text and pointer.peer_id == 2_000_000_003
+    await chat.say(f"[club{GROUP}|@support] а ещё?")
+    await chat.assert_no_reply(within=0.3)  # once an hour is enough
+    user = vk.user(1007)
+    await user.send_sticker()
+    assert "стикеры" in (await user.wait_reply()).text
+    await user.send_voice()
+    assert "Голосовые сообщения" in (await user.wait_reply()).text
+
+
+async def test_a_long_reply_is_split_and_the_keyboard_rides_on_the_last_part(
+        channel: Channel, vk: RunningVkEmulator) -> None:
+    await channel.start_polling()
+    user = vk.user(1008)
+    await say(user, "Начать")
+    await sign_in(channel, user, "long@ranepa.ru")
+    await press(user, "2. Сопровождение сервисов сотрудника")
+    await press(user, "6. Программное обеспечение (ПО)")
+    await say(user, "Очень подробно. " * 250)  # 4000 characters: the most a description may have
+    # The check screen repeats the description with more lines: over VK's 4096 characters.
+    await user.press("Без файлов")
+    first, second = await user.wait_reply(), await user.wait_reply()
+    assert first.text.startswith("Проверьте заявку") and len(first.text) <= 4096
+    assert first.keyboard is None and second.keyboard is not None
+    assert "Отправить" in second.labels() and "Файлы: нет" in second.text
+    assert "создана" in await press(user, "Отправить")
