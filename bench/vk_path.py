@@ -9,13 +9,14 @@ supportbot persists every step to SQLite before it answers; the vkbottle bot kee
 in memory (bench/vkbottle_bot.py). VK's real limit of ~20 calls/s per token is lifted on both
 sides: this measures the bots, not the limit. Prints events per second and the ratio.
 
-Run: .venv/bin/python bench/vk_path.py [--users 100] [--rounds 2]
+Run: .venv/bin/python bench/vk_path.py [--users 100] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import socket
@@ -46,6 +47,26 @@ DIALOGUE: list[tuple[str, str]] = [
     ("press", "Без файлов"),
     ("press", "Отправить"),
 ]
+
+
+LP_COUNT = [0]
+CPU: dict[str, list[float]] = {"supportbot": [], "vkbottle": []}
+
+
+def count_long_polls(vk: RunningVkEmulator) -> None:
+    original = vk.state.updates.poll
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        LP_COUNT[0] += 1
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    vk.state.updates.poll = counted  # type: ignore[method-assign]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -134,7 +155,18 @@ async def phase(kind: str, vk: RunningVkEmulator, env: dict[str, str], cwd: Path
         await asyncio.sleep(1.0)  # answers to earlier knocks
         # Warm-up users: every import and cache in place before the clock starts.
         await asyncio.gather(*(user_dialogue(vk.user(p)) for p in warmup[1:]))
-        return await run_users(vk, peers)
+        bot_before, here_before = cpu_seconds(proc.pid), time.process_time()
+        calls_before = len(vk.state.calls)
+        lp_before = LP_COUNT[0]
+        rate = await run_users(vk, peers)
+        calls = collections.Counter(m for m, _ in vk.state.calls[calls_before:])
+        print(f"    {kind}: VK API calls {dict(calls)}, long-poll answers {LP_COUNT[0] - lp_before}", flush=True)
+        bot_cpu, here_cpu = cpu_seconds(proc.pid) - bot_before, time.process_time() - here_before
+        events = len(peers) * len(DIALOGUE)
+        print(f"    {kind}: {bot_cpu / events * 1000:.2f} ms CPU per event in the bot, "
+              f"{here_cpu / events * 1000:.2f} ms in the fake VK server and users", flush=True)
+        CPU[kind].append(bot_cpu / events)
+        return rate
     finally:
         await stop(proc)
 
@@ -149,6 +181,7 @@ async def main(users: int, rounds: int) -> None:
         cwd=work, env={**env_base, "LOG_LEVEL": "WARNING"}, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL)
     vk = await start_vk_emulator(group_id=GROUP, tokens=(TOKEN,), rate_limit=None, max_wait=25)
+    count_long_polls(vk)
     try:
         so_url = f"http://127.0.0.1:{so_port}"
         await wait_http(so_url + "/_emulator/state")
@@ -170,7 +203,7 @@ async def main(users: int, rounds: int) -> None:
                     await storage.close()
                     env.update(SIMPLEONE_USERNAME="bot", SIMPLEONE_PASSWORD="bot-password",
                                SUPPORTBOT_DATABASE_URL=f"sqlite:///{db}", SMTP_HOST="127.0.0.1",
-                               SMTP_FROM="bench@ranepa.ru", VK_RATE_LIMIT="1000", VK_CONCURRENCY="200",
+                               SMTP_FROM="bench@ranepa.ru", VK_RATE_LIMIT="1000000", VK_CONCURRENCY="200",
                                SPOOL_DIR=str(work / "spool"))
                 else:
                     env["BENCH_CALLERS"] = json.dumps({str(k): v for k, v in callers.items()})
@@ -182,6 +215,9 @@ async def main(users: int, rounds: int) -> None:
         print(f"  supportbot (SQLite, every step committed before the answer): {ours:8.0f} events/s")
         print(f"  vkbottle bot (in-memory state, nothing persisted):          {theirs:8.0f} events/s")
         print(f"  ratio supportbot / vkbottle: {ours / theirs:.2f}  (target ≥ 1.5, at least 1.0)")
+        cpu_ours, cpu_theirs = statistics.median(CPU["supportbot"]), statistics.median(CPU["vkbottle"])
+        print(f"  CPU per event in the bot: {cpu_ours * 1000:.2f} ms against {cpu_theirs * 1000:.2f} ms "
+              f"(ratio {cpu_theirs / cpu_ours:.2f}); both bots share 2 cores with the fake VK and SimpleOne")
     finally:
         await vk.close()
         simpleone.terminate()
@@ -191,6 +227,6 @@ async def main(users: int, rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     asyncio.run(main(args.users, args.rounds))

@@ -6,7 +6,10 @@ Each channel adapter renders them within its own limits (VK: shared/reference/vk
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+
+_PLAIN = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +23,8 @@ class Button:
     @property
     def payload(self) -> str:
         """The compact JSON payload a channel attaches to the button (VK caps it at 255)."""
+        if _PLAIN.fullmatch(self.event):  # every flow event: no escaping needed, built cheaply
+            return f'{{"e":"{self.event}"}}' if self.index is None else f'{{"e":"{self.event}","i":{self.index}}}'
         data: dict[str, object] = {"e": self.event}
         if self.index is not None:
             data["i"] = self.index

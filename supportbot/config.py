@@ -310,7 +310,7 @@ def _vk(r: _Reader) -> VkSettings:
         api_version=version,
         callback_secret=r.raw("VK_CALLBACK_SECRET"),
         confirmation_code=r.raw("VK_CONFIRMATION_CODE"),
-        rate_limit=r.number("VK_RATE_LIMIT", 1, 1000),
+        rate_limit=r.number("VK_RATE_LIMIT", 1, 1_000_000),
         max_file_bytes=int(r.number("VK_MAX_FILE_MB", 1, 200) * 1024 * 1024),
         concurrency=r.number("VK_CONCURRENCY", 1, 1000, whole=True),
     )

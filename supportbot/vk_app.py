@@ -31,12 +31,16 @@ class VkChannel:
     api: VkApi
     bot: VkBot
 
-    async def close(self) -> None:
+    async def drain(self) -> None:
+        """Let the events in hand finish (within DRAIN_SECONDS)."""
         try:
             await asyncio.wait_for(self.bot.dispatcher.drain(), DRAIN_SECONDS)
         except TimeoutError:
-            log.warning("events still in hand after %.0f s are cut short; the inbox keeps them", DRAIN_SECONDS)
+            log.warning("events still in hand after %.0f s are cut short; they will be seen again", DRAIN_SECONDS)
             await self.bot.dispatcher.cancel()
+
+    async def close(self) -> None:
+        await self.drain()
         await self.session.close()
 
 
@@ -76,6 +80,8 @@ async def run_longpoll(app: App, vk: VkSettings) -> None:
         stopping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await polling
+        await channel.drain()
+        await poller.save_now()  # the ts past everything handled while draining
         await channel.close()
         log.info("long poll stopped")
 

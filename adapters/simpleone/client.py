@@ -31,6 +31,7 @@ import httpx
 
 from adapters.simpleone.records import PERSON_FIELDS, TICKET_FIELDS, flag, person_from, ticket_from
 from adapters.simpleone.records import text as as_str
+from adapters.simpleone.transport import AiohttpTransport
 from engine.ports import (
     Person,
     Ticket,
@@ -130,6 +131,7 @@ class SimpleOneClient:
         verify: ssl.SSLContext | bool = config.verify_tls
         if config.verify_tls and config.ca_bundle is not None:
             verify = ssl.create_default_context(cafile=str(config.ca_bundle))
+        self._slots = asyncio.Semaphore(config.max_connections)
         self._http = httpx.AsyncClient(
             base_url=config.base_url.rstrip("/"),
             headers={"User-Agent": config.user_agent, "Accept": "application/json"},
@@ -142,7 +144,7 @@ class SimpleOneClient:
             limits=httpx.Limits(max_connections=config.max_connections),
             verify=verify,
             follow_redirects=False,  # a redirect means a proxy or login page, never data
-            transport=transport,
+            transport=transport or AiohttpTransport(verify=verify, max_connections=config.max_connections),
         )
         self._token: str | None = config.token or None
         self._can_login = not config.token
@@ -196,7 +198,9 @@ class SimpleOneClient:
 
     async def _transmit(self, method: str, path: str, kwargs: Mapping[str, Any]) -> httpx.Response:
         try:
-            return await self._http.request(method, path, **kwargs)
+            # Queue here rather than in the pool, so bursts wait cheaply in one place.
+            async with self._slots:
+                return await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise TicketSystemUnavailable(f"{method} {path}: timed out ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:

@@ -54,7 +54,8 @@ class TsTracker:
 
 class LongPoller:
     def __init__(self, api: VkApi, storage: Storage, bot: VkBot, *, group_id: int, wait: int = 25,
-                 max_pending: int = 1000, backoff: float = 1.0, max_backoff: float = 60.0) -> None:
+                 max_pending: int = 1000, backoff: float = 1.0, max_backoff: float = 60.0,
+                 save_every: float = 1.0) -> None:
         self.api = api
         self.storage = storage
         self.bot = bot
@@ -69,6 +70,8 @@ class LongPoller:
         self._saving = asyncio.Lock()
         self.polls = 0
         self.ready = asyncio.Event()  # set once the first long-poll server is known
+        self.save_every = save_every
+        self._save_task: asyncio.Task[None] | None = None
 
     async def server(self, ts: str | None) -> dict[str, Any]:
         answer = await self.api.call("groups.getLongPollServer", {"group_id": self.group_id})
@@ -78,6 +81,20 @@ class LongPoller:
         return server
 
     async def run(self) -> None:
+        try:
+            await self._poll()
+        finally:  # stopping: keep what is known to be handled (cancellation included)
+            if self._save_task is not None:
+                self._save_task.cancel()
+            await self.save_now()
+
+    async def save_now(self) -> None:
+        try:
+            await self._save()
+        except Exception:
+            log.exception("saving the long-poll ts failed")
+
+    async def _poll(self) -> None:
         stored = await self.storage.get_cursor(self.cursor)
         self._saved = stored
         if stored is None:
@@ -131,13 +148,25 @@ class LongPoller:
         batch = self.tracker.add(ts, len(fresh))
         for msg in fresh:
             self.bot.submit(msg, deduped=True, done=lambda: self._done(batch))
-        await self._save()
+        self._schedule_save()
 
     def _done(self, batch: _Batch) -> None:
         self.tracker.done(batch)
-        if self.tracker.safe != self._saved:
-            task = asyncio.get_running_loop().create_task(self._save())
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        self._schedule_save()
+
+    def _schedule_save(self) -> None:
+        """Write the safe ts at most every save_every seconds: a crash replays at most that much,
+        and the batch check against the inbox drops what was handled of it."""
+        if self.tracker.safe == self._saved or (self._save_task is not None and not self._save_task.done()):
+            return
+        self._save_task = asyncio.get_running_loop().create_task(self._save_later())
+
+    async def _save_later(self) -> None:
+        await asyncio.sleep(self.save_every)
+        try:
+            await self._save()
+        except Exception:
+            log.exception("saving the long-poll ts failed; will try again")
 
     async def _save(self) -> None:
         async with self._saving:  # one write at a time, always of the newest safe ts

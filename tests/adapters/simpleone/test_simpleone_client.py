@@ -437,10 +437,15 @@ async def test_a_dropped_connection_is_unavailable(
     client: SimpleOneClient, emulator: RunningEmulator
 ) -> None:
     await client.list_records(INCIDENT)
-    emulator.faults.drop_next()
+    # A read on a reused connection is retried once by the transport (a keep-alive race is
+    # normal); a second drop is a failure. A write is never resent: its first drop fails.
+    emulator.faults.drop_next(2)
     with pytest.raises(TicketSystemUnavailable, match="RemoteProtocolError"):
         await client.list_records(INCIDENT)
     assert await client.list_records(INCIDENT) == []
+    emulator.faults.drop_next(1, method="POST")
+    with pytest.raises(TicketSystemUnavailable, match="RemoteProtocolError"):
+        await client.create_record(INCIDENT, {"subject": "s"})
 
 
 async def test_nothing_listening_is_unavailable(creds: Any) -> None:
