@@ -89,3 +89,50 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, re.MULTILINE))
     assert {s.name for s in SETTINGS} <= documented
+
+
+def test_the_vk_commands_name_every_missing_setting() -> None:
+    from supportbot.config import require_vk
+
+    config = load_config({}, env_file=None)
+    with pytest.raises(ConfigError) as info:
+        require_vk(config, callback=True)
+    text = str(info.value)
+    for name in ("VK_TOKEN", "VK_GROUP_ID", "VK_CONFIRMATION_CODE", "VK_CALLBACK_SECRET", "SIMPLEONE_URL",
+                 "SMTP_HOST"):
+        assert name in text
+    ready = load_config({"VK_TOKEN": "a, b", "VK_GROUP_ID": "123", "SIMPLEONE_URL": "https://sd.ranepa.ru",
+                         "SIMPLEONE_TOKEN": "t", "SMTP_HOST": "smtp", "SMTP_FROM": "bot@ranepa.ru"}, env_file=None)
+    vk = require_vk(ready, callback=False)
+    assert vk.tokens == ("a", "b") and vk.group_id == 123 and vk.api_url == "https://api.vk.ru/method/"
+    with pytest.raises(ConfigError, match="VK_CALLBACK_SECRET"):
+        require_vk(ready, callback=True)
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"VK_GROUP_ID": "-5"}, "VK_GROUP_ID"),
+    ({"VK_GROUP_ID": "club123"}, "VK_GROUP_ID"),
+    ({"VK_API_URL": "api.vk.ru"}, "VK_API_URL"),
+    ({"VK_API_VERSION": "199"}, "VK_API_VERSION"),
+    ({"VK_RATE_LIMIT": "0"}, "VK_RATE_LIMIT"),
+    ({"VK_MAX_FILE_MB": "1000"}, "VK_MAX_FILE_MB"),
+])
+def test_a_bad_vk_value_names_its_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(env, env_file=None)
+    assert named in str(info.value)
+
+
+async def test_run_without_vk_settings_stops_with_a_clear_message(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VK_", "SIMPLEONE_", "SMTP_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "supportbot.cli", "run", cwd=tmp_path,
+                                                env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert "VK_TOKEN is required" in err.decode() and "Traceback" not in err.decode()

@@ -1,0 +1,176 @@
+"""`supportbot run` and `supportbot serve` as real processes: the fake VK server, the SimpleOne
+emulator and a real SMTP server (aiosmtpd) on loopback, the whole ticket dialogue through them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from adapters.simpleone.emulator import RunningEmulator, start_emulator
+from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
+from adapters.vk.emulator_users import FakeUser
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP = 515
+TOKEN = "community-token"
+SECRET = "callback-secret"
+CONFIRMATION = "c0nf1rm"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.original_content, policy=policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        self.bodies.append(body.get_content() if body is not None else "")
+        return "250 OK"
+
+    async def code(self, timeout: float = 10.0) -> str:  # noqa: ASYNC109
+        for _ in range(int(timeout / 0.05)):
+            for body in reversed(self.bodies):
+                found = re.search(r"\b(\d{6})\b", body)
+                if found:
+                    return found.group(1)
+            await asyncio.sleep(0.05)
+        raise AssertionError("no letter with a code arrived")
+
+
+@pytest.fixture
+async def mailbox() -> AsyncIterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    await asyncio.to_thread(controller.start)
+    yield box, controller.port
+    await asyncio.to_thread(controller.stop)
+
+
+@pytest.fixture
+async def simpleone() -> AsyncIterator[RunningEmulator]:
+    emulator = await start_emulator(auto_users_domains=("ranepa.ru",))
+    yield emulator
+    await emulator.close()
+
+
+@pytest.fixture
+async def vk() -> AsyncIterator[RunningVkEmulator]:
+    emulator = await start_vk_emulator(group_id=GROUP, tokens=(TOKEN,), max_wait=2.0)
+    yield emulator
+    await emulator.close()
+
+
+def bot_env(tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, smtp_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VK_", "SIMPLEONE_", "SMTP_", "SUPPORTBOT_"))}
+    env.update(
+        PYTHONPATH=str(ROOT), FLOWS_DIR=str(ROOT / "flows"), SPOOL_DIR=str(tmp_path / "spool"),
+        SUPPORTBOT_DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+        VK_TOKEN=TOKEN, VK_GROUP_ID=str(GROUP), VK_API_URL=vk.api_url, VK_CALLBACK_SECRET=SECRET,
+        VK_CONFIRMATION_CODE=CONFIRMATION,
+        SIMPLEONE_URL=simpleone.url, SIMPLEONE_USERNAME="bot", SIMPLEONE_PASSWORD="bot-password",
+        SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port), SMTP_FROM="helpdesk@ranepa.ru", SMTP_STARTTLS="false",
+    )
+    return env
+
+
+async def start(args: list[str], env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "supportbot.cli", *args, cwd=cwd, env=env,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> str:
+    if proc.returncode is None:
+        proc.send_signal(sig)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    return err.decode()
+
+
+async def step(user: FakeUser, action: str, text: str) -> str:
+    await (user.say(text) if action == "say" else user.press(text))
+    return (await user.wait_reply(timeout=10)).text
+
+
+async def dialogue(user: FakeUser, box: Mailbox, email: str) -> str:
+    assert "Главное меню" in await step(user, "say", "Начать")
+    assert "корпоративной почте" in await step(user, "press", "Создать заявку")
+    assert f"отправили код на {email}" in await step(user, "say", email)
+    assert f"вы вошли как {email}" in await step(user, "say", await box.code())
+    await step(user, "say", "12")
+    assert "Опишите проблему" in await step(user, "press", "1. Телефония")
+    await step(user, "say", "Телефон в кабинете 110 не звонит наружу")
+    assert "Проверьте заявку" in await step(user, "press", "Без файлов")
+    return await step(user, "press", "Отправить")
+
+
+async def test_run_serves_the_dialogue_over_long_poll(
+        tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, mailbox: tuple[Mailbox, int]) -> None:
+    box, port = mailbox
+    proc = await start(["run"], bot_env(tmp_path, vk, simpleone, port), tmp_path)
+    try:
+        await vk.poller_waiting(within=20)
+        user = vk.user(31)
+        assert "Заявка INC0000001 создана" in await dialogue(user, box, "lp-user@ranepa.ru")
+    finally:
+        err = await stop(proc)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert len(simpleone.state.records("itsm_incident")) == 1
+
+
+async def test_serve_survives_a_kill_and_handles_each_event_once(
+        tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, mailbox: tuple[Mailbox, int]) -> None:
+    box, smtp_port = mailbox
+    env = bot_env(tmp_path, vk, simpleone, smtp_port)
+    port = free_port()
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--path", "/vk"]
+    proc = await start(args, env, tmp_path)
+    url = f"http://127.0.0.1:{port}/vk"
+    try:
+        for _ in range(200):
+            try:
+                await vk.use_callback(url, SECRET, CONFIRMATION, retry_delay=0.2, answer_timeout=2.0)
+                break
+            except Exception:
+                await asyncio.sleep(0.05)
+        vk.duplicate_deliveries(100)
+        user = vk.user(32)
+        assert "Главное меню" in await step(user, "say", "Начать")
+        assert "корпоративной почте" in await step(user, "press", "Создать заявку")
+        # The process dies without warning; VK keeps retrying what it could not deliver.
+        await stop(proc, signal.SIGKILL)
+        await user.say("kill-user@ranepa.ru")
+        await asyncio.sleep(0.3)
+        proc = await start(args, env, tmp_path)
+        assert "отправили код на kill-user@ranepa.ru" in (await user.wait_reply(timeout=15)).text
+        assert "вы вошли как kill-user@ranepa.ru" in await step(user, "say", await box.code())
+        await step(user, "say", "12")
+        await step(user, "press", "1. Телефония")
+        await step(user, "say", "Телефон в кабинете 111 не звонит наружу")
+        await step(user, "press", "Без файлов")
+        assert "Заявка INC0000001 создана" in await step(user, "press", "Отправить")
+        await vk.callback_idle(within=15)
+        await user.assert_no_reply(within=0.5)
+    finally:
+        err = await stop(proc)
+    assert proc.returncode == 0, err
+    # Every message got exactly one answer, in order, although most were delivered twice.
+    texts = [m.text for m in user.replies]
+    assert len(texts) == 9, texts
+    assert len(simpleone.state.records("itsm_incident")) == 1
