@@ -372,10 +372,13 @@ class Turn:
         candidates: list[IncomingFile | tuple[str, int]] = [*incoming.files, *incoming.oversized]
         for file in candidates:
             verdict = check_file(inp, file, len(files))
+            if isinstance(file, tuple) and verdict.ok:
+                # Too big for the channel to fetch, whatever this step would take.
+                verdict.error = "file_too_big"
             if not verdict.ok:
                 self.input_error(inp, verdict.error, verdict.vars)
                 continue
-            if isinstance(file, tuple):  # an oversized file is never accepted
+            if isinstance(file, tuple):
                 continue
             try:
                 stored = await self.services.spool.put(self.session.peer, file.name, file.mime, file.data)

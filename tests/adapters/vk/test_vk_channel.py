@@ -291,3 +291,41 @@ async def test_a_long_reply_is_split_and_the_keyboard_rides_on_the_last_part(
     assert first.keyboard is None and second.keyboard is not None
     assert "Отправить" in second.labels() and "Файлы: нет" in second.text
     assert "создана" in await press(user, "Отправить")
+
+
+async def test_long_poll_rides_out_network_failures(
+        channel: Channel, vk: RunningVkEmulator, caplog: pytest.LogCaptureFixture) -> None:
+    await channel.start_polling()
+    user = vk.user(1009)
+    assert "Главное меню" in await say(user, "Начать")
+    vk.faults.drop_next("longpoll", 2)
+    vk.faults.http_next("longpoll", 1, status=502)
+    await vk.poller_waiting(within=5)  # the poll in flight ends; the next three fail
+    assert "Этот бот" in await say(user, "Помощь")
+    failures = [r for r in caplog.records if "long poll request failed" in r.getMessage()]
+    assert failures  # it failed, backed off, and went on
+
+
+async def test_documents_are_taken_within_limits_and_a_dead_link_is_said(
+        channel: Channel, vk: RunningVkEmulator) -> None:
+    await channel.start_polling()
+    user = vk.user(1010)
+    await say(user, "Начать")
+    await sign_in(channel, user, "docs@ranepa.ru")
+    await press(user, "2. Сопровождение сервисов сотрудника")
+    await press(user, "6. Программное обеспечение (ПО)")
+    await say(user, "Не устанавливается обновление программы учёта")
+    await user.send_doc("журнал.log", b"ERROR 42\n" * 100)
+    assert "Файл «журнал.log» получен" in (await user.wait_reply()).text
+    # Over VK_MAX_FILE_MB (2 MB here): refused by its announced size, never downloaded.
+    await user.send_doc("дамп.zip", b"0" * (3 * 1024 * 1024))
+    assert "Файл «дамп.zip» больше" in (await user.wait_reply()).text
+    # A link that expired before the bot fetched it.
+    vk.state.file_ttl = -1
+    await user.send_doc("поздно.pdf", b"%PDF-1.4")
+    assert "Не удалось получить файл «поздно.pdf»" in (await user.wait_reply()).text
+    await press(user, "Готово")
+    assert "Заявка INC0000001 создана" in await press(user, "Отправить")
+    [ticket] = channel.world.emulator.state.records("itsm_incident")
+    names = [a["file_name"] for a in channel.world.emulator.state.attachments("itsm_incident", ticket["sys_id"])]
+    assert names == ["журнал.log"]
