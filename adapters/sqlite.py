@@ -124,11 +124,12 @@ _UPDATE_SESSION: Final = (
     " WHERE peer = ? AND version = ?"
 )
 # The step marks its event handled, whether or not it was recorded on receipt (long poll events
-# are not). A repeat is harmless: the engine drops handled events before it steps, and per-peer
-# serialisation keeps one event of one peer out of two concurrent steps.
+# are not) — unless it is handled already: then nothing changes, and the step is undone. The
+# engine checks before it steps; this makes "handled once" hold even when two writers race.
 _MARK_HANDLED: Final = (
     "INSERT INTO inbox (event_id, received_at, handled_at) VALUES (?, ?, ?)"
     " ON CONFLICT (event_id) DO UPDATE SET handled_at = excluded.handled_at, body = NULL"
+    " WHERE inbox.handled_at IS NULL"
 )
 
 # (peer, state, slots JSON, flow_version, updated_at, expected_version, event_id)
@@ -235,6 +236,7 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
     results: list[bool] = []
     with _transaction(conn):
         for peer, state, slots, flow_version, updated_at, expected, event_id in rows:
+            conn.execute("SAVEPOINT step")  # each step stands or falls alone within the batch
             if expected == 0:
                 cur = conn.execute(_INSERT_SESSION, (peer, state, slots, flow_version, updated_at))
             else:
@@ -244,7 +246,10 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
                 )
             ok = cur.rowcount == 1
             if ok and event_id is not None:
-                conn.execute(_MARK_HANDLED, (event_id, received_at, received_at))
+                ok = conn.execute(_MARK_HANDLED, (event_id, received_at, received_at)).rowcount == 1
+            conn.execute("RELEASE step" if ok else "ROLLBACK TO step")
+            if not ok:
+                conn.execute("RELEASE step")
             results.append(ok)
     return results
 

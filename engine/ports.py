@@ -89,12 +89,12 @@ class Storage(Protocol):
     async def load_session(self, peer: str) -> Session | None: ...
 
     async def commit_step(self, step: StepCommit) -> bool:
-        """Write the session at version expected_version + 1 (and the event id, if any).
+        """Write the session at version expected_version + 1 and mark its event (if any) handled.
 
         Returns False, writing nothing, when the stored version is not expected_version
-        (another writer got there first). The step is captured when the call is made; concurrent
-        calls may be committed together, each answered only after its transaction commits. An
-        event id already recorded is not an error.
+        (another writer got there first) or the event was handled already (a duplicate that
+        raced past the check). The step is captured when the call is made; concurrent calls may
+        be committed together, each answered only after its transaction commits.
         """
         ...
 

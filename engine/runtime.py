@@ -105,7 +105,10 @@ class Engine:
                 # A version conflict means another writer stepped this session: redo on fresh
                 # data. (Actions that reach SimpleOne would run again; with one process per SQLite
                 # file and per-peer locks this cannot happen — several writers need the outbox.)
-                for _ in range(self.max_redo):
+                for attempt in range(self.max_redo):
+                    if attempt and incoming.event_id and await self.services.storage.seen_event(incoming.event_id):
+                        log.info("event %s was handled by another writer; dropped", incoming.event_id)
+                        return []
                     turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
                     reply = await turn.run(incoming)
                     if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id):

@@ -7,18 +7,20 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
-from adapters.vk.api import VkApi
+from adapters.vk.api import FatalVkError, VkApi, VkApiError, VkError
 from adapters.vk.attachments import AttachmentFetcher
 from adapters.vk.bot import VkBot
 from adapters.vk.callback import make_callback_app, resume_pending
 from adapters.vk.longpoll import LongPoller
 from adapters.vk.sender import VkSender
 from supportbot.app import App
-from supportbot.config import VkSettings
+from supportbot.config import ConfigError, VkSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,12 @@ class VkChannel:
         try:
             await asyncio.wait_for(self.bot.dispatcher.drain(), DRAIN_SECONDS)
         except TimeoutError:
-            log.warning("events still in hand after %.0f s are cut short; they will be seen again", DRAIN_SECONDS)
+            log.warning("events still in hand after %.0f s are cut short; they are handled after the "
+                        "restart (long poll resumes before them, callbacks stay in the inbox)", DRAIN_SECONDS)
             await self.bot.dispatcher.cancel()
 
     async def close(self) -> None:
-        await self.drain()
+        await self.drain()  # at once if already drained or cancelled
         await self.session.close()
 
 
@@ -49,9 +52,28 @@ def open_channel(app: App, vk: VkSettings) -> VkChannel:
     session = aiohttp.ClientSession(headers={"User-Agent": "supportbot"})
     api = VkApi(session, vk.tokens, api_url=vk.api_url, version=vk.api_version, rate=vk.rate_limit)
     bot = VkBot(app.engine.handle, app.engine.message, api, VkSender(api),
-                AttachmentFetcher(session, max_bytes=vk.max_file_bytes),
+                AttachmentFetcher(session, max_bytes=vk.max_file_bytes,
+                                  extra_hosts=(urlsplit(vk.api_url).hostname or "",)),
                 group_id=vk.group_id, concurrency=vk.concurrency)
     return VkChannel(session, api, bot)
+
+
+async def check_community(api: VkApi, group_id: int) -> None:
+    """Ask VK who the token belongs to before serving: a wrong token or id stops the start
+    with a clear message instead of failing every later call."""
+    try:
+        answer = await api.call("groups.getById", {"group_id": group_id})
+    except VkApiError as exc:
+        raise ConfigError([f"VK_TOKEN / VK_GROUP_ID: VK refused them ({exc})"]) from None
+    except VkError as exc:
+        log.warning("could not reach VK to check the community (%s); going on", exc)
+        return
+    listed = answer.get("groups") if isinstance(answer, dict) else answer
+    groups: list[dict[str, Any]] = [g for g in listed if isinstance(g, dict)] if isinstance(listed, list) else []
+    names = {g.get("id"): str(g.get("name") or "") for g in groups}
+    if group_id not in names:
+        raise ConfigError([f"VK_GROUP_ID: the token belongs to community {list(names)}, not {group_id}"])
+    log.info("serving VK community %d (%s)", group_id, names[group_id])
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -66,6 +88,11 @@ def _stop_on_signals() -> asyncio.Event:
 async def run_longpoll(app: App, vk: VkSettings) -> None:
     channel = open_channel(app, vk)
     assert vk.group_id is not None
+    try:
+        await check_community(channel.api, vk.group_id)
+    except BaseException:
+        await channel.close()
+        raise
     poller = LongPoller(channel.api, app.storage, channel.bot, group_id=vk.group_id)
     stop = _stop_on_signals()
     log.info("long poll for community %d started", vk.group_id)
@@ -74,7 +101,10 @@ async def run_longpoll(app: App, vk: VkSettings) -> None:
     try:
         done, _ = await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if polling in done:
-            polling.result()  # a crash of the poller is the process's failure
+            try:
+                polling.result()  # a crash of the poller is the process's failure
+            except FatalVkError as exc:
+                raise ConfigError([str(exc)]) from None
     finally:
         polling.cancel()
         stopping.cancel()
@@ -89,6 +119,11 @@ async def run_longpoll(app: App, vk: VkSettings) -> None:
 async def serve_callback(app: App, vk: VkSettings, host: str, port: int, path: str) -> None:
     channel = open_channel(app, vk)
     assert vk.group_id is not None and vk.callback_secret and vk.confirmation_code
+    try:
+        await check_community(channel.api, vk.group_id)
+    except BaseException:
+        await channel.close()
+        raise
     web_app = make_callback_app(channel.bot, app.storage, group_id=vk.group_id, secret=vk.callback_secret,
                                 confirmation=vk.confirmation_code, path=path)
     runner = web.AppRunner(web_app, access_log=None)

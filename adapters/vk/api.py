@@ -35,6 +35,15 @@ class VkApiError(VkError):
         self.method = method
 
 
+# Errors no retry fixes: a bad token (5), no access (15, 27), the long poll off or a wrong group
+# (100): the process must stop and say so.
+FATAL_CODES = frozenset({5, 15, 27, 100})
+
+
+class FatalVkError(VkError):
+    """VK refuses the bot's configuration; retrying cannot help."""
+
+
 class VkTransportError(VkError):
     """No usable answer: a network error, a timeout, a non-JSON body, HTTP 5xx."""
 

@@ -9,6 +9,7 @@ import logging
 import mimetypes
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -31,10 +32,23 @@ class _Wanted:
     size: int | None  # as VK announced it, when it does
 
 
+@dataclass(frozen=True, slots=True)
+class _Unusable:
+    name: str  # a file VK described without a link to it
+
+
 class TooBig(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.size = size
+
+
+# Kinds that are not files and need no answer: a link preview VK adds to a pasted URL.
+IGNORED_KINDS = frozenset({"link"})
+# Where VK serves users' files from; the host of VK_API_URL is added (a proxy, a fake VK).
+VK_FILE_DOMAINS = ("vk.com", "vk.ru", "vk.me", "userapi.com", "vkuserphoto.ru", "vkuseraudio.net",
+                   "vkuservideo.net", "vk-cdn.net", "mycdn.me")
+MAX_REDIRECTS = 3
 
 
 def largest_photo(photo: dict[str, Any]) -> str | None:
@@ -49,30 +63,46 @@ def largest_photo(photo: dict[str, Any]) -> str | None:
     return str(best["url"])
 
 
-def wanted(attachment: dict[str, Any]) -> _Wanted | str | None:
-    """What to download for one attachment, or the kind's name when the bot cannot take it."""
+def wanted(attachment: dict[str, Any]) -> _Wanted | _Unusable | str | None:
+    """What to download for one attachment; the kind's name when the bot cannot take it; None
+    when it is not worth a word (a link preview)."""
     kind = str(attachment.get("type") or "")
     body = attachment.get(kind)
+    if kind in IGNORED_KINDS:
+        return None
     if kind == "photo" and isinstance(body, dict):
+        name = f"photo_{body.get('id', 'vk')}.jpg"
         url = largest_photo(body)
-        return _Wanted(f"photo_{body.get('id', 'vk')}.jpg", url, None) if url else "photo"
-    if kind == "doc" and isinstance(body, dict) and body.get("url"):
+        return _Wanted(name, url, None) if url else _Unusable(name)
+    if kind == "doc" and isinstance(body, dict):
         title = str(body.get("title") or f"doc_{body.get('id', 'vk')}")
         ext = str(body.get("ext") or "")
         if ext and not title.lower().endswith("." + ext.lower()):
             title = f"{title}.{ext}"
+        if not body.get("url"):
+            return _Unusable(title)
         size = body.get("size")
         return _Wanted(title, str(body["url"]), int(size) if isinstance(size, int) else None)
     return kind or "unknown"
 
 
+def host_allowed(url: str, domains: frozenset[str]) -> bool:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
 class AttachmentFetcher:
     def __init__(self, session: aiohttp.ClientSession, *, max_bytes: int, timeout: float = 60.0,
-                 parallel: int = 4) -> None:
+                 parallel: int = 8, extra_hosts: tuple[str, ...] = ()) -> None:
         self.session = session
         self.max_bytes = max_bytes
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._parallel = asyncio.Semaphore(parallel)
+        # Only VK's own hosts: a forged update must not make the bot fetch internal URLs.
+        self.domains = frozenset(d.lower() for d in (*VK_FILE_DOMAINS, *extra_hosts))
 
     async def fetch(self, attachments: list[dict[str, Any]]) -> Fetched:
         out = Fetched()
@@ -84,6 +114,8 @@ class AttachmentFetcher:
                     out.oversized.append((item.name, item.size))
                 else:
                     jobs.append(item)
+            elif isinstance(item, _Unusable):
+                out.failed.append(item.name)
             elif item is not None:
                 out.unsupported.append(item)
         results = await asyncio.gather(*(self._download(job) for job in jobs))

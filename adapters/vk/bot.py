@@ -4,9 +4,11 @@ feed it; neither knows the engine."""
 
 from __future__ import annotations
 
-import json
+import asyncio
+import dataclasses
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from adapters.vk.api import VkApi, VkError
@@ -34,28 +36,44 @@ class VkBot:
         self.fetcher = fetcher
         self.group_id = group_id
         self.dispatcher = PeerDispatcher(concurrency)
-        self._chats_told: dict[int, float] = {}
+        self._chats_told: OrderedDict[int, float] = OrderedDict()  # bounded: oldest forgotten
         self.handled = 0
 
     def submit(self, msg: InMessage, *, deduped: bool, done: Callable[[], None] | None = None) -> None:
-        """Queue a message behind the same peer's earlier ones; done() runs when it is handled."""
+        """Queue a message behind the same peer's earlier ones; done() runs when it is handled.
+
+        Files start downloading at once, before the message's turn: a slow download must not
+        hold a handling slot that other users' messages wait for, and VK's links expire."""
+        prefetch = (asyncio.ensure_future(self.fetcher.fetch(msg.attachments))
+                    if msg.attachments and not msg.is_cropped and not msg.in_group_chat else None)
 
         async def job() -> None:
             try:
-                await self.process(msg, deduped=deduped)
-            finally:
+                await self.process(msg, deduped=deduped, prefetch=prefetch)
+            except Exception:
+                # Handled as far as it goes: the error is logged by the dispatcher and the
+                # user had an answer or none; a replay would not do better.
                 if done is not None:
                     done()
+                raise
+            # Not on cancellation: an event cut short is not handled, and the long-poll ts
+            # must not move past it (it is fetched again after a restart).
+            if done is not None:
+                done()
 
         self.dispatcher.submit(msg.peer, job)
 
-    async def process(self, msg: InMessage, *, deduped: bool) -> None:
+    async def process(self, msg: InMessage, *, deduped: bool,
+                      prefetch: asyncio.Future[Fetched] | None = None) -> None:
         if msg.in_group_chat:
             await self.point_to_private(msg)
             return
         if msg.is_cropped:
             msg = await self.uncropped(msg)
-        fetched = await self.fetcher.fetch(msg.attachments) if msg.attachments else Fetched()
+        if prefetch is not None:
+            fetched = await prefetch
+        else:
+            fetched = await self.fetcher.fetch(msg.attachments) if msg.attachments else Fetched()
         incoming = Incoming(text=msg.text, payload=msg.payload, files=fetched.files,
                             unsupported=fetched.unsupported, oversized=fetched.oversized,
                             failed=fetched.failed, event_id=msg.event_id)
@@ -72,6 +90,9 @@ class VkBot:
         if not addressed or now - self._chats_told.get(msg.peer_id, -CHAT_POINTER_EVERY) < CHAT_POINTER_EVERY:
             return
         self._chats_told[msg.peer_id] = now
+        self._chats_told.move_to_end(msg.peer_id)
+        while len(self._chats_told) > 10_000:
+            self._chats_told.popitem(last=False)
         await self.sender.send(msg.peer_id, self.message("private_only"), key=f"{msg.event_id}:chat")
 
     async def uncropped(self, msg: InMessage) -> InMessage:
@@ -86,11 +107,8 @@ class VkBot:
             return msg
         full = items[0]
         attachments = full.get("attachments")
-        return InMessage(msg.event_id, msg.peer_id, msg.from_id, msg.message_id, str(full.get("text") or msg.text),
-                         msg.payload, attachments if isinstance(attachments, list) else msg.attachments)
+        return dataclasses.replace(
+            msg, text=str(full.get("text") or msg.text), is_cropped=False,
+            attachments=[a for a in attachments if isinstance(a, dict)] if isinstance(attachments, list)
+            else msg.attachments)
 
-
-def event_body(update: dict[str, object]) -> str:
-    """The update as kept in the inbox (without the callback secret)."""
-    return json.dumps({k: v for k, v in update.items() if k != "secret"}, ensure_ascii=False,
-                      separators=(",", ":"))

@@ -14,13 +14,18 @@ import logging
 
 from aiohttp import web
 
-from adapters.vk.bot import VkBot, event_body
+from adapters.vk.bot import VkBot
 from adapters.vk.updates import parse_update
 from engine.ports import Storage
 
 log = logging.getLogger(__name__)
 
-OK = web.Response(text="ok")
+
+
+def event_body(update: dict[str, object]) -> str:
+    """The update as kept in the inbox (without the callback secret)."""
+    return json.dumps({k: v for k, v in update.items() if k != "secret"}, ensure_ascii=False,
+                      separators=(",", ":"))
 
 
 def make_callback_app(bot: VkBot, storage: Storage, *, group_id: int, secret: str, confirmation: str,

@@ -64,6 +64,10 @@ class PeerDispatcher:
         await self._idle.wait()
 
     async def cancel(self) -> None:
+        """Stop everything in hand; what was queued is dropped (its source will offer it again)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._queues.clear()
+        self.pending = 0
+        self._idle.set()

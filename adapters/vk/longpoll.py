@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from adapters.vk.api import VkApi, VkError
+from adapters.vk.api import FATAL_CODES, FatalVkError, VkApi, VkApiError, VkError
 from adapters.vk.bot import VkBot
 from adapters.vk.updates import parse_update
 from engine.ports import Storage
@@ -34,7 +35,7 @@ class _Batch:
 class TsTracker:
     """Knows which ts is safe to save: the one after the last batch whose events are all done."""
 
-    batches: list[_Batch] = field(default_factory=list)
+    batches: deque[_Batch] = field(default_factory=deque)
     safe: str | None = None
 
     def add(self, ts: str, events: int) -> _Batch:
@@ -49,7 +50,12 @@ class TsTracker:
 
     def _advance(self) -> None:
         while self.batches and self.batches[0].open == 0:
-            self.safe = self.batches.pop(0).ts
+            self.safe = self.batches.popleft().ts
+
+
+def backoff_delay(failures: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: concurrent clients must not retry in step."""
+    return float(min(cap, base * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0))
 
 
 class LongPoller:
@@ -89,6 +95,8 @@ class LongPoller:
             await self.save_now()
 
     async def save_now(self) -> None:
+        if self._save_task is not None and not self._save_task.done():
+            self._save_task.cancel()
         try:
             await self._save()
         except Exception:
@@ -104,29 +112,35 @@ class LongPoller:
         failures = 0
         while True:
             try:
-                answer = await self.check(server)
+                server = await self._step(server)
                 failures = 0
-            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            except FatalVkError:
+                raise
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
                 failures += 1
-                delay = min(self.max_backoff, self.backoff * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
-                log.warning("long poll request failed (%s); again in %.1f s", exc, delay)
+                delay = backoff_delay(failures, self.backoff, self.max_backoff)
+                log.warning("long poll request failed (%s); again in %.1f s", exc or type(exc).__name__, delay)
                 await asyncio.sleep(delay)
-                continue
-            failed = answer.get("failed")
-            if failed == 1:  # part of the history is gone: go on from the ts given
-                log.warning("long poll: history lost up to ts %s; some events may be missed", answer.get("ts"))
-                server["ts"] = str(answer["ts"])
-                continue
-            if failed in (2, 3):  # 2: key expired (keep ts); 3: key and ts lost
-                server = await self._retrying(self.server, server["ts"] if failed == 2 else None)
-                continue
-            if failed is not None or "updates" not in answer:
-                log.error("long poll: unexpected answer %r", str(answer)[:200])
-                await asyncio.sleep(self.backoff)
-                continue
-            await self.dispatch(answer["updates"], str(answer["ts"]))
-            server["ts"] = str(answer["ts"])
-            await self.bot.dispatcher.wait_below(self.max_pending)
+            except Exception:  # storage trouble: the ts stays where it was, the batch comes again
+                failures += 1
+                delay = backoff_delay(failures, self.backoff, self.max_backoff)
+                log.exception("long poll batch failed; again in %.1f s", delay)
+                await asyncio.sleep(delay)
+
+    async def _step(self, server: dict[str, Any]) -> dict[str, Any]:
+        """One long-poll request and what it brought; returns the server to ask next."""
+        answer = await self.check(server)
+        failed = answer.get("failed")
+        if failed == 1:  # part of the history is gone: go on from the ts given
+            log.warning("long poll: history lost up to ts %s; some events may be missed", answer.get("ts"))
+            return {**server, "ts": str(answer["ts"])}
+        if failed in (2, 3):  # 2: key expired (keep ts); 3: key and ts lost
+            return await self._retrying(self.server, server["ts"] if failed == 2 else None)
+        if failed is not None or not isinstance(answer.get("updates"), list) or "ts" not in answer:
+            raise ValueError(f"unexpected long-poll answer {str(answer)[:200]!r}")
+        await self.dispatch(answer["updates"], str(answer["ts"]))
+        await self.bot.dispatcher.wait_below(self.max_pending)
+        return {**server, "ts": str(answer["ts"])}
 
     async def check(self, server: dict[str, Any]) -> dict[str, Any]:
         self.polls += 1
@@ -141,7 +155,8 @@ class LongPoller:
         return answer
 
     async def dispatch(self, updates: list[Any], ts: str) -> None:
-        messages = [m for m in map(parse_update, updates) if m is not None]
+        parsed = [m for m in map(parse_update, updates) if m is not None]
+        messages = list({m.event_id: m for m in parsed}.values())  # VK repeating one in a batch
         # After a restart the first batches may hold events handled before it: one read for all.
         handled = await self.storage.seen_events([m.event_id for m in messages]) if messages else set()
         fresh = [m for m in messages if m.event_id not in handled]
@@ -181,8 +196,15 @@ class LongPoller:
         while True:
             try:
                 return await get(ts)
+            except VkApiError as exc:
+                if exc.code in FATAL_CODES:
+                    raise FatalVkError(f"VK refuses the long poll: {exc}") from exc
+                failures += 1
+                delay = backoff_delay(failures, self.backoff, self.max_backoff)
+                log.error("groups.getLongPollServer failed (%s); again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
             except (VkError, KeyError, TypeError) as exc:
                 failures += 1
-                delay = min(self.max_backoff, self.backoff * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
+                delay = backoff_delay(failures, self.backoff, self.max_backoff)
                 log.error("groups.getLongPollServer failed (%s); again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)

@@ -136,12 +136,17 @@ class TestInbox:
         assert await commit(storage, "vk:1", 3, event_id="ev-1") is False
         assert await storage.seen_event("ev-1") is False
 
-    async def test_duplicate_event_ids_do_not_fail_steps(self, storage: Any) -> None:
-        # The engine drops duplicates with seen_event before a step; a repeat that slips into
-        # the same batch must not fail anyone's step.
+    async def test_an_event_is_handled_by_one_step_only(self, storage: Any) -> None:
+        # The engine drops duplicates with seen_event before a step; one that races past the
+        # check (another writer, the same batch) must not step a session a second time.
         results = await asyncio.gather(*(commit(storage, f"vk:{i}", 0, event_id="ev-1") for i in range(5)))
-        assert results == [True] * 5
-        assert await commit(storage, "vk:0", 1, event_id="ev-1") is True
+        assert sorted(results) == [False] * 4 + [True]
+        winner = results.index(True)
+        for i in range(5):
+            stored = await storage.load_session(f"vk:{i}")
+            assert (stored is not None) == (i == winner)  # the losers' steps were undone
+        assert await commit(storage, f"vk:{winner}", 1, event_id="ev-1") is False
+        assert await commit(storage, f"vk:{winner}", 1, event_id="ev-2") is True
         assert await storage.seen_event("ev-1") is True
 
     async def test_received_events_wait_in_order_until_handled(self, storage: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from adapters.vk.api import TokenPacer
-from adapters.vk.attachments import largest_photo, wanted
+from adapters.vk.attachments import _Unusable, _Wanted, host_allowed, largest_photo, wanted
 from adapters.vk.dispatcher import PeerDispatcher
 from adapters.vk.updates import parse_update
 
@@ -46,10 +46,24 @@ def test_the_largest_photo_size_is_taken() -> None:
 
 def test_what_is_downloaded_and_what_is_refused() -> None:
     doc = wanted({"type": "doc", "doc": {"id": 3, "title": "отчёт", "ext": "pdf", "size": 1000, "url": "u"}})
-    assert not isinstance(doc, str) and doc is not None and (doc.name, doc.size) == ("отчёт.pdf", 1000)
+    assert isinstance(doc, _Wanted) and (doc.name, doc.size) == ("отчёт.pdf", 1000)
     assert wanted({"type": "audio_message", "audio_message": {}}) == "audio_message"
     assert wanted({"type": "sticker", "sticker": {}}) == "sticker"
-    assert wanted({"type": "photo", "photo": {"sizes": []}}) == "photo"
+    # A file VK described without a link is said to have failed; a link preview is no file at all.
+    assert wanted({"type": "photo", "photo": {"id": 7, "sizes": []}}) == _Unusable("photo_7.jpg")
+    assert wanted({"type": "doc", "doc": {"title": "a.pdf"}}) == _Unusable("a.pdf")
+    assert wanted({"type": "link", "link": {"url": "https://ranepa.ru"}}) is None
+
+
+def test_files_come_only_from_vk_hosts() -> None:
+    domains = frozenset({"userapi.com", "vk.com", "127.0.0.1"})
+    assert host_allowed("https://sun9-1.userapi.com/impg/x.jpg", domains)
+    assert host_allowed("https://vk.com/doc1_2", domains)
+    assert host_allowed("http://127.0.0.1:8080/files/1", domains)
+    assert not host_allowed("https://evil-userapi.com/x", domains)
+    assert not host_allowed("http://169.254.169.254/latest/meta-data", domains)
+    assert not host_allowed("file:///etc/passwd", domains)
+    assert not host_allowed("https://userapi.com.evil.ru/x", domains)
 
 
 def test_the_pacer_keeps_each_token_under_its_rate_and_rotates() -> None:

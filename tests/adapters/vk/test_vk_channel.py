@@ -76,7 +76,7 @@ async def make_channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: Fl
     session = aiohttp.ClientSession()
     api = VkApi(session, [TOKEN], api_url=vk.api_url, rate=50)
     bot = VkBot(engine.handle, engine.message, api, VkSender(api, backoff=0.02),
-                AttachmentFetcher(session, max_bytes=2 * 1024 * 1024), group_id=GROUP)
+                AttachmentFetcher(session, max_bytes=2 * 1024 * 1024, extra_hosts=("127.0.0.1",)), group_id=GROUP)
     return Channel(vk, world, storage, mailer, engine, bot, session, api)
 
 
