@@ -33,7 +33,7 @@ from urllib.parse import unquote
 
 import aiosqlite
 
-from engine.ports import Binding, InboxEvent, PendingCode, SendStats, Session, StepCommit
+from engine.ports import Binding, InboxEvent, PendingCode, SendStats, Session, StepCommit, UnsentReplies
 
 __all__ = [
     "MIGRATIONS",
@@ -95,10 +95,13 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
                 peer TEXT,
                 body TEXT,
                 received_at REAL NOT NULL,
-                handled_at REAL
+                handled_at REAL,
+                replies TEXT,
+                sent_at REAL
             )""",
             "CREATE INDEX IF NOT EXISTS inbox_received_at ON inbox (received_at)",
             "CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (seq) WHERE handled_at IS NULL",
+            "CREATE INDEX IF NOT EXISTS inbox_unsent ON inbox (seq) WHERE replies IS NOT NULL",
             # Small named positions that must survive a restart (the long-poll ts).
             """CREATE TABLE IF NOT EXISTS cursors (
                 name TEXT PRIMARY KEY,
@@ -127,13 +130,14 @@ _UPDATE_SESSION: Final = (
 # are not) — unless it is handled already: then nothing changes, and the step is undone. The
 # engine checks before it steps; this makes "handled once" hold even when two writers race.
 _MARK_HANDLED: Final = (
-    "INSERT INTO inbox (event_id, received_at, handled_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (event_id) DO UPDATE SET handled_at = excluded.handled_at, body = NULL"
+    "INSERT INTO inbox (event_id, peer, received_at, handled_at, replies) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (event_id) DO UPDATE SET handled_at = excluded.handled_at, body = NULL,"
+    " replies = excluded.replies, peer = coalesce(inbox.peer, excluded.peer)"
     " WHERE inbox.handled_at IS NULL"
 )
 
-# (peer, state, slots JSON, flow_version, updated_at, expected_version, event_id)
-_StepRow = tuple[str, str, str, str, float, int, str | None]
+# (peer, state, slots JSON, flow_version, updated_at, expected_version, event_id, replies JSON)
+_StepRow = tuple[str, str, str, str, float, int, str | None, str | None]
 
 
 class StorageClosed(RuntimeError):
@@ -235,7 +239,7 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
     """One group commit: every step's version-checked write, then one COMMIT."""
     results: list[bool] = []
     with _transaction(conn):
-        for peer, state, slots, flow_version, updated_at, expected, event_id in rows:
+        for peer, state, slots, flow_version, updated_at, expected, event_id, replies in rows:
             conn.execute("SAVEPOINT step")  # each step stands or falls alone within the batch
             if expected == 0:
                 cur = conn.execute(_INSERT_SESSION, (peer, state, slots, flow_version, updated_at))
@@ -246,7 +250,8 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
                 )
             ok = cur.rowcount == 1
             if ok and event_id is not None:
-                ok = conn.execute(_MARK_HANDLED, (event_id, received_at, received_at)).rowcount == 1
+                marked = conn.execute(_MARK_HANDLED, (event_id, peer, received_at, received_at, replies))
+                ok = marked.rowcount == 1
             conn.execute("RELEASE step" if ok else "ROLLBACK TO step")
             if not ok:
                 conn.execute("RELEASE step")
@@ -258,7 +263,8 @@ def _encode(step: StepCommit) -> _StepRow:
     s = step.session
     # Encoded on the caller's side: a slot that is not JSON fails that caller alone.
     slots = json.dumps(s.slots, ensure_ascii=False, separators=(",", ":"))
-    return (s.peer, s.state, slots, s.flow_version, s.updated_at, step.expected_version, step.event_id)
+    return (s.peer, s.state, slots, s.flow_version, s.updated_at, step.expected_version, step.event_id,
+            step.replies)
 
 
 class SqliteStorage:
@@ -268,10 +274,11 @@ class SqliteStorage:
     """
 
     def __init__(self, db: aiosqlite.Connection, *, max_batch: int = 1000,
-                 binding_cache_size: int = 10_000) -> None:
+                 binding_cache_size: int = 10_000, binding_ttl: float = 60.0) -> None:
         self._db = db
-        self._bindings: OrderedDict[str, Binding | None] = OrderedDict()
+        self._bindings: OrderedDict[str, tuple[float, Binding | None]] = OrderedDict()
         self._binding_cache_size = binding_cache_size
+        self._binding_ttl = binding_ttl
         self._max_batch = max(1, max_batch)
         self._pending: list[tuple[_StepRow, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -356,11 +363,13 @@ class SqliteStorage:
     # ----------------------------------------------------------------- bindings
 
     async def get_binding(self, peer: str) -> Binding | None:
-        # One process owns an SQLite file, and every binding change goes through this object:
-        # a read-through cache is exact, and saves a hop on every ticket step.
-        if peer in self._bindings:
+        # One process owns an SQLite file and binding changes go through this object, so a
+        # read-through cache saves a hop on every ticket step; the TTL bounds how long a change
+        # made some other way (an admin's SQL) goes unseen.
+        cached = self._bindings.get(peer)
+        if cached is not None and time.monotonic() - cached[0] < self._binding_ttl:
             self._bindings.move_to_end(peer)
-            return self._bindings[peer]
+            return cached[1]
         row = await self._run(
             lambda conn: conn.execute(
                 "SELECT peer, email, caller_id, name, bound_at FROM bindings WHERE peer = ?", (peer,)
@@ -371,7 +380,7 @@ class SqliteStorage:
         return binding
 
     def _remember_binding(self, peer: str, binding: Binding | None) -> None:
-        self._bindings[peer] = binding
+        self._bindings[peer] = (time.monotonic(), binding)
         self._bindings.move_to_end(peer)
         while len(self._bindings) > self._binding_cache_size:
             self._bindings.popitem(last=False)
@@ -504,6 +513,40 @@ class SqliteStorage:
             ).fetchall()
         )
         return [InboxEvent(e, p or "", b or "", r) for e, p, b, r in rows]
+
+    async def inbox_mark_handled(self, event_ids: Sequence[str]) -> None:
+        ids = list(event_ids)
+
+        def mark(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            with _transaction(conn):
+                conn.executemany(
+                    "UPDATE inbox SET handled_at = ?, body = NULL WHERE event_id = ? AND handled_at IS NULL",
+                    [(now, i) for i in ids],
+                )
+
+        if ids:
+            await self._run(mark)
+
+    async def replies_unsent(self, limit: int = 1000) -> list[UnsentReplies]:
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT event_id, peer, replies FROM inbox WHERE replies IS NOT NULL ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        )
+        return [UnsentReplies(e, p or "", r) for e, p, r in rows]
+
+    async def replies_sent(self, event_ids: Sequence[str]) -> None:
+        ids = list(event_ids)
+
+        def mark(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            with _transaction(conn):
+                conn.executemany("UPDATE inbox SET sent_at = ?, replies = NULL WHERE event_id = ?",
+                                 [(now, i) for i in ids])
+
+        if ids:
+            await self._run(mark)
 
     async def get_cursor(self, name: str) -> str | None:
         row = await self._run(

@@ -36,6 +36,9 @@ class StepCommit:
     expected_version: int
     # The channel's event id, recorded in the inbox in the same transaction as the step.
     event_id: str | None = None
+    # The step's replies (engine.replies.dump_replies), kept with the event until the channel
+    # says they were delivered: a crash between commit and sending loses no answer.
+    replies: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,15 @@ class InboxEvent:
     peer: str
     body: str  # the channel's raw event, enough to handle it after a restart
     received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UnsentReplies:
+    """Replies of a handled event that the channel had not confirmed sending."""
+
+    event_id: str
+    peer: str
+    replies: str  # engine.replies.dump_replies
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +151,18 @@ class Storage(Protocol):
 
     async def inbox_pending(self, limit: int = 1000) -> list[InboxEvent]:
         """Events received but not handled yet, in the order they arrived."""
+        ...
+
+    async def inbox_mark_handled(self, event_ids: Sequence[str]) -> None:
+        """Close events without a step (too old to replay, or not for the engine)."""
+        ...
+
+    async def replies_unsent(self, limit: int = 1000) -> list[UnsentReplies]:
+        """Replies kept by steps and not yet marked sent, in the order the events came."""
+        ...
+
+    async def replies_sent(self, event_ids: Sequence[str]) -> None:
+        """The channel delivered these events' replies: forget them."""
         ...
 
     async def get_cursor(self, name: str) -> str | None:

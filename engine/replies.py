@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 _PLAIN = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -40,3 +41,22 @@ class Reply:
 
     def labels(self) -> list[str]:
         return [b.label for row in self.buttons for b in row]
+
+    def as_data(self) -> dict[str, object]:
+        """JSON-ready, to keep a reply until the channel has delivered it."""
+        return {"t": self.text, "n": self.inline,
+                "b": [[[b.label, b.event, b.index, b.color] for b in row] for row in self.buttons]}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Reply:
+        rows = [[Button(str(label), str(event), index, color) for label, event, index, color in row]
+                for row in data.get("b", [])]
+        return cls(str(data.get("t", "")), rows, bool(data.get("n")))
+
+
+def dump_replies(replies: list[Reply]) -> str:
+    return json.dumps([r.as_data() for r in replies], ensure_ascii=False, separators=(",", ":"))
+
+
+def load_replies(text: str) -> list[Reply]:
+    return [Reply.from_data(item) for item in json.loads(text)]

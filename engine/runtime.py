@@ -21,7 +21,7 @@ from engine.inputs import check_file, check_text, limits
 from engine.machine import PICK_INTERNAL
 from engine.model import RETURN, FlowSet, InputSpec, SayPart, StateSpec
 from engine.ports import FileSpoolFull, Incoming, IncomingFile, Session, SpooledFile
-from engine.replies import Button, Reply
+from engine.replies import Button, Reply, dump_replies
 from engine.sessions import PeerLocks, SessionCache
 from engine.templates import lookup
 from engine.text import normalize_text
@@ -91,11 +91,14 @@ class Engine:
         # for checking that conversation tests reach every state.
         self.entered: Counter[str] = Counter()
 
-    async def handle(self, peer: str, incoming: Incoming, *, deduped: bool = False) -> list[Reply]:
+    async def handle(self, peer: str, incoming: Incoming, *, deduped: bool = False,
+                     keep_replies: bool = False) -> list[Reply]:
         """Handle one user event; the replies are returned only after the step is committed.
 
         An event whose id was handled before is dropped (no replies). deduped: the channel has
         already made sure of that (the callback inbox, a long-poll batch check), saving a read.
+        keep_replies: the replies are committed with the step, for the channel to resend after a
+        crash until it marks them sent (Storage.replies_sent).
         """
         async with self.locks.hold(peer):
             try:
@@ -111,7 +114,8 @@ class Engine:
                         return []
                     turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
                     reply = await turn.run(incoming)
-                    if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id):
+                    kept = dump_replies([reply]) if keep_replies and incoming.event_id else None
+                    if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id, kept):
                         return [reply]
                     log.warning("session of %s was changed by another writer; redoing the step", peer)
                 log.error("could not commit a step for %s after %d tries", peer, self.max_redo)

@@ -73,8 +73,9 @@ class SessionCache:
         return Session(cached.peer, cached.state, copy_json(cached.slots), cached.flow_version,
                        cached.updated_at, cached.version)
 
-    async def commit(self, session: Session, expected_version: int, event_id: str | None) -> bool:
-        ok = await self.storage.commit_step(StepCommit(session, expected_version, event_id))
+    async def commit(self, session: Session, expected_version: int, event_id: str | None,
+                     replies: str | None = None) -> bool:
+        ok = await self.storage.commit_step(StepCommit(session, expected_version, event_id, replies))
         if ok:
             session.version = expected_version + 1
             self._remember(session)

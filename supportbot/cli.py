@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from engine.reload import FlowSetInvalid
 from supportbot.config import ConfigError, describe, load_config
@@ -47,8 +48,14 @@ async def _vk(mode: str, host: str = "", port: int = 0, path: str = "/") -> int:
     config = load_config()
     vk = require_vk(config, callback=mode == "serve")
     _setup_logging(config.log_level)
+    log = logging.getLogger("supportbot")
     for line in describe(config):
-        logging.getLogger("supportbot").info("%s", line)
+        log.info("%s", line)
+    api = urlsplit(vk.api_url)
+    if api.scheme == "http" and api.hostname not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("VK_API_URL is plain http to %s: the token travels unencrypted", api.hostname)
+    if vk.rate_limit > 20:
+        log.warning("VK_RATE_LIMIT %g is above the ~20 calls/s VK allows a token: expect error 6", vk.rate_limit)
     app = await build_app(config)
     install_reload_signal(app.flows)
     try:
@@ -94,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return asyncio.run(_vk("run"))
         if args.command == "serve":
+            if not args.path.startswith("/"):
+                parser.error(f"--path must start with '/', got {args.path!r}")
             return asyncio.run(_vk("serve", args.host, args.port, args.path))
         if args.command == "simpleone-emulator":
             domains = [d.strip() for d in args.domains.split(",") if d.strip()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,9 +79,9 @@ _DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}")
 @dataclass(frozen=True, slots=True)
 class SimpleOneSettings:
     url: str
-    token: str | None
+    token: str | None = field(repr=False)
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     timeout: float
     ca_bundle: str | None
 
@@ -91,7 +91,7 @@ class SmtpSettings:
     host: str
     port: int
     user: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     sender: str
     starttls: bool
     tls: bool
@@ -100,11 +100,11 @@ class SmtpSettings:
 
 @dataclass(frozen=True, slots=True)
 class VkSettings:
-    tokens: tuple[str, ...]
+    tokens: tuple[str, ...] = field(repr=False)
     group_id: int | None
     api_url: str
     api_version: str
-    callback_secret: str | None
+    callback_secret: str | None = field(repr=False)
     confirmation_code: str | None
     rate_limit: float
     max_file_bytes: int

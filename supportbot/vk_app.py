@@ -17,6 +17,7 @@ from adapters.vk.api import FatalVkError, VkApi, VkApiError, VkError
 from adapters.vk.attachments import AttachmentFetcher
 from adapters.vk.bot import VkBot
 from adapters.vk.callback import make_callback_app, resume_pending
+from adapters.vk.delivery import DeliveryLog, resend_unsent
 from adapters.vk.longpoll import LongPoller
 from adapters.vk.sender import VkSender
 from supportbot.app import App
@@ -32,6 +33,7 @@ class VkChannel:
     session: aiohttp.ClientSession
     api: VkApi
     bot: VkBot
+    delivery: DeliveryLog
 
     async def drain(self) -> None:
         """Let the events in hand finish (within DRAIN_SECONDS)."""
@@ -44,6 +46,7 @@ class VkChannel:
 
     async def close(self) -> None:
         await self.drain()  # at once if already drained or cancelled
+        await self.delivery.close()
         await self.session.close()
 
 
@@ -51,11 +54,12 @@ def open_channel(app: App, vk: VkSettings) -> VkChannel:
     assert vk.group_id is not None
     session = aiohttp.ClientSession(headers={"User-Agent": "supportbot"})
     api = VkApi(session, vk.tokens, api_url=vk.api_url, version=vk.api_version, rate=vk.rate_limit)
+    delivery = DeliveryLog(app.storage)
     bot = VkBot(app.engine.handle, app.engine.message, api, VkSender(api),
                 AttachmentFetcher(session, max_bytes=vk.max_file_bytes,
                                   extra_hosts=(urlsplit(vk.api_url).hostname or "",)),
-                group_id=vk.group_id, concurrency=vk.concurrency)
-    return VkChannel(session, api, bot)
+                group_id=vk.group_id, concurrency=vk.concurrency, delivery=delivery)
+    return VkChannel(session, api, bot, delivery)
 
 
 async def check_community(api: VkApi, group_id: int) -> None:
@@ -90,6 +94,7 @@ async def run_longpoll(app: App, vk: VkSettings) -> None:
     assert vk.group_id is not None
     try:
         await check_community(channel.api, vk.group_id)
+        await resend_unsent(app.storage, channel.bot.sender, channel.delivery)
     except BaseException:
         await channel.close()
         raise
@@ -121,6 +126,7 @@ async def serve_callback(app: App, vk: VkSettings, host: str, port: int, path: s
     assert vk.group_id is not None and vk.callback_secret and vk.confirmation_code
     try:
         await check_community(channel.api, vk.group_id)
+        await resend_unsent(app.storage, channel.bot.sender, channel.delivery)
     except BaseException:
         await channel.close()
         raise

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from adapters.vk.api import VkApi, VkError
 from adapters.vk.attachments import AttachmentFetcher, Fetched
+from adapters.vk.delivery import DeliveryLog
 from adapters.vk.dispatcher import PeerDispatcher
 from adapters.vk.sender import VkSender
 from adapters.vk.updates import InMessage
@@ -28,7 +29,8 @@ CHAT_POINTER_EVERY = 3600.0  # answer a group chat at most this often: a pointer
 
 class VkBot:
     def __init__(self, handle: Handler, message: Message, api: VkApi, sender: VkSender,
-                 fetcher: AttachmentFetcher, *, group_id: int, concurrency: int = 32) -> None:
+                 fetcher: AttachmentFetcher, *, group_id: int, concurrency: int = 32,
+                 delivery: DeliveryLog | None = None) -> None:
         self.handle = handle
         self.message = message
         self.api = api
@@ -36,6 +38,7 @@ class VkBot:
         self.fetcher = fetcher
         self.group_id = group_id
         self.dispatcher = PeerDispatcher(concurrency)
+        self.delivery = delivery
         self._chats_told: OrderedDict[int, float] = OrderedDict()  # bounded: oldest forgotten
         self.handled = 0
 
@@ -77,9 +80,12 @@ class VkBot:
         incoming = Incoming(text=msg.text, payload=msg.payload, files=fetched.files,
                             unsupported=fetched.unsupported, oversized=fetched.oversized,
                             failed=fetched.failed, event_id=msg.event_id)
-        replies = await self.handle(msg.peer, incoming, deduped=deduped)
+        replies = await self.handle(msg.peer, incoming, deduped=deduped, keep_replies=self.delivery is not None)
+        settled = True
         for i, reply in enumerate(replies):
-            await self.sender.send(msg.peer_id, reply, key=f"{msg.event_id}:{i}")
+            settled = await self.sender.send(msg.peer_id, reply, key=f"{msg.event_id}:{i}") and settled
+        if replies and settled and self.delivery is not None:
+            self.delivery.sent(msg.event_id)  # not if VK kept failing: sent again at the next start
         self.handled += 1
 
     async def point_to_private(self, msg: InMessage) -> None:

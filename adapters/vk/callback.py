@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 
 from aiohttp import web
 
@@ -69,14 +70,24 @@ def make_callback_app(bot: VkBot, storage: Storage, *, group_id: int, secret: st
     return app
 
 
-async def resume_pending(bot: VkBot, storage: Storage, limit: int = 100_000) -> int:
+async def resume_pending(bot: VkBot, storage: Storage, *, max_age: float = 900.0, limit: int = 100_000) -> int:
     """Hand the events that were answered but not handled before a restart to the bot, in order.
 
     They go through the engine's own dedupe (deduped=False): another worker, or this process's
     endpoint once it listens, may hand over the same event, and only one may step the session.
+    Events older than max_age are closed unhandled: an old "Отправить" must not land on whatever
+    screen the user is on by now.
     """
     resumed = 0
-    for event in await storage.inbox_pending(limit):
+    pending = await storage.inbox_pending(limit)
+    now = time.time()
+    stale = [e.event_id for e in pending if now - e.received_at > max_age]
+    if stale:
+        log.warning("%d event(s) older than %.0f s were not handled and are dropped", len(stale), max_age)
+        await storage.inbox_mark_handled(stale)
+    for event in pending:
+        if event.event_id in stale:
+            continue
         try:
             msg = parse_update(json.loads(event.body))
         except ValueError:

@@ -76,8 +76,12 @@ def split_text(text: str, limit: int = 4096) -> list[str]:
     text = text.strip() or "…"
     chunks: list[str] = []
     while len(text) > limit:
-        cut = max(text.rfind("\n\n", 0, limit), text.rfind("\n", 0, limit), text.rfind(" ", 0, limit))
-        if cut < limit // 2:
+        # The latest paragraph end in the second half of the window, else a line end, else a space.
+        for mark in ("\n\n", "\n", " "):
+            cut = text.rfind(mark, limit // 2, limit)
+            if cut > 0:
+                break
+        else:
             cut = limit
         chunks.append(text[:cut].rstrip())
         text = text[cut:].lstrip()

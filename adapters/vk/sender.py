@@ -17,8 +17,9 @@ from engine.replies import Reply
 log = logging.getLogger(__name__)
 
 RETRY_CODES = frozenset({6, 10})  # too many requests per second; internal server error
-# The user blocked the community, or messages from it are not allowed: nothing to retry.
-GIVE_UP_CODES = frozenset({7, 900, 901, 902, 15})
+# The user blocked the community, messages from it are not allowed, or the same text was sent
+# too often (9, flood control): nothing a retry would change.
+GIVE_UP_CODES = frozenset({7, 9, 900, 901, 902, 15})
 
 
 def random_id(key: str, part: int) -> int:
@@ -28,9 +29,11 @@ def random_id(key: str, part: int) -> int:
 
 
 class VkSender:
-    def __init__(self, api: VkApi, *, attempts: int = 6, backoff: float = 0.5, max_backoff: float = 8.0) -> None:
+    def __init__(self, api: VkApi, *, attempts: int = 30, deadline: float = 120.0, backoff: float = 0.5,
+                 max_backoff: float = 8.0) -> None:
         self.api = api
         self.attempts = attempts
+        self.deadline = deadline  # VK's limits pass; a message is tried for this long
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.sent = 0
@@ -38,7 +41,10 @@ class VkSender:
         self.failed = 0
 
     async def send(self, peer_id: int, reply: Reply, key: str) -> bool:
-        """Send one reply (as several messages if long; the keyboard with the last one)."""
+        """Send one reply (as several messages if long; the keyboard with the last one).
+
+        True when there is nothing more to do (sent, or refused for good: the user blocked the
+        community); False when it gave up on errors that a later try may get past."""
         message = render(reply)
         parts = split_text(message.text)
         for i, part in enumerate(parts):
@@ -51,7 +57,10 @@ class VkSender:
         return True
 
     async def _send(self, params: dict[str, Any]) -> bool:
+        give_up_at = asyncio.get_running_loop().time() + self.deadline
         for attempt in range(self.attempts):
+            if attempt and asyncio.get_running_loop().time() > give_up_at:
+                break
             try:
                 await self.api.call("messages.send", params)
                 self.sent += 1
@@ -64,11 +73,11 @@ class VkSender:
                 if exc.code in GIVE_UP_CODES:
                     log.info("message to %s not allowed: %s", params["peer_id"], exc)
                     self.failed += 1
-                    return False
+                    return True
                 if exc.code not in RETRY_CODES:
                     log.error("message to %s failed: %s", params["peer_id"], exc)
                     self.failed += 1
-                    return False
+                    return True
             except VkTransportError as exc:
                 log.warning("sending to %s: %s (attempt %d)", params["peer_id"], exc, attempt + 1)
             self.retried += 1

@@ -180,6 +180,34 @@ class TestInbox:
         assert [e.event_id for e in await storage.inbox_pending()] == ["ev-waiting"]
 
 
+class TestKeptReplies:
+    async def test_replies_wait_with_their_event_until_marked_sent(self, storage: Any) -> None:
+        await storage.inbox_add("ev-cb", "vk:2", "{}")  # received first (a callback)
+        step = StepCommit(make_session("vk:1"), 0, event_id="ev-lp", replies='[{"t":"one"}]')
+        assert await storage.commit_step(step) is True
+        step = StepCommit(make_session("vk:2"), 0, event_id="ev-cb", replies='[{"t":"two"}]')
+        assert await storage.commit_step(step) is True
+        assert await commit(storage, "vk:3", 0, event_id="ev-none") is True  # nothing kept
+        unsent = await storage.replies_unsent()
+        assert [(u.event_id, u.peer, u.replies) for u in unsent] == [
+            ("ev-cb", "vk:2", '[{"t":"two"}]'), ("ev-lp", "vk:1", '[{"t":"one"}]')]
+        await storage.replies_sent(["ev-lp"])
+        assert [u.event_id for u in await storage.replies_unsent()] == ["ev-cb"]
+        await storage.replies_sent(["ev-cb", "ev-unknown"])
+        assert await storage.replies_unsent() == []
+
+    async def test_a_refused_step_keeps_no_replies(self, storage: Any) -> None:
+        assert await storage.commit_step(StepCommit(make_session("vk:1"), 5, event_id="e", replies="[]")) is False
+        assert await storage.replies_unsent() == []
+
+    async def test_events_can_be_closed_without_a_step(self, storage: Any) -> None:
+        await storage.inbox_add("old", "vk:1", "{}")
+        await storage.inbox_add("new", "vk:1", "{}")
+        await storage.inbox_mark_handled(["old"])
+        assert [e.event_id for e in await storage.inbox_pending()] == ["new"]
+        assert await storage.seen_event("old") is True
+
+
 class TestCursors:
     async def test_put_get_replace(self, storage: Any) -> None:
         assert await storage.get_cursor("vk:longpoll:1") is None

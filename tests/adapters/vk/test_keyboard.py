@@ -92,3 +92,9 @@ def test_random_ids_are_stable_distinct_and_nonzero() -> None:
     assert random_id("ev1:0", 0) == random_id("ev1:0", 0)
     ids = {random_id(f"ev{i}:{j}", k) for i in range(50) for j in range(3) for k in range(3)}
     assert len(ids) == 450 and 0 not in ids and max(ids) < 2**63
+
+
+def test_a_paragraph_end_is_preferred_to_a_line_or_a_word() -> None:
+    text = "а" * 3600 + "\n\n" + ("слово " * 80) + "\n" + "б" * 300
+    parts = split_text(text)
+    assert parts[0] == "а" * 3600 and parts[1].startswith("слово")

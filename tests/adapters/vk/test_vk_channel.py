@@ -20,6 +20,7 @@ from adapters.vk.api import VkApi
 from adapters.vk.attachments import AttachmentFetcher
 from adapters.vk.bot import VkBot
 from adapters.vk.callback import make_callback_app, resume_pending
+from adapters.vk.delivery import DeliveryLog, resend_unsent
 from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
 from adapters.vk.emulator_users import FakeUser
 from adapters.vk.longpoll import LongPoller
@@ -75,8 +76,9 @@ async def make_channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: Fl
     engine = Engine(StaticFlows(flow_set), services)
     session = aiohttp.ClientSession()
     api = VkApi(session, [TOKEN], api_url=vk.api_url, rate=50)
-    bot = VkBot(engine.handle, engine.message, api, VkSender(api, backoff=0.02),
-                AttachmentFetcher(session, max_bytes=2 * 1024 * 1024, extra_hosts=("127.0.0.1",)), group_id=GROUP)
+    bot = VkBot(engine.handle, engine.message, api, VkSender(api, backoff=0.02, attempts=5),
+                AttachmentFetcher(session, max_bytes=2 * 1024 * 1024, extra_hosts=("127.0.0.1",)), group_id=GROUP,
+                delivery=DeliveryLog(storage, every=0.05))
     return Channel(vk, world, storage, mailer, engine, bot, session, api)
 
 
@@ -329,3 +331,76 @@ async def test_documents_are_taken_within_limits_and_a_dead_link_is_said(
     [ticket] = channel.world.emulator.state.records("itsm_incident")
     names = [a["file_name"] for a in channel.world.emulator.state.attachments("itsm_incident", ticket["sys_id"])]
     assert names == ["журнал.log"]
+
+
+async def test_an_answer_vk_did_not_take_is_sent_again_at_the_next_start(
+        channel: Channel, vk: RunningVkEmulator) -> None:
+    await channel.start_polling()
+    user = vk.user(1011)
+    assert "Главное меню" in await say(user, "Начать")
+    # VK keeps failing while the step is committed: the answer is kept, not lost.
+    vk.faults.fail_next("messages.send", 10, code=10)
+    await user.say("Помощь")
+    await asyncio.sleep(0.5)
+    await user.assert_no_reply(within=0.1)
+    assert [u.event_id for u in await channel.storage.replies_unsent()]
+    vk.faults.clear()
+    await channel.stop_polling()
+    assert await resend_unsent(channel.storage, channel.bot.sender, channel.bot.delivery) == 1  # type: ignore[arg-type]
+    assert "Этот бот принимает заявки" in (await user.wait_reply()).text
+    assert await channel.storage.replies_unsent() == []
+    # Sent answers are marked and never sent twice.
+    assert await resend_unsent(channel.storage, channel.bot.sender, channel.bot.delivery) == 0  # type: ignore[arg-type]
+
+
+async def test_old_unhandled_callback_events_are_dropped_not_replayed(channel: Channel, vk: RunningVkEmulator) -> None:
+    event = {"type": "message_new", "group_id": GROUP, "v": "5.199", "event_id": "c" * 40,
+             "object": {"message": {"id": 1, "peer_id": 1012, "from_id": 1012, "text": "Отправить", "date": 1}}}
+    await channel.storage.inbox_add("c" * 40, "vk:1012", json.dumps(event))
+    assert await resume_pending(channel.bot, channel.storage, max_age=-1) == 0
+    assert await channel.storage.inbox_pending() == []
+    await vk.user(1012).assert_no_reply(within=0.2)
+
+
+async def test_the_saved_ts_moves_only_past_handled_events(channel: Channel, vk: RunningVkEmulator) -> None:
+    served: list[int] = []
+    original = vk.state.updates.poll
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        answer = await original(*args, **kwargs)  # type: ignore[arg-type]
+        served.append(len(answer.get("updates", [])) if isinstance(answer, dict) else 0)
+        return answer
+
+    vk.state.updates.poll = counting  # type: ignore[method-assign]
+    await channel.start_polling()
+    user = vk.user(1013)
+    for text in ("Начать", "Помощь", "Главное меню"):
+        await say(user, text)
+    await channel.stop_polling()
+    saved = await channel.storage.get_cursor(f"vk:{GROUP}:longpoll_ts")
+    assert saved is not None and int(saved) >= 3
+    before = sum(served)
+    await channel.start_polling()
+    await asyncio.sleep(1.2)  # a long poll or two after the restart
+    assert sum(served) == before  # nothing handled is fetched again
+    await user.assert_no_reply(within=0.1)
+
+
+async def test_a_job_cut_short_does_not_move_the_ts(channel: Channel, vk: RunningVkEmulator) -> None:
+    from adapters.vk.longpoll import TsTracker
+    from adapters.vk.updates import InMessage
+
+    tracker = TsTracker()
+    batch = tracker.add("7", 1)
+    started = asyncio.Event()
+
+    async def stuck(msg: InMessage, *, deduped: bool, prefetch: object = None) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    channel.bot.process = stuck  # type: ignore[method-assign]
+    channel.bot.submit(InMessage("e" * 40, 5, 5, 1, "hi", None), deduped=True, done=lambda: tracker.done(batch))
+    await started.wait()
+    await channel.bot.dispatcher.cancel()
+    assert tracker.safe is None  # the event was not handled: the ts stays before it
+    await asyncio.wait_for(channel.bot.dispatcher.drain(), 1)  # and nothing waits for it

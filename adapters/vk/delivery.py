@@ -1,0 +1,74 @@
+"""Replies the engine kept with their steps, until VK took them.
+
+The engine commits a step's replies with the step (Storage: replies of an event). After they
+are sent, the event is marked delivered — in batches, a fraction of a second later, so sending
+costs no extra write per message. At start, whatever was committed but not confirmed (the
+process died in between) is sent again with the same random_id: VK drops what it already has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from adapters.vk.sender import VkSender
+from engine.ports import Storage
+from engine.replies import load_replies
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryLog:
+    def __init__(self, storage: Storage, *, every: float = 0.5) -> None:
+        self.storage = storage
+        self.every = every
+        self._done: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def sent(self, event_id: str) -> None:
+        self._done.append(event_id)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.every)
+        await self.flush()
+
+    async def flush(self) -> None:
+        done, self._done = self._done, []
+        if not done:
+            return
+        try:
+            await self.storage.replies_sent(done)
+        except Exception:  # they stay unsent and are sent again at start: VK drops repeats
+            log.exception("marking %d replies as sent failed", len(done))
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        await self.flush()
+
+
+async def resend_unsent(storage: Storage, sender: VkSender, delivery: DeliveryLog) -> int:
+    """Send the replies committed before a stop but not confirmed sent; returns how many events."""
+    resent = 0
+    while True:
+        unsent = await storage.replies_unsent(500)
+        if not unsent:
+            break
+        for item in unsent:
+            try:
+                peer_id = int(item.peer.partition(":")[2])
+                replies = load_replies(item.replies)
+            except (ValueError, TypeError, KeyError):
+                log.error("kept replies of event %s cannot be read; dropped", item.event_id)
+                delivery.sent(item.event_id)
+                continue
+            for i, reply in enumerate(replies):
+                await sender.send(peer_id, reply, key=f"{item.event_id}:{i}")
+            delivery.sent(item.event_id)
+            resent += 1
+        await delivery.flush()
+    if resent:
+        log.info("%d answer(s) committed before a stop were sent again", resent)
+    return resent
