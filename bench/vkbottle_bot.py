@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+import aiohttp
 import httpx
 import yaml
 from vkbottle import API, BaseStateGroup, Bot, Keyboard, KeyboardButtonColor, Text
@@ -64,7 +65,21 @@ def main() -> None:
     api.API_URL = os.environ["VK_API_URL"]
     bot = Bot(api=api)
     callers: dict[int, str] = {int(k): v for k, v in json.loads(os.environ["BENCH_CALLERS"]).items()}
-    simpleone = httpx.AsyncClient(base_url=os.environ["SIMPLEONE_URL"], auth=("bot", "bot-password"), timeout=30)
+    simpleone_url = os.environ["SIMPLEONE_URL"]
+    # BENCH_REFERENCE_HTTP: httpx (the project's SimpleOne library, plain) or aiohttp (vkbottle's own).
+    use_aiohttp = os.environ.get("BENCH_REFERENCE_HTTP", "aiohttp") == "aiohttp"
+    simpleone = httpx.AsyncClient(base_url=simpleone_url, auth=("bot", "bot-password"), timeout=30)
+    session: list[aiohttp.ClientSession] = []
+
+    async def create_ticket(fields: dict[str, str]) -> str:
+        if not use_aiohttp:
+            answer = await simpleone.post("/rest/v1/table/itsm_incident", json=fields)
+            return str(answer.json()["data"][0]["number"])
+        if not session:
+            basic = aiohttp.BasicAuth("bot", "bot-password").encode()
+            session.append(aiohttp.ClientSession(headers={"Authorization": basic}))
+        async with session[0].post(simpleone_url + "/rest/v1/table/itsm_incident", json=fields) as resp:
+            return str((await resp.json())["data"][0]["number"])
 
     @bot.on.private_message(text=["Начать", "Главное меню"])
     async def start(message: Message) -> None:
@@ -135,10 +150,9 @@ def main() -> None:
         state = message.state_peer
         assert state is not None
         entry = state.payload["entry"]
-        answer = await simpleone.post("/rest/v1/table/itsm_incident", json={
+        number = await create_ticket({
             "caller": callers[message.peer_id], "subject": f"{entry['name']}: {state.payload['description']}"[:160],
             "description": state.payload["description"], "subcategory": entry["id"]})
-        number = answer.json()["data"][0]["number"]
         await bot.state_dispenser.delete(message.peer_id)
         await message.answer(f"Заявка {number} создана.", keyboard=menu_keyboard())
 
