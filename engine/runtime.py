@@ -351,7 +351,8 @@ class Turn:
             info = self.engine.registry.get(name)
             if info is None:
                 raise LookupError(f"unknown action {name!r} in {dest}")
-            outcome = await info.fn(ActionContext(self.session.peer, self.slots, self.flows, self.services))
+            outcome = await info.fn(ActionContext(self.session.peer, self.slots, self.flows, self.services,
+                                                  self.expected_version))
             if outcome:
                 return outcome
         return None

@@ -39,6 +39,7 @@ class ActionContext:
     slots: dict[str, Any]
     flows: FlowSet
     services: Services
+    version: int = 0  # the session's committed version when this step began
 
     def record(self, name: str) -> dict[str, Any]:
         """The slot `name` as a dict, created if missing (actions write their results there)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,21 +83,23 @@ async def _owned(ctx: ActionContext, binding: Binding, table: str, sys_id: str) 
 DRAFT_SLOT = "_draft"
 
 
-def draft_marker(ctx: ActionContext) -> tuple[str, bool]:
-    """The marker written into the ticket, and whether this draft was submitted before.
+def draft_marker(ctx: ActionContext) -> str:
+    """The marker written into the ticket, the same for every attempt at one draft.
 
-    The same draft keeps its marker across attempts, so a retry after an unclear failure finds
-    the ticket the first attempt may have created; an edited draft is a new ticket."""
+    Derived from what is committed when the attempt starts (peer, session version, content),
+    so an attempt cut short by a crash — its step never committed — is repeated with the same
+    marker; kept in a slot once an attempt's step commits, so later attempts reuse it. An
+    edited draft gets a new marker: it is a new ticket."""
     files = ctx.slots.get("files") if isinstance(ctx.slots.get("files"), list) else []
     content = json.dumps([ctx.slots.get("service"), ctx.slots.get("description"), files],
                          sort_keys=True, ensure_ascii=False)
     fingerprint = hashlib.sha256(content.encode()).hexdigest()[:16]
     previous = ctx.slots.get(DRAFT_SLOT)
     if isinstance(previous, dict) and previous.get("fp") == fingerprint and previous.get("id"):
-        return f"[sb:{previous['id']}]", True
-    draft_id = secrets.token_hex(6)
+        return f"[sb:{previous['id']}]"
+    draft_id = hashlib.sha256(f"{ctx.peer}\0{ctx.version}\0{fingerprint}".encode()).hexdigest()[:12]
     ctx.slots[DRAFT_SLOT] = {"id": draft_id, "fp": fingerprint}
-    return f"[sb:{draft_id}]", False
+    return f"[sb:{draft_id}]"
 
 
 async def _find_created(ctx: ActionContext, table: str, caller_id: str, marker: str) -> TicketRef | None:
@@ -127,7 +128,7 @@ async def create(ctx: ActionContext) -> str:
     subject = " ".join(settings.subject.render(ctx.slots).split())
     if len(subject) > settings.subject_max_length:
         subject = subject[: settings.subject_max_length - 1] + "…"
-    marker, retry = draft_marker(ctx)
+    marker = draft_marker(ctx)
     table = entry.mapping.table
     fields = {
         **entry.mapping.record_fields(),
@@ -135,7 +136,9 @@ async def create(ctx: ActionContext) -> str:
         "subject": subject,
         "description": f"{settings.description.render(ctx.slots).strip()}\n\n{marker}",
     }
-    ref = await _find_created(ctx, table, binding.caller_id, marker) if retry else None
+    # Always look first: whether an earlier attempt got through cannot be known from here (it
+    # may have died with its process). One read per ticket buys "created once".
+    ref = await _find_created(ctx, table, binding.caller_id, marker)
     if ref is None:
         try:
             ref = await ctx.services.tickets.create_ticket(table, fields)

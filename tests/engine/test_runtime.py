@@ -193,7 +193,7 @@ async def test_a_timeout_keeps_the_draft_and_a_later_submit_creates_one_ticket(
     try:
         await describe(harness, "slow@ranepa.ru", "2", "5", "Нет доступа к сетевой папке отдела кадров")
         await harness.press("Без файлов")
-        harness.world.emulator.faults.hang_next(1, seconds=2, method="POST")
+        harness.world.emulator.faults.hang_next(1, seconds=2, method="POST", path_prefix="/rest/v1/table/itsm_incident")
         reply = await harness.press("Отправить")
         assert "не отвечает" in reply.text and "Черновик сохранён" in reply.text
         assert harness.state() == "create_ticket.confirm"
@@ -268,9 +268,10 @@ async def test_an_unclear_create_failure_never_makes_a_second_ticket(harness: Ha
     state = harness.world.emulator.state
     await describe(harness, "unclear@ranepa.ru", "2", "8", "Не работает телефон, гудка нет с понедельника")
     await harness.press("Без файлов")
-    # The first lookup, the create (performed, then answered 500) and the lookup after it fail.
+    # The look-up before the create, the create (performed, then answered 500) and the look-up
+    # after it all fail: the user hears SimpleOne is not answering.
     harness.world.emulator.faults.fail_after_write(1, method="POST")
-    harness.world.emulator.faults.fail_next(1, method="GET", path_prefix="/rest/v1/table/itsm_incident")
+    harness.world.emulator.faults.fail_next(2, method="GET", path_prefix="/rest/v1/table/itsm_incident")
     reply = await harness.press("Отправить")
     assert "не отвечает" in reply.text
     assert len(state.records("itsm_incident")) == 1  # it was created after all

@@ -174,3 +174,49 @@ async def test_serve_survives_a_kill_and_handles_each_event_once(
     texts = [m.text for m in user.replies]
     assert len(texts) == 9, texts
     assert len(simpleone.state.records("itsm_incident")) == 1
+
+
+async def test_a_kill_while_an_event_is_in_hand_creates_the_ticket_once_after_restart(
+        tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, mailbox: tuple[Mailbox, int]) -> None:
+    """The event was answered "ok" (in the inbox) and SimpleOne was slow: the process dies before
+    the step commits. After the restart the event is handled from the inbox, and the marker
+    look-up finds the ticket the first attempt may already have created."""
+    box, smtp_port = mailbox
+    env = bot_env(tmp_path, vk, simpleone, smtp_port)
+    port = free_port()
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--path", "/vk"]
+    proc = await start(args, env, tmp_path)
+    url = f"http://127.0.0.1:{port}/vk"
+    try:
+        for _ in range(200):
+            try:
+                await vk.use_callback(url, SECRET, CONFIRMATION, retry_delay=0.2, answer_timeout=2.0)
+                break
+            except Exception:
+                await asyncio.sleep(0.05)
+        user = vk.user(33)
+        assert "Главное меню" in await step(user, "say", "Начать")
+        await step(user, "press", "Создать заявку")
+        await step(user, "say", "slow@ranepa.ru")
+        await step(user, "say", await box.code())
+        await step(user, "say", "12")
+        await step(user, "press", "1. Телефония")
+        await step(user, "say", "Телефон в кабинете 112 не звонит наружу")
+        await step(user, "press", "Без файлов")
+        # SimpleOne takes its time; the ticket is written, then the bot dies before it hears back.
+        simpleone.faults.fail_after_write(1, mode="hang", method="POST", path_prefix="/rest/v1/table/itsm_incident",
+                                          seconds=5)
+        await user.press("Отправить")
+        for _ in range(100):
+            if simpleone.state.records("itsm_incident"):
+                break
+            await asyncio.sleep(0.05)
+        await stop(proc, signal.SIGKILL)
+        assert len(simpleone.state.records("itsm_incident")) == 1
+        proc = await start(args, env, tmp_path)
+        reply = await user.wait_reply(timeout=20)
+        assert "Заявка INC0000001 создана" in reply.text, reply.text
+    finally:
+        err = await stop(proc)
+    assert proc.returncode == 0, err
+    assert len(simpleone.state.records("itsm_incident")) == 1
