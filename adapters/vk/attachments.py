@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from engine.ports import IncomingFile
 
@@ -131,19 +132,29 @@ class AttachmentFetcher:
 
     async def _download(self, job: _Wanted) -> bytes | TooBig | None:
         async with self._parallel:
+            url = job.url
             try:
-                async with self.session.get(job.url, timeout=self.timeout) as resp:
-                    if resp.status != 200:
-                        log.warning("download of %s answered HTTP %d", job.name, resp.status)
+                for _ in range(MAX_REDIRECTS + 1):  # redirects followed by hand: each hop is checked
+                    if not host_allowed(url, self.domains):
+                        log.warning("download of %s refused: %s is not a VK host", job.name, urlsplit(url).hostname)
                         return None
-                    if resp.content_length is not None and resp.content_length > self.max_bytes:
-                        return TooBig(resp.content_length)
-                    data = bytearray()
-                    async for chunk in resp.content.iter_chunked(65536):
-                        data.extend(chunk)
-                        if len(data) > self.max_bytes:  # a lying or missing Content-Length
-                            return TooBig(len(data))
-                    return bytes(data)
-            except (TimeoutError, aiohttp.ClientError) as exc:
+                    async with self.session.get(url, timeout=self.timeout, allow_redirects=False) as resp:
+                        if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                            url = str(resp.url.join(URL(resp.headers["Location"])))
+                            continue
+                        if resp.status != 200:
+                            log.warning("download of %s answered HTTP %d", job.name, resp.status)
+                            return None
+                        if resp.content_length is not None and resp.content_length > self.max_bytes:
+                            return TooBig(resp.content_length)
+                        data = bytearray()
+                        async for chunk in resp.content.iter_chunked(65536):
+                            data.extend(chunk)
+                            if len(data) > self.max_bytes:  # a lying or missing Content-Length
+                                return TooBig(len(data))
+                        return bytes(data)
+                log.warning("download of %s: too many redirects", job.name)
+                return None
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("download of %s failed: %s", job.name, exc)
                 return None

@@ -121,3 +121,53 @@ async def test_a_failing_job_does_not_stop_the_peer() -> None:
     dispatcher.submit("p", fine)
     await dispatcher.drain()
     assert done == [1]
+
+
+async def test_downloads_are_capped_while_streaming_and_redirects_are_checked() -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from adapters.vk.attachments import AttachmentFetcher
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()  # chunked: no Content-Length to go by
+        await response.prepare(request)
+        for _ in range(64):
+            await response.write(b"x" * 65536)
+        return response
+
+    async def small(request: web.Request) -> web.Response:
+        return web.Response(body=b"%PDF-1.4 small")
+
+    async def hop(request: web.Request) -> web.Response:
+        raise web.HTTPFound(location="/small.pdf")
+
+    async def away(request: web.Request) -> web.Response:
+        raise web.HTTPFound(location="http://169.254.169.254/latest/meta-data")
+
+    app = web.Application()
+    app.router.add_get("/big.zip", endless)
+    app.router.add_get("/small.pdf", small)
+    app.router.add_get("/hop", hop)
+    app.router.add_get("/away", away)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    def doc(title: str, path: str) -> dict[str, object]:
+        return {"type": "doc", "doc": {"title": title, "url": base + path}}
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            fetcher = AttachmentFetcher(session, max_bytes=1024 * 1024, extra_hosts=("127.0.0.1",))
+            got = await fetcher.fetch([doc("big.zip", "/big.zip"), doc("via.pdf", "/hop"),
+                                       doc("meta.txt", "/away")])
+            assert [name for name, _ in got.oversized] == ["big.zip"]
+            assert [(f.name, f.data) for f in got.files] == [("via.pdf", b"%PDF-1.4 small")]
+            assert got.failed == ["meta.txt"]  # the redirect left VK's hosts: not followed
+            strict = AttachmentFetcher(session, max_bytes=1024 * 1024)  # loopback is no VK host
+            assert (await strict.fetch([doc("small.pdf", "/small.pdf")])).failed == ["small.pdf"]
+    finally:
+        await runner.cleanup()

@@ -404,3 +404,16 @@ async def test_a_job_cut_short_does_not_move_the_ts(channel: Channel, vk: Runnin
     await channel.bot.dispatcher.cancel()
     assert tracker.safe is None  # the event was not handled: the ts stays before it
     await asyncio.wait_for(channel.bot.dispatcher.drain(), 1)  # and nothing waits for it
+
+
+async def test_a_cropped_message_is_read_whole(channel: Channel, vk: RunningVkEmulator) -> None:
+    await channel.start_polling()
+    user = vk.user(1014)
+    await say(user, "Начать")
+    await sign_in(channel, user, "cropped@ranepa.ru")
+    await press(user, "2. Сопровождение сервисов сотрудника")
+    await press(user, "6. Программное обеспечение (ПО)")
+    await say(user, "Программа выдаёт ошибку при запуске")
+    # VK left the attachments out of the update (is_cropped): the bot reads the message whole.
+    await user.send_doc("скрин.png", b"\x89PNG" + b"0" * 100, cropped=True)
+    assert "Файл «скрин.png» получен" in (await user.wait_reply()).text
