@@ -4,6 +4,9 @@ httpx's own transport (httpcore on anyio, a pure-Python HTTP/1.1 parser) measure
 per request here, and more in bursts (its pool rechecks every connection at every request);
 aiohttp's C parser does the same request in ~0.15 ms. The client keeps httpx's API (requests,
 responses, auth, timeouts, tests that swap the transport); only the wire work changes.
+
+Differences from httpx's own transport: proxy environment variables (HTTP(S)_PROXY) are not
+read, and the write timeout is not applied separately (connect, pool and read timeouts are).
 """
 
 from __future__ import annotations

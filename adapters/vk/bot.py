@@ -10,6 +10,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from adapters.vk.api import VkApi, VkError
 from adapters.vk.attachments import AttachmentFetcher, Fetched
@@ -22,7 +23,14 @@ from engine.replies import Reply
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[..., Awaitable[list[Reply]]]
+class Handler(Protocol):
+    """Engine.handle, as the channel calls it."""
+
+    def __call__(self, peer: str, incoming: Incoming, *, deduped: bool = ...,
+                 keep_replies: bool = ...) -> Awaitable[list[Reply]]: ...
+
+
+
 Message = Callable[[str], Reply]
 CHAT_POINTER_EVERY = 3600.0  # answer a group chat at most this often: a pointer, not a chatbot
 
