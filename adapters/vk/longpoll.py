@@ -108,6 +108,11 @@ class LongPoller:
         if stored is None:
             log.info("long poll starts fresh: events before now are not fetched")
         server = await self._retrying(self.server, stored)
+        if stored is None:
+            # Saved before anything is handled: a crash before the first periodic save must
+            # resume from here, not start fresh again and skip what came in between.
+            await self.storage.put_cursor(self.cursor, server["ts"])
+            self._saved = server["ts"]
         self.ready.set()
         failures = 0
         while True:

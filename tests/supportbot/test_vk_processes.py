@@ -220,3 +220,25 @@ async def test_a_kill_while_an_event_is_in_hand_creates_the_ticket_once_after_re
         err = await stop(proc)
     assert proc.returncode == 0, err
     assert len(simpleone.state.records("itsm_incident")) == 1
+
+
+async def test_run_killed_and_restarted_misses_nothing_and_repeats_nothing(
+        tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, mailbox: tuple[Mailbox, int]) -> None:
+    box, port = mailbox
+    env = bot_env(tmp_path, vk, simpleone, port)
+    proc = await start(["run"], env, tmp_path)
+    try:
+        await vk.poller_waiting(within=20)
+        user = vk.user(34)
+        assert "Главное меню" in await step(user, "say", "Начать")
+        assert "Этот бот" in await step(user, "press", "Помощь")
+        await stop(proc, signal.SIGKILL)
+        await user.say("Главное меню")  # written while the bot is down
+        proc = await start(["run"], env, tmp_path)
+        assert "Главное меню" in (await user.wait_reply(timeout=20)).text
+        assert "Этот бот" in await step(user, "press", "Помощь")
+        await user.assert_no_reply(within=1.5)  # nothing handled before the kill came again
+    finally:
+        err = await stop(proc)
+    assert proc.returncode == 0, err
+    assert len(user.replies) == 4
