@@ -224,7 +224,7 @@ async def test_a_kill_while_an_event_is_in_hand_creates_the_ticket_once_after_re
 
 async def test_run_killed_and_restarted_misses_nothing_and_repeats_nothing(
         tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, mailbox: tuple[Mailbox, int]) -> None:
-    box, port = mailbox
+    _, port = mailbox
     env = bot_env(tmp_path, vk, simpleone, port)
     proc = await start(["run"], env, tmp_path)
     try:
