@@ -80,6 +80,19 @@ async def check_community(api: VkApi, group_id: int) -> None:
     log.info("serving VK community %d (%s)", group_id, names[group_id])
 
 
+async def start_channel(app: App, vk: VkSettings) -> VkChannel:
+    """The channel, checked against VK and with the answers a stop left unconfirmed sent."""
+    channel = open_channel(app, vk)
+    assert vk.group_id is not None
+    try:
+        await check_community(channel.api, vk.group_id)
+        await resend_unsent(app.storage, channel.bot.sender, channel.delivery)
+    except BaseException:
+        await channel.close()
+        raise
+    return channel
+
+
 def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -90,14 +103,8 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 async def run_longpoll(app: App, vk: VkSettings) -> None:
-    channel = open_channel(app, vk)
+    channel = await start_channel(app, vk)
     assert vk.group_id is not None
-    try:
-        await check_community(channel.api, vk.group_id)
-        await resend_unsent(app.storage, channel.bot.sender, channel.delivery)
-    except BaseException:
-        await channel.close()
-        raise
     poller = LongPoller(channel.api, app.storage, channel.bot, group_id=vk.group_id)
     stop = _stop_on_signals()
     log.info("long poll for community %d started", vk.group_id)
@@ -122,14 +129,8 @@ async def run_longpoll(app: App, vk: VkSettings) -> None:
 
 
 async def serve_callback(app: App, vk: VkSettings, host: str, port: int, path: str) -> None:
-    channel = open_channel(app, vk)
+    channel = await start_channel(app, vk)
     assert vk.group_id is not None and vk.callback_secret and vk.confirmation_code
-    try:
-        await check_community(channel.api, vk.group_id)
-        await resend_unsent(app.storage, channel.bot.sender, channel.delivery)
-    except BaseException:
-        await channel.close()
-        raise
     web_app = make_callback_app(channel.bot, app.storage, group_id=vk.group_id, secret=vk.callback_secret,
                                 confirmation=vk.confirmation_code, path=path)
     runner = web.AppRunner(web_app, access_log=None)

@@ -102,6 +102,22 @@ async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> s
     return err.decode()
 
 
+async def start_serve(vk: RunningVkEmulator, env: dict[str, str],
+                      cwd: Path) -> tuple[list[str], asyncio.subprocess.Process]:
+    """`supportbot serve` on a free port, confirmed by the fake VK as VK would."""
+    port = free_port()
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--path", "/vk"]
+    proc = await start(args, env, cwd)
+    for _ in range(200):
+        try:
+            await vk.use_callback(f"http://127.0.0.1:{port}/vk", SECRET, CONFIRMATION, retry_delay=0.2,
+                                  answer_timeout=2.0)
+            return args, proc
+        except Exception:
+            await asyncio.sleep(0.05)
+    raise AssertionError("serve did not come up")
+
+
 async def step(user: FakeUser, action: str, text: str) -> str:
     await (user.say(text) if action == "say" else user.press(text))
     return (await user.wait_reply(timeout=10)).text
@@ -138,17 +154,8 @@ async def test_serve_survives_a_kill_and_handles_each_event_once(
         tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, mailbox: tuple[Mailbox, int]) -> None:
     box, smtp_port = mailbox
     env = bot_env(tmp_path, vk, simpleone, smtp_port)
-    port = free_port()
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--path", "/vk"]
-    proc = await start(args, env, tmp_path)
-    url = f"http://127.0.0.1:{port}/vk"
+    args, proc = await start_serve(vk, env, tmp_path)
     try:
-        for _ in range(200):
-            try:
-                await vk.use_callback(url, SECRET, CONFIRMATION, retry_delay=0.2, answer_timeout=2.0)
-                break
-            except Exception:
-                await asyncio.sleep(0.05)
         vk.duplicate_deliveries(100)
         user = vk.user(32)
         assert "Главное меню" in await step(user, "say", "Начать")
@@ -183,17 +190,8 @@ async def test_a_kill_while_an_event_is_in_hand_creates_the_ticket_once_after_re
     look-up finds the ticket the first attempt may already have created."""
     box, smtp_port = mailbox
     env = bot_env(tmp_path, vk, simpleone, smtp_port)
-    port = free_port()
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--path", "/vk"]
-    proc = await start(args, env, tmp_path)
-    url = f"http://127.0.0.1:{port}/vk"
+    args, proc = await start_serve(vk, env, tmp_path)
     try:
-        for _ in range(200):
-            try:
-                await vk.use_callback(url, SECRET, CONFIRMATION, retry_delay=0.2, answer_timeout=2.0)
-                break
-            except Exception:
-                await asyncio.sleep(0.05)
         user = vk.user(33)
         assert "Главное меню" in await step(user, "say", "Начать")
         await step(user, "press", "Создать заявку")
