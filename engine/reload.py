@@ -32,7 +32,6 @@ class FlowHolder:
         self.registry = registry
         self._current: FlowSet | None = None
         self._lock = asyncio.Lock()
-        self.reloads = 0
         self.refusals = 0
 
     @property
@@ -68,7 +67,6 @@ class FlowHolder:
                 return result
             previous = self._current.version if self._current else None
             self._current = result.flow_set
-            self.reloads += 1
             log.info("flow set reloaded in %.0f ms: %s -> %s", took, previous, result.flow_set.version)
             return result
 

@@ -55,17 +55,13 @@ class SessionCache:
         self.storage = storage
         self.capacity = capacity
         self._cache: OrderedDict[str, Session] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     async def load(self, peer: str) -> Session | None:
         """A private copy of the peer's session: the step may change it freely."""
         cached = self._cache.get(peer)
         if cached is not None:
-            self.hits += 1
             self._cache.move_to_end(peer)
         else:
-            self.misses += 1
             cached = await self.storage.load_session(peer)
             if cached is None:
                 return None

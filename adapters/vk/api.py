@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -48,6 +49,11 @@ class FatalVkError(VkError):
 
 class VkTransportError(VkError):
     """No usable answer: a network error, a timeout, a non-JSON body, HTTP 5xx."""
+
+
+def backoff_delay(failures: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: concurrent clients must not retry in step."""
+    return float(min(cap, base * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0))
 
 
 class TokenPacer:

@@ -48,7 +48,6 @@ class VkBot:
         self.dispatcher = PeerDispatcher(concurrency)
         self.delivery = delivery
         self._chats_told: OrderedDict[int, float] = OrderedDict()  # bounded: oldest forgotten
-        self.handled = 0
 
     def submit(self, msg: InMessage, *, deduped: bool, done: Callable[[], None] | None = None) -> None:
         """Queue a message behind the same peer's earlier ones; done() runs when it is handled.
@@ -94,7 +93,6 @@ class VkBot:
             settled = await self.sender.send(msg.peer_id, reply, key=f"{msg.event_id}:{i}") and settled
         if replies and settled and self.delivery is not None:
             self.delivery.sent(msg.event_id)  # not if VK kept failing: sent again at the next start
-        self.handled += 1
 
     async def point_to_private(self, msg: InMessage) -> None:
         """In a group chat: say once in a while that tickets are handled in private messages,

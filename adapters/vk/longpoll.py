@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from adapters.vk.api import FATAL_CODES, FatalVkError, VkApi, VkApiError, VkError
+from adapters.vk.api import FATAL_CODES, FatalVkError, VkApi, VkApiError, VkError, backoff_delay
 from adapters.vk.bot import VkBot
 from adapters.vk.updates import parse_update
 from engine.ports import Storage
@@ -53,11 +52,6 @@ class TsTracker:
             self.safe = self.batches.popleft().ts
 
 
-def backoff_delay(failures: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter: concurrent clients must not retry in step."""
-    return float(min(cap, base * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0))
-
-
 class LongPoller:
     def __init__(self, api: VkApi, storage: Storage, bot: VkBot, *, group_id: int, wait: int = 25,
                  max_pending: int = 1000, backoff: float = 1.0, max_backoff: float = 60.0,
@@ -74,7 +68,6 @@ class LongPoller:
         self.tracker = TsTracker()
         self._saved: str | None = None
         self._saving = asyncio.Lock()
-        self.polls = 0
         self.ready = asyncio.Event()  # set once the first long-poll server is known
         self.save_every = save_every
         self._save_task: asyncio.Task[None] | None = None
@@ -148,7 +141,6 @@ class LongPoller:
         return {**server, "ts": str(answer["ts"])}
 
     async def check(self, server: dict[str, Any]) -> dict[str, Any]:
-        self.polls += 1
         params = {"act": "a_check", "key": server["key"], "ts": server["ts"], "wait": self.wait}
         timeout = aiohttp.ClientTimeout(total=self.wait + 15)
         async with self.api.session.post(server["server"], data=params, timeout=timeout) as resp:

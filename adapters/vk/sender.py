@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 from typing import Any
 
-from adapters.vk.api import VkApi, VkApiError, VkTransportError
+from adapters.vk.api import VkApi, VkApiError, VkTransportError, backoff_delay
 from adapters.vk.keyboard import render, split_text
 from engine.replies import Reply
 
@@ -36,9 +35,7 @@ class VkSender:
         self.deadline = deadline  # VK's limits pass; a message is tried for this long
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self.sent = 0
         self.retried = 0
-        self.failed = 0
 
     async def send(self, peer_id: int, reply: Reply, key: str) -> bool:
         """Send one reply (as several messages if long; the keyboard with the last one).
@@ -63,7 +60,6 @@ class VkSender:
                 break
             try:
                 await self.api.call("messages.send", params)
-                self.sent += 1
                 return True
             except VkApiError as exc:
                 if exc.code == 911 and "keyboard" in params:
@@ -72,18 +68,13 @@ class VkSender:
                     continue
                 if exc.code in GIVE_UP_CODES:
                     log.info("message to %s not allowed: %s", params["peer_id"], exc)
-                    self.failed += 1
                     return True
                 if exc.code not in RETRY_CODES:
                     log.error("message to %s failed: %s", params["peer_id"], exc)
-                    self.failed += 1
                     return True
             except VkTransportError as exc:
                 log.warning("sending to %s: %s (attempt %d)", params["peer_id"], exc, attempt + 1)
             self.retried += 1
-            # Jittered exponential backoff: concurrent senders must not retry in step.
-            delay = min(self.max_backoff, self.backoff * 2 ** attempt)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            await asyncio.sleep(backoff_delay(attempt, self.backoff, self.max_backoff))
         log.error("giving up on a message to %s after %d attempts", params["peer_id"], self.attempts)
-        self.failed += 1
         return False

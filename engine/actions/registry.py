@@ -65,9 +65,6 @@ class ActionRegistry:
     def get(self, name: str) -> ActionInfo | None:
         return self._actions.get(name)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._actions
-
     def all(self) -> list[ActionInfo]:
         return sorted(self._actions.values(), key=lambda a: a.name)
 
