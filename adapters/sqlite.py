@@ -12,6 +12,9 @@ commits the steps of concurrent peers together (group commit):
   back and is raised to every caller in it;
 - a future is resolved only after COMMIT returned, so no reply is sent for an uncommitted step.
 
+A step's outbox items, its "told" marks and its follow-up replies are written inside the step's
+savepoint, after its version check and inbox mark: a refused step leaves none of them behind.
+
 synchronous=NORMAL in WAL mode keeps every commit across a process crash; an OS crash or power
 loss may drop the last few commits (pass synchronous="FULL" where that matters more than speed).
 """
@@ -28,12 +31,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Final, Literal, TypeVar, cast
+from typing import Any, Final, Literal, TypeVar, cast
 from urllib.parse import unquote
 
 import aiosqlite
 
-from engine.ports import Binding, InboxEvent, PendingCode, SendStats, Session, StepCommit, UnsentReplies
+from engine.ports import (
+    OUTBOX_DONE,
+    OUTBOX_FAILED,
+    OUTBOX_PENDING,
+    Binding,
+    InboxEvent,
+    Notice,
+    OutboxItem,
+    OutboxOutcome,
+    PendingCode,
+    SendStats,
+    Session,
+    StepCommit,
+    UnsentReplies,
+    WatchedTicket,
+)
 
 __all__ = [
     "MIGRATIONS",
@@ -110,6 +128,56 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
         ),
     ),
+    (
+        2,
+        (
+            # SimpleOne work committed with the step that decided it. seq is the order of
+            # insertion (an INTEGER PRIMARY KEY, so VACUUM keeps it; created_at can tie).
+            # finished_at is set when the item became done or failed, in the engine's clock.
+            """CREATE TABLE IF NOT EXISTS outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                peer TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_at REAL NOT NULL,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                finished_at REAL,
+                last_error TEXT NOT NULL DEFAULT '',
+                progress TEXT NOT NULL DEFAULT '{}',
+                result TEXT,
+                told INTEGER NOT NULL DEFAULT 0
+            )""",
+            "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at) WHERE state = 'pending'",
+            "CREATE INDEX IF NOT EXISTS outbox_untold ON outbox (finished_at)"
+            " WHERE told = 0 AND state IN ('done', 'failed')",
+            # Messages sent unasked; id makes each once-only, seq keeps their order.
+            """CREATE TABLE IF NOT EXISTS notices (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                peer TEXT NOT NULL,
+                text TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                sent_at REAL
+            )""",
+            "CREATE INDEX IF NOT EXISTS notices_unsent ON notices (seq) WHERE sent_at IS NULL",
+            # Tickets followed for status notices, scanned in pages by their key.
+            """CREATE TABLE IF NOT EXISTS ticket_watch (
+                table_name TEXT NOT NULL,
+                sys_id TEXT NOT NULL,
+                number TEXT NOT NULL,
+                peer TEXT NOT NULL,
+                state TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                active INTEGER NOT NULL,
+                added_at REAL NOT NULL,
+                PRIMARY KEY (table_name, sys_id)
+            )""",
+        ),
+    ),
 )
 
 _URL_PREFIX: Final = "sqlite:///"
@@ -136,8 +204,37 @@ _MARK_HANDLED: Final = (
     " WHERE inbox.handled_at IS NULL"
 )
 
-# (peer, state, slots JSON, flow_version, updated_at, expected_version, event_id, replies JSON)
-_StepRow = tuple[str, str, str, str, float, int, str | None, str | None]
+_OUTBOX_COLUMNS: Final = (
+    "id, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress,"
+    " result, told"
+)
+_INSERT_OUTBOX: Final = (
+    f"INSERT INTO outbox ({_OUTBOX_COLUMNS}, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# An outcome written again (a worker that ran twice) adds its follow-ups once, if their ids are
+# derived from the item's; a step's items are new by construction, so a clash there is an error.
+_INSERT_FOLLOW_UP: Final = _INSERT_OUTBOX.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+_SELECT_OUTBOX: Final = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
+_INSERT_NOTICE: Final = "INSERT OR IGNORE INTO notices (id, peer, text, created_at) VALUES (?, ?, ?, ?)"
+# A ticket followed already keeps what was last seen of it.
+_INSERT_WATCH: Final = (
+    "INSERT OR IGNORE INTO ticket_watch"
+    " (table_name, sys_id, number, peer, state, updated_at, active, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, active"
+# A follow-up step's replies replace the earlier event's only while those are kept unsent.
+_REPLACE_REPLIES: Final = "UPDATE inbox SET replies = ? WHERE event_id = ? AND replies IS NOT NULL"
+
+# _INSERT_OUTBOX's values: (id, peer, kind, payload JSON, state, attempts, next_at, created_at,
+# updated_at, last_error, progress JSON, result JSON, told, finished_at)
+_OutboxRow = tuple[str, str, str, str, str, int, float, float, float, str, str, str | None, int, float | None]
+_NoticeRow = tuple[str, str, str, float]
+
+# (peer, state, slots JSON, flow_version, updated_at, expected_version, event_id, replies JSON,
+#  outbox rows, told ids, reply_of)
+_StepRow = tuple[
+    str, str, str, str, float, int, str | None, str | None, tuple[_OutboxRow, ...], tuple[str, ...], str | None
+]
 
 
 class StorageClosed(RuntimeError):
@@ -239,7 +336,7 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
     """One group commit: every step's version-checked write, then one COMMIT."""
     results: list[bool] = []
     with _transaction(conn):
-        for peer, state, slots, flow_version, updated_at, expected, event_id, replies in rows:
+        for peer, state, slots, flow_version, updated_at, expected, event_id, replies, outbox, told, reply_of in rows:
             conn.execute("SAVEPOINT step")  # each step stands or falls alone within the batch
             if expected == 0:
                 cur = conn.execute(_INSERT_SESSION, (peer, state, slots, flow_version, updated_at))
@@ -252,6 +349,12 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
             if ok and event_id is not None:
                 marked = conn.execute(_MARK_HANDLED, (event_id, peer, received_at, received_at, replies))
                 ok = marked.rowcount == 1
+            if ok:
+                conn.executemany(_INSERT_OUTBOX, outbox)
+                conn.executemany("UPDATE outbox SET told = 1 WHERE id = ?", [(i,) for i in told])
+                # Already sent (or never kept) is no failure: the replies then go out live only.
+                if reply_of is not None and replies is not None:
+                    conn.execute(_REPLACE_REPLIES, (replies, reply_of))
             conn.execute("RELEASE step" if ok else "ROLLBACK TO step")
             if not ok:
                 conn.execute("RELEASE step")
@@ -259,12 +362,49 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
     return results
 
 
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def _encode(step: StepCommit) -> _StepRow:
     s = step.session
-    # Encoded on the caller's side: a slot that is not JSON fails that caller alone.
-    slots = json.dumps(s.slots, ensure_ascii=False, separators=(",", ":"))
+    # Encoded on the caller's side: a slot or payload that is not JSON fails that caller alone.
+    slots = _json(s.slots)
+    outbox = tuple(_outbox_row(item) for item in step.outbox)
     return (s.peer, s.state, slots, s.flow_version, s.updated_at, step.expected_version, step.event_id,
-            step.replies)
+            step.replies, outbox, tuple(step.told), step.reply_of)
+
+
+def _outbox_row(item: OutboxItem) -> _OutboxRow:
+    return (item.id, item.peer, item.kind, _json(item.payload), item.state, item.attempts, item.next_at,
+            item.created_at, item.updated_at, item.last_error, _json(item.progress), _result(item),
+            int(item.told), _finished_at(item))
+
+
+def _result(item: OutboxItem) -> str | None:
+    return None if item.result is None else _json(item.result)
+
+
+def _finished_at(item: OutboxItem) -> float | None:
+    # An item ends at its last update, in the engine's clock: outbox_untold and prune are asked
+    # in that clock (a test's fixed one, too), so the adapter's own clock would not compare.
+    return None if item.state == OUTBOX_PENDING else item.updated_at
+
+
+def _outbox_item(row: Sequence[Any]) -> OutboxItem:
+    (id_, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress, result,
+     told) = row
+    return OutboxItem(id_, peer, kind, json.loads(payload), created_at, state, attempts, next_at, updated_at,
+                      last_error, json.loads(progress), None if result is None else json.loads(result), bool(told))
+
+
+def _notice_row(notice: Notice) -> _NoticeRow:
+    return (notice.id, notice.peer, notice.text, notice.created_at)
+
+
+def _watch_row(ticket: WatchedTicket, added_at: float) -> tuple[str, str, str, str, str, str, int, float]:
+    t = ticket
+    return (t.table, t.sys_id, t.number, t.peer, t.state, t.updated_at, int(t.active), added_at)
 
 
 class SqliteStorage:
@@ -565,8 +705,204 @@ class SqliteStorage:
 
         await self._run(upsert)
 
+    # ----------------------------------------------------------------- outbox
+
+    async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxItem]:
+        rows = await self._run(
+            lambda conn: conn.execute(
+                f"{_SELECT_OUTBOX} WHERE state = '{OUTBOX_PENDING}' AND next_at <= ? ORDER BY seq LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        )
+        return [_outbox_item(r) for r in rows]
+
+    async def outbox_get(self, item_id: str) -> OutboxItem | None:
+        row = await self._run(lambda conn: conn.execute(f"{_SELECT_OUTBOX} WHERE id = ?", (item_id,)).fetchone())
+        return None if row is None else _outbox_item(row)
+
+    async def outbox_save(self, item: OutboxItem) -> None:
+        i = item
+        values = (i.attempts, i.next_at, i.updated_at, i.last_error, _json(i.progress), i.id)
+
+        def save(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                # Pending only: an item finished, retried or dropped meanwhile is not written back.
+                conn.execute(
+                    "UPDATE outbox SET attempts = ?, next_at = ?, updated_at = ?, last_error = ?, progress = ?"
+                    f" WHERE id = ? AND state = '{OUTBOX_PENDING}'",
+                    values,
+                )
+
+        await self._run(save)
+
+    async def outbox_finish(self, outcome: OutboxOutcome) -> None:
+        i = outcome.item
+        update = (i.state, _result(i), _json(i.progress), i.attempts, i.last_error, int(i.told), i.updated_at,
+                  _finished_at(i), i.id)
+        notices = [_notice_row(n) for n in outcome.notices]
+        follow_ups = [_outbox_row(f) for f in outcome.follow_ups]
+        now = time.time()
+        watch = [_watch_row(t, now) for t in outcome.watch]
+
+        def finish(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                # told only ever goes from 0 to 1 here: a step that told the outcome stays told.
+                conn.execute(
+                    "UPDATE outbox SET state = ?, result = ?, progress = ?, attempts = ?, last_error = ?,"
+                    " told = max(told, ?), updated_at = ?, finished_at = ? WHERE id = ?",
+                    update,
+                )
+                conn.executemany(_INSERT_NOTICE, notices)
+                conn.executemany(_INSERT_FOLLOW_UP, follow_ups)
+                conn.executemany(_INSERT_WATCH, watch)
+
+        await self._run(finish)
+
+    async def outbox_list(self, states: Sequence[str] = (), limit: int = 100) -> list[OutboxItem]:
+        wanted = list(dict.fromkeys(states))
+        where = f" WHERE state IN ({','.join('?' * len(wanted))})" if wanted else ""
+        rows = await self._run(
+            lambda conn: conn.execute(f"{_SELECT_OUTBOX}{where} ORDER BY seq LIMIT ?", (*wanted, limit)).fetchall()
+        )
+        return [_outbox_item(r) for r in rows]
+
+    async def outbox_untold(self, finished_before: float, limit: int = 100) -> list[OutboxItem]:
+        # The WHERE repeats the partial index's terms word for word, so SQLite uses it.
+        rows = await self._run(
+            lambda conn: conn.execute(
+                f"{_SELECT_OUTBOX} WHERE told = 0 AND state IN ('{OUTBOX_DONE}', '{OUTBOX_FAILED}')"
+                " AND finished_at <= ? ORDER BY finished_at, seq LIMIT ?",
+                (finished_before, limit),
+            ).fetchall()
+        )
+        return [_outbox_item(r) for r in rows]
+
+    async def outbox_tell(self, item_id: str, notice: Notice | None) -> bool:
+        def tell(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                # The told flag is the once-only guard: whoever flips it tells, nobody else.
+                changed = conn.execute("UPDATE outbox SET told = 1 WHERE id = ? AND told = 0", (item_id,)).rowcount
+                if changed == 1 and notice is not None:
+                    conn.execute(_INSERT_NOTICE, _notice_row(notice))
+            return changed == 1
+
+        return await self._run(tell)
+
+    async def outbox_retry(self, item_id: str, now: float) -> bool:
+        def retry(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                # progress and last_error stay: the retry goes on from what was done, and the
+                # last error is still worth seeing until a new attempt replaces it.
+                return conn.execute(
+                    f"UPDATE outbox SET state = '{OUTBOX_PENDING}', attempts = 0, next_at = ?, updated_at = ?,"
+                    " finished_at = NULL, told = 0, result = NULL"
+                    f" WHERE id = ? AND state IN ('{OUTBOX_PENDING}', '{OUTBOX_FAILED}')",
+                    (now, now, item_id),
+                ).rowcount == 1
+
+        return await self._run(retry)
+
+    async def outbox_drop(self, item_id: str) -> OutboxItem | None:
+        def drop(conn: sqlite3.Connection) -> Any:
+            with _transaction(conn):
+                return conn.execute(
+                    f"DELETE FROM outbox WHERE id = ? AND state IN ('{OUTBOX_PENDING}', '{OUTBOX_FAILED}')"
+                    f" RETURNING {_OUTBOX_COLUMNS}",
+                    (item_id,),
+                ).fetchone()
+
+        row = await self._run(drop)
+        return None if row is None else _outbox_item(row)
+
+    # ----------------------------------------------------------------- notices
+
+    async def notices_add(self, notices: Sequence[Notice]) -> None:
+        rows = [_notice_row(n) for n in notices]
+
+        def add(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany(_INSERT_NOTICE, rows)
+
+        if rows:
+            await self._run(add)
+
+    async def notices_unsent(self, limit: int = 100) -> list[Notice]:
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT id, peer, text, created_at FROM notices WHERE sent_at IS NULL ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        )
+        return [Notice(*r) for r in rows]
+
+    async def notices_sent(self, notice_ids: Sequence[str]) -> None:
+        ids = list(notice_ids)
+
+        def mark(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            with _transaction(conn):
+                # The first sending counts: a resend does not push back its pruning.
+                conn.executemany("UPDATE notices SET sent_at = ? WHERE id = ? AND sent_at IS NULL",
+                                 [(now, i) for i in ids])
+
+        if ids:
+            await self._run(mark)
+
+    # ----------------------------------------------------------------- watched tickets
+
+    async def watch_add(self, tickets: Sequence[WatchedTicket]) -> None:
+        now = time.time()
+        rows = [_watch_row(t, now) for t in tickets]
+
+        def add(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany(_INSERT_WATCH, rows)
+
+        if rows:
+            await self._run(add)
+
+    async def watch_list(self, after: tuple[str, str] = ("", ""), limit: int = 500) -> list[WatchedTicket]:
+        # A row value comparison walks the primary key from the last page's end (SQLite ≥ 3.15).
+        rows = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT {_WATCH_COLUMNS} FROM ticket_watch WHERE (table_name, sys_id) > (?, ?)"
+                " ORDER BY table_name, sys_id LIMIT ?",
+                (after[0], after[1], limit),
+            ).fetchall()
+        )
+        return [WatchedTicket(t, s, n, p, st, u, bool(a)) for t, s, n, p, st, u, a in rows]
+
+    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice]) -> None:
+        # An UPDATE, not an upsert: a ticket dropped while it was being looked at stays dropped.
+        updates = [(t.number, t.state, t.updated_at, int(t.active), t.table, t.sys_id) for t in seen]
+        rows = [_notice_row(n) for n in notices]
+
+        def update(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany(
+                    "UPDATE ticket_watch SET number = ?, state = ?, updated_at = ?, active = ?"
+                    " WHERE table_name = ? AND sys_id = ?",
+                    updates,
+                )
+                conn.executemany(_INSERT_NOTICE, rows)
+
+        if updates or rows:
+            await self._run(update)
+
+    async def watch_drop(self, keys: Sequence[tuple[str, str]]) -> None:
+        rows = [(table, sys_id) for table, sys_id in keys]
+
+        def drop(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany("DELETE FROM ticket_watch WHERE table_name = ? AND sys_id = ?", rows)
+
+        if rows:
+            await self._run(drop)
+
+    # ----------------------------------------------------------------- upkeep
+
     async def prune(self, older_than: float) -> int:
-        """Delete inbox events, code sends and expired codes older than the given time.
+        """Delete what is done with and older than the given time: handled inbox events, code
+        sends, expired codes, sent notices, and outbox items done and told.
 
         Keeps the tables bounded; run it periodically with a horizon longer than the channel
         can replay events (VK: hours) and the longest send-rate window. Returns rows deleted.
@@ -580,6 +916,13 @@ class SqliteStorage:
                 ).rowcount
                 n += conn.execute("DELETE FROM auth_sends WHERE sent_at < ?", (older_than,)).rowcount
                 n += conn.execute("DELETE FROM auth_codes WHERE expires_at < ?", (older_than,)).rowcount
+                # Unsent notices (sent_at NULL) are never older than anything.
+                n += conn.execute("DELETE FROM notices WHERE sent_at < ?", (older_than,)).rowcount
+                # Failed items wait for an operator, untold ones for the user to hear of them.
+                n += conn.execute(
+                    f"DELETE FROM outbox WHERE state = '{OUTBOX_DONE}' AND told = 1 AND finished_at < ?",
+                    (older_than,),
+                ).rowcount
             return n
 
         return await self._run(delete)

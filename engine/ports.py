@@ -39,6 +39,79 @@ class StepCommit:
     # The step's replies (engine.replies.dump_replies), kept with the event until the channel
     # says they were delivered: a crash between commit and sending loses no answer.
     replies: str | None = None
+    # Work for SimpleOne the step decided on, written with it or not at all (the outbox).
+    outbox: Sequence[OutboxItem] = ()
+    # Outbox items whose outcome this step tells the user (so no notice repeats it).
+    told: Sequence[str] = ()
+    # A follow-up step (an outbox outcome told within the wait) with no event of its own: its
+    # replies replace those still kept, unsent, for this earlier event.
+    reply_of: str | None = None
+
+
+OUTBOX_PENDING = "pending"
+OUTBOX_DONE = "done"
+OUTBOX_FAILED = "failed"
+
+
+@dataclass(slots=True)
+class OutboxItem:
+    """Work for the ticket system, written in the same transaction as the step that decided it.
+
+    id is also the marker written into SimpleOne (a ticket's description, a comment), so an
+    unclear failure is settled by looking the record up, never by writing it again.
+    """
+
+    id: str
+    peer: str
+    kind: str  # "ticket.create", "ticket.comment", "ticket.upload"
+    payload: dict[str, Any]
+    created_at: float
+    state: str = OUTBOX_PENDING
+    attempts: int = 0
+    next_at: float = 0.0  # not tried before this time (backoff)
+    updated_at: float = 0.0
+    last_error: str = ""
+    # What is already done in SimpleOne (the created ticket, uploaded files): a retry goes on
+    # from there instead of starting over.
+    progress: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] | None = None  # set when done or failed: what the user is told
+    told: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A message the bot sends unasked (a ticket number that came late, a status change).
+
+    id makes it once-only: the same change never yields two notices, and the channel derives
+    its dedupe key (VK random_id) from it when it has to send again after a crash."""
+
+    id: str
+    peer: str
+    text: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxOutcome:
+    """How an outbox item ended, written at once with what follows from it."""
+
+    item: OutboxItem  # with state, result, progress, attempts as they now are
+    notices: Sequence[Notice] = ()
+    follow_ups: Sequence[OutboxItem] = ()  # e.g. the uploads of a created ticket
+    watch: Sequence[WatchedTicket] = ()  # tickets to follow for status notices
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedTicket:
+    """A ticket whose state changes are told to its owner's peer."""
+
+    table: str
+    sys_id: str
+    number: str
+    peer: str
+    state: str  # the raw state last seen (labels come from flows)
+    updated_at: str  # SimpleOne's sys_updated_at last seen
+    active: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +245,75 @@ class Storage(Protocol):
     async def put_cursor(self, name: str, value: str) -> None: ...
 
     async def prune(self, older_than: float) -> int:
-        """Forget handled inbox events, code sends and expired codes older than this; rows deleted."""
+        """Forget handled inbox events, code sends, expired codes, sent notices and finished
+        outbox items told to the user, older than this; rows deleted."""
+        ...
+
+    # The outbox: SimpleOne work committed with the step that decided it (StepCommit.outbox).
+
+    async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxItem]:
+        """Pending items whose next_at has come, oldest first."""
+        ...
+
+    async def outbox_get(self, item_id: str) -> OutboxItem | None: ...
+
+    async def outbox_save(self, item: OutboxItem) -> None:
+        """Store a pending item's attempts, next_at, last_error and progress."""
+        ...
+
+    async def outbox_finish(self, outcome: OutboxOutcome) -> None:
+        """In one transaction: the item's final state, its notices (ignored if their id exists),
+        its follow-up items and the tickets to watch."""
+        ...
+
+    async def outbox_list(self, states: Sequence[str] = (), limit: int = 100) -> list[OutboxItem]:
+        """Items in these states (all if empty), oldest first."""
+        ...
+
+    async def outbox_untold(self, finished_before: float, limit: int = 100) -> list[OutboxItem]:
+        """Done or failed items not told to the user, finished before this time."""
+        ...
+
+    async def outbox_tell(self, item_id: str, notice: Notice | None) -> bool:
+        """Mark the item told and store its notice, at once; False if it was told already."""
+        ...
+
+    async def outbox_retry(self, item_id: str, now: float) -> bool:
+        """A failed (or pending) item is tried again at once, with its attempts reset."""
+        ...
+
+    async def outbox_drop(self, item_id: str) -> OutboxItem | None:
+        """Delete an item that is not done; returns it (its files are the caller's to discard)."""
+        ...
+
+    # Notices: messages to send unasked, kept until the channel has sent them.
+
+    async def notices_add(self, notices: Sequence[Notice]) -> None:
+        """Store notices, ignoring any whose id is already stored."""
+        ...
+
+    async def notices_unsent(self, limit: int = 100) -> list[Notice]:
+        """Oldest first."""
+        ...
+
+    async def notices_sent(self, notice_ids: Sequence[str]) -> None: ...
+
+    # Tickets followed for status notices.
+
+    async def watch_add(self, tickets: Sequence[WatchedTicket]) -> None:
+        """Follow these tickets; one already followed keeps what was last seen of it."""
+        ...
+
+    async def watch_list(self, after: tuple[str, str] = ("", ""), limit: int = 500) -> list[WatchedTicket]:
+        """Followed tickets ordered by (table, sys_id), from just after that key: pages of a scan."""
+        ...
+
+    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice]) -> None:
+        """Record what was seen of followed tickets and the notices it caused, at once."""
+        ...
+
+    async def watch_drop(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Stop following these (table, sys_id) tickets."""
         ...
 
     async def close(self) -> None: ...
@@ -224,6 +365,12 @@ class Ticket:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class Upload:
     """A file to attach to a ticket, read from disk when it is sent."""
 
@@ -252,9 +399,17 @@ class TicketSystem(Protocol):
 
     async def get_ticket(self, table: str, sys_id: str) -> Ticket | None: ...
 
+    async def get_tickets(self, table: str, sys_ids: Sequence[str]) -> list[Ticket]:
+        """These tickets as they are now (any that vanished are left out); for status notices."""
+        ...
+
     async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None: ...
 
     async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None: ...
+
+    async def list_attachments(self, table: str, sys_id: str) -> list[Attachment]:
+        """The files attached to a record: how an unclear upload is settled before a retry."""
+        ...
 
     async def close(self) -> None: ...
 

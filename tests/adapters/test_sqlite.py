@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adapters.sqlite import MIGRATIONS, SqliteStorage, StorageClosed, open_sqlite, sqlite_path_from_url
-from engine.ports import Session, StepCommit
+from engine.ports import OutboxItem, Session, StepCommit
 
 
 def step(peer: str, expected: int = 0, slots: dict[str, object] | None = None) -> StepCommit:
@@ -73,7 +73,60 @@ async def test_file_database_is_tuned_and_migrated(tmp_path: Path) -> None:
         versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
         tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert versions == [v for v, _ in MIGRATIONS]
-    assert {"sessions", "bindings", "auth_codes", "auth_sends", "inbox", "schema_migrations"} <= tables
+    assert {"sessions", "bindings", "auth_codes", "auth_sends", "inbox", "schema_migrations", "outbox", "notices",
+            "ticket_watch"} <= tables
+
+
+async def test_a_database_at_schema_1_is_upgraded_keeping_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    with sqlite3.connect(path) as conn:  # as the previous release left it
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+        version, statements = MIGRATIONS[0]
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+        conn.execute("INSERT INTO sessions VALUES ('vk:1', 'menu', '{}', 'v1', 1, 1.0)")
+    storage = await open_sqlite(path)
+    try:
+        assert (await storage.load_session("vk:1")).state == "menu"  # type: ignore[union-attr]
+        item = OutboxItem("ob-1", "vk:1", "ticket.create", {"a": 1}, 1.0)
+        assert await storage.commit_step(StepCommit(Session("vk:1", "s", {}, "v1", 2.0), 1, outbox=[item]))
+        assert await storage.outbox_get("ob-1") == item
+    finally:
+        await storage.close()
+    with sqlite3.connect(path) as conn:
+        assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        # The statements the adapter runs (outbox_due, outbox_untold, notices_unsent, watch_list).
+        ("SELECT id FROM outbox WHERE state = 'pending' AND next_at <= ? ORDER BY seq LIMIT 10", "outbox_due"),
+        ("SELECT id FROM outbox WHERE told = 0 AND state IN ('done', 'failed') AND finished_at <= ?"
+         " ORDER BY finished_at, seq LIMIT 10", "outbox_untold"),
+        ("SELECT id FROM notices WHERE sent_at IS NULL ORDER BY seq LIMIT 10", "notices_unsent"),
+        ("SELECT sys_id FROM ticket_watch WHERE (table_name, sys_id) > (?, ?) ORDER BY table_name, sys_id LIMIT 10",
+         "sqlite_autoindex_ticket_watch_1"),
+    ],
+)
+async def test_polling_queries_use_their_indexes(storage: SqliteStorage, query: str, index: str) -> None:
+    # Polled every few seconds: a full scan of a grown table would cost on every round.
+    args = (1.0,) * query.count("?")
+    plan = await storage._run(lambda conn: conn.execute(f"EXPLAIN QUERY PLAN {query}", args).fetchall())
+    assert any(f"INDEX {index}" in row[-1] for row in plan), plan  # covering or not
+
+
+async def test_outbox_json_is_compact_unicode(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    storage = await open_sqlite(path)
+    item = OutboxItem("ob-1", "vk:1", "ticket.create", {"тема": "принтер", "n": [1, 2]}, 1.0,
+                      progress={"файлы": ["a"]})
+    assert await storage.commit_step(StepCommit(Session("vk:1", "s", {}, "v1", 1.0), 0, outbox=[item]))
+    await storage.close()
+    with sqlite3.connect(path) as conn:
+        row = conn.execute("SELECT payload, progress, result, told, finished_at FROM outbox").fetchone()
+    assert row == ('{"тема":"принтер","n":[1,2]}', '{"файлы":["a"]}', None, 0, None)
 
 
 async def test_pragmas_of_the_connection(storage: SqliteStorage) -> None:
@@ -170,6 +223,19 @@ async def test_unserialisable_slots_fail_only_their_caller(storage: SqliteStorag
     assert results[0] is True and results[2] is True
     assert isinstance(results[1], TypeError)
     assert await storage.count_sessions() == 2
+
+
+async def test_an_unserialisable_outbox_payload_fails_only_its_caller(storage: SqliteStorage) -> None:
+    bad = OutboxItem("ob-bad", "vk:2", "ticket.create", {"file": b"bytes"}, 1.0)
+    results = await asyncio.gather(
+        storage.commit_step(step("vk:1")),
+        storage.commit_step(StepCommit(Session("vk:2", "s", {}, "v1", 1.0), 0, outbox=[bad])),
+        return_exceptions=True,
+    )
+    assert results[0] is True
+    assert isinstance(results[1], TypeError)
+    assert await storage.count_sessions() == 1
+    assert await storage.outbox_list() == []
 
 
 async def test_a_cancelled_caller_does_not_disturb_the_batch(storage: SqliteStorage) -> None:

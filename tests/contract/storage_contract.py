@@ -1,12 +1,12 @@
 """The Storage port's contract: every storage backend must pass all of it.
 
 The `storage` and `storage_backend` fixtures come from conftest.py, one run per backend.
-`prune` is not in the engine's port yet but every backend provides it, so it is tested here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 import uuid
@@ -16,7 +16,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.ports import Binding, PendingCode, SendStats, Session, StepCommit
+from engine.ports import (
+    OUTBOX_DONE,
+    OUTBOX_FAILED,
+    OUTBOX_PENDING,
+    Binding,
+    Notice,
+    OutboxItem,
+    OutboxOutcome,
+    PendingCode,
+    SendStats,
+    Session,
+    StepCommit,
+    WatchedTicket,
+)
 
 
 def make_session(peer: str, state: str = "start", slots: dict[str, Any] | None = None) -> Session:
@@ -421,3 +434,489 @@ async def test_versioning_matches_a_serial_model(storage: Any, rounds: list[list
                 break
         else:
             pytest.fail(f"round {round_no} {calls}: results {results}, sessions {actual}, model {model}")
+
+
+# --------------------------------------------------------------------------- outbox, notices, watched tickets
+
+PAYLOAD: dict[str, Any] = {
+    "table": "itsm_incident",
+    "fields": {"subject": "Не печатает принтер 🖨", "description": "ауд. 305\n\"срочно\""},
+    "files": [{"id": "vk_1.ab", "name": "скан.pdf", "mime": "application/pdf", "size": 10}],
+}
+
+
+def make_item(item_id: str, peer: str = "vk:1", **kw: Any) -> OutboxItem:
+    fields: dict[str, Any] = {"created_at": 1000.0, "next_at": 1000.0, "updated_at": 1000.0} | kw
+    return OutboxItem(item_id, peer, fields.pop("kind", "ticket.create"), fields.pop("payload", PAYLOAD), **fields)
+
+
+def ended(item: OutboxItem, state: str = OUTBOX_DONE, at: float = 2000.0, **kw: Any) -> OutboxItem:
+    """The item as the worker finishes it: the engine stamps updated_at with its clock."""
+    result = {"number": "INC0001"} if state == OUTBOX_DONE else {"error": "rejected"}
+    fields: dict[str, Any] = {"state": state, "updated_at": at, "attempts": item.attempts + 1,
+                              "result": result} | kw
+    return dataclasses.replace(item, **fields)
+
+
+def make_notice(notice_id: str, peer: str = "vk:1", text: str = "Заявка INC0001 создана") -> Notice:
+    return Notice(notice_id, peer, text, 1500.0)
+
+
+def make_ticket(sys_id: str, table: str = "itsm_incident", **kw: Any) -> WatchedTicket:
+    fields: dict[str, Any] = {"number": f"INC-{sys_id}", "peer": "vk:1", "state": "new",
+                              "updated_at": "2025-01-01 10:00:00"} | kw
+    return WatchedTicket(table, sys_id, **fields)
+
+
+async def step(storage: Any, peer: str, expected: int, **kw: Any) -> bool:
+    ok: bool = await storage.commit_step(StepCommit(make_session(peer, f"s{expected + 1}"), expected, **kw))
+    return ok
+
+
+async def finish(storage: Any, item: OutboxItem, **kw: Any) -> None:
+    await storage.outbox_finish(OutboxOutcome(item, **kw))
+
+
+async def ids(items: Any) -> list[str]:
+    return [i.id for i in await items]
+
+
+class TestOutboxInSteps:
+    async def test_items_are_committed_with_their_step(self, storage: Any) -> None:
+        a, b = make_item("ob-a"), make_item("ob-b", kind="ticket.comment", payload={"text": "ещё"})
+        assert await step(storage, "vk:1", 0, event_id="ev-1", outbox=[a, b]) is True
+        assert await storage.outbox_get("ob-a") == a  # every field round-trips
+        assert await storage.outbox_get("ob-b") == b
+        assert await storage.outbox_get("ob-none") is None
+        assert await storage.outbox_list() == [a, b]
+
+    async def test_a_stale_step_writes_none_of_its_items(self, storage: Any) -> None:
+        assert await step(storage, "vk:1", 0) is True
+        assert await step(storage, "vk:1", 0, outbox=[make_item("ob-stale")]) is False
+        assert await step(storage, "vk:2", 3, outbox=[make_item("ob-ahead")]) is False
+        assert await storage.outbox_list() == []
+        assert await storage.outbox_due(1e12) == []
+
+    async def test_a_step_whose_event_was_handled_writes_none_of_its_items(self, storage: Any) -> None:
+        assert await step(storage, "vk:1", 0, event_id="ev-1", outbox=[make_item("ob-1")]) is True
+        # The same event stepped again (a duplicate that raced past seen_event): nothing written.
+        assert await step(storage, "vk:1", 1, event_id="ev-1", outbox=[make_item("ob-dup")]) is False
+        assert await ids(storage.outbox_list()) == ["ob-1"]
+        assert (await storage.load_session("vk:1")).version == 1
+
+    async def test_racing_steps_of_one_event_leave_the_winners_items_only(self, storage: Any) -> None:
+        results = await asyncio.gather(
+            *(step(storage, f"vk:{i}", 0, event_id="ev-1", outbox=[make_item(f"ob-{i}", f"vk:{i}")])
+              for i in range(5))
+        )
+        assert sorted(results) == [False] * 4 + [True]
+        assert await ids(storage.outbox_list()) == [f"ob-{results.index(True)}"]
+
+    async def test_a_refused_step_does_not_fail_its_neighbours_items(self, storage: Any) -> None:
+        assert await step(storage, "vk:1", 0) is True
+        results = await asyncio.gather(
+            step(storage, "vk:2", 0, outbox=[make_item("ob-2", "vk:2")]),
+            step(storage, "vk:1", 0, outbox=[make_item("ob-1", "vk:1")]),  # stale
+            step(storage, "vk:3", 0, outbox=[make_item("ob-3", "vk:3")]),
+        )
+        assert results == [True, False, True]
+        assert await ids(storage.outbox_list()) == ["ob-2", "ob-3"]
+
+    async def test_a_step_marks_the_outcomes_it_tells(self, storage: Any) -> None:
+        a, b = make_item("ob-a"), make_item("ob-b")
+        assert await step(storage, "vk:1", 0, outbox=[a, b]) is True
+        await finish(storage, ended(a))
+        await finish(storage, ended(b, OUTBOX_FAILED))
+        # A refused step tells nothing.
+        assert await step(storage, "vk:1", 0, told=["ob-a"]) is False
+        assert await ids(storage.outbox_untold(1e12)) == ["ob-a", "ob-b"]
+
+        assert await step(storage, "vk:1", 1, told=["ob-a", "ob-unknown"]) is True
+        assert (await storage.outbox_get("ob-a")).told is True
+        assert (await storage.outbox_get("ob-b")).told is False
+        assert await ids(storage.outbox_untold(1e12)) == ["ob-b"]
+        # Told by the step, so the notifier's tell loses: no notice repeats the step's reply.
+        assert await storage.outbox_tell("ob-a", make_notice("n-a")) is False
+        assert await storage.notices_unsent() == []
+
+    async def test_a_follow_up_replaces_the_kept_replies_of_its_event(self, storage: Any) -> None:
+        assert await step(storage, "vk:1", 0, event_id="ev-1", replies='[{"t":"wait"}]') is True
+        follow_up = '[{"t":"wait"},{"t":"INC0001"}]'
+        assert await step(storage, "vk:1", 1, reply_of="ev-1", replies=follow_up) is True
+        assert [(u.event_id, u.peer, u.replies) for u in await storage.replies_unsent()] == [
+            ("ev-1", "vk:1", follow_up)]
+        assert await storage.seen_event("ev-1") is True
+
+    async def test_a_follow_up_leaves_sent_replies_alone(self, storage: Any) -> None:
+        assert await step(storage, "vk:1", 0, event_id="ev-1", replies='[{"t":"wait"}]') is True
+        await storage.replies_sent(["ev-1"])
+        # Sent already: the follow-up still commits, and nothing is kept to be sent again.
+        assert await step(storage, "vk:1", 1, reply_of="ev-1", replies='[{"t":"late"}]') is True
+        assert await step(storage, "vk:1", 2, reply_of="ev-unknown", replies='[{"t":"x"}]') is True
+        assert await storage.replies_unsent() == []
+        assert (await storage.load_session("vk:1")).version == 3
+
+    async def test_a_refused_follow_up_replaces_nothing(self, storage: Any) -> None:
+        assert await step(storage, "vk:1", 0, event_id="ev-1", replies='[{"t":"wait"}]') is True
+        assert await step(storage, "vk:1", 0, reply_of="ev-1", replies='[{"t":"stale"}]') is False
+        assert [u.replies for u in await storage.replies_unsent()] == ['[{"t":"wait"}]']
+
+    async def test_a_follow_up_without_replies_keeps_the_earlier_ones(self, storage: Any) -> None:
+        assert await step(storage, "vk:1", 0, event_id="ev-1", replies='[{"t":"wait"}]') is True
+        assert await step(storage, "vk:1", 1, reply_of="ev-1") is True
+        assert [u.replies for u in await storage.replies_unsent()] == ['[{"t":"wait"}]']
+
+
+class TestOutboxQueue:
+    async def test_due_items_come_in_insertion_order_once_their_time_has_come(self, storage: Any) -> None:
+        items = [
+            make_item("ob-1", created_at=500.0, next_at=300.0),
+            make_item("ob-2", created_at=100.0, next_at=100.0),  # older timestamp, inserted later
+            make_item("ob-3", created_at=100.0, next_at=250.0),
+            make_item("ob-4", created_at=100.0, next_at=200.0),
+        ]
+        for expected, item in enumerate(items):
+            assert await step(storage, "vk:1", expected, outbox=[item]) is True
+        assert await storage.outbox_due(99.0) == []
+        assert await ids(storage.outbox_due(200.0)) == ["ob-2", "ob-4"]  # next_at <= now, inclusive
+        assert await ids(storage.outbox_due(300.0)) == ["ob-1", "ob-2", "ob-3", "ob-4"]
+        assert await ids(storage.outbox_due(300.0, limit=2)) == ["ob-1", "ob-2"]
+
+        await finish(storage, ended(items[1]))
+        await finish(storage, ended(items[2], OUTBOX_FAILED))
+        assert await ids(storage.outbox_due(1e12)) == ["ob-1", "ob-4"]  # finished items are not due
+
+    async def test_save_keeps_a_pending_items_progress(self, storage: Any) -> None:
+        item = make_item("ob-1")
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        tried = dataclasses.replace(
+            item, attempts=2, next_at=1600.0, updated_at=1100.0, last_error="timeout: ещё раз",
+            progress={"ticket": {"table": "itsm_incident", "sys_id": "s1", "number": "INC1"}, "uploaded": ["f1"]},
+            # save stores attempts, next_at, updated_at, last_error, progress: nothing else.
+            payload={"changed": True}, kind="other", state=OUTBOX_DONE, result={"x": 1}, told=True,
+        )
+        await storage.outbox_save(tried)
+        expected = dataclasses.replace(item, attempts=2, next_at=1600.0, updated_at=1100.0,
+                                       last_error="timeout: ещё раз", progress=tried.progress)
+        assert await storage.outbox_get("ob-1") == expected
+        assert await storage.outbox_due(1599.0) == []
+        assert await storage.outbox_due(1600.0) == [expected]
+        await storage.outbox_save(make_item("ob-missing"))  # nothing to save: no error, no row
+        assert await storage.outbox_get("ob-missing") is None
+
+    async def test_save_does_not_touch_a_finished_item(self, storage: Any) -> None:
+        item = make_item("ob-1")
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        done = ended(item)
+        await finish(storage, done)
+        await storage.outbox_save(dataclasses.replace(item, attempts=9, last_error="late", next_at=1.0))
+        assert await storage.outbox_get("ob-1") == done
+
+    async def test_finish_writes_the_outcome_and_what_follows_at_once(self, storage: Any) -> None:
+        item = make_item("ob-1")
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        await storage.notices_add([make_notice("n-old", text="first text")])
+        await storage.watch_add([make_ticket("s0", state="closed")])
+        done = ended(item, progress={"ticket": {"sys_id": "s1"}}, last_error="")
+        uploads = [make_item(f"ob-1/up{i}", kind="ticket.upload", created_at=2000.0, next_at=2000.0,
+                             payload={"file": i}) for i in range(2)]
+        watch = [make_ticket("s1"), make_ticket("s0", state="new")]
+        await finish(storage, done, notices=[make_notice("n-1"), make_notice("n-old", text="second text")],
+                     follow_ups=uploads, watch=watch)
+
+        assert await storage.outbox_get("ob-1") == done
+        assert await storage.outbox_list([OUTBOX_DONE]) == [done]
+        assert await storage.outbox_due(1e12) == uploads
+        # A notice whose id exists is ignored; a ticket followed already keeps what was seen.
+        assert [(n.id, n.text) for n in await storage.notices_unsent()] == [
+            ("n-old", "first text"), ("n-1", "Заявка INC0001 создана")]
+        assert await storage.watch_list() == [make_ticket("s0", state="closed"), make_ticket("s1")]
+
+    async def test_finish_written_twice_adds_its_follow_ups_once(self, storage: Any) -> None:
+        item = make_item("ob-1")
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        outcome = OutboxOutcome(ended(item), follow_ups=[make_item("ob-1/up0", kind="ticket.upload")],
+                                notices=[make_notice("n-1")])
+        await storage.outbox_finish(outcome)
+        await storage.outbox_finish(outcome)
+        assert await ids(storage.outbox_list()) == ["ob-1", "ob-1/up0"]
+        assert await ids(storage.notices_unsent()) == ["n-1"]
+
+    async def test_a_failed_item_keeps_its_error_and_result(self, storage: Any) -> None:
+        item = make_item("ob-1")
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        failed = ended(item, OUTBOX_FAILED, last_error="400: поле subject обязательно")
+        await finish(storage, failed)
+        assert await storage.outbox_get("ob-1") == failed
+        assert await storage.outbox_list([OUTBOX_FAILED]) == [failed]
+        assert await storage.outbox_list([OUTBOX_PENDING, OUTBOX_DONE]) == []
+
+    async def test_list_filters_by_state_oldest_first(self, storage: Any) -> None:
+        items = [make_item(f"ob-{i}", created_at=1000.0 - i) for i in range(5)]
+        assert await step(storage, "vk:1", 0, outbox=items) is True
+        await finish(storage, ended(items[1]))
+        await finish(storage, ended(items[3], OUTBOX_FAILED))
+        assert await ids(storage.outbox_list()) == ["ob-0", "ob-1", "ob-2", "ob-3", "ob-4"]
+        assert await ids(storage.outbox_list(limit=2)) == ["ob-0", "ob-1"]
+        assert await ids(storage.outbox_list([OUTBOX_PENDING])) == ["ob-0", "ob-2", "ob-4"]
+        assert await ids(storage.outbox_list([OUTBOX_FAILED, OUTBOX_DONE])) == ["ob-1", "ob-3"]
+        assert await ids(storage.outbox_list(["unknown"])) == []
+
+    async def test_untold_lists_finished_items_not_told_yet(self, storage: Any) -> None:
+        items = [make_item(f"ob-{i}") for i in range(5)]
+        assert await step(storage, "vk:1", 0, outbox=items) is True
+        await finish(storage, ended(items[0], at=3000.0))
+        await finish(storage, ended(items[1], OUTBOX_FAILED, at=2000.0))
+        await finish(storage, ended(items[2], at=2500.0))
+        await finish(storage, ended(items[3], at=2000.0, told=True))  # told as it finished
+        # items[4] is still pending.
+        assert await storage.outbox_untold(1999.0) == []
+        assert await ids(storage.outbox_untold(2000.0)) == ["ob-1"]  # finished_at <= the bound
+        assert await ids(storage.outbox_untold(1e12)) == ["ob-1", "ob-2", "ob-0"]  # by finish time
+        assert await ids(storage.outbox_untold(1e12, limit=1)) == ["ob-1"]
+        assert await storage.outbox_tell("ob-2", None) is True
+        assert await ids(storage.outbox_untold(1e12)) == ["ob-1", "ob-0"]
+
+    async def test_tell_is_once_only_with_its_notice(self, storage: Any) -> None:
+        item = make_item("ob-1")
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        await finish(storage, ended(item))
+        assert await storage.outbox_tell("ob-1", make_notice("n-1")) is True
+        assert await storage.outbox_tell("ob-1", make_notice("n-2")) is False
+        assert await storage.outbox_tell("ob-1", None) is False
+        assert await storage.notices_unsent() == [make_notice("n-1")]
+        assert (await storage.outbox_get("ob-1")).told is True
+        assert await storage.outbox_tell("ob-missing", make_notice("n-3")) is False
+        assert await ids(storage.notices_unsent()) == ["n-1"]
+
+    async def test_concurrent_tells_have_one_winner(self, storage: Any) -> None:
+        item = make_item("ob-1")
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        await finish(storage, ended(item))
+        results = await asyncio.gather(*(storage.outbox_tell("ob-1", make_notice(f"n-{i}")) for i in range(10)))
+        assert results.count(True) == 1
+        assert await ids(storage.notices_unsent()) == [f"n-{results.index(True)}"]
+
+    async def test_retry_starts_a_failed_item_again(self, storage: Any) -> None:
+        item = make_item("ob-1", progress={"ticket": {"sys_id": "s1"}})
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        failed = ended(item, OUTBOX_FAILED, attempts=5, last_error="503", progress={"ticket": {"sys_id": "s1"}})
+        await finish(storage, failed)
+        assert await storage.outbox_tell("ob-1", make_notice("n-fail")) is True
+
+        assert await storage.outbox_retry("ob-1", 9000.0) is True
+        again = dataclasses.replace(failed, state=OUTBOX_PENDING, attempts=0, next_at=9000.0, updated_at=9000.0,
+                                    result=None, told=False)
+        assert await storage.outbox_get("ob-1") == again  # last_error and progress are kept
+        assert await storage.outbox_due(8999.0) == []
+        assert await storage.outbox_due(9000.0) == [again]
+        assert await storage.outbox_untold(1e12) == []
+        # Its next outcome is told afresh.
+        await finish(storage, ended(again, at=9100.0))
+        assert await storage.outbox_tell("ob-1", make_notice("n-done")) is True
+        assert await ids(storage.notices_unsent()) == ["n-fail", "n-done"]
+
+    async def test_retry_resets_a_pending_item_and_refuses_done_or_missing_ones(self, storage: Any) -> None:
+        pending, done = make_item("ob-p"), make_item("ob-d")
+        assert await step(storage, "vk:1", 0, outbox=[pending, done]) is True
+        await storage.outbox_save(dataclasses.replace(pending, attempts=3, next_at=5000.0, last_error="timeout"))
+        finished = ended(done)
+        await finish(storage, finished)
+
+        assert await storage.outbox_retry("ob-p", 1200.0) is True
+        assert await storage.outbox_get("ob-p") == dataclasses.replace(
+            pending, attempts=0, next_at=1200.0, updated_at=1200.0, last_error="timeout")
+        assert await storage.outbox_retry("ob-d", 1200.0) is False
+        assert await storage.outbox_get("ob-d") == finished
+        assert await storage.outbox_retry("ob-missing", 1200.0) is False
+        assert await storage.outbox_get("ob-missing") is None
+
+    async def test_drop_deletes_items_that_are_not_done(self, storage: Any) -> None:
+        pending, failed, done = make_item("ob-p"), make_item("ob-f"), make_item("ob-d")
+        assert await step(storage, "vk:1", 0, outbox=[pending, failed, done]) is True
+        failed_now, done_now = ended(failed, OUTBOX_FAILED), ended(done)
+        await finish(storage, failed_now)
+        await finish(storage, done_now)
+
+        assert await storage.outbox_drop("ob-p") == pending
+        assert await storage.outbox_drop("ob-f") == failed_now
+        assert await storage.outbox_drop("ob-d") is None
+        assert await storage.outbox_drop("ob-p") is None  # gone already
+        assert await storage.outbox_drop("ob-missing") is None
+        assert await storage.outbox_list() == [done_now]
+        assert await storage.outbox_retry("ob-p", 1.0) is False
+
+
+class TestNotices:
+    async def test_unsent_notices_wait_in_order_until_sent(self, storage: Any) -> None:
+        await storage.notices_add([make_notice("n-1", "vk:1", "Статус: в работе"),
+                                   make_notice("n-2", "vk:2", "Заявка закрыта ✅")])
+        await storage.notices_add([make_notice("n-3"), make_notice("n-1", "vk:9", "a duplicate")])
+        await storage.notices_add([])
+        assert await storage.notices_unsent() == [make_notice("n-1", "vk:1", "Статус: в работе"),
+                                                  make_notice("n-2", "vk:2", "Заявка закрыта ✅"),
+                                                  make_notice("n-3")]
+        assert await ids(storage.notices_unsent(limit=2)) == ["n-1", "n-2"]
+
+        await storage.notices_sent(["n-2", "n-unknown"])
+        await storage.notices_sent([])
+        assert await ids(storage.notices_unsent()) == ["n-1", "n-3"]
+        # A sent notice's id still dedupes: the same change is never told twice.
+        await storage.notices_add([make_notice("n-2")])
+        assert await ids(storage.notices_unsent()) == ["n-1", "n-3"]
+
+
+class TestWatchedTickets:
+    async def test_list_pages_through_every_ticket_in_key_order(self, storage: Any) -> None:
+        keys = [(table, f"{n:03d}") for table in ("itsm_request", "itsm_incident") for n in range(12, 0, -1)]
+        await storage.watch_add([make_ticket(sys_id, table) for table, sys_id in keys])
+        pages: list[list[WatchedTicket]] = []
+        after = ("", "")
+        for _ in range(10):  # bounded: a scan that does not move on must fail, not hang
+            page = await storage.watch_list(after, limit=5)
+            if not page:
+                break
+            pages.append(page)
+            after = (page[-1].table, page[-1].sys_id)
+        assert [len(p) for p in pages] == [5, 5, 5, 5, 4]
+        seen = [(t.table, t.sys_id) for page in pages for t in page]
+        assert seen == sorted(keys)
+        assert pages[0][0] == make_ticket("001", "itsm_incident")
+        assert await storage.watch_list(("itsm_incident", "011"), limit=3) == [
+            make_ticket("012", "itsm_incident"), make_ticket("001", "itsm_request"),
+            make_ticket("002", "itsm_request")]
+
+    async def test_add_keeps_what_was_seen_of_a_followed_ticket(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket("s1", state="in_progress", updated_at="2025-02-01 09:00:00")])
+        await storage.watch_add([make_ticket("s1"), make_ticket("s2", active=False)])
+        assert await storage.watch_list() == [
+            make_ticket("s1", state="in_progress", updated_at="2025-02-01 09:00:00"),
+            make_ticket("s2", active=False)]
+
+    async def test_update_records_what_was_seen_and_its_notices(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket("s1"), make_ticket("s2"), make_ticket("s3")])
+        await storage.watch_drop([("itsm_incident", "s2"), ("itsm_incident", "s-unknown")])
+        await storage.watch_drop([])
+        seen = [
+            make_ticket("s1", number="INC0042", state="resolved", updated_at="2025-03-01 12:00:00", active=False),
+            make_ticket("s2", state="closed"),  # dropped meanwhile: stays dropped
+            make_ticket("s9", state="new"),  # never followed: not added
+        ]
+        await storage.watch_update(seen, [make_notice("n-s1", text="Заявка INC0042 решена")])
+        assert await storage.watch_list() == [seen[0], make_ticket("s3")]
+        assert await storage.notices_unsent() == [make_notice("n-s1", text="Заявка INC0042 решена")]
+        # Seen again (a scan that was repeated): the notice is not added twice.
+        await storage.watch_update(seen[:1], [make_notice("n-s1", text="again")])
+        assert await ids(storage.notices_unsent()) == ["n-s1"]
+        assert (await storage.watch_list())[0] == seen[0]
+
+
+class TestOutboxPrune:
+    async def test_prune_forgets_only_what_is_done_with(self, storage: Any) -> None:
+        names = ["old-told", "new-told", "old-untold", "old-failed-told", "pending"]
+        items = {name: make_item(name) for name in names}
+        assert await step(storage, "vk:1", 0, outbox=list(items.values())) is True
+        await finish(storage, ended(items["old-told"], at=100.0, told=True))
+        await finish(storage, ended(items["new-told"], at=5000.0, told=True))
+        await finish(storage, ended(items["old-untold"], at=100.0))
+        await finish(storage, ended(items["old-failed-told"], OUTBOX_FAILED, at=100.0, told=True))
+        await storage.outbox_save(dataclasses.replace(items["pending"], updated_at=50.0, next_at=50.0))
+        await storage.notices_add([make_notice("n-sent"), make_notice("n-unsent")])
+        await storage.notices_sent(["n-sent"])
+
+        assert await storage.prune(1000.0) == 1  # old-told; the notice was sent just now
+        assert await ids(storage.outbox_list()) == ["new-told", "old-untold", "old-failed-told", "pending"]
+        assert await ids(storage.notices_unsent()) == ["n-unsent"]
+
+        assert await storage.prune(time.time() + 60) == 2  # new-told and the sent notice
+        assert await ids(storage.outbox_list()) == ["old-untold", "old-failed-told", "pending"]
+        assert await ids(storage.notices_unsent()) == ["n-unsent"]
+        # Pruned, the sent notice's id is forgotten too.
+        await storage.notices_add([make_notice("n-sent")])
+        assert await ids(storage.notices_unsent()) == ["n-unsent", "n-sent"]
+
+
+class TestOutboxLifetime:
+    async def test_outbox_notices_and_watch_survive_close_and_reopen(self, storage_backend: Any) -> None:
+        if not storage_backend.persistent:
+            pytest.skip("this backend keeps nothing after close")
+        a, b, c = make_item("ob-a"), make_item("ob-b"), make_item("ob-c")
+        first = await storage_backend.open()
+        assert await step(first, "vk:1", 0, event_id="ev-1", outbox=[a, b, c], replies='[{"t":"wait"}]') is True
+        done = ended(a, progress={"ticket": {"sys_id": "s1"}})
+        await finish(first, done, notices=[make_notice("n-a")], watch=[make_ticket("s1")],
+                     follow_ups=[make_item("ob-a/up0", kind="ticket.upload")])
+        assert await step(first, "vk:1", 1, told=["ob-a"], reply_of="ev-1", replies='[{"t":"INC0001"}]') is True
+        saved = dataclasses.replace(b, attempts=1, next_at=1300.0, updated_at=1100.0, last_error="timeout")
+        await first.outbox_save(saved)
+        await first.notices_add([make_notice("n-sent")])
+        await first.notices_sent(["n-sent"])
+        await first.close()
+
+        second = await storage_backend.open()
+        try:
+            assert await second.outbox_list() == [
+                dataclasses.replace(done, told=True), saved, c, make_item("ob-a/up0", kind="ticket.upload")]
+            assert await second.outbox_untold(1e12) == []
+            assert await second.notices_unsent() == [make_notice("n-a")]
+            assert await second.watch_list() == [make_ticket("s1")]
+            assert [u.replies for u in await second.replies_unsent()] == ['[{"t":"INC0001"}]']
+            assert await second.outbox_tell("ob-a", make_notice("n-again")) is False
+        finally:
+            await second.close()
+
+
+# --------------------------------------------------------------------------- telling property
+
+TELL_OPS = st.lists(
+    st.tuples(st.sampled_from(["finish", "fail", "tell", "retry", "step_tell"]), st.integers(0, 1),
+              st.integers(1, 3)),
+    min_size=1,
+    max_size=14,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=TELL_OPS)
+async def test_each_outcome_is_told_once(storage: Any, ops: list[tuple[str, int, int]]) -> None:
+    """Any interleaving of finishing, telling (racing tells included), retrying and steps that
+    tell: an outcome is told at most once until a retry starts it again, and each tell that wins
+    stores its notice exactly once. Model: told flips only from False, a retry resets it."""
+    prefix = uuid.uuid4().hex[:8]  # the storage outlives examples: fresh ids for each one
+    peer = f"vk:{prefix}"
+    items = [make_item(f"{prefix}-ob{i}", peer) for i in range(2)]
+    assert await step(storage, peer, 0, outbox=items) is True
+    version = 1
+    state = {i.id: OUTBOX_PENDING for i in items}
+    told = {i.id: False for i in items}
+    notices: list[str] = []
+
+    for n, (op, which, racers) in enumerate(ops):
+        item = items[which]
+        if op in ("finish", "fail"):
+            ending = OUTBOX_DONE if op == "finish" else OUTBOX_FAILED
+            await finish(storage, ended(item, ending, at=2000.0 + n))
+            state[item.id] = ending
+        elif op == "tell":
+            results = await asyncio.gather(
+                *(storage.outbox_tell(item.id, make_notice(f"{prefix}-n{n}.{r}", peer)) for r in range(racers)))
+            assert results.count(True) == (0 if told[item.id] else 1)
+            if not told[item.id]:
+                notices.append(f"{prefix}-n{n}.{results.index(True)}")
+                told[item.id] = True
+        elif op == "retry":
+            ok = await storage.outbox_retry(item.id, 3000.0 + n)
+            assert ok == (state[item.id] != OUTBOX_DONE)
+            if ok:
+                state[item.id], told[item.id] = OUTBOX_PENDING, False
+        else:
+            assert await step(storage, peer, version, told=[item.id]) is True
+            version += 1
+            told[item.id] = True
+
+        stored = {i.id: await storage.outbox_get(i.id) for i in items}
+        assert {k: (v.state, v.told) for k, v in stored.items()} == {k: (state[k], told[k]) for k in state}
+        untold = [i.id for i in await storage.outbox_untold(1e12, limit=10_000) if i.peer == peer]
+        assert sorted(untold) == sorted(k for k in state if state[k] != OUTBOX_PENDING and not told[k])
+        unsent = [x.id for x in await storage.notices_unsent(limit=10_000) if x.peer == peer]
+        assert unsent == notices
