@@ -33,6 +33,7 @@ from adapters.simpleone.records import PERSON_FIELDS, TICKET_FIELDS, flag, perso
 from adapters.simpleone.records import text as as_str
 from adapters.simpleone.transport import AiohttpTransport
 from engine.ports import (
+    Attachment,
     Person,
     Ticket,
     TicketRef,
@@ -46,6 +47,7 @@ __all__ = ["RecordNotFound", "SimpleOneClient", "SimpleOneConfig"]
 log = logging.getLogger(__name__)
 
 LOGIN_PATH = "/rest/v1/auth/login"
+ATTACHMENT_TABLE = "sys_attachment"
 USER_AGENT = "supportbot/0.1 (RANEPA IT support bot; SimpleOne adapter)"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")  # table and field names
 _SYS_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -442,8 +444,39 @@ class SimpleOneClient:
             return None
         return ticket_from(table, record)
 
+    async def get_tickets(self, table: str, sys_ids: Sequence[str]) -> list[Ticket]:
+        """These tickets as they are now, in pages of 100 ids (one `sys_idIN` query each)."""
+        found: list[Ticket] = []
+        ids = list(dict.fromkeys(_sys_id(i) for i in sys_ids))
+        for start in range(0, len(ids), 100):
+            chunk = ids[start : start + 100]
+            records = await self.list_records(
+                table, query=f"sys_idIN{'@'.join(chunk)}", fields=TICKET_FIELDS, limit=len(chunk),
+                exclude_reference_link=True,
+            )
+            wanted = set(chunk)
+            found.extend(t for t in (ticket_from(table, r) for r in records) if t.sys_id in wanted)
+        return found
+
     async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None:
         await self.update_record(table, sys_id, {_name(field, "field"): text})
+
+    async def list_attachments(self, table: str, sys_id: str) -> list[Attachment]:
+        """The record's files, from the documented sys_attachment metadata table."""
+        records = await self.list_records(
+            ATTACHMENT_TABLE, query=f"record_document_id={_sys_id(sys_id)}",
+            fields=("file_name", "size_bytes", "record_document_id"), limit=1000, exclude_reference_link=True,
+        )
+        out = []
+        for r in records:
+            if as_str(r.get("record_document_id")) not in ("", sys_id):
+                continue
+            try:
+                size = int(as_str(r.get("size_bytes")) or "-1")
+            except ValueError:
+                size = -1
+            out.append(Attachment(as_str(r.get("file_name")), size))
+        return out
 
     async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None:
         parts: list[FilePart] = []

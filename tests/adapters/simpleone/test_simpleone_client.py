@@ -17,6 +17,7 @@ from adapters.simpleone.emulator import RunningEmulator, start_emulator
 from adapters.simpleone.emulator_state import ManualClock
 from adapters.simpleone.records import flag, person_from, text, ticket_from
 from engine.ports import (
+    Attachment,
     Person,
     Ticket,
     TicketRef,
@@ -113,6 +114,44 @@ async def test_get_ticket(client: SimpleOneClient, emulator: RunningEmulator, cl
         updated_at="2025-01-15 09:01:30",
         active=True,
     )
+
+
+async def test_get_tickets_reads_many_at_once_in_pages(
+    client: SimpleOneClient, emulator: RunningEmulator, clock: ManualClock
+) -> None:
+    caller = emulator.state.add_user("many@ranepa.ru", "M", "N")
+    refs = [await client.create_ticket(INCIDENT, {"subject": f"S{n}", "caller": caller}) for n in range(103)]
+    emulator.state.set_field(INCIDENT, refs[5].sys_id, "state", "2")
+    emulator.state.delete(INCIDENT, refs[7].sys_id)
+    calls = len(emulator.state.request_log)
+    found = await client.get_tickets(INCIDENT, [r.sys_id for r in refs] + [refs[0].sys_id])
+    assert sorted(t.number for t in found) == sorted(r.number for n, r in enumerate(refs) if n != 7)
+    assert {t.sys_id: t.state for t in found}[refs[5].sys_id] == "2"
+    assert len(emulator.state.request_log) - calls == 2  # 102 distinct ids: two pages of at most 100
+    assert await client.get_tickets(INCIDENT, []) == []
+
+
+async def test_get_tickets_sends_the_documented_in_query(emulator: RunningEmulator) -> None:
+    transport = _Recorder()
+    async with SimpleOneClient(SimpleOneConfig(emulator.url, token="x" * 32), transport=transport) as spy:
+        with pytest.raises(TicketSystemRejected):
+            await spy.get_tickets(INCIDENT, ["111", "222"])
+    (request,) = transport.requests
+    assert request.url.params["sysparm_query"] == "sys_idIN111@222"  # the reference's list separator
+
+
+async def test_list_attachments_settles_an_unclear_upload(
+    client: SimpleOneClient, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    ref = await client.create_ticket(INCIDENT, {"subject": "x"})
+    other = await client.create_ticket(INCIDENT, {"subject": "y"})
+    path = tmp_path / "скрин.png"
+    path.write_bytes(b"\x89PNG" * 10)
+    emulator.faults.fail_after_write(1, method="POST", path_prefix="/v1/attachments/")
+    with pytest.raises(TicketSystemUnavailable):
+        await client.upload_files(INCIDENT, ref.sys_id, [Upload("скрин.png", "image/png", path)])
+    assert await client.list_attachments(INCIDENT, ref.sys_id) == [Attachment("скрин.png", 40)]
+    assert await client.list_attachments(INCIDENT, other.sys_id) == []
 
 
 async def test_get_ticket_is_none_when_absent_or_malformed(
