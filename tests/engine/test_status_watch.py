@@ -1,0 +1,420 @@
+"""The status watcher against the SimpleOne emulator over HTTP, the real client and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
+from adapters.simpleone.emulator import RunningEmulator, start_emulator
+from adapters.simpleone.emulator_state import ManualClock
+from adapters.sqlite import SqliteStorage, open_sqlite
+from engine.model import FlowSet
+from engine.ports import Notice, WatchedTicket
+from engine.runtime import StaticFlows
+from engine.status_watch import StatusWatcher, parse_updated_at
+from engine.templates import parse
+
+INC = "itsm_incident"
+REQ = "itsm_request"
+PEER = "vk:100"
+DAY = 86400.0
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def emulator(clock: ManualClock) -> AsyncIterator[RunningEmulator]:
+    running = await start_emulator(clock=clock)
+    yield running
+    await running.close()
+
+
+@pytest.fixture
+async def client(emulator: RunningEmulator) -> AsyncIterator[SimpleOneClient]:
+    made = SimpleOneClient(SimpleOneConfig(emulator.url, username="bot", password="bot-password", read_timeout=5.0))
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+    opened = await open_sqlite(tmp_path / "db")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def make_watcher(storage: SqliteStorage, client: SimpleOneClient, flow_set: FlowSet,
+                 clock: ManualClock) -> Any:
+    def make(store: Any = None, **options: Any) -> StatusWatcher:
+        # The watcher's clock is the emulator's: sys_updated_at and "now" agree.
+        return StatusWatcher(store or storage, client, StaticFlows(flow_set), clock=lambda: clock.now.timestamp(),
+                             **options)
+
+    return make
+
+
+def new_ticket(emulator: RunningEmulator, table: str = INC, subject: str = "Не печатает принтер") -> str:
+    return emulator.state.add_record(table, {"subject": subject, "caller": "caller-1"})
+
+
+def record(emulator: RunningEmulator, table: str, sys_id: str) -> dict[str, str]:
+    found = emulator.state.record(table, sys_id)
+    assert found is not None
+    return found
+
+
+async def follow(storage: SqliteStorage, emulator: RunningEmulator, table: str, sys_id: str, *,
+                 peer: str = PEER, fresh: bool = False) -> WatchedTicket:
+    """Follow a ticket as last seen now, or (fresh) as the bot just created it: no state yet."""
+    r = record(emulator, table, sys_id)
+    watched = (WatchedTicket(table, sys_id, r["number"], peer, "", "") if fresh
+               else WatchedTicket(table, sys_id, r["number"], peer, r["state"], r["sys_updated_at"]))
+    await storage.watch_add([watched])
+    return watched
+
+
+def change(emulator: RunningEmulator, clock: ManualClock, table: str, sys_id: str, **fields: str) -> None:
+    """An agent's edit a minute later (sys_updated_at has one-second resolution)."""
+    clock.advance(60)
+    for name, value in fields.items():
+        emulator.state.set_field(table, sys_id, name, value)
+
+
+async def watched(storage: SqliteStorage) -> dict[tuple[str, str], WatchedTicket]:
+    return {(w.table, w.sys_id): w for w in await storage.watch_list(limit=10_000)}
+
+
+def status_id(table: str, sys_id: str, updated_at: str, state: str) -> str:
+    return f"status:{table}:{sys_id}:{updated_at}:{state}"
+
+
+class CrashingStorage:
+    """SQLite whose watch_update fails `crashes` times before anything is written (a crash)."""
+
+    def __init__(self, inner: SqliteStorage, crashes: int = 1) -> None:
+        self.inner = inner
+        self.crashes = crashes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice]) -> None:
+        if self.crashes > 0:
+            self.crashes -= 1
+            raise RuntimeError("process killed before the commit")
+        await self.inner.watch_update(seen, notices)
+
+
+# --------------------------------------------------------------------------- notices
+
+
+async def test_state_change_is_told_once_with_the_yaml_label(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    other = new_ticket(emulator, subject="Нет доступа к почте")
+    await follow(storage, emulator, INC, sys_id)
+    await follow(storage, emulator, INC, other, peer="vk:200")
+    watcher = make_watcher()
+    assert await watcher.run_once() == 0
+
+    change(emulator, clock, INC, sys_id, state="2")
+    updated = record(emulator, INC, sys_id)["sys_updated_at"]
+    assert updated == "2025-01-15 09:01:00"
+    assert await watcher.run_once() == 1
+    number = record(emulator, INC, sys_id)["number"]
+    assert await storage.notices_unsent() == [Notice(
+        status_id(INC, sys_id, updated, "2"), PEER,
+        f"Заявка {number} «Не печатает принтер»: новый статус — В работе.", clock.now.timestamp())]
+    rows = await watched(storage)
+    assert rows[(INC, sys_id)] == WatchedTicket(INC, sys_id, number, PEER, "2", updated, True)
+    assert rows[(INC, other)].state == "-2"
+
+    # Another round sees nothing new.
+    assert await watcher.run_once() == 0
+    assert len(await storage.notices_unsent()) == 1
+
+
+async def test_each_change_is_its_own_notice(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator, REQ, subject="Нужен ноутбук")
+    await follow(storage, emulator, REQ, sys_id)
+    watcher = make_watcher()
+    change(emulator, clock, REQ, sys_id, state="2")
+    assert await watcher.run_once() == 1
+    change(emulator, clock, REQ, sys_id, state="3")
+    assert await watcher.run_once() == 1
+    texts = [n.text.rsplit("— ", 1)[1] for n in await storage.notices_unsent()]
+    assert texts == ["В работе.", "Требуется информация."]
+
+
+async def test_first_sight_of_a_created_ticket_records_without_a_notice(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    change(emulator, clock, INC, sys_id, state="0")  # assigned before the bot first looked
+    await follow(storage, emulator, INC, sys_id, fresh=True)
+    watcher = make_watcher()
+    assert await watcher.run_once() == 0
+    assert await storage.notices_unsent() == []
+    row = (await watched(storage))[(INC, sys_id)]
+    assert (row.state, row.updated_at) == ("0", "2025-01-15 09:01:00")
+
+    change(emulator, clock, INC, sys_id, state="2")
+    assert await watcher.run_once() == 1
+    assert (await storage.notices_unsent())[0].text.endswith("новый статус — В работе.")
+
+
+async def test_an_update_without_a_state_change_is_recorded_silently(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, INC, sys_id)
+    change(emulator, clock, INC, sys_id, additional_comments="Проверьте кабель")
+    watcher = make_watcher()
+    assert await watcher.run_once() == 0
+    assert await storage.notices_unsent() == []
+    row = (await watched(storage))[(INC, sys_id)]
+    assert (row.state, row.updated_at) == ("-2", "2025-01-15 09:01:00")
+
+
+async def test_texts_come_from_the_flows_of_the_round(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, client: SimpleOneClient,
+        flow_set: FlowSet) -> None:
+    class Reloadable:
+        def __init__(self) -> None:
+            self.current = flow_set
+
+    flows = Reloadable()
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, INC, sys_id)
+    watcher = StatusWatcher(storage, client, flows, clock=lambda: clock.now.timestamp())
+    notices = {**flow_set.bot.notices, "status_changed": parse("{ticket.number}: {ticket.status} ({ticket.table})")}
+    flows.current = replace(flow_set, bot=replace(flow_set.bot, notices=notices))  # a hot reload
+    change(emulator, clock, INC, sys_id, state="4")
+    assert await watcher.run_once() == 1
+    number = record(emulator, INC, sys_id)["number"]
+    assert [n.text for n in await storage.notices_unsent()] == [f"{number}: Отложена (itsm_incident)"]
+
+
+# --------------------------------------------------------------------------- crashes and outages
+
+
+async def test_a_round_that_crashes_before_the_commit_is_told_once_later(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    before = await follow(storage, emulator, INC, sys_id)
+    change(emulator, clock, INC, sys_id, state="2")
+    crashing = CrashingStorage(storage)
+    watcher = make_watcher(crashing)
+    with pytest.raises(RuntimeError, match="killed"):
+        await watcher.run_once()
+    assert await storage.notices_unsent() == []
+    assert (await watched(storage))[(INC, sys_id)] == before
+
+    assert await watcher.run_once() == 1
+    assert await watcher.run_once() == 0
+    notices = await storage.notices_unsent()
+    assert [n.id for n in notices] == [status_id(INC, sys_id, "2025-01-15 09:01:00", "2")]
+
+
+async def test_seeing_the_same_change_again_reuses_the_notice_id(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    before = await follow(storage, emulator, INC, sys_id)
+    change(emulator, clock, INC, sys_id, state="2")
+    watcher = make_watcher()
+    assert await watcher.run_once() == 1
+    # As if the record had been restored from before the round: the change is seen again.
+    await storage.watch_update([before], [])
+    assert await watcher.run_once() == 1
+    assert len(await storage.notices_unsent()) == 1
+
+
+async def test_the_loop_survives_a_failed_round(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, INC, sys_id)
+    change(emulator, clock, INC, sys_id, state="2")
+    watcher = make_watcher(CrashingStorage(storage, crashes=2), interval=0.01)
+    task = asyncio.create_task(watcher.run())
+    try:
+        for _ in range(500):  # up to ~5 s
+            if await storage.notices_unsent():
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert len(await storage.notices_unsent()) == 1
+    failures = [r for r in caplog.records if r.name == "engine.status_watch" and r.levelno == logging.ERROR]
+    assert len(failures) == 2
+
+
+async def test_an_outage_changes_nothing_and_the_change_is_told_after_it(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    ids = [new_ticket(emulator) for _ in range(4)]
+    gone = new_ticket(emulator, REQ)
+    for sys_id in ids:
+        await follow(storage, emulator, INC, sys_id)
+    await follow(storage, emulator, REQ, gone)
+    before = await watched(storage)
+    change(emulator, clock, INC, ids[0], state="2")
+    emulator.state.delete(REQ, gone)
+    emulator.faults.outage = True
+    watcher = make_watcher(page=2)
+    caplog.set_level(logging.WARNING, logger="engine.status_watch")
+
+    assert await watcher.run_once() == 0
+    assert await storage.notices_unsent() == []
+    assert await watched(storage) == before  # the deleted one too: a failed call is no answer
+    assert watcher.last_error is not None
+    warnings = [r for r in caplog.records if r.name == "engine.status_watch"]
+    assert [r.levelno for r in warnings] == [logging.WARNING]
+
+    emulator.faults.outage = False
+    assert await watcher.run_once() == 1
+    assert watcher.last_error is None
+    assert [n.id for n in await storage.notices_unsent()] == [status_id(INC, ids[0], "2025-01-15 09:01:00", "2")]
+    assert (REQ, gone) not in await watched(storage)
+
+
+async def test_a_refused_read_skips_those_tickets_only(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    inc = new_ticket(emulator)
+    req = new_ticket(emulator, REQ)
+    await follow(storage, emulator, INC, inc)
+    await follow(storage, emulator, REQ, req)
+    change(emulator, clock, INC, inc, state="2")
+    emulator.state.delete(REQ, req)
+    emulator.faults.fail_next(1, status=403, method="GET", path_prefix=f"/rest/v1/table/{REQ}")
+    watcher = make_watcher()
+    assert await watcher.run_once() == 1  # the incidents were read
+    assert watcher.last_error is not None and watcher.last_error.startswith(f"{REQ}: ")
+    assert (REQ, req) in await watched(storage)  # refused is not missing
+    assert await watcher.run_once() == 0
+    assert list(await watched(storage)) == [(INC, inc)]
+
+
+# --------------------------------------------------------------------------- forgetting
+
+
+async def test_closed_tickets_are_dropped_after_the_horizon(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, INC, sys_id)
+    change(emulator, clock, INC, sys_id, state="7", active="0")
+    watcher = make_watcher(forget_closed_after=7 * DAY)
+    assert await watcher.run_once() == 1
+    assert (await storage.notices_unsent())[0].text.endswith("новый статус — Завершена.")
+    row = (await watched(storage))[(INC, sys_id)]
+    assert (row.state, row.active) == ("7", False)
+
+    clock.advance(7 * DAY - 61)
+    assert await watcher.run_once() == 0
+    assert (INC, sys_id) in await watched(storage)
+    clock.advance(61)  # exactly 7 days after it was closed
+    assert await watcher.run_once() == 0
+    assert await watched(storage) == {}
+
+
+async def test_a_ticket_closed_long_ago_is_told_and_dropped_in_one_round(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, INC, sys_id)
+    change(emulator, clock, INC, sys_id, state="10", active="0")
+    clock.advance(8 * DAY)  # the bot was down all that time
+    watcher = make_watcher()
+    assert await watcher.run_once() == 1
+    assert (await storage.notices_unsent())[0].text.endswith("новый статус — Закрыта.")
+    assert await watched(storage) == {}
+
+
+async def test_a_reopened_ticket_is_kept(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, INC, sys_id)
+    watcher = make_watcher(forget_closed_after=DAY)
+    change(emulator, clock, INC, sys_id, state="7", active="0")
+    assert await watcher.run_once() == 1
+    change(emulator, clock, INC, sys_id, state="2", active="1")
+    clock.advance(2 * DAY)
+    assert await watcher.run_once() == 1
+    assert (await watched(storage))[(INC, sys_id)].active is True
+
+
+async def test_deleted_tickets_are_dropped(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    kept = new_ticket(emulator)
+    deleted = new_ticket(emulator)
+    await follow(storage, emulator, INC, kept)
+    await follow(storage, emulator, INC, deleted)
+    emulator.state.delete(INC, deleted)
+    watcher = make_watcher()
+    assert await watcher.run_once() == 0
+    assert list(await watched(storage)) == [(INC, kept)]
+    assert await storage.notices_unsent() == []
+
+
+async def test_a_bulk_read_that_leaves_out_existing_tickets_drops_nothing(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, client: SimpleOneClient,
+        flow_set: FlowSet) -> None:
+    class BlindBulk:
+        """The real client, but its bulk read answers "none of them" (a query read wrongly)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(client, name)
+
+        async def get_tickets(self, table: str, sys_ids: Sequence[str]) -> list[Any]:
+            return []
+
+    first, second = new_ticket(emulator), new_ticket(emulator)
+    await follow(storage, emulator, INC, first)
+    await follow(storage, emulator, INC, second)
+    change(emulator, clock, INC, first, state="2")
+    watcher = StatusWatcher(storage, BlindBulk(), StaticFlows(flow_set), clock=lambda: clock.now.timestamp())
+    assert await watcher.run_once() == 1  # the one read on its own is still told
+    assert set(await watched(storage)) == {(INC, first), (INC, second)}
+    assert watcher.last_error == f"{INC}: the bulk read left out {first}, which exists; not trusting it this round"
+
+
+# --------------------------------------------------------------------------- paging
+
+
+async def test_every_page_and_table_is_checked_with_one_call_each(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    tickets = [(INC, new_ticket(emulator, INC, f"Инцидент {n}")) for n in range(4)]
+    tickets += [(REQ, new_ticket(emulator, REQ, f"Запрос {n}")) for n in range(3)]
+    for n, (table, sys_id) in enumerate(tickets):
+        await follow(storage, emulator, table, sys_id, peer=f"vk:{n}")
+    clock.advance(60)
+    for table, sys_id in tickets:
+        emulator.state.set_field(table, sys_id, "state", "2")
+    emulator.state.request_log.clear()
+    watcher = make_watcher(page=3)
+
+    assert await watcher.run_once() == 7
+    notices = await storage.notices_unsent()
+    assert sorted(n.peer for n in notices) == [f"vk:{n}" for n in range(7)]
+    assert {n.id for n in notices} == {status_id(t, s, "2025-01-15 09:01:00", "2") for t, s in tickets}
+    assert {w.state for w in (await watched(storage)).values()} == {"2"}
+    # Pages (by table, sys_id): 3 incidents | 1 incident + 2 requests | 1 request.
+    reads = [e.path for e in emulator.state.request_log if e.method == "GET"]
+    assert reads == [f"/rest/v1/table/{t}" for t in (INC, INC, REQ, REQ)]
+
+
+def test_parse_updated_at() -> None:
+    assert parse_updated_at("2025-01-15 09:00:00") == 1736931600.0
+    assert parse_updated_at("15.01.2025 09:00") is None
+    assert parse_updated_at("") is None
