@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
-from engine.ports import Incoming, IncomingFile
+from engine.ports import Incoming, IncomingFile, Storage
 from engine.replies import Button, Reply
 
 Handler = Callable[[str, Incoming], Awaitable[list[Reply]]]
@@ -127,6 +127,22 @@ class ConsoleChat:
             incoming = self.parse(line)
             if incoming is not None:
                 await self.send(incoming)
+
+    async def show_notices(self, storage: Storage, *, every: float = 0.5) -> None:
+        """Print what the bot sends unasked to this peer (a late ticket number, a status change)
+        as it comes, until cancelled."""
+        while True:
+            try:
+                notices = [n for n in await storage.notices_unsent(100) if n.peer == self.peer]
+                for notice in notices:
+                    self.print()
+                    for line in notice.text.splitlines() or [""]:
+                        self.print(f"bot (notice): {line}")
+                if notices:
+                    await storage.notices_sent([n.id for n in notices])
+            except Exception:
+                log.exception("reading notices failed")
+            await asyncio.sleep(every)
 
     async def send(self, incoming: Incoming) -> None:
         try:

@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 import unicodedata
+from collections.abc import Collection
 from pathlib import Path
 from typing import Final
 
@@ -86,12 +87,14 @@ def _unlink(path: Path) -> int | None:
     return size
 
 
-def _sweep(root: Path, cutoff: float) -> tuple[int, int]:
+def _sweep(root: Path, cutoff: float, keep: Collection[str]) -> tuple[int, int]:
     removed = freed = 0
     for peer_dir in root.iterdir():
         if not peer_dir.is_dir():
             continue
         for entry in peer_dir.iterdir():
+            if f"{peer_dir.name}.{entry.name}" in keep:
+                continue
             try:
                 if entry.stat().st_mtime >= cutoff:
                     continue
@@ -164,9 +167,11 @@ class DiskSpool:
         freed = await asyncio.to_thread(_unlink, self.path(file_id))
         self._used -= freed or 0
 
-    async def sweep(self, older_than_seconds: float) -> int:
+    async def sweep(self, older_than_seconds: float, keep: Collection[str] = ()) -> int:
         """Remove files (and leftovers of interrupted writes) not touched for older_than_seconds,
-        e.g. those of dialogues that were abandoned; returns how many were removed."""
-        removed, freed = await asyncio.to_thread(_sweep, self._root, time.time() - older_than_seconds)
+        e.g. those of dialogues that were abandoned, except the ids in keep (files the outbox
+        has yet to upload); returns how many were removed."""
+        keep = frozenset(keep)
+        removed, freed = await asyncio.to_thread(_sweep, self._root, time.time() - older_than_seconds, keep)
         self._used -= freed
         return removed

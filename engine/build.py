@@ -245,6 +245,7 @@ class _DocBuilder:
             commands=commands,
             pick_labels=PickLabels(**b["pick_labels"]),
             messages={k: self.template(v, (*path, "messages", k), "message") for k, v in b["messages"].items()},
+            notices={k: self.template(v, (*path, "notices", k), "notice") for k, v in b["notices"].items()},
             mail_subject=self.template(mail["code_subject"], (*path, "mail", "code_subject"), "mail"),
             mail_body=self.template(mail["code_body"], (*path, "mail", "code_body"), "mail"),
             where=self.where(path, key=True),

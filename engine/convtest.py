@@ -7,6 +7,8 @@ emulator and a mail sink in process).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -21,6 +23,7 @@ from engine.actions.context import AuthPolicy, Services
 from engine.findings import Finding
 from engine.flowset import collect_files
 from engine.model import FlowSet
+from engine.outbox import OutboxPolicy
 from engine.ports import (
     Binding,
     FileSpool,
@@ -32,6 +35,7 @@ from engine.ports import (
 )
 from engine.replies import Reply
 from engine.runtime import Engine, StaticFlows
+from engine.ticket_work import ticket_outbox
 from engine.yamlsrc import load_yaml_file
 from schema import FLOW_SCHEMA_PATH
 
@@ -140,7 +144,12 @@ class Runner:
         mailer = self.world.fresh_mail_sink()
         services = Services(storage, self.world.tickets, mailer, self.world.spool, self.auth,
                             clock=lambda: now[0], idle_timeout=self.idle_timeout)
-        engine = Engine(StaticFlows(self.flow_set), services)
+        flows = StaticFlows(self.flow_set)
+        # The worker runs as in the bot; after each step it also catches up with the test's
+        # clock, so that retries a `wait_minutes` made due happen before the expectations.
+        worker = ticket_outbox(services, flows, OutboxPolicy(tell_grace=0.0))
+        engine = Engine(flows, services)
+        working = asyncio.create_task(worker.run())
         try:
             if test.signed_in:
                 person = await self.world.tickets.find_person(test.signed_in)
@@ -160,10 +169,17 @@ class Runner:
                     replies = await engine.handle(test.peer, incoming)
                     last = replies[-1] if replies else last
                 now[0] += float(step.data.get("wait_minutes", 0)) * 60
-                await self._check(step.data.get("expect") or {}, last, mailer, mails_before, test, fail)
+                await worker.drain()
+                notices = [n for n in await storage.notices_unsent(1000) if n.peer == test.peer]
+                await storage.notices_sent([n.id for n in notices])
+                await self._check(step.data.get("expect") or {}, last, mailer, mails_before, test, fail,
+                                  [n.text for n in notices])
                 if outcome.failures:
                     break
         finally:
+            working.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await working
             outcome.entered = set(engine.entered)
             await storage.close()
         return outcome
@@ -205,7 +221,8 @@ class Runner:
         return Incoming()
 
     async def _check(self, expect: Mapping[str, Any], reply: Reply | None, mailer: MailSink,
-                     mails_before: int, test: Conversation, fail: Callable[[str], None]) -> None:
+                     mails_before: int, test: Conversation, fail: Callable[[str], None],
+                     notices: Sequence[str] = ()) -> None:
         text = reply.text if reply else ""
         labels = reply.labels() if reply else []
         for fragment in _list(expect.get("says")):
@@ -224,6 +241,13 @@ class Runner:
             sent = len(mailer.messages) > mails_before
             if sent != bool(expect["mail"]):
                 fail("expected a mail to be sent" if expect["mail"] else "expected no mail to be sent")
+        if "notices" in expect:
+            wanted = _list(expect["notices"])
+            if not wanted and notices:
+                fail(f"expected no notice, got: {[_short(n) for n in notices]}")
+            for fragment in wanted:
+                if not any(fragment.casefold() in n.casefold() for n in notices):
+                    fail(f"expected a notice containing '{fragment}', got: {[_short(n) for n in notices]}")
         if "tickets" in expect:
             email = test.signed_in or _last_recipient(mailer)
             count = await self.world.count_tickets(email) if email else 0

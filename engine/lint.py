@@ -24,6 +24,9 @@ CATALOG_ITEM = Shape.record("id", "name", "group", "group_id")
 SCOPE_VARS: dict[str, dict[str, Shape]] = {
     "mail": {"code": VALUE, "minutes": VALUE, "email": VALUE},
     "message": {"file": Shape.record("name")},
+    # What engine/ticket_work.py and engine/status_watch.py give a notice.
+    "notice": {"ticket": Shape.record("number", "subject", "status", "table", "sys_id", "files"),
+               "files": VALUE, "status": VALUE},
     "input": {"min": VALUE, "max": VALUE, "max_files": VALUE, "max_mb": VALUE, "extensions": VALUE,
               "file": Shape.record("name", "size"), "count": VALUE},
 }
@@ -38,6 +41,7 @@ class Linter:
         self.registry = registry
         self.origin = origin  # where set-wide findings (a missing settings file) point
         self.findings: list[Finding] = []
+        self._settled: dict[str, dict[str, Where]] | None = None
         self.states: dict[str, StateSpec] = {
             name: st for flow in built.flows.values() for name, st in flow.states.items()
         }
@@ -116,7 +120,25 @@ class Linter:
             info = self.registry.get(name)
             for ev in info.emits if info else ():
                 raised.setdefault(ev, st.where)
+        for ev, where in self.settled().get(st.name, {}).items():
+            raised.setdefault(ev, where)
         return raised
+
+    def settled(self) -> dict[str, dict[str, Where]]:
+        """Outcome events of queued work, by the state an action's outcome leads to."""
+        if self._settled is None:
+            self._settled = {}
+            for st in self.states.values():
+                for name in st.enter:
+                    info = self.registry.get(name)
+                    if info is None or not info.settles:
+                        continue
+                    for ev in info.emits:
+                        t = st.on.get(ev)
+                        if t is not None and t.to in self.states:
+                            for settled in info.settles:
+                                self._settled.setdefault(t.to, {}).setdefault(settled, st.where)
+        return self._settled
 
     def rows(self, st: StateSpec) -> list[tuple[ButtonSpec, ...]]:
         rows = list(st.buttons)
@@ -315,8 +337,8 @@ class Linter:
             source = use.scope[5:]
             item = CATALOG_ITEM if source == "catalog" else self._lists.get(source, Shape())
             return {**{f: VALUE for f in item.fields}, "n": VALUE}
-        if use.scope == "mail":
-            return SCOPE_VARS["mail"]
+        if use.scope in ("mail", "notice"):
+            return SCOPE_VARS[use.scope]
         if use.scope in ("input", "message"):
             return {**slots, **SCOPE_VARS[use.scope]}
         return slots

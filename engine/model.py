@@ -177,6 +177,7 @@ class BotSettings:
     commands: Mapping[str, str]  # normalised typed text → event
     pick_labels: PickLabels
     messages: Mapping[str, Template]
+    notices: Mapping[str, Template]  # sent unasked: a late ticket number, a status change
     mail_subject: Template
     mail_body: Template
     where: Where

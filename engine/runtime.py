@@ -20,7 +20,7 @@ from engine.actions.registry import ActionRegistry
 from engine.inputs import check_file, check_text, limits
 from engine.machine import PICK_INTERNAL
 from engine.model import RETURN, FlowSet, InputSpec, SayPart, StateSpec
-from engine.ports import FileSpoolFull, Incoming, IncomingFile, Session, SpooledFile
+from engine.ports import FileSpoolFull, Incoming, IncomingFile, OutboxItem, Session, SpooledFile
 from engine.replies import Button, Reply, dump_replies
 from engine.sessions import PeerLocks, SessionCache
 from engine.templates import lookup
@@ -115,7 +115,10 @@ class Engine:
                     turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
                     reply = await turn.run(incoming)
                     kept = dump_replies([reply]) if keep_replies and incoming.event_id else None
-                    if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id, kept):
+                    if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id, kept,
+                                                  outbox=turn.outbox):
+                        if turn.outbox:
+                            return [await self.settle(peer, turn, reply, incoming.event_id if kept else None)]
                         return [reply]
                     log.warning("session of %s was changed by another writer; redoing the step", peer)
                 log.error("could not commit a step for %s after %d tries", peer, self.max_redo)
@@ -123,6 +126,36 @@ class Engine:
                 log.exception("storage failed for %s; the step was not saved", peer)
                 self.sessions.forget(peer)
             return [self.unsaved_reply()]
+
+    async def settle(self, peer: str, turn: Turn, reply: Reply, kept_for: str | None) -> Reply:
+        """After a step that queued SimpleOne work: wait a little for its outcome, still holding
+        the peer's lock, and if it comes, tell it in a follow-up step instead of `reply`.
+
+        `reply` (already committed) is what holds if the outcome is late, or if this follow-up
+        never commits: the worker then tells the outcome as a notice. kept_for: the event whose
+        kept replies the follow-up's replace, so that a resend after a crash is the newest.
+        """
+        queue = self.services.outbox
+        if queue is None:
+            return reply
+        queue.kick()
+        try:
+            done = await queue.wait([item.id for item in turn.outbox], queue.wait_budget())
+            if not done:
+                return reply
+            follow = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
+            settled = await follow.settle(list(done.values()))
+            if settled is None:
+                return reply
+            kept = dump_replies([settled]) if kept_for else None
+            if await self.sessions.commit(follow.session, follow.expected_version, None, kept, told=list(done),
+                                          reply_of=kept_for):
+                return settled
+            log.warning("the outcome step of %s did not commit; the outcome goes out as a notice", peer)
+        except Exception:
+            log.exception("telling an outbox outcome to %s failed; it goes out as a notice", peer)
+            self.sessions.forget(peer)
+        return reply
 
     def message(self, name: str) -> Reply:
         """One of bot.messages on its own, for channels (e.g. the group-chat pointer)."""
@@ -147,6 +180,7 @@ class Turn:
         self.show_state = False
         self.fresh = session is None
         self.pending_discard: list[str] = []
+        self.outbox: list[OutboxItem] = []  # work for SimpleOne, committed with this step
         now = self.services.clock()
         if session is None:
             session = Session(peer, flows.bot.start, {}, flows.version, now, 0)
@@ -213,6 +247,27 @@ class Turn:
         except Exception:
             log.exception("step failed for %s in state %s", self.session.peer, self.session.state)
             return await self.recover()
+
+    async def settle(self, items: Sequence[OutboxItem]) -> Reply | None:
+        """Fire the outcome event of each finished item the current state waits for; None if it
+        waits for none of them (the user has moved on: the outcome goes out as a notice)."""
+        handled = False
+        try:
+            for item in items:
+                result = item.result or {}
+                event = str(result.get("event") or "")
+                if not event or not self.flows.machine.handles(self.session.state, event):
+                    continue
+                for name, value in dict(result.get("vars") or {}).items():
+                    previous = self.slots.get(name)
+                    merge = isinstance(previous, dict) and isinstance(value, dict)
+                    self.slots[name] = {**previous, **value} if merge else value  # type: ignore[dict-item]
+                await self.fire(event)
+                handled = True
+        except Exception:
+            log.exception("outcome step failed for %s in state %s", self.session.peer, self.session.state)
+            return None
+        return self.reply() if handled else None
 
     async def recover(self) -> Reply:
         """After a bug: keep the session as it was before this event, say so, show its buttons."""
@@ -352,7 +407,7 @@ class Turn:
             if info is None:
                 raise LookupError(f"unknown action {name!r} in {dest}")
             outcome = await info.fn(ActionContext(self.session.peer, self.slots, self.flows, self.services,
-                                                  self.expected_version))
+                                                  self.expected_version, self.outbox))
             if outcome:
                 return outcome
         return None

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from engine.ports import Session, StepCommit, Storage
+from engine.ports import OutboxItem, Session, StepCommit, Storage
 
 
 def copy_json(value: Any) -> Any:
@@ -70,8 +70,10 @@ class SessionCache:
                        cached.updated_at, cached.version)
 
     async def commit(self, session: Session, expected_version: int, event_id: str | None,
-                     replies: str | None = None) -> bool:
-        ok = await self.storage.commit_step(StepCommit(session, expected_version, event_id, replies))
+                     replies: str | None = None, *, outbox: Sequence[OutboxItem] = (),
+                     told: Sequence[str] = (), reply_of: str | None = None) -> bool:
+        ok = await self.storage.commit_step(StepCommit(session, expected_version, event_id, replies, outbox, told,
+                                                       reply_of))
         if ok:
             session.version = expected_version + 1
             self._remember(session)

@@ -20,9 +20,12 @@ from adapters.smtp import SmtpMailer
 from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite, sqlite_path_from_url
 from engine.actions.context import AuthPolicy, Services
-from engine.ports import Mailer, Storage
+from engine.outbox import OutboxPolicy, OutboxWorker
+from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Mailer, SpooledFile, Storage
 from engine.reload import FlowHolder
 from engine.runtime import Engine
+from engine.status_watch import StatusWatcher
+from engine.ticket_work import ticket_outbox
 from supportbot.config import Config, ConfigError, SmtpSettings
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ class App:
     flows: FlowHolder
     storage: Storage
     tickets: SimpleOneClient
+    outbox: OutboxWorker
     emulator: RunningEmulator | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -98,11 +102,26 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
     )
     if clock is not None:
         services.clock = clock
-    app = App(config, Engine(holder, services), holder, storage, client, emulator)
+    policy = OutboxPolicy(wait=config.outbox_wait, give_up_after=config.outbox_give_up,
+                          backoff_cap=config.outbox_retry_max)
+    worker = ticket_outbox(services, holder, policy)
+    app = App(config, Engine(holder, services), holder, storage, client, worker, emulator)
     if config.flows_watch:
         app.tasks.append(asyncio.create_task(holder.watch()))
+    app.tasks.append(asyncio.create_task(worker.run()))
+    if config.status_poll > 0:
+        watcher = StatusWatcher(storage, client, holder, interval=config.status_poll, clock=services.clock)
+        app.tasks.append(asyncio.create_task(watcher.run()))
     app.tasks.append(asyncio.create_task(housekeeping(storage, spool, config.session_idle)))
     return app
+
+
+async def outbox_files(storage: Storage) -> set[str]:
+    """Spool files that outbox items still have to upload: housekeeping must keep them."""
+    keep: set[str] = set()
+    for item in await storage.outbox_list((OUTBOX_PENDING, OUTBOX_FAILED), limit=100_000):
+        keep.update(SpooledFile.from_slot(f).id for f in item.payload.get("files") or [] if isinstance(f, dict))
+    return keep
 
 
 async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: float = 3600.0) -> None:
@@ -114,7 +133,7 @@ async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: f
     while True:
         try:
             removed = await storage.prune(time.time() - 2 * 86400)
-            swept = await spool.sweep(max(86400.0, 2 * idle))
+            swept = await spool.sweep(max(86400.0, 2 * idle), keep=await outbox_files(storage))
             if removed or swept:
                 log.info("housekeeping: %d old rows, %d abandoned files removed", removed, swept)
         except Exception:

@@ -34,6 +34,7 @@ async def _chat(peer: str, verbose: bool) -> int:
             print("supportbot terminal chat — " + "; ".join(describe(config)))
             print("type a message, a button's number or label; /help for console commands, /quit to leave")
         chat = ConsoleChat(app.engine.handle, peer, sys.stdout, echo=not interactive)
+        app.tasks.append(asyncio.create_task(chat.show_notices(app.storage)))
         await chat.run(stdin_lines())
     finally:
         await app.close()
@@ -94,6 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--path", default="/", help="URL path VK posts to")
     sub.add_parser("config", help="check the configuration and print it (secrets hidden)")
+    outbox = sub.add_parser("outbox", help="tickets and comments waiting for SimpleOne: list, show, retry, drop")
+    outbox_sub = outbox.add_subparsers(dest="outbox_action", required=True)
+    listing = outbox_sub.add_parser("list", help="items waiting or failed (by default)")
+    listing.add_argument("--state", choices=("open", "pending", "failed", "done", "all"), default="open")
+    for name, text in (("show", "one item in full (its payload holds what the user typed)"),
+                       ("retry", "try a failed item again at once"),
+                       ("drop", "delete a pending or failed item and its files; the user is not told")):
+        outbox_sub.add_parser(name, help=text).add_argument("id")
     args = parser.parse_args(argv)
     try:
         if args.command == "chat":
@@ -107,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "simpleone-emulator":
             domains = [d.strip() for d in args.domains.split(",") if d.strip()]
             return asyncio.run(_emulator(args.host, args.port, domains))
+        if args.command == "outbox":
+            from supportbot.outbox_cli import outbox_command
+
+            return asyncio.run(outbox_command(load_config(), args.outbox_action, getattr(args, "id", None),
+                                              getattr(args, "state", "open"), sys.stdout))
         for line in describe(load_config()):  # the "config" command
             print(line)
         return 0

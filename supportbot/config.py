@@ -49,6 +49,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIMPLEONE_PASSWORD", None, "Password of SIMPLEONE_USERNAME", secret=True),
     Setting("SIMPLEONE_TIMEOUT", "30", "Seconds to wait for a SimpleOne answer"),
     Setting("SIMPLEONE_CA_BUNDLE", None, "A CA file to verify SimpleOne's TLS certificate with (default: system)"),
+    Setting("OUTBOX_WAIT_SECONDS", "5",
+            "How long a submit waits for SimpleOne before answering that the number will follow"),
+    Setting("OUTBOX_GIVE_UP_HOURS", "24", "A ticket SimpleOne keeps failing on is reported failed after this"),
+    Setting("OUTBOX_RETRY_MAX_SECONDS", "300", "Longest pause between tries while SimpleOne is down"),
+    Setting("STATUS_POLL_SECONDS", "60", "How often ticket states are checked for status notices (0: never)"),
     Setting("SMTP_HOST", None, "Mail server for sign-in codes (unset in `chat`: letters are printed)"),
     Setting("SMTP_PORT", None, "Mail server port (default 587, or 465 with SMTP_TLS)"),
     Setting("SMTP_USER", None, "Mail server login"),
@@ -128,6 +133,10 @@ class Config:
     spool_max_bytes: int
     log_level: str
     vk: VkSettings
+    outbox_wait: float = 5.0
+    outbox_give_up: float = 86400.0
+    outbox_retry_max: float = 300.0
+    status_poll: float = 60.0
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -287,6 +296,10 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         spool_max_bytes=int(r.number("SPOOL_MAX_MB", 1, 1_000_000) * 1024 * 1024),
         log_level=log_level,
         vk=vk,
+        outbox_wait=r.number("OUTBOX_WAIT_SECONDS", 0, 60),
+        outbox_give_up=r.number("OUTBOX_GIVE_UP_HOURS", 0.1, 24 * 30) * 3600,
+        outbox_retry_max=r.number("OUTBOX_RETRY_MAX_SECONDS", 1, 3600),
+        status_poll=r.number("STATUS_POLL_SECONDS", 0, 86400),
     )
     if r.problems:
         raise ConfigError(r.problems)
@@ -350,6 +363,9 @@ def describe(config: Config) -> list[str]:
         "smtp: " + (f"{sm.host}:{sm.port} from {sm.sender} (starttls={sm.starttls}, tls={sm.tls})" if sm
                     else "letters printed to the terminal"),
         f"spool: {config.spool_dir} (max {config.spool_max_bytes // (1024 * 1024)} MB)",
+        f"outbox: answer waits {config.outbox_wait:g} s, retries up to every {config.outbox_retry_max:g} s, "
+        f"gives up after {config.outbox_give_up / 3600:g} h; status checked "
+        + (f"every {config.status_poll:g} s" if config.status_poll else "never"),
         "vk: " + (f"group {config.vk.group_id}, {len(config.vk.tokens)} token(s), {config.vk.api_url}"
                   if config.vk.tokens else "not configured"),
     ]

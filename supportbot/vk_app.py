@@ -19,6 +19,7 @@ from adapters.vk.bot import VkBot
 from adapters.vk.callback import make_callback_app, resume_pending
 from adapters.vk.delivery import DeliveryLog, resend_unsent
 from adapters.vk.longpoll import LongPoller
+from adapters.vk.notices import run_notices
 from adapters.vk.sender import VkSender
 from supportbot.app import App
 from supportbot.config import ConfigError, VkSettings
@@ -34,6 +35,7 @@ class VkChannel:
     api: VkApi
     bot: VkBot
     delivery: DeliveryLog
+    notices: asyncio.Task[None] | None = None
 
     async def drain(self) -> None:
         """Let the events in hand finish (within DRAIN_SECONDS)."""
@@ -46,6 +48,9 @@ class VkChannel:
 
     async def close(self) -> None:
         await self.drain()  # at once if already drained or cancelled
+        if self.notices is not None:
+            self.notices.cancel()
+            await asyncio.gather(self.notices, return_exceptions=True)
         await self.delivery.close()
         await self.session.close()
 
@@ -87,6 +92,7 @@ async def start_channel(app: App, vk: VkSettings) -> VkChannel:
     try:
         await check_community(channel.api, vk.group_id)
         await resend_unsent(app.storage, channel.bot.sender, channel.delivery)
+        channel.notices = asyncio.create_task(run_notices(app.storage, channel.bot.sender))
     except BaseException:
         await channel.close()
         raise

@@ -3,6 +3,8 @@ SimpleOne emulator on loopback, and a harness that talks to the real engine."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,9 +18,11 @@ from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
 from engine.flowset import load_flow_set
 from engine.model import FlowSet
+from engine.outbox import OutboxWorker
 from engine.ports import Binding, Incoming, IncomingFile
 from engine.replies import Reply
 from engine.runtime import Engine, StaticFlows
+from engine.ticket_work import ticket_outbox
 from supportbot.conversation_world import EmulatorWorld
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +52,7 @@ class Harness:
     mailer: MemoryMailSink
     world: EmulatorWorld
     now: list[float]
+    outbox: OutboxWorker
     peer: str = "test:1"
     last: Reply | None = None
     replies: list[Reply] = field(default_factory=list)
@@ -100,8 +105,14 @@ async def harness(flow_set: FlowSet, world: EmulatorWorld, tmp_path: Path) -> As
     now = [START_TIME]
     mailer = MemoryMailSink()
     services = Services(storage, world.tickets, mailer, world.spool, AuthPolicy(), clock=lambda: now[0])
-    h = Harness(Engine(StaticFlows(flow_set), services), storage, mailer, world, now)
+    flows = StaticFlows(flow_set)
+    worker = ticket_outbox(services, flows)
+    h = Harness(Engine(flows, services), storage, mailer, world, now, worker)
+    working = asyncio.create_task(worker.run())
     yield h
+    working.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await working
     await storage.close()
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from engine.model import FlowSet
-from engine.ports import FileSpool, Mailer, Storage, TicketSystem
+from engine.ports import FileSpool, Mailer, OutboxItem, Storage, TicketSystem
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,16 @@ class AuthPolicy:
     max_sends_per_hour: int = 5
 
 
+class OutboxQueue(Protocol):
+    """The outbox worker as the engine sees it (engine.outbox.OutboxWorker)."""
+
+    def kick(self) -> None: ...
+
+    def wait_budget(self) -> float: ...
+
+    async def wait(self, item_ids: Sequence[str], within: float) -> Mapping[str, OutboxItem]: ...
+
+
 @dataclass(slots=True)
 class Services:
     storage: Storage
@@ -31,6 +41,7 @@ class Services:
     auth: AuthPolicy = field(default_factory=AuthPolicy)
     clock: Callable[[], float] = time.time
     idle_timeout: float = 1800.0
+    outbox: OutboxQueue | None = None  # None: items wait for a worker elsewhere (or a test's)
 
 
 @dataclass(slots=True)
@@ -40,6 +51,8 @@ class ActionContext:
     flows: FlowSet
     services: Services
     version: int = 0  # the session's committed version when this step began
+    # SimpleOne work this step decided on: committed with the step, then sent by the outbox.
+    outbox: list[OutboxItem] = field(default_factory=list)
 
     def record(self, name: str) -> dict[str, Any]:
         """The slot `name` as a dict, created if missing (actions write their results there)."""

@@ -44,6 +44,9 @@ class ActionInfo:
     writes: Mapping[str, Shape]
     fn: ActionFn
     doc: str
+    # Events fired later, in the state the action's outcome led to, when the SimpleOne work it
+    # queued has an outcome within the wait (see Engine.settle).
+    settles: frozenset[str] = frozenset()
 
 
 class ActionRegistry:
@@ -51,13 +54,15 @@ class ActionRegistry:
         self._actions: dict[str, ActionInfo] = {}
 
     def register(
-        self, name: str, *, emits: set[str], writes: Mapping[str, Shape] | None = None
+        self, name: str, *, emits: set[str], writes: Mapping[str, Shape] | None = None,
+        settles: set[str] | None = None,
     ) -> Callable[[ActionFn], ActionFn]:
         def decorate(fn: ActionFn) -> ActionFn:
             if name in self._actions:
                 raise ValueError(f"action {name!r} registered twice")
             doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-            self._actions[name] = ActionInfo(name, frozenset(emits), dict(writes or {}), fn, doc)
+            self._actions[name] = ActionInfo(name, frozenset(emits), dict(writes or {}), fn, doc,
+                                             frozenset(settles or ()))
             return fn
 
         return decorate

@@ -6,29 +6,19 @@ taken from a button payload or from the session's copy of a list.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Sequence
+import secrets
 from typing import Any
 
+from engine import ticket_work
 from engine.actions.context import ActionContext
 from engine.actions.registry import Shape, action
-from engine.ports import (
-    Binding,
-    SpooledFile,
-    Ticket,
-    TicketRef,
-    TicketSystemError,
-    TicketSystemRejected,
-    TicketSystemUnavailable,
-    Upload,
-)
+from engine.ports import Binding, OutboxItem, SpooledFile, Ticket, TicketSystemError, WatchedTicket
 
 log = logging.getLogger(__name__)
 
 TICKET_FIELDS = ("number", "subject", "status", "table", "sys_id", "created", "updated")
-TICKET = Shape.record(*TICKET_FIELDS, "description", "files_failed")
+TICKET = Shape.record(*TICKET_FIELDS, "description", "files_failed", "outbox", "files")
 TICKETS = Shape.list_of(*TICKET_FIELDS)
 VALUE = Shape()
 
@@ -52,22 +42,6 @@ def _files(ctx: ActionContext, slot: str) -> list[SpooledFile]:
     return [SpooledFile.from_slot(v) for v in value if isinstance(v, dict)]
 
 
-async def _upload(ctx: ActionContext, table: str, sys_id: str, files: Sequence[SpooledFile]) -> bool:
-    """Upload spooled files; True when all went through (then they leave the spool)."""
-    if not files:
-        return True
-    spool = ctx.services.spool
-    uploads = [Upload(f.name, f.mime, spool.path(f.id)) for f in files]
-    try:
-        await ctx.services.tickets.upload_files(table, sys_id, uploads)
-    except (TicketSystemError, OSError) as exc:
-        log.warning("upload of %d file(s) to %s/%s failed: %s", len(files), table, sys_id, exc)
-        return False
-    for f in files:
-        await spool.discard(f.id)
-    return True
-
-
 async def _owned(ctx: ActionContext, binding: Binding, table: str, sys_id: str) -> Ticket | None:
     if table not in ctx.flows.tickets.tables:
         return None
@@ -80,41 +54,31 @@ async def _owned(ctx: ActionContext, binding: Binding, table: str, sys_id: str) 
     return ticket
 
 
-DRAFT_SLOT = "_draft"
+def _new_item(ctx: ActionContext, kind: str, payload: dict[str, Any]) -> OutboxItem:
+    now = ctx.services.clock()
+    item = OutboxItem(id=secrets.token_hex(8), peer=ctx.peer, kind=kind, payload=payload, created_at=now,
+                      next_at=now, updated_at=now)
+    ctx.outbox.append(item)
+    return item
 
 
-def draft_marker(ctx: ActionContext) -> str:
-    """The marker written into the ticket, the same for every attempt at one draft.
-
-    Derived from what is committed when the attempt starts (peer, session version, content),
-    so an attempt cut short by a crash — its step never committed — is repeated with the same
-    marker; kept in a slot once an attempt's step commits, so later attempts reuse it. An
-    edited draft gets a new marker: it is a new ticket."""
-    files = ctx.slots.get("files") if isinstance(ctx.slots.get("files"), list) else []
-    content = json.dumps([ctx.slots.get("service"), ctx.slots.get("description"), files],
-                         sort_keys=True, ensure_ascii=False)
-    fingerprint = hashlib.sha256(content.encode()).hexdigest()[:16]
-    previous = ctx.slots.get(DRAFT_SLOT)
-    if isinstance(previous, dict) and previous.get("fp") == fingerprint and previous.get("id"):
-        return f"[sb:{previous['id']}]"
-    draft_id = hashlib.sha256(f"{ctx.peer}\0{ctx.version}\0{fingerprint}".encode()).hexdigest()[:12]
-    ctx.slots[DRAFT_SLOT] = {"id": draft_id, "fp": fingerprint}
-    return f"[sb:{draft_id}]"
-
-
-async def _find_created(ctx: ActionContext, table: str, caller_id: str, marker: str) -> TicketRef | None:
-    try:
-        return await ctx.services.tickets.find_ticket_by_marker(table, caller_id, marker)
-    except TicketSystemError as exc:
-        log.warning("looking up ticket %s failed: %s", marker, exc)
-        return None
+def _take_files(ctx: ActionContext, slot: str) -> list[dict[str, Any]]:
+    """The slot's files, handed to the outbox: the slot is emptied so that clearing it later
+    does not delete files the outbox still has to upload."""
+    files = [f.as_slot() for f in _files(ctx, slot)]
+    ctx.slots.pop(slot, None)
+    return files
 
 
 @action("tickets.create",
-        emits={"created", "unavailable", "rejected", "signed_out", "service_gone", "no_description"},
-        writes={"ticket": TICKET})
+        emits={"queued", "signed_out", "service_gone", "no_description"},
+        writes={"ticket": TICKET}, settles={"created", "rejected"})
 async def create(ctx: ActionContext) -> str:
-    """Create a ticket from the draft (slots service, description, files), exactly once."""
+    """Queue the draft (slots service, description, files) as a ticket for SimpleOne.
+
+    The outbox item is committed with this step; the worker creates the ticket exactly once
+    (engine/ticket_work.py). The step waiting for it fires `created` or `rejected` if SimpleOne
+    answers within the wait; otherwise the number comes later as a notice."""
     binding = await ctx.services.storage.get_binding(ctx.peer)
     if binding is None:
         return "signed_out"
@@ -128,37 +92,20 @@ async def create(ctx: ActionContext) -> str:
     subject = " ".join(settings.subject.render(ctx.slots).split())
     if len(subject) > settings.subject_max_length:
         subject = subject[: settings.subject_max_length - 1] + "…"
-    marker = draft_marker(ctx)
-    table = entry.mapping.table
     fields = {
         **entry.mapping.record_fields(),
         "caller": binding.caller_id,
         "subject": subject,
-        "description": f"{settings.description.render(ctx.slots).strip()}\n\n{marker}",
+        "description": settings.description.render(ctx.slots).strip(),
     }
-    # Always look first: whether an earlier attempt got through cannot be known from here (it
-    # may have died with its process). One read per ticket buys "created once".
-    ref = await _find_created(ctx, table, binding.caller_id, marker)
-    if ref is None:
-        try:
-            ref = await ctx.services.tickets.create_ticket(table, fields)
-        except TicketSystemUnavailable as exc:
-            # The write may have happened before the failure: look before saying it did not.
-            ref = await _find_created(ctx, table, binding.caller_id, marker)
-            if ref is None:
-                log.warning("ticket creation failed, draft kept: %s", exc)
-                return "unavailable"
-        except TicketSystemRejected as exc:
-            log.error("SimpleOne refused a ticket, draft kept: %s", exc)
-            return "rejected"
-    ctx.slots.pop(DRAFT_SLOT, None)
-    uploaded = await _upload(ctx, ref.table, ref.sys_id, _files(ctx, "files"))
-    ctx.slots["ticket"] = {
-        "number": ref.number, "table": ref.table, "sys_id": ref.sys_id, "subject": subject,
-        "files_failed": not uploaded,
-    }
-    log.info("ticket %s created for peer %s", ref.number, ctx.peer)
-    return "created"
+    ticket = {"subject": subject, "number": "", "table": entry.mapping.table, "sys_id": ""}
+    item = _new_item(ctx, ticket_work.CREATE, {
+        "table": entry.mapping.table, "caller_id": binding.caller_id, "fields": fields,
+        "files": _take_files(ctx, "files"), "vars": {"ticket": ticket}, "gave_up": "ticket_failed",
+    })
+    ctx.slots["ticket"] = {**ticket, "outbox": item.id, "files_failed": False}
+    log.info("ticket for peer %s queued as %s", ctx.peer, item.id)
+    return "queued"
 
 
 @action("tickets.list_mine", emits={"listed", "empty", "unavailable", "signed_out"},
@@ -175,7 +122,11 @@ async def list_mine(ctx: ActionContext) -> str:
     except TicketSystemError as exc:
         log.warning("listing tickets failed: %s", exc)
         return "unavailable"
-    mine = [_ticket_slot(t, ctx) for t in found if t.caller_id == binding.caller_id]
+    owned = [t for t in found if t.caller_id == binding.caller_id]
+    # Tickets the user owns are followed for status notices, wherever they were created.
+    await ctx.services.storage.watch_add([WatchedTicket(t.table, t.sys_id, t.number, ctx.peer, t.state, t.updated_at,
+                                                        t.active) for t in owned if t.active])
+    mine = [_ticket_slot(t, ctx) for t in owned]
     ctx.slots["tickets"] = mine[: settings.list_limit]
     ctx.slots["tickets_more"] = len(mine) > settings.list_limit
     return "listed" if mine else "empty"
@@ -201,32 +152,33 @@ async def open_ticket(ctx: ActionContext) -> str:
     return "opened"
 
 
-@action("tickets.add_comment", emits={"added", "nothing", "not_found", "unavailable", "signed_out", "partly"})
+@action("tickets.add_comment", emits={"queued", "nothing", "not_found", "signed_out"},
+        settles={"added", "not_found"})
 async def add_comment(ctx: ActionContext) -> str:
-    """Add the text in slot `comment` and the files in `comment_files` to the open ticket."""
+    """Queue the text in slot `comment` and the files in `comment_files` for the open ticket.
+
+    The ticket was picked from the user's own list; the worker checks again, against SimpleOne,
+    that it is theirs before it writes (engine/ticket_work.py)."""
     binding = await ctx.services.storage.get_binding(ctx.peer)
     if binding is None:
         return "signed_out"
     text = str(ctx.slots.get("comment") or "").strip()
-    files = _files(ctx, "comment_files")
-    if not text and not files:
+    if not text and not _files(ctx, "comment_files"):
         return "nothing"
     picked = ctx.slots.get("ticket")
     if not isinstance(picked, dict) or not picked.get("sys_id"):
         return "not_found"
+    table = str(picked.get("table"))
+    if table not in ctx.flows.tickets.tables:
+        return "not_found"
     settings = ctx.flows.tickets
-    try:
-        ticket = await _owned(ctx, binding, str(picked.get("table")), str(picked["sys_id"]))
-        if ticket is None:
-            return "not_found"
-        if text:
-            body = settings.comment.render(ctx.slots).strip() if settings.comment else text
-            await ctx.services.tickets.add_comment(ticket.table, ticket.sys_id, settings.comment_field, body)
-    except TicketSystemError as exc:
-        log.warning("adding a comment failed, text kept: %s", exc)
-        return "unavailable"
-    if not await _upload(ctx, ticket.table, ticket.sys_id, files):
-        # The text is in; keep the files so that the user can try them again.
-        ctx.slots.pop("comment", None)
-        return "partly"
-    return "added"
+    body = ""
+    if text:
+        body = settings.comment.render(ctx.slots).strip() if settings.comment else text
+    ticket = {k: picked.get(k, "") for k in ("number", "subject", "table", "sys_id", "status")}
+    _new_item(ctx, ticket_work.COMMENT, {
+        "table": table, "sys_id": str(picked["sys_id"]), "number": str(picked.get("number") or ""),
+        "caller_id": binding.caller_id, "field": settings.comment_field, "text": body,
+        "files": _take_files(ctx, "comment_files"), "vars": {"ticket": ticket}, "gave_up": "comment_failed",
+    })
+    return "queued"

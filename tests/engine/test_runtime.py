@@ -12,8 +12,9 @@ from adapters.sqlite import open_sqlite
 from engine.actions import tickets as ticket_actions
 from engine.actions.context import ActionContext
 from engine.model import FlowSet
-from engine.ports import Incoming
+from engine.ports import Incoming, Session, StepCommit
 from engine.runtime import Engine
+from engine.ticket_work import ticket_executors
 from tests.conftest import Harness
 
 MENU = "main.menu"
@@ -150,17 +151,25 @@ async def test_forged_or_stale_payloads_are_not_trusted(harness: Harness) -> Non
 
 
 async def test_a_ticket_of_another_caller_is_never_opened(harness: Harness) -> None:
-    """Even with a forged session slot, ownership is checked against SimpleOne."""
+    """Even with a forged session slot, ownership is checked against SimpleOne, by the outbox
+    worker too before it writes."""
     world = harness.world
     victim = world.emulator.state.add_user("victim@ranepa.ru", "Вера", "Жертва")
     foreign = world.emulator.state.add_record("itsm_incident", {"caller": victim, "subject": "чужая"})
     await harness.sign_in("attacker@ranepa.ru")
-    ctx = ActionContext(harness.peer, {"ticket": {"table": "itsm_incident", "sys_id": foreign}},
+    ctx = ActionContext(harness.peer, {"ticket": {"table": "itsm_incident", "sys_id": foreign, "number": "X"}},
                         harness.engine.flows.current, harness.engine.services)
     assert await ticket_actions.open_ticket(ctx) == "not_found"
     ctx.slots.update(comment="взлом")
-    assert await ticket_actions.add_comment(ctx) == "not_found"
+    assert await ticket_actions.add_comment(ctx) == "queued"
+    session = Session(harness.peer, "main.menu", {}, "v", harness.now[0])
+    assert await harness.storage.commit_step(StepCommit(session, 0, outbox=ctx.outbox))
+    await harness.outbox.drain()
+    item = await harness.storage.outbox_get(ctx.outbox[0].id)
+    assert item is not None and item.state == "failed" and (item.result or {}).get("event") == "not_found"
     assert world.emulator.state.journal("itsm_incident", foreign) == []
+    notices = await harness.storage.notices_unsent()
+    assert [n.peer for n in notices] == [harness.peer] and "добавить не удалось" in notices[0].text
 
 
 async def test_the_machine_is_shared_and_never_grows_per_user(harness: Harness) -> None:
@@ -183,24 +192,26 @@ async def test_a_huge_message_is_answered_not_choked_on(harness: Harness) -> Non
     assert harness.state() == MENU
 
 
-async def test_a_timeout_keeps_the_draft_and_a_later_submit_creates_one_ticket(
-        harness: Harness, flow_set: FlowSet) -> None:
+async def test_a_timeout_answers_queued_and_the_number_comes_once(harness: Harness) -> None:
     from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 
     impatient = SimpleOneClient(SimpleOneConfig(harness.world.emulator.url, username="bot", password="bot-password",
                                                 read_timeout=0.3))
     harness.engine.services.tickets = impatient
+    harness.outbox.executors = ticket_executors(impatient, harness.world.spool, harness.engine.services.clock)
     try:
         await describe(harness, "slow@ranepa.ru", "2", "5", "Нет доступа к сетевой папке отдела кадров")
         await harness.press("Без файлов")
         harness.world.emulator.faults.hang_next(1, seconds=2, method="POST", path_prefix="/rest/v1/table/itsm_incident")
         reply = await harness.press("Отправить")
-        assert "не отвечает" in reply.text and "Черновик сохранён" in reply.text
-        assert harness.state() == "create_ticket.confirm"
-        session = await harness.storage.load_session(harness.peer)
-        assert session is not None and session.slots["description"].startswith("Нет доступа")
-        reply = await harness.press("Отправить")
-        assert "INC0000001 создана" in reply.text
+        assert "Заявка принята" in reply.text and "номер заявки придёт сообщением" in reply.text
+        assert harness.state() == "create_ticket.queued"
+        assert await harness.storage.notices_unsent() == []
+        harness.now[0] += 60
+        await harness.outbox.drain()
+        notices = await harness.storage.notices_unsent()
+        assert len(notices) == 1 and "под номером INC0000001" in notices[0].text
+        assert len(harness.world.emulator.state.records("itsm_incident")) == 1
     finally:
         await impatient.close()
 
@@ -213,7 +224,7 @@ async def test_an_expired_simpleone_token_is_renewed_mid_dialogue(harness: Harne
     assert "INC0000001 создана" in reply.text
 
 
-async def test_a_5xx_on_a_comment_keeps_the_text(harness: Harness) -> None:
+async def test_a_5xx_on_a_comment_keeps_the_text_and_adds_it_once(harness: Harness) -> None:
     await describe(harness, "comment@ranepa.ru", "2", "5", "Не открывается сетевая папка бухгалтерии")
     await harness.press("Без файлов")
     await harness.press("Отправить")
@@ -223,9 +234,11 @@ async def test_a_5xx_on_a_comment_keeps_the_text(harness: Harness) -> None:
     await harness.say("Папка \\\\fs01\\buh, ошибка 0x80070035")
     harness.world.emulator.faults.fail_next(1, method="PATCH")
     reply = await harness.press("Отправить")
-    assert "Текст и файлы сохранены" in reply.text
-    reply = await harness.press("Отправить")
-    assert "дополнена" in reply.text
+    assert "Дополнение к заявке INC0000001 принято" in reply.text
+    harness.now[0] += 60
+    await harness.outbox.drain()
+    notices = await harness.storage.notices_unsent()
+    assert [n.text for n in notices] == ["Комментарий к заявке INC0000001 добавлен."]
     number = harness.world.emulator.state.records("itsm_incident")[0]["sys_id"]
     journal = harness.world.emulator.state.journal("itsm_incident", number)
     assert len(journal) == 1 and "0x80070035" in journal[0].text
@@ -268,16 +281,15 @@ async def test_an_unclear_create_failure_never_makes_a_second_ticket(harness: Ha
     state = harness.world.emulator.state
     await describe(harness, "unclear@ranepa.ru", "2", "8", "Не работает телефон, гудка нет с понедельника")
     await harness.press("Без файлов")
-    # The look-up before the create, the create (performed, then answered 500) and the look-up
-    # after it all fail: the user hears SimpleOne is not answering.
+    # The create is performed, then answered 500: the look-up after it finds the ticket.
     harness.world.emulator.faults.fail_after_write(1, method="POST")
-    harness.world.emulator.faults.fail_next(2, method="GET", path_prefix="/rest/v1/table/itsm_incident")
-    reply = await harness.press("Отправить")
-    assert "не отвечает" in reply.text
-    assert len(state.records("itsm_incident")) == 1  # it was created after all
     reply = await harness.press("Отправить")
     assert "Заявка INC0000001 создана" in reply.text
     assert len(state.records("itsm_incident")) == 1
+    harness.now[0] += 3600
+    await harness.outbox.drain()
+    assert len(state.records("itsm_incident")) == 1
+    assert await harness.storage.notices_unsent() == []  # told in the answer, not again
 
 
 async def test_a_failed_write_answers_plainly_and_saves_nothing(harness: Harness) -> None:

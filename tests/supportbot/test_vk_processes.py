@@ -185,9 +185,10 @@ async def test_serve_survives_a_kill_and_handles_each_event_once(
 
 async def test_a_kill_while_an_event_is_in_hand_creates_the_ticket_once_after_restart(
         tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, mailbox: tuple[Mailbox, int]) -> None:
-    """The event was answered "ok" (in the inbox) and SimpleOne was slow: the process dies before
-    the step commits. After the restart the event is handled from the inbox, and the marker
-    look-up finds the ticket the first attempt may already have created."""
+    """The submit was committed with its outbox item, SimpleOne wrote the ticket and hangs; the
+    process dies before it hears back (between send and mark-done). After the restart the user
+    gets the answer that was kept ("принята"), the worker finds the ticket by its marker instead
+    of creating it again, and the number comes as a notice."""
     box, smtp_port = mailbox
     env = bot_env(tmp_path, vk, simpleone, smtp_port)
     args, proc = await start_serve(vk, env, tmp_path)
@@ -213,7 +214,10 @@ async def test_a_kill_while_an_event_is_in_hand_creates_the_ticket_once_after_re
         assert len(simpleone.state.records("itsm_incident")) == 1
         proc = await start(args, env, tmp_path)
         reply = await user.wait_reply(timeout=20)
-        assert "Заявка INC0000001 создана" in reply.text, reply.text
+        assert "Заявка принята" in reply.text, reply.text
+        notice = await user.wait_reply(timeout=20)
+        assert "зарегистрирована под номером INC0000001" in notice.text, notice.text
+        await user.assert_no_reply(within=1.5)
     finally:
         err = await stop(proc)
     assert proc.returncode == 0, err

@@ -28,6 +28,7 @@ from adapters.vk.sender import VkSender
 from engine.actions.context import AuthPolicy, Services
 from engine.model import FlowSet
 from engine.runtime import Engine, StaticFlows
+from engine.ticket_work import ticket_outbox
 from supportbot.conversation_world import EmulatorWorld
 
 GROUP = 4242
@@ -46,6 +47,7 @@ class Channel:
     bot: VkBot
     session: aiohttp.ClientSession
     api: VkApi
+    outbox: asyncio.Task[None] | None = None
     poller_task: asyncio.Task[None] | None = None
     poller: LongPoller | None = None
 
@@ -73,13 +75,16 @@ async def make_channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: Fl
     storage = await open_sqlite(db)
     mailer = MemoryMailSink()
     services = Services(storage, world.tickets, mailer, world.spool, AuthPolicy())
-    engine = Engine(StaticFlows(flow_set), services)
+    flows = StaticFlows(flow_set)
+    worker = ticket_outbox(services, flows)
+    engine = Engine(flows, services)
     session = aiohttp.ClientSession()
     api = VkApi(session, [TOKEN], api_url=vk.api_url, rate=50)
     bot = VkBot(engine.handle, engine.message, api, VkSender(api, backoff=0.02, attempts=5),
                 AttachmentFetcher(session, max_bytes=2 * 1024 * 1024, extra_hosts=("127.0.0.1",)), group_id=GROUP,
                 delivery=DeliveryLog(storage, every=0.05))
-    return Channel(vk, world, storage, mailer, engine, bot, session, api)
+    return Channel(vk, world, storage, mailer, engine, bot, session, api,
+                   outbox=asyncio.create_task(worker.run()))
 
 
 @pytest.fixture
@@ -95,6 +100,9 @@ async def channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet
     ch = await make_channel(vk, world, flow_set, tmp_path / "bot.db")
     yield ch
     await ch.stop_polling()
+    if ch.outbox is not None:
+        ch.outbox.cancel()
+        await asyncio.gather(ch.outbox, return_exceptions=True)
     await ch.session.close()
     await ch.storage.close()
 

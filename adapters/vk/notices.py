@@ -1,0 +1,59 @@
+"""Notices to VK users: messages the bot sends unasked (a late ticket number, a status change).
+
+The outbox worker and the status watcher store notices in the same transaction as what caused
+them; this loop sends what is stored and marks it sent. A crash between sending and marking
+sends it again with the same random_id, which VK drops as a repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from adapters.vk.sender import VkSender
+from engine.ports import Storage
+from engine.replies import Reply
+
+log = logging.getLogger(__name__)
+
+
+def vk_peer_id(peer: str) -> int | None:
+    """The VK peer_id of an engine peer ("vk:123"); None for another channel's peer."""
+    channel, _, number = peer.partition(":")
+    if channel != "vk" or not number.isdigit():
+        return None
+    return int(number)
+
+
+async def send_notices(storage: Storage, sender: VkSender, *, batch: int = 100) -> int:
+    """Send the stored notices once over; returns how many were sent (or dropped as not VK's)."""
+    done = 0
+    while True:
+        notices = await storage.notices_unsent(batch)
+        if not notices:
+            return done
+        finished: list[str] = []
+        for notice in notices:
+            peer_id = vk_peer_id(notice.peer)
+            if peer_id is None:
+                log.error("notice %s is for %s, which is not a VK peer; dropped", notice.id, notice.peer)
+            elif not await sender.send(peer_id, Reply(notice.text), key=f"notice:{notice.id}"):
+                continue  # VK keeps failing: left for the next round
+            finished.append(notice.id)
+        if finished:
+            await storage.notices_sent(finished)
+            done += len(finished)
+        if len(finished) < len(notices):
+            return done  # some are stuck: do not spin on them
+
+
+async def run_notices(storage: Storage, sender: VkSender, *, every: float = 1.0) -> None:
+    """Send notices as they come, until cancelled."""
+    while True:
+        try:
+            await send_notices(storage, sender)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sending notices failed; trying again")
+        await asyncio.sleep(every)

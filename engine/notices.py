@@ -1,0 +1,36 @@
+"""Notice texts: what the user is told unasked, rendered from flows (bot.notices)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.ports import Notice, OutboxItem
+
+if TYPE_CHECKING:
+    from engine.runtime import FlowSource
+
+log = logging.getLogger(__name__)
+
+
+def render_notice(flows: FlowSource, name: str, values: dict[str, Any]) -> str | None:
+    """The text of notice `name`, or None if there is none (logged: a flow set without it)."""
+    template = flows.current.bot.notices.get(name)
+    if template is None:
+        log.error("no notice %r in the flows; the user is not told", name)
+        return None
+    return template.render(values)
+
+
+def outbox_notices(flows: FlowSource, clock: Callable[[], float]) -> Callable[[OutboxItem, str], Notice | None]:
+    """How the outbox worker tells an outcome nobody waited for: one notice per item, its id
+    derived from the item's, so telling it twice stores it once."""
+
+    def render(item: OutboxItem, name: str) -> Notice | None:
+        if not name:
+            return None
+        text = render_notice(flows, name, dict((item.result or {}).get("vars") or {}))
+        return None if text is None else Notice(f"outbox:{item.id}", item.peer, text, clock())
+
+    return render

@@ -1,0 +1,376 @@
+"""The outbox worker: sends the SimpleOne work that steps committed, until it is done.
+
+A step that submits a ticket or a comment writes an OutboxItem in its own transaction
+(StepCommit.outbox); nothing reaches SimpleOne before that commit. This worker then:
+
+- takes due items oldest first, one peer's items in order, several peers at once;
+- runs each through its kind's executor with a per-kind timeout;
+- on a transient failure (timeout, dropped connection, 5xx, an HTML page) saves the attempt and
+  tries again after an exponential backoff with jitter, while a circuit breaker stops hammering
+  a SimpleOne that is down; after `give_up_after` it stops and says so;
+- on a refusal that no retry can fix (4xx) keeps the item as failed, with the error, for an admin;
+- tells the user the outcome: the engine, which waits a few seconds for it under the peer's
+  lock, tells it in its own answer; otherwise a notice is stored in the same transaction as the
+  outcome, and sent by the channel.
+
+Executors are idempotent by construction: the item's id is written into what they create and
+looked up before any write is repeated (see engine/ticket_work.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.ports import (
+    OUTBOX_DONE,
+    OUTBOX_FAILED,
+    OUTBOX_PENDING,
+    Notice,
+    OutboxItem,
+    OutboxOutcome,
+    Storage,
+    TicketSystemRejected,
+    TicketSystemUnavailable,
+    WatchedTicket,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxPolicy:
+    """How hard the worker tries; the values come from configuration."""
+
+    wait: float = 5.0  # how long a submitting user's answer waits for SimpleOne
+    timeouts: Mapping[str, float] = field(default_factory=lambda: {"ticket.upload": 120.0})
+    default_timeout: float = 30.0
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+    give_up_after: float = 86400.0  # a transient failure this long is told as a failure
+    concurrency: int = 4
+    breaker_threshold: int = 5  # consecutive transient failures that open the circuit
+    breaker_cooldown: float = 15.0  # first open period; doubles while probes fail
+    breaker_cooldown_cap: float = 300.0
+    sweep_every: float = 5.0  # also the longest a kick can be missed
+    # An outcome nobody told (the waiting answer did not commit) is sent as a notice after this.
+    tell_grace: float = 30.0
+
+    def timeout_for(self, kind: str) -> float:
+        return self.timeouts.get(kind, self.default_timeout)
+
+    def backoff(self, attempts: int, rand: Callable[[], float] = random.random) -> float:
+        """Delay before try number attempts + 1: exponential, capped, with "equal jitter" so that
+        retries of many items spread out but none comes back at once."""
+        delay = min(self.backoff_cap, self.backoff_base * 2.0 ** max(0, attempts - 1))
+        return delay / 2 + delay / 2 * rand()
+
+
+class CircuitBreaker:
+    """Closed → open after `threshold` consecutive failures → half-open after a cooldown (one
+    probe goes through) → closed on a success, open again for twice as long on a failure."""
+
+    def __init__(self, policy: OutboxPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._failures = 0
+        self._cooldown = policy.breaker_cooldown
+        self._open_until: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        if self._open_until is None:
+            return "closed"
+        return "half-open" if self._clock() >= self._open_until else "open"
+
+    def retry_in(self) -> float:
+        """Seconds until a call may be tried; 0 when closed or ready for a probe."""
+        if self._open_until is None:
+            return 0.0
+        return max(0.0, self._open_until - self._clock())
+
+    def allow(self) -> bool:
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half-open" and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def success(self) -> None:
+        if self._open_until is not None:
+            log.info("SimpleOne answers again; circuit closed")
+        self._failures = 0
+        self._cooldown = self._policy.breaker_cooldown
+        self._open_until = None
+        self._probing = False
+
+    def failure(self) -> None:
+        self._failures += 1
+        if self._probing:
+            self._cooldown = min(self._cooldown * 2, self._policy.breaker_cooldown_cap)
+        elif self._failures < self._policy.breaker_threshold:
+            return
+        self._probing = False
+        self._open_until = self._clock() + self._cooldown
+        log.warning("SimpleOne failed %d time(s) in a row; circuit open for %.0f s", self._failures, self._cooldown)
+
+    def release(self) -> None:
+        """A probe that ended with neither verdict (e.g. cancelled) lets the next one go."""
+        self._probing = False
+
+
+@dataclass(slots=True)
+class WorkDone:
+    """What an executor achieved. result is what the user is told: {"event": name the waiting
+    step fires, "vars": slots it sets, "notice": the bot message said if told later}."""
+
+    result: dict[str, Any]
+    follow_ups: list[OutboxItem] = field(default_factory=list)
+    watch: list[WatchedTicket] = field(default_factory=list)
+
+
+class WorkFailed(Exception):
+    """A refusal no retry can fix; result as in WorkDone (an event such as "rejected")."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class Checkpoint(Protocol):
+    async def __call__(self, item: OutboxItem) -> None: ...
+
+
+Executor = Callable[[OutboxItem, Checkpoint], Awaitable[WorkDone]]
+NoticeRenderer = Callable[[OutboxItem, str], Notice | None]
+
+
+def gave_up_result(item: OutboxItem) -> dict[str, Any]:
+    return {"event": "rejected", "vars": dict(item.payload.get("vars") or {}), "notice": item.payload.get("gave_up")}
+
+
+class OutboxWorker:
+    """Runs in every process that handles events (and, later, in several at once)."""
+
+    def __init__(self, storage: Storage, executors: Mapping[str, Executor], render: NoticeRenderer,
+                 policy: OutboxPolicy | None = None, *, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.storage = storage
+        self.executors = dict(executors)
+        self.render = render
+        self.policy = policy or OutboxPolicy()
+        self.clock = clock
+        self.breaker = CircuitBreaker(self.policy, monotonic)
+        self._kick = asyncio.Event()
+        self._waiters: dict[str, asyncio.Future[OutboxItem]] = {}
+        self._inflight: set[str] = set()
+        self._slots = asyncio.Semaphore(max(1, self.policy.concurrency))
+        self._last_sweep = 0.0
+        self.tries = 0  # calls made, for tests and benchmarks
+        self.finished = 0
+
+    # ------------------------------------------------------------------ the engine's side
+
+    def kick(self) -> None:
+        """New work was committed: look now rather than at the next sweep."""
+        self._kick.set()
+
+    def wait_budget(self) -> float:
+        """How long a submitting user's answer may wait: none while SimpleOne is known down."""
+        return self.policy.wait if self.breaker.state == "closed" else 0.0
+
+    async def wait(self, item_ids: Sequence[str], within: float) -> dict[str, OutboxItem]:
+        """The items among these that finished within `within` seconds. While an item is waited for, its
+        outcome is left to the waiter to tell; once the wait ends, the worker tells it."""
+        if within <= 0 or not item_ids:
+            return {}
+        loop = asyncio.get_running_loop()
+        futures = {i: self._waiters.setdefault(i, loop.create_future()) for i in item_ids}
+        self.kick()
+        try:
+            # The first word on any item ends the wait: the step tells what it can, the rest
+            # goes out as notices.
+            await asyncio.wait(futures.values(), timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for i, f in futures.items():
+                if self._waiters.get(i) is f:
+                    del self._waiters[i]
+                if not f.done():
+                    f.cancel()
+        finished = (f.result() for f in futures.values() if f.done() and not f.cancelled())
+        return {item.id: item for item in finished if item.state != OUTBOX_PENDING}
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Work until cancelled."""
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox round failed; trying again shortly")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self._next_wake())
+            self._kick.clear()
+
+    def _next_wake(self) -> float:
+        wake = self.policy.sweep_every
+        retry = self.breaker.retry_in()
+        return min(wake, retry) if retry > 0 else wake
+
+    async def run_once(self) -> int:
+        """One round: the due items, then untold outcomes; returns the items tried."""
+        now = self.clock()
+        tried = 0
+        if self.breaker.state != "open":
+            due = [i for i in await self.storage.outbox_due(now, limit=200) if i.id not in self._inflight]
+            by_peer: dict[str, list[OutboxItem]] = {}
+            for item in due:
+                by_peer.setdefault(item.peer, []).append(item)
+            results = await asyncio.gather(*(self._run_chain(chain) for chain in by_peer.values()))
+            tried = sum(results)
+        if now - self._last_sweep >= self.policy.sweep_every:
+            self._last_sweep = now
+            await self.tell_untold()
+        return tried
+
+    async def _run_chain(self, items: list[OutboxItem]) -> int:
+        """One peer's due items, in order; a transient failure leaves the rest for later."""
+        tried = 0
+        for item in items:
+            async with self._slots:
+                if not self.breaker.allow():
+                    break
+                tried += 1
+                if not await self.attempt(item):
+                    break
+        return tried
+
+    async def attempt(self, item: OutboxItem) -> bool:
+        """Try one item once; False if it stays pending."""
+        executor = self.executors.get(item.kind)
+        self._inflight.add(item.id)
+        try:
+            if executor is None:
+                await self._finish(item, OUTBOX_FAILED, {"event": "rejected", "vars": {}},
+                                   f"no executor for outbox kind {item.kind!r}")
+                self.breaker.release()
+                return True
+            item.attempts += 1
+            self.tries += 1
+            try:
+                async with asyncio.timeout(self.policy.timeout_for(item.kind)):
+                    done = await executor(item, self._checkpoint)
+            except WorkFailed as exc:
+                self.breaker.success()  # SimpleOne answered; it just said no
+                log.error("outbox %s (%s) refused for good: %s", item.id, item.kind, exc)
+                await self._finish(item, OUTBOX_FAILED, exc.result, str(exc))
+                return True
+            except (TicketSystemUnavailable, TimeoutError) as exc:
+                self.breaker.failure()
+                await self._retry_later(item, str(exc) or "timed out")
+                return False
+            except TicketSystemRejected as exc:
+                # An executor lets only transient errors through; this one slipped: keep it.
+                self.breaker.success()
+                log.error("outbox %s (%s) refused: %s", item.id, item.kind, exc)
+                await self._finish(item, OUTBOX_FAILED, gave_up_result(item), str(exc))
+                return True
+            self.breaker.success()
+            await self._finish(item, OUTBOX_DONE, done.result, "", done.follow_ups, done.watch)
+            return True
+        except asyncio.CancelledError:
+            self.breaker.release()
+            raise
+        finally:
+            self._inflight.discard(item.id)
+
+    async def _checkpoint(self, item: OutboxItem) -> None:
+        item.updated_at = self.clock()
+        await self.storage.outbox_save(item)
+
+    async def _retry_later(self, item: OutboxItem, error: str) -> None:
+        now = self.clock()
+        item.last_error = error[:500]
+        if now - item.created_at >= self.policy.give_up_after:
+            log.error("outbox %s (%s) still failing after %.0f h; given up: %s", item.id, item.kind,
+                      (now - item.created_at) / 3600, error)
+            await self._finish(item, OUTBOX_FAILED, gave_up_result(item), error)
+            return
+        item.next_at = now + self.policy.backoff(item.attempts)
+        item.updated_at = now
+        log.warning("outbox %s (%s) attempt %d failed, next in %.0f s: %s", item.id, item.kind, item.attempts,
+                    item.next_at - now, error)
+        await self.storage.outbox_save(item)
+        # Whoever waits for it hears now that it will take longer, rather than at the timeout.
+        waiter = self._waiters.get(item.id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(item)
+
+    async def _finish(self, item: OutboxItem, state: str, result: dict[str, Any], error: str,
+                      follow_ups: Sequence[OutboxItem] = (), watch: Sequence[WatchedTicket] = ()) -> None:
+        item.state = state
+        item.result = result
+        item.last_error = error[:500]
+        item.updated_at = self.clock()
+        waiter = self._waiters.get(item.id)
+        notices: list[Notice] = []
+        # Told by the waiting answer if there is one; otherwise by a notice, in this transaction.
+        if waiter is None or waiter.done():
+            notice = self.render(item, self._notice_name(item))
+            notices = [notice] if notice is not None else []
+            item.told = True
+        await self.storage.outbox_finish(OutboxOutcome(item, notices, list(follow_ups), list(watch)))
+        self.finished += 1
+        if follow_ups:
+            self.kick()
+        if waiter is not None and not waiter.done():
+            waiter.set_result(item)
+
+    @staticmethod
+    def _notice_name(item: OutboxItem) -> str:
+        result = item.result or {}
+        return str(result.get("notice") or "")
+
+    async def tell_untold(self) -> int:
+        """Outcomes whose waiting answer never committed (a crash, a conflict): tell them now."""
+        told = 0
+        for item in await self.storage.outbox_untold(self.clock() - self.policy.tell_grace):
+            if item.id in self._waiters:
+                continue
+            if await self.storage.outbox_tell(item.id, self.render(item, self._notice_name(item))):
+                told += 1
+        return told
+
+    async def drain(self, seconds: float = 10.0) -> None:
+        """Run rounds until nothing is due (tests, and `chat` before it exits)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            due = await self.storage.outbox_due(self.clock(), limit=1)
+            if not due or self.breaker.state == "open":
+                return
+            await self.run_once()
+
+
+__all__ = [
+    "OUTBOX_DONE",
+    "OUTBOX_FAILED",
+    "OUTBOX_PENDING",
+    "CircuitBreaker",
+    "Executor",
+    "OutboxPolicy",
+    "OutboxWorker",
+    "WorkDone",
+    "WorkFailed",
+]

@@ -1,0 +1,174 @@
+"""Executors of the outbox's ticket work: create a ticket, add a comment, attach files.
+
+Each may be cut short at any point (a timeout, a dropped connection, a killed process) and run
+again; none writes twice what got through:
+
+- a ticket carries the marker `[sb:<item id>]` in its description and is looked up by it before
+  every create, and again after an unclear failure;
+- files are matched against the record's attachments (name and size) before each upload;
+- a comment's write is bracketed by the ticket's sys_updated_at, saved before the write: after an
+  unclear failure, a ticket unchanged since then did not get it (the journal itself cannot be
+  read through the documented API, so a change made by someone else in that same window is
+  taken for ours — see README, "What happens when SimpleOne is down").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.notices import outbox_notices
+from engine.outbox import Checkpoint, Executor, OutboxPolicy, OutboxWorker, WorkDone, WorkFailed
+from engine.ports import (
+    FileSpool,
+    OutboxItem,
+    SpooledFile,
+    TicketRef,
+    TicketSystem,
+    TicketSystemRejected,
+    TicketSystemUnavailable,
+    Upload,
+    WatchedTicket,
+)
+
+if TYPE_CHECKING:
+    from engine.actions.context import Services
+    from engine.runtime import FlowSource
+
+log = logging.getLogger(__name__)
+
+CREATE = "ticket.create"
+COMMENT = "ticket.comment"
+UPLOAD = "ticket.upload"
+
+
+def marker(item_id: str) -> str:
+    return f"[sb:{item_id}]"
+
+
+def _files(payload: dict[str, Any]) -> list[SpooledFile]:
+    return [SpooledFile.from_slot(f) for f in payload.get("files") or [] if isinstance(f, dict)]
+
+
+def upload_item(parent: OutboxItem, ref: TicketRef, files: list[SpooledFile], now: float,
+                vars_: dict[str, Any]) -> OutboxItem:
+    return OutboxItem(
+        id=f"{parent.id}.files", peer=parent.peer, kind=UPLOAD, created_at=now, next_at=now, updated_at=now,
+        payload={"table": ref.table, "sys_id": ref.sys_id, "number": ref.number,
+                 "files": [f.as_slot() for f in files], "vars": vars_},
+    )
+
+
+def ticket_executors(tickets: TicketSystem, spool: FileSpool,
+                     clock: Callable[[], float]) -> dict[str, Executor]:
+    async def find(table: str, caller: str, mark: str) -> TicketRef | None:
+        try:
+            return await tickets.find_ticket_by_marker(table, caller, mark)
+        except TicketSystemRejected as exc:
+            raise TicketSystemUnavailable(f"looking up {mark} failed: {exc}") from exc
+
+    async def create(item: OutboxItem, checkpoint: Checkpoint) -> WorkDone:
+        p = item.payload
+        table, caller = str(p["table"]), str(p["caller_id"])
+        ticket_vars = dict(p.get("vars", {}).get("ticket") or {})
+        mark = marker(item.id)
+        # Always look first: an earlier try may have got through and died before saying so.
+        ref = await find(table, caller, mark)
+        if ref is None:
+            fields = {**p["fields"], "description": f"{p['fields'].get('description', '')}\n\n{mark}".strip()}
+            try:
+                ref = await tickets.create_ticket(table, fields)
+            except TicketSystemUnavailable:
+                ref = await find(table, caller, mark)  # the write may have landed before the failure
+                if ref is None:
+                    raise
+            except TicketSystemRejected as exc:
+                raise WorkFailed(str(exc), {"event": "rejected", "vars": {"ticket": ticket_vars},
+                                            "notice": "ticket_failed"}) from exc
+        files = _files(p)
+        ticket = {**ticket_vars, "number": ref.number, "table": ref.table, "sys_id": ref.sys_id,
+                  "files": len(files)}
+        now = clock()
+        return WorkDone(
+            {"event": "created", "vars": {"ticket": ticket}, "notice": "ticket_created"},
+            follow_ups=[upload_item(item, ref, files, now, {"ticket": ticket})] if files else [],
+            watch=[WatchedTicket(ref.table, ref.sys_id, ref.number, item.peer, "", "")],
+        )
+
+    async def upload(item: OutboxItem, checkpoint: Checkpoint) -> WorkDone:
+        p = item.payload
+        table, sys_id = str(p["table"]), str(p["sys_id"])
+        done: list[str] = list(item.progress.get("done") or [])
+        failed: list[str] = list(item.progress.get("failed") or [])
+        pending = [f for f in _files(p) if f.id not in done and f.id not in failed]
+        if pending:
+            present = {(a.name, a.size) for a in await tickets.list_attachments(table, sys_id)}
+            for f in pending:
+                if (f.name, f.size) not in present:
+                    try:
+                        await tickets.upload_files(table, sys_id, [Upload(f.name, f.mime, spool.path(f.id))])
+                    except TicketSystemRejected as exc:
+                        log.error("file %s refused for %s: %s", f.name, p.get("number"), exc)
+                        failed.append(f.id)
+                        item.progress["failed"] = failed
+                        await checkpoint(item)
+                        continue
+                    except TicketSystemUnavailable:
+                        # Did it land anyway? Settled by the listing at the start of the next try.
+                        raise
+                done.append(f.id)
+                item.progress["done"] = done
+                await checkpoint(item)
+                await spool.discard(f.id)
+        names = [f.name for f in _files(p) if f.id in failed]
+        for f in _files(p):
+            if f.id in failed:
+                await spool.discard(f.id)
+        result_vars = {**p.get("vars", {}), "files": ", ".join(names)}
+        return WorkDone({"event": "uploaded", "vars": result_vars, "notice": "files_failed" if names else None})
+
+    async def comment(item: OutboxItem, checkpoint: Checkpoint) -> WorkDone:
+        p = item.payload
+        table, sys_id, caller = str(p["table"]), str(p["sys_id"]), str(p["caller_id"])
+        ticket_vars = dict(p.get("vars", {}).get("ticket") or {})
+        failed = {"event": "not_found", "vars": {"ticket": ticket_vars}, "notice": "comment_failed"}
+        ticket = await tickets.get_ticket(table, sys_id)
+        # Ownership is checked on every write, against SimpleOne, not the session's copy.
+        if ticket is None or ticket.caller_id != caller:
+            raise WorkFailed(f"ticket {p.get('number')} is gone or not the caller's", failed)
+        text = str(p.get("text") or "")
+        if text and not item.progress.get("written"):
+            before = item.progress.get("before")
+            if before is not None and ticket.updated_at != before:
+                log.warning("comment %s: ticket %s changed since an unclear write; taken as written",
+                            item.id, ticket.number)
+            else:
+                item.progress["before"] = ticket.updated_at
+                await checkpoint(item)  # durable before the write: a crash after it is settled as above
+                try:
+                    await tickets.add_comment(table, sys_id, str(p["field"]), text)
+                except TicketSystemRejected as exc:
+                    raise WorkFailed(str(exc), failed) from exc
+            item.progress["written"] = True
+            await checkpoint(item)
+        files = _files(p)
+        ref = TicketRef(table, sys_id, ticket.number)
+        now = clock()
+        return WorkDone(
+            {"event": "added", "vars": {"ticket": ticket_vars}, "notice": "comment_added"},
+            follow_ups=[upload_item(item, ref, files, now, {"ticket": ticket_vars})] if files else [],
+            watch=[WatchedTicket(table, sys_id, ticket.number, item.peer, ticket.state, ticket.updated_at,
+                                 ticket.active)],
+        )
+
+    return {CREATE: create, COMMENT: comment, UPLOAD: upload}
+
+
+def ticket_outbox(services: Services, flows: FlowSource, policy: OutboxPolicy | None = None) -> OutboxWorker:
+    """The outbox worker for ticket work, wired to the services and made their outbox queue
+    (the caller runs `worker.run()` as a task)."""
+    worker = OutboxWorker(services.storage, ticket_executors(services.tickets, services.spool, services.clock),
+                          outbox_notices(flows, services.clock), policy, clock=services.clock)
+    services.outbox = worker
+    return worker
