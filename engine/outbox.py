@@ -158,6 +158,12 @@ def gave_up_result(item: OutboxItem) -> dict[str, Any]:
     return {"event": "rejected", "vars": dict(item.payload.get("vars") or {}), "notice": item.payload.get("gave_up")}
 
 
+def record_key(item: OutboxItem) -> str | None:
+    """The SimpleOne record an item writes to, if it writes to an existing one."""
+    table, sys_id = item.payload.get("table"), item.payload.get("sys_id")
+    return f"{table}/{sys_id}" if table and sys_id else None
+
+
 class OutboxWorker:
     """Runs in every process that handles events (and, later, in several at once)."""
 
@@ -220,8 +226,11 @@ class OutboxWorker:
                 raise
             except Exception:
                 log.exception("outbox round failed; trying again shortly")
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the kick does, and the worker would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self._next_wake())
+                async with asyncio.timeout(self._next_wake()):
+                    await self._kick.wait()
             self._kick.clear()
 
     def _next_wake(self) -> float:
@@ -235,6 +244,7 @@ class OutboxWorker:
         tried = 0
         if self.breaker.state != "open":
             due = [i for i in await self.storage.outbox_due(now, limit=200) if i.id not in self._inflight]
+            due = await self._in_record_order(due)
             by_peer: dict[str, list[OutboxItem]] = {}
             for item in due:
                 by_peer.setdefault(item.peer, []).append(item)
@@ -244,6 +254,19 @@ class OutboxWorker:
             self._last_sweep = now
             await self.tell_untold()
         return tried
+
+    async def _in_record_order(self, due: list[OutboxItem]) -> list[OutboxItem]:
+        """Leave out items that must wait for an older one on the same record: comments and
+        files reach a ticket in the order they were sent, and an unclear comment write is
+        settled before the next one changes the ticket."""
+        if not any(record_key(i) for i in due):
+            return due
+        first: dict[str, str] = {}
+        for pending in await self.storage.outbox_list((OUTBOX_PENDING,), limit=100_000):
+            key = record_key(pending)
+            if key is not None:
+                first.setdefault(key, pending.id)
+        return [i for i in due if (key := record_key(i)) is None or first.get(key, i.id) == i.id]
 
     async def _run_chain(self, items: list[OutboxItem]) -> int:
         """One peer's due items, in order; a transient failure leaves the rest for later."""
@@ -333,8 +356,7 @@ class OutboxWorker:
             item.told = True
         await self.storage.outbox_finish(OutboxOutcome(item, notices, list(follow_ups), list(watch)))
         self.finished += 1
-        if follow_ups:
-            self.kick()
+        self.kick()  # follow-ups, or items that waited for this one, may now be due
         if waiter is not None and not waiter.done():
             waiter.set_result(item)
 

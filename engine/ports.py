@@ -348,6 +348,9 @@ class TicketRef:
     table: str
     sys_id: str
     number: str
+    # As the create answered, where known: the first state a status notice compares against.
+    state: str = ""
+    updated_at: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,7 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
         return WorkDone(
             {"event": "created", "vars": {"ticket": ticket}, "notice": "ticket_created"},
             follow_ups=[upload_item(item, ref, files, now, {"ticket": ticket})] if files else [],
-            watch=[WatchedTicket(ref.table, ref.sys_id, ref.number, item.peer, "", "")],
+            watch=[WatchedTicket(ref.table, ref.sys_id, ref.number, item.peer, ref.state, ref.updated_at)],
         )
 
     async def upload(item: OutboxItem, checkpoint: Checkpoint) -> WorkDone:
@@ -128,6 +128,38 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
         result_vars = {**p.get("vars", {}), "files": ", ".join(names)}
         return WorkDone({"event": "uploaded", "vars": result_vars, "notice": "files_failed" if names else None})
 
+    async def write_comment(item: OutboxItem, checkpoint: Checkpoint, updated_at: str, text: str) -> bool:
+        """Write the comment unless an earlier, unclear write got through; True when it is in."""
+        p = item.payload
+        table, sys_id = str(p["table"]), str(p["sys_id"])
+        unclear = item.progress.get("unclear_since")
+        if unclear is not None:
+            if updated_at != unclear:
+                log.warning("comment %s: ticket %s changed since a write whose answer was lost; taken as "
+                            "written", item.id, p.get("number"))
+                return True
+            item.progress.pop("unclear_since")
+        # Saved before the write: a crash during it is settled by the next try, as above.
+        item.progress["unclear_since"] = updated_at
+        await checkpoint(item)
+        try:
+            await tickets.add_comment(table, sys_id, str(p["field"]), text)
+        except TicketSystemRejected as exc:
+            raise WorkFailed(str(exc), {"event": "not_found", "vars": dict(p.get("vars") or {}),
+                                        "notice": "comment_failed"}) from exc
+        except TicketSystemUnavailable:
+            # Settle it now, while the window in which someone else could change the ticket is
+            # short; if SimpleOne cannot be read either, the next try settles it.
+            after = await tickets.get_ticket(table, sys_id)
+            if after is not None and after.updated_at != updated_at:
+                log.warning("comment %s: the write's answer was lost but the ticket changed; taken as written",
+                            item.id)
+                return True
+            item.progress.pop("unclear_since", None)
+            await checkpoint(item)
+            return False
+        return True
+
     async def comment(item: OutboxItem, checkpoint: Checkpoint) -> WorkDone:
         p = item.payload
         table, sys_id, caller = str(p["table"]), str(p["sys_id"]), str(p["caller_id"])
@@ -139,19 +171,12 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
             raise WorkFailed(f"ticket {p.get('number')} is gone or not the caller's", failed)
         text = str(p.get("text") or "")
         if text and not item.progress.get("written"):
-            before = item.progress.get("before")
-            if before is not None and ticket.updated_at != before:
-                log.warning("comment %s: ticket %s changed since an unclear write; taken as written",
-                            item.id, ticket.number)
+            if await write_comment(item, checkpoint, ticket.updated_at, text):
+                item.progress["written"] = True
+                item.progress.pop("unclear_since", None)
+                await checkpoint(item)
             else:
-                item.progress["before"] = ticket.updated_at
-                await checkpoint(item)  # durable before the write: a crash after it is settled as above
-                try:
-                    await tickets.add_comment(table, sys_id, str(p["field"]), text)
-                except TicketSystemRejected as exc:
-                    raise WorkFailed(str(exc), failed) from exc
-            item.progress["written"] = True
-            await checkpoint(item)
+                raise TicketSystemUnavailable(f"comment {item.id}: the write did not get through; trying again")
         files = _files(p)
         ref = TicketRef(table, sys_id, ticket.number)
         now = clock()

@@ -389,7 +389,8 @@ class SimpleOneClient:
         if not sys_id:
             # The write may have happened: report it as unclear so the caller looks it up.
             raise TicketSystemUnavailable(f"POST /rest/v1/table/{table}: the created record has no sys_id")
-        return TicketRef(table=table, sys_id=sys_id, number=number)
+        return TicketRef(table=table, sys_id=sys_id, number=number, state=as_str(record.get("state")),
+                         updated_at=as_str(record.get("sys_updated_at")))
 
     async def find_ticket_by_marker(
         self, table: str, caller_id: str, marker: str, *, field: str = "description"
@@ -405,14 +406,15 @@ class SimpleOneClient:
         records = await self.list_records(
             table,
             query=query,
-            fields=("sys_id", "number", "caller", field),
+            fields=("sys_id", "number", "caller", "state", "sys_updated_at", field),
             limit=5,
             exclude_reference_link=True,
         )
         for record in records:
             if as_str(record.get("caller")) == caller_id and marker in as_str(record.get(field)):
                 return TicketRef(
-                    table=table, sys_id=as_str(record.get("sys_id")), number=as_str(record.get("number"))
+                    table=table, sys_id=as_str(record.get("sys_id")), number=as_str(record.get("number")),
+                    state=as_str(record.get("state")), updated_at=as_str(record.get("sys_updated_at")),
                 )
         return None
 

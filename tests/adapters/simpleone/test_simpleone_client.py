@@ -88,9 +88,10 @@ async def test_create_ticket_returns_its_number(client: SimpleOneClient, emulato
     caller = emulator.state.add_user("a@ranepa.ru", "A", "B")
     fields = {"subject": "No wifi", "description": "Room 101", "caller": caller, "contact_type": "20"}
     ref = await client.create_ticket(INCIDENT, fields)
-    assert ref == TicketRef(table=INCIDENT, sys_id=ref.sys_id, number="INC0000001")
     stored = emulator.state.record(INCIDENT, ref.sys_id)
     assert stored is not None
+    assert ref == TicketRef(table=INCIDENT, sys_id=ref.sys_id, number="INC0000001", state="-2",
+                            updated_at=stored["sys_updated_at"])
     assert {k: stored[k] for k in fields} == fields
     assert (
         await client.create_ticket(REQUEST, {"subject": "Laptop", "caller": caller})
@@ -525,7 +526,7 @@ async def test_fail_after_write_leaves_the_ticket_to_be_found(
         )
     (stored,) = emulator.state.records(INCIDENT)  # created once, and not again by the client
     found = await client.find_ticket_by_marker(INCIDENT, caller, marker)
-    assert found == TicketRef(INCIDENT, stored["sys_id"], stored["number"])
+    assert found == TicketRef(INCIDENT, stored["sys_id"], stored["number"], stored["state"], stored["sys_updated_at"])
 
 
 async def test_find_ticket_by_marker(client: SimpleOneClient, emulator: RunningEmulator) -> None:
