@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 
 from adapters.console import ConsoleChat
-from engine.ports import Incoming
+from adapters.sqlite import open_sqlite
+from engine.ports import Incoming, Notice
 from engine.replies import Button, Reply
 
 MENU = Reply("Меню", [[Button("Создать заявку", "create")], [Button("Мои заявки", "mine"), Button("Помощь", "help")]])
@@ -65,3 +67,27 @@ async def test_a_failing_bot_does_not_end_the_chat() -> None:
     chat = ConsoleChat(failing, "console:t", out)
     await chat.send(Incoming(text="привет"))
     assert "(the bot failed: RuntimeError" in out.getvalue()
+
+
+async def test_notices_for_this_peer_are_printed_once(tmp_path: Path) -> None:
+    storage = await open_sqlite(tmp_path / "bot.db")
+    out = io.StringIO()
+
+    async def never(peer: str, incoming: Incoming) -> list[Reply]:
+        raise AssertionError("no message is sent")
+
+    chat = ConsoleChat(never, "console:me", out)
+    await storage.notices_add([Notice("a", "console:me", "Заявка INC0000001: новый статус — В работе.", 1.0),
+                               Notice("b", "vk:1", "чужое", 2.0)])
+    showing = asyncio.create_task(chat.show_notices(storage, every=0.01))
+    for _ in range(100):
+        if "В работе" in out.getvalue():
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    showing.cancel()
+    await asyncio.gather(showing, return_exceptions=True)
+    assert out.getvalue().count("bot (notice): Заявка INC0000001: новый статус — В работе.") == 1
+    assert "чужое" not in out.getvalue()
+    assert [n.id for n in await storage.notices_unsent()] == ["b"]
+    await storage.close()

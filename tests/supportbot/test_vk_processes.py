@@ -244,3 +244,50 @@ async def test_run_killed_and_restarted_misses_nothing_and_repeats_nothing(
         err = await stop(proc)
     assert proc.returncode == 0, err
     assert len(user.replies) == 4
+
+
+async def test_a_kill_between_the_outbox_write_and_the_send_loses_nothing(
+        tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, mailbox: tuple[Mailbox, int]) -> None:
+    """The submit is committed with its outbox item; the worker's first request hangs, so nothing
+    was sent to SimpleOne when the process dies. After the restart the ticket is created once, the
+    user gets the kept answer and then the number; a later state change is told once."""
+    box, smtp_port = mailbox
+    env = {**bot_env(tmp_path, vk, simpleone, smtp_port), "STATUS_POLL_SECONDS": "1"}
+    args, proc = await start_serve(vk, env, tmp_path)
+    try:
+        user = vk.user(35)
+        assert "Главное меню" in await step(user, "say", "Начать")
+        await step(user, "press", "Создать заявку")
+        await step(user, "say", "crash@ranepa.ru")
+        await step(user, "say", await box.code())
+        await step(user, "say", "12")
+        await step(user, "press", "1. Телефония")
+        await step(user, "say", "После переезда не работает телефон в кабинете 204")
+        await step(user, "press", "Без файлов")
+        # The marker look-up before the create hangs: the intent is stored, nothing is sent.
+        simpleone.faults.hang_next(1, method="GET", path_prefix="/rest/v1/table/itsm_incident", seconds=30)
+        await user.press("Отправить")
+        for _ in range(200):
+            if any(e.status == 0 and "itsm_incident" in e.path for e in simpleone.state.request_log):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the worker never asked SimpleOne")
+        await stop(proc, signal.SIGKILL)
+        assert simpleone.state.records("itsm_incident") == []
+        simpleone.faults.clear()
+        proc = await start(args, env, tmp_path)
+        reply = await user.wait_reply(timeout=20)
+        assert "Заявка принята" in reply.text, reply.text
+        notice = await user.wait_reply(timeout=20)
+        assert "зарегистрирована под номером INC0000001" in notice.text, notice.text
+        (ticket,) = simpleone.state.records("itsm_incident")
+        assert "После переезда не работает телефон в кабинете 204" in ticket["description"]
+        simpleone.state.set_field("itsm_incident", ticket["sys_id"], "state", "2")
+        status = await user.wait_reply(timeout=20)
+        assert "INC0000001" in status.text and "новый статус — В работе" in status.text, status.text
+        await user.assert_no_reply(within=2.5)
+    finally:
+        err = await stop(proc)
+    assert proc.returncode == 0, err
+    assert len(simpleone.state.records("itsm_incident")) == 1
