@@ -735,7 +735,18 @@ class SqliteStorage:
 
         await self._run(save)
 
-    async def outbox_finish(self, outcome: OutboxOutcome) -> None:
+    async def outbox_claim(self, item_id: str, now: float, until: float) -> bool:
+        def claim(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                return conn.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, next_at = ?, updated_at = ?"
+                    f" WHERE id = ? AND state = '{OUTBOX_PENDING}' AND next_at <= ?",
+                    (until, now, item_id, now),
+                ).rowcount == 1
+
+        return await self._run(claim)
+
+    async def outbox_finish(self, outcome: OutboxOutcome) -> bool:
         i = outcome.item
         update = (i.state, _result(i), _json(i.progress), i.attempts, i.last_error, int(i.told), i.updated_at,
                   _finished_at(i), i.id)
@@ -744,19 +755,23 @@ class SqliteStorage:
         now = time.time()
         watch = [_watch_row(t, now) for t in outcome.watch]
 
-        def finish(conn: sqlite3.Connection) -> None:
+        def finish(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):
-                # told only ever goes from 0 to 1 here: a step that told the outcome stays told.
-                conn.execute(
+                # Pending only: an item finished by another attempt, or dropped by an admin
+                # meanwhile, is left as it is and nothing follows from this outcome.
+                changed = conn.execute(
                     "UPDATE outbox SET state = ?, result = ?, progress = ?, attempts = ?, last_error = ?,"
-                    " told = max(told, ?), updated_at = ?, finished_at = ? WHERE id = ?",
+                    " told = max(told, ?), updated_at = ?, finished_at = ?"
+                    f" WHERE id = ? AND state = '{OUTBOX_PENDING}'",
                     update,
-                )
-                conn.executemany(_INSERT_NOTICE, notices)
-                conn.executemany(_INSERT_FOLLOW_UP, follow_ups)
-                conn.executemany(_INSERT_WATCH, watch)
+                ).rowcount == 1
+                if changed:
+                    conn.executemany(_INSERT_NOTICE, notices)
+                    conn.executemany(_INSERT_FOLLOW_UP, follow_ups)
+                    conn.executemany(_INSERT_WATCH, watch)
+            return changed
 
-        await self._run(finish)
+        return await self._run(finish)
 
     async def outbox_list(self, states: Sequence[str] = (), limit: int = 100) -> list[OutboxItem]:
         wanted = list(dict.fromkeys(states))

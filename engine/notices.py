@@ -24,13 +24,14 @@ def render_notice(flows: FlowSource, name: str, values: dict[str, Any]) -> str |
 
 
 def outbox_notices(flows: FlowSource, clock: Callable[[], float]) -> Callable[[OutboxItem, str], Notice | None]:
-    """How the outbox worker tells an outcome nobody waited for: one notice per item, its id
-    derived from the item's, so telling it twice stores it once."""
+    """How the outbox worker tells an outcome nobody waited for: one notice per item and
+    outcome, its id derived from both, so telling it twice stores it once."""
 
     def render(item: OutboxItem, name: str) -> Notice | None:
         if not name:
             return None
         text = render_notice(flows, name, dict((item.result or {}).get("vars") or {}))
-        return None if text is None else Notice(f"outbox:{item.id}", item.peer, text, clock())
+        # The outcome is in the id: a failure told, then a success after an admin's retry, are two.
+        return None if text is None else Notice(f"outbox:{item.id}:{item.state}", item.peer, text, clock())
 
     return render

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -59,6 +61,7 @@ class OutboxPolicy:
     breaker_cooldown: float = 15.0  # first open period; doubles while probes fail
     breaker_cooldown_cap: float = 300.0
     sweep_every: float = 5.0  # also the longest a kick can be missed
+    lease_margin: float = 5.0  # a claimed item is hidden this long past its timeout
     # An outcome nobody told (the waiting answer did not commit) is sent as a notice after this.
     tell_grace: float = 30.0
 
@@ -72,9 +75,18 @@ class OutboxPolicy:
         return delay / 2 + delay / 2 * rand()
 
 
+class Permit(enum.Enum):
+    """What the breaker lets an attempt be."""
+
+    NONE = 0  # not now
+    CALL = 1  # closed: a normal call
+    PROBE = 2  # half-open: the one call that decides whether SimpleOne is back
+
+
 class CircuitBreaker:
     """Closed → open after `threshold` consecutive failures → half-open after a cooldown (one
-    probe goes through) → closed on a success, open again for twice as long on a failure."""
+    probe goes through) → closed on the probe's success, open again for twice as long on its
+    failure. Only the probe's verdict moves a half-open breaker."""
 
     def __init__(self, policy: OutboxPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self._policy = policy
@@ -96,36 +108,41 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._open_until - self._clock())
 
-    def allow(self) -> bool:
+    def allow(self) -> Permit:
         state = self.state
         if state == "closed":
-            return True
+            return Permit.CALL
         if state == "half-open" and not self._probing:
             self._probing = True
-            return True
-        return False
+            return Permit.PROBE
+        return Permit.NONE
 
-    def success(self) -> None:
-        if self._open_until is not None:
-            log.info("SimpleOne answers again; circuit closed")
-        self._failures = 0
-        self._cooldown = self._policy.breaker_cooldown
-        self._open_until = None
-        self._probing = False
+    def success(self, permit: Permit = Permit.CALL) -> None:
+        if permit is Permit.PROBE or self._open_until is None:
+            if self._open_until is not None:
+                log.info("SimpleOne answers again; circuit closed")
+            self._failures = 0
+            self._cooldown = self._policy.breaker_cooldown
+            self._open_until = None
+            self._probing = False
 
-    def failure(self) -> None:
-        self._failures += 1
-        if self._probing:
+    def failure(self, permit: Permit = Permit.CALL) -> None:
+        if permit is Permit.PROBE:
             self._cooldown = min(self._cooldown * 2, self._policy.breaker_cooldown_cap)
-        elif self._failures < self._policy.breaker_threshold:
-            return
+        elif self._open_until is not None:
+            return  # a call let through before the circuit opened: already counted as down
+        else:
+            self._failures += 1
+            if self._failures < self._policy.breaker_threshold:
+                return
         self._probing = False
         self._open_until = self._clock() + self._cooldown
-        log.warning("SimpleOne failed %d time(s) in a row; circuit open for %.0f s", self._failures, self._cooldown)
+        log.warning("SimpleOne is failing; circuit open for %.0f s", self._cooldown)
 
-    def release(self) -> None:
-        """A probe that ended with neither verdict (e.g. cancelled) lets the next one go."""
-        self._probing = False
+    def release(self, permit: Permit) -> None:
+        """A probe that ended with neither verdict (cancelled, a bug) lets the next one go."""
+        if permit is Permit.PROBE:
+            self._probing = False
 
 
 @dataclass(slots=True)
@@ -165,7 +182,8 @@ def record_key(item: OutboxItem) -> str | None:
 
 
 class OutboxWorker:
-    """Runs in every process that handles events (and, later, in several at once)."""
+    """Runs in every process that handles events. Items are claimed in storage for each
+    attempt (a lease), so two workers — or two rounds of one — never run the same item."""
 
     def __init__(self, storage: Storage, executors: Mapping[str, Executor], render: NoticeRenderer,
                  policy: OutboxPolicy | None = None, *, clock: Callable[[], float] = time.time,
@@ -179,9 +197,10 @@ class OutboxWorker:
         self._kick = asyncio.Event()
         self._waiters: dict[str, asyncio.Future[OutboxItem]] = {}
         self._inflight: set[str] = set()
+        self._chains: set[asyncio.Task[int]] = set()
         self._slots = asyncio.Semaphore(max(1, self.policy.concurrency))
-        self._last_sweep = 0.0
-        self.tries = 0  # calls made, for tests and benchmarks
+        self._last_sweep = -math.inf
+        self.tries = 0  # attempts made, for tests and benchmarks
         self.finished = 0
 
     # ------------------------------------------------------------------ the engine's side
@@ -195,16 +214,16 @@ class OutboxWorker:
         return self.policy.wait if self.breaker.state == "closed" else 0.0
 
     async def wait(self, item_ids: Sequence[str], within: float) -> dict[str, OutboxItem]:
-        """The items among these that finished within `within` seconds. While an item is waited for, its
-        outcome is left to the waiter to tell; once the wait ends, the worker tells it."""
+        """The items among these that finished within `within` seconds. While an item is waited
+        for, its outcome is left to the waiter to tell; once the wait ends, the worker tells it."""
         if within <= 0 or not item_ids:
             return {}
         loop = asyncio.get_running_loop()
         futures = {i: self._waiters.setdefault(i, loop.create_future()) for i in item_ids}
         self.kick()
         try:
-            # The first word on any item ends the wait: the step tells what it can, the rest
-            # goes out as notices.
+            # The first word on any item ends the wait (a failed try included: it will take
+            # longer than a user should wait); what is not told now goes out as a notice.
             await asyncio.wait(futures.values(), timeout=within, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for i, f in futures.items():
@@ -218,42 +237,64 @@ class OutboxWorker:
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
-        """Work until cancelled."""
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox round failed; trying again shortly")
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-            # arrives as the kick does, and the worker would never stop.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._next_wake()):
-                    await self._kick.wait()
-            self._kick.clear()
+        """Work until cancelled: start what is due as it comes, never waiting for a slow item
+        before looking at new ones."""
+        try:
+            while True:
+                try:
+                    await self.run_once(wait=False)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("outbox round failed; trying again shortly")
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as the kick does, and the worker would never stop.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._next_wake()):
+                        await self._kick.wait()
+                self._kick.clear()
+        finally:
+            for task in list(self._chains):
+                task.cancel()
+            await asyncio.gather(*self._chains, return_exceptions=True)
 
     def _next_wake(self) -> float:
         wake = self.policy.sweep_every
         retry = self.breaker.retry_in()
         return min(wake, retry) if retry > 0 else wake
 
-    async def run_once(self) -> int:
-        """One round: the due items, then untold outcomes; returns the items tried."""
+    async def run_once(self, *, wait: bool = True) -> int:
+        """Start the due items (one task per peer's chain), tell untold outcomes; with wait, also
+        wait for the started chains. Returns the items started."""
         now = self.clock()
-        tried = 0
+        started: list[asyncio.Task[int]] = []
+        count = 0
         if self.breaker.state != "open":
-            due = [i for i in await self.storage.outbox_due(now, limit=200) if i.id not in self._inflight]
+            due = await self.storage.outbox_due(now, limit=200)
             due = await self._in_record_order(due)
+            # From here to the tasks' start nothing awaits: a concurrent round sees these in flight.
+            due = [i for i in due if i.id not in self._inflight]
             by_peer: dict[str, list[OutboxItem]] = {}
             for item in due:
+                self._inflight.add(item.id)
                 by_peer.setdefault(item.peer, []).append(item)
-            results = await asyncio.gather(*(self._run_chain(chain) for chain in by_peer.values()))
-            tried = sum(results)
+            count = len(due)
+            for chain in by_peer.values():
+                task = asyncio.create_task(self._run_chain(chain))
+                self._chains.add(task)
+                task.add_done_callback(self._chain_done)
+                started.append(task)
         if now - self._last_sweep >= self.policy.sweep_every:
             self._last_sweep = now
             await self.tell_untold()
-        return tried
+        if wait and started:
+            await asyncio.gather(*started, return_exceptions=True)
+        return count
+
+    def _chain_done(self, task: asyncio.Task[int]) -> None:
+        self._chains.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("outbox chain failed: %r", task.exception())
 
     async def _in_record_order(self, due: list[OutboxItem]) -> list[OutboxItem]:
         """Leave out items that must wait for an older one on the same record: comments and
@@ -271,53 +312,74 @@ class OutboxWorker:
     async def _run_chain(self, items: list[OutboxItem]) -> int:
         """One peer's due items, in order; a transient failure leaves the rest for later."""
         tried = 0
-        for item in items:
-            async with self._slots:
-                if not self.breaker.allow():
-                    break
-                tried += 1
-                if not await self.attempt(item):
-                    break
+        try:
+            for item in items:
+                async with self._slots:
+                    permit = self.breaker.allow()
+                    if permit is Permit.NONE:
+                        break
+                    tried += 1
+                    if not await self.attempt(item, permit):
+                        break
+        finally:
+            for item in items:
+                self._inflight.discard(item.id)
         return tried
 
-    async def attempt(self, item: OutboxItem) -> bool:
-        """Try one item once; False if it stays pending."""
-        executor = self.executors.get(item.kind)
+    async def attempt(self, item: OutboxItem, permit: Permit = Permit.CALL) -> bool:
+        """Claim one item and try it once; False if it stays pending."""
         self._inflight.add(item.id)
         try:
-            if executor is None:
-                await self._finish(item, OUTBOX_FAILED, {"event": "rejected", "vars": {}},
-                                   f"no executor for outbox kind {item.kind!r}")
-                self.breaker.release()
-                return True
+            now = self.clock()
+            lease = now + self.policy.timeout_for(item.kind) + self.policy.lease_margin
+            if not await self.storage.outbox_claim(item.id, now, lease):
+                self.breaker.release(permit)
+                return True  # another worker has it, or it is no longer due
             item.attempts += 1
+            item.next_at = lease
             self.tries += 1
-            try:
-                async with asyncio.timeout(self.policy.timeout_for(item.kind)):
-                    done = await executor(item, self._checkpoint)
-            except WorkFailed as exc:
-                self.breaker.success()  # SimpleOne answered; it just said no
-                log.error("outbox %s (%s) refused for good: %s", item.id, item.kind, exc)
-                await self._finish(item, OUTBOX_FAILED, exc.result, str(exc))
-                return True
-            except (TicketSystemUnavailable, TimeoutError) as exc:
-                self.breaker.failure()
-                await self._retry_later(item, str(exc) or "timed out")
-                return False
-            except TicketSystemRejected as exc:
-                # An executor lets only transient errors through; this one slipped: keep it.
-                self.breaker.success()
-                log.error("outbox %s (%s) refused: %s", item.id, item.kind, exc)
-                await self._finish(item, OUTBOX_FAILED, gave_up_result(item), str(exc))
-                return True
-            self.breaker.success()
-            await self._finish(item, OUTBOX_DONE, done.result, "", done.follow_ups, done.watch)
-            return True
+            return await self._attempt(item, permit)
         except asyncio.CancelledError:
-            self.breaker.release()
+            self.breaker.release(permit)
             raise
+        except Exception:
+            # A bug or a storage failure: not SimpleOne's fault, so the breaker is left alone,
+            # and the item is tried again after a backoff like any failure.
+            log.exception("outbox %s (%s) attempt failed unexpectedly", item.id, item.kind)
+            self.breaker.release(permit)
+            with contextlib.suppress(Exception):
+                await self._retry_later(item, "internal error; see the log")
+            return False
         finally:
             self._inflight.discard(item.id)
+
+    async def _attempt(self, item: OutboxItem, permit: Permit) -> bool:
+        executor = self.executors.get(item.kind)
+        if executor is None:
+            self.breaker.release(permit)
+            await self._finish(item, OUTBOX_FAILED, gave_up_result(item), f"no executor for outbox kind {item.kind!r}")
+            return True
+        try:
+            async with asyncio.timeout(self.policy.timeout_for(item.kind)):
+                done = await executor(item, self._checkpoint)
+        except WorkFailed as exc:
+            self.breaker.success(permit)  # SimpleOne answered; it just said no
+            log.error("outbox %s (%s) refused for good: %s", item.id, item.kind, exc)
+            await self._finish(item, OUTBOX_FAILED, exc.result, str(exc))
+            return True
+        except (TicketSystemUnavailable, TimeoutError) as exc:
+            self.breaker.failure(permit)
+            await self._retry_later(item, str(exc) or "timed out")
+            return False
+        except TicketSystemRejected as exc:
+            # An executor turns refusals into WorkFailed; one that slipped through is kept too.
+            self.breaker.success(permit)
+            log.error("outbox %s (%s) refused: %s", item.id, item.kind, exc)
+            await self._finish(item, OUTBOX_FAILED, gave_up_result(item), str(exc))
+            return True
+        self.breaker.success(permit)
+        await self._finish(item, OUTBOX_DONE, done.result, "", done.follow_ups, done.watch)
+        return True
 
     async def _checkpoint(self, item: OutboxItem) -> None:
         item.updated_at = self.clock()
@@ -354,7 +416,9 @@ class OutboxWorker:
             notice = self.render(item, self._notice_name(item))
             notices = [notice] if notice is not None else []
             item.told = True
-        await self.storage.outbox_finish(OutboxOutcome(item, notices, list(follow_ups), list(watch)))
+        if not await self.storage.outbox_finish(OutboxOutcome(item, notices, list(follow_ups), list(watch))):
+            log.warning("outbox %s was finished or dropped meanwhile; this outcome is not recorded", item.id)
+            return
         self.finished += 1
         self.kick()  # follow-ups, or items that waited for this one, may now be due
         if waiter is not None and not waiter.done():
@@ -379,10 +443,13 @@ class OutboxWorker:
         """Run rounds until nothing is due (tests, and `chat` before it exits)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
+            await self.run_once()
+            if self._inflight:
+                await asyncio.sleep(0.01)  # the background round has some in hand
+                continue
             due = await self.storage.outbox_due(self.clock(), limit=1)
             if not due or self.breaker.state == "open":
                 return
-            await self.run_once()
 
 
 __all__ = [
@@ -393,6 +460,7 @@ __all__ = [
     "Executor",
     "OutboxPolicy",
     "OutboxWorker",
+    "Permit",
     "WorkDone",
     "WorkFailed",
 ]

@@ -261,9 +261,16 @@ class Storage(Protocol):
         """Store a pending item's attempts, next_at, last_error and progress."""
         ...
 
-    async def outbox_finish(self, outcome: OutboxOutcome) -> None:
-        """In one transaction: the item's final state, its notices (ignored if their id exists),
-        its follow-up items and the tickets to watch."""
+    async def outbox_claim(self, item_id: str, now: float, until: float) -> bool:
+        """Take a due pending item for one attempt: count the attempt and hide the item from
+        other workers until `until` (a lease: a worker that dies mid-attempt leaves it due again
+        then). False if it is not pending and due any more (another worker has it)."""
+        ...
+
+    async def outbox_finish(self, outcome: OutboxOutcome) -> bool:
+        """If the item is still pending, in one transaction: its final state, its notices
+        (ignored if their id exists), its follow-up items and the tickets to watch. False,
+        writing nothing, when it is not pending any more (finished elsewhere, or dropped)."""
         ...
 
     async def outbox_list(self, states: Sequence[str] = (), limit: int = 100) -> list[OutboxItem]:
@@ -327,7 +334,15 @@ class TicketSystemError(Exception):
 
 
 class TicketSystemUnavailable(TicketSystemError):
-    """Transient: timeout, connection error, 5xx, a non-JSON (HTML) answer. Retrying may help."""
+    """Transient: timeout, connection error, 5xx, a non-JSON (HTML) answer. Retrying may help.
+
+    maybe_done: whether a write may have happened all the same (a timeout, a dropped answer, a
+    500); False when the request surely did not reach the system (no connection, 503, 429, a
+    proxy's login page)."""
+
+    def __init__(self, message: str, *, maybe_done: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_done = maybe_done
 
 
 class TicketSystemRejected(TicketSystemError):

@@ -148,7 +148,7 @@ class Engine:
             if settled is None:
                 return reply
             kept = dump_replies([settled]) if kept_for else None
-            if await self.sessions.commit(follow.session, follow.expected_version, None, kept, told=list(done),
+            if await self.sessions.commit(follow.session, follow.expected_version, None, kept, told=follow.settled,
                                           reply_of=kept_for):
                 return settled
             log.warning("the outcome step of %s did not commit; the outcome goes out as a notice", peer)
@@ -181,6 +181,7 @@ class Turn:
         self.fresh = session is None
         self.pending_discard: list[str] = []
         self.outbox: list[OutboxItem] = []  # work for SimpleOne, committed with this step
+        self.settled: list[str] = []  # outbox items whose outcome this step tells
         now = self.services.clock()
         if session is None:
             session = Session(peer, flows.bot.start, {}, flows.version, now, 0)
@@ -250,7 +251,8 @@ class Turn:
 
     async def settle(self, items: Sequence[OutboxItem]) -> Reply | None:
         """Fire the outcome event of each finished item the current state waits for; None if it
-        waits for none of them (the user has moved on: the outcome goes out as a notice)."""
+        waits for none of them (the user has moved on: the outcome goes out as a notice).
+        self.settled: the items told here."""
         handled = False
         try:
             for item in items:
@@ -263,6 +265,7 @@ class Turn:
                     merge = isinstance(previous, dict) and isinstance(value, dict)
                     self.slots[name] = {**previous, **value} if merge else value  # type: ignore[dict-item]
                 await self.fire(event)
+                self.settled.append(item.id)
                 handled = True
         except Exception:
             log.exception("outcome step failed for %s in state %s", self.session.peer, self.session.state)
@@ -280,6 +283,7 @@ class Turn:
         self.session.updated_at = self.services.clock()
         self.texts = []
         self.show_state = False
+        self.outbox.clear()  # the step is undone, and so is what it queued: the draft still has it
         self.message("error")
         return self.reply()
 

@@ -160,6 +160,12 @@ class StatusWatcher:
                 if ticket is None:
                     continue  # not confirmed either way: next round
                 new, notice = self._compare(w, ticket, flows, now)
+                if notice is not None and not await self._still_theirs(w, ticket):
+                    # Signed out, or the chat is bound to someone else now: not theirs to hear.
+                    log.info("status watch: %s %s no longer belongs to %s; no longer followed", table,
+                             w.number, w.peer)
+                    drop.append((table, w.sys_id))
+                    continue
                 if new is not None:
                     seen.append(new)
                 if notice is not None:
@@ -202,6 +208,10 @@ class StatusWatcher:
             rejected.append(f"{table}: the bulk read left out {w.sys_id}, which exists; not trusting it this round")
             break
         return found, gone
+
+    async def _still_theirs(self, watched: WatchedTicket, ticket: Ticket) -> bool:
+        binding = await self.storage.get_binding(watched.peer)
+        return binding is not None and binding.caller_id == ticket.caller_id
 
     def _compare(self, old: WatchedTicket, ticket: Ticket, flows: FlowSet,
                  now: float) -> tuple[WatchedTicket | None, Notice | None]:

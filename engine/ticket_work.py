@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Text fields of SimpleOne's ticket tables are commonly 4000 characters long.
+DESCRIPTION_LIMIT = 4000
+
 CREATE = "ticket.create"
 COMMENT = "ticket.comment"
 UPLOAD = "ticket.upload"
@@ -56,7 +59,9 @@ def upload_item(parent: OutboxItem, ref: TicketRef, files: list[SpooledFile], no
     return OutboxItem(
         id=f"{parent.id}.files", peer=parent.peer, kind=UPLOAD, created_at=now, next_at=now, updated_at=now,
         payload={"table": ref.table, "sys_id": ref.sys_id, "number": ref.number,
-                 "files": [f.as_slot() for f in files], "vars": vars_},
+                 "files": [f.as_slot() for f in files], "gave_up": "files_failed",
+                 # If it is given up, every file is named (the worker tells payload vars then).
+                 "vars": {**vars_, "files": ", ".join(f.name for f in files)}},
     )
 
 
@@ -76,7 +81,9 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
         # Always look first: an earlier try may have got through and died before saying so.
         ref = await find(table, caller, mark)
         if ref is None:
-            fields = {**p["fields"], "description": f"{p['fields'].get('description', '')}\n\n{mark}".strip()}
+            # The marker must survive: the text is cut, never the marker, if the field is full.
+            text = str(p["fields"].get("description", ""))[: DESCRIPTION_LIMIT - len(mark) - 2]
+            fields = {**p["fields"], "description": f"{text}\n\n{mark}".strip()}
             try:
                 ref = await tickets.create_ticket(table, fields)
             except TicketSystemUnavailable:
@@ -147,7 +154,11 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
         except TicketSystemRejected as exc:
             raise WorkFailed(str(exc), {"event": "not_found", "vars": dict(p.get("vars") or {}),
                                         "notice": "comment_failed"}) from exc
-        except TicketSystemUnavailable:
+        except TicketSystemUnavailable as exc:
+            if not exc.maybe_done:  # it never reached SimpleOne: simply try again
+                item.progress.pop("unclear_since", None)
+                await checkpoint(item)
+                raise
             # Settle it now, while the window in which someone else could change the ticket is
             # short; if SimpleOne cannot be read either, the next try settles it.
             after = await tickets.get_ticket(table, sys_id)

@@ -102,8 +102,12 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
     )
     if clock is not None:
         services.clock = clock
+    # An attempt makes up to three calls (look up, write, settle): its time limit follows the
+    # client's, or a slow SimpleOne would have every attempt cut short and never get a ticket.
+    call = config.simpleone.timeout if config.simpleone else 30.0
     policy = OutboxPolicy(wait=config.outbox_wait, give_up_after=config.outbox_give_up,
-                          backoff_cap=config.outbox_retry_max)
+                          backoff_cap=config.outbox_retry_max, default_timeout=3 * call + 5,
+                          timeouts={"ticket.upload": max(120.0, 4 * call)})
     worker = ticket_outbox(services, holder, policy)
     app = App(config, Engine(holder, services), holder, storage, client, worker, emulator)
     if config.flows_watch:

@@ -203,6 +203,8 @@ class SimpleOneClient:
             # Queue here rather than in the pool, so bursts wait cheaply in one place.
             async with self._slots:
                 return await self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise TicketSystemUnavailable(f"{method} {path}: ConnectError: {exc}", maybe_done=False) from exc
         except httpx.TimeoutException as exc:
             raise TicketSystemUnavailable(f"{method} {path}: timed out ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
@@ -233,10 +235,14 @@ class SimpleOneClient:
         body = "(body withheld)" if secret else _excerpt(response.text)
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         # An HTML page where the API should answer is a proxy or its login page, whatever the status.
+        # A proxy's page with a success or redirect status (a login page) stopped the request
+        # before SimpleOne; so do 503 and 429 by their meaning. Other failures may follow a write.
+        refused = status in (429, 503) or status < 400
         if content_type == "text/html" or response.text.lstrip()[:1] == "<":
-            raise TicketSystemUnavailable(f"{where}: an HTML page instead of the API (a proxy?): {body}")
+            raise TicketSystemUnavailable(f"{where}: an HTML page instead of the API (a proxy?): {body}",
+                                          maybe_done=not refused)
         if status == 429 or status >= 500 or status < 200 or 300 <= status < 400:
-            raise TicketSystemUnavailable(f"{where}: {body}")
+            raise TicketSystemUnavailable(f"{where}: {body}", maybe_done=not refused)
         if status == 404:
             raise RecordNotFound(f"{where}: {body}")
         if status >= 400:

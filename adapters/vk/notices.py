@@ -37,7 +37,7 @@ async def send_notices(storage: Storage, sender: VkSender, *, batch: int = 100) 
             peer_id = vk_peer_id(notice.peer)
             if peer_id is None:
                 log.error("notice %s is for %s, which is not a VK peer; dropped", notice.id, notice.peer)
-            elif not await sender.send(peer_id, Reply(notice.text), key=f"notice:{notice.id}"):
+            elif not await sender.send(peer_id, Reply(notice.text), key=f"notice:{notice.id}", keyboard=False):
                 continue  # VK keeps failing: left for the next round
             finished.append(notice.id)
         if finished:

@@ -37,9 +37,11 @@ class VkSender:
         self.max_backoff = max_backoff
         self.retried = 0
 
-    async def send(self, peer_id: int, reply: Reply, key: str) -> bool:
+    async def send(self, peer_id: int, reply: Reply, key: str, *, keyboard: bool = True) -> bool:
         """Send one reply (as several messages if long; the keyboard with the last one).
 
+        keyboard=False sends no keyboard at all, leaving the user's current one in place (a
+        notice in the middle of a dialogue); an empty one would hide it.
         True when there is nothing more to do (sent, or refused for good: the user blocked the
         community); False when it gave up on errors that a later try may get past."""
         message = render(reply)
@@ -47,7 +49,7 @@ class VkSender:
         for i, part in enumerate(parts):
             params: dict[str, Any] = {"peer_id": peer_id, "message": part, "random_id": random_id(key, i),
                                       "dont_parse_links": 1}
-            if i == len(parts) - 1:
+            if i == len(parts) - 1 and keyboard:
                 params["keyboard"] = message.keyboard
             if not await self._send(params):
                 return False

@@ -637,10 +637,34 @@ class TestOutboxQueue:
         assert await step(storage, "vk:1", 0, outbox=[item]) is True
         outcome = OutboxOutcome(ended(item), follow_ups=[make_item("ob-1/up0", kind="ticket.upload")],
                                 notices=[make_notice("n-1")])
-        await storage.outbox_finish(outcome)
-        await storage.outbox_finish(outcome)
+        assert await storage.outbox_finish(outcome) is True
+        assert await storage.outbox_finish(outcome) is False  # finished already: nothing follows again
         assert await ids(storage.outbox_list()) == ["ob-1", "ob-1/up0"]
         assert await ids(storage.notices_unsent()) == ["n-1"]
+
+    async def test_an_outcome_of_a_dropped_item_writes_nothing(self, storage: Any) -> None:
+        item = make_item("ob-1")
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        assert await storage.outbox_drop("ob-1") is not None
+        outcome = OutboxOutcome(ended(item), follow_ups=[make_item("ob-1/up0", kind="ticket.upload")],
+                                notices=[make_notice("n-1")], watch=[make_ticket("s1")])
+        assert await storage.outbox_finish(outcome) is False
+        assert await storage.outbox_list() == [] and await storage.notices_unsent() == []
+        assert await storage.watch_list() == []
+
+    async def test_a_claim_counts_the_attempt_and_hides_the_item_until_its_lease_ends(self, storage: Any) -> None:
+        item = make_item("ob-1", next_at=100.0)
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        assert await storage.outbox_claim("ob-1", 99.0, 200.0) is False  # not due yet
+        assert await storage.outbox_claim("ob-1", 100.0, 200.0) is True
+        assert await storage.outbox_claim("ob-1", 150.0, 300.0) is False  # another worker has it
+        assert await storage.outbox_due(150.0) == []
+        claimed = await storage.outbox_get("ob-1")
+        assert claimed is not None and claimed.attempts == item.attempts + 1 and claimed.next_at == 200.0
+        assert [i.id for i in await storage.outbox_due(200.0)] == ["ob-1"]  # the lease ran out
+        assert await storage.outbox_claim("ob-1", 200.0, 300.0) is True
+        await finish(storage, ended(item))
+        assert await storage.outbox_claim("ob-1", 1e12, 1e12 + 1) is False  # done
 
     async def test_a_failed_item_keeps_its_error_and_result(self, storage: Any) -> None:
         item = make_item("ob-1")
@@ -895,8 +919,10 @@ async def test_each_outcome_is_told_once(storage: Any, ops: list[tuple[str, int,
         item = items[which]
         if op in ("finish", "fail"):
             ending = OUTBOX_DONE if op == "finish" else OUTBOX_FAILED
-            await finish(storage, ended(item, ending, at=2000.0 + n))
-            state[item.id] = ending
+            finished = await storage.outbox_finish(OutboxOutcome(ended(item, ending, at=2000.0 + n)))
+            assert finished == (state[item.id] == OUTBOX_PENDING)  # only a pending item ends
+            if finished:
+                state[item.id] = ending
         elif op == "tell":
             results = await asyncio.gather(
                 *(storage.outbox_tell(item.id, make_notice(f"{prefix}-n{n}.{r}", peer)) for r in range(racers)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.outbox import CircuitBreaker, OutboxPolicy
+from engine.outbox import CircuitBreaker, OutboxPolicy, Permit
 from engine.ports import Session, StepCommit
 from tests.conftest import Harness
 
@@ -31,27 +31,29 @@ def test_the_breaker_opens_after_the_threshold_and_probes_once() -> None:
     policy = OutboxPolicy(breaker_threshold=3, breaker_cooldown=10.0, breaker_cooldown_cap=40.0)
     breaker = CircuitBreaker(policy, clock)
     for _ in range(2):
-        assert breaker.allow()
+        assert breaker.allow() is Permit.CALL
         breaker.failure()
     assert breaker.state == "closed"
     breaker.failure()
-    assert breaker.state == "open" and not breaker.allow() and breaker.retry_in() == 10.0
+    assert breaker.state == "open" and breaker.allow() is Permit.NONE and breaker.retry_in() == 10.0
+    breaker.failure()  # a call let through before it opened: already counted
+    assert breaker.retry_in() == 10.0
     clock.now += 10
     assert breaker.state == "half-open"
-    assert breaker.allow() and not breaker.allow()  # one probe at a time
-    breaker.failure()  # the probe failed: open twice as long
+    probe = breaker.allow()
+    assert probe is Permit.PROBE and breaker.allow() is Permit.NONE  # one probe at a time
+    breaker.success(Permit.CALL)  # only the probe's verdict moves a half-open breaker
+    assert breaker.state == "half-open"
+    breaker.failure(probe)  # the probe failed: open twice as long
     assert breaker.state == "open" and breaker.retry_in() == 20.0
     clock.now += 20
-    assert breaker.allow()
-    breaker.failure()
+    breaker.failure(breaker.allow())
     clock.now += 40
-    assert breaker.allow()
-    breaker.failure()
+    breaker.failure(breaker.allow())
     assert breaker.retry_in() == 40.0  # the cap
     clock.now += 40
-    assert breaker.allow()
-    breaker.success()
-    assert breaker.state == "closed" and breaker.allow() and breaker.retry_in() == 0.0
+    breaker.success(breaker.allow())
+    assert breaker.state == "closed" and breaker.allow() is Permit.CALL and breaker.retry_in() == 0.0
 
 
 def test_a_probe_cut_short_lets_the_next_one_go() -> None:
@@ -59,9 +61,12 @@ def test_a_probe_cut_short_lets_the_next_one_go() -> None:
     breaker = CircuitBreaker(OutboxPolicy(breaker_threshold=1, breaker_cooldown=5.0), clock)
     breaker.failure()
     clock.now += 5
-    assert breaker.allow() and not breaker.allow()
-    breaker.release()
-    assert breaker.allow()
+    probe = breaker.allow()
+    assert probe is Permit.PROBE and breaker.allow() is Permit.NONE
+    breaker.release(Permit.CALL)  # someone else's call ending frees nothing
+    assert breaker.allow() is Permit.NONE
+    breaker.release(probe)
+    assert breaker.allow() is Permit.PROBE
 
 
 async def describe_and_submit(harness: Harness, email: str, text: str, *, outage: bool = False) -> str:
@@ -149,3 +154,94 @@ async def test_an_unknown_kind_fails_plainly(harness: Harness) -> None:
 @pytest.mark.parametrize("wait", [0.0, -1.0])
 async def test_no_wait_means_no_waiting(harness: Harness, wait: float) -> None:
     assert await harness.outbox.wait(["x"], wait) == {}
+
+
+async def test_a_step_that_fails_after_queueing_queues_nothing(harness: Harness,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.runtime import Turn
+
+    await harness.sign_in("bug@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Создать заявку")
+    await harness.say("2")
+    await harness.say("5")
+    await harness.say("Не печатает принтер на третьем этаже")
+    await harness.attach("shot.png")
+    await harness.press("Готово")
+    real_enter = Turn.enter
+
+    async def broken(self: Turn, dest: str, event: str | None = None) -> str | None:
+        if dest == "create_ticket.queued":
+            raise RuntimeError("a bug after the action queued the ticket")
+        return await real_enter(self, dest, event)
+
+    monkeypatch.setattr(Turn, "enter", broken)
+    reply = await harness.press("Отправить")
+    assert "Что-то пошло не так" in reply.text
+    assert await harness.storage.outbox_list() == []
+    session = await harness.storage.load_session(harness.peer)
+    assert session is not None and [f["name"] for f in session.slots["files"]] == ["shot.png"]
+    monkeypatch.setattr(Turn, "enter", real_enter)
+    reply = await harness.press("Отправить")
+    assert "Заявка INC0000001 создана" in reply.text
+    assert len(await harness.storage.outbox_list()) == 2  # the ticket and its file, once
+
+
+async def test_an_unexpected_error_backs_off_and_leaves_the_breaker_alone(harness: Harness) -> None:
+    async def boom(item: object, checkpoint: object) -> object:
+        raise RuntimeError("a bug in an executor")
+
+    harness.outbox.executors["ticket.create"] = boom  # type: ignore[assignment]
+    reply = await describe_and_submit(harness, "boom@ranepa.ru", "Не работает принтер на третьем этаже")
+    assert "Заявка принята" in reply
+    (item,) = await harness.storage.outbox_list()
+    assert item.state == "pending" and item.attempts == 1 and item.next_at > harness.now[0]
+    assert harness.outbox.breaker.state == "closed" and harness.outbox.wait_budget() > 0
+    assert await harness.storage.outbox_due(harness.now[0]) == []  # no hot loop
+
+
+async def test_after_an_admin_retry_the_number_is_told_too(harness: Harness) -> None:
+    harness.world.emulator.faults.fail_next(1, status=400, method="POST", path_prefix="/rest/v1/table/")
+    reply = await describe_and_submit(harness, "retry@ranepa.ru", "Не работает принтер на третьем этаже")
+    assert "не приняла заявку" in reply
+    (item,) = await harness.storage.outbox_list()
+    assert item.state == "failed"
+    assert await harness.storage.outbox_retry(item.id, harness.now[0])
+    await harness.outbox.drain()
+    notices = [n.text for n in await harness.storage.notices_unsent()]
+    assert len(notices) == 1 and "под номером INC0000001" in notices[0]
+
+
+async def test_files_that_cannot_be_attached_at_all_are_named_to_the_user(harness: Harness) -> None:
+    await harness.sign_in("files@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Создать заявку")
+    await harness.say("2")
+    await harness.say("5")
+    await harness.say("Не печатает принтер на третьем этаже")
+    await harness.attach("скрин.png", "лог.txt")
+    await harness.press("Готово")
+    # The attachment list cannot be read: the uploads are refused as a whole.
+    harness.world.emulator.faults.fail_next(1, status=403, method="GET", path_prefix="/rest/v1/table/sys_attachment")
+    reply = await harness.press("Отправить")
+    assert "Заявка INC0000001 создана" in reply.text and "Файлы прикрепляются" in reply.text
+    await harness.outbox.drain()
+    notices = [n.text for n in await harness.storage.notices_unsent()]
+    assert notices == ["К заявке INC0000001 не удалось прикрепить файлы: скрин.png, лог.txt. "
+                       "Пришлите их ещё раз через «Дополнить заявку»."]
+
+
+async def test_a_slow_ticket_does_not_hold_up_another_users(harness: Harness) -> None:
+    import asyncio
+
+    harness.outbox.policy = OutboxPolicy(wait=1.0)
+    for peer, email in (("test:a", "slow-a@ranepa.ru"), ("test:b", "fast-b@ranepa.ru")):
+        await harness.sign_in(email, peer=peer)
+        for text in ("Начать", "Создать заявку", "2", "5", "Не работает принтер на третьем этаже", "Без файлов"):
+            await harness.say(text, peer=peer)
+    harness.world.emulator.faults.hang_next(1, seconds=3, method="POST", path_prefix="/rest/v1/table/itsm_incident")
+    slow = asyncio.create_task(harness.say("Отправить", peer="test:a"))
+    await asyncio.sleep(0.3)  # A's create is in SimpleOne's hands
+    fast = await harness.say("Отправить", peer="test:b")
+    assert "создана" in fast.text
+    assert "Заявка принята" in (await slow).text

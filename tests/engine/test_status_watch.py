@@ -16,7 +16,7 @@ from adapters.simpleone.emulator import RunningEmulator, start_emulator
 from adapters.simpleone.emulator_state import ManualClock
 from adapters.sqlite import SqliteStorage, open_sqlite
 from engine.model import FlowSet
-from engine.ports import Notice, WatchedTicket
+from engine.ports import Binding, Notice, WatchedTicket
 from engine.runtime import StaticFlows
 from engine.status_watch import StatusWatcher, parse_updated_at
 from engine.templates import parse
@@ -49,6 +49,8 @@ async def client(emulator: RunningEmulator) -> AsyncIterator[SimpleOneClient]:
 @pytest.fixture
 async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
     opened = await open_sqlite(tmp_path / "db")
+    for peer in (PEER, "vk:200"):  # signed in as the tickets' caller
+        await opened.put_binding(Binding(peer, f"{peer[3:]}@ranepa.ru", "caller-1", "Caller", 0.0))
     yield opened
     await opened.close()
 
@@ -398,6 +400,7 @@ async def test_every_page_and_table_is_checked_with_one_call_each(
     tickets += [(REQ, new_ticket(emulator, REQ, f"Запрос {n}")) for n in range(3)]
     for n, (table, sys_id) in enumerate(tickets):
         await follow(storage, emulator, table, sys_id, peer=f"vk:{n}")
+        await storage.put_binding(Binding(f"vk:{n}", f"u{n}@ranepa.ru", "caller-1", "U", 0.0))
     clock.advance(60)
     for table, sys_id in tickets:
         emulator.state.set_field(table, sys_id, "state", "2")
@@ -418,3 +421,17 @@ def test_parse_updated_at() -> None:
     assert parse_updated_at("2025-01-15 09:00:00") == 1736931600.0
     assert parse_updated_at("15.01.2025 09:00") is None
     assert parse_updated_at("") is None
+
+
+async def test_a_peer_that_signed_out_or_changed_hands_hears_nothing(
+        storage: SqliteStorage, emulator: RunningEmulator, clock: ManualClock, make_watcher: Any) -> None:
+    mine, other = new_ticket(emulator), new_ticket(emulator, subject="Не работает почта")
+    await follow(storage, emulator, INC, mine)
+    await follow(storage, emulator, INC, other, peer="vk:200")
+    await storage.delete_binding(PEER)  # signed out
+    await storage.put_binding(Binding("vk:200", "new@ranepa.ru", "caller-2", "New", 0.0))  # someone else now
+    change(emulator, clock, INC, mine, state="2")
+    change(emulator, clock, INC, other, state="2")
+    assert await make_watcher().run_once() == 0
+    assert await storage.notices_unsent() == []
+    assert await watched(storage) == {}  # no longer followed

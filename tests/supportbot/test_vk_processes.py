@@ -86,6 +86,8 @@ def bot_env(tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, s
         VK_CONFIRMATION_CODE=CONFIRMATION,
         SIMPLEONE_URL=simpleone.url, SIMPLEONE_USERNAME="bot", SIMPLEONE_PASSWORD="bot-password",
         SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port), SMTP_FROM="helpdesk@ranepa.ru", SMTP_STARTTLS="false",
+        # Short: an outbox item in hand when the bot is killed is leased for a few such timeouts.
+        SIMPLEONE_TIMEOUT="2",
     )
     return env
 
@@ -215,7 +217,8 @@ async def test_a_kill_while_an_event_is_in_hand_creates_the_ticket_once_after_re
         proc = await start(args, env, tmp_path)
         reply = await user.wait_reply(timeout=20)
         assert "Заявка принята" in reply.text, reply.text
-        notice = await user.wait_reply(timeout=20)
+        # The item was claimed by the killed process: it is tried again when that lease ends.
+        notice = await user.wait_reply(timeout=40)
         assert "зарегистрирована под номером INC0000001" in notice.text, notice.text
         await user.assert_no_reply(within=1.5)
     finally:
@@ -279,7 +282,7 @@ async def test_a_kill_between_the_outbox_write_and_the_send_loses_nothing(
         proc = await start(args, env, tmp_path)
         reply = await user.wait_reply(timeout=20)
         assert "Заявка принята" in reply.text, reply.text
-        notice = await user.wait_reply(timeout=20)
+        notice = await user.wait_reply(timeout=40)
         assert "зарегистрирована под номером INC0000001" in notice.text, notice.text
         (ticket,) = simpleone.state.records("itsm_incident")
         assert "После переезда не работает телефон в кабинете 204" in ticket["description"]

@@ -452,6 +452,36 @@ async def test_html_pages_are_unavailable_whatever_the_status(
         await client.list_records(INCIDENT)
 
 
+@pytest.mark.parametrize(("arm", "maybe_done"), [
+    (lambda f: f.fail_next(status=500, method="POST"), True),
+    (lambda f: f.fail_next(status=502, method="POST"), True),
+    (lambda f: f.fail_next(status=503, method="POST"), False),
+    (lambda f: f.fail_next(status=429, method="POST"), False),
+    (lambda f: f.html_next(status=200, method="POST"), False),  # a proxy's login page
+    (lambda f: f.html_next(status=502, method="POST"), True),
+    (lambda f: f.drop_next(method="POST"), True),
+    (lambda f: f.fail_after_write(method="POST"), True),
+])
+async def test_a_failure_says_whether_the_write_may_have_happened(
+    client: SimpleOneClient, emulator: RunningEmulator, arm: Any, maybe_done: bool
+) -> None:
+    await client.list_records(INCIDENT)  # logged in
+    arm(emulator.faults)
+    with pytest.raises(TicketSystemUnavailable) as info:
+        await client.create_ticket(INCIDENT, {"subject": "x"})
+    assert info.value.maybe_done is maybe_done
+
+
+async def test_no_connection_is_surely_not_a_write(creds: Any) -> None:
+    emulator = await start_emulator()
+    url = emulator.url
+    await emulator.close()
+    async with SimpleOneClient(SimpleOneConfig(url, token=creds.static_token, connect_timeout=1)) as dead:
+        with pytest.raises(TicketSystemUnavailable) as info:
+            await dead.create_ticket(INCIDENT, {"subject": "x"})
+    assert info.value.maybe_done is False
+
+
 async def test_outage_is_unavailable_until_it_ends(
     client: SimpleOneClient, emulator: RunningEmulator
 ) -> None:

@@ -46,6 +46,7 @@ async def test_notices_are_sent_once_and_marked(vk: RunningVkEmulator, storage: 
         assert [m.text for m in vk.state.sent_to(501)] == ["Заявка «Принтер» зарегистрирована под номером "
                                                             "INC0000001."]
         assert [m.text for m in vk.state.sent_to(502)] == ["Заявка INC0000002: новый статус — В работе."]
+        assert vk.state.sent_to(502)[0].keyboard is None  # the user's buttons stay as they were
         # The process dies after sending, before marking: the notice goes again with the same
         # random_id, and VK keeps one message.
         await storage.notices_add([Notice("outbox:9", "vk:501", "Комментарий к заявке INC0000001 добавлен.", 4.0)])
