@@ -34,8 +34,9 @@ from adapters.sqlite import open_sqlite
 from engine.actions.context import AuthPolicy, Services
 from engine.flowset import load_flow_set
 from engine.model import FlowSet
-from engine.ports import Binding, Incoming, MailMessage, Person, Ticket, TicketRef, Upload
+from engine.ports import Attachment, Binding, Incoming, MailMessage, Person, Ticket, TicketRef, Upload
 from engine.runtime import Engine, StaticFlows
+from engine.ticket_work import ticket_outbox
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 # The 7-step create-ticket dialogue of a signed-in user.
@@ -61,12 +62,24 @@ class InProcessSimpleOne:
         record = self.state.record(table, sys_id) or {}
         return TicketRef(table, sys_id, record.get("number", ""))
 
+    async def find_ticket_by_marker(self, table: str, caller_id: str, marker: str) -> TicketRef | None:
+        for record in self.state.table(table).values():
+            if record.get("caller") == caller_id and marker in record.get("description", ""):
+                return TicketRef(table, record["sys_id"], record.get("number", ""))
+        return None
+
     async def list_tickets(self, caller_id: str, tables: Sequence[str], *, active_only: bool,
                            limit: int) -> list[Ticket]:
         return []
 
     async def get_ticket(self, table: str, sys_id: str) -> Ticket | None:
         return None
+
+    async def get_tickets(self, table: str, sys_ids: Sequence[str]) -> list[Ticket]:
+        return []
+
+    async def list_attachments(self, table: str, sys_id: str) -> list[Attachment]:
+        return []
 
     async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None:
         return None
@@ -103,7 +116,11 @@ async def run_size(flow_set: FlowSet, size: int, users: int, tmp: Path) -> dict[
     storage = await open_sqlite(db)
     tickets = InProcessSimpleOne()
     services = Services(storage, tickets, NoMail(), DiskSpool(tmp / "spool"), AuthPolicy(), idle_timeout=1e9)
-    engine = Engine(StaticFlows(flow_set), services)
+    flows = StaticFlows(flow_set)
+    # The submit goes through the outbox as in the bot: committed, created, told in a follow-up step.
+    worker = ticket_outbox(services, flows)
+    working = asyncio.create_task(worker.run())
+    engine = Engine(flows, services)
     rnd = random.Random(size)
 
     async def sign_in(peer: str) -> None:
@@ -152,6 +169,8 @@ async def run_size(flow_set: FlowSet, size: int, users: int, tmp: Path) -> dict[
     gc.collect()
     per_session = (tracemalloc.get_traced_memory()[0] - before) / max(1, len(extra))
     tracemalloc.stop()
+    working.cancel()
+    await asyncio.gather(working, return_exceptions=True)
     await storage.close()
     db.unlink()
     return {

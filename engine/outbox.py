@@ -56,7 +56,7 @@ class OutboxPolicy:
     backoff_base: float = 2.0
     backoff_cap: float = 300.0
     give_up_after: float = 86400.0  # a transient failure this long is told as a failure
-    concurrency: int = 4
+    concurrency: int = 16  # items in SimpleOne's hands at once
     breaker_threshold: int = 5  # consecutive transient failures that open the circuit
     breaker_cooldown: float = 15.0  # first open period; doubles while probes fail
     breaker_cooldown_cap: float = 300.0
@@ -209,6 +209,28 @@ class OutboxWorker:
         """New work was committed: look now rather than at the next sweep."""
         self._kick.set()
 
+    def reserve(self, items: Sequence[OutboxItem]) -> bool:
+        """Before the step commits: the new items are written already claimed by this worker
+        (their first attempt counted, hidden by a lease), so that start() runs them at once
+        with no claim round trip. Not while SimpleOne is known down: then they are simply due."""
+        if self.breaker.state != "closed":
+            return False
+        now = self.clock()
+        for item in items:
+            item.attempts += 1
+            item.next_at = now + self.policy.timeout_for(item.kind) + self.policy.lease_margin
+        return True
+
+    def start(self, items: Sequence[OutboxItem]) -> None:
+        """After the step committed: run the items reserve() took, one chain per peer."""
+        by_peer: dict[str, list[OutboxItem]] = {}
+        for item in items:
+            if item.id not in self._inflight:
+                self._inflight.add(item.id)
+                by_peer.setdefault(item.peer, []).append(item)
+        for chain in by_peer.values():
+            self._start_chain(chain, claimed=True)
+
     def wait_budget(self) -> float:
         """How long a submitting user's answer may wait: none while SimpleOne is known down."""
         return self.policy.wait if self.breaker.state == "closed" else 0.0
@@ -280,16 +302,19 @@ class OutboxWorker:
                 by_peer.setdefault(item.peer, []).append(item)
             count = len(due)
             for chain in by_peer.values():
-                task = asyncio.create_task(self._run_chain(chain))
-                self._chains.add(task)
-                task.add_done_callback(self._chain_done)
-                started.append(task)
+                started.append(self._start_chain(chain))
         if now - self._last_sweep >= self.policy.sweep_every:
             self._last_sweep = now
             await self.tell_untold()
         if wait and started:
             await asyncio.gather(*started, return_exceptions=True)
         return count
+
+    def _start_chain(self, chain: list[OutboxItem], *, claimed: bool = False) -> asyncio.Task[int]:
+        task = asyncio.create_task(self._run_chain(chain, claimed=claimed))
+        self._chains.add(task)
+        task.add_done_callback(self._chain_done)
+        return task
 
     def _chain_done(self, task: asyncio.Task[int]) -> None:
         self._chains.discard(task)
@@ -309,8 +334,9 @@ class OutboxWorker:
                 first.setdefault(key, pending.id)
         return [i for i in due if (key := record_key(i)) is None or first.get(key, i.id) == i.id]
 
-    async def _run_chain(self, items: list[OutboxItem]) -> int:
-        """One peer's due items, in order; a transient failure leaves the rest for later."""
+    async def _run_chain(self, items: list[OutboxItem], *, claimed: bool = False) -> int:
+        """One peer's due items, in order; a transient failure leaves the rest for later.
+        claimed: reserved with their step, so already this worker's."""
         tried = 0
         try:
             for item in items:
@@ -319,24 +345,25 @@ class OutboxWorker:
                     if permit is Permit.NONE:
                         break
                     tried += 1
-                    if not await self.attempt(item, permit):
+                    if not await self.attempt(item, permit, claimed=claimed):
                         break
         finally:
             for item in items:
                 self._inflight.discard(item.id)
         return tried
 
-    async def attempt(self, item: OutboxItem, permit: Permit = Permit.CALL) -> bool:
-        """Claim one item and try it once; False if it stays pending."""
+    async def attempt(self, item: OutboxItem, permit: Permit = Permit.CALL, *, claimed: bool = False) -> bool:
+        """Claim one item (unless it is claimed already) and try it once; False if it stays pending."""
         self._inflight.add(item.id)
         try:
-            now = self.clock()
-            lease = now + self.policy.timeout_for(item.kind) + self.policy.lease_margin
-            if not await self.storage.outbox_claim(item.id, now, lease):
-                self.breaker.release(permit)
-                return True  # another worker has it, or it is no longer due
-            item.attempts += 1
-            item.next_at = lease
+            if not claimed:
+                now = self.clock()
+                lease = now + self.policy.timeout_for(item.kind) + self.policy.lease_margin
+                if not await self.storage.outbox_claim(item.id, now, lease):
+                    self.breaker.release(permit)
+                    return True  # another worker has it, or it is no longer due
+                item.attempts += 1
+                item.next_at = lease
             self.tries += 1
             return await self._attempt(item, permit)
         except asyncio.CancelledError:

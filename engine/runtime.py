@@ -115,10 +115,13 @@ class Engine:
                     turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
                     reply = await turn.run(incoming)
                     kept = dump_replies([reply]) if keep_replies and incoming.event_id else None
+                    queue = self.services.outbox
+                    reserved = bool(turn.outbox) and queue is not None and queue.reserve(turn.outbox)
                     if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id, kept,
                                                   outbox=turn.outbox):
                         if turn.outbox:
-                            return [await self.settle(peer, turn, reply, incoming.event_id if kept else None)]
+                            return [await self.settle(peer, turn, reply, incoming.event_id if kept else None,
+                                                      reserved)]
                         return [reply]
                     log.warning("session of %s was changed by another writer; redoing the step", peer)
                 log.error("could not commit a step for %s after %d tries", peer, self.max_redo)
@@ -127,7 +130,7 @@ class Engine:
                 self.sessions.forget(peer)
             return [self.unsaved_reply()]
 
-    async def settle(self, peer: str, turn: Turn, reply: Reply, kept_for: str | None) -> Reply:
+    async def settle(self, peer: str, turn: Turn, reply: Reply, kept_for: str | None, reserved: bool) -> Reply:
         """After a step that queued SimpleOne work: wait a little for its outcome, still holding
         the peer's lock, and if it comes, tell it in a follow-up step instead of `reply`.
 
@@ -138,7 +141,10 @@ class Engine:
         queue = self.services.outbox
         if queue is None:
             return reply
-        queue.kick()
+        if reserved:
+            queue.start(turn.outbox)
+        else:
+            queue.kick()
         try:
             done = await queue.wait([item.id for item in turn.outbox], queue.wait_budget())
             if not done:

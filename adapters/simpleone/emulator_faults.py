@@ -8,6 +8,7 @@ write has been done, which is the case exactly-once logic has to survive.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast, get_args
@@ -50,6 +51,10 @@ class Faults:
     def __init__(self) -> None:
         self.latency: float = 0.0  # seconds added before every API request
         self.outage: bool = False  # every API request answers 503
+        # A share of API requests that fail at random (benchmarks, soak tests): half of them
+        # before the request is handled, half after a write was done (the unclear case).
+        self.error_rate: float = 0.0
+        self.rng = random.Random(0)
         # Tokens carry the generation they were issued in; bumping it expires them all.
         self.token_generation: int = 0
         self._rules: list[FaultRule] = []
@@ -118,15 +123,25 @@ class Faults:
         self.outage = on
 
     def clear(self) -> None:
-        """Disarm everything: rules, latency, outage. Issued tokens stay as they are."""
+        """Disarm everything: rules, latency, outage, random errors. Issued tokens stay as they are."""
         self.latency = 0.0
         self.outage = False
+        self.error_rate = 0.0
         self._rules.clear()
 
     # -- firing ------------------------------------------------------------------------------
 
+    def set_error_rate(self, rate: float, seed: int = 0) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("error_rate must be from 0 to 1")
+        self.error_rate = rate
+        self.rng = random.Random(seed)
+
     def take(self, method: str, path: str, *, after_write: bool) -> FaultRule | None:
-        """Consume one shot of the first armed rule of this phase that matches the request."""
+        """Consume one shot of the first armed rule of this phase that matches the request, or
+        draw a random error (error_rate), split evenly between the two phases."""
+        if self.error_rate and self.rng.random() < self.error_rate / 2:
+            return FaultRule("error", status=500)
         for rule in self._rules:
             if rule.after_write == after_write and rule.applies_to(method, path):
                 rule.count -= 1
@@ -149,7 +164,7 @@ class Faults:
 
         Raises ValueError on anything malformed, having changed nothing.
         """
-        known = {"clear", "latency", "outage", "expire_tokens", "add"}
+        known = {"clear", "latency", "outage", "expire_tokens", "add", "error_rate"}
         unknown = set(spec) - known
         if unknown:
             raise ValueError(f"unknown keys {sorted(unknown)}; known: {sorted(known)}")
@@ -161,6 +176,9 @@ class Faults:
         outage = spec.get("outage")
         if outage is not None and not isinstance(outage, bool):
             raise ValueError("outage must be true or false")
+        rate = spec.get("error_rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1):
+            raise ValueError("error_rate must be a number from 0 to 1")
         rules = [_rule_from_json(item) for item in _as_list(spec.get("add", []))]
         probe = Faults()
         for rule in rules:
@@ -171,6 +189,8 @@ class Faults:
             self.latency = float(latency)
         if outage is not None:
             self.outage = outage
+        if rate is not None:
+            self.set_error_rate(float(rate))
         if spec.get("expire_tokens"):
             self.expire_tokens()
         for rule in rules:
@@ -180,6 +200,7 @@ class Faults:
         return {
             "latency": self.latency,
             "outage": self.outage,
+            "error_rate": self.error_rate,
             "token_generation": self.token_generation,
             "rules": [asdict(rule) for rule in self._rules],
         }

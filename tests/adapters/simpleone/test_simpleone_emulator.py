@@ -423,6 +423,20 @@ async def test_outage_and_latency(raw: httpx.AsyncClient, emulator: RunningEmula
     assert time.monotonic() - started >= 0.1
 
 
+async def test_a_random_error_rate_fails_about_that_share(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:
+    async with httpx.AsyncClient(base_url=emulator.url) as control:
+        assert (await control.post("/_emulator/faults", json={"error_rate": 0.3})).json()["error_rate"] == 0.3
+        assert_error(await control.post("/_emulator/faults", json={"error_rate": 1.5}), 400)
+        statuses = [(await raw.post(INCIDENTS, json={"subject": f"s{n}"})).status_code for n in range(400)]
+        failed = statuses.count(500)
+        assert statuses.count(200) + statuses.count(201) + failed == 400
+        assert 80 <= failed <= 160  # 30 % of 400, give or take
+        # Half of them come after the write: more records than successes.
+        assert len(emulator.state.records("itsm_incident")) > 400 - failed
+        await control.post("/_emulator/faults", json={"clear": True})
+        assert emulator.faults.error_rate == 0.0
+
+
 async def test_faults_state_and_reset_over_http(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:
     async with httpx.AsyncClient(base_url=emulator.url) as control:  # the control API needs no auth
         spec = {
