@@ -163,6 +163,14 @@ class WorkFailed(Exception):
         self.result = result
 
 
+class Defer(Exception):
+    """Not now, but nothing failed: try again at `until` (by the worker's clock)."""
+
+    def __init__(self, until: float, why: str) -> None:
+        super().__init__(why)
+        self.until = until
+
+
 class Checkpoint(Protocol):
     async def __call__(self, item: OutboxItem) -> None: ...
 
@@ -200,6 +208,7 @@ class OutboxWorker:
         self._chains: set[asyncio.Task[int]] = set()
         self._slots = asyncio.Semaphore(max(1, self.policy.concurrency))
         self._last_sweep = -math.inf
+        self._wake_at = math.inf  # the earliest deferred item's time
         self.tries = 0  # attempts made, for tests and benchmarks
         self.finished = 0
 
@@ -283,7 +292,12 @@ class OutboxWorker:
     def _next_wake(self) -> float:
         wake = self.policy.sweep_every
         retry = self.breaker.retry_in()
-        return min(wake, retry) if retry > 0 else wake
+        if retry > 0:
+            wake = min(wake, retry)
+        if self._wake_at != math.inf:
+            wake = min(wake, max(0.01, self._wake_at - self.clock()))
+            self._wake_at = math.inf
+        return wake
 
     async def run_once(self, *, wait: bool = True) -> int:
         """Start the due items (one task per peer's chain), tell untold outcomes; with wait, also
@@ -389,6 +403,10 @@ class OutboxWorker:
         try:
             async with asyncio.timeout(self.policy.timeout_for(item.kind)):
                 done = await executor(item, self._checkpoint)
+        except Defer as exc:
+            self.breaker.success(permit)
+            await self._retry_later(item, str(exc), at=exc.until)
+            return False
         except WorkFailed as exc:
             self.breaker.success(permit)  # SimpleOne answered; it just said no
             log.error("outbox %s (%s) refused for good: %s", item.id, item.kind, exc)
@@ -412,9 +430,18 @@ class OutboxWorker:
         item.updated_at = self.clock()
         await self.storage.outbox_save(item)
 
-    async def _retry_later(self, item: OutboxItem, error: str) -> None:
+    async def _retry_later(self, item: OutboxItem, error: str, *, at: float | None = None) -> None:
         now = self.clock()
         item.last_error = error[:500]
+        if at is not None:  # deferred, not failed
+            item.next_at = at
+            item.updated_at = now
+            await self.storage.outbox_save(item)
+            self._wake_at = min(self._wake_at, at)
+            waiter = self._waiters.get(item.id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(item)
+            return
         if now - item.created_at >= self.policy.give_up_after:
             log.error("outbox %s (%s) still failing after %.0f h; given up: %s", item.id, item.kind,
                       (now - item.created_at) / 3600, error)
@@ -484,6 +511,7 @@ __all__ = [
     "OUTBOX_FAILED",
     "OUTBOX_PENDING",
     "CircuitBreaker",
+    "Defer",
     "Executor",
     "OutboxPolicy",
     "OutboxWorker",

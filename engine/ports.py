@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -380,6 +381,17 @@ class Ticket:
     created_at: str  # "YYYY-MM-DD HH:MM:SS"
     updated_at: str
     active: bool
+
+
+def parse_updated_at(value: str) -> float | None:
+    """A ticket's time ("YYYY-MM-DD HH:MM:SS", UTC) as epoch seconds; None if it cannot be read."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
 
 
 @dataclass(frozen=True, slots=True)

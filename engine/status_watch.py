@@ -37,7 +37,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from engine.model import FlowSet
@@ -49,6 +48,7 @@ from engine.ports import (
     TicketSystemError,
     TicketSystemUnavailable,
     WatchedTicket,
+    parse_updated_at,
 )
 from engine.runtime import FlowSource
 
@@ -60,17 +60,6 @@ NOTICE = "status_changed"  # the bot.notices template that tells a state change
 def notice_id(ticket: WatchedTicket) -> str:
     """One id per change (the new sys_updated_at and state): the same change is never told twice."""
     return f"status:{ticket.table}:{ticket.sys_id}:{ticket.updated_at}:{ticket.state}"
-
-
-def parse_updated_at(value: str) -> float | None:
-    """SimpleOne's "YYYY-MM-DD HH:MM:SS" (UTC) as epoch seconds; None if it cannot be read."""
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 class StatusWatcher:

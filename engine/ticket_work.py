@@ -15,11 +15,12 @@ again; none writes twice what got through:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.notices import outbox_notices
-from engine.outbox import Checkpoint, Executor, OutboxPolicy, OutboxWorker, WorkDone, WorkFailed
+from engine.outbox import Checkpoint, Defer, Executor, OutboxPolicy, OutboxWorker, WorkDone, WorkFailed
 from engine.ports import (
     FileSpool,
     OutboxItem,
@@ -30,6 +31,7 @@ from engine.ports import (
     TicketSystemUnavailable,
     Upload,
     WatchedTicket,
+    parse_updated_at,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SKEW_TOLERANCE = 5.0  # seconds SimpleOne's clock may run ahead of ours before we stop waiting for it
 # Text fields of SimpleOne's ticket tables are commonly 4000 characters long.
 DESCRIPTION_LIMIT = 4000
 
@@ -146,6 +149,12 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
                             "written", item.id, p.get("number"))
                 return True
             item.progress.pop("unclear_since")
+        # sys_updated_at counts whole seconds: a write in the second of the ticket's last change
+        # could not be told from no write. Wait for the next second (clocks a few seconds apart
+        # only delay it; beyond that, go ahead).
+        changed, now = parse_updated_at(updated_at), clock()
+        if changed is not None and math.floor(now) <= changed < now + SKEW_TOLERANCE:
+            raise Defer(max(changed, math.floor(now)) + 1.05, f"ticket {p.get('number')} changed this second")
         # Saved before the write: a crash during it is settled by the next try, as above.
         item.progress["unclear_since"] = updated_at
         await checkpoint(item)

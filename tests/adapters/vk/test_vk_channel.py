@@ -291,16 +291,17 @@ async def test_a_long_reply_is_split_and_the_keyboard_rides_on_the_last_part(
     user = vk.user(1008)
     await say(user, "Начать")
     await sign_in(channel, user, "long@ranepa.ru")
-    await press(user, "2. Сопровождение сервисов сотрудника")
-    await press(user, "6. Программное обеспечение (ПО)")
-    await say(user, "Очень подробно. " * 250)  # 4000 characters: the most a description may have
-    # The check screen repeats the description with more lines: over VK's 4096 characters.
-    await user.press("Без файлов")
+    await press(user, "Главное меню")
+    # An agent wrote a long description in SimpleOne: the ticket's page is over VK's 4096 characters.
+    caller = channel.world.emulator.state.records("user", "email=long@ranepa.ru")[0]["sys_id"]
+    channel.world.emulator.state.add_record("itsm_incident", {"caller": caller, "subject": "Длинная",
+                                                              "description": "Очень подробно. " * 300})
+    assert "1. INC0000001" in await press(user, "Мои заявки")
+    await user.say("1")
     first, second = await user.wait_reply(), await user.wait_reply()
-    assert first.text.startswith("Проверьте заявку") and len(first.text) <= 4096
+    assert first.text.startswith("Заявка INC0000001") and len(first.text) <= 4096
     assert first.keyboard is None and second.keyboard is not None
-    assert "Отправить" in second.labels() and "Файлы: нет" in second.text
-    assert "создана" in await press(user, "Отправить")
+    assert "Дополнить заявку" in second.labels() and second.text.endswith("Очень подробно.")
 
 
 async def test_long_poll_rides_out_network_failures(
