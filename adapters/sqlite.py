@@ -230,10 +230,18 @@ _REPLACE_REPLIES: Final = "UPDATE inbox SET replies = ? WHERE event_id = ? AND r
 _OutboxRow = tuple[str, str, str, str, str, int, float, float, float, str, str, str | None, int, float | None]
 _NoticeRow = tuple[str, str, str, float]
 
+# An outcome as written: the item's update (state, result, progress, attempts, last_error,
+# told, updated_at, finished_at, id), notices, follow-up items, watch rows.
+_OutcomeRows = tuple[
+    tuple[str, str | None, str, int, str, int, float, float | None, str],
+    list[_NoticeRow], list[_OutboxRow], list[tuple[str, str, str, str, str, str, int, float]],
+]
+
 # (peer, state, slots JSON, flow_version, updated_at, expected_version, event_id, replies JSON,
-#  outbox rows, told ids, reply_of)
+#  outbox rows, told ids, reply_of, outcomes)
 _StepRow = tuple[
-    str, str, str, str, float, int, str | None, str | None, tuple[_OutboxRow, ...], tuple[str, ...], str | None
+    str, str, str, str, float, int, str | None, str | None, tuple[_OutboxRow, ...], tuple[str, ...], str | None,
+    tuple[_OutcomeRows, ...],
 ]
 
 
@@ -336,7 +344,8 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
     """One group commit: every step's version-checked write, then one COMMIT."""
     results: list[bool] = []
     with _transaction(conn):
-        for peer, state, slots, flow_version, updated_at, expected, event_id, replies, outbox, told, reply_of in rows:
+        for (peer, state, slots, flow_version, updated_at, expected, event_id, replies, outbox, told, reply_of,
+             outcomes) in rows:
             conn.execute("SAVEPOINT step")  # each step stands or falls alone within the batch
             if expected == 0:
                 cur = conn.execute(_INSERT_SESSION, (peer, state, slots, flow_version, updated_at))
@@ -351,6 +360,8 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
                 ok = marked.rowcount == 1
             if ok:
                 conn.executemany(_INSERT_OUTBOX, outbox)
+                for outcome in outcomes:
+                    _apply_outcome(conn, outcome)
                 conn.executemany("UPDATE outbox SET told = 1 WHERE id = ?", [(i,) for i in told])
                 # Already sent (or never kept) is no failure: the replies then go out live only.
                 if reply_of is not None and replies is not None:
@@ -360,6 +371,32 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
                 conn.execute("RELEASE step")
             results.append(ok)
     return results
+
+
+def _encode_outcome(outcome: OutboxOutcome) -> _OutcomeRows:
+    i = outcome.item
+    update = (i.state, _result(i), _json(i.progress), i.attempts, i.last_error, int(i.told), i.updated_at,
+              _finished_at(i), i.id)
+    now = time.time()
+    return (update, [_notice_row(n) for n in outcome.notices], [_outbox_row(f) for f in outcome.follow_ups],
+            [_watch_row(t, now) for t in outcome.watch])
+
+
+def _apply_outcome(conn: sqlite3.Connection, rows: _OutcomeRows) -> bool:
+    """Pending only: an item finished by another attempt, or dropped by an admin meanwhile, is
+    left as it is and nothing follows from this outcome."""
+    update, notices, follow_ups, watch = rows
+    changed = conn.execute(
+        "UPDATE outbox SET state = ?, result = ?, progress = ?, attempts = ?, last_error = ?,"
+        " told = max(told, ?), updated_at = ?, finished_at = ?"
+        f" WHERE id = ? AND state = '{OUTBOX_PENDING}'",
+        update,
+    ).rowcount == 1
+    if changed:
+        conn.executemany(_INSERT_NOTICE, notices)
+        conn.executemany(_INSERT_FOLLOW_UP, follow_ups)
+        conn.executemany(_INSERT_WATCH, watch)
+    return changed
 
 
 def _json(value: object) -> str:
@@ -372,7 +409,7 @@ def _encode(step: StepCommit) -> _StepRow:
     slots = _json(s.slots)
     outbox = tuple(_outbox_row(item) for item in step.outbox)
     return (s.peer, s.state, slots, s.flow_version, s.updated_at, step.expected_version, step.event_id,
-            step.replies, outbox, tuple(step.told), step.reply_of)
+            step.replies, outbox, tuple(step.told), step.reply_of, tuple(_encode_outcome(o) for o in step.finish))
 
 
 def _outbox_row(item: OutboxItem) -> _OutboxRow:
@@ -747,29 +784,11 @@ class SqliteStorage:
         return await self._run(claim)
 
     async def outbox_finish(self, outcome: OutboxOutcome) -> bool:
-        i = outcome.item
-        update = (i.state, _result(i), _json(i.progress), i.attempts, i.last_error, int(i.told), i.updated_at,
-                  _finished_at(i), i.id)
-        notices = [_notice_row(n) for n in outcome.notices]
-        follow_ups = [_outbox_row(f) for f in outcome.follow_ups]
-        now = time.time()
-        watch = [_watch_row(t, now) for t in outcome.watch]
+        rows = _encode_outcome(outcome)
 
         def finish(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):
-                # Pending only: an item finished by another attempt, or dropped by an admin
-                # meanwhile, is left as it is and nothing follows from this outcome.
-                changed = conn.execute(
-                    "UPDATE outbox SET state = ?, result = ?, progress = ?, attempts = ?, last_error = ?,"
-                    " told = max(told, ?), updated_at = ?, finished_at = ?"
-                    f" WHERE id = ? AND state = '{OUTBOX_PENDING}'",
-                    update,
-                ).rowcount == 1
-                if changed:
-                    conn.executemany(_INSERT_NOTICE, notices)
-                    conn.executemany(_INSERT_FOLLOW_UP, follow_ups)
-                    conn.executemany(_INSERT_WATCH, watch)
-            return changed
+                return _apply_outcome(conn, rows)
 
         return await self._run(finish)
 

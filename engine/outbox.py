@@ -62,6 +62,7 @@ class OutboxPolicy:
     breaker_cooldown_cap: float = 300.0
     sweep_every: float = 5.0  # also the longest a kick can be missed
     lease_margin: float = 5.0  # a claimed item is hidden this long past its timeout
+    handover_timeout: float = 10.0  # how long an outcome waits for the waiting step to record it
     # An outcome nobody told (the waiting answer did not commit) is sent as a notice after this.
     tell_grace: float = 30.0
 
@@ -204,6 +205,7 @@ class OutboxWorker:
         self.breaker = CircuitBreaker(self.policy, monotonic)
         self._kick = asyncio.Event()
         self._waiters: dict[str, asyncio.Future[OutboxItem]] = {}
+        self._handovers: dict[str, tuple[OutboxOutcome, asyncio.Future[bool]]] = {}
         self._inflight: set[str] = set()
         self._chains: set[asyncio.Task[int]] = set()
         self._slots = asyncio.Semaphore(max(1, self.policy.concurrency))
@@ -251,7 +253,6 @@ class OutboxWorker:
             return {}
         loop = asyncio.get_running_loop()
         futures = {i: self._waiters.setdefault(i, loop.create_future()) for i in item_ids}
-        self.kick()
         try:
             # The first word on any item ends the wait (a failed try included: it will take
             # longer than a user should wait); what is not told now goes out as a notice.
@@ -464,19 +465,47 @@ class OutboxWorker:
         item.last_error = error[:500]
         item.updated_at = self.clock()
         waiter = self._waiters.get(item.id)
-        notices: list[Notice] = []
-        # Told by the waiting answer if there is one; otherwise by a notice, in this transaction.
-        if waiter is None or waiter.done():
+        if waiter is not None and not waiter.done() and await self._hand_over(item, waiter, follow_ups, watch):
+            self.finished += 1
+        else:
+            # Nobody is waiting (or the waiting step did not record it): told by a notice,
+            # stored in the same transaction as the outcome.
             notice = self.render(item, self._notice_name(item))
-            notices = [notice] if notice is not None else []
             item.told = True
-        if not await self.storage.outbox_finish(OutboxOutcome(item, notices, list(follow_ups), list(watch))):
-            log.warning("outbox %s was finished or dropped meanwhile; this outcome is not recorded", item.id)
-            return
-        self.finished += 1
-        self.kick()  # follow-ups, or items that waited for this one, may now be due
-        if waiter is not None and not waiter.done():
-            waiter.set_result(item)
+            outcome = OutboxOutcome(item, [notice] if notice is not None else [], list(follow_ups), list(watch))
+            if not await self.storage.outbox_finish(outcome):
+                log.info("outbox %s was finished or dropped meanwhile; this outcome is not recorded again", item.id)
+                return
+            self.finished += 1
+        if follow_ups or record_key(item) is not None:
+            self.kick()  # follow-ups, or items that waited for this one on its record, may be due
+
+    async def _hand_over(self, item: OutboxItem, waiter: asyncio.Future[OutboxItem],
+                         follow_ups: Sequence[OutboxItem], watch: Sequence[WatchedTicket]) -> bool:
+        """Leave the outcome to the step waiting for it, which tells it and records it in its
+        own commit (one round trip instead of two); True once that commit is done."""
+        item.told = False  # the step marks what it tells
+        ack: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._handovers[item.id] = (OutboxOutcome(item, (), list(follow_ups), list(watch)), ack)
+        waiter.set_result(item)
+        try:
+            async with asyncio.timeout(self.policy.handover_timeout):
+                return await asyncio.shield(ack)
+        except TimeoutError:
+            log.warning("outbox %s: the waiting step did not record the outcome in time; recording it here",
+                        item.id)
+            return False
+        finally:
+            self._handovers.pop(item.id, None)
+
+    def handed_over(self, item_ids: Sequence[str]) -> list[OutboxOutcome]:
+        return [self._handovers[i][0] for i in item_ids if i in self._handovers]
+
+    def acknowledge(self, item_ids: Sequence[str], recorded: bool) -> None:
+        for i in item_ids:
+            entry = self._handovers.get(i)
+            if entry is not None and not entry[1].done():
+                entry[1].set_result(recorded)
 
     @staticmethod
     def _notice_name(item: OutboxItem) -> str:

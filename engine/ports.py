@@ -47,6 +47,9 @@ class StepCommit:
     # A follow-up step (an outbox outcome told within the wait) with no event of its own: its
     # replies replace those still kept, unsent, for this earlier event.
     reply_of: str | None = None
+    # Outcomes the worker handed to this step to record with it (Storage.outbox_finish's
+    # semantics): the number is told and recorded in one transaction, one round trip.
+    finish: Sequence[OutboxOutcome] = ()
 
 
 OUTBOX_PENDING = "pending"

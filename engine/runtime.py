@@ -147,20 +147,32 @@ class Engine:
             queue.kick()
         try:
             done = await queue.wait([item.id for item in turn.outbox], queue.wait_budget())
-            if not done:
-                return reply
+        except Exception:
+            log.exception("waiting for the outbox failed for %s; the outcome goes out as a notice", peer)
+            return reply
+        if not done:
+            return reply
+        # The worker left these outcomes for this step to record: told and recorded at once.
+        handed = queue.handed_over(list(done))
+        recorded = False
+        try:
             follow = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
             settled = await follow.settle(list(done.values()))
             if settled is None:
                 return reply
+            for outcome in handed:
+                outcome.item.told = outcome.item.id in follow.settled
             kept = dump_replies([settled]) if kept_for else None
-            if await self.sessions.commit(follow.session, follow.expected_version, None, kept, told=follow.settled,
-                                          reply_of=kept_for):
+            recorded = await self.sessions.commit(follow.session, follow.expected_version, None, kept,
+                                                  told=follow.settled, reply_of=kept_for, finish=handed)
+            if recorded:
                 return settled
             log.warning("the outcome step of %s did not commit; the outcome goes out as a notice", peer)
         except Exception:
             log.exception("telling an outbox outcome to %s failed; it goes out as a notice", peer)
             self.sessions.forget(peer)
+        finally:
+            queue.acknowledge([o.item.id for o in handed], recorded)
         return reply
 
     def message(self, name: str) -> Reply:

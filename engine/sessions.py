@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from engine.ports import OutboxItem, Session, StepCommit, Storage
+from engine.ports import OutboxItem, OutboxOutcome, Session, StepCommit, Storage
 
 
 def copy_json(value: Any) -> Any:
@@ -71,9 +71,10 @@ class SessionCache:
 
     async def commit(self, session: Session, expected_version: int, event_id: str | None,
                      replies: str | None = None, *, outbox: Sequence[OutboxItem] = (),
-                     told: Sequence[str] = (), reply_of: str | None = None) -> bool:
+                     told: Sequence[str] = (), reply_of: str | None = None,
+                     finish: Sequence[OutboxOutcome] = ()) -> bool:
         ok = await self.storage.commit_step(StepCommit(session, expected_version, event_id, replies, outbox, told,
-                                                       reply_of))
+                                                       reply_of, finish))
         if ok:
             session.version = expected_version + 1
             self._remember(session)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.model import FlowSet
-from engine.ports import FileSpool, Mailer, OutboxItem, Storage, TicketSystem
+from engine.ports import FileSpool, Mailer, OutboxItem, OutboxOutcome, Storage, TicketSystem
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,14 @@ class OutboxQueue(Protocol):
     def wait_budget(self) -> float: ...
 
     async def wait(self, item_ids: Sequence[str], within: float) -> Mapping[str, OutboxItem]: ...
+
+    def handed_over(self, item_ids: Sequence[str]) -> list[OutboxOutcome]:
+        """Outcomes of waited-for items left for the waiting step to record with its commit."""
+        ...
+
+    def acknowledge(self, item_ids: Sequence[str], recorded: bool) -> None:
+        """Whether the step recorded those outcomes; if not, the worker records them itself."""
+        ...
 
 
 @dataclass(slots=True)

@@ -522,6 +522,24 @@ class TestOutboxInSteps:
         assert results == [True, False, True]
         assert await ids(storage.outbox_list()) == ["ob-2", "ob-3"]
 
+    async def test_a_step_records_the_outcomes_handed_to_it(self, storage: Any) -> None:
+        a = make_item("ob-a")
+        assert await step(storage, "vk:1", 0, outbox=[a]) is True
+        done = ended(a, told=True)
+        outcome = OutboxOutcome(done, follow_ups=[make_item("ob-a/up0", kind="ticket.upload")],
+                                watch=[make_ticket("s1")])
+        # A refused step records nothing of it.
+        assert await step(storage, "vk:1", 0, finish=[outcome]) is False
+        assert (await storage.outbox_get("ob-a")).state == OUTBOX_PENDING
+        assert await storage.watch_list() == []
+        assert await step(storage, "vk:1", 1, finish=[outcome]) is True
+        assert await storage.outbox_get("ob-a") == done
+        assert await ids(storage.outbox_list()) == ["ob-a", "ob-a/up0"]
+        assert await storage.watch_list() == [make_ticket("s1")]
+        assert await storage.outbox_untold(1e12) == []
+        # Recorded once: the worker's own outbox_finish afterwards changes nothing.
+        assert await storage.outbox_finish(outcome) is False
+
     async def test_a_step_marks_the_outcomes_it_tells(self, storage: Any) -> None:
         a, b = make_item("ob-a"), make_item("ob-b")
         assert await step(storage, "vk:1", 0, outbox=[a, b]) is True

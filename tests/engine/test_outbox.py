@@ -119,25 +119,64 @@ async def test_a_ticket_failing_past_the_horizon_is_given_up_and_told(harness: H
 
 
 async def test_an_outcome_whose_answer_never_committed_is_told_by_a_notice(harness: Harness) -> None:
-    """The follow-up step that tells the number fails to commit: the sweep tells it instead."""
+    """The follow-up step that tells the number fails to commit: the worker records the outcome
+    itself, with a notice, at once."""
     original = harness.storage.commit_step
     calls = []
 
     async def fail_follow_ups(step: StepCommit) -> bool:
         calls.append(step)
-        if step.told:
+        if step.finish:
             return False  # as if another writer had stepped the session
         return await original(step)
 
     harness.storage.commit_step = fail_follow_ups  # type: ignore[method-assign]
     reply = await describe_and_submit(harness, "untold@ranepa.ru", "Не работает принтер на третьем этаже")
     assert "Заявка принята" in reply  # the committed answer stands
-    assert any(step.told for step in calls)
+    assert any(step.finish and step.told for step in calls)
+    await harness.outbox.drain()
+    (item,) = await harness.storage.outbox_list()
+    assert item.state == "done" and item.told
+    notices = await harness.storage.notices_unsent()
+    assert len(notices) == 1 and "под номером INC0000001" in notices[0].text
+    assert await harness.outbox.tell_untold() == 0
+
+
+async def test_the_number_is_told_and_recorded_in_one_commit(harness: Harness) -> None:
+    original = harness.storage.commit_step
+    finishes = []
+
+    async def spy(step: StepCommit) -> bool:
+        finishes.extend(step.finish)
+        return await original(step)
+
+    harness.storage.commit_step = spy  # type: ignore[method-assign]
+    reply = await describe_and_submit(harness, "once@ranepa.ru", "Не работает принтер на третьем этаже")
+    assert "Заявка INC0000001 создана" in reply
+    assert [(o.item.state, o.item.told) for o in finishes] == [("done", True)]
+    (item,) = await harness.storage.outbox_list()
+    assert item.state == "done" and item.told and (item.result or {}).get("event") == "created"
+    assert await harness.storage.notices_unsent() == []
+
+
+async def test_an_outcome_recorded_but_not_told_is_told_by_the_sweep(harness: Harness) -> None:
+    from engine.ports import OutboxItem, OutboxOutcome
+
+    item = OutboxItem("cafe0001", "test:7", "ticket.create", {"vars": {"ticket": {"subject": "S"}}},
+                      harness.now[0], next_at=harness.now[0] + 3600)
+    session = Session("test:7", "main.menu", {}, "v", harness.now[0])
+    assert await harness.storage.commit_step(StepCommit(session, 0, outbox=[item]))
+    item.state, item.updated_at = "done", harness.now[0]
+    item.result = {"event": "created", "vars": {"ticket": {"number": "INC0000009", "subject": "S"}},
+                   "notice": "ticket_created"}
+    assert await harness.storage.outbox_finish(OutboxOutcome(item))  # recorded, told to nobody
+    assert await harness.outbox.tell_untold() == 0  # within the grace: a step may still tell it
     harness.now[0] += harness.outbox.policy.tell_grace + 1
     assert await harness.outbox.tell_untold() == 1
     assert await harness.outbox.tell_untold() == 0
     notices = await harness.storage.notices_unsent()
-    assert len(notices) == 1 and "под номером INC0000001" in notices[0].text
+    assert [n.text for n in notices] == ["Заявка «S» зарегистрирована под номером INC0000009. "
+                                         "Её статус — в разделе «Мои заявки»."]
 
 
 async def test_an_unknown_kind_fails_plainly(harness: Harness) -> None:
