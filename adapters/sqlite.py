@@ -359,10 +359,12 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
                 marked = conn.execute(_MARK_HANDLED, (event_id, peer, received_at, received_at, replies))
                 ok = marked.rowcount == 1
             if ok:
-                conn.executemany(_INSERT_OUTBOX, outbox)
+                if outbox:  # most steps queue nothing: no statement for them at all
+                    conn.executemany(_INSERT_OUTBOX, outbox)
                 for outcome in outcomes:
                     _apply_outcome(conn, outcome)
-                conn.executemany("UPDATE outbox SET told = 1 WHERE id = ?", [(i,) for i in told])
+                if told:
+                    conn.executemany("UPDATE outbox SET told = 1 WHERE id = ?", [(i,) for i in told])
                 # Already sent (or never kept) is no failure: the replies then go out live only.
                 if reply_of is not None and replies is not None:
                     conn.execute(_REPLACE_REPLIES, (replies, reply_of))

@@ -81,16 +81,18 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
         table, caller = str(p["table"]), str(p["caller_id"])
         ticket_vars = dict(p.get("vars", {}).get("ticket") or {})
         mark = marker(item.id)
-        # Always look first: an earlier try may have got through and died before saying so.
-        ref = await find(table, caller, mark)
+        # Look first if an earlier try may have got through and died before saying so. Every
+        # try is counted in storage before it starts, so the first one knows it is the first.
+        ref = await find(table, caller, mark) if item.attempts > 1 else None
         if ref is None:
             # The marker must survive: the text is cut, never the marker, if the field is full.
             text = str(p["fields"].get("description", ""))[: DESCRIPTION_LIMIT - len(mark) - 2]
             fields = {**p["fields"], "description": f"{text}\n\n{mark}".strip()}
             try:
                 ref = await tickets.create_ticket(table, fields)
-            except TicketSystemUnavailable:
-                ref = await find(table, caller, mark)  # the write may have landed before the failure
+            except TicketSystemUnavailable as exc:
+                # The write may have landed before the failure: look before trying again.
+                ref = await find(table, caller, mark) if exc.maybe_done else None
                 if ref is None:
                     raise
             except TicketSystemRejected as exc:

@@ -267,8 +267,8 @@ async def test_a_kill_between_the_outbox_write_and_the_send_loses_nothing(
         await step(user, "press", "1. Телефония")
         await step(user, "say", "После переезда не работает телефон в кабинете 204")
         await step(user, "press", "Без файлов")
-        # The marker look-up before the create hangs: the intent is stored, nothing is sent.
-        simpleone.faults.hang_next(1, method="GET", path_prefix="/rest/v1/table/itsm_incident", seconds=30)
+        # The create hangs before SimpleOne handles it: the intent is stored, nothing is written.
+        simpleone.faults.hang_next(1, method="POST", path_prefix="/rest/v1/table/itsm_incident", seconds=30)
         await user.press("Отправить")
         for _ in range(200):
             if any(e.status == 0 and "itsm_incident" in e.path for e in simpleone.state.request_log):
