@@ -84,6 +84,12 @@ class Harness:
         assert person is not None
         await self.storage.put_binding(Binding(peer or self.peer, email, person.sys_id, person.name, self.now[0]))
 
+    async def describe(self, email: str, text: str, group: str = "2", entry: str = "5") -> None:
+        """Sign in and go from the menu through the catalogue to a typed description."""
+        await self.sign_in(email)
+        for typed in ("Начать", "Создать заявку", group, entry, text):
+            await self.say(typed)
+
     async def seed_tickets(self, email: str, count: int) -> None:
         """Sign in and give the user `count` open tickets in the emulator."""
         await self.sign_in(email)

@@ -70,12 +70,7 @@ def test_a_probe_cut_short_lets_the_next_one_go() -> None:
 
 
 async def describe_and_submit(harness: Harness, email: str, text: str, *, outage: bool = False) -> str:
-    await harness.sign_in(email)
-    await harness.say("Начать")
-    await harness.press("Создать заявку")
-    await harness.say("2")
-    await harness.say("5")
-    await harness.say(text)
+    await harness.describe(email, text)
     await harness.press("Без файлов")
     harness.world.emulator.faults.set_outage(outage)
     return (await harness.press("Отправить")).text
@@ -199,12 +194,7 @@ async def test_a_step_that_fails_after_queueing_queues_nothing(harness: Harness,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.runtime import Turn
 
-    await harness.sign_in("bug@ranepa.ru")
-    await harness.say("Начать")
-    await harness.press("Создать заявку")
-    await harness.say("2")
-    await harness.say("5")
-    await harness.say("Не печатает принтер на третьем этаже")
+    await harness.describe("bug@ranepa.ru", "Не печатает принтер на третьем этаже")
     await harness.attach("shot.png")
     await harness.press("Готово")
     real_enter = Turn.enter
@@ -252,12 +242,7 @@ async def test_after_an_admin_retry_the_number_is_told_too(harness: Harness) -> 
 
 
 async def test_files_that_cannot_be_attached_at_all_are_named_to_the_user(harness: Harness) -> None:
-    await harness.sign_in("files@ranepa.ru")
-    await harness.say("Начать")
-    await harness.press("Создать заявку")
-    await harness.say("2")
-    await harness.say("5")
-    await harness.say("Не печатает принтер на третьем этаже")
+    await harness.describe("files@ranepa.ru", "Не печатает принтер на третьем этаже")
     await harness.attach("скрин.png", "лог.txt")
     await harness.press("Готово")
     # The attachment list cannot be read: the uploads are refused as a whole.

@@ -22,12 +22,7 @@ MENU = "main.menu"
 
 async def describe(harness: Harness, email: str, group: str, entry: str, text: str) -> None:
     """A signed-in user goes from the menu through the catalogue and types a description."""
-    await harness.sign_in(email)
-    await harness.say("Начать")
-    await harness.press("Создать заявку")
-    await harness.say(group)
-    await harness.say(entry)
-    await harness.say(text)
+    await harness.describe(email, text, group, entry)
 
 
 async def test_a_new_user_sees_the_menu_whatever_they_type(harness: Harness) -> None:

@@ -125,6 +125,18 @@ async def step(user: FakeUser, action: str, text: str) -> str:
     return (await user.wait_reply(timeout=10)).text
 
 
+async def draft_phone_ticket(user: FakeUser, box: Mailbox, email: str, text: str) -> None:
+    """Sign in and fill in a telephony ticket up to the check screen (before «Отправить»)."""
+    assert "Главное меню" in await step(user, "say", "Начать")
+    await step(user, "press", "Создать заявку")
+    await step(user, "say", email)
+    await step(user, "say", await box.code())
+    await step(user, "say", "12")
+    await step(user, "press", "1. Телефония")
+    await step(user, "say", text)
+    assert "Проверьте заявку" in await step(user, "press", "Без файлов")
+
+
 async def dialogue(user: FakeUser, box: Mailbox, email: str) -> str:
     assert "Главное меню" in await step(user, "say", "Начать")
     assert "корпоративной почте" in await step(user, "press", "Создать заявку")
@@ -196,14 +208,7 @@ async def test_a_kill_while_an_event_is_in_hand_creates_the_ticket_once_after_re
     args, proc = await start_serve(vk, env, tmp_path)
     try:
         user = vk.user(33)
-        assert "Главное меню" in await step(user, "say", "Начать")
-        await step(user, "press", "Создать заявку")
-        await step(user, "say", "slow@ranepa.ru")
-        await step(user, "say", await box.code())
-        await step(user, "say", "12")
-        await step(user, "press", "1. Телефония")
-        await step(user, "say", "Телефон в кабинете 112 не звонит наружу")
-        await step(user, "press", "Без файлов")
+        await draft_phone_ticket(user, box, "slow@ranepa.ru", "Телефон в кабинете 112 не звонит наружу")
         # SimpleOne takes its time; the ticket is written, then the bot dies before it hears back.
         simpleone.faults.fail_after_write(1, mode="hang", method="POST", path_prefix="/rest/v1/table/itsm_incident",
                                           seconds=5)
@@ -259,14 +264,7 @@ async def test_a_kill_between_the_outbox_write_and_the_send_loses_nothing(
     args, proc = await start_serve(vk, env, tmp_path)
     try:
         user = vk.user(35)
-        assert "Главное меню" in await step(user, "say", "Начать")
-        await step(user, "press", "Создать заявку")
-        await step(user, "say", "crash@ranepa.ru")
-        await step(user, "say", await box.code())
-        await step(user, "say", "12")
-        await step(user, "press", "1. Телефония")
-        await step(user, "say", "После переезда не работает телефон в кабинете 204")
-        await step(user, "press", "Без файлов")
+        await draft_phone_ticket(user, box, "crash@ranepa.ru", "После переезда не работает телефон в кабинете 204")
         # The create hangs before SimpleOne handles it: the intent is stored, nothing is written.
         simpleone.faults.hang_next(1, method="POST", path_prefix="/rest/v1/table/itsm_incident", seconds=30)
         await user.press("Отправить")
