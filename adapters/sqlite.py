@@ -149,9 +149,13 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
                 last_error TEXT NOT NULL DEFAULT '',
                 progress TEXT NOT NULL DEFAULT '{}',
                 result TEXT,
-                told INTEGER NOT NULL DEFAULT 0
+                told INTEGER NOT NULL DEFAULT 0,
+                record TEXT,
+                retried_at REAL
             )""",
             "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at) WHERE state = 'pending'",
+            # Items on one record go in order: the due query looks for an older pending one.
+            "CREATE INDEX IF NOT EXISTS outbox_record ON outbox (record, seq) WHERE state = 'pending'",
             "CREATE INDEX IF NOT EXISTS outbox_untold ON outbox (finished_at)"
             " WHERE told = 0 AND state IN ('done', 'failed')",
             # Messages sent unasked; id makes each once-only, seq keeps their order.
@@ -206,10 +210,10 @@ _MARK_HANDLED: Final = (
 
 _OUTBOX_COLUMNS: Final = (
     "id, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress,"
-    " result, told"
+    " result, told, record, retried_at"
 )
 _INSERT_OUTBOX: Final = (
-    f"INSERT INTO outbox ({_OUTBOX_COLUMNS}, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO outbox ({_OUTBOX_COLUMNS}, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # An outcome written again (a worker that ran twice) adds its follow-ups once, if their ids are
 # derived from the item's; a step's items are new by construction, so a clash there is an error.
@@ -226,8 +230,9 @@ _WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, ac
 _REPLACE_REPLIES: Final = "UPDATE inbox SET replies = ? WHERE event_id = ? AND replies IS NOT NULL"
 
 # _INSERT_OUTBOX's values: (id, peer, kind, payload JSON, state, attempts, next_at, created_at,
-# updated_at, last_error, progress JSON, result JSON, told, finished_at)
-_OutboxRow = tuple[str, str, str, str, str, int, float, float, float, str, str, str | None, int, float | None]
+# updated_at, last_error, progress JSON, result JSON, told, record, retried_at, finished_at)
+_OutboxRow = tuple[str, str, str, str, str, int, float, float, float, str, str, str | None, int, str | None,
+                   float | None, float | None]
 _NoticeRow = tuple[str, str, str, float]
 
 # An outcome as written: the item's update (state, result, progress, attempts, last_error,
@@ -361,8 +366,10 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
             if ok:
                 if outbox:  # most steps queue nothing: no statement for them at all
                     conn.executemany(_INSERT_OUTBOX, outbox)
-                for outcome in outcomes:
-                    _apply_outcome(conn, outcome)
+                # An outcome recorded meanwhile (the worker stopped waiting for this step) means
+                # it was told already: the step would tell it twice, so it fails as a whole.
+                ok = all(_apply_outcome(conn, outcome) for outcome in outcomes)
+            if ok:
                 if told:
                     conn.executemany("UPDATE outbox SET told = 1 WHERE id = ?", [(i,) for i in told])
                 # Already sent (or never kept) is no failure: the replies then go out live only.
@@ -417,7 +424,7 @@ def _encode(step: StepCommit) -> _StepRow:
 def _outbox_row(item: OutboxItem) -> _OutboxRow:
     return (item.id, item.peer, item.kind, _json(item.payload), item.state, item.attempts, item.next_at,
             item.created_at, item.updated_at, item.last_error, _json(item.progress), _result(item),
-            int(item.told), _finished_at(item))
+            int(item.told), item.record, item.retried_at, _finished_at(item))
 
 
 def _result(item: OutboxItem) -> str | None:
@@ -432,9 +439,10 @@ def _finished_at(item: OutboxItem) -> float | None:
 
 def _outbox_item(row: Sequence[Any]) -> OutboxItem:
     (id_, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress, result,
-     told) = row
+     told, record, retried_at) = row
     return OutboxItem(id_, peer, kind, json.loads(payload), created_at, state, attempts, next_at, updated_at,
-                      last_error, json.loads(progress), None if result is None else json.loads(result), bool(told))
+                      last_error, json.loads(progress), None if result is None else json.loads(result), bool(told),
+                      record, retried_at)
 
 
 def _notice_row(notice: Notice) -> _NoticeRow:
@@ -749,7 +757,10 @@ class SqliteStorage:
     async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxItem]:
         rows = await self._run(
             lambda conn: conn.execute(
-                f"{_SELECT_OUTBOX} WHERE state = '{OUTBOX_PENDING}' AND next_at <= ? ORDER BY seq LIMIT ?",
+                f"{_SELECT_OUTBOX} AS o WHERE state = '{OUTBOX_PENDING}' AND next_at <= ?"
+                " AND (record IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.record = o.record"
+                f" AND e.state = '{OUTBOX_PENDING}' AND e.seq < o.seq))"
+                " ORDER BY seq LIMIT ?",
                 (now, limit),
             ).fetchall()
         )
@@ -827,13 +838,15 @@ class SqliteStorage:
     async def outbox_retry(self, item_id: str, now: float) -> bool:
         def retry(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):
-                # progress and last_error stay: the retry goes on from what was done, and the
-                # last error is still worth seeing until a new attempt replaces it.
+                # progress, attempts and last_error stay: the retry goes on from what was done
+                # (attempts tell the worker an earlier try may have got through), and the last
+                # error is worth seeing until a new attempt replaces it. retried_at restarts the
+                # give-up clock.
                 return conn.execute(
-                    f"UPDATE outbox SET state = '{OUTBOX_PENDING}', attempts = 0, next_at = ?, updated_at = ?,"
+                    f"UPDATE outbox SET state = '{OUTBOX_PENDING}', next_at = ?, updated_at = ?, retried_at = ?,"
                     " finished_at = NULL, told = 0, result = NULL"
                     f" WHERE id = ? AND state IN ('{OUTBOX_PENDING}', '{OUTBOX_FAILED}')",
-                    (now, now, item_id),
+                    (now, now, now, item_id),
                 ).rowcount == 1
 
         return await self._run(retry)

@@ -184,12 +184,6 @@ def gave_up_result(item: OutboxItem) -> dict[str, Any]:
     return {"event": "rejected", "vars": dict(item.payload.get("vars") or {}), "notice": item.payload.get("gave_up")}
 
 
-def record_key(item: OutboxItem) -> str | None:
-    """The SimpleOne record an item writes to, if it writes to an existing one."""
-    table, sys_id = item.payload.get("table"), item.payload.get("sys_id")
-    return f"{table}/{sys_id}" if table and sys_id else None
-
-
 class OutboxWorker:
     """Runs in every process that handles events. Items are claimed in storage for each
     attempt (a lease), so two workers — or two rounds of one — never run the same item."""
@@ -204,13 +198,15 @@ class OutboxWorker:
         self.clock = clock
         self.breaker = CircuitBreaker(self.policy, monotonic)
         self._kick = asyncio.Event()
-        self._waiters: dict[str, asyncio.Future[OutboxItem]] = {}
+        # Steps waiting for an item's outcome; None as a result: it will not come soon.
+        self._waiters: dict[str, asyncio.Future[OutboxItem | None]] = {}
         self._handovers: dict[str, tuple[OutboxOutcome, asyncio.Future[bool]]] = {}
         self._inflight: set[str] = set()
         self._chains: set[asyncio.Task[int]] = set()
         self._slots = asyncio.Semaphore(max(1, self.policy.concurrency))
         self._last_sweep = -math.inf
         self._wake_at = math.inf  # the earliest deferred item's time
+        self._deferred: set[str] = set()  # put off a moment: whoever waits keeps waiting
         self.tries = 0  # attempts made, for tests and benchmarks
         self.finished = 0
 
@@ -224,13 +220,19 @@ class OutboxWorker:
         """Before the step commits: the new items are written already claimed by this worker
         (their first attempt counted, hidden by a lease), so that start() runs them at once
         with no claim round trip. Not while SimpleOne is known down: then they are simply due."""
-        if self.breaker.state != "closed":
+        # Items on an existing record wait for older ones on it: they go through the due query.
+        if self.breaker.state != "closed" or any(item.record is not None for item in items):
             return False
         now = self.clock()
         for item in items:
             item.attempts += 1
-            item.next_at = now + self.policy.timeout_for(item.kind) + self.policy.lease_margin
+            item.next_at = self._lease_end(item, now)
         return True
+
+    def _lease_end(self, item: OutboxItem, now: float) -> float:
+        """How long a claimed item stays this worker's: its attempt, the handover to a waiting
+        step, and a margin; a worker that dies leaves it due again then."""
+        return now + self.policy.timeout_for(item.kind) + self.policy.handover_timeout + self.policy.lease_margin
 
     def start(self, items: Sequence[OutboxItem]) -> None:
         """After the step committed: run the items reserve() took, one chain per peer."""
@@ -252,7 +254,8 @@ class OutboxWorker:
         if within <= 0 or not item_ids:
             return {}
         loop = asyncio.get_running_loop()
-        futures = {i: self._waiters.setdefault(i, loop.create_future()) for i in item_ids}
+        futures: dict[str, asyncio.Future[OutboxItem | None]] = {
+            i: self._waiters.setdefault(i, loop.create_future()) for i in item_ids}
         try:
             # The first word on any item ends the wait (a failed try included: it will take
             # longer than a user should wait); what is not told now goes out as a notice.
@@ -264,7 +267,7 @@ class OutboxWorker:
                 if not f.done():
                     f.cancel()
         finished = (f.result() for f in futures.values() if f.done() and not f.cancelled())
-        return {item.id: item for item in finished if item.state != OUTBOX_PENDING}
+        return {item.id: item for item in finished if item is not None and item.state != OUTBOX_PENDING}
 
     # ------------------------------------------------------------------ running
 
@@ -296,8 +299,11 @@ class OutboxWorker:
         if retry > 0:
             wake = min(wake, retry)
         if self._wake_at != math.inf:
-            wake = min(wake, max(0.01, self._wake_at - self.clock()))
-            self._wake_at = math.inf
+            left = self._wake_at - self.clock()
+            if left <= 0:
+                self._wake_at = math.inf  # passed: this round has run it
+            else:
+                wake = min(wake, left)
         return wake
 
     async def run_once(self, *, wait: bool = True) -> int:
@@ -307,8 +313,10 @@ class OutboxWorker:
         started: list[asyncio.Task[int]] = []
         count = 0
         if self.breaker.state != "open":
+            # Waited for before this query began, so committed: if not due now, not soon either.
+            waiting = [i for i, f in self._waiters.items() if not f.done()]
             due = await self.storage.outbox_due(now, limit=200)
-            due = await self._in_record_order(due)
+            self._release_waiters(waiting, {i.id for i in due})
             # From here to the tasks' start nothing awaits: a concurrent round sees these in flight.
             due = [i for i in due if i.id not in self._inflight]
             by_peer: dict[str, list[OutboxItem]] = {}
@@ -325,6 +333,15 @@ class OutboxWorker:
             await asyncio.gather(*started, return_exceptions=True)
         return count
 
+    def _release_waiters(self, waiting: Sequence[str], due: set[str]) -> None:
+        """Items waited for that are neither due nor in hand (behind an older one on their
+        record, or in a backoff): end the wait now rather than at its timeout."""
+        for item_id in waiting:
+            waiter = self._waiters.get(item_id)
+            if (item_id not in due and item_id not in self._inflight and item_id not in self._deferred
+                    and waiter is not None and not waiter.done()):
+                waiter.set_result(None)
+
     def _start_chain(self, chain: list[OutboxItem], *, claimed: bool = False) -> asyncio.Task[int]:
         task = asyncio.create_task(self._run_chain(chain, claimed=claimed))
         self._chains.add(task)
@@ -336,36 +353,53 @@ class OutboxWorker:
         if not task.cancelled() and task.exception() is not None:
             log.error("outbox chain failed: %r", task.exception())
 
-    async def _in_record_order(self, due: list[OutboxItem]) -> list[OutboxItem]:
-        """Leave out items that must wait for an older one on the same record: comments and
-        files reach a ticket in the order they were sent, and an unclear comment write is
-        settled before the next one changes the ticket."""
-        if not any(record_key(i) for i in due):
-            return due
-        first: dict[str, str] = {}
-        for pending in await self.storage.outbox_list((OUTBOX_PENDING,), limit=100_000):
-            key = record_key(pending)
-            if key is not None:
-                first.setdefault(key, pending.id)
-        return [i for i in due if (key := record_key(i)) is None or first.get(key, i.id) == i.id]
-
     async def _run_chain(self, items: list[OutboxItem], *, claimed: bool = False) -> int:
         """One peer's due items, in order; a transient failure leaves the rest for later.
-        claimed: reserved with their step, so already this worker's."""
+        claimed: reserved with their step, so already this worker's (while the lease lasts)."""
         tried = 0
         try:
-            for item in items:
+            for n, item in enumerate(items):
                 async with self._slots:
                     permit = self.breaker.allow()
                     if permit is Permit.NONE:
+                        if claimed:
+                            await self._unreserve(items[n:])
                         break
                     tried += 1
+                    if claimed and not await self._renew(item):
+                        self.breaker.release(permit)
+                        continue  # the lease ran out while it waited and another worker took it
                     if not await self.attempt(item, permit, claimed=claimed):
+                        if claimed:
+                            await self._unreserve(items[n + 1:])
                         break
         finally:
             for item in items:
                 self._inflight.discard(item.id)
         return tried
+
+    async def _renew(self, item: OutboxItem) -> bool:
+        """A reserved item that waited for a slot gets a fresh lease before its try, unless its
+        lease ended meanwhile and another worker claimed it. Fresh ones need no round trip."""
+        now = self.clock()
+        if item.next_at - now >= self._lease_end(item, now) - now - self.policy.lease_margin:
+            return True
+        until = self._lease_end(item, now)
+        # Claimed if still due by the old lease's end, i.e. nobody claimed it since.
+        if not await self.storage.outbox_claim(item.id, item.next_at, until):
+            return False
+        item.attempts += 1
+        item.next_at = until
+        return True
+
+    async def _unreserve(self, items: Sequence[OutboxItem]) -> None:
+        """Reserved items this worker will not try now are made due again at once, rather than
+        hidden until their lease ends."""
+        now = self.clock()
+        for item in items:
+            item.next_at = now
+            item.updated_at = now
+            await self.storage.outbox_save(item)
 
     async def attempt(self, item: OutboxItem, permit: Permit = Permit.CALL, *, claimed: bool = False) -> bool:
         """Claim one item (unless it is claimed already) and try it once; False if it stays pending."""
@@ -380,6 +414,7 @@ class OutboxWorker:
                 item.attempts += 1
                 item.next_at = lease
             self.tries += 1
+            self._deferred.discard(item.id)
             return await self._attempt(item, permit)
         except asyncio.CancelledError:
             self.breaker.release(permit)
@@ -434,18 +469,19 @@ class OutboxWorker:
     async def _retry_later(self, item: OutboxItem, error: str, *, at: float | None = None) -> None:
         now = self.clock()
         item.last_error = error[:500]
-        if at is not None:  # deferred, not failed
+        if at is not None:  # deferred, not failed: whoever waits may still hear within the wait
             item.next_at = at
             item.updated_at = now
             await self.storage.outbox_save(item)
-            self._wake_at = min(self._wake_at, at)
-            waiter = self._waiters.get(item.id)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(item)
+            self._deferred.add(item.id)
+            if at < self._wake_at:
+                self._wake_at = at
+                self.kick()  # the loop sleeps until then, not until its next sweep
             return
-        if now - item.created_at >= self.policy.give_up_after:
+        since = item.retried_at if item.retried_at is not None else item.created_at
+        if now - since >= self.policy.give_up_after:
             log.error("outbox %s (%s) still failing after %.0f h; given up: %s", item.id, item.kind,
-                      (now - item.created_at) / 3600, error)
+                      (now - since) / 3600, error)
             await self._finish(item, OUTBOX_FAILED, gave_up_result(item), error)
             return
         item.next_at = now + self.policy.backoff(item.attempts)
@@ -477,10 +513,10 @@ class OutboxWorker:
                 log.info("outbox %s was finished or dropped meanwhile; this outcome is not recorded again", item.id)
                 return
             self.finished += 1
-        if follow_ups or record_key(item) is not None:
+        if follow_ups or item.record is not None:
             self.kick()  # follow-ups, or items that waited for this one on its record, may be due
 
-    async def _hand_over(self, item: OutboxItem, waiter: asyncio.Future[OutboxItem],
+    async def _hand_over(self, item: OutboxItem, waiter: asyncio.Future[OutboxItem | None],
                          follow_ups: Sequence[OutboxItem], watch: Sequence[WatchedTicket]) -> bool:
         """Leave the outcome to the step waiting for it, which tells it and records it in its
         own commit (one round trip instead of two); True once that commit is done."""

@@ -48,7 +48,8 @@ class StepCommit:
     # replies replace those still kept, unsent, for this earlier event.
     reply_of: str | None = None
     # Outcomes the worker handed to this step to record with it (Storage.outbox_finish's
-    # semantics): the number is told and recorded in one transaction, one round trip.
+    # semantics): the number is told and recorded in one transaction, one round trip. If one
+    # of them is not pending any more (recorded meanwhile, so told already), the step fails.
     finish: Sequence[OutboxOutcome] = ()
 
 
@@ -80,6 +81,10 @@ class OutboxItem:
     progress: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] | None = None  # set when done or failed: what the user is told
     told: bool = False
+    # The SimpleOne record it writes to, for items on an existing one (comments, files): items
+    # on one record are run in the order they were written.
+    record: str | None = None
+    retried_at: float | None = None  # an admin's retry: the give-up clock runs from here
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +261,8 @@ class Storage(Protocol):
     # The outbox: SimpleOne work committed with the step that decided it (StepCommit.outbox).
 
     async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxItem]:
-        """Pending items whose next_at has come, oldest first."""
+        """Pending items whose next_at has come, oldest first, leaving out any item that has an
+        older pending one on the same record (OutboxItem.record): those wait their turn."""
         ...
 
     async def outbox_get(self, item_id: str) -> OutboxItem | None: ...
@@ -290,7 +296,8 @@ class Storage(Protocol):
         ...
 
     async def outbox_retry(self, item_id: str, now: float) -> bool:
-        """A failed (or pending) item is tried again at once, with its attempts reset."""
+        """A failed (or pending) item is tried again at once; its attempts and progress stay, and
+        retried_at restarts the give-up clock. False if it is missing or done."""
         ...
 
     async def outbox_drop(self, item_id: str) -> OutboxItem | None:

@@ -149,12 +149,16 @@ class StatusWatcher:
                 if ticket is None:
                     continue  # not confirmed either way: next round
                 new, notice = self._compare(w, ticket, flows, now)
-                if notice is not None and not await self._still_theirs(w, ticket):
-                    # Signed out, or the chat is bound to someone else now: not theirs to hear.
-                    log.info("status watch: %s %s no longer belongs to %s; no longer followed", table,
-                             w.number, w.peer)
-                    drop.append((table, w.sys_id))
-                    continue
+                if notice is not None:
+                    owner = await self._owner(w, ticket)
+                    if owner is False:
+                        # The chat is bound to someone else now: not theirs to hear, ever.
+                        log.info("status watch: %s %s no longer belongs to %s; no longer followed", table,
+                                 w.number, w.peer)
+                        drop.append((table, w.sys_id))
+                        continue
+                    if owner is None:
+                        notice = None  # signed out: seen, not told; told again once signed back in
                 if new is not None:
                     seen.append(new)
                 if notice is not None:
@@ -198,9 +202,12 @@ class StatusWatcher:
             break
         return found, gone
 
-    async def _still_theirs(self, watched: WatchedTicket, ticket: Ticket) -> bool:
+    async def _owner(self, watched: WatchedTicket, ticket: Ticket) -> bool | None:
+        """Whether the chat is signed in as the ticket's caller; None when nobody is signed in."""
         binding = await self.storage.get_binding(watched.peer)
-        return binding is not None and binding.caller_id == ticket.caller_id
+        if binding is None:
+            return None
+        return binding.caller_id == ticket.caller_id
 
     def _compare(self, old: WatchedTicket, ticket: Ticket, flows: FlowSet,
                  now: float) -> tuple[WatchedTicket | None, Notice | None]:

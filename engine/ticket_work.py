@@ -57,10 +57,16 @@ def _files(payload: dict[str, Any]) -> list[SpooledFile]:
     return [SpooledFile.from_slot(f) for f in payload.get("files") or [] if isinstance(f, dict)]
 
 
+def record_of(table: str, sys_id: str) -> str:
+    """The key that keeps work on one SimpleOne record in order (OutboxItem.record)."""
+    return f"{table}/{sys_id}"
+
+
 def upload_item(parent: OutboxItem, ref: TicketRef, files: list[SpooledFile], now: float,
                 vars_: dict[str, Any]) -> OutboxItem:
     return OutboxItem(
         id=f"{parent.id}.files", peer=parent.peer, kind=UPLOAD, created_at=now, next_at=now, updated_at=now,
+        record=record_of(ref.table, ref.sys_id),
         payload={"table": ref.table, "sys_id": ref.sys_id, "number": ref.number,
                  "files": [f.as_slot() for f in files], "gave_up": "files_failed",
                  # If it is given up, every file is named (the worker tells payload vars then).

@@ -54,10 +54,10 @@ async def _owned(ctx: ActionContext, binding: Binding, table: str, sys_id: str) 
     return ticket
 
 
-def _new_item(ctx: ActionContext, kind: str, payload: dict[str, Any]) -> OutboxItem:
+def _new_item(ctx: ActionContext, kind: str, payload: dict[str, Any], record: str | None = None) -> OutboxItem:
     now = ctx.services.clock()
     item = OutboxItem(id=secrets.token_hex(8), peer=ctx.peer, kind=kind, payload=payload, created_at=now,
-                      next_at=now, updated_at=now)
+                      next_at=now, updated_at=now, record=record)
     ctx.outbox.append(item)
     return item
 
@@ -123,9 +123,13 @@ async def list_mine(ctx: ActionContext) -> str:
         log.warning("listing tickets failed: %s", exc)
         return "unavailable"
     owned = [t for t in found if t.caller_id == binding.caller_id]
-    # Tickets the user owns are followed for status notices, wherever they were created.
-    await ctx.services.storage.watch_add([WatchedTicket(t.table, t.sys_id, t.number, ctx.peer, t.state, t.updated_at,
-                                                        t.active) for t in owned if t.active])
+    # Tickets the user owns are followed for status notices, wherever they were created; a
+    # failure here must not cost the user the list they asked for.
+    try:
+        await ctx.services.storage.watch_add([WatchedTicket(t.table, t.sys_id, t.number, ctx.peer, t.state,
+                                                            t.updated_at, t.active) for t in owned if t.active])
+    except Exception:
+        log.exception("following the tickets of %s failed", ctx.peer)
     mine = [_ticket_slot(t, ctx) for t in owned]
     ctx.slots["tickets"] = mine[: settings.list_limit]
     ctx.slots["tickets_more"] = len(mine) > settings.list_limit
@@ -180,5 +184,5 @@ async def add_comment(ctx: ActionContext) -> str:
         "table": table, "sys_id": str(picked["sys_id"]), "number": str(picked.get("number") or ""),
         "caller_id": binding.caller_id, "field": settings.comment_field, "text": body,
         "files": _take_files(ctx, "comment_files"), "vars": {"ticket": ticket}, "gave_up": "comment_failed",
-    })
+    }, record=ticket_work.record_of(table, str(picked["sys_id"])))
     return "queued"

@@ -540,6 +540,31 @@ class TestOutboxInSteps:
         # Recorded once: the worker's own outbox_finish afterwards changes nothing.
         assert await storage.outbox_finish(outcome) is False
 
+    async def test_a_step_whose_outcome_was_recorded_meanwhile_fails_whole(self, storage: Any) -> None:
+        a = make_item("ob-a")
+        assert await step(storage, "vk:1", 0, outbox=[a], event_id="ev-1", replies="[]") is True
+        assert await storage.outbox_finish(OutboxOutcome(ended(a, told=True), notices=[make_notice("n-a")]))
+        late = OutboxOutcome(ended(a, at=3000.0, told=True))
+        assert await step(storage, "vk:1", 1, finish=[late], told=["ob-a"], reply_of="ev-1",
+                          replies='[{"t":"x"}]') is False
+        assert (await storage.load_session("vk:1")).version == 1  # the step is undone
+        assert (await storage.outbox_get("ob-a")).updated_at == 2000.0
+        assert [r.replies for r in await storage.replies_unsent()] == ["[]"]  # not replaced
+
+    async def test_items_on_one_record_are_due_in_order(self, storage: Any) -> None:
+        first = make_item("ob-1", kind="ticket.comment", record="itsm_incident/1")
+        other = make_item("ob-2", kind="ticket.comment", record="itsm_incident/2")
+        second = make_item("ob-3", kind="ticket.comment", record="itsm_incident/1")
+        create = make_item("ob-4")
+        assert await step(storage, "vk:1", 0, outbox=[first, other, second, create]) is True
+        assert await ids(storage.outbox_due(1e12)) == ["ob-1", "ob-2", "ob-4"]
+        # Waiting out a backoff, the first still holds the second back; others go on.
+        await storage.outbox_save(dataclasses.replace(first, attempts=1, next_at=5000.0))
+        assert await ids(storage.outbox_due(1200.0)) == ["ob-2", "ob-4"]
+        await finish(storage, ended(first))
+        assert await ids(storage.outbox_due(1200.0)) == ["ob-2", "ob-3", "ob-4"]
+        assert (await storage.outbox_get("ob-3")).record == "itsm_incident/1"
+
     async def test_a_step_marks_the_outcomes_it_tells(self, storage: Any) -> None:
         a, b = make_item("ob-a"), make_item("ob-b")
         assert await step(storage, "vk:1", 0, outbox=[a, b]) is True
@@ -747,9 +772,9 @@ class TestOutboxQueue:
         assert await storage.outbox_tell("ob-1", make_notice("n-fail")) is True
 
         assert await storage.outbox_retry("ob-1", 9000.0) is True
-        again = dataclasses.replace(failed, state=OUTBOX_PENDING, attempts=0, next_at=9000.0, updated_at=9000.0,
-                                    result=None, told=False)
-        assert await storage.outbox_get("ob-1") == again  # last_error and progress are kept
+        again = dataclasses.replace(failed, state=OUTBOX_PENDING, next_at=9000.0, updated_at=9000.0,
+                                    result=None, told=False, retried_at=9000.0)
+        assert await storage.outbox_get("ob-1") == again  # attempts, last_error and progress are kept
         assert await storage.outbox_due(8999.0) == []
         assert await storage.outbox_due(9000.0) == [again]
         assert await storage.outbox_untold(1e12) == []
@@ -758,7 +783,7 @@ class TestOutboxQueue:
         assert await storage.outbox_tell("ob-1", make_notice("n-done")) is True
         assert await ids(storage.notices_unsent()) == ["n-fail", "n-done"]
 
-    async def test_retry_resets_a_pending_item_and_refuses_done_or_missing_ones(self, storage: Any) -> None:
+    async def test_retry_makes_a_pending_item_due_and_refuses_done_or_missing_ones(self, storage: Any) -> None:
         pending, done = make_item("ob-p"), make_item("ob-d")
         assert await step(storage, "vk:1", 0, outbox=[pending, done]) is True
         await storage.outbox_save(dataclasses.replace(pending, attempts=3, next_at=5000.0, last_error="timeout"))
@@ -767,7 +792,7 @@ class TestOutboxQueue:
 
         assert await storage.outbox_retry("ob-p", 1200.0) is True
         assert await storage.outbox_get("ob-p") == dataclasses.replace(
-            pending, attempts=0, next_at=1200.0, updated_at=1200.0, last_error="timeout")
+            pending, attempts=3, next_at=1200.0, updated_at=1200.0, last_error="timeout", retried_at=1200.0)
         assert await storage.outbox_retry("ob-d", 1200.0) is False
         assert await storage.outbox_get("ob-d") == finished
         assert await storage.outbox_retry("ob-missing", 1200.0) is False

@@ -269,3 +269,39 @@ async def test_a_slow_ticket_does_not_hold_up_another_users(harness: Harness) ->
     fast = await harness.say("Отправить", peer="test:b")
     assert "создана" in fast.text
     assert "Заявка принята" in (await slow).text
+
+
+async def test_a_later_comment_waits_for_an_earlier_one_on_the_same_ticket(harness: Harness) -> None:
+    await describe_and_submit(harness, "order@ranepa.ru", "Не работает принтер на третьем этаже")
+    harness.now[0] += 60
+    await harness.say("Главное меню")
+    await harness.press("Дополнить заявку")
+    await harness.say("1")
+    await harness.say("Первое: принтер HP в 305")
+    harness.world.emulator.faults.fail_next(1, status=503, method="PATCH")
+    reply = await harness.press("Отправить")
+    assert "Дополнение к заявке INC0000001 принято" in reply.text  # the first waits in its backoff
+    await harness.press("Дополнить ещё")
+    await harness.say("Второе: и в 306 тоже")
+    reply = await harness.press("Отправить")
+    assert "Дополнение к заявке INC0000001 принято" in reply.text  # held behind the first
+    ticket = harness.world.emulator.state.records("itsm_incident")[0]["sys_id"]
+    assert harness.world.emulator.state.journal("itsm_incident", ticket) == []
+    harness.now[0] += 60
+    await harness.outbox.drain()
+    journal = [e.text.split("\n")[0] for e in harness.world.emulator.state.journal("itsm_incident", ticket)]
+    assert journal == ["Первое: принтер HP в 305", "Второе: и в 306 тоже"]
+
+
+async def test_an_admin_retry_after_an_unclear_create_makes_no_second_ticket(harness: Harness) -> None:
+    faults = harness.world.emulator.faults
+    faults.fail_after_write(1, method="POST", path_prefix="/rest/v1/table/itsm_incident")
+    faults.fail_next(1, status=500, method="GET", path_prefix="/rest/v1/table/itsm_incident")
+    reply = await describe_and_submit(harness, "admin@ranepa.ru", "Не работает принтер на третьем этаже")
+    assert "Заявка принята" in reply  # created, but the look-up after the lost answer failed
+    (item,) = await harness.storage.outbox_list()
+    assert await harness.storage.outbox_retry(item.id, harness.now[0])
+    await harness.outbox.drain()
+    assert len(harness.world.emulator.state.records("itsm_incident")) == 1
+    notices = [n.text for n in await harness.storage.notices_unsent()]
+    assert len(notices) == 1 and "под номером INC0000001" in notices[0]

@@ -434,4 +434,8 @@ async def test_a_peer_that_signed_out_or_changed_hands_hears_nothing(
     change(emulator, clock, INC, other, state="2")
     assert await make_watcher().run_once() == 0
     assert await storage.notices_unsent() == []
-    assert await watched(storage) == {}  # no longer followed
+    # Someone else's chat now: no longer followed. Signed out: followed, the change seen, untold.
+    assert {k[1]: w.state for k, w in (await watched(storage)).items()} == {mine: "2"}
+    await storage.put_binding(Binding(PEER, "back@ranepa.ru", "caller-1", "Back", 0.0))
+    change(emulator, clock, INC, mine, state="3")
+    assert await make_watcher().run_once() == 1  # signed back in: told again
