@@ -223,7 +223,7 @@ async def test_a_kill_while_an_event_is_in_hand_creates_the_ticket_once_after_re
         reply = await user.wait_reply(timeout=20)
         assert "Заявка принята" in reply.text, reply.text
         # The item was claimed by the killed process: it is tried again when that lease ends.
-        notice = await user.wait_reply(timeout=40)
+        notice = await user.wait_reply(timeout=60)
         assert "зарегистрирована под номером INC0000001" in notice.text, notice.text
         await user.assert_no_reply(within=1.5)
     finally:
@@ -280,7 +280,7 @@ async def test_a_kill_between_the_outbox_write_and_the_send_loses_nothing(
         proc = await start(args, env, tmp_path)
         reply = await user.wait_reply(timeout=20)
         assert "Заявка принята" in reply.text, reply.text
-        notice = await user.wait_reply(timeout=40)
+        notice = await user.wait_reply(timeout=60)
         assert "зарегистрирована под номером INC0000001" in notice.text, notice.text
         (ticket,) = simpleone.state.records("itsm_incident")
         assert "После переезда не работает телефон в кабинете 204" in ticket["description"]
