@@ -149,13 +149,9 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
                 last_error TEXT NOT NULL DEFAULT '',
                 progress TEXT NOT NULL DEFAULT '{}',
                 result TEXT,
-                told INTEGER NOT NULL DEFAULT 0,
-                record TEXT,
-                retried_at REAL
+                told INTEGER NOT NULL DEFAULT 0
             )""",
             "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at) WHERE state = 'pending'",
-            # Items on one record go in order: the due query looks for an older pending one.
-            "CREATE INDEX IF NOT EXISTS outbox_record ON outbox (record, seq) WHERE state = 'pending'",
             "CREATE INDEX IF NOT EXISTS outbox_untold ON outbox (finished_at)"
             " WHERE told = 0 AND state IN ('done', 'failed')",
             # Messages sent unasked; id makes each once-only, seq keeps their order.
@@ -180,6 +176,16 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
                 added_at REAL NOT NULL,
                 PRIMARY KEY (table_name, sys_id)
             )""",
+        ),
+    ),
+    (
+        3,
+        (
+            # The record an item writes to: items on one record go in order (the due query
+            # looks for an older pending one); and when an admin's retry restarted the clock.
+            "ALTER TABLE outbox ADD COLUMN record TEXT",
+            "ALTER TABLE outbox ADD COLUMN retried_at REAL",
+            "CREATE INDEX IF NOT EXISTS outbox_record ON outbox (record, seq) WHERE state = 'pending'",
         ),
     ),
 )
@@ -220,10 +226,12 @@ _INSERT_OUTBOX: Final = (
 _INSERT_FOLLOW_UP: Final = _INSERT_OUTBOX.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 _SELECT_OUTBOX: Final = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
 _INSERT_NOTICE: Final = "INSERT OR IGNORE INTO notices (id, peer, text, created_at) VALUES (?, ?, ?, ?)"
-# A ticket followed already keeps what was last seen of it.
+# A ticket followed already keeps what was last seen of it; it goes to the chat that follows it
+# now (its owner signed in there), so a chat they left hears no more of it.
 _INSERT_WATCH: Final = (
-    "INSERT OR IGNORE INTO ticket_watch"
+    "INSERT INTO ticket_watch"
     " (table_name, sys_id, number, peer, state, updated_at, active, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (table_name, sys_id) DO UPDATE SET peer = excluded.peer"
 )
 _WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, active"
 # A follow-up step's replies replace the earlier event's only while those are kept unsent.
@@ -757,7 +765,9 @@ class SqliteStorage:
     async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxItem]:
         rows = await self._run(
             lambda conn: conn.execute(
-                f"{_SELECT_OUTBOX} AS o WHERE state = '{OUTBOX_PENDING}' AND next_at <= ?"
+                # INDEXED BY: the planner would scan the whole table (finished items included).
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox AS o INDEXED BY outbox_due"
+                f" WHERE state = '{OUTBOX_PENDING}' AND next_at <= ?"
                 " AND (record IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.record = o.record"
                 f" AND e.state = '{OUTBOX_PENDING}' AND e.seq < o.seq))"
                 " ORDER BY seq LIMIT ?",
@@ -795,6 +805,17 @@ class SqliteStorage:
                 ).rowcount == 1
 
         return await self._run(claim)
+
+    async def outbox_lease(self, item_id: str, held_until: float, until: float, attempts: int = 0) -> bool:
+        def lease(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                return conn.execute(
+                    "UPDATE outbox SET next_at = ?, attempts = max(0, attempts + ?)"
+                    f" WHERE id = ? AND state = '{OUTBOX_PENDING}' AND next_at = ?",
+                    (until, attempts, item_id, held_until),
+                ).rowcount == 1
+
+        return await self._run(lease)
 
     async def outbox_finish(self, outcome: OutboxOutcome) -> bool:
         rows = _encode_outcome(outcome)

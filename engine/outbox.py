@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import heapq
 import logging
 import math
 import random
@@ -205,7 +206,8 @@ class OutboxWorker:
         self._chains: set[asyncio.Task[int]] = set()
         self._slots = asyncio.Semaphore(max(1, self.policy.concurrency))
         self._last_sweep = -math.inf
-        self._wake_at = math.inf  # the earliest deferred item's time
+        self._wakes: list[float] = []  # when deferred items come due (a heap)
+        self._round_started = -math.inf
         self._deferred: set[str] = set()  # put off a moment: whoever waits keeps waiting
         self.tries = 0  # attempts made, for tests and benchmarks
         self.finished = 0
@@ -298,18 +300,18 @@ class OutboxWorker:
         retry = self.breaker.retry_in()
         if retry > 0:
             wake = min(wake, retry)
-        if self._wake_at != math.inf:
-            left = self._wake_at - self.clock()
-            if left <= 0:
-                self._wake_at = math.inf  # passed: this round has run it
-            else:
-                wake = min(wake, left)
+        # Wake times the last round started after have been served by it.
+        while self._wakes and self._wakes[0] <= self._round_started:
+            heapq.heappop(self._wakes)
+        if self._wakes:
+            wake = min(wake, max(0.01, self._wakes[0] - self.clock()))
         return wake
 
     async def run_once(self, *, wait: bool = True) -> int:
         """Start the due items (one task per peer's chain), tell untold outcomes; with wait, also
         wait for the started chains. Returns the items started."""
         now = self.clock()
+        self._round_started = now
         started: list[asyncio.Task[int]] = []
         count = 0
         if self.breaker.state != "open":
@@ -365,10 +367,15 @@ class OutboxWorker:
                         if claimed:
                             await self._unreserve(items[n:])
                         break
-                    tried += 1
-                    if claimed and not await self._renew(item):
+                    try:
+                        renewed = not claimed or await self._renew(item)
+                    except BaseException:
+                        self.breaker.release(permit)
+                        raise
+                    if not renewed:
                         self.breaker.release(permit)
                         continue  # the lease ran out while it waited and another worker took it
+                    tried += 1
                     if not await self.attempt(item, permit, claimed=claimed):
                         if claimed:
                             await self._unreserve(items[n + 1:])
@@ -382,24 +389,25 @@ class OutboxWorker:
         """A reserved item that waited for a slot gets a fresh lease before its try, unless its
         lease ended meanwhile and another worker claimed it. Fresh ones need no round trip."""
         now = self.clock()
-        if item.next_at - now >= self._lease_end(item, now) - now - self.policy.lease_margin:
-            return True
         until = self._lease_end(item, now)
-        # Claimed if still due by the old lease's end, i.e. nobody claimed it since.
-        if not await self.storage.outbox_claim(item.id, item.next_at, until):
+        if until - item.next_at <= self.policy.lease_margin:
+            return True
+        if not await self.storage.outbox_lease(item.id, item.next_at, until):
             return False
-        item.attempts += 1
         item.next_at = until
         return True
 
     async def _unreserve(self, items: Sequence[OutboxItem]) -> None:
         """Reserved items this worker will not try now are made due again at once, rather than
-        hidden until their lease ends."""
+        hidden until their lease ends, with the attempt counted for them given back; not if
+        another worker has taken them meanwhile."""
         now = self.clock()
         for item in items:
-            item.next_at = now
-            item.updated_at = now
-            await self.storage.outbox_save(item)
+            if await self.storage.outbox_lease(item.id, item.next_at, now, attempts=-1):
+                item.next_at = now
+                item.attempts = max(0, item.attempts - 1)
+        if items:
+            self.kick()
 
     async def attempt(self, item: OutboxItem, permit: Permit = Permit.CALL, *, claimed: bool = False) -> bool:
         """Claim one item (unless it is claimed already) and try it once; False if it stays pending."""
@@ -407,7 +415,7 @@ class OutboxWorker:
         try:
             if not claimed:
                 now = self.clock()
-                lease = now + self.policy.timeout_for(item.kind) + self.policy.lease_margin
+                lease = self._lease_end(item, now)
                 if not await self.storage.outbox_claim(item.id, now, lease):
                     self.breaker.release(permit)
                     return True  # another worker has it, or it is no longer due
@@ -474,9 +482,8 @@ class OutboxWorker:
             item.updated_at = now
             await self.storage.outbox_save(item)
             self._deferred.add(item.id)
-            if at < self._wake_at:
-                self._wake_at = at
-                self.kick()  # the loop sleeps until then, not until its next sweep
+            heapq.heappush(self._wakes, at)
+            self.kick()  # the loop sleeps until then, not until its next sweep
             return
         since = item.retried_at if item.retried_at is not None else item.created_at
         if now - since >= self.policy.give_up_after:

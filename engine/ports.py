@@ -277,6 +277,12 @@ class Storage(Protocol):
         then). False if it is not pending and due any more (another worker has it)."""
         ...
 
+    async def outbox_lease(self, item_id: str, held_until: float, until: float, attempts: int = 0) -> bool:
+        """Move a lease this worker holds: only if the item is pending with next_at ==
+        held_until (nobody claimed it since), set next_at = until and add `attempts` (-1 gives
+        back an attempt counted for a try that never ran). False, changing nothing, otherwise."""
+        ...
+
     async def outbox_finish(self, outcome: OutboxOutcome) -> bool:
         """If the item is still pending, in one transaction: its final state, its notices
         (ignored if their id exists), its follow-up items and the tickets to watch. False,
@@ -319,7 +325,8 @@ class Storage(Protocol):
     # Tickets followed for status notices.
 
     async def watch_add(self, tickets: Sequence[WatchedTicket]) -> None:
-        """Follow these tickets; one already followed keeps what was last seen of it."""
+        """Follow these tickets; one already followed keeps what was last seen of it, and is
+        told from now on to the peer given here."""
         ...
 
     async def watch_list(self, after: tuple[str, str] = ("", ""), limit: int = 500) -> list[WatchedTicket]:

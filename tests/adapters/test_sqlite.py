@@ -95,7 +95,7 @@ async def test_a_database_at_schema_1_is_upgraded_keeping_its_data(tmp_path: Pat
     finally:
         await storage.close()
     with sqlite3.connect(path) as conn:
-        assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2]
+        assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3]
 
 
 @pytest.mark.parametrize(
@@ -270,3 +270,24 @@ async def test_calls_after_close_are_refused(tmp_path: Path) -> None:
 async def test_unknown_synchronous_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="synchronous"):
         await open_sqlite(":memory:", synchronous="OFF")  # type: ignore[arg-type]
+
+
+async def test_a_database_at_schema_2_gains_the_outbox_record_order(tmp_path: Path) -> None:
+    """Migration 3 adds columns to an outbox that already holds items."""
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    for version, statements in MIGRATIONS[:2]:
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+    conn.execute("INSERT INTO outbox (id, peer, kind, payload, state, next_at, created_at, updated_at)"
+                 " VALUES ('old-1', 'vk:1', 'ticket.create', '{}', 'pending', 0, 0, 0)")
+    conn.commit()
+    conn.close()
+    storage = await open_sqlite(path)
+    try:
+        (item,) = await storage.outbox_due(1.0)
+        assert (item.id, item.record, item.retried_at) == ("old-1", None, None)
+    finally:
+        await storage.close()

@@ -695,6 +695,23 @@ class TestOutboxQueue:
         assert await storage.outbox_list() == [] and await storage.notices_unsent() == []
         assert await storage.watch_list() == []
 
+    async def test_a_lease_is_moved_only_by_the_worker_that_holds_it(self, storage: Any) -> None:
+        item = make_item("ob-1", next_at=100.0)
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        assert await storage.outbox_claim("ob-1", 100.0, 200.0) is True
+        assert await storage.outbox_lease("ob-1", 150.0, 400.0) is False  # not the lease held
+        assert await storage.outbox_lease("ob-1", 200.0, 300.0) is True  # renewed
+        claimed = await storage.outbox_get("ob-1")
+        assert claimed is not None and (claimed.next_at, claimed.attempts) == (300.0, item.attempts + 1)
+        # Given back, its attempt uncounted; then another worker's claim wins over the old holder.
+        assert await storage.outbox_lease("ob-1", 300.0, 120.0, attempts=-1) is True
+        given_back = await storage.outbox_get("ob-1")
+        assert given_back is not None and (given_back.next_at, given_back.attempts) == (120.0, item.attempts)
+        assert await storage.outbox_claim("ob-1", 130.0, 500.0) is True
+        assert await storage.outbox_lease("ob-1", 300.0, 130.0, attempts=-1) is False
+        await finish(storage, ended(item))
+        assert await storage.outbox_lease("ob-1", 500.0, 600.0) is False  # done
+
     async def test_a_claim_counts_the_attempt_and_hides_the_item_until_its_lease_ends(self, storage: Any) -> None:
         item = make_item("ob-1", next_at=100.0)
         assert await step(storage, "vk:1", 0, outbox=[item]) is True
@@ -859,6 +876,11 @@ class TestWatchedTickets:
         assert await storage.watch_list() == [
             make_ticket("s1", state="in_progress", updated_at="2025-02-01 09:00:00"),
             make_ticket("s2", active=False)]
+
+    async def test_add_moves_a_followed_ticket_to_the_chat_that_follows_it_now(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket("s1", peer="vk:100", state="in_progress")])
+        await storage.watch_add([make_ticket("s1", peer="vk:300")])  # its owner signed in there
+        assert await storage.watch_list() == [make_ticket("s1", peer="vk:300", state="in_progress")]
 
     async def test_update_records_what_was_seen_and_its_notices(self, storage: Any) -> None:
         await storage.watch_add([make_ticket("s1"), make_ticket("s2"), make_ticket("s3")])

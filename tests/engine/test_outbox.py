@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+
 import pytest
 
 from engine.outbox import CircuitBreaker, OutboxPolicy, Permit
@@ -305,3 +307,40 @@ async def test_an_admin_retry_after_an_unclear_create_makes_no_second_ticket(har
     assert len(harness.world.emulator.state.records("itsm_incident")) == 1
     notices = [n.text for n in await harness.storage.notices_unsent()]
     assert len(notices) == 1 and "под номером INC0000001" in notices[0]
+
+
+async def test_a_storage_error_while_renewing_a_lease_releases_the_probe(harness: Harness) -> None:
+    from engine.ports import OutboxItem
+
+    worker, clock = harness.outbox, Clock()
+    worker.breaker = CircuitBreaker(worker.policy, clock)
+    item = OutboxItem("beef0001", "test:5", "ticket.create", {}, harness.now[0], next_at=harness.now[0])
+    assert worker.reserve([item])
+    session = Session("test:5", "main.menu", {}, "v", harness.now[0])
+    assert await harness.storage.commit_step(StepCommit(session, 0, outbox=[item]))
+    harness.now[0] += 60  # it waited for a slot past its lease's margin: the lease is renewed first
+    for _ in range(worker.policy.breaker_threshold):
+        worker.breaker.failure()
+    clock.now += worker.policy.breaker_cooldown  # half-open: this chain gets the probe
+
+    async def locked(*args: object, **kwargs: object) -> bool:
+        raise OSError("database is locked")
+
+    harness.storage.outbox_lease = locked  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        await worker._run_chain([item], claimed=True)
+    assert worker.breaker.allow() is Permit.PROBE  # not stuck: the next chain may probe
+
+
+async def test_two_deferred_items_each_wake_the_worker_in_time(harness: Harness) -> None:
+    worker = harness.outbox
+    worker._round_started = harness.now[0]
+    for at in (harness.now[0] + 3, harness.now[0] + 1):
+        heapq.heappush(worker._wakes, at)
+    assert worker._next_wake() == pytest.approx(1.0)
+    harness.now[0] += 1.5
+    worker._round_started = harness.now[0]  # the round at +1.5 served the first
+    assert worker._next_wake() == pytest.approx(1.5)  # the second still wakes it
+    harness.now[0] += 2
+    worker._round_started = harness.now[0]
+    assert worker._next_wake() == worker.policy.sweep_every and worker._wakes == []
