@@ -251,9 +251,9 @@ _OutcomeRows = tuple[
 ]
 
 # (peer, state, slots JSON, flow_version, updated_at, expected_version, event_id, replies JSON,
-#  outbox rows, told ids, reply_of, outcomes)
+#  outbox rows, reply_of, outcomes)
 _StepRow = tuple[
-    str, str, str, str, float, int, str | None, str | None, tuple[_OutboxRow, ...], tuple[str, ...], str | None,
+    str, str, str, str, float, int, str | None, str | None, tuple[_OutboxRow, ...], str | None,
     tuple[_OutcomeRows, ...],
 ]
 
@@ -357,7 +357,7 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
     """One group commit: every step's version-checked write, then one COMMIT."""
     results: list[bool] = []
     with _transaction(conn):
-        for (peer, state, slots, flow_version, updated_at, expected, event_id, replies, outbox, told, reply_of,
+        for (peer, state, slots, flow_version, updated_at, expected, event_id, replies, outbox, reply_of,
              outcomes) in rows:
             conn.execute("SAVEPOINT step")  # each step stands or falls alone within the batch
             if expected == 0:
@@ -378,8 +378,6 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
                 # it was told already: the step would tell it twice, so it fails as a whole.
                 ok = all(_apply_outcome(conn, outcome) for outcome in outcomes)
             if ok:
-                if told:
-                    conn.executemany("UPDATE outbox SET told = 1 WHERE id = ?", [(i,) for i in told])
                 # Already sent (or never kept) is no failure: the replies then go out live only.
                 if reply_of is not None and replies is not None:
                     conn.execute(_REPLACE_REPLIES, (replies, reply_of))
@@ -426,7 +424,7 @@ def _encode(step: StepCommit) -> _StepRow:
     slots = _json(s.slots)
     outbox = tuple(_outbox_row(item) for item in step.outbox)
     return (s.peer, s.state, slots, s.flow_version, s.updated_at, step.expected_version, step.event_id,
-            step.replies, outbox, tuple(step.told), step.reply_of, tuple(_encode_outcome(o) for o in step.finish))
+            step.replies, outbox, step.reply_of, tuple(_encode_outcome(o) for o in step.finish))
 
 
 def _outbox_row(item: OutboxItem) -> _OutboxRow:

@@ -42,14 +42,13 @@ class StepCommit:
     replies: str | None = None
     # Work for SimpleOne the step decided on, written with it or not at all (the outbox).
     outbox: Sequence[OutboxItem] = ()
-    # Outbox items whose outcome this step tells the user (so no notice repeats it).
-    told: Sequence[str] = ()
     # A follow-up step (an outbox outcome told within the wait) with no event of its own: its
     # replies replace those still kept, unsent, for this earlier event.
     reply_of: str | None = None
     # Outcomes the worker handed to this step to record with it (Storage.outbox_finish's
-    # semantics): the number is told and recorded in one transaction, one round trip. If one
-    # of them is not pending any more (recorded meanwhile, so told already), the step fails.
+    # semantics; item.told says whether this step tells it): told and recorded in one
+    # transaction, one round trip. If one of them is not pending any more (recorded meanwhile,
+    # so told already), the step fails.
     finish: Sequence[OutboxOutcome] = ()
 
 

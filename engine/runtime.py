@@ -164,8 +164,7 @@ class Engine:
                 outcome.item.told = outcome.item.id in follow.settled
             kept = dump_replies([settled]) if kept_for else None
             recorded = await self.sessions.commit(follow.session, follow.expected_version, None, kept,
-                                                  outbox=follow.outbox, told=follow.settled, reply_of=kept_for,
-                                                  finish=handed)
+                                                  outbox=follow.outbox, reply_of=kept_for, finish=handed)
             if recorded:
                 if follow.outbox:
                     queue.kick()

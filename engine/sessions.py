@@ -71,9 +71,8 @@ class SessionCache:
 
     async def commit(self, session: Session, expected_version: int, event_id: str | None,
                      replies: str | None = None, *, outbox: Sequence[OutboxItem] = (),
-                     told: Sequence[str] = (), reply_of: str | None = None,
-                     finish: Sequence[OutboxOutcome] = ()) -> bool:
-        ok = await self.storage.commit_step(StepCommit(session, expected_version, event_id, replies, outbox, told,
+                     reply_of: str | None = None, finish: Sequence[OutboxOutcome] = ()) -> bool:
+        ok = await self.storage.commit_step(StepCommit(session, expected_version, event_id, replies, outbox,
                                                        reply_of, finish))
         if ok:
             session.version = expected_version + 1

@@ -545,7 +545,7 @@ class TestOutboxInSteps:
         assert await step(storage, "vk:1", 0, outbox=[a], event_id="ev-1", replies="[]") is True
         assert await storage.outbox_finish(OutboxOutcome(ended(a, told=True), notices=[make_notice("n-a")]))
         late = OutboxOutcome(ended(a, at=3000.0, told=True))
-        assert await step(storage, "vk:1", 1, finish=[late], told=["ob-a"], reply_of="ev-1",
+        assert await step(storage, "vk:1", 1, finish=[late], reply_of="ev-1",
                           replies='[{"t":"x"}]') is False
         assert (await storage.load_session("vk:1")).version == 1  # the step is undone
         assert (await storage.outbox_get("ob-a")).updated_at == 2000.0
@@ -564,23 +564,6 @@ class TestOutboxInSteps:
         await finish(storage, ended(first))
         assert await ids(storage.outbox_due(1200.0)) == ["ob-2", "ob-3", "ob-4"]
         assert (await storage.outbox_get("ob-3")).record == "itsm_incident/1"
-
-    async def test_a_step_marks_the_outcomes_it_tells(self, storage: Any) -> None:
-        a, b = make_item("ob-a"), make_item("ob-b")
-        assert await step(storage, "vk:1", 0, outbox=[a, b]) is True
-        await finish(storage, ended(a))
-        await finish(storage, ended(b, OUTBOX_FAILED))
-        # A refused step tells nothing.
-        assert await step(storage, "vk:1", 0, told=["ob-a"]) is False
-        assert await ids(storage.outbox_untold(1e12)) == ["ob-a", "ob-b"]
-
-        assert await step(storage, "vk:1", 1, told=["ob-a", "ob-unknown"]) is True
-        assert (await storage.outbox_get("ob-a")).told is True
-        assert (await storage.outbox_get("ob-b")).told is False
-        assert await ids(storage.outbox_untold(1e12)) == ["ob-b"]
-        # Told by the step, so the notifier's tell loses: no notice repeats the step's reply.
-        assert await storage.outbox_tell("ob-a", make_notice("n-a")) is False
-        assert await storage.notices_unsent() == []
 
     async def test_a_follow_up_replaces_the_kept_replies_of_its_event(self, storage: Any) -> None:
         assert await step(storage, "vk:1", 0, event_id="ev-1", replies='[{"t":"wait"}]') is True
@@ -932,10 +915,10 @@ class TestOutboxLifetime:
         a, b, c = make_item("ob-a"), make_item("ob-b"), make_item("ob-c")
         first = await storage_backend.open()
         assert await step(first, "vk:1", 0, event_id="ev-1", outbox=[a, b, c], replies='[{"t":"wait"}]') is True
-        done = ended(a, progress={"ticket": {"sys_id": "s1"}})
-        await finish(first, done, notices=[make_notice("n-a")], watch=[make_ticket("s1")],
-                     follow_ups=[make_item("ob-a/up0", kind="ticket.upload")])
-        assert await step(first, "vk:1", 1, told=["ob-a"], reply_of="ev-1", replies='[{"t":"INC0001"}]') is True
+        done = ended(a, progress={"ticket": {"sys_id": "s1"}}, told=True)
+        outcome = OutboxOutcome(done, notices=[make_notice("n-a")], watch=[make_ticket("s1")],
+                                follow_ups=[make_item("ob-a/up0", kind="ticket.upload")])
+        assert await step(first, "vk:1", 1, finish=[outcome], reply_of="ev-1", replies='[{"t":"INC0001"}]') is True
         saved = dataclasses.replace(b, attempts=1, next_at=1300.0, updated_at=1100.0, last_error="timeout")
         await first.outbox_save(saved)
         await first.notices_add([make_notice("n-sent")])
@@ -944,8 +927,7 @@ class TestOutboxLifetime:
 
         second = await storage_backend.open()
         try:
-            assert await second.outbox_list() == [
-                dataclasses.replace(done, told=True), saved, c, make_item("ob-a/up0", kind="ticket.upload")]
+            assert await second.outbox_list() == [done, saved, c, make_item("ob-a/up0", kind="ticket.upload")]
             assert await second.outbox_untold(1e12) == []
             assert await second.notices_unsent() == [make_notice("n-a")]
             assert await second.watch_list() == [make_ticket("s1")]
@@ -1000,10 +982,12 @@ async def test_each_outcome_is_told_once(storage: Any, ops: list[tuple[str, int,
             assert ok == (state[item.id] != OUTBOX_DONE)
             if ok:
                 state[item.id], told[item.id] = OUTBOX_PENDING, False
-        else:
-            assert await step(storage, peer, version, told=[item.id]) is True
-            version += 1
-            told[item.id] = True
+        else:  # a step that tells the outcome handed to it: only while the item is pending
+            told_now = await step(storage, peer, version, finish=[OutboxOutcome(ended(item, at=2500.0 + n, told=True))])
+            assert told_now == (state[item.id] == OUTBOX_PENDING)
+            if told_now:
+                version += 1
+                state[item.id], told[item.id] = OUTBOX_DONE, True
 
         stored = {i.id: await storage.outbox_get(i.id) for i in items}
         assert {k: (v.state, v.told) for k, v in stored.items()} == {k: (state[k], told[k]) for k in state}
