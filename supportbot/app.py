@@ -54,15 +54,23 @@ class App:
             await self.emulator.close()
 
 
-async def open_storage(url: str) -> Storage:
+async def open_storage(url: str, *, pool_size: int = 10) -> Storage:
     if url.startswith("sqlite:"):
         try:
             path = sqlite_path_from_url(url)
         except ValueError as exc:
             raise ConfigError([f"SUPPORTBOT_DATABASE_URL: {exc}"]) from exc
         return await open_sqlite(path)
-    raise ConfigError([f"SUPPORTBOT_DATABASE_URL: {url.split(':', 1)[0]} storage is not available in this "
-                       "version; use sqlite:///FILE"])
+    if url.startswith(("postgresql:", "postgres:")):
+        from adapters.postgres import OPEN_ERRORS, open_postgres  # asyncpg only where it is used
+
+        try:
+            return await open_postgres(url, max_size=pool_size)
+        except OPEN_ERRORS as exc:
+            problem = f"SUPPORTBOT_DATABASE_URL: cannot use PostgreSQL ({type(exc).__name__}: {exc})"
+            raise ConfigError([problem]) from exc
+    raise ConfigError([f"SUPPORTBOT_DATABASE_URL: {url.split(':', 1)[0]} storage is not supported; "
+                       "use sqlite:///FILE or postgresql://USER@HOST:PORT/DB"])
 
 
 def make_mailer(smtp: SmtpSettings | None, terminal: TextIO) -> Mailer:
@@ -89,7 +97,7 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
         client = SimpleOneClient(SimpleOneConfig(
             so.url, token=so.token, username=None if so.token else so.username,
             password=None if so.token else so.password, read_timeout=so.timeout, ca_bundle=so.ca_bundle))
-    storage = await open_storage(config.database_url)
+    storage = await open_storage(config.database_url, pool_size=config.pool_size)
     spool = DiskSpool(config.spool_dir, max_bytes=config.spool_max_bytes)
     services = Services(
         storage=storage,

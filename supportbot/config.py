@@ -33,7 +33,9 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("SUPPORTBOT_DATABASE_URL", "sqlite:///supportbot.db",
-            "Where sessions and sign-ins are kept: sqlite:///FILE (relative) or sqlite:////ABS/PATH"),
+            "Where sessions and sign-ins are kept: sqlite:///FILE (relative), sqlite:////ABS/PATH, or "
+            "postgresql://USER@HOST:PORT/DB for several workers"),
+    Setting("DATABASE_POOL_SIZE", "10", "PostgreSQL connections per process"),
     Setting("FLOWS_DIR", None, "Directory of the flow files (default: ./flows, else the project's flows/)"),
     Setting("FLOWS_WATCH", "false", "Reload flows when their files change (SIGHUP always reloads)"),
     Setting("AUTH_EMAIL_DOMAINS", "ranepa.ru", "Corporate mail domains allowed to sign in, comma-separated"),
@@ -133,6 +135,7 @@ class Config:
     spool_max_bytes: int
     log_level: str
     vk: VkSettings
+    pool_size: int = 10
     outbox_wait: float = 5.0
     outbox_give_up: float = 86400.0
     outbox_retry_max: float = 300.0
@@ -296,6 +299,7 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         spool_max_bytes=int(r.number("SPOOL_MAX_MB", 1, 1_000_000) * 1024 * 1024),
         log_level=log_level,
         vk=vk,
+        pool_size=r.number("DATABASE_POOL_SIZE", 1, 500, whole=True),
         outbox_wait=r.number("OUTBOX_WAIT_SECONDS", 0, 60),
         outbox_give_up=r.number("OUTBOX_GIVE_UP_HOURS", 0.1, 24 * 30) * 3600,
         outbox_retry_max=r.number("OUTBOX_RETRY_MAX_SECONDS", 1, 3600),

@@ -5,17 +5,8 @@ Mailer, FileSpool); the fixtures below run every test in it once per backend, th
 tests its FSM storages. The modules are collected by `pytest_collect_file` below, since their
 names do not match pytest's `test_*.py`.
 
-Adding a backend is one entry in a registry dict. For PostgreSQL, say:
-
-    @asynccontextmanager
-    async def postgres(tmp_path: Path) -> AsyncIterator[StorageBackend]:
-        dsn = await create_scratch_database()          # a fresh database per test
-        try:
-            yield StorageBackend(open=lambda: open_postgres(dsn), persistent=True)
-        finally:
-            await drop_database(dsn)
-
-    STORAGE_BACKENDS["postgres"] = postgres
+Adding a backend is one entry in a registry dict (see `postgres` below: a fresh database per
+test on the server SUPPORTBOT_TEST_POSTGRES_URL names).
 
 `open` must open the SAME database on every call (tests close and reopen it to check
 durability); `persistent=False` marks a backend whose data ends with close (":memory:").
@@ -25,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -76,9 +68,29 @@ async def sqlite_memory(tmp_path: Path) -> AsyncIterator[StorageBackend]:
     yield StorageBackend(open=lambda: open_sqlite(":memory:"), persistent=False)
 
 
+@asynccontextmanager
+async def postgres(tmp_path: Path) -> AsyncIterator[StorageBackend]:
+    """A fresh database on the server SUPPORTBOT_TEST_POSTGRES_URL names, dropped afterwards.
+    Without it the backend is skipped, saying so — except in CI, where that is a failure."""
+    admin = os.environ.get("SUPPORTBOT_TEST_POSTGRES_URL")
+    if not admin:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test PostgreSQL: SUPPORTBOT_TEST_POSTGRES_URL is not set (see .ci/run)")
+        pytest.skip("PostgreSQL not tested: set SUPPORTBOT_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB")
+    from adapters.postgres import open_postgres
+    from tests.postgres_db import create_scratch_database, drop_database
+
+    dsn = await create_scratch_database(admin)
+    try:
+        yield StorageBackend(open=lambda: open_postgres(dsn), persistent=True)
+    finally:
+        await drop_database(admin, dsn)
+
+
 STORAGE_BACKENDS: dict[str, Callable[[Path], Any]] = {
     "sqlite-file": sqlite_file,
     "sqlite-memory": sqlite_memory,
+    "postgres": postgres,
 }
 
 

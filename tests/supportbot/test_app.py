@@ -40,9 +40,19 @@ async def test_without_simpleone_only_the_chat_runs_an_emulator(tmp_path: Path) 
     assert (tmp_path / "bot.db").exists()
 
 
-async def test_an_unsupported_database_is_named(tmp_path: Path) -> None:
-    config = _config(tmp_path, SUPPORTBOT_DATABASE_URL="postgresql://localhost/bot")
-    with pytest.raises(ConfigError, match="SUPPORTBOT_DATABASE_URL"):
+async def test_an_unreachable_database_is_named(tmp_path: Path) -> None:
+    config = _config(tmp_path, SUPPORTBOT_DATABASE_URL="postgresql://postgres@127.0.0.1:1/bot")
+    with pytest.raises(ConfigError, match="SUPPORTBOT_DATABASE_URL: cannot use PostgreSQL"):
+        await build_app(config, allow_emulator=True)  # type: ignore[arg-type]
+
+
+async def test_a_missing_postgres_database_is_named(tmp_path: Path) -> None:
+    from tests.postgres_db import postgres_admin_url
+
+    admin = postgres_admin_url()  # skips, saying why, without a server (fails in CI)
+    missing = admin.rsplit("/", 1)[0] + "/supportbot_no_such_database"
+    config = _config(tmp_path, SUPPORTBOT_DATABASE_URL=missing)
+    with pytest.raises(ConfigError, match=r"cannot use PostgreSQL.*does not exist"):
         await build_app(config, allow_emulator=True)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,542 @@
+"""What is particular to PostgresStorage; the Storage behaviour itself is in tests/contract.
+
+Every test but the URL checks needs a server: SUPPORTBOT_TEST_POSTGRES_URL (see tests/postgres_db.py;
+skipped without it, failed in CI). Each gets a fresh database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+
+from adapters import postgres
+from adapters.postgres import (
+    MIGRATION_LOCK,
+    MIGRATIONS,
+    PostgresStorage,
+    SchemaTooNew,
+    StorageClosed,
+    open_postgres,
+    postgres_dsn_from_url,
+)
+from engine.ports import Notice, OutboxItem, Session, StepCommit, WatchedTicket
+from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
+
+# The application_name of the storages under test: how their backends are found to be killed.
+APP = "supportbot-under-test"
+
+
+def step(peer: str, expected: int = 0, **kw: Any) -> StepCommit:
+    state = kw.pop("state", "s")
+    return StepCommit(Session(peer, state, kw.pop("slots", {}), "v1", 1.0), expected, **kw)
+
+
+async def open_storage(dsn: str, **kw: Any) -> PostgresStorage:
+    return await open_postgres(dsn, application_name=APP, **kw)
+
+
+@pytest.fixture
+def admin_url() -> str:
+    return postgres_admin_url()
+
+
+@pytest.fixture
+async def dsn(admin_url: str) -> AsyncIterator[str]:
+    url = await create_scratch_database(admin_url)
+    yield url
+    await drop_database(admin_url, url)
+
+
+@pytest.fixture
+async def db(dsn: str) -> AsyncIterator[Any]:
+    """The test's own connection to the scratch database: to look, lock and kill."""
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": "test-observer"})
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def storage(dsn: str) -> AsyncIterator[PostgresStorage]:
+    opened = await open_storage(dsn)
+    yield opened
+    await opened.close()
+
+
+async def app_backends(db: Any, *, waiting_on_lock: bool = False) -> list[int]:
+    query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1"
+    if waiting_on_lock:
+        query += " AND wait_event_type = 'Lock'"
+    # Activity is read once per transaction unless asked afresh (the caller may hold a lock in one).
+    await db.execute("SELECT pg_stat_clear_snapshot()")
+    return [r[0] for r in await db.fetch(query, APP)]
+
+
+async def kill_backends(db: Any, *, waiting_on_lock: bool = False) -> int:
+    pids = await app_backends(db, waiting_on_lock=waiting_on_lock)
+    await db.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", pids)
+    return len(pids)
+
+
+async def until(condition: Any) -> None:
+    """Wait until the async condition holds (polling), failing after 5 s."""
+    for _ in range(250):
+        if await condition():
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"{condition.__name__} did not come true within 5 s")
+
+
+async def blocked_on_lock(db: Any) -> None:
+    async def blocked() -> bool:
+        return bool(await app_backends(db, waiting_on_lock=True))
+
+    await until(blocked)
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://postgres@127.0.0.1:5432/postgres", "postgres://u:p@db.example/bot?sslmode=require",
+     "PostgreSQL://localhost/bot", "postgresql:///bot?host=/run/postgresql"],
+)
+def test_postgres_urls_are_taken_as_they_are(url: str) -> None:
+    assert postgres_dsn_from_url(url) == url
+
+
+@pytest.mark.parametrize("url", ["sqlite:///bot.db", "postgresql:/bot", "mysql://localhost/bot", "", "localhost"])
+def test_other_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="not a PostgreSQL URL"):
+        postgres_dsn_from_url(url)
+
+
+async def test_open_checks_the_url() -> None:
+    with pytest.raises(ValueError, match="not a PostgreSQL URL"):
+        await open_postgres("sqlite:///bot.db")
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+async def test_a_fresh_database_is_migrated(storage: PostgresStorage, db: Any) -> None:
+    versions = [r[0] for r in await db.fetch("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [v for v, _ in MIGRATIONS]
+    tables = {r[0] for r in await db.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"sessions", "bindings", "auth_codes", "auth_sends", "inbox", "cursors", "schema_migrations", "outbox",
+            "notices", "ticket_watch"} <= tables
+
+
+async def test_workers_starting_together_migrate_once(dsn: str, db: Any) -> None:
+    opened = await asyncio.gather(*(open_storage(dsn) for _ in range(5)))
+    try:
+        rows = await db.fetch("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+        assert [r[0] for r in rows] == [v for v, _ in MIGRATIONS]
+        # Every one of them works on the one schema.
+        assert await asyncio.gather(*(s.commit_step(step(f"vk:{i}")) for i, s in enumerate(opened))) == [True] * 5
+        assert await opened[0].count_sessions() == 5
+    finally:
+        await asyncio.gather(*(s.close() for s in opened))
+    # Opening again applies nothing.
+    await (await open_storage(dsn)).close()
+    assert await db.fetch("SELECT version, applied_at FROM schema_migrations ORDER BY version") == rows
+
+
+async def test_migrating_waits_for_the_advisory_lock(dsn: str, db: Any) -> None:
+    await db.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)  # another worker migrating
+    opening = asyncio.create_task(open_storage(dsn))
+    await asyncio.sleep(0.3)
+    assert not opening.done()
+    assert await db.fetchval("SELECT to_regclass('schema_migrations')") is None
+    await db.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    await (await opening).close()
+    assert await db.fetchval("SELECT count(*) FROM schema_migrations") == len(MIGRATIONS)
+
+
+async def test_a_newer_schema_is_refused(dsn: str, db: Any) -> None:
+    await (await open_storage(dsn)).close()
+    await db.execute("INSERT INTO schema_migrations VALUES (999, 0)")
+    with pytest.raises(SchemaTooNew, match="newer than this program knows"):
+        await open_storage(dsn)
+    assert isinstance(SchemaTooNew("x"), RuntimeError)  # as SQLite's refusal
+
+    async def pool_gone() -> bool:
+        return not await app_backends(db)
+
+    await until(pool_gone)  # the refused open left no connection behind
+
+
+async def test_a_database_at_schema_1_is_upgraded_keeping_its_data(dsn: str, db: Any) -> None:
+    # As a release with schema 1 left it.
+    await db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)")
+    version, statements = MIGRATIONS[0]
+    for statement in statements:
+        await db.execute(statement)
+    await db.execute("INSERT INTO schema_migrations VALUES ($1, 0)", version)
+    await db.execute("INSERT INTO sessions VALUES ('vk:1', 'menu', '{}', 'v1', 1, 1.0)")
+    storage = await open_storage(dsn)
+    try:
+        assert (await storage.load_session("vk:1")) == Session("vk:1", "menu", {}, "v1", 1.0, 1)
+        item = OutboxItem("ob-1", "vk:1", "ticket.create", {"a": 1}, 1.0, record="itsm_incident/1")
+        assert await storage.commit_step(step("vk:1", 1, outbox=[item]))
+        assert await storage.outbox_get("ob-1") == item
+    finally:
+        await storage.close()
+    assert [r[0] for r in await db.fetch("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3]
+
+
+# --------------------------------------------------------------------------- lost connections
+
+
+async def test_reads_recover_when_idle_connections_are_killed(dsn: str, db: Any) -> None:
+    storage = await open_storage(dsn, min_size=8, max_size=8)
+    try:
+        assert await storage.commit_step(step("vk:1", state="kept"))
+        await asyncio.gather(*(storage.count_sessions() for _ in range(8)))  # every pooled connection used
+        assert await kill_backends(db) == 8
+        # The pool hands out connections that died meanwhile (more than there are retries).
+        for _ in range(8):
+            loaded = await storage.load_session("vk:1")
+            assert loaded is not None and loaded.state == "kept"
+        assert await storage.seen_events(["e"]) == set()
+        assert await storage.count_sessions() == 1
+        # Writes too: a transaction that broke before its COMMIT is tried again.
+        await asyncio.gather(*(storage.count_sessions() for _ in range(8)))
+        assert await kill_backends(db) == 8
+        assert await storage.inbox_add("ev-1", "vk:1", "{}") is True
+        assert await storage.commit_step(step("vk:1", 1, event_id="ev-1")) is True
+        assert await storage.add_code_attempt("vk:1") == 0
+        assert await storage.seen_event("ev-1")
+    finally:
+        await storage.close()
+
+
+async def test_a_read_killed_mid_query_is_tried_again(storage: PostgresStorage, db: Any,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    assert await storage.commit_step(step("vk:1", state="kept"))
+    async with db.transaction():
+        await db.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        with caplog.at_level(logging.WARNING, logger="adapters.postgres"):
+            reading = asyncio.create_task(storage.load_session("vk:1"))
+            await blocked_on_lock(db)
+            assert await kill_backends(db, waiting_on_lock=True) == 1
+            await blocked_on_lock(db)  # tried again, on a new connection
+    loaded = await reading
+    assert loaded is not None and loaded.state == "kept"
+    assert "trying again" in caplog.text
+
+
+async def test_a_write_killed_before_its_commit_is_tried_again_once(storage: PostgresStorage, db: Any) -> None:
+    async with db.transaction():
+        await db.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        writing = asyncio.create_task(storage.commit_step(step("vk:1", event_id="ev-1", state="once")))
+        await blocked_on_lock(db)
+        assert await kill_backends(db, waiting_on_lock=True) == 1
+        await blocked_on_lock(db)
+    # Had the first try committed, the second would have found ev-1 handled and answered False.
+    assert await writing is True
+    loaded = await storage.load_session("vk:1")
+    assert loaded is not None and (loaded.state, loaded.version) == ("once", 1)
+    assert await storage.seen_event("ev-1")
+
+
+async def test_a_claim_killed_before_its_commit_counts_one_attempt(storage: PostgresStorage, db: Any) -> None:
+    item = OutboxItem("ob-1", "vk:1", "ticket.create", {}, 1.0, next_at=1.0)
+    assert await storage.commit_step(step("vk:1", outbox=[item]))
+    async with db.transaction():
+        await db.execute("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE")
+        claiming = asyncio.create_task(storage.outbox_claim("ob-1", 5.0, 10.0))
+        await blocked_on_lock(db)
+        assert await kill_backends(db, waiting_on_lock=True) == 1
+    assert await claiming is True
+    claimed = await storage.outbox_get("ob-1")
+    assert claimed is not None and (claimed.attempts, claimed.next_at) == (1, 10.0)
+
+
+class FlakyPool:
+    """Stands in for the storage's pool: fails the next acquisitions (no connection could be
+    made), loses the answer to the next COMMITs (after they committed), or rolls the next
+    transactions back as a deadlock would."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.refuse = 0
+        self.lose_commit = 0
+        self.deadlock = 0
+        self.acquired = 0
+
+    async def acquire(self) -> Any:
+        self.acquired += 1
+        if self.refuse:
+            self.refuse -= 1
+            raise ConnectionRefusedError("injected: connection refused")
+        return FlakyConnection(await self.pool.acquire(), self)
+
+    async def release(self, conn: FlakyConnection) -> None:
+        await self.pool.release(conn.inner)
+
+    async def expire_connections(self) -> None:
+        await self.pool.expire_connections()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def terminate(self) -> None:
+        self.pool.terminate()
+
+
+class FlakyConnection:
+    def __init__(self, inner: Any, pool: FlakyPool) -> None:
+        self.inner = inner
+        self.pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def transaction(self) -> FlakyTransaction:
+        return FlakyTransaction(self.inner.transaction(), self.pool)
+
+
+class FlakyTransaction:
+    def __init__(self, inner: Any, pool: FlakyPool) -> None:
+        self.inner = inner
+        self.pool = pool
+
+    async def __aenter__(self) -> None:
+        await self.inner.__aenter__()
+
+    async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if kind is None and self.pool.deadlock:
+            self.pool.deadlock -= 1
+            await self.inner.__aexit__(RuntimeError, RuntimeError(), None)  # rolled back
+            raise asyncpg.exceptions.DeadlockDetectedError("injected: deadlock detected")
+        await self.inner.__aexit__(kind, exc, tb)
+        if kind is None and self.pool.lose_commit:
+            self.pool.lose_commit -= 1
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("injected: COMMIT's answer lost")
+
+
+@pytest.fixture
+def flaky(storage: PostgresStorage, monkeypatch: pytest.MonkeyPatch) -> FlakyPool:
+    monkeypatch.setattr(postgres, "_RETRY_DELAYS", (0.0, 0.0, 0.0))
+    pool = FlakyPool(storage._pool)
+    storage._pool = pool
+    return pool
+
+
+async def test_a_write_whose_commit_answer_was_lost_is_not_tried_again(storage: PostgresStorage,
+                                                                        flaky: FlakyPool) -> None:
+    flaky.lose_commit = 1
+    with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):
+        await storage.inbox_add("ev-1", "vk:1", "{}")
+    assert flaky.acquired == 1
+    # It did commit: a second try would have answered "a duplicate" and the event been dropped.
+    assert [e.event_id for e in await storage.inbox_pending()] == ["ev-1"]
+
+
+async def test_a_step_whose_commit_answer_was_lost_raises(storage: PostgresStorage, flaky: FlakyPool) -> None:
+    flaky.lose_commit = 1
+    with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):
+        await storage.commit_step(step("vk:1", event_id="ev-1"))
+    assert flaky.acquired == 1
+    loaded = await storage.load_session("vk:1")
+    assert loaded is not None and loaded.version == 1  # the engine reloads and sees it committed
+
+
+async def test_a_repeatable_write_whose_commit_answer_was_lost_is_tried_again(storage: PostgresStorage,
+                                                                               flaky: FlakyPool) -> None:
+    flaky.lose_commit = 1
+    await storage.notices_add([Notice("n-1", "vk:1", "text", 1.0)])
+    assert flaky.acquired == 2
+    assert [n.id for n in await storage.notices_unsent()] == ["n-1"]
+
+
+async def test_writes_wait_for_a_connection(storage: PostgresStorage, flaky: FlakyPool) -> None:
+    flaky.refuse = 3  # the server restarting: nothing was sent, so even a step is tried again
+    assert await storage.commit_step(step("vk:1", event_id="ev-1")) is True
+    assert flaky.acquired == 4
+    flaky.refuse = 4  # one more than the retries
+    with pytest.raises(ConnectionRefusedError):
+        await storage.inbox_add("ev-2", "vk:1", "{}")
+    assert await storage.inbox_pending() == []
+
+
+async def test_a_deadlocked_transaction_is_tried_again(storage: PostgresStorage, flaky: FlakyPool) -> None:
+    flaky.deadlock = 2
+    assert await storage.commit_step(step("vk:1", event_id="ev-1")) is True
+    assert await storage.add_code_attempt("vk:1") == 0
+    assert flaky.acquired == 4
+
+
+# --------------------------------------------------------------------------- close
+
+
+async def test_close_ends_the_pool_and_refuses_later_calls(dsn: str, db: Any) -> None:
+    storage = await open_storage(dsn, min_size=2)
+    assert await app_backends(db)
+    await storage.close()
+    await storage.close()  # twice is fine
+    with pytest.raises(StorageClosed):
+        await storage.load_session("vk:1")
+    with pytest.raises(StorageClosed):
+        await storage.commit_step(step("vk:1"))
+    with pytest.raises(StorageClosed):
+        await storage.put_cursor("c", "1")
+
+    async def pool_gone() -> bool:
+        return not await app_backends(db)
+
+    await until(pool_gone)
+
+
+async def test_close_lets_calls_in_flight_end(storage: PostgresStorage, db: Any) -> None:
+    assert await storage.commit_step(step("vk:1", state="kept"))
+    async with db.transaction():
+        await db.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        reading = asyncio.create_task(storage.load_session("vk:1"))
+        await blocked_on_lock(db)
+        closing = asyncio.create_task(storage.close())
+        await asyncio.sleep(0.2)
+        assert not closing.done()
+    loaded = await reading
+    assert loaded is not None and loaded.state == "kept"
+    await closing
+
+
+# --------------------------------------------------------------------------- the write path
+
+
+async def test_concurrent_steps_share_transactions(storage: PostgresStorage) -> None:
+    results = await asyncio.gather(*(storage.commit_step(step(f"vk:{i}", event_id=f"ev-{i}")) for i in range(200)))
+    assert all(results)
+    assert (storage.commit_stats.batches, storage.commit_stats.steps) == (1, 200)
+
+
+async def test_batches_are_capped(dsn: str) -> None:
+    storage = await open_storage(dsn, max_batch=10)
+    try:
+        assert all(await asyncio.gather(*(storage.commit_step(step(f"vk:{i}")) for i in range(35))))
+        assert storage.commit_stats.batches == 4  # 10 + 10 + 10 + 5
+    finally:
+        await storage.close()
+
+
+async def test_a_step_whose_own_data_fails_fails_alone(storage: PostgresStorage) -> None:
+    item = OutboxItem("ob-1", "vk:1", "ticket.create", {}, 1.0)
+    assert await storage.commit_step(step("vk:1", outbox=[item]))
+    results = await asyncio.gather(
+        storage.commit_step(step("vk:2", event_id="ev-2")),
+        storage.commit_step(step("vk:3", event_id="ev-3", outbox=[item])),  # its id exists
+        storage.commit_step(step("vk:4", state="nul\x00")),  # text PostgreSQL refuses
+        storage.commit_step(step("vk:5", event_id="ev-5")),
+        return_exceptions=True,
+    )
+    assert results[0] is True and results[3] is True
+    assert isinstance(results[1], asyncpg.UniqueViolationError)
+    assert isinstance(results[2], asyncpg.DataError)
+    assert storage.commit_stats.batches == 2  # one batch for the four
+    assert await storage.load_session("vk:3") is None and not await storage.seen_event("ev-3")
+    assert await storage.seen_events(["ev-2", "ev-3", "ev-5"]) == {"ev-2", "ev-5"}
+
+
+async def test_two_workers_racing_for_one_peer_have_one_winner(dsn: str) -> None:
+    a, b = await open_storage(dsn), await open_storage(dsn)
+    try:
+        results = await asyncio.gather(*(w.commit_step(step("vk:1", event_id=f"ev-{n}", state=f"w{n}"))
+                                         for n, w in enumerate([a, b] * 5)))
+        assert results.count(True) == 1
+        loaded = await b.load_session("vk:1")
+        assert loaded is not None and (loaded.state, loaded.version) == (f"w{results.index(True)}", 1)
+        # The same event reaching both workers is handled once (here by two peers' steps, so
+        # only the inbox can tell them apart).
+        both = await asyncio.gather(a.commit_step(step("vk:2", event_id="ev-x")),
+                                    b.commit_step(step("vk:3", event_id="ev-x")))
+        assert sorted(both) == [False, True]
+        assert await a.count_sessions() == 2
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_two_workers_batches_in_opposite_orders_all_commit(dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="adapters.postgres")
+    a, b = await open_storage(dsn), await open_storage(dsn)
+    try:
+        peers = [f"vk:{i:03d}" for i in range(100)]
+        for rnd in range(3):
+            # Each peer gets a step from both workers, queued in opposite orders.
+            results = await asyncio.gather(
+                asyncio.gather(*(a.commit_step(step(p, rnd, state="a")) for p in peers)),
+                asyncio.gather(*(b.commit_step(step(p, rnd, state="b")) for p in reversed(peers))),
+            )
+            for n in range(len(peers)):
+                assert results[0][n] != results[1][len(peers) - 1 - n]  # one winner per peer
+        assert await a.count_sessions() == 100
+        # Each batch locks its sessions in peer order, so the two never wait on each other in a cycle.
+        assert "Deadlock" not in caplog.text
+    finally:
+        await a.close()
+        await b.close()
+
+
+# --------------------------------------------------------------------------- storage format
+
+
+async def test_json_is_stored_as_written(storage: PostgresStorage, db: Any) -> None:
+    item = OutboxItem("ob-1", "vk:1", "ticket.create", {"тема": "принтер", "n": [1, 2]}, 1.0,
+                      progress={"файлы": ["a"]})
+    slots = {"nul": "a\x00b", "b": 1, "a": 2}  # escaped as \u0000, which jsonb would refuse
+    assert await storage.commit_step(step("vk:1", outbox=[item], slots=slots))
+    row = await db.fetchrow("SELECT payload, progress, result, told, finished_at FROM outbox")
+    assert tuple(row) == ('{"тема":"принтер","n":[1,2]}', '{"файлы":["a"]}', None, False, None)
+    assert await db.fetchval("SELECT slots FROM sessions") == '{"nul":"a\\u0000b","b":1,"a":2}'
+    loaded = await storage.load_session("vk:1")
+    assert loaded is not None and loaded.slots == slots
+
+
+async def test_watched_tickets_page_in_code_point_order_whatever_the_locale(admin_url: str) -> None:
+    try:
+        dsn = await create_scratch_database(
+            admin_url, options="TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+    except asyncpg.PostgresError as exc:
+        pytest.skip(f"this server cannot make an ICU en-US database: {exc}")
+    try:
+        storage = await open_storage(dsn)
+        try:
+            keys = [("t", s) for s in ("b", "B", "a-c", "ab", "A", "_z")]
+            await storage.watch_add([WatchedTicket(t, s, "N", "vk:1", "new", "") for t, s in keys])
+            assert [(w.table, w.sys_id) for w in await storage.watch_list()] == sorted(keys)
+            page = await storage.watch_list(("t", "B"), limit=2)
+            assert [w.sys_id for w in page] == ["_z", "a-c"]
+        finally:
+            await storage.close()
+    finally:
+        await drop_database(admin_url, dsn)
+
+
+@pytest.mark.parametrize(
+    ("sql", "args", "index"),
+    [
+        (postgres._OUTBOX_DUE, (1.0, 10), "outbox_due"),
+        (f"{postgres._SELECT_OUTBOX} WHERE NOT told AND state IN ('done', 'failed') AND finished_at <= $1"
+         " ORDER BY finished_at, seq LIMIT 10", (1.0,), "outbox_untold"),
+        ("SELECT id FROM notices WHERE sent_at IS NULL ORDER BY seq LIMIT 10", (), "notices_unsent"),
+        ("SELECT event_id FROM inbox WHERE handled_at IS NULL ORDER BY seq LIMIT 10", (), "inbox_pending"),
+        ("SELECT sys_id FROM ticket_watch WHERE (table_name, sys_id) > ($1, $2) ORDER BY table_name, sys_id"
+         " LIMIT 10", ("", ""), "ticket_watch_pkey"),
+    ],
+    ids=["outbox_due", "outbox_untold", "notices_unsent", "inbox_pending", "watch_list"],
+)
+async def test_polling_queries_can_use_their_indexes(storage: PostgresStorage, db: Any, sql: str,
+                                                     args: tuple[Any, ...], index: str) -> None:
+    # Polled every few seconds: a full scan of a grown table would cost on every round. With
+    # empty tables the planner prefers scans, so they are priced out here.
+    await db.execute("SET enable_seqscan = off")
+    await db.execute("ANALYZE")
+    plan = "\n".join(r[0] for r in await db.fetch(f"EXPLAIN {sql}", *args))
+    assert f" {index}" in plan, plan
