@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from engine.reload import FlowSetInvalid
@@ -69,6 +70,29 @@ async def _vk(mode: str, host: str = "", port: int = 0, path: str = "/") -> int:
     return 0
 
 
+async def _migrate(from_sqlite: Path | None) -> int:
+    from supportbot.app import open_storage
+
+    config = load_config()
+    url = config.database_url
+    if from_sqlite is not None:
+        if not url.startswith(("postgresql:", "postgres:")):
+            raise ConfigError(["--from-sqlite copies into PostgreSQL: set SUPPORTBOT_DATABASE_URL=postgresql://…"])
+        from adapters.sqlite_to_postgres import TargetNotEmpty, copy_sqlite_to_postgres
+
+        try:
+            copied = await copy_sqlite_to_postgres(from_sqlite, url)
+        except (FileNotFoundError, TargetNotEmpty) as exc:
+            print(f"supportbot migrate: {exc}", file=sys.stderr)
+            return 1
+        print("copied: " + ", ".join(f"{name} {count}" for name, count in copied.items()))
+        return 0
+    storage = await open_storage(url, pool_size=2)  # opening applies what is missing
+    await storage.close()
+    print(f"schema up to date: {url.split('@')[-1]}")
+    return 0
+
+
 async def _emulator(host: str, port: int, domains: list[str]) -> int:
     from adapters.simpleone.emulator import serve_forever
 
@@ -95,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--path", default="/", help="URL path VK posts to")
     sub.add_parser("config", help="check the configuration and print it (secrets hidden)")
+    migrate = sub.add_parser("migrate", help="bring the database's schema up to date (the bot also does at start)")
+    migrate.add_argument("--from-sqlite", metavar="FILE", type=Path,
+                         help="copy an embedded SQLite deployment into the (empty) PostgreSQL database")
     outbox = sub.add_parser("outbox", help="tickets and comments waiting for SimpleOne: list, show, retry, drop")
     outbox_sub = outbox.add_subparsers(dest="outbox_action", required=True)
     listing = outbox_sub.add_parser("list", help="items waiting or failed (by default)")
@@ -116,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "simpleone-emulator":
             domains = [d.strip() for d in args.domains.split(",") if d.strip()]
             return asyncio.run(_emulator(args.host, args.port, domains))
+        if args.command == "migrate":
+            return asyncio.run(_migrate(args.from_sqlite))
         if args.command == "outbox":
             from supportbot.outbox_cli import outbox_command
 

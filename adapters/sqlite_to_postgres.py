@@ -1,0 +1,95 @@
+"""Moving an embedded deployment to PostgreSQL: every table of a SQLite database, copied.
+
+Both databases are first brought to the same schema version by their own migrations; the copy
+then goes table by table in one PostgreSQL transaction (all or nothing), keeping the `seq`
+columns so pending events, outbox items and notices keep their order. The target must be empty:
+copying over a database in use would mix two deployments' sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+from adapters.postgres import open_postgres
+from adapters.sqlite import open_sqlite
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    columns: tuple[str, ...]
+    serial: str | None = None  # a BIGSERIAL column whose sequence must continue after the copy
+    flags: tuple[str, ...] = ()  # SQLite 0/1 columns that are BOOLEAN in PostgreSQL
+
+
+TABLES: tuple[Table, ...] = (
+    Table("sessions", ("peer", "state", "slots", "flow_version", "version", "updated_at")),
+    Table("bindings", ("peer", "email", "caller_id", "name", "bound_at")),
+    Table("auth_codes", ("peer", "email", "code_hash", "salt", "created_at", "expires_at", "attempts")),
+    Table("auth_sends", ("peer", "email", "sent_at")),
+    Table("inbox", ("seq", "event_id", "peer", "body", "received_at", "handled_at", "replies", "sent_at"),
+          serial="seq"),
+    Table("cursors", ("name", "value", "updated_at")),
+    Table("outbox", ("seq", "id", "peer", "kind", "payload", "state", "attempts", "next_at", "created_at",
+                     "updated_at", "finished_at", "last_error", "progress", "result", "told", "record",
+                     "retried_at"), serial="seq", flags=("told",)),
+    Table("notices", ("seq", "id", "peer", "text", "created_at", "sent_at"), serial="seq"),
+    Table("ticket_watch", ("table_name", "sys_id", "number", "peer", "state", "updated_at", "active", "added_at"),
+          flags=("active",)),
+)
+
+
+class TargetNotEmpty(RuntimeError):
+    """The PostgreSQL database already holds a deployment's data."""
+
+
+def _read(path: Path, table: Table) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(f"SELECT {', '.join(table.columns)} FROM {table.name}").fetchall()
+    finally:
+        conn.close()
+    converters: list[Callable[[Any], Any]] = [
+        (lambda v: None if v is None else bool(v)) if c in table.flags
+        else (lambda v: bytes(v) if isinstance(v, memoryview | bytearray) else v)
+        for c in table.columns
+    ]
+    return [tuple(f(v) for f, v in zip(converters, row, strict=True)) for row in rows]
+
+
+async def copy_sqlite_to_postgres(source: Path, dsn: str, tables: Sequence[Table] = TABLES) -> dict[str, int]:
+    """Copy every table; returns the rows copied per table. Raises TargetNotEmpty, changing
+    nothing, if the target has sessions, bindings or outbox items already."""
+    if not await asyncio.to_thread(source.is_file):
+        raise FileNotFoundError(f"no SQLite database at {source}")
+    # Each side migrated by its own adapter first: the same schema version on both.
+    await (await open_sqlite(source)).close()
+    await (await open_postgres(dsn, max_size=2)).close()
+    rows = await asyncio.to_thread(lambda: {t.name: _read(source, t) for t in tables})
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            for name in ("sessions", "bindings", "outbox"):
+                if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {name})"):
+                    raise TargetNotEmpty(f"the PostgreSQL database already has {name}; copy into an empty one")
+            for table in tables:
+                if rows[table.name]:
+                    await conn.copy_records_to_table(table.name, records=rows[table.name], columns=table.columns)
+                if table.serial:
+                    await conn.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table.name}', '{table.serial}'),"
+                        f" coalesce((SELECT max({table.serial}) FROM {table.name}), 0) + 1, false)"
+                    )
+    finally:
+        await conn.close()
+    return {name: len(found) for name, found in rows.items()}
+
+
+__all__ = ["TABLES", "Table", "TargetNotEmpty", "copy_sqlite_to_postgres"]

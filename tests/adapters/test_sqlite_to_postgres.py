@@ -1,0 +1,108 @@
+"""`supportbot migrate --from-sqlite`: an embedded deployment copied into PostgreSQL, whole."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from adapters.postgres import open_postgres
+from adapters.sqlite import open_sqlite
+from adapters.sqlite_to_postgres import TargetNotEmpty, copy_sqlite_to_postgres
+from engine.ports import (
+    Binding,
+    Notice,
+    OutboxItem,
+    OutboxOutcome,
+    PendingCode,
+    Session,
+    StepCommit,
+    WatchedTicket,
+)
+from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
+
+NOW = 1_900_000_000.0
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[str]:
+    admin = postgres_admin_url()
+    dsn = await create_scratch_database(admin)
+    yield dsn
+    await drop_database(admin, dsn)
+
+
+async def embedded(path: Path) -> None:
+    """A small deployment in use: sessions, a sign-in, codes, events, outbox work, notices."""
+    db = await open_sqlite(path)
+    created = OutboxItem("ob-done", "vk:1", "ticket.create", {"table": "itsm_incident"}, NOW, next_at=NOW)
+    waiting = OutboxItem("ob-wait", "vk:1", "ticket.comment", {"text": "ещё"}, NOW, next_at=NOW + 60,
+                         attempts=2, record="itsm_incident/7", last_error="HTTP 503")
+    slots = {"description": "Не печатает принтер 🖨", "files": []}
+    assert await db.commit_step(StepCommit(Session("vk:1", "create_ticket.queued", slots, "v1", NOW), 0,
+                                           event_id="ev-1", replies='[{"t":"Заявка принята"}]',
+                                           outbox=[created, waiting]))
+    created.state, created.told, created.updated_at = "done", True, NOW + 1
+    created.result = {"event": "created", "vars": {"ticket": {"number": "INC0000001"}}}
+    await db.outbox_finish(OutboxOutcome(created, watch=[WatchedTicket("itsm_incident", "7", "INC0000001",
+                                                                       "vk:1", "-2", "2026-01-01 10:00:00")]))
+    await db.put_binding(Binding("vk:1", "a@ranepa.ru", "caller-1", "Анна", NOW))
+    await db.put_code(PendingCode("vk:2", "b@ranepa.ru", b"\x00hash\xff", b"salt", NOW, NOW + 600, 1))
+    await db.record_code_sent("vk:2", "b@ranepa.ru", NOW)
+    assert await db.inbox_add("ev-2", "vk:3", '{"type":"message_new"}')
+    await db.notices_add([Notice("n-1", "vk:1", "Заявка INC0000001: новый статус — В работе.", NOW)])
+    await db.put_cursor("longpoll:515", "1234")
+    await db.close()
+
+
+async def test_everything_is_copied_and_works_on_postgres(tmp_path: Path, target: str) -> None:
+    source = tmp_path / "supportbot.db"
+    await embedded(source)
+    copied = await copy_sqlite_to_postgres(source, target)
+    assert copied == {"sessions": 1, "bindings": 1, "auth_codes": 1, "auth_sends": 1, "inbox": 2, "cursors": 1,
+                      "outbox": 2, "notices": 1, "ticket_watch": 1}
+    pg = await open_postgres(target)
+    try:
+        session = await pg.load_session("vk:1")
+        assert session is not None and session.slots["description"] == "Не печатает принтер 🖨"
+        assert session.version == 1
+        assert await pg.get_binding("vk:1") == Binding("vk:1", "a@ranepa.ru", "caller-1", "Анна", NOW)
+        code = await pg.get_code("vk:2")
+        assert code is not None and code.code_hash == b"\x00hash\xff" and code.attempts == 1
+        assert (await pg.code_send_stats("vk:2", "b@ranepa.ru", NOW - 1)).by_pair == 1
+        assert [e.event_id for e in await pg.inbox_pending()] == ["ev-2"]
+        assert [(u.event_id, u.replies) for u in await pg.replies_unsent()] == [("ev-1", '[{"t":"Заявка принята"}]')]
+        items = {i.id: i for i in await pg.outbox_list()}
+        assert items["ob-done"].state == "done" and items["ob-done"].told is True
+        assert (items["ob-wait"].record, items["ob-wait"].attempts) == ("itsm_incident/7", 2)
+        assert [i.id for i in await pg.outbox_due(NOW + 120)] == ["ob-wait"]
+        assert [n.id for n in await pg.notices_unsent()] == ["n-1"]
+        assert [(w.number, w.active) for w in await pg.watch_list()] == [("INC0000001", True)]
+        assert await pg.get_cursor("longpoll:515") == "1234"
+        # The bot goes on there: new rows come after the copied ones.
+        assert await pg.inbox_add("ev-3", "vk:3", "{}")
+        assert [e.event_id for e in await pg.inbox_pending()] == ["ev-2", "ev-3"]
+        assert await pg.commit_step(StepCommit(Session("vk:1", "main.menu", {}, "v1", NOW + 5), 1))
+    finally:
+        await pg.close()
+
+
+async def test_a_database_in_use_is_not_copied_into(tmp_path: Path, target: str) -> None:
+    source = tmp_path / "supportbot.db"
+    await embedded(source)
+    pg = await open_postgres(target)
+    assert await pg.commit_step(StepCommit(Session("vk:9", "main.menu", {}, "v1", NOW), 0))
+    await pg.close()
+    with pytest.raises(TargetNotEmpty, match="already has sessions"):
+        await copy_sqlite_to_postgres(source, target)
+    pg = await open_postgres(target)
+    try:
+        assert await pg.get_binding("vk:1") is None  # nothing half-copied
+    finally:
+        await pg.close()
+
+
+async def test_a_missing_source_is_named(tmp_path: Path, target: str) -> None:
+    with pytest.raises(FileNotFoundError, match="no SQLite database"):
+        await copy_sqlite_to_postgres(tmp_path / "nope.db", target)
