@@ -15,7 +15,9 @@ order and cannot deadlock on them; a deadlock elsewhere rolls the batch back and
 Lost connections. A call that breaks because its connection was lost (a database restart, a
 killed backend, a pooled connection gone stale) is tried again, after 0.05, 0.25 and 1 s, only
 where that cannot do anything twice:
-- reads, and writes that leave the same state when repeated (upserts, deletes, marks), always;
+- reads, and writes that leave the same state when repeated whatever another worker did in
+  between (marks, notices and follow-ups ignored if present), always; sessions, bindings and
+  codes are not among them (a repeated upsert could undo another worker's write in between);
 - every other write runs in a transaction, retried when the connection broke before its COMMIT
   was sent: PostgreSQL rolls back a transaction whose connection is gone, so nothing of it
   stayed. A COMMIT whose answer was lost may have committed: that error is raised, not retried;
@@ -225,9 +227,11 @@ _LOST: Final = (
     asyncpg.exceptions.CannotConnectNowError,  # the server is starting or stopping
     asyncpg.exceptions.TooManyConnectionsError,  # only at connect time
 )
-# Errors of one step's own data: that step fails alone, its batch goes on. ValueError covers
-# asyncpg's client-side "invalid input for query argument" (e.g. a lone surrogate).
-_STEP_ERRORS: Final = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError, ValueError)
+# Errors of one step's own data: that step fails alone (its savepoint undoes it), its batch goes
+# on. ValueError covers asyncpg's client-side "invalid input for query argument" (e.g. a lone
+# surrogate); ProgramLimitExceededError an over-long value in an indexed column.
+_STEP_ERRORS: Final = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError,
+                       asyncpg.exceptions.ProgramLimitExceededError, ValueError)
 
 _SELECT_SESSION: Final = "SELECT peer, state, slots, flow_version, updated_at, version FROM sessions WHERE peer = $1"
 _INSERT_SESSION: Final = (
@@ -365,10 +369,12 @@ async def _migrate(conn: Any) -> None:
         # Taken before anything is read: the first worker migrates, the others wait and then
         # find every version applied. The lock ends with the transaction.
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations"
-            " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-        )
+        # DDL only when something is missing: a role without CREATE can run a migrated database.
+        if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+            )
         applied = {int(r[0]) for r in await conn.fetch("SELECT version FROM schema_migrations")}
         known = MIGRATIONS[-1][0]
         newest = max(applied, default=0)
@@ -691,7 +697,7 @@ class PostgresStorage:
             self._flusher = None
 
     async def delete_session(self, peer: str) -> None:
-        await self._put(lambda conn: conn.execute("DELETE FROM sessions WHERE peer = $1", peer))
+        await self._write(lambda conn: conn.execute("DELETE FROM sessions WHERE peer = $1", peer))
 
     async def count_sessions(self) -> int:
         return int(await self._read(lambda conn: conn.fetchval("SELECT count(*) FROM sessions")))
@@ -707,7 +713,7 @@ class PostgresStorage:
 
     async def put_binding(self, binding: Binding) -> None:
         b = binding
-        await self._put(
+        await self._write(
             lambda conn: conn.execute(
                 "INSERT INTO bindings (peer, email, caller_id, name, bound_at) VALUES ($1, $2, $3, $4, $5)"
                 " ON CONFLICT (peer) DO UPDATE SET email = excluded.email, caller_id = excluded.caller_id,"
@@ -717,13 +723,13 @@ class PostgresStorage:
         )
 
     async def delete_binding(self, peer: str) -> None:
-        await self._put(lambda conn: conn.execute("DELETE FROM bindings WHERE peer = $1", peer))
+        await self._write(lambda conn: conn.execute("DELETE FROM bindings WHERE peer = $1", peer))
 
     # ----------------------------------------------------------------- sign-in codes
 
     async def put_code(self, code: PendingCode) -> None:
         c = code
-        await self._put(
+        await self._write(
             lambda conn: conn.execute(
                 "INSERT INTO auth_codes (peer, email, code_hash, salt, created_at, expires_at, attempts)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7)"
@@ -755,7 +761,7 @@ class PostgresStorage:
         return 0 if attempts is None else int(attempts)
 
     async def delete_code(self, peer: str) -> None:
-        await self._put(lambda conn: conn.execute("DELETE FROM auth_codes WHERE peer = $1", peer))
+        await self._write(lambda conn: conn.execute("DELETE FROM auth_codes WHERE peer = $1", peer))
 
     async def record_code_sent(self, peer: str, email: str, at: float) -> None:
         await self._write(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,35 +50,47 @@ class TargetNotEmpty(RuntimeError):
     """The PostgreSQL database already holds a deployment's data."""
 
 
-def _read(path: Path, table: Table) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def _read_all(path: Path, tables: Sequence[Table]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table as of one moment: one read transaction, so a bot still writing to the file
+    cannot leave, say, an event pending next to the step that handled it."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     try:
-        rows = conn.execute(f"SELECT {', '.join(table.columns)} FROM {table.name}").fetchall()
+        conn.execute("BEGIN")
+        found = {t.name: conn.execute(f"SELECT {', '.join(t.columns)} FROM {t.name}").fetchall() for t in tables}
+        conn.execute("COMMIT")
     finally:
         conn.close()
-    converters: list[Callable[[Any], Any]] = [
-        (lambda v: None if v is None else bool(v)) if c in table.flags
-        else (lambda v: bytes(v) if isinstance(v, memoryview | bytearray) else v)
-        for c in table.columns
-    ]
-    return [tuple(f(v) for f, v in zip(converters, row, strict=True)) for row in rows]
+    return {t.name: [_convert(t, row) for row in found[t.name]] for t in tables}
+
+
+def _convert(table: Table, row: Sequence[Any]) -> tuple[Any, ...]:
+    out = []
+    for column, value in zip(table.columns, row, strict=True):
+        if column in table.flags and value is not None:
+            value = bool(value)
+        elif isinstance(value, memoryview | bytearray):
+            value = bytes(value)
+        out.append(value)
+    return tuple(out)
 
 
 async def copy_sqlite_to_postgres(source: Path, dsn: str, tables: Sequence[Table] = TABLES) -> dict[str, int]:
     """Copy every table; returns the rows copied per table. Raises TargetNotEmpty, changing
-    nothing, if the target has sessions, bindings or outbox items already."""
+    nothing, if any table of the target has rows already."""
     if not await asyncio.to_thread(source.is_file):
         raise FileNotFoundError(f"no SQLite database at {source}")
     # Each side migrated by its own adapter first: the same schema version on both.
     await (await open_sqlite(source)).close()
     await (await open_postgres(dsn, max_size=2)).close()
-    rows = await asyncio.to_thread(lambda: {t.name: _read(source, t) for t in tables})
+    rows = await asyncio.to_thread(_read_all, source, tables)
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
-            for name in ("sessions", "bindings", "outbox"):
-                if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {name})"):
-                    raise TargetNotEmpty(f"the PostgreSQL database already has {name}; copy into an empty one")
+            # Locked first: a worker running on the target cannot write between check and copy.
+            await conn.execute(f"LOCK TABLE {', '.join(t.name for t in tables)} IN EXCLUSIVE MODE")
+            for table in tables:
+                if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table.name})"):
+                    raise TargetNotEmpty(f"the PostgreSQL database already has {table.name}; copy into an empty one")
             for table in tables:
                 if rows[table.name]:
                     await conn.copy_records_to_table(table.name, records=rows[table.name], columns=table.columns)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -434,12 +435,15 @@ async def test_a_step_whose_own_data_fails_fails_alone(storage: PostgresStorage)
         storage.commit_step(step("vk:3", event_id="ev-3", outbox=[item])),  # its id exists
         storage.commit_step(step("vk:4", state="nul\x00")),  # text PostgreSQL refuses
         storage.commit_step(step("vk:5", event_id="ev-5")),
+        # An event id too long (and too random to compress) for its index.
+        storage.commit_step(step("vk:6", event_id=secrets.token_hex(4500))),
         return_exceptions=True,
     )
     assert results[0] is True and results[3] is True
     assert isinstance(results[1], asyncpg.UniqueViolationError)
     assert isinstance(results[2], asyncpg.DataError)
-    assert storage.commit_stats.batches == 2  # one batch for the four
+    assert isinstance(results[4], asyncpg.exceptions.ProgramLimitExceededError)
+    assert storage.commit_stats.batches == 2  # one batch for the five
     assert await storage.load_session("vk:3") is None and not await storage.seen_event("ev-3")
     assert await storage.seen_events(["ev-2", "ev-3", "ev-5"]) == {"ev-2", "ev-5"}
 
