@@ -559,6 +559,7 @@ class PostgresStorage:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        self._closer: asyncio.Future[None] | None = None
         self._closed = False
         self._batches = 0
         self._steps = 0
@@ -1060,11 +1061,15 @@ class PostgresStorage:
     async def close(self) -> None:
         """Commit every queued step, let calls in flight end, then close the pool. Calling it
         again does nothing; any other call afterwards raises StorageClosed."""
-        if self._closing:
-            return
-        self._closing = True
+        # One closing task whoever calls: a close() cancelled half way cannot leave the storage
+        # half closed, since the next call waits for the same task.
+        if self._closer is None:
+            self._closing = True
+            self._closer = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closer)
+
+    async def _close(self) -> None:
         while self._flusher is not None:
-            # asyncio.wait, not await: cancelling close() must not cancel the flusher.
             await asyncio.wait({self._flusher})
         await self._idle.wait()
         self._closed = True

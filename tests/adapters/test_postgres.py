@@ -544,3 +544,15 @@ async def test_polling_queries_can_use_their_indexes(storage: PostgresStorage, d
     await db.execute("ANALYZE")
     plan = "\n".join(r[0] for r in await db.fetch(f"EXPLAIN {sql}", *args))
     assert f" {index}" in plan, plan
+
+
+async def test_a_cancelled_close_still_closes(dsn: str) -> None:
+    storage = await open_storage(dsn)
+    assert await storage.commit_step(step("vk:1"))
+    closing = asyncio.create_task(storage.close())
+    await asyncio.sleep(0)
+    closing.cancel()
+    await asyncio.gather(closing, return_exceptions=True)
+    await storage.close()  # waits for the same closing, which the cancel did not stop
+    with pytest.raises(StorageClosed):
+        await storage.load_session("vk:1")
