@@ -36,6 +36,30 @@ from urllib.parse import unquote
 
 import aiosqlite
 
+from adapters.storage_rows import (
+    OutcomeRows as _OutcomeRows,
+)
+from adapters.storage_rows import (
+    StepRow as _StepRow,
+)
+from adapters.storage_rows import (
+    json_text as _json,
+)
+from adapters.storage_rows import (
+    notice_row as _notice_row,
+)
+from adapters.storage_rows import (
+    outbox_item as _outbox_item,
+)
+from adapters.storage_rows import (
+    outcome_rows as _encode_outcome,
+)
+from adapters.storage_rows import (
+    step_row as _encode,
+)
+from adapters.storage_rows import (
+    watch_row as _watch_row,
+)
 from engine.ports import (
     OUTBOX_DONE,
     OUTBOX_FAILED,
@@ -237,27 +261,6 @@ _WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, ac
 # A follow-up step's replies replace the earlier event's only while those are kept unsent.
 _REPLACE_REPLIES: Final = "UPDATE inbox SET replies = ? WHERE event_id = ? AND replies IS NOT NULL"
 
-# _INSERT_OUTBOX's values: (id, peer, kind, payload JSON, state, attempts, next_at, created_at,
-# updated_at, last_error, progress JSON, result JSON, told, record, retried_at, finished_at)
-_OutboxRow = tuple[str, str, str, str, str, int, float, float, float, str, str, str | None, int, str | None,
-                   float | None, float | None]
-_NoticeRow = tuple[str, str, str, float]
-
-# An outcome as written: the item's update (state, result, progress, attempts, last_error,
-# told, updated_at, finished_at, id), notices, follow-up items, watch rows.
-_OutcomeRows = tuple[
-    tuple[str, str | None, str, int, str, int, float, float | None, str],
-    list[_NoticeRow], list[_OutboxRow], list[tuple[str, str, str, str, str, str, int, float]],
-]
-
-# (peer, state, slots JSON, flow_version, updated_at, expected_version, event_id, replies JSON,
-#  outbox rows, reply_of, outcomes)
-_StepRow = tuple[
-    str, str, str, str, float, int, str | None, str | None, tuple[_OutboxRow, ...], str | None,
-    tuple[_OutcomeRows, ...],
-]
-
-
 class StorageClosed(RuntimeError):
     """The storage was closed; no more calls are accepted."""
 
@@ -388,14 +391,6 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
     return results
 
 
-def _encode_outcome(outcome: OutboxOutcome) -> _OutcomeRows:
-    i = outcome.item
-    update = (i.state, _result(i), _json(i.progress), i.attempts, i.last_error, int(i.told), i.updated_at,
-              _finished_at(i), i.id)
-    now = time.time()
-    return (update, [_notice_row(n) for n in outcome.notices], [_outbox_row(f) for f in outcome.follow_ups],
-            [_watch_row(t, now) for t in outcome.watch])
-
 
 def _apply_outcome(conn: sqlite3.Connection, rows: _OutcomeRows) -> bool:
     """Pending only: an item finished by another attempt, or dropped by an admin meanwhile, is
@@ -414,50 +409,12 @@ def _apply_outcome(conn: sqlite3.Connection, rows: _OutcomeRows) -> bool:
     return changed
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _encode(step: StepCommit) -> _StepRow:
-    s = step.session
-    # Encoded on the caller's side: a slot or payload that is not JSON fails that caller alone.
-    slots = _json(s.slots)
-    outbox = tuple(_outbox_row(item) for item in step.outbox)
-    return (s.peer, s.state, slots, s.flow_version, s.updated_at, step.expected_version, step.event_id,
-            step.replies, outbox, step.reply_of, tuple(_encode_outcome(o) for o in step.finish))
 
 
-def _outbox_row(item: OutboxItem) -> _OutboxRow:
-    return (item.id, item.peer, item.kind, _json(item.payload), item.state, item.attempts, item.next_at,
-            item.created_at, item.updated_at, item.last_error, _json(item.progress), _result(item),
-            int(item.told), item.record, item.retried_at, _finished_at(item))
 
 
-def _result(item: OutboxItem) -> str | None:
-    return None if item.result is None else _json(item.result)
-
-
-def _finished_at(item: OutboxItem) -> float | None:
-    # An item ends at its last update, in the engine's clock: outbox_untold and prune are asked
-    # in that clock (a test's fixed one, too), so the adapter's own clock would not compare.
-    return None if item.state == OUTBOX_PENDING else item.updated_at
-
-
-def _outbox_item(row: Sequence[Any]) -> OutboxItem:
-    (id_, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress, result,
-     told, record, retried_at) = row
-    return OutboxItem(id_, peer, kind, json.loads(payload), created_at, state, attempts, next_at, updated_at,
-                      last_error, json.loads(progress), None if result is None else json.loads(result), bool(told),
-                      record, retried_at)
-
-
-def _notice_row(notice: Notice) -> _NoticeRow:
-    return (notice.id, notice.peer, notice.text, notice.created_at)
-
-
-def _watch_row(ticket: WatchedTicket, added_at: float) -> tuple[str, str, str, str, str, str, int, float]:
-    t = ticket
-    return (t.table, t.sys_id, t.number, t.peer, t.state, t.updated_at, int(t.active), added_at)
 
 
 class SqliteStorage:
