@@ -210,7 +210,6 @@ class OutboxWorker:
         self._round_started = -math.inf
         self._deferred: set[str] = set()  # put off a moment: whoever waits keeps waiting
         self.tries = 0  # attempts made, for tests and benchmarks
-        self.finished = 0
 
     # ------------------------------------------------------------------ the engine's side
 
@@ -508,9 +507,8 @@ class OutboxWorker:
         item.last_error = error[:500]
         item.updated_at = self.clock()
         waiter = self._waiters.get(item.id)
-        if waiter is not None and not waiter.done() and await self._hand_over(item, waiter, follow_ups, watch):
-            self.finished += 1
-        else:
+        handed = waiter is not None and not waiter.done() and await self._hand_over(item, waiter, follow_ups, watch)
+        if not handed:
             # Nobody is waiting (or the waiting step did not record it): told by a notice,
             # stored in the same transaction as the outcome.
             notice = self.render(item, self._notice_name(item))
@@ -519,7 +517,6 @@ class OutboxWorker:
             if not await self.storage.outbox_finish(outcome):
                 log.info("outbox %s was finished or dropped meanwhile; this outcome is not recorded again", item.id)
                 return
-            self.finished += 1
         if follow_ups or item.record is not None:
             self.kick()  # follow-ups, or items that waited for this one on its record, may be due
 
