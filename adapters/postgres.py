@@ -42,12 +42,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
+from adapters.pg_peer_locks import AdvisoryPeerLocks
 from adapters.sqlite import CommitStats, StorageClosed
 from adapters.storage_rows import (
     OutcomeRows as _OutcomeRows,
@@ -231,6 +234,16 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CREATE INDEX IF NOT EXISTS outbox_record ON outbox (record, seq) WHERE state = 'pending'",
         ),
     ),
+    (
+        4,
+        (
+            """CREATE TABLE IF NOT EXISTS leases (
+                name TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                until DOUBLE PRECISION NOT NULL
+            )""",
+        ),
+    ),
 )
 
 # pg_advisory_xact_lock key held while migrating: workers starting together migrate one at a
@@ -313,6 +326,19 @@ _OUTBOX_DUE: Final = (
     f" AND e.state = '{OUTBOX_PENDING}' AND e.seq < o.seq))"
     " ORDER BY o.seq LIMIT $2"
 )
+# Claims what _OUTBOX_DUE picks, at once: rows another worker is claiming are skipped, not
+# waited for. $3 maps kinds to lease seconds, $4 is the lease of any other kind.
+_OUTBOX_TAKE: Final = (
+    f"WITH due AS ({_OUTBOX_DUE.replace('SELECT ' + _OUTBOX_COLUMNS, 'SELECT o.id')} FOR UPDATE OF o SKIP LOCKED)"
+    " UPDATE outbox AS u SET attempts = u.attempts + 1, updated_at = $1,"
+    " next_at = $1 + coalesce(($3::jsonb ->> u.kind)::double precision, $4)"
+    f" FROM due WHERE u.id = due.id RETURNING u.seq, {', '.join('u.' + c for c in _OUTBOX_COLUMNS.split(', '))}"
+)
+_ACQUIRE_LEASE: Final = (
+    "INSERT INTO leases AS l (name, holder, until) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE"
+    " SET holder = excluded.holder, until = excluded.until WHERE l.holder = excluded.holder OR l.until <= $4"
+    " RETURNING 1"
+)
 _INSERT_NOTICE: Final = (
     "INSERT INTO notices (id, peer, text, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING"
 )
@@ -350,17 +376,23 @@ async def open_postgres(
     command_timeout: float = 30.0,
     max_batch: int = 1000,
     application_name: str = "supportbot",
+    lock_connections: int = 2,
 ) -> PostgresStorage:
     """Connect a pool to the database at dsn (a postgresql:// URL) and migrate its schema.
 
     Workers starting together are safe: they migrate one after another under an advisory lock.
     A database whose schema is newer than this program knows is refused (SchemaTooNew)."""
+    url = postgres_dsn_from_url(dsn)
     pool = await asyncpg.create_pool(
-        postgres_dsn_from_url(dsn),
+        url,
         min_size=min_size,
         max_size=max_size,
         command_timeout=command_timeout,
         server_settings={"application_name": application_name},
+        # Nothing here sets session state (no LISTEN, SET, cursors or session locks; the peer
+        # locks have their own connections): asyncpg's default reset would cost a round trip
+        # per call. An open transaction is still rolled back on release.
+        reset=_keep_session,
     )
     try:
         async with pool.acquire() as conn:
@@ -368,7 +400,17 @@ async def open_postgres(
     except BaseException:
         pool.terminate()
         raise
-    return PostgresStorage(pool, max_batch=max_batch, close_timeout=command_timeout)
+
+    async def connect_locks() -> Any:
+        return await asyncpg.connect(url, timeout=command_timeout,
+                               server_settings={"application_name": f"{application_name} peer locks"})
+
+    return PostgresStorage(pool, max_batch=max_batch, close_timeout=command_timeout,
+                           locks=AdvisoryPeerLocks(connect_locks, shards=lock_connections))
+
+
+async def _keep_session(conn: Any) -> None:
+    return None
 
 
 async def _migrate(conn: Any) -> None:
@@ -508,12 +550,21 @@ async def _apply_outcome(conn: Any, rows: _OutcomeRows) -> bool:
 
 
 
+@asynccontextmanager
+async def _no_lock() -> AsyncIterator[None]:
+    yield
+
+
 class PostgresStorage:
     """The Storage port on an asyncpg pool; see the module docstring for the write path and
     the retry rule. Make one with open_postgres, which migrates the database first."""
 
-    def __init__(self, pool: Any, *, max_batch: int = 1000, close_timeout: float = 30.0) -> None:
+    shared = True  # several worker processes on one database
+
+    def __init__(self, pool: Any, *, max_batch: int = 1000, close_timeout: float = 30.0,
+                 locks: AdvisoryPeerLocks | None = None) -> None:
         self._pool = pool
+        self._locks = locks
         self._max_batch = max(1, max_batch)
         self._close_timeout = close_timeout
         self._pending: list[tuple[_StepRow, asyncio.Future[bool]]] = []
@@ -777,11 +828,12 @@ class PostgresStorage:
         )
         return inserted is not None
 
-    async def inbox_pending(self, limit: int = 1000) -> list[InboxEvent]:
+    async def inbox_pending(self, limit: int = 1000, received_before: float = math.inf) -> list[InboxEvent]:
         rows = await self._read(
             lambda conn: conn.fetch(
-                "SELECT event_id, peer, body, received_at FROM inbox WHERE handled_at IS NULL ORDER BY seq LIMIT $1",
-                limit,
+                "SELECT event_id, peer, body, received_at FROM inbox WHERE handled_at IS NULL"
+                " AND received_at < $2 ORDER BY seq LIMIT $1",
+                limit, received_before,
             )
         )
         return [InboxEvent(e, p or "", b or "", r) for e, p, b, r in rows]
@@ -797,10 +849,12 @@ class PostgresStorage:
                 )
             )
 
-    async def replies_unsent(self, limit: int = 1000) -> list[UnsentReplies]:
+    async def replies_unsent(self, limit: int = 1000, handled_before: float = math.inf) -> list[UnsentReplies]:
         rows = await self._read(
             lambda conn: conn.fetch(
-                "SELECT event_id, peer, replies FROM inbox WHERE replies IS NOT NULL ORDER BY seq LIMIT $1", limit
+                "SELECT event_id, peer, replies FROM inbox WHERE replies IS NOT NULL AND handled_at < $2"
+                " ORDER BY seq LIMIT $1",
+                limit, handled_before,
             )
         )
         return [UnsentReplies(e, p or "", r) for e, p, r in rows]
@@ -813,6 +867,21 @@ class PostgresStorage:
                     "UPDATE inbox SET sent_at = $1, replies = NULL WHERE event_id = ANY($2::text[])", time.time(), ids
                 )
             )
+
+    # ----------------------------------------------------------------- one process at a time
+
+    def peer_lock(self, peer: str) -> AbstractAsyncContextManager[None]:
+        if self._locks is None:
+            return _no_lock()
+        return self._locks.hold(peer)
+
+    async def lease_acquire(self, name: str, holder: str, now: float, until: float) -> bool:
+        # Repeating it leaves the same state (the holder's own lease, renewed): safe to retry.
+        taken = await self._put(lambda conn: conn.fetchval(_ACQUIRE_LEASE, name, holder, until, now))
+        return taken is not None
+
+    async def lease_release(self, name: str, holder: str) -> None:
+        await self._put(lambda conn: conn.execute("DELETE FROM leases WHERE name = $1 AND holder = $2", name, holder))
 
     async def get_cursor(self, name: str) -> str | None:
         value = await self._read(lambda conn: conn.fetchval("SELECT value FROM cursors WHERE name = $1", name))
@@ -832,6 +901,13 @@ class PostgresStorage:
     async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxItem]:
         rows = await self._read(lambda conn: conn.fetch(_OUTBOX_DUE, now, limit))
         return [_outbox_item(r) for r in rows]
+
+    async def outbox_take(self, now: float, leases: Mapping[str, float], limit: int = 100) -> list[OutboxItem]:
+        longest = max(leases.values(), default=0.0)
+        rows = await self._write(
+            lambda conn: conn.fetch(_OUTBOX_TAKE, now, limit, json.dumps(dict(leases)), longest)
+        )
+        return [_outbox_item(r[1:]) for r in sorted(rows, key=lambda r: r[0])]
 
     async def outbox_get(self, item_id: str) -> OutboxItem | None:
         row = await self._read(lambda conn: conn.fetchrow(f"{_SELECT_OUTBOX} WHERE id = $1", item_id))
@@ -1036,6 +1112,8 @@ class PostgresStorage:
             await asyncio.wait({self._flusher})
         await self._idle.wait()
         self._closed = True
+        if self._locks is not None:
+            await self._locks.close()
         try:
             await asyncio.wait_for(self._pool.close(), self._close_timeout)
         except TimeoutError:

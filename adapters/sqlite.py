@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -212,6 +213,18 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CREATE INDEX IF NOT EXISTS outbox_record ON outbox (record, seq) WHERE state = 'pending'",
         ),
     ),
+    (
+        4,
+        (
+            # Jobs that one process at a time should do (the status poller, the notice sender):
+            # held by `holder` until `until`, then free for any process to take.
+            """CREATE TABLE IF NOT EXISTS leases (
+                name TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                until REAL NOT NULL
+            )""",
+        ),
+    ),
 )
 
 _URL_PREFIX: Final = "sqlite:///"
@@ -249,6 +262,15 @@ _INSERT_OUTBOX: Final = (
 # derived from the item's; a step's items are new by construction, so a clash there is an error.
 _INSERT_FOLLOW_UP: Final = _INSERT_OUTBOX.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 _SELECT_OUTBOX: Final = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
+# Due pending items, oldest first, leaving out those behind an older pending one on their record.
+_OUTBOX_DUE: Final = (
+    # INDEXED BY: the planner would scan the whole table (finished items included).
+    f"SELECT {_OUTBOX_COLUMNS} FROM outbox AS o INDEXED BY outbox_due"
+    f" WHERE state = '{OUTBOX_PENDING}' AND next_at <= ?"
+    " AND (record IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.record = o.record"
+    f" AND e.state = '{OUTBOX_PENDING}' AND e.seq < o.seq))"
+    " ORDER BY seq LIMIT ?"
+)
 _INSERT_NOTICE: Final = "INSERT OR IGNORE INTO notices (id, peer, text, created_at) VALUES (?, ?, ?, ?)"
 # A ticket followed already keeps what was last seen of it; it goes to the chat that follows it
 # now (its owner signed in there), so a chat they left hears no more of it.
@@ -258,6 +280,11 @@ _INSERT_WATCH: Final = (
     " ON CONFLICT (table_name, sys_id) DO UPDATE SET peer = excluded.peer"
 )
 _WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, active"
+# Taken when free, run out, or held by the same holder already (a renewal).
+_ACQUIRE_LEASE: Final = (
+    "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
+    " SET holder = excluded.holder, until = excluded.until WHERE leases.holder = excluded.holder OR leases.until <= ?"
+)
 # A follow-up step's replies replace the earlier event's only while those are kept unsent.
 _REPLACE_REPLIES: Final = "UPDATE inbox SET replies = ? WHERE event_id = ? AND replies IS NOT NULL"
 
@@ -422,6 +449,8 @@ class SqliteStorage:
 
     Make one with open_sqlite, which tunes and migrates the database first.
     """
+
+    shared = False  # one process per file
 
     def __init__(self, db: aiosqlite.Connection, *, max_batch: int = 1000,
                  binding_cache_size: int = 10_000, binding_ttl: float = 60.0) -> None:
@@ -654,12 +683,12 @@ class SqliteStorage:
 
         return await self._run(insert)
 
-    async def inbox_pending(self, limit: int = 1000) -> list[InboxEvent]:
+    async def inbox_pending(self, limit: int = 1000, received_before: float = math.inf) -> list[InboxEvent]:
         rows = await self._run(
             lambda conn: conn.execute(
                 "SELECT event_id, peer, body, received_at FROM inbox WHERE handled_at IS NULL"
-                " ORDER BY seq LIMIT ?",
-                (limit,),
+                " AND received_at < ? ORDER BY seq LIMIT ?",
+                (received_before, limit),
             ).fetchall()
         )
         return [InboxEvent(e, p or "", b or "", r) for e, p, b, r in rows]
@@ -678,10 +707,12 @@ class SqliteStorage:
         if ids:
             await self._run(mark)
 
-    async def replies_unsent(self, limit: int = 1000) -> list[UnsentReplies]:
+    async def replies_unsent(self, limit: int = 1000, handled_before: float = math.inf) -> list[UnsentReplies]:
         rows = await self._run(
             lambda conn: conn.execute(
-                "SELECT event_id, peer, replies FROM inbox WHERE replies IS NOT NULL ORDER BY seq LIMIT ?", (limit,)
+                "SELECT event_id, peer, replies FROM inbox WHERE replies IS NOT NULL AND handled_at < ?"
+                " ORDER BY seq LIMIT ?",
+                (handled_before, limit),
             ).fetchall()
         )
         return [UnsentReplies(e, p or "", r) for e, p, r in rows]
@@ -697,6 +728,27 @@ class SqliteStorage:
 
         if ids:
             await self._run(mark)
+
+    # ----------------------------------------------------------------- one process at a time
+
+    @asynccontextmanager
+    async def peer_lock(self, peer: str) -> AsyncIterator[None]:
+        # One process per SQLite file: the engine's in-process lock is all it takes.
+        yield
+
+    async def lease_acquire(self, name: str, holder: str, now: float, until: float) -> bool:
+        def acquire(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                return conn.execute(_ACQUIRE_LEASE, (name, holder, until, now)).rowcount == 1
+
+        return await self._run(acquire)
+
+    async def lease_release(self, name: str, holder: str) -> None:
+        def release(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+        await self._run(release)
 
     async def get_cursor(self, name: str) -> str | None:
         row = await self._run(
@@ -718,18 +770,25 @@ class SqliteStorage:
     # ----------------------------------------------------------------- outbox
 
     async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxItem]:
-        rows = await self._run(
-            lambda conn: conn.execute(
-                # INDEXED BY: the planner would scan the whole table (finished items included).
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox AS o INDEXED BY outbox_due"
-                f" WHERE state = '{OUTBOX_PENDING}' AND next_at <= ?"
-                " AND (record IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.record = o.record"
-                f" AND e.state = '{OUTBOX_PENDING}' AND e.seq < o.seq))"
-                " ORDER BY seq LIMIT ?",
-                (now, limit),
-            ).fetchall()
-        )
+        rows = await self._run(lambda conn: conn.execute(_OUTBOX_DUE, (now, limit)).fetchall())
         return [_outbox_item(r) for r in rows]
+
+    async def outbox_take(self, now: float, leases: Mapping[str, float], limit: int = 100) -> list[OutboxItem]:
+        longest = max(leases.values(), default=0.0)
+
+        def take(conn: sqlite3.Connection) -> list[OutboxItem]:
+            # One writer at a time (BEGIN IMMEDIATE): nobody else can take these meanwhile.
+            with _transaction(conn):
+                items = [_outbox_item(r) for r in conn.execute(_OUTBOX_DUE, (now, limit)).fetchall()]
+                for item in items:
+                    item.attempts += 1
+                    item.next_at = now + leases.get(item.kind, longest)
+                    item.updated_at = now
+                conn.executemany("UPDATE outbox SET attempts = ?, next_at = ?, updated_at = ? WHERE id = ?",
+                                 [(i.attempts, i.next_at, i.updated_at, i.id) for i in items])
+            return items
+
+        return await self._run(take)
 
     async def outbox_get(self, item_id: str) -> OutboxItem | None:
         row = await self._run(lambda conn: conn.execute(f"{_SELECT_OUTBOX} WHERE id = ?", (item_id,)).fetchone())

@@ -29,6 +29,8 @@ class Table:
     flags: tuple[str, ...] = ()  # SQLite 0/1 columns that are BOOLEAN in PostgreSQL
 
 
+# Every table but leases: they belong to running processes, and the embedded deployment is
+# stopped while it is copied.
 TABLES: tuple[Table, ...] = (
     Table("sessions", ("peer", "state", "slots", "flow_version", "version", "updated_at")),
     Table("bindings", ("peer", "email", "caller_id", "name", "bound_at")),

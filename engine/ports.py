@@ -6,7 +6,9 @@ contract test suite in tests/contract/ that every adapter passes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -179,6 +181,25 @@ class SendStats:
 class Storage(Protocol):
     """Durable state: sessions, bindings, sign-in codes, the inbox of handled events."""
 
+    # Whether several processes may use this storage at once (PostgreSQL): then no process may
+    # trust what it cached, and one-at-a-time jobs take a lease (lease_acquire).
+    shared: bool
+
+    def peer_lock(self, peer: str) -> AbstractAsyncContextManager[None]:
+        """Held around one peer's step: no other process steps that peer meanwhile (within a
+        process the engine's own per-peer lock does it). Raises when it cannot be had in
+        time; the step is then not made."""
+        ...
+
+    async def lease_acquire(self, name: str, holder: str, now: float, until: float) -> bool:
+        """Hold the named job until `until`: True if it was free, had run out (by `now`), or was
+        this holder's already (a renewal); False, changing nothing, while another holds it."""
+        ...
+
+    async def lease_release(self, name: str, holder: str) -> None:
+        """Give the job up now, if this holder has it."""
+        ...
+
     async def load_session(self, peer: str) -> Session | None: ...
 
     async def commit_step(self, step: StepCommit) -> bool:
@@ -230,16 +251,17 @@ class Storage(Protocol):
         (received or handled): a duplicate to drop."""
         ...
 
-    async def inbox_pending(self, limit: int = 1000) -> list[InboxEvent]:
-        """Events received but not handled yet, in the order they arrived."""
+    async def inbox_pending(self, limit: int = 1000, received_before: float = math.inf) -> list[InboxEvent]:
+        """Events received (before that time) but not handled yet, in the order they arrived."""
         ...
 
     async def inbox_mark_handled(self, event_ids: Sequence[str]) -> None:
         """Close events without a step (too old to replay, or not for the engine)."""
         ...
 
-    async def replies_unsent(self, limit: int = 1000) -> list[UnsentReplies]:
-        """Replies kept by steps and not yet marked sent, in the order the events came."""
+    async def replies_unsent(self, limit: int = 1000, handled_before: float = math.inf) -> list[UnsentReplies]:
+        """Replies kept by steps (committed before that time) and not yet marked sent, in the
+        order the events came."""
         ...
 
     async def replies_sent(self, event_ids: Sequence[str]) -> None:
@@ -262,6 +284,13 @@ class Storage(Protocol):
     async def outbox_due(self, now: float, limit: int = 100) -> list[OutboxItem]:
         """Pending items whose next_at has come, oldest first, leaving out any item that has an
         older pending one on the same record (OutboxItem.record): those wait their turn."""
+        ...
+
+    async def outbox_take(self, now: float, leases: Mapping[str, float], limit: int = 100) -> list[OutboxItem]:
+        """Claim due items as outbox_due picks them, each for one attempt (outbox_claim's
+        semantics), at once: leases are the seconds each kind stays hidden (a kind not named:
+        the longest). Items another worker is taking at the same moment are skipped, not
+        waited for."""
         ...
 
     async def outbox_get(self, item_id: str) -> OutboxItem | None: ...

@@ -188,7 +188,7 @@ async def test_a_database_at_schema_1_is_upgraded_keeping_its_data(dsn: str, db:
         assert await storage.outbox_get("ob-1") == item
     finally:
         await storage.close()
-    assert [r[0] for r in await db.fetch("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3]
+    assert [r[0] for r in await db.fetch("SELECT version FROM schema_migrations ORDER BY 1")] == [*dict(MIGRATIONS)]
 
 
 # --------------------------------------------------------------------------- lost connections
@@ -556,3 +556,110 @@ async def test_a_cancelled_close_still_closes(dsn: str) -> None:
     await storage.close()  # waits for the same closing, which the cancel did not stop
     with pytest.raises(StorageClosed):
         await storage.load_session("vk:1")
+
+
+# --------------------------------------------------------------------------- peer locks across processes
+
+
+async def test_a_peer_locked_by_one_worker_waits_in_another_while_other_peers_go_on(dsn: str) -> None:
+    one, two = await open_storage(dsn), await open_storage(dsn)
+    try:
+        order: list[str] = []
+        released = asyncio.Event()
+
+        async def second() -> None:
+            async with two.peer_lock("vk:1"):
+                order.append("two has vk:1")
+
+        async with one.peer_lock("vk:1"):
+            waiting = asyncio.create_task(second())
+            async with two.peer_lock("vk:2"):  # another peer: not held up
+                order.append("two has vk:2")
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            order.append("one lets vk:1 go")
+            released.set()
+        await asyncio.wait_for(waiting, 5)
+        assert order == ["two has vk:2", "one lets vk:1 go", "two has vk:1"]
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_steps_of_one_peer_never_overlap_across_workers(dsn: str) -> None:
+    workers = [await open_storage(dsn) for _ in range(3)]
+    try:
+        inside: dict[str, int] = {}
+        overlaps = 0
+        entered = 0
+
+        async def work(storage: PostgresStorage, peer: str) -> None:
+            nonlocal overlaps, entered
+            async with storage.peer_lock(peer):
+                inside[peer] = inside.get(peer, 0) + 1
+                entered += 1
+                overlaps += inside[peer] > 1
+                await asyncio.sleep(0.002)
+                inside[peer] -= 1
+
+        # Each worker stands for a process: within one, the engine never asks twice for a peer.
+        async def worker(storage: PostgresStorage, peer: str) -> None:
+            for _ in range(10):
+                await work(storage, peer)
+
+        await asyncio.gather(*(worker(w, f"vk:{p}") for w in workers for p in range(40)))
+        assert (entered, overlaps) == (3 * 40 * 10, 0)
+    finally:
+        for w in workers:
+            await w.close()
+
+
+async def test_a_lost_lock_connection_frees_its_peers_and_a_new_one_takes_over(dsn: str, db: Any) -> None:
+    one, two = await open_storage(dsn), await open_storage(dsn)
+    try:
+        async with one.peer_lock("vk:1"):
+            pids = [r[0] for r in await db.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1", f"{APP} peer locks")]
+            assert pids
+            await db.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", pids)
+            # The server dropped the lock with its connection: another worker gets the peer.
+            async with asyncio.timeout(5), two.peer_lock("vk:1"):
+                pass
+        async with asyncio.timeout(5), one.peer_lock("vk:1"):  # and the first connects again
+            pass
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_a_peer_held_too_long_elsewhere_fails_the_wait(dsn: str) -> None:
+    from adapters.pg_peer_locks import AdvisoryPeerLocks, PeerLockTimeout
+
+    one = await open_storage(dsn)
+    locks = AdvisoryPeerLocks(lambda: asyncpg.connect(dsn), wait_limit=0.3)
+    try:
+        async with one.peer_lock("vk:1"):
+            with pytest.raises(PeerLockTimeout):
+                async with locks.hold("vk:1"):
+                    pass
+        async with asyncio.timeout(5), locks.hold("vk:1"):
+            pass
+    finally:
+        await locks.close()
+        await one.close()
+
+
+async def test_a_wait_given_up_leaves_no_lock_behind(dsn: str) -> None:
+    one, two = await open_storage(dsn), await open_storage(dsn)
+    try:
+        async with one.peer_lock("vk:1"):
+            waiting = asyncio.create_task(two.peer_lock("vk:1").__aenter__())
+            await asyncio.sleep(0.1)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        async with asyncio.timeout(5), one.peer_lock("vk:1"):
+            pass
+    finally:
+        await one.close()
+        await two.close()

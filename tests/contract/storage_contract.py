@@ -221,6 +221,52 @@ class TestKeptReplies:
         assert await storage.seen_event("old") is True
 
 
+class TestOneAtATime:
+    async def test_a_lease_is_held_by_one_holder_until_it_runs_out_or_is_released(self, storage: Any) -> None:
+        assert await storage.lease_acquire("status", "w1", 100.0, 130.0) is True
+        assert await storage.lease_acquire("status", "w2", 110.0, 140.0) is False
+        assert await storage.lease_acquire("notices", "w2", 110.0, 140.0) is True  # another job
+        assert await storage.lease_acquire("status", "w1", 120.0, 150.0) is True  # renewed
+        assert await storage.lease_acquire("status", "w2", 140.0, 170.0) is False
+        assert await storage.lease_acquire("status", "w2", 150.0, 180.0) is True  # ran out: taken over
+        assert await storage.lease_acquire("status", "w1", 160.0, 190.0) is False
+        await storage.lease_release("status", "w1")  # not w1's any more: nothing happens
+        assert await storage.lease_acquire("status", "w1", 160.0, 190.0) is False
+        await storage.lease_release("status", "w2")
+        assert await storage.lease_acquire("status", "w1", 160.0, 190.0) is True
+
+    async def test_racing_holders_get_a_lease_once(self, storage_backend: Any) -> None:
+        if not storage_backend.persistent:
+            pytest.skip("each open of an in-memory database is a database of its own")
+        workers = [await storage_backend.open() for _ in range(3)]
+        try:
+            won = await asyncio.gather(*(w.lease_acquire("status", f"w{n}-{k}", 100.0, 130.0)
+                                         for n, w in enumerate(workers) for k in range(4)))
+            assert won.count(True) == 1
+        finally:
+            for w in workers:
+                await w.close()
+
+    async def test_a_peer_lock_is_held_for_a_step(self, storage: Any) -> None:
+        async with storage.peer_lock("vk:1"), storage.peer_lock("vk:2"):
+            assert await commit(storage, "vk:1", 0) is True
+        async with storage.peer_lock("vk:1"):  # released: taken again
+            assert await commit(storage, "vk:1", 1) is True
+
+    async def test_received_events_and_kept_replies_can_be_asked_for_by_age(self, storage: Any) -> None:
+        await storage.inbox_add("ev-old", "vk:1", "{}")
+        assert await commit(storage, "vk:2", 0, event_id="ev-done") is True  # handled: never pending
+        await asyncio.sleep(0.05)
+        middle = time.time()
+        await asyncio.sleep(0.05)
+        await storage.inbox_add("ev-new", "vk:1", "{}")
+        assert [e.event_id for e in await storage.inbox_pending(received_before=middle)] == ["ev-old"]
+        assert [e.event_id for e in await storage.inbox_pending()] == ["ev-old", "ev-new"]
+        assert await storage.commit_step(StepCommit(make_session("vk:3"), 0, event_id="ev-r", replies="[]")) is True
+        assert await storage.replies_unsent(handled_before=middle) == []
+        assert [u.event_id for u in await storage.replies_unsent(handled_before=time.time() + 1)] == ["ev-r"]
+
+
 class TestCursors:
     async def test_put_get_replace(self, storage: Any) -> None:
         assert await storage.get_cursor("vk:longpoll:1") is None
@@ -708,6 +754,42 @@ class TestOutboxQueue:
         assert await storage.outbox_claim("ob-1", 200.0, 300.0) is True
         await finish(storage, ended(item))
         assert await storage.outbox_claim("ob-1", 1e12, 1e12 + 1) is False  # done
+
+    async def test_take_claims_the_due_items_at_once_with_a_lease_per_kind(self, storage: Any) -> None:
+        items = [make_item("ob-1", next_at=100.0), make_item("ob-2", kind="ticket.upload", next_at=100.0),
+                 make_item("ob-3", kind="ticket.comment", next_at=100.0), make_item("ob-4", next_at=500.0),
+                 make_item("ob-5", kind="ticket.comment", record="itsm_incident:s1", next_at=100.0),
+                 make_item("ob-6", kind="ticket.comment", record="itsm_incident:s1", next_at=100.0)]
+        assert await step(storage, "vk:1", 0, outbox=items) is True
+        leases = {"ticket.create": 40.0, "ticket.upload": 130.0}
+        taken = await storage.outbox_take(150.0, leases, limit=3)
+        assert [(i.id, i.attempts, i.next_at) for i in taken] == [
+            ("ob-1", 1, 190.0), ("ob-2", 1, 280.0), ("ob-3", 1, 280.0)]  # a kind not named: the longest
+        assert taken == [await storage.outbox_get(i) for i in ("ob-1", "ob-2", "ob-3")]
+        # Taken items are hidden until their lease ends; not yet due, or behind an older one on
+        # the same record, are not taken at all.
+        assert await ids(storage.outbox_take(150.0, leases)) == ["ob-5"]
+        assert await storage.outbox_take(150.0, leases) == []
+        assert await ids(storage.outbox_take(190.0, leases)) == ["ob-1"]  # its lease ran out
+        await finish(storage, ended(items[4]))
+        assert await ids(storage.outbox_take(500.0, leases)) == ["ob-1", "ob-2", "ob-3", "ob-4", "ob-6"]
+
+    async def test_concurrent_takes_never_hand_out_one_item_twice(self, storage_backend: Any) -> None:
+        if not storage_backend.persistent:
+            pytest.skip("each open of an in-memory database is a database of its own")
+        workers = [await storage_backend.open() for _ in range(3)]
+        try:
+            first = workers[0]
+            for n in range(4):
+                batch = [make_item(f"ob-{n}-{i}", peer=f"vk:{n}", next_at=100.0) for i in range(25)]
+                assert await step(first, f"vk:{n}", 0, outbox=batch) is True
+            rounds = await asyncio.gather(*(w.outbox_take(150.0, {"ticket.create": 60.0}, limit=20)
+                                            for w in workers for _ in range(3)))
+            taken = [i.id for r in rounds for i in r]
+            assert len(taken) == len(set(taken)) == 100
+        finally:
+            for w in workers:
+                await w.close()
 
     async def test_a_failed_item_keeps_its_error_and_result(self, storage: Any) -> None:
         item = make_item("ob-1")

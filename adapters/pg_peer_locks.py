@@ -1,0 +1,182 @@
+"""Per-peer locks across processes on PostgreSQL advisory locks, without a connection per lock.
+
+Every worker process that steps sessions takes the peer's lock for the step, so two processes
+never step one peer at once: a sign-in code is mailed once, events are taken in turn, a redo on
+a version conflict is the exception it should be.
+
+Holding one pooled connection per step in flight would need as many connections as steps (each
+may wait seconds for SimpleOne) and could starve the pool that commits need. Instead a few
+dedicated connections (shards, by key) each hold the session-level locks of many peers. Requests
+that arrive together go in one round trip (`pg_try_advisory_lock` over an array); a lock that
+another process holds is tried again with a short backoff, up to a limit. Releases are queued
+and sent with the next round trip: releasing never delays the step.
+
+If a lock connection is lost, PostgreSQL has dropped its locks: steps in flight go on unguarded
+(the session version check still refuses a stale write) and new requests use a new connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+log = logging.getLogger(__name__)
+
+# Tried again after these pauses while another process holds the lock, then every last one.
+_BACKOFF: Final = (0.005, 0.01, 0.02, 0.05, 0.1)
+_RECONNECT_DELAY: Final = 0.5
+
+# One round trip: releases first (a peer released and asked for again in one batch gets it),
+# then the tries. WITH ORDINALITY keeps the rows in the order they were sent.
+_ROUND: Final = (
+    "SELECT CASE WHEN t.take THEN pg_try_advisory_lock(t.k) ELSE pg_advisory_unlock(t.k) END"
+    " FROM unnest($1::bigint[], $2::bool[]) WITH ORDINALITY AS t(k, take, n) ORDER BY t.n"
+)
+
+
+class PeerLockTimeout(TimeoutError):
+    """Another process held the peer's lock for longer than the wait limit."""
+
+
+def peer_key(peer: str) -> int:
+    """The advisory lock key of a peer: 64 bits of a hash (a collision only serialises two
+    peers needlessly)."""
+    return int.from_bytes(hashlib.blake2b(peer.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+Connect = Callable[[], Awaitable[Any]]
+
+
+class _Shard:
+    """One connection and the locks it holds; a runner task sends what is asked for in batches."""
+
+    def __init__(self, connect: Connect) -> None:
+        self._connect = connect
+        self._conn: Any = None
+        self._tries: dict[int, list[asyncio.Future[bool]]] = {}
+        self._releases: list[int] = []
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self.closed = False
+
+    async def try_lock(self, key: int) -> bool:
+        if self.closed:
+            raise ConnectionError("peer locks closed")
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._tries.setdefault(key, []).append(future)
+        self._kick()
+        return await future
+
+    def release(self, key: int) -> None:
+        self._releases.append(key)
+        self._kick()
+
+    def _kick(self) -> None:
+        self._wake.set()
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while self._tries or self._releases:
+            self._wake.clear()
+            tries, self._tries = self._tries, {}
+            releases, self._releases = self._releases, []
+            keys = [*releases, *(k for k, futures in tries.items() for _ in futures)]
+            takes = [False] * len(releases) + [True] * (len(keys) - len(releases))
+            try:
+                answers = await self._round(keys, takes)
+            except asyncio.CancelledError:
+                self._fail(tries, ConnectionError("peer locks closed"))
+                raise
+            except Exception as exc:
+                # The connection is gone, and with it every lock it held: releases are moot,
+                # tries are made again on a new connection.
+                log.warning("peer lock connection failed (%s: %s); locks held on it are lost",
+                            type(exc).__name__, exc)
+                await self._drop()
+                if self.closed:
+                    self._fail(tries, exc)
+                    return
+                for key, futures in tries.items():
+                    self._tries.setdefault(key, []).extend(futures)
+                await asyncio.sleep(_RECONNECT_DELAY)
+                continue
+            got = iter(answers[len(releases):])
+            for key, futures in tries.items():
+                for future in futures:
+                    taken = next(got)
+                    if not future.done():
+                        future.set_result(taken)
+                    elif taken:  # the asker gave up meanwhile: let the lock go again
+                        self._releases.append(key)
+
+    async def _round(self, keys: list[int], takes: list[bool]) -> list[bool]:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await self._connect()
+        rows = await self._conn.fetch(_ROUND, keys, takes)
+        return [bool(r[0]) for r in rows]
+
+    def _fail(self, tries: dict[int, list[asyncio.Future[bool]]], exc: BaseException) -> None:
+        for futures in tries.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._runner is not None and not self._runner.done():
+            # Queued releases go out first; a connection that is gone releases everything.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._runner), 5.0)
+            self._runner.cancel()
+            with contextlib.suppress(BaseException):
+                await self._runner
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5.0)
+
+
+class AdvisoryPeerLocks:
+    """Storage.peer_lock for PostgreSQL: see the module docstring."""
+
+    def __init__(self, connect: Connect, *, shards: int = 2, wait_limit: float = 120.0) -> None:
+        self._shards = [_Shard(connect) for _ in range(max(1, shards))]
+        self._wait_limit = wait_limit
+
+    @asynccontextmanager
+    async def hold(self, peer: str) -> AsyncIterator[None]:
+        key = peer_key(peer)
+        shard = self._shards[key % len(self._shards)]
+        await self._acquire(shard, key, peer)
+        try:
+            yield
+        finally:
+            shard.release(key)
+
+    async def _acquire(self, shard: _Shard, key: int, peer: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_limit
+        for n in range(1_000_000):
+            if await shard.try_lock(key):
+                if n:
+                    log.debug("peer %s: lock taken after %d tries", peer, n + 1)
+                return
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(_BACKOFF[min(n, len(_BACKOFF) - 1)])
+        raise PeerLockTimeout(f"peer {peer}: another worker held its lock for over {self._wait_limit:.0f} s")
+
+    async def close(self) -> None:
+        await asyncio.gather(*(shard.close() for shard in self._shards))
