@@ -209,6 +209,10 @@ class OutboxWorker:
         self._wakes: list[float] = []  # when deferred items come due (a heap)
         self._round_started = -math.inf
         self._deferred: set[str] = set()  # put off a moment: whoever waits keeps waiting
+        # How long each kind of item stays claimed: see _lease_end.
+        self._leases = {kind: self._lease_end_for(kind, 0.0) for kind in self.executors}
+        self._backlog = False  # the last round's take was cut short by the room left
+        self._taking = 0  # takes in progress
         self.tries = 0  # attempts made, for tests and benchmarks
 
     # ------------------------------------------------------------------ the engine's side
@@ -231,9 +235,12 @@ class OutboxWorker:
         return True
 
     def _lease_end(self, item: OutboxItem, now: float) -> float:
+        return self._lease_end_for(item.kind, now)
+
+    def _lease_end_for(self, kind: str, now: float) -> float:
         """How long a claimed item stays this worker's: its attempt, the handover to a waiting
         step, and a margin; a worker that dies leaves it due again then."""
-        return now + self.policy.timeout_for(item.kind) + self.policy.handover_timeout + self.policy.lease_margin
+        return now + self.policy.timeout_for(kind) + self.policy.handover_timeout + self.policy.lease_margin
 
     def start(self, items: Sequence[OutboxItem]) -> None:
         """After the step committed: run the items reserve() took, one chain per peer."""
@@ -313,20 +320,30 @@ class OutboxWorker:
         self._round_started = now
         started: list[asyncio.Task[int]] = []
         count = 0
-        if self.breaker.state != "open":
+        room = 2 * self.policy.concurrency - len(self._inflight)
+        if self.breaker.state != "open" and room > 0:
             # Waited for before this query began, so committed: if not due now, not soon either.
             waiting = [i for i, f in self._waiters.items() if not f.done()]
-            due = await self.storage.outbox_due(now, limit=200)
+            # Claimed at once (each attempt counted, hidden by a lease), skipping what another
+            # worker is claiming at the same moment; no more than the slots will soon run, so
+            # leases are not spent waiting here while other workers have room.
+            self._taking += 1  # claimed in storage before they are in hand: drain() must wait
+            try:
+                due = await self.storage.outbox_take(now, self._leases, limit=room)
+            finally:
+                self._taking -= 1
+            self._backlog = len(due) == room
             self._release_waiters(waiting, {i.id for i in due})
             # From here to the tasks' start nothing awaits: a concurrent round sees these in flight.
-            due = [i for i in due if i.id not in self._inflight]
+            # An item this worker already has in hand comes back only if its lease ran out while
+            # it waited for a slot: the new claim runs it, the old one will find its lease gone.
             by_peer: dict[str, list[OutboxItem]] = {}
             for item in due:
                 self._inflight.add(item.id)
                 by_peer.setdefault(item.peer, []).append(item)
             count = len(due)
             for chain in by_peer.values():
-                started.append(self._start_chain(chain))
+                started.append(self._start_chain(chain, claimed=True))
         if now - self._last_sweep >= self.policy.sweep_every:
             self._last_sweep = now
             await self.tell_untold()
@@ -351,6 +368,8 @@ class OutboxWorker:
 
     def _chain_done(self, task: asyncio.Task[int]) -> None:
         self._chains.discard(task)
+        if self._backlog:
+            self.kick()  # the last round left due items for want of room: there is some now
         if not task.cancelled() and task.exception() is not None:
             log.error("outbox chain failed: %r", task.exception())
 
@@ -567,7 +586,7 @@ class OutboxWorker:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             await self.run_once()
-            if self._inflight:
+            if self._inflight or self._taking:
                 await asyncio.sleep(0.01)  # the background round has some in hand
                 continue
             due = await self.storage.outbox_due(self.clock(), limit=1)

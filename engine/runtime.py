@@ -84,7 +84,10 @@ class Engine:
         self.flows = flows
         self.services = services
         self.registry = registry
-        self.sessions = SessionCache(services.storage, cache_size)
+        # A storage shared by several processes: another may have stepped a session since this
+        # one cached it, so every step reads it afresh (under the peer's lock, see handle).
+        shared = bool(getattr(services.storage, "shared", False))
+        self.sessions = SessionCache(services.storage, 0 if shared else cache_size)
         self.locks = PeerLocks()
         self.max_redo = max_redo
         # How often each state was entered: bounded by the number of states; for metrics and
@@ -102,33 +105,39 @@ class Engine:
         """
         async with self.locks.hold(peer):
             try:
-                if incoming.event_id and not deduped and await self.services.storage.seen_event(incoming.event_id):
-                    log.debug("event %s already handled; dropped", incoming.event_id)
-                    return []
-                # A version conflict means another writer stepped this session: redo on fresh
-                # data. (Actions that reach SimpleOne would run again; with one process per SQLite
-                # file and per-peer locks this cannot happen — several writers need the outbox.)
-                for attempt in range(self.max_redo):
-                    if attempt and incoming.event_id and await self.services.storage.seen_event(incoming.event_id):
-                        log.info("event %s was handled by another writer; dropped", incoming.event_id)
-                        return []
-                    turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
-                    reply = await turn.run(incoming)
-                    kept = dump_replies([reply]) if keep_replies and incoming.event_id else None
-                    queue = self.services.outbox
-                    reserved = bool(turn.outbox) and queue is not None and queue.reserve(turn.outbox)
-                    if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id, kept,
-                                                  outbox=turn.outbox):
-                        if turn.outbox:
-                            return [await self.settle(peer, turn, reply, incoming.event_id if kept else None,
-                                                      reserved)]
-                        return [reply]
-                    log.warning("session of %s was changed by another writer; redoing the step", peer)
-                log.error("could not commit a step for %s after %d tries", peer, self.max_redo)
+                async with self.services.storage.peer_lock(peer):
+                    return await self._handle(peer, incoming, deduped=deduped, keep_replies=keep_replies)
             except Exception:
                 log.exception("storage failed for %s; the step was not saved", peer)
                 self.sessions.forget(peer)
             return [self.unsaved_reply()]
+
+    async def _handle(self, peer: str, incoming: Incoming, *, deduped: bool, keep_replies: bool) -> list[Reply]:
+        """handle() under the peer's locks, in this process and across processes."""
+        if incoming.event_id and not deduped and await self.services.storage.seen_event(incoming.event_id):
+            log.debug("event %s already handled; dropped", incoming.event_id)
+            return []
+        # A version conflict means another writer stepped this session: redo on fresh
+        # data. Actions that read SimpleOne or mail a code would run again; the peer's
+        # lock across processes keeps that to a lock lost with its connection.
+        for attempt in range(self.max_redo):
+            if attempt and incoming.event_id and await self.services.storage.seen_event(incoming.event_id):
+                log.info("event %s was handled by another writer; dropped", incoming.event_id)
+                return []
+            turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
+            reply = await turn.run(incoming)
+            kept = dump_replies([reply]) if keep_replies and incoming.event_id else None
+            queue = self.services.outbox
+            reserved = bool(turn.outbox) and queue is not None and queue.reserve(turn.outbox)
+            if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id, kept,
+                                          outbox=turn.outbox):
+                if turn.outbox:
+                    return [await self.settle(peer, turn, reply, incoming.event_id if kept else None,
+                                              reserved)]
+                return [reply]
+            log.warning("session of %s was changed by another writer; redoing the step", peer)
+        log.error("could not commit a step for %s after %d tries", peer, self.max_redo)
+        return [self.unsaved_reply()]
 
     async def settle(self, peer: str, turn: Turn, reply: Reply, kept_for: str | None, reserved: bool) -> Reply:
         """After a step that queued SimpleOne work: wait a little for its outcome, still holding

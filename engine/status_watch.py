@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from engine.leases import JobLease
 from engine.model import FlowSet
 from engine.ports import (
     Notice,
@@ -67,7 +68,7 @@ class StatusWatcher:
 
     def __init__(self, storage: Storage, tickets: TicketSystem, flows: FlowSource, *, interval: float = 60.0,
                  clock: Callable[[], float] = time.time, page: int = 500,
-                 forget_closed_after: float = 7 * 86400) -> None:
+                 forget_closed_after: float = 7 * 86400, lease: JobLease | None = None) -> None:
         if interval <= 0 or page < 1:
             raise ValueError("the status watcher needs interval > 0 and page >= 1")
         self.storage = storage
@@ -77,22 +78,28 @@ class StatusWatcher:
         self.clock = clock
         self.page = page
         self.forget_closed_after = forget_closed_after
+        # Several workers on one database: one polls at a time (a round may outlast an interval,
+        # so the lease covers a few; a holder that dies is replaced after that).
+        self.lease = lease if lease is not None else JobLease(storage, "status_watch", ttl=3 * interval + 30)
         self.rounds = 0  # rounds finished or stopped by SimpleOne, for tests and health checks
         self.last_error: str | None = None  # SimpleOne's complaint in the last round, if any
 
     async def run(self) -> None:
         """One round per interval until cancelled; a failed round is logged and tried again."""
-        while True:
-            started = time.monotonic()
-            try:
-                made = await self.run_once()
-                if made:
-                    log.info("status watch: %d notice(s) made", made)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("status watch round failed; trying again next round")
-            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    made = await self.run_once() if await self.lease.hold() else 0
+                    if made:
+                        log.info("status watch: %d notice(s) made", made)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("status watch round failed; trying again next round")
+                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+        finally:
+            await self.lease.release()
 
     async def run_once(self) -> int:
         """One pass over every followed ticket; returns the notices made."""

@@ -20,6 +20,7 @@ from adapters.smtp import SmtpMailer
 from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite, sqlite_path_from_url
 from engine.actions.context import AuthPolicy, Services
+from engine.leases import JobLease
 from engine.outbox import OutboxPolicy, OutboxWorker
 from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Mailer, SpooledFile, Storage
 from engine.reload import FlowHolder
@@ -142,9 +143,11 @@ async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: f
     Event ids are kept two days (VK resends within hours); files of drafts longer than a day
     (or two idle timeouts): by then the dialogue that held them has expired.
     """
+    # Several workers: one prunes at a time (each still sweeps its own spool, if not shared).
+    lease = JobLease(storage, "housekeeping", ttl=every / 2)
     while True:
         try:
-            removed = await storage.prune(time.time() - 2 * 86400)
+            removed = await storage.prune(time.time() - 2 * 86400) if await lease.hold() else 0
             swept = await spool.sweep(max(86400.0, 2 * idle), keep=await outbox_files(storage))
             if removed or swept:
                 log.info("housekeeping: %d old rows, %d abandoned files removed", removed, swept)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,12 +22,19 @@ from adapters.vk.delivery import DeliveryLog, resend_unsent
 from adapters.vk.longpoll import LongPoller
 from adapters.vk.notices import run_notices
 from adapters.vk.sender import VkSender
+from engine.leases import JobLease
+from engine.ports import Storage
 from supportbot.app import App
 from supportbot.config import ConfigError, VkSettings
 
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 30.0  # on shutdown, how long events in hand may take to finish
+LONGPOLL_WAIT = 25  # seconds a long-poll request waits for events
+ORPHAN_SWEEP_SECONDS = 15.0
+# Older than anything a live worker holds: an event waits in hand at most about its step, the
+# outcome wait and the handover (well under a minute); replies are marked sent within a second.
+ORPHAN_AGE_SECONDS = 60.0
 
 
 @dataclass(slots=True)
@@ -36,6 +44,7 @@ class VkChannel:
     bot: VkBot
     delivery: DeliveryLog
     notices: asyncio.Task[None] | None = None
+    recovery: asyncio.Task[None] | None = None
 
     async def drain(self) -> None:
         """Let the events in hand finish (within DRAIN_SECONDS)."""
@@ -48,9 +57,10 @@ class VkChannel:
 
     async def close(self) -> None:
         await self.drain()  # at once if already drained or cancelled
-        if self.notices is not None:
-            self.notices.cancel()
-            await asyncio.gather(self.notices, return_exceptions=True)
+        tasks = [t for t in (self.notices, self.recovery) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.delivery.close()
         await self.session.close()
 
@@ -93,10 +103,34 @@ async def start_channel(app: App, vk: VkSettings) -> VkChannel:
         await check_community(channel.api, vk.group_id)
         await resend_unsent(app.storage, channel.bot.sender, channel.delivery)
         channel.notices = asyncio.create_task(run_notices(app.storage, channel.bot.sender))
+        channel.recovery = asyncio.create_task(recover_orphans(app.storage, channel))
     except BaseException:
         await channel.close()
         raise
     return channel
+
+
+async def recover_orphans(storage: Storage, channel: VkChannel, *, every: float = ORPHAN_SWEEP_SECONDS,
+                          older_than: float = ORPHAN_AGE_SECONDS) -> None:
+    """What a worker that died left behind, taken up by one of the living (a lease) without
+    waiting for it to restart: answers it committed but never sent, and callbacks it answered
+    "ok" but never handled. The age keeps the sweep off what a live worker has in hand; the
+    engine's dedupe and VK's random_id make a race with one harmless."""
+    lease = JobLease(storage, "vk:orphans", ttl=2 * every)
+    try:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if await lease.hold():
+                    cutoff = time.time() - older_than
+                    await resend_unsent(storage, channel.bot.sender, channel.delivery, handled_before=cutoff)
+                    await resume_pending(channel.bot, storage, received_before=cutoff)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("taking up what a stopped worker left failed; trying again")
+    finally:
+        await lease.release()
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -111,7 +145,11 @@ def _stop_on_signals() -> asyncio.Event:
 async def run_longpoll(app: App, vk: VkSettings) -> None:
     channel = await start_channel(app, vk)
     assert vk.group_id is not None
-    poller = LongPoller(channel.api, app.storage, channel.bot, group_id=vk.group_id)
+    # Several workers in long-poll mode: one polls (a lease renewed before each request, which
+    # waits up to 25 s); if it dies, another resumes from the saved ts when the lease runs out.
+    lease = JobLease(app.storage, f"vk:{vk.group_id}:longpoll", ttl=LONGPOLL_WAIT + 20)
+    poller = LongPoller(channel.api, app.storage, channel.bot, group_id=vk.group_id, wait=LONGPOLL_WAIT,
+                        lease=lease)
     stop = _stop_on_signals()
     log.info("long poll for community %d started", vk.group_id)
     polling = asyncio.create_task(poller.run())

@@ -16,7 +16,7 @@ from adapters.vk.api import VkApi, VkError
 from adapters.vk.attachments import AttachmentFetcher, Fetched
 from adapters.vk.delivery import DeliveryLog
 from adapters.vk.dispatcher import PeerDispatcher
-from adapters.vk.sender import VkSender
+from adapters.vk.sender import VkSender, reply_key
 from adapters.vk.updates import InMessage
 from engine.ports import Incoming
 from engine.replies import Reply
@@ -90,7 +90,7 @@ class VkBot:
         replies = await self.handle(msg.peer, incoming, deduped=deduped, keep_replies=self.delivery is not None)
         settled = True
         for i, reply in enumerate(replies):
-            settled = await self.sender.send(msg.peer_id, reply, key=f"{msg.event_id}:{i}") and settled
+            settled = await self.sender.send(msg.peer_id, reply, key=reply_key(msg.event_id, i, reply)) and settled
         if replies and settled and self.delivery is not None:
             self.delivery.sent(msg.event_id)  # not if VK kept failing: sent again at the next start
 

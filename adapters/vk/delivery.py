@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
-from adapters.vk.sender import VkSender
+from adapters.vk.sender import VkSender, reply_key
 from engine.ports import Storage
 from engine.replies import load_replies
 
@@ -49,11 +50,13 @@ class DeliveryLog:
         await self.flush()
 
 
-async def resend_unsent(storage: Storage, sender: VkSender, delivery: DeliveryLog) -> int:
-    """Send the replies committed before a stop but not confirmed sent; returns how many events."""
+async def resend_unsent(storage: Storage, sender: VkSender, delivery: DeliveryLog, *,
+                        handled_before: float = math.inf) -> int:
+    """Send the replies committed (before that time) but not confirmed sent; returns how many
+    events. Safe while other workers send: a reply sent twice has one key, and VK drops the copy."""
     resent = 0
     while True:
-        unsent = await storage.replies_unsent(500)
+        unsent = await storage.replies_unsent(500, handled_before=handled_before)
         if not unsent:
             break
         for item in unsent:
@@ -65,7 +68,7 @@ async def resend_unsent(storage: Storage, sender: VkSender, delivery: DeliveryLo
                 delivery.sent(item.event_id)
                 continue
             for i, reply in enumerate(replies):
-                await sender.send(peer_id, reply, key=f"{item.event_id}:{i}")
+                await sender.send(peer_id, reply, key=reply_key(item.event_id, i, reply))
             delivery.sent(item.event_id)
             resent += 1
         await delivery.flush()

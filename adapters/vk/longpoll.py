@@ -19,6 +19,7 @@ import aiohttp
 from adapters.vk.api import FATAL_CODES, FatalVkError, VkApi, VkApiError, VkError, backoff_delay
 from adapters.vk.bot import VkBot
 from adapters.vk.updates import parse_update
+from engine.leases import JobLease
 from engine.ports import Storage
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,17 @@ class TsTracker:
             self.safe = self.batches.popleft().ts
 
 
+class _LeaseLost(Exception):
+    """Another worker polls now."""
+
+
 class LongPoller:
     def __init__(self, api: VkApi, storage: Storage, bot: VkBot, *, group_id: int, wait: int = 25,
                  max_pending: int = 1000, backoff: float = 1.0, max_backoff: float = 60.0,
-                 save_every: float = 1.0) -> None:
+                 save_every: float = 1.0, lease: JobLease | None = None, lease_check_every: float = 5.0) -> None:
         self.api = api
+        self.lease = lease
+        self.lease_check_every = lease_check_every
         self.storage = storage
         self.bot = bot
         self.group_id = group_id
@@ -80,12 +87,27 @@ class LongPoller:
         return server
 
     async def run(self) -> None:
+        """Poll until cancelled. With a lease (several workers on one database) only the holder
+        polls; the others wait to take over, from the saved ts, if it stops renewing."""
         try:
-            await self._poll()
+            while True:
+                if self.lease is not None and not await self.lease.hold():
+                    await asyncio.sleep(self.lease_check_every)
+                    continue
+                try:
+                    await self._poll()
+                except _LeaseLost:
+                    # What is in hand finishes here; the new holder resumes from the saved ts
+                    # and drops, as handled, whatever it fetches again.
+                    await self.bot.dispatcher.drain()
+                    await self.save_now()
+                    self.ready.clear()
         finally:  # stopping: keep what is known to be handled (cancellation included)
             if self._save_task is not None:
                 self._save_task.cancel()
             await self.save_now()
+            if self.lease is not None:
+                await self.lease.release()
 
     async def save_now(self) -> None:
         if self._save_task is not None and not self._save_task.done():
@@ -109,6 +131,8 @@ class LongPoller:
         self.ready.set()
         failures = 0
         while True:
+            if self.lease is not None and not await self.lease.hold():
+                raise _LeaseLost
             try:
                 server = await self._step(server)
                 failures = 0

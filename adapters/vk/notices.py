@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from adapters.vk.sender import VkSender
+from engine.leases import JobLease
 from engine.ports import Storage
 from engine.replies import Reply
 
@@ -47,13 +48,19 @@ async def send_notices(storage: Storage, sender: VkSender, *, batch: int = 100) 
             return done  # some are stuck: do not spin on them
 
 
-async def run_notices(storage: Storage, sender: VkSender, *, every: float = 1.0) -> None:
-    """Send notices as they come, until cancelled."""
-    while True:
-        try:
-            await send_notices(storage, sender)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("sending notices failed; trying again")
-        await asyncio.sleep(every)
+async def run_notices(storage: Storage, sender: VkSender, *, every: float = 1.0, lease: JobLease | None = None) -> None:
+    """Send notices as they come, until cancelled. With several workers one sends at a time
+    (notices of one user stay in order); another takes over within the lease if it stops."""
+    lease = lease if lease is not None else JobLease(storage, "vk:notices", ttl=15.0)
+    try:
+        while True:
+            try:
+                if await lease.hold():
+                    await send_notices(storage, sender)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sending notices failed; trying again")
+            await asyncio.sleep(every)
+    finally:
+        await lease.release()

@@ -27,6 +27,14 @@ def random_id(key: str, part: int) -> int:
     return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF or 1
 
 
+def reply_key(event_id: str, index: int, reply: Reply) -> str:
+    """The dedupe key of an event's reply: the same reply sent again (a resend after a crash, by
+    any worker) is dropped by VK, while a reply that replaced it (an outcome told within the
+    wait) is a different message and goes through."""
+    digest = hashlib.blake2b(reply.text.encode(), digest_size=6).hexdigest()
+    return f"{event_id}:{index}:{digest}"
+
+
 class VkSender:
     def __init__(self, api: VkApi, *, attempts: int = 30, deadline: float = 120.0, backoff: float = 0.5,
                  max_backoff: float = 8.0) -> None:
