@@ -1,0 +1,77 @@
+"""JobLease: one process at a time for a named job on a shared storage, none of it on SQLite."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.sqlite import open_sqlite
+from engine.leases import JobLease, process_holder
+from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
+
+
+@pytest.fixture
+async def pg_dsn() -> AsyncIterator[str]:
+    admin = postgres_admin_url()
+    dsn = await create_scratch_database(admin)
+    yield dsn
+    await drop_database(admin, dsn)
+
+
+async def test_on_storage_of_one_process_the_job_is_always_its_own(tmp_path: Path) -> None:
+    storage = await open_sqlite(tmp_path / "bot.db")
+    try:
+        first = JobLease(storage, "status_watch", ttl=30, holder="a")
+        second = JobLease(storage, "status_watch", ttl=30, holder="b")
+        assert await first.hold() and await second.hold()
+        await first.release()
+        async with storage._db.execute("SELECT count(*) FROM leases") as cursor:  # nothing was written
+            assert (await cursor.fetchone())[0] == 0
+    finally:
+        await storage.close()
+
+
+async def test_on_shared_storage_one_holder_at_a_time_and_a_dead_one_is_replaced(
+        pg_dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    from adapters.postgres import open_postgres
+
+    now = [1000.0]
+    one, two = await open_postgres(pg_dsn), await open_postgres(pg_dsn)
+    try:
+        first = JobLease(one, "status_watch", ttl=30, holder="worker-1", clock=lambda: now[0])
+        second = JobLease(two, "status_watch", ttl=30, holder="worker-2", clock=lambda: now[0])
+        with caplog.at_level(logging.INFO, logger="engine.leases"):
+            assert await first.hold() is True
+            assert await second.hold() is False
+            now[0] += 20
+            assert await first.hold() is True  # renewed until 1050
+            now[0] += 29
+            assert await second.hold() is False
+            now[0] += 1  # worker-1 stopped renewing (died): its lease ran out
+            assert await second.hold() is True
+            assert await first.hold() is False
+        assert "lease status_watch lost by worker-1" in caplog.text
+        await second.release()  # a clean stop hands the job over at once
+        assert await first.hold() is True
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_a_storage_failure_skips_the_round(pg_dsn: str) -> None:
+    from adapters.postgres import open_postgres
+
+    storage = await open_postgres(pg_dsn)
+    lease = JobLease(storage, "vk:notices", ttl=15)
+    await storage.close()
+    assert await lease.hold() is False
+
+
+def test_holders_differ_between_processes_and_restarts() -> None:
+    assert process_holder() != process_holder()
+    with pytest.raises(ValueError):
+        JobLease(Any, "x", ttl=0)  # type: ignore[arg-type]
