@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from adapters.mail_sink import MemoryMailSink
-from adapters.sqlite import SqliteStorage, open_sqlite
+from adapters.sqlite import open_sqlite
 from adapters.vk.api import VkApi
 from adapters.vk.attachments import AttachmentFetcher
 from adapters.vk.bot import VkBot
@@ -27,6 +27,7 @@ from adapters.vk.longpoll import LongPoller
 from adapters.vk.sender import VkSender
 from engine.actions.context import AuthPolicy, Services
 from engine.model import FlowSet
+from engine.ports import Storage
 from engine.runtime import Engine, StaticFlows
 from engine.ticket_work import ticket_outbox
 from supportbot.conversation_world import EmulatorWorld
@@ -41,7 +42,7 @@ CONFIRMATION = "a1b2c3d4"
 class Channel:
     vk: RunningVkEmulator
     world: EmulatorWorld
-    storage: SqliteStorage
+    storage: Storage
     mailer: MemoryMailSink
     engine: Engine
     bot: VkBot
@@ -71,8 +72,8 @@ class Channel:
         return found.group(1)
 
 
-async def make_channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet, db: Path) -> Channel:
-    storage = await open_sqlite(db)
+async def make_channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet, db: Path | Storage) -> Channel:
+    storage = await open_sqlite(db) if isinstance(db, Path) else db
     mailer = MemoryMailSink()
     services = Services(storage, world.tickets, mailer, world.spool, AuthPolicy())
     flows = StaticFlows(flow_set)
