@@ -408,16 +408,19 @@ class RunningVkEmulator:
 
     async def use_callback(
         self,
-        url: str,
+        url: str = "",
         secret: str = "",
         confirmation_code: str = "",
         *,
+        urls: Sequence[str] = (),
         answer_timeout: float = DEFAULT_TIMEOUT,
         attempts: int = DEFAULT_ATTEMPTS,
         retry_delay: float = DEFAULT_RETRY_DELAY,
         workers: int = 1,
     ) -> CallbackDelivery:
-        """Confirm the endpoint at `url` as VK does, then deliver every new event there.
+        """Confirm the endpoint at `url` as VK does, then deliver every new event there. With
+        `urls` instead, requests go round robin over them (workers behind a load balancer): the
+        confirmation to the first, then each delivery attempt to the next.
 
         Raises CallbackConfirmationError (and stays in the mode it was in) if the endpoint does not
         answer the confirmation request with `confirmation_code`.
@@ -428,6 +431,7 @@ class RunningVkEmulator:
             self._session,
             group_id=self.state.group_id,
             url=url,
+            urls=urls,
             secret=secret,
             confirmation_code=confirmation_code,
             timeout=answer_timeout,

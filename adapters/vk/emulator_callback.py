@@ -6,6 +6,13 @@ answered HTTP 200 with the body "ok" within a timeout, or VK tries the same even
 event_id) again later, up to a number of attempts, with growing pauses. Switches make VK's
 less polite habits happen on demand: an event delivered twice, or again after it was answered.
 Every request made, and how it was answered, is recorded.
+
+Several URLs (`urls`) stand for the workers behind a load balancer doing plain round robin, as
+nginx's upstream does by default: each request, a confirmation, a first try, a retry, a
+duplicate or a resend, goes to the next URL in turn, whatever happened to the last one there. A
+worker that is down (connection refused, reset) fails that attempt like any other failure, and
+VK tries the event again after its pause, most likely on another worker. (nginx would pass a
+refused connection on to the next server at once; VK seeing the failure is the harder case.)
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,6 +56,7 @@ class DeliveryAttempt:
     error: str | None
     accepted: bool  # HTTP 200 with body "ok" (for a confirmation: the confirmation string)
     at: float  # loop time when the request was made
+    url: str = ""  # where it was posted (one of the delivery's urls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +72,8 @@ class CallbackDelivery:
         session: aiohttp.ClientSession,
         *,
         group_id: int,
-        url: str,
+        url: str = "",
+        urls: Sequence[str] = (),
         secret: str,
         confirmation_code: str,
         timeout: float = DEFAULT_TIMEOUT,
@@ -75,9 +84,12 @@ class CallbackDelivery:
     ) -> None:
         if attempts < 1 or workers < 1 or timeout <= 0 or retry_delay < 0:
             raise ValueError("attempts and workers must be >= 1, timeout > 0, retry_delay >= 0")
+        if bool(url) == bool(urls) or not all(urls):
+            raise ValueError("give either url or urls (round robin over them), not both, and no empty one")
         self.session = session
         self.group_id = group_id
-        self.url = url
+        self.urls: tuple[str, ...] = tuple(urls) if urls else (url,)
+        self._turn = 0  # index into urls of the next request
         self.secret = secret
         self.confirmation_code = confirmation_code
         self.timeout = timeout
@@ -90,6 +102,11 @@ class CallbackDelivery:
         self._tasks: set[asyncio.Task[None]] = set()
         self._duplicates = 0
         self._resends: list[float] = []  # delays of the next resends, one per event
+
+    @property
+    def url(self) -> str:
+        """The first (with one URL, the only) endpoint."""
+        return self.urls[0]
 
     # -- switches ----------------------------------------------------------------------------
 
@@ -109,7 +126,7 @@ class CallbackDelivery:
         attempt = await self._post(body, "", "confirmation", "confirmation", 1, expect=self.confirmation_code)
         if not attempt.accepted:
             raise CallbackConfirmationError(
-                f"{self.url} answered the confirmation request with HTTP {attempt.status} "
+                f"{attempt.url} answered the confirmation request with HTTP {attempt.status} "
                 f"{attempt.body!r} ({attempt.error or 'no transport error'}); "
                 f"expected {self.confirmation_code!r}"
             )
@@ -191,11 +208,13 @@ class CallbackDelivery:
         self, body: dict[str, Any], event_id: str, kind: str, reason: Reason, attempt: int, *, expect: str = "ok"
     ) -> DeliveryAttempt:
         at = asyncio.get_running_loop().time()
+        url = self.urls[self._turn]
+        self._turn = (self._turn + 1) % len(self.urls)
         status: int | None = None
         text, error = "", None
         try:
             async with self.session.post(
-                self.url,
+                url,
                 data=json.dumps(body, ensure_ascii=False).encode(),
                 headers={"Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
@@ -207,6 +226,6 @@ class CallbackDelivery:
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}"
         accepted = status == 200 and text == expect
-        entry = DeliveryAttempt(event_id, kind, reason, attempt, status, text[:BODY_KEPT], error, accepted, at)
+        entry = DeliveryAttempt(event_id, kind, reason, attempt, status, text[:BODY_KEPT], error, accepted, at, url)
         self.record.append(entry)
         return entry

@@ -895,6 +895,28 @@ async def test_duplicates_and_late_resends(vk: RunningVkEmulator, endpoint: Any)
     assert resent[1].at - resent[0].at >= 0.2
 
 
+async def test_round_robin_over_several_urls_a_refused_attempt_is_retried_on_the_next(
+        vk: RunningVkEmulator, endpoint: Any) -> None:
+    # Two workers behind a load balancer (the same endpoint under two URLs) and one that is down.
+    a, dead, b = endpoint.url, "http://127.0.0.1:9/nothing-listens", endpoint.url + "?worker=b"
+    with pytest.raises(ValueError, match="not both"):
+        await vk.use_callback(a, "s", endpoint.confirmation, urls=[a, b])
+    await vk.use_callback(urls=[a, dead, b], secret="s", confirmation_code=endpoint.confirmation, retry_delay=0.05)
+    first = await vk.user(PEER).say("первое")
+    await vk.callback_idle()
+    second = await vk.user(PEER).say("второе")
+    await vk.callback_idle()
+    assert [(d.reason, d.event_id, d.url, d.accepted) for d in vk.deliveries] == [
+        ("confirmation", "", a, True),
+        ("first", first.event_id, dead, False),
+        ("retry", first.event_id, b, True),
+        ("first", second.event_id, a, True),
+    ]
+    assert vk.deliveries[1].status is None and vk.deliveries[1].error
+    assert vk.deliveries[2].at - vk.deliveries[1].at >= 0.05
+    assert [e["event_id"] for e in endpoint.events()] == [first.event_id, second.event_id]
+
+
 async def test_switches_need_callback_mode(vk: RunningVkEmulator) -> None:
     with pytest.raises(RuntimeError, match="use_callback"):
         vk.duplicate_deliveries(1)
