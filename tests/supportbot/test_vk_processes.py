@@ -4,63 +4,33 @@ emulator and a real SMTP server (aiosmtpd) on loopback, the whole ticket dialogu
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
-from email import message_from_bytes, policy
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from adapters.simpleone.emulator import RunningEmulator, start_emulator
 from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
 from adapters.vk.emulator_users import FakeUser
-
-ROOT = Path(__file__).resolve().parents[2]
-GROUP = 515
-TOKEN = "community-token"
-SECRET = "callback-secret"
-CONFIRMATION = "c0nf1rm"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.bodies: list[str] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = message_from_bytes(envelope.original_content, policy=policy.default)
-        body = message.get_body(preferencelist=("plain",))
-        self.bodies.append(body.get_content() if body is not None else "")
-        return "250 OK"
-
-    async def code(self, timeout: float = 10.0) -> str:  # noqa: ASYNC109
-        for _ in range(int(timeout / 0.05)):
-            for body in reversed(self.bodies):
-                found = re.search(r"\b(\d{6})\b", body)
-                if found:
-                    return found.group(1)
-            await asyncio.sleep(0.05)
-        raise AssertionError("no letter with a code arrived")
+from tests.vk_processes import (
+    CONFIRMATION,
+    GROUP,
+    SECRET,
+    TOKEN,
+    Mailbox,
+    bot_env,
+    free_port,
+    smtp_mailbox,
+    start,
+    stop,
+)
 
 
 @pytest.fixture
 async def mailbox() -> AsyncIterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    await asyncio.to_thread(controller.start)
-    yield box, controller.port
-    await asyncio.to_thread(controller.stop)
+    async with smtp_mailbox() as box:
+        yield box
 
 
 @pytest.fixture
@@ -75,33 +45,6 @@ async def vk() -> AsyncIterator[RunningVkEmulator]:
     emulator = await start_vk_emulator(group_id=GROUP, tokens=(TOKEN,), max_wait=2.0)
     yield emulator
     await emulator.close()
-
-
-def bot_env(tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, smtp_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VK_", "SIMPLEONE_", "SMTP_", "SUPPORTBOT_"))}
-    env.update(
-        PYTHONPATH=str(ROOT), FLOWS_DIR=str(ROOT / "flows"), SPOOL_DIR=str(tmp_path / "spool"),
-        SUPPORTBOT_DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
-        VK_TOKEN=TOKEN, VK_GROUP_ID=str(GROUP), VK_API_URL=vk.api_url, VK_CALLBACK_SECRET=SECRET,
-        VK_CONFIRMATION_CODE=CONFIRMATION,
-        SIMPLEONE_URL=simpleone.url, SIMPLEONE_USERNAME="bot", SIMPLEONE_PASSWORD="bot-password",
-        SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port), SMTP_FROM="helpdesk@ranepa.ru", SMTP_STARTTLS="false",
-        # Short: an outbox item in hand when the bot is killed is leased for a few such timeouts.
-        SIMPLEONE_TIMEOUT="2",
-    )
-    return env
-
-
-async def start(args: list[str], env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "supportbot.cli", *args, cwd=cwd, env=env,
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-
-
-async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> str:
-    if proc.returncode is None:
-        proc.send_signal(sig)
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
-    return err.decode()
 
 
 async def start_serve(vk: RunningVkEmulator, env: dict[str, str],
