@@ -242,6 +242,8 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
                 holder TEXT NOT NULL,
                 until DOUBLE PRECISION NOT NULL
             )""",
+            "ALTER TABLE auth_codes ADD COLUMN IF NOT EXISTS step BIGINT NOT NULL DEFAULT -1",
+            "ALTER TABLE auth_codes ADD COLUMN IF NOT EXISTS used BOOLEAN NOT NULL DEFAULT false",
         ),
     ),
 )
@@ -746,26 +748,27 @@ class PostgresStorage:
         c = code
         await self._write(
             lambda conn: conn.execute(
-                "INSERT INTO auth_codes (peer, email, code_hash, salt, created_at, expires_at, attempts)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                "INSERT INTO auth_codes (peer, email, code_hash, salt, created_at, expires_at, attempts, step, used)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                 " ON CONFLICT (peer) DO UPDATE SET email = excluded.email, code_hash = excluded.code_hash,"
                 " salt = excluded.salt, created_at = excluded.created_at, expires_at = excluded.expires_at,"
-                " attempts = excluded.attempts",
-                c.peer, c.email, c.code_hash, c.salt, c.created_at, c.expires_at, c.attempts,
+                " attempts = excluded.attempts, step = excluded.step, used = excluded.used",
+                c.peer, c.email, c.code_hash, c.salt, c.created_at, c.expires_at, c.attempts, c.step, c.used,
             )
         )
 
     async def get_code(self, peer: str) -> PendingCode | None:
         row = await self._read(
             lambda conn: conn.fetchrow(
-                "SELECT peer, email, code_hash, salt, created_at, expires_at, attempts FROM auth_codes WHERE peer = $1",
+                "SELECT peer, email, code_hash, salt, created_at, expires_at, attempts, step, used"
+                " FROM auth_codes WHERE peer = $1",
                 peer,
             )
         )
         if row is None:
             return None
-        peer_, email, code_hash, salt, created_at, expires_at, attempts = row
-        return PendingCode(peer_, email, bytes(code_hash), bytes(salt), created_at, expires_at, attempts)
+        peer_, email, code_hash, salt, created_at, expires_at, attempts, step, used = row
+        return PendingCode(peer_, email, bytes(code_hash), bytes(salt), created_at, expires_at, attempts, step, used)
 
     async def add_code_attempt(self, peer: str) -> int:
         attempts = await self._write(

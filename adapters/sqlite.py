@@ -223,6 +223,9 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
                 holder TEXT NOT NULL,
                 until REAL NOT NULL
             )""",
+            # The step that last wrote a sign-in code (PendingCode.step), and whether it was used.
+            "ALTER TABLE auth_codes ADD COLUMN step INTEGER NOT NULL DEFAULT -1",
+            "ALTER TABLE auth_codes ADD COLUMN used INTEGER NOT NULL DEFAULT 0",
         ),
     ),
 )
@@ -588,24 +591,25 @@ class SqliteStorage:
         await self._run(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO auth_codes"
-                " (peer, email, code_hash, salt, created_at, expires_at, attempts)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (c.peer, c.email, c.code_hash, c.salt, c.created_at, c.expires_at, c.attempts),
+                " (peer, email, code_hash, salt, created_at, expires_at, attempts, step, used)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (c.peer, c.email, c.code_hash, c.salt, c.created_at, c.expires_at, c.attempts, c.step, c.used),
             )
         )
 
     async def get_code(self, peer: str) -> PendingCode | None:
         row = await self._run(
             lambda conn: conn.execute(
-                "SELECT peer, email, code_hash, salt, created_at, expires_at, attempts"
+                "SELECT peer, email, code_hash, salt, created_at, expires_at, attempts, step, used"
                 " FROM auth_codes WHERE peer = ?",
                 (peer,),
             ).fetchone()
         )
         if row is None:
             return None
-        peer_, email, code_hash, salt, created_at, expires_at, attempts = row
-        return PendingCode(peer_, email, bytes(code_hash), bytes(salt), created_at, expires_at, attempts)
+        peer_, email, code_hash, salt, created_at, expires_at, attempts, step, used = row
+        return PendingCode(peer_, email, bytes(code_hash), bytes(salt), created_at, expires_at, attempts, step,
+                           bool(used))
 
     async def add_code_attempt(self, peer: str) -> int:
         row = await self._run(

@@ -146,6 +146,11 @@ class PendingCode:
     created_at: float
     expires_at: float
     attempts: int = 0
+    # The session version of the step that last wrote the code (sent it, or used it), and
+    # whether it was used. A step that wrote it and then never committed (its process died) is
+    # recognised when the event is handled again: the session is still at that version.
+    step: int = -1
+    used: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -72,21 +73,28 @@ async def send_code(ctx: ActionContext) -> str:
         return "bad_domain"
     now = ctx.services.clock()
     auth["minutes"] = max(1, round(policy.code_ttl / 60))
-    stats = await storage.code_send_stats(ctx.peer, email, now - 3600)
-    # The cooldown is per peer and address: correcting a mistyped address needs no wait.
-    if stats.last_pair_at is not None and now - stats.last_pair_at < policy.resend_cooldown:
-        auth["wait_seconds"] = math.ceil(policy.resend_cooldown - (now - stats.last_pair_at))
-        return "cooldown"
-    # Caps: one peer may ask for a few codes an hour; an address gets at most twice that from
-    # everyone else, so nobody can flood a mailbox, and one stranger alone cannot lock its owner out.
-    others = stats.by_email - stats.by_pair
-    if stats.by_peer >= policy.max_sends_per_hour or others >= 2 * policy.max_sends_per_hour:
-        return "too_many"
+    earlier = await storage.get_code(ctx.peer)
+    # This very step ran before and its process died before committing it (the event is being
+    # handled again): whether or not its letter went, send one now; it was counted then.
+    redo = earlier is not None and earlier.step == ctx.version and earlier.email == email and not earlier.used
+    if not redo:
+        stats = await storage.code_send_stats(ctx.peer, email, now - 3600)
+        # The cooldown is per peer and address: correcting a mistyped address needs no wait.
+        if stats.last_pair_at is not None and now - stats.last_pair_at < policy.resend_cooldown:
+            auth["wait_seconds"] = math.ceil(policy.resend_cooldown - (now - stats.last_pair_at))
+            return "cooldown"
+        # Caps: one peer may ask for a few codes an hour; an address gets at most twice that from
+        # everyone else, so nobody can flood a mailbox, and one stranger alone cannot lock its owner out.
+        others = stats.by_email - stats.by_pair
+        if stats.by_peer >= policy.max_sends_per_hour or others >= 2 * policy.max_sends_per_hour:
+            return "too_many"
     code, salt = new_code(), secrets.token_bytes(16)
     code_hash = await asyncio.to_thread(hash_code, code, salt)
-    await storage.put_code(PendingCode(ctx.peer, email, code_hash, salt, now, now + policy.code_ttl))
-    # Counted before sending, so that a failing mail server cannot be used to bypass the cap.
-    await storage.record_code_sent(ctx.peer, email, now)
+    await storage.put_code(PendingCode(ctx.peer, email, code_hash, salt, now, now + policy.code_ttl,
+                                       step=ctx.version))
+    if not redo:
+        # Counted before sending, so that a failing mail server cannot be used to bypass the cap.
+        await storage.record_code_sent(ctx.peer, email, now)
     auth["email"] = email
     values = {"code": code, "minutes": auth["minutes"], "email": email}
     bot = ctx.flows.bot
@@ -107,6 +115,17 @@ async def verify_code(ctx: ActionContext) -> str:
     auth = ctx.record("auth")
     pending = await storage.get_code(ctx.peer)
     now = ctx.services.clock()
+    if pending is not None and pending.used:
+        # Used by a committed step: gone. Used by this very step before its process died (the
+        # event is being handled again): the same code still signs in.
+        if pending.step != ctx.version:
+            pending = None
+        else:
+            entered = str(ctx.slots.pop("code", ""))
+            if hmac.compare_digest(await asyncio.to_thread(hash_code, entered, pending.salt), pending.code_hash):
+                auth["verified"] = pending.email
+                return "verified"
+            return "expired"
     if pending is None or now >= pending.expires_at:
         if pending is not None:
             await storage.delete_code(ctx.peer)
@@ -117,7 +136,8 @@ async def verify_code(ctx: ActionContext) -> str:
     entered = str(ctx.slots.pop("code", ""))
     candidate = await asyncio.to_thread(hash_code, entered, pending.salt)
     if hmac.compare_digest(candidate, pending.code_hash):
-        await storage.delete_code(ctx.peer)
+        # Marked used rather than deleted, with this step: see above.
+        await storage.put_code(dataclasses.replace(pending, step=ctx.version, used=True))
         auth["verified"] = pending.email
         return "verified"
     attempts = await storage.add_code_attempt(ctx.peer)

@@ -314,3 +314,54 @@ async def test_a_long_list_says_that_it_was_cut(harness: Harness) -> None:
     await harness.say("Начать")
     reply = await harness.press("Мои заявки")
     assert f"Ваши последние {limit} открытых заявок (есть и более ранние)" in reply.text
+
+
+class DiesBeforeCommit:
+    """The process dies after a step's actions ran and before its commit: the session stays as
+    it was, and the channel hands the same event over again (after a restart, or to another
+    worker). In one process: the next commit fails, the engine forgets its cached session."""
+
+    def __init__(self, harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.real = harness.storage.commit_step
+        self.armed = False
+        monkeypatch.setattr(harness.storage, "commit_step", self.commit_step)
+
+    async def commit_step(self, step: StepCommit) -> bool:
+        if self.armed:
+            self.armed = False
+            raise ConnectionError("the process died here")
+        return await self.real(step)
+
+
+async def test_a_code_step_whose_commit_died_sends_a_code_again_when_redone(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    crash = DiesBeforeCommit(harness, monkeypatch)
+    await harness.say("Мои заявки")
+    crash.armed = True
+    event = Incoming(text="redo@ranepa.ru", event_id="ev-email")
+    await harness.send(event)
+    assert len(harness.mailer.messages) == 1  # the letter may or may not have gone out
+    reply = await harness.send(event)  # handled again: not a resend inside the cooldown
+    assert "отправили код на redo@ranepa.ru" in reply.text
+    assert len(harness.mailer.messages) == 2
+    code = harness.mailer.messages[-1].body.split(": ")[1][:6]
+    # The redo counted no second send: asking again is within the cooldown as usual.
+    assert "вы вошли как redo@ranepa.ru" in (await harness.say(code)).text
+
+
+async def test_a_sign_in_whose_commit_died_signs_in_when_redone_and_the_code_is_then_spent(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    crash = DiesBeforeCommit(harness, monkeypatch)
+    await harness.say("Мои заявки")
+    await harness.say("redo@ranepa.ru")
+    code = harness.mailer.messages[-1].body.split(": ")[1][:6]
+    crash.armed = True
+    event = Incoming(text=code, event_id="ev-code")
+    await harness.send(event)
+    reply = await harness.send(event)
+    assert "вы вошли как redo@ranepa.ru" in reply.text
+    # Spent by a step that committed: every later step is at a newer version and finds it gone.
+    spent = await harness.storage.get_code(harness.peer)
+    session = await harness.storage.load_session(harness.peer)
+    assert spent is not None and session is not None
+    assert spent.used and spent.step < session.version
