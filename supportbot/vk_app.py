@@ -101,9 +101,16 @@ async def start_channel(app: App, vk: VkSettings) -> VkChannel:
     assert vk.group_id is not None
     try:
         await check_community(channel.api, vk.group_id)
-        await resend_unsent(app.storage, channel.bot.sender, channel.delivery)
+        catch_up: float | None = None
+        if app.storage.shared:
+            # Other workers hold answers they committed a moment ago and are about to send (or
+            # are waiting to replace with an outcome): those from before this start that are still
+            # unsent once they had time to go out were this worker's before it stopped.
+            catch_up = app.outbox.policy.wait + app.outbox.policy.handover_timeout + 5
+        else:
+            await resend_unsent(app.storage, channel.bot.sender, channel.delivery)
         channel.notices = asyncio.create_task(run_notices(app.storage, channel.bot.sender))
-        channel.recovery = asyncio.create_task(recover_orphans(app.storage, channel))
+        channel.recovery = asyncio.create_task(recover_orphans(app.storage, channel, catch_up=catch_up))
     except BaseException:
         await channel.close()
         raise
@@ -111,13 +118,21 @@ async def start_channel(app: App, vk: VkSettings) -> VkChannel:
 
 
 async def recover_orphans(storage: Storage, channel: VkChannel, *, every: float = ORPHAN_SWEEP_SECONDS,
-                          older_than: float = ORPHAN_AGE_SECONDS) -> None:
+                          older_than: float = ORPHAN_AGE_SECONDS, catch_up: float | None = None) -> None:
     """What a worker that died left behind, taken up by one of the living (a lease) without
     waiting for it to restart: answers it committed but never sent, and callbacks it answered
     "ok" but never handled. The age keeps the sweep off what a live worker has in hand; the
-    engine's dedupe and VK's random_id make a race with one harmless."""
+    engine's dedupe and VK's random_id make a race with one harmless. catch_up: first, after
+    that many seconds, send what was committed before this start and is still unsent."""
     lease = JobLease(storage, "vk:orphans", ttl=2 * every)
+    started = time.time()
     try:
+        if catch_up is not None:
+            await asyncio.sleep(catch_up)
+            try:
+                await resend_unsent(storage, channel.bot.sender, channel.delivery, handled_before=started)
+            except Exception:
+                log.exception("sending the answers left unsent before this start failed; the sweep will")
         while True:
             await asyncio.sleep(every)
             try:
