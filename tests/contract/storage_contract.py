@@ -332,6 +332,14 @@ class TestCodes:
         await storage.put_code(fresh)
         assert await storage.get_code("vk:1") == fresh  # attempts start again at the new code's 0
 
+    async def test_a_code_keeps_the_step_that_wrote_it_and_whether_it_was_used(self, storage: Any) -> None:
+        sent = make_code(step=7)
+        await storage.put_code(sent)
+        assert await storage.get_code("vk:1") == sent
+        spent = dataclasses.replace(sent, step=9, used=True, attempts=2)
+        await storage.put_code(spent)
+        assert await storage.get_code("vk:1") == spent
+
     async def test_attempts_are_counted(self, storage: Any) -> None:
         assert await storage.add_code_attempt("vk:1") == 0  # no code: nothing to count
         await storage.put_code(make_code())
