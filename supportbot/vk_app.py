@@ -110,14 +110,15 @@ async def start_channel(app: App, vk: VkSettings) -> VkChannel:
         else:
             await resend_unsent(app.storage, channel.bot.sender, channel.delivery)
         channel.notices = asyncio.create_task(run_notices(app.storage, channel.bot.sender))
-        channel.recovery = asyncio.create_task(recover_orphans(app.storage, channel, catch_up=catch_up))
+        recovery = recover_orphans(app.storage, channel.bot, channel.delivery, catch_up=catch_up)
+        channel.recovery = asyncio.create_task(recovery)
     except BaseException:
         await channel.close()
         raise
     return channel
 
 
-async def recover_orphans(storage: Storage, channel: VkChannel, *, every: float = ORPHAN_SWEEP_SECONDS,
+async def recover_orphans(storage: Storage, bot: VkBot, delivery: DeliveryLog, *, every: float = ORPHAN_SWEEP_SECONDS,
                           older_than: float = ORPHAN_AGE_SECONDS, catch_up: float | None = None) -> None:
     """What a worker that died left behind, taken up by one of the living (a lease) without
     waiting for it to restart: answers it committed but never sent, and callbacks it answered
@@ -130,7 +131,7 @@ async def recover_orphans(storage: Storage, channel: VkChannel, *, every: float 
         if catch_up is not None:
             await asyncio.sleep(catch_up)
             try:
-                await resend_unsent(storage, channel.bot.sender, channel.delivery, handled_before=started)
+                await resend_unsent(storage, bot.sender, delivery, handled_before=started)
             except Exception:
                 log.exception("sending the answers left unsent before this start failed; the sweep will")
         while True:
@@ -138,8 +139,8 @@ async def recover_orphans(storage: Storage, channel: VkChannel, *, every: float 
             try:
                 if await lease.hold():
                     cutoff = time.time() - older_than
-                    await resend_unsent(storage, channel.bot.sender, channel.delivery, handled_before=cutoff)
-                    await resume_pending(channel.bot, storage, received_before=cutoff)
+                    await resend_unsent(storage, bot.sender, delivery, handled_before=cutoff)
+                    await resume_pending(bot, storage, received_before=cutoff)
             except asyncio.CancelledError:
                 raise
             except Exception:
