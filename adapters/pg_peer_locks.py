@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 # Tried again after these pauses while another process holds the lock, then every last one.
 _BACKOFF: Final = (0.005, 0.01, 0.02, 0.05, 0.1)
 _RECONNECT_DELAY: Final = 0.5
+# A round trip that takes this long means a connection that stopped answering without closing
+# (a frozen host, a dropped network): it is dropped and the tries go out on a new one.
+_ROUND_TIMEOUT: Final = 10.0
+# Fairness: a process that keeps one peer's lock across back-to-back steps (re-taken within
+# _STREAK_GAP of letting it go) pauses for _COURTESY, longer than the others' longest backoff,
+# once the streak is older than _FAIR_SHARE, so a worker waiting for that peer gets a turn.
+_STREAK_GAP: Final = 0.05
+_FAIR_SHARE: Final = 0.5
+_COURTESY: Final = 0.25
 
 # One round trip: releases first (a peer released and asked for again in one batch gets it),
 # then the tries. WITH ORDINALITY keeps the rows in the order they were sent.
@@ -70,9 +79,17 @@ class _Shard:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._tries.setdefault(key, []).append(future)
         self._kick()
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Granted, but the asker was cancelled before it could know: let the lock go.
+            if future.done() and not future.cancelled() and future.result():
+                self.release(key)
+            raise
 
     def release(self, key: int) -> None:
+        if self.closed:
+            return  # the connection is closing, and every lock with it
         self._releases.append(key)
         self._kick()
 
@@ -116,9 +133,10 @@ class _Shard:
                         self._releases.append(key)
 
     async def _round(self, keys: list[int], takes: list[bool]) -> list[bool]:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await self._connect()
-        rows = await self._conn.fetch(_ROUND, keys, takes)
+        async with asyncio.timeout(_ROUND_TIMEOUT):
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await self._connect()
+            rows = await self._conn.fetch(_ROUND, keys, takes)
         return [bool(r[0]) for r in rows]
 
     def _fail(self, tries: dict[int, list[asyncio.Future[bool]]], exc: BaseException) -> None:
@@ -135,6 +153,8 @@ class _Shard:
 
     async def close(self) -> None:
         self.closed = True
+        self._fail(self._tries, ConnectionError("peer locks closed"))
+        self._tries = {}
         if self._runner is not None and not self._runner.done():
             # Queued releases go out first; a connection that is gone releases everything.
             with contextlib.suppress(Exception):
@@ -154,29 +174,54 @@ class AdvisoryPeerLocks:
     def __init__(self, connect: Connect, *, shards: int = 2, wait_limit: float = 120.0) -> None:
         self._shards = [_Shard(connect) for _ in range(max(1, shards))]
         self._wait_limit = wait_limit
+        # Per key: when this process's current streak of holding it began, when it last let go.
+        self._streaks: dict[int, tuple[float, float]] = {}
 
     @asynccontextmanager
     async def hold(self, peer: str) -> AsyncIterator[None]:
         key = peer_key(peer)
         shard = self._shards[key % len(self._shards)]
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        streak = self._streaks.pop(key, None)
+        if streak is not None and began - streak[1] < _STREAK_GAP:
+            if began - streak[0] < _FAIR_SHARE:
+                began = streak[0]  # the streak goes on
+            else:
+                await asyncio.sleep(_COURTESY)  # a turn for a worker that may be waiting
+                began = loop.time()
         await self._acquire(shard, key, peer)
         try:
             yield
         finally:
             shard.release(key)
+            self._remember(key, began, loop.time())
+
+    def _remember(self, key: int, began: float, released: float) -> None:
+        self._streaks[key] = (began, released)
+        if len(self._streaks) > 4096:  # forget the peers that did not come straight back
+            self._streaks = {k: v for k, v in self._streaks.items() if released - v[1] < _STREAK_GAP}
 
     async def _acquire(self, shard: _Shard, key: int, peer: str) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_limit
-        for n in range(1_000_000):
-            if await shard.try_lock(key):
-                if n:
-                    log.debug("peer %s: lock taken after %d tries", peer, n + 1)
-                return
-            if loop.time() >= deadline:
-                break
-            await asyncio.sleep(_BACKOFF[min(n, len(_BACKOFF) - 1)])
-        raise PeerLockTimeout(f"peer {peer}: another worker held its lock for over {self._wait_limit:.0f} s")
+        n = 0
+        try:
+            # The whole wait is bounded, a stalled round trip included: a try granted after the
+            # deadline is let go by the shard (its asker is gone).
+            async with asyncio.timeout(self._wait_limit):
+                while not await shard.try_lock(key):
+                    if loop.time() >= deadline:
+                        break
+                    await asyncio.sleep(_BACKOFF[min(n, len(_BACKOFF) - 1)])
+                    n += 1
+                else:
+                    if n:
+                        log.debug("peer %s: lock taken after %d tries", peer, n + 1)
+                    return
+        except TimeoutError:
+            pass
+        raise PeerLockTimeout(f"peer {peer}: its lock could not be had within {self._wait_limit:.0f} s")
 
     async def close(self) -> None:
         await asyncio.gather(*(shard.close() for shard in self._shards))

@@ -244,6 +244,7 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
             "ALTER TABLE auth_codes ADD COLUMN IF NOT EXISTS step BIGINT NOT NULL DEFAULT -1",
             "ALTER TABLE auth_codes ADD COLUMN IF NOT EXISTS used BOOLEAN NOT NULL DEFAULT false",
+            "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS held BOOLEAN NOT NULL DEFAULT false",
         ),
     ),
 )
@@ -253,6 +254,11 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
 MIGRATION_LOCK: Final = int.from_bytes(b"sbot-mig", "big")
 
 _SCHEMES: Final = ("postgresql://", "postgres://")
+
+# A worker whose machine died without closing its connections (power, a frozen VM) holds its
+# peer locks and open transactions until the server notices: within about a minute with these,
+# not the operating system's two hours.
+_KEEPALIVES: Final = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
 
 # Waits before each retry of a call broken by a lost connection (see the module docstring).
 _RETRY_DELAYS: Final = (0.05, 0.25, 1.0)
@@ -304,18 +310,17 @@ _UPDATE_SESSION_MARK: Final = _with_mark(_UPDATE_SESSION, 7)
 
 _OUTBOX_COLUMNS: Final = (
     "id, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress,"
-    " result, told, record, retried_at"
+    " result, told, record, retried_at, held"
 )
 _INSERT_OUTBOX: Final = (
-    f"INSERT INTO outbox ({_OUTBOX_COLUMNS}, finished_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    f"INSERT INTO outbox ({_OUTBOX_COLUMNS}, finished_at) VALUES ({', '.join(f'${n}' for n in range(1, 18))})"
 )
 # An outcome written again (a worker that ran twice) adds its follow-ups once, if their ids are
 # derived from the item's; a step's items are new by construction, so a clash there is an error.
 _INSERT_FOLLOW_UP: Final = f"{_INSERT_OUTBOX} ON CONFLICT (id) DO NOTHING"
 _SELECT_OUTBOX: Final = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
 _FINISH_OUTBOX: Final = (
-    "UPDATE outbox SET state = $1, result = $2, progress = $3, attempts = $4, last_error = $5,"
+    "UPDATE outbox SET state = $1, result = $2, progress = $3, attempts = $4, last_error = $5, held = FALSE,"
     " told = told OR $6, updated_at = $7, finished_at = $8"
     f" WHERE id = $9 AND state = '{OUTBOX_PENDING}' RETURNING 1"
 )
@@ -332,7 +337,7 @@ _OUTBOX_DUE: Final = (
 # waited for. $3 maps kinds to lease seconds, $4 is the lease of any other kind.
 _OUTBOX_TAKE: Final = (
     f"WITH due AS ({_OUTBOX_DUE.replace('SELECT ' + _OUTBOX_COLUMNS, 'SELECT o.id')} FOR UPDATE OF o SKIP LOCKED)"
-    " UPDATE outbox AS u SET attempts = u.attempts + 1, updated_at = $1,"
+    " UPDATE outbox AS u SET attempts = u.attempts + 1, updated_at = $1, held = TRUE,"
     " next_at = $1 + coalesce(($3::jsonb ->> u.kind)::double precision, $4)"
     f" FROM due WHERE u.id = due.id RETURNING u.seq, {', '.join('u.' + c for c in _OUTBOX_COLUMNS.split(', '))}"
 )
@@ -390,7 +395,7 @@ async def open_postgres(
         min_size=min_size,
         max_size=max_size,
         command_timeout=command_timeout,
-        server_settings={"application_name": application_name},
+        server_settings={"application_name": application_name, **_KEEPALIVES},
         # Nothing here sets session state (no LISTEN, SET, cursors or session locks; the peer
         # locks have their own connections): asyncpg's default reset would cost a round trip
         # per call. An open transaction is still rolled back on release.
@@ -405,7 +410,7 @@ async def open_postgres(
 
     async def connect_locks() -> Any:
         return await asyncpg.connect(url, timeout=command_timeout,
-                               server_settings={"application_name": f"{application_name} peer locks"})
+                               server_settings={"application_name": f"{application_name} peer locks", **_KEEPALIVES})
 
     return PostgresStorage(pool, max_batch=max_batch, close_timeout=command_timeout,
                            locks=AdvisoryPeerLocks(connect_locks, shards=lock_connections))
@@ -941,16 +946,16 @@ class PostgresStorage:
         # Pending only: an item finished, retried or dropped meanwhile is not written back.
         await self._put(
             lambda conn: conn.execute(
-                "UPDATE outbox SET attempts = $1, next_at = $2, updated_at = $3, last_error = $4, progress = $5"
-                f" WHERE id = $6 AND state = '{OUTBOX_PENDING}'",
-                i.attempts, i.next_at, i.updated_at, i.last_error, _json(i.progress), i.id,
+                "UPDATE outbox SET attempts = $1, next_at = $2, updated_at = $3, last_error = $4, progress = $5,"
+                f" held = $7 WHERE id = $6 AND state = '{OUTBOX_PENDING}'",
+                i.attempts, i.next_at, i.updated_at, i.last_error, _json(i.progress), i.id, i.held,
             )
         )
 
     async def outbox_claim(self, item_id: str, now: float, until: float) -> bool:
         claimed = await self._write(
             lambda conn: conn.fetchval(
-                "UPDATE outbox SET attempts = attempts + 1, next_at = $1, updated_at = $2"
+                "UPDATE outbox SET attempts = attempts + 1, next_at = $1, updated_at = $2, held = TRUE"
                 f" WHERE id = $3 AND state = '{OUTBOX_PENDING}' AND next_at <= $4 RETURNING 1",
                 until, now, item_id, now,
             )
@@ -960,9 +965,9 @@ class PostgresStorage:
     async def outbox_lease(self, item_id: str, held_until: float, until: float, attempts: int = 0) -> bool:
         moved = await self._write(
             lambda conn: conn.fetchval(
-                "UPDATE outbox SET next_at = $1, attempts = greatest(0, attempts + $2)"
+                "UPDATE outbox SET next_at = $1, attempts = greatest(0, attempts + $2), held = $5"
                 f" WHERE id = $3 AND state = '{OUTBOX_PENDING}' AND next_at = $4 RETURNING 1",
-                until, attempts, item_id, held_until,
+                until, attempts, item_id, held_until, attempts >= 0,
             )
         )
         return moved is not None
@@ -1012,8 +1017,9 @@ class PostgresStorage:
         retried = await self._write(
             lambda conn: conn.fetchval(
                 f"UPDATE outbox SET state = '{OUTBOX_PENDING}', next_at = $1, updated_at = $1, retried_at = $1,"
-                " finished_at = NULL, told = FALSE, result = NULL"
-                f" WHERE id = $2 AND state IN ('{OUTBOX_PENDING}', '{OUTBOX_FAILED}') RETURNING 1",
+                " finished_at = NULL, told = FALSE, result = NULL, held = FALSE"
+                f" WHERE id = $2 AND (state = '{OUTBOX_FAILED}'"
+                f" OR state = '{OUTBOX_PENDING}' AND (NOT held OR next_at <= $1)) RETURNING 1",
                 now, item_id,
             )
         )

@@ -226,6 +226,8 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             # The step that last wrote a sign-in code (PendingCode.step), and whether it was used.
             "ALTER TABLE auth_codes ADD COLUMN step INTEGER NOT NULL DEFAULT -1",
             "ALTER TABLE auth_codes ADD COLUMN used INTEGER NOT NULL DEFAULT 0",
+            # An item in a worker's hands (OutboxItem.held): an admin's retry leaves it alone.
+            "ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
         ),
     ),
 )
@@ -256,10 +258,10 @@ _MARK_HANDLED: Final = (
 
 _OUTBOX_COLUMNS: Final = (
     "id, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress,"
-    " result, told, record, retried_at"
+    " result, told, record, retried_at, held"
 )
 _INSERT_OUTBOX: Final = (
-    f"INSERT INTO outbox ({_OUTBOX_COLUMNS}, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO outbox ({_OUTBOX_COLUMNS}, finished_at) VALUES ({', '.join('?' * 17)})"
 )
 # An outcome written again (a worker that ran twice) adds its follow-ups once, if their ids are
 # derived from the item's; a step's items are new by construction, so a clash there is an error.
@@ -427,7 +429,7 @@ def _apply_outcome(conn: sqlite3.Connection, rows: _OutcomeRows) -> bool:
     left as it is and nothing follows from this outcome."""
     update, notices, follow_ups, watch = rows
     changed = conn.execute(
-        "UPDATE outbox SET state = ?, result = ?, progress = ?, attempts = ?, last_error = ?,"
+        "UPDATE outbox SET state = ?, result = ?, progress = ?, attempts = ?, last_error = ?, held = 0,"
         " told = max(told, ?), updated_at = ?, finished_at = ?"
         f" WHERE id = ? AND state = '{OUTBOX_PENDING}'",
         update,
@@ -788,7 +790,8 @@ class SqliteStorage:
                     item.attempts += 1
                     item.next_at = now + leases.get(item.kind, longest)
                     item.updated_at = now
-                conn.executemany("UPDATE outbox SET attempts = ?, next_at = ?, updated_at = ? WHERE id = ?",
+                    item.held = True
+                conn.executemany("UPDATE outbox SET attempts = ?, next_at = ?, updated_at = ?, held = 1 WHERE id = ?",
                                  [(i.attempts, i.next_at, i.updated_at, i.id) for i in items])
             return items
 
@@ -800,14 +803,14 @@ class SqliteStorage:
 
     async def outbox_save(self, item: OutboxItem) -> None:
         i = item
-        values = (i.attempts, i.next_at, i.updated_at, i.last_error, _json(i.progress), i.id)
+        values = (i.attempts, i.next_at, i.updated_at, i.last_error, _json(i.progress), i.held, i.id)
 
         def save(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 # Pending only: an item finished, retried or dropped meanwhile is not written back.
                 conn.execute(
-                    "UPDATE outbox SET attempts = ?, next_at = ?, updated_at = ?, last_error = ?, progress = ?"
-                    f" WHERE id = ? AND state = '{OUTBOX_PENDING}'",
+                    "UPDATE outbox SET attempts = ?, next_at = ?, updated_at = ?, last_error = ?, progress = ?,"
+                    f" held = ? WHERE id = ? AND state = '{OUTBOX_PENDING}'",
                     values,
                 )
 
@@ -817,7 +820,7 @@ class SqliteStorage:
         def claim(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):
                 return conn.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, next_at = ?, updated_at = ?"
+                    "UPDATE outbox SET attempts = attempts + 1, next_at = ?, updated_at = ?, held = 1"
                     f" WHERE id = ? AND state = '{OUTBOX_PENDING}' AND next_at <= ?",
                     (until, now, item_id, now),
                 ).rowcount == 1
@@ -828,9 +831,9 @@ class SqliteStorage:
         def lease(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):
                 return conn.execute(
-                    "UPDATE outbox SET next_at = ?, attempts = max(0, attempts + ?)"
+                    "UPDATE outbox SET next_at = ?, attempts = max(0, attempts + ?), held = ?"
                     f" WHERE id = ? AND state = '{OUTBOX_PENDING}' AND next_at = ?",
-                    (until, attempts, item_id, held_until),
+                    (until, attempts, attempts >= 0, item_id, held_until),
                 ).rowcount == 1
 
         return await self._run(lease)
@@ -883,9 +886,10 @@ class SqliteStorage:
                 # give-up clock.
                 return conn.execute(
                     f"UPDATE outbox SET state = '{OUTBOX_PENDING}', next_at = ?, updated_at = ?, retried_at = ?,"
-                    " finished_at = NULL, told = 0, result = NULL"
-                    f" WHERE id = ? AND state IN ('{OUTBOX_PENDING}', '{OUTBOX_FAILED}')",
-                    (now, now, now, item_id),
+                    " finished_at = NULL, told = 0, result = NULL, held = 0"
+                    f" WHERE id = ? AND (state = '{OUTBOX_FAILED}'"
+                    f" OR state = '{OUTBOX_PENDING}' AND (held = 0 OR next_at <= ?))",
+                    (now, now, now, item_id, now),
                 ).rowcount == 1
 
         return await self._run(retry)

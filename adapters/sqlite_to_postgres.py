@@ -42,7 +42,7 @@ TABLES: tuple[Table, ...] = (
     Table("cursors", ("name", "value", "updated_at")),
     Table("outbox", ("seq", "id", "peer", "kind", "payload", "state", "attempts", "next_at", "created_at",
                      "updated_at", "finished_at", "last_error", "progress", "result", "told", "record",
-                     "retried_at"), serial="seq", flags=("told",)),
+                     "retried_at", "held"), serial="seq", flags=("told", "held")),
     Table("notices", ("seq", "id", "peer", "text", "created_at", "sent_at"), serial="seq"),
     Table("ticket_watch", ("table_name", "sys_id", "number", "peer", "state", "updated_at", "active", "added_at"),
           flags=("active",)),

@@ -15,9 +15,9 @@ from typing import Any
 from engine.ports import OUTBOX_PENDING, Notice, OutboxItem, OutboxOutcome, StepCommit, WatchedTicket
 
 # The outbox columns' values: (id, peer, kind, payload JSON, state, attempts, next_at, created_at,
-# updated_at, last_error, progress JSON, result JSON, told, record, retried_at, finished_at)
+# updated_at, last_error, progress JSON, result JSON, told, record, retried_at, held, finished_at)
 OutboxRow = tuple[str, str, str, str, str, int, float, float, float, str, str, str | None, bool, str | None,
-                  float | None, float | None]
+                  float | None, bool, float | None]
 NoticeRow = tuple[str, str, str, float]  # (id, peer, text, created_at)
 WatchRow = tuple[str, str, str, str, str, str, bool, float]  # ticket_watch's columns, added_at last
 # An outcome as written: the item's update (state, result, progress, attempts, last_error,
@@ -57,7 +57,7 @@ def outcome_rows(outcome: OutboxOutcome) -> OutcomeRows:
 def outbox_row(item: OutboxItem) -> OutboxRow:
     return (item.id, item.peer, item.kind, json_text(item.payload), item.state, item.attempts, item.next_at,
             item.created_at, item.updated_at, item.last_error, json_text(item.progress), result_text(item),
-            item.told, item.record, item.retried_at, finished_at(item))
+            item.told, item.record, item.retried_at, item.held, finished_at(item))
 
 
 def result_text(item: OutboxItem) -> str | None:
@@ -73,10 +73,10 @@ def finished_at(item: OutboxItem) -> float | None:
 def outbox_item(row: Sequence[Any]) -> OutboxItem:
     """An item from the outbox columns in the order the adapters select them."""
     (id_, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress, result,
-     told, record, retried_at) = row
+     told, record, retried_at, held) = row
     return OutboxItem(id_, peer, kind, json.loads(payload), created_at, state, attempts, next_at, updated_at,
                       last_error, json.loads(progress), None if result is None else json.loads(result), bool(told),
-                      record, retried_at)
+                      record, retried_at, bool(held))
 
 
 def notice_row(notice: Notice) -> NoticeRow:

@@ -43,6 +43,11 @@ class JobLease:
         self.shared = bool(getattr(storage, "shared", False))
         self._held = False
 
+    @property
+    def held(self) -> bool:
+        """Whether the last hold() got the lease (always, on storage of one process)."""
+        return self._held or not self.shared
+
     async def hold(self) -> bool:
         """Whether this process is to do the job now: the lease taken or renewed for ttl more
         seconds. A storage failure counts as not held (the job waits for the next round)."""

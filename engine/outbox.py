@@ -110,6 +110,11 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._open_until - self._clock())
 
+    def can_try(self) -> bool:
+        """Whether a call would be let through now (closed, or half-open with no probe out)."""
+        state = self.state
+        return state == "closed" or (state == "half-open" and not self._probing)
+
     def allow(self) -> Permit:
         state = self.state
         if state == "closed":
@@ -203,6 +208,8 @@ class OutboxWorker:
         self._waiters: dict[str, asyncio.Future[OutboxItem | None]] = {}
         self._handovers: dict[str, tuple[OutboxOutcome, asyncio.Future[bool]]] = {}
         self._inflight: set[str] = set()
+        self._in_hand: dict[str, OutboxItem] = {}  # the copies the chains run, by id
+        self._given_back = False  # a chain gave items back: look again when it is done
         self._chains: set[asyncio.Task[int]] = set()
         self._slots = asyncio.Semaphore(max(1, self.policy.concurrency))
         self._last_sweep = -math.inf
@@ -232,6 +239,7 @@ class OutboxWorker:
         for item in items:
             item.attempts += 1
             item.next_at = self._lease_end(item, now)
+            item.held = True
         return True
 
     def _lease_end(self, item: OutboxItem, now: float) -> float:
@@ -248,6 +256,7 @@ class OutboxWorker:
         for item in items:
             if item.id not in self._inflight:
                 self._inflight.add(item.id)
+                self._in_hand[item.id] = item
                 by_peer.setdefault(item.peer, []).append(item)
         for chain in by_peer.values():
             self._start_chain(chain, claimed=True)
@@ -321,7 +330,9 @@ class OutboxWorker:
         started: list[asyncio.Task[int]] = []
         count = 0
         room = 2 * self.policy.concurrency - len(self._inflight)
-        if self.breaker.state != "open" and room > 0:
+        # Not while a probe decides whether SimpleOne is back: what is taken would only be given
+        # back, round after round, until it ends (the chain's end looks again).
+        if self.breaker.can_try() and room > 0:
             # Waited for before this query began, so committed: if not due now, not soon either.
             waiting = [i for i, f in self._waiters.items() if not f.done()]
             # Claimed at once (each attempt counted, hidden by a lease), skipping what another
@@ -335,13 +346,20 @@ class OutboxWorker:
             self._backlog = len(due) == room
             self._release_waiters(waiting, {i.id for i in due})
             # From here to the tasks' start nothing awaits: a concurrent round sees these in flight.
-            # An item this worker already has in hand comes back only if its lease ran out while
-            # it waited for a slot: the new claim runs it, the old one will find its lease gone.
             by_peer: dict[str, list[OutboxItem]] = {}
+            count = 0
             for item in due:
+                held = self._in_hand.get(item.id)
+                if held is not None:
+                    # In hand already: its lease ran out while it waited for a slot. The copy in
+                    # hand takes the new claim over (its renewal compares next_at); never a
+                    # second run beside it.
+                    held.next_at, held.attempts = item.next_at, item.attempts
+                    continue
                 self._inflight.add(item.id)
+                self._in_hand[item.id] = item
                 by_peer.setdefault(item.peer, []).append(item)
-            count = len(due)
+                count += 1
             for chain in by_peer.values():
                 started.append(self._start_chain(chain, claimed=True))
         if now - self._last_sweep >= self.policy.sweep_every:
@@ -368,8 +386,11 @@ class OutboxWorker:
 
     def _chain_done(self, task: asyncio.Task[int]) -> None:
         self._chains.discard(task)
-        if self._backlog:
-            self.kick()  # the last round left due items for want of room: there is some now
+        # The last round left due items for want of room, or this chain gave some back (its
+        # SimpleOne call failed, or a probe was out): look again now that this one is done.
+        if self._backlog or self._given_back:
+            self._given_back = False
+            self.kick()
         if not task.cancelled() and task.exception() is not None:
             log.error("outbox chain failed: %r", task.exception())
 
@@ -401,6 +422,8 @@ class OutboxWorker:
         finally:
             for item in items:
                 self._inflight.discard(item.id)
+                if self._in_hand.get(item.id) is item:
+                    del self._in_hand[item.id]
         return tried
 
     async def _renew(self, item: OutboxItem) -> bool:
@@ -424,8 +447,9 @@ class OutboxWorker:
             if await self.storage.outbox_lease(item.id, item.next_at, now, attempts=-1):
                 item.next_at = now
                 item.attempts = max(0, item.attempts - 1)
+                item.held = False
         if items:
-            self.kick()
+            self._given_back = True
 
     async def attempt(self, item: OutboxItem, permit: Permit = Permit.CALL, *, claimed: bool = False) -> bool:
         """Claim one item (unless it is claimed already) and try it once; False if it stays pending."""
@@ -439,6 +463,7 @@ class OutboxWorker:
                     return True  # another worker has it, or it is no longer due
                 item.attempts += 1
                 item.next_at = lease
+                item.held = True
             self.tries += 1
             self._deferred.discard(item.id)
             return await self._attempt(item, permit)
@@ -495,6 +520,7 @@ class OutboxWorker:
     async def _retry_later(self, item: OutboxItem, error: str, *, at: float | None = None) -> None:
         now = self.clock()
         item.last_error = error[:500]
+        item.held = False  # the attempt is over: an admin's retry may bring it forward
         if at is not None:  # deferred, not failed: whoever waits may still hear within the wait
             item.next_at = at
             item.updated_at = now

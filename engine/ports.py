@@ -86,6 +86,9 @@ class OutboxItem:
     # on one record are run in the order they were written.
     record: str | None = None
     retried_at: float | None = None  # an admin's retry: the give-up clock runs from here
+    # In a worker's hands for an attempt (claimed, until the attempt ends or its lease, next_at,
+    # runs out): an admin's retry must not make it due while it may be running.
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,11 +304,11 @@ class Storage(Protocol):
     async def outbox_get(self, item_id: str) -> OutboxItem | None: ...
 
     async def outbox_save(self, item: OutboxItem) -> None:
-        """Store a pending item's attempts, next_at, last_error and progress."""
+        """Store a pending item's attempts, next_at, last_error, progress and held."""
         ...
 
     async def outbox_claim(self, item_id: str, now: float, until: float) -> bool:
-        """Take a due pending item for one attempt: count the attempt and hide the item from
+        """Take a due pending item for one attempt (held): count the attempt and hide the item from
         other workers until `until` (a lease: a worker that dies mid-attempt leaves it due again
         then). False if it is not pending and due any more (another worker has it)."""
         ...
@@ -313,7 +316,8 @@ class Storage(Protocol):
     async def outbox_lease(self, item_id: str, held_until: float, until: float, attempts: int = 0) -> bool:
         """Move a lease this worker holds: only if the item is pending with next_at ==
         held_until (nobody claimed it since), set next_at = until and add `attempts` (-1 gives
-        back an attempt counted for a try that never ran). False, changing nothing, otherwise."""
+        the item back, not held any more, with the attempt counted for a try that never ran).
+        False, changing nothing, otherwise."""
         ...
 
     async def outbox_finish(self, outcome: OutboxOutcome) -> bool:
@@ -336,7 +340,8 @@ class Storage(Protocol):
 
     async def outbox_retry(self, item_id: str, now: float) -> bool:
         """A failed (or pending) item is tried again at once; its attempts and progress stay, and
-        retried_at restarts the give-up clock. False if it is missing or done."""
+        retried_at restarts the give-up clock. False if it is missing or done, or held by a
+        worker whose lease has not run out (it may be running: a second run could duplicate)."""
         ...
 
     async def outbox_drop(self, item_id: str) -> OutboxItem | None:

@@ -68,7 +68,11 @@ async def outbox_command(config: Config, action: str, item_id: str | None, state
             return 0
         if action == "retry":
             if not await storage.outbox_retry(item_id, now):
-                out.write(f"{item_id} is {item.state}: nothing to retry\n")
+                if item.state == OUTBOX_PENDING and item.held and item.next_at > now:
+                    out.write(f"{item_id} is being tried by a worker right now (for up to {item.next_at - now:.0f} s);"
+                              " a second try at once could create a second ticket\n")
+                else:
+                    out.write(f"{item_id} is {item.state}: nothing to retry\n")
                 return 1
             out.write(f"{item_id} will be tried again at once\n")
             return 0

@@ -888,6 +888,27 @@ class TestOutboxQueue:
         assert await storage.outbox_retry("ob-missing", 1200.0) is False
         assert await storage.outbox_get("ob-missing") is None
 
+    async def test_retry_leaves_an_item_a_worker_holds_until_its_lease_runs_out(self, storage: Any) -> None:
+        item = make_item("ob-1", next_at=100.0)
+        assert await step(storage, "vk:1", 0, outbox=[item]) is True
+        assert await storage.outbox_claim("ob-1", 100.0, 200.0) is True
+        claimed = await storage.outbox_get("ob-1")
+        assert claimed is not None and claimed.held
+        assert await storage.outbox_retry("ob-1", 150.0) is False  # it may be running
+        assert await storage.outbox_retry("ob-1", 200.0) is True  # the lease ran out (its worker died)
+        retried = await storage.outbox_get("ob-1")
+        assert retried is not None and (retried.held, retried.next_at) == (False, 200.0)
+        # Taken, then its attempt ended in a backoff: not held, so it can be brought forward.
+        [taken] = await storage.outbox_take(200.0, {"ticket.create": 45.0})
+        assert taken.held and taken == await storage.outbox_get("ob-1")
+        await storage.outbox_save(dataclasses.replace(taken, held=False, next_at=900.0, last_error="503"))
+        assert await storage.outbox_retry("ob-1", 210.0) is True
+        # Given back untried: not held either.
+        assert await storage.outbox_claim("ob-1", 210.0, 300.0) is True
+        assert await storage.outbox_lease("ob-1", 300.0, 210.0, attempts=-1) is True
+        given_back = await storage.outbox_get("ob-1")
+        assert given_back is not None and not given_back.held
+
     async def test_drop_deletes_items_that_are_not_done(self, storage: Any) -> None:
         pending, failed, done = make_item("ob-p"), make_item("ob-f"), make_item("ob-d")
         assert await step(storage, "vk:1", 0, outbox=[pending, failed, done]) is True

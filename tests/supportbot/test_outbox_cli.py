@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,20 @@ def test_retry_makes_a_failed_item_due_again(env: tuple[Path, str], capsys: pyte
     asyncio.run(check())
     assert main(["outbox", "retry", "aaaa000000000003"]) == 1  # done: nothing to retry
     assert "is done" in capsys.readouterr().out
+
+
+def test_retry_leaves_an_item_a_worker_is_trying(env: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    db, _ = env
+
+    async def claim() -> None:
+        storage = await open_sqlite(db)
+        assert await storage.outbox_retry("aaaa000000000001", 0.0)
+        assert await storage.outbox_claim("aaaa000000000001", 0.0, time.time() + 60)
+        await storage.close()
+
+    asyncio.run(claim())
+    assert main(["outbox", "retry", "aaaa000000000001"]) == 1
+    assert "being tried by a worker right now" in capsys.readouterr().out
 
 
 def test_drop_deletes_the_item_and_its_files(env: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
