@@ -55,6 +55,7 @@ async def resend_unsent(storage: Storage, sender: VkSender, delivery: DeliveryLo
     """Send the replies committed (before that time) but not confirmed sent; returns how many
     events. Safe while other workers send: a reply sent twice has one key, and VK drops the copy."""
     resent = 0
+    stuck = False
     while True:
         unsent = await storage.replies_unsent(500, handled_before=handled_before)
         if not unsent:
@@ -67,11 +68,19 @@ async def resend_unsent(storage: Storage, sender: VkSender, delivery: DeliveryLo
                 log.error("kept replies of event %s cannot be read; dropped", item.event_id)
                 delivery.sent(item.event_id)
                 continue
+            sent = True
             for i, reply in enumerate(replies):
-                await sender.send(peer_id, reply, key=reply_key(item.event_id, i, reply))
+                sent = await sender.send(peer_id, reply, key=reply_key(item.event_id, i, reply)) and sent
+            if not sent:
+                # VK kept failing: kept for the next round (the sweep, or the next start).
+                log.warning("the kept answer of event %s could not be sent yet", item.event_id)
+                stuck = True
+                continue
             delivery.sent(item.event_id)
             resent += 1
         await delivery.flush()
+        if stuck:
+            break  # the same ones would come back at once
     if resent:
         log.info("%d answer(s) committed before a stop were sent again", resent)
     return resent

@@ -97,10 +97,10 @@ class LongPoller:
                 try:
                     await self._poll()
                 except _LeaseLost:
-                    # What is in hand finishes here; the new holder resumes from the saved ts
-                    # and drops, as handled, whatever it fetches again.
+                    # What is in hand finishes here, but its ts is not saved (the new holder's
+                    # may be ahead): the new holder went on from the ts saved before, and drops,
+                    # as handled, what it fetched again.
                     await self.bot.dispatcher.drain()
-                    await self.save_now()
                     self.ready.clear()
         finally:  # stopping: keep what is known to be handled (cancellation included)
             if self._save_task is not None:
@@ -182,8 +182,11 @@ class LongPoller:
         handled = await self.storage.seen_events([m.event_id for m in messages]) if messages else set()
         fresh = [m for m in messages if m.event_id not in handled]
         batch = self.tracker.add(ts, len(fresh))
+        # With several pollers (a lease handed over while its old holder was still busy) the
+        # same event may be fetched twice: then the engine checks again, under the peer's lock.
+        deduped = self.lease is None or not self.lease.shared
         for msg in fresh:
-            self.bot.submit(msg, deduped=True, done=lambda: self._done(batch))
+            self.bot.submit(msg, deduped=deduped, done=lambda: self._done(batch))
         self._schedule_save()
 
     def _done(self, batch: _Batch) -> None:
@@ -205,6 +208,8 @@ class LongPoller:
             log.exception("saving the long-poll ts failed; will try again")
 
     async def _save(self) -> None:
+        if self.lease is not None and not self.lease.held:
+            return  # another poller owns the ts now; this one's may be behind it
         async with self._saving:  # one write at a time, always of the newest safe ts
             safe = self.tracker.safe
             if safe is not None and safe != self._saved:
