@@ -245,6 +245,7 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "ALTER TABLE auth_codes ADD COLUMN IF NOT EXISTS step BIGINT NOT NULL DEFAULT -1",
             "ALTER TABLE auth_codes ADD COLUMN IF NOT EXISTS used BOOLEAN NOT NULL DEFAULT false",
             "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS held BOOLEAN NOT NULL DEFAULT false",
+            "ALTER TABLE inbox ADD COLUMN IF NOT EXISTS version BIGINT",
         ),
     ),
 )
@@ -281,11 +282,11 @@ _STEP_ERRORS: Final = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataEr
 _SELECT_SESSION: Final = "SELECT peer, state, slots, flow_version, updated_at, version FROM sessions WHERE peer = $1"
 _INSERT_SESSION: Final = (
     "INSERT INTO sessions (peer, state, slots, flow_version, updated_at, version)"
-    " VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT (peer) DO NOTHING RETURNING peer"
+    " VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT (peer) DO NOTHING RETURNING peer, version"
 )
 _UPDATE_SESSION: Final = (
     "UPDATE sessions SET state = $2, slots = $3, flow_version = $4, updated_at = $5, version = $6 + 1"
-    " WHERE peer = $1 AND version = $6 RETURNING peer"
+    " WHERE peer = $1 AND version = $6 RETURNING peer, version"
 )
 
 
@@ -297,10 +298,10 @@ def _with_mark(session_sql: str, first: int) -> str:
     e, at, replies = (f"${first + n}" for n in range(3))
     return (
         f"WITH s AS ({session_sql})"
-        f" INSERT INTO inbox AS i (event_id, peer, received_at, handled_at, replies)"
-        f" SELECT {e}, s.peer, {at}, {at}, {replies} FROM s"
+        f" INSERT INTO inbox AS i (event_id, peer, received_at, handled_at, replies, version)"
+        f" SELECT {e}, s.peer, {at}, {at}, {replies}, s.version FROM s"
         " ON CONFLICT (event_id) DO UPDATE SET handled_at = excluded.handled_at, body = NULL,"
-        " replies = excluded.replies, peer = coalesce(i.peer, excluded.peer)"
+        " replies = excluded.replies, peer = coalesce(i.peer, excluded.peer), version = excluded.version"
         " WHERE i.handled_at IS NULL RETURNING 1"
     )
 
@@ -358,7 +359,11 @@ _INSERT_WATCH: Final = (
 )
 _WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, active"
 # A follow-up step's replies replace the earlier event's only while those are kept unsent.
-_REPLACE_REPLIES: Final = "UPDATE inbox SET replies = $1 WHERE event_id = $2 AND replies IS NOT NULL"
+_REPLACE_REPLIES: Final = (
+    "UPDATE inbox SET replies = $1, version = $3 WHERE event_id = $2 AND replies IS NOT NULL"
+)
+# Whether a later step of the peer has committed since these kept replies' step.
+_OVERTAKEN: Final = "EXISTS (SELECT 1 FROM sessions AS s WHERE s.peer = i.peer AND s.version > i.version)"
 
 # What a step came to: committed (True), refused (False), or its own error.
 _StepResult = bool | Exception
@@ -547,7 +552,7 @@ async def _write_step(conn: Any, row: _StepRow, received_at: float) -> bool:
             return False
     # Already sent (or never kept) is no failure: the replies then go out live only.
     if reply_of is not None and replies is not None:
-        await conn.execute(_REPLACE_REPLIES, replies, reply_of)
+        await conn.execute(_REPLACE_REPLIES, replies, reply_of, expected + 1)
     return True
 
 
@@ -880,12 +885,12 @@ class PostgresStorage:
     async def replies_unsent(self, limit: int = 1000, handled_before: float = math.inf) -> list[UnsentReplies]:
         rows = await self._read(
             lambda conn: conn.fetch(
-                "SELECT event_id, peer, replies FROM inbox WHERE replies IS NOT NULL AND handled_at < $2"
-                " ORDER BY seq LIMIT $1",
+                f"SELECT event_id, peer, replies, {_OVERTAKEN} FROM inbox AS i"
+                " WHERE replies IS NOT NULL AND handled_at < $2 ORDER BY seq LIMIT $1",
                 limit, handled_before,
             )
         )
-        return [UnsentReplies(e, p or "", r) for e, p, r in rows]
+        return [UnsentReplies(e, p or "", r, bool(o)) for e, p, r, o in rows]
 
     async def replies_sent(self, event_ids: Sequence[str]) -> None:
         ids = list(event_ids)

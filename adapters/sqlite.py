@@ -228,6 +228,9 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "ALTER TABLE auth_codes ADD COLUMN used INTEGER NOT NULL DEFAULT 0",
             # An item in a worker's hands (OutboxItem.held): an admin's retry leaves it alone.
             "ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
+            # The session version the event's step made: kept replies a later step has
+            # overtaken are resent without their (stale) keyboard.
+            "ALTER TABLE inbox ADD COLUMN version INTEGER",
         ),
     ),
 )
@@ -250,9 +253,9 @@ _UPDATE_SESSION: Final = (
 # are not) — unless it is handled already: then nothing changes, and the step is undone. The
 # engine checks before it steps; this makes "handled once" hold even when two writers race.
 _MARK_HANDLED: Final = (
-    "INSERT INTO inbox (event_id, peer, received_at, handled_at, replies) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO inbox (event_id, peer, received_at, handled_at, replies, version) VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (event_id) DO UPDATE SET handled_at = excluded.handled_at, body = NULL,"
-    " replies = excluded.replies, peer = coalesce(inbox.peer, excluded.peer)"
+    " replies = excluded.replies, peer = coalesce(inbox.peer, excluded.peer), version = excluded.version"
     " WHERE inbox.handled_at IS NULL"
 )
 
@@ -285,13 +288,15 @@ _INSERT_WATCH: Final = (
     " ON CONFLICT (table_name, sys_id) DO UPDATE SET peer = excluded.peer"
 )
 _WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, active"
+# Whether a later step of the peer has committed since these kept replies' step.
+_OVERTAKEN: Final = "EXISTS (SELECT 1 FROM sessions AS s WHERE s.peer = i.peer AND s.version > i.version)"
 # Taken when free, run out, or held by the same holder already (a renewal).
 _ACQUIRE_LEASE: Final = (
     "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
     " SET holder = excluded.holder, until = excluded.until WHERE leases.holder = excluded.holder OR leases.until <= ?"
 )
 # A follow-up step's replies replace the earlier event's only while those are kept unsent.
-_REPLACE_REPLIES: Final = "UPDATE inbox SET replies = ? WHERE event_id = ? AND replies IS NOT NULL"
+_REPLACE_REPLIES: Final = "UPDATE inbox SET replies = ?, version = ? WHERE event_id = ? AND replies IS NOT NULL"
 
 class StorageClosed(RuntimeError):
     """The storage was closed; no more calls are accepted."""
@@ -404,7 +409,7 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
                 )
             ok = cur.rowcount == 1
             if ok and event_id is not None:
-                marked = conn.execute(_MARK_HANDLED, (event_id, peer, received_at, received_at, replies))
+                marked = conn.execute(_MARK_HANDLED, (event_id, peer, received_at, received_at, replies, expected + 1))
                 ok = marked.rowcount == 1
             if ok:
                 if outbox:  # most steps queue nothing: no statement for them at all
@@ -415,7 +420,7 @@ def _write_steps(conn: sqlite3.Connection, rows: Sequence[_StepRow], received_at
             if ok:
                 # Already sent (or never kept) is no failure: the replies then go out live only.
                 if reply_of is not None and replies is not None:
-                    conn.execute(_REPLACE_REPLIES, (replies, reply_of))
+                    conn.execute(_REPLACE_REPLIES, (replies, expected + 1, reply_of))
             conn.execute("RELEASE step" if ok else "ROLLBACK TO step")
             if not ok:
                 conn.execute("RELEASE step")
@@ -716,12 +721,12 @@ class SqliteStorage:
     async def replies_unsent(self, limit: int = 1000, handled_before: float = math.inf) -> list[UnsentReplies]:
         rows = await self._run(
             lambda conn: conn.execute(
-                "SELECT event_id, peer, replies FROM inbox WHERE replies IS NOT NULL AND handled_at < ?"
-                " ORDER BY seq LIMIT ?",
+                f"SELECT event_id, peer, replies, {_OVERTAKEN} FROM inbox AS i"
+                " WHERE replies IS NOT NULL AND handled_at < ? ORDER BY seq LIMIT ?",
                 (handled_before, limit),
             ).fetchall()
         )
-        return [UnsentReplies(e, p or "", r) for e, p, r in rows]
+        return [UnsentReplies(e, p or "", r, bool(o)) for e, p, r, o in rows]
 
     async def replies_sent(self, event_ids: Sequence[str]) -> None:
         ids = list(event_ids)

@@ -173,6 +173,8 @@ class UnsentReplies:
     event_id: str
     peer: str
     replies: str  # engine.replies.dump_replies
+    # A later step of the peer has committed since: its answer (and keyboard) is the current one.
+    overtaken: bool = False
 
 
 @dataclass(frozen=True, slots=True)

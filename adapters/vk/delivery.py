@@ -70,7 +70,9 @@ async def resend_unsent(storage: Storage, sender: VkSender, delivery: DeliveryLo
                 continue
             sent = True
             for i, reply in enumerate(replies):
-                sent = await sender.send(peer_id, reply, key=reply_key(item.event_id, i, reply)) and sent
+                # Overtaken by a later step: said late, but the user's current keyboard stays.
+                sent = await sender.send(peer_id, reply, key=reply_key(item.event_id, i, reply),
+                                         keyboard=not item.overtaken) and sent
             if not sent:
                 # VK kept failing: kept for the next round (the sweep, or the next start).
                 log.warning("the kept answer of event %s could not be sent yet", item.event_id)

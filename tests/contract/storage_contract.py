@@ -209,6 +209,21 @@ class TestKeptReplies:
         await storage.replies_sent(["ev-cb", "ev-unknown"])
         assert await storage.replies_unsent() == []
 
+    async def test_kept_replies_say_whether_a_later_step_of_the_peer_overtook_them(self, storage: Any) -> None:
+        one = StepCommit(make_session("vk:1"), 0, event_id="ev-1", replies='[{"t":"one"}]')
+        assert await storage.commit_step(one) is True
+        other_peer = StepCommit(make_session("vk:2"), 0, event_id="ev-x", replies='[{"t":"x"}]')
+        assert await storage.commit_step(other_peer) is True
+        assert [(u.event_id, u.overtaken) for u in await storage.replies_unsent()] == [("ev-1", False), ("ev-x", False)]
+        # A follow-up of ev-1 (an outcome told within the wait) replaces its replies: still current.
+        follow = StepCommit(make_session("vk:1"), 1, replies='[{"t":"one, settled"}]', reply_of="ev-1")
+        assert await storage.commit_step(follow) is True
+        first = (await storage.replies_unsent())[0]
+        assert (first.replies, first.overtaken) == ('[{"t":"one, settled"}]', False)
+        # The user's next event was handled (by another worker, say): ev-1's answer is overtaken.
+        assert await commit(storage, "vk:1", 2, event_id="ev-2") is True
+        assert [(u.event_id, u.overtaken) for u in await storage.replies_unsent()] == [("ev-1", True), ("ev-x", False)]
+
     async def test_a_refused_step_keeps_no_replies(self, storage: Any) -> None:
         assert await storage.commit_step(StepCommit(make_session("vk:1"), 5, event_id="e", replies="[]")) is False
         assert await storage.replies_unsent() == []

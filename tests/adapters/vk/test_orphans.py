@@ -91,3 +91,20 @@ async def test_a_restarted_worker_catches_up_only_on_answers_from_before_its_sta
         await run_for(catching_up, 0.3)
     await vk.user(1004).assert_no_reply(within=0.1)
     assert [u.event_id for u in await channel.storage.replies_unsent()] == ["ev-after"]
+
+
+async def test_an_answer_overtaken_by_a_later_step_is_sent_without_its_keyboard(
+        channel: Channel, vk: RunningVkEmulator) -> None:
+    """The dead worker's answer comes after the user already moved on with another worker: it
+    is said late, but the keyboard the user has now (the later answer's) stays."""
+    await keep_unsent(channel, 1005, "ev-old", "Сказано до того, как пользователь пошёл дальше")
+    later = StepCommit(Session("vk:1005", "main.menu", {}, "v", 0.0), 1, event_id="ev-new")
+    assert await channel.storage.commit_step(later)
+    sweep = asyncio.create_task(recover_orphans(channel.storage, channel.bot, channel.bot.delivery,  # type: ignore[arg-type]
+                                                every=0.05, older_than=0.0))
+    try:
+        late = await vk.user(1005).wait_reply()
+    finally:
+        await run_for(sweep, 0.1)
+    assert late.text == "Сказано до того, как пользователь пошёл дальше"
+    assert late.keyboard is None
