@@ -244,6 +244,7 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
             "ALTER TABLE auth_codes ADD COLUMN IF NOT EXISTS step BIGINT NOT NULL DEFAULT -1",
             "ALTER TABLE auth_codes ADD COLUMN IF NOT EXISTS used BOOLEAN NOT NULL DEFAULT false",
+            "ALTER TABLE auth_codes ADD COLUMN IF NOT EXISTS mailed BOOLEAN NOT NULL DEFAULT false",
             "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS held BOOLEAN NOT NULL DEFAULT false",
             "ALTER TABLE inbox ADD COLUMN IF NOT EXISTS version BIGINT",
         ),
@@ -778,27 +779,30 @@ class PostgresStorage:
         c = code
         await self._write(
             lambda conn: conn.execute(
-                "INSERT INTO auth_codes (peer, email, code_hash, salt, created_at, expires_at, attempts, step, used)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                "INSERT INTO auth_codes"
+                " (peer, email, code_hash, salt, created_at, expires_at, attempts, step, used, mailed)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 " ON CONFLICT (peer) DO UPDATE SET email = excluded.email, code_hash = excluded.code_hash,"
                 " salt = excluded.salt, created_at = excluded.created_at, expires_at = excluded.expires_at,"
-                " attempts = excluded.attempts, step = excluded.step, used = excluded.used",
+                " attempts = excluded.attempts, step = excluded.step, used = excluded.used, mailed = excluded.mailed",
                 c.peer, c.email, c.code_hash, c.salt, c.created_at, c.expires_at, c.attempts, c.step, c.used,
+                c.mailed,
             )
         )
 
     async def get_code(self, peer: str) -> PendingCode | None:
         row = await self._read(
             lambda conn: conn.fetchrow(
-                "SELECT peer, email, code_hash, salt, created_at, expires_at, attempts, step, used"
+                "SELECT peer, email, code_hash, salt, created_at, expires_at, attempts, step, used, mailed"
                 " FROM auth_codes WHERE peer = $1",
                 peer,
             )
         )
         if row is None:
             return None
-        peer_, email, code_hash, salt, created_at, expires_at, attempts, step, used = row
-        return PendingCode(peer_, email, bytes(code_hash), bytes(salt), created_at, expires_at, attempts, step, used)
+        peer_, email, code_hash, salt, created_at, expires_at, attempts, step, used, mailed = row
+        return PendingCode(peer_, email, bytes(code_hash), bytes(salt), created_at, expires_at, attempts, step, used,
+                           mailed)
 
     async def add_code_attempt(self, peer: str) -> int:
         attempts = await self._write(

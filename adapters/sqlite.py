@@ -226,6 +226,7 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             # The step that last wrote a sign-in code (PendingCode.step), and whether it was used.
             "ALTER TABLE auth_codes ADD COLUMN step INTEGER NOT NULL DEFAULT -1",
             "ALTER TABLE auth_codes ADD COLUMN used INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE auth_codes ADD COLUMN mailed INTEGER NOT NULL DEFAULT 0",
             # An item in a worker's hands (OutboxItem.held): an admin's retry leaves it alone.
             "ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
             # The session version the event's step made: kept replies a later step has
@@ -598,25 +599,26 @@ class SqliteStorage:
         await self._run(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO auth_codes"
-                " (peer, email, code_hash, salt, created_at, expires_at, attempts, step, used)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (c.peer, c.email, c.code_hash, c.salt, c.created_at, c.expires_at, c.attempts, c.step, c.used),
+                " (peer, email, code_hash, salt, created_at, expires_at, attempts, step, used, mailed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (c.peer, c.email, c.code_hash, c.salt, c.created_at, c.expires_at, c.attempts, c.step, c.used,
+                 c.mailed),
             )
         )
 
     async def get_code(self, peer: str) -> PendingCode | None:
         row = await self._run(
             lambda conn: conn.execute(
-                "SELECT peer, email, code_hash, salt, created_at, expires_at, attempts, step, used"
+                "SELECT peer, email, code_hash, salt, created_at, expires_at, attempts, step, used, mailed"
                 " FROM auth_codes WHERE peer = ?",
                 (peer,),
             ).fetchone()
         )
         if row is None:
             return None
-        peer_, email, code_hash, salt, created_at, expires_at, attempts, step, used = row
+        peer_, email, code_hash, salt, created_at, expires_at, attempts, step, used, mailed = row
         return PendingCode(peer_, email, bytes(code_hash), bytes(salt), created_at, expires_at, attempts, step,
-                           bool(used))
+                           bool(used), bool(mailed))
 
     async def add_code_attempt(self, peer: str) -> int:
         row = await self._run(

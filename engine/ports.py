@@ -154,6 +154,7 @@ class PendingCode:
     # recognised when the event is handled again: the session is still at that version.
     step: int = -1
     used: bool = False
+    mailed: bool = False  # the mail server took the letter (a redone step need not send again)
 
 
 @dataclass(frozen=True, slots=True)

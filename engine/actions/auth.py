@@ -75,8 +75,11 @@ async def send_code(ctx: ActionContext) -> str:
     auth["minutes"] = max(1, round(policy.code_ttl / 60))
     earlier = await storage.get_code(ctx.peer)
     # This very step ran before and its process died before committing it (the event is being
-    # handled again): whether or not its letter went, send one now; it was counted then.
+    # handled again): if its letter went, that code stands; if not, send one now (it was counted).
     redo = earlier is not None and earlier.step == ctx.version and earlier.email == email and not earlier.used
+    if redo and earlier is not None and earlier.mailed:
+        auth["email"] = email
+        return "sent"
     if not redo:
         stats = await storage.code_send_stats(ctx.peer, email, now - 3600)
         # The cooldown is per peer and address: correcting a mistyped address needs no wait.
@@ -90,8 +93,8 @@ async def send_code(ctx: ActionContext) -> str:
             return "too_many"
     code, salt = new_code(), secrets.token_bytes(16)
     code_hash = await asyncio.to_thread(hash_code, code, salt)
-    await storage.put_code(PendingCode(ctx.peer, email, code_hash, salt, now, now + policy.code_ttl,
-                                       step=ctx.version))
+    pending = PendingCode(ctx.peer, email, code_hash, salt, now, now + policy.code_ttl, step=ctx.version)
+    await storage.put_code(pending)
     if not redo:
         # Counted before sending, so that a failing mail server cannot be used to bypass the cap.
         await storage.record_code_sent(ctx.peer, email, now)
@@ -105,6 +108,7 @@ async def send_code(ctx: ActionContext) -> str:
         log.warning("sign-in mail to a user failed: %s", exc)
         await storage.delete_code(ctx.peer)
         return "mail_failed"
+    await storage.put_code(dataclasses.replace(pending, mailed=True))
     return "sent"
 
 

@@ -351,7 +351,10 @@ class TestCodes:
         sent = make_code(step=7)
         await storage.put_code(sent)
         assert await storage.get_code("vk:1") == sent
-        spent = dataclasses.replace(sent, step=9, used=True, attempts=2)
+        mailed = dataclasses.replace(sent, mailed=True)
+        await storage.put_code(mailed)
+        assert await storage.get_code("vk:1") == mailed
+        spent = dataclasses.replace(mailed, step=9, used=True, attempts=2)
         await storage.put_code(spent)
         assert await storage.get_code("vk:1") == spent
 

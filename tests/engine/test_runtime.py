@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -333,19 +334,38 @@ class DiesBeforeCommit:
         return await self.real(step)
 
 
-async def test_a_code_step_whose_commit_died_sends_a_code_again_when_redone(
+async def test_a_code_step_whose_commit_died_after_the_letter_went_is_not_mailed_twice(
         harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     crash = DiesBeforeCommit(harness, monkeypatch)
     await harness.say("Мои заявки")
     crash.armed = True
     event = Incoming(text="redo@ranepa.ru", event_id="ev-email")
     await harness.send(event)
-    assert len(harness.mailer.messages) == 1  # the letter may or may not have gone out
-    reply = await harness.send(event)  # handled again: not a resend inside the cooldown
+    assert len(harness.mailer.messages) == 1
+    reply = await harness.send(event)  # handled again: the letter is out, its code stands
     assert "отправили код на redo@ranepa.ru" in reply.text
-    assert len(harness.mailer.messages) == 2
+    assert len(harness.mailer.messages) == 1
     code = harness.mailer.messages[-1].body.split(": ")[1][:6]
-    # The redo counted no second send: asking again is within the cooldown as usual.
+    assert "вы вошли как redo@ranepa.ru" in (await harness.say(code)).text
+
+
+async def test_a_code_step_that_died_before_its_letter_went_sends_one_when_redone(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    await harness.say("Мои заявки")
+    real_send = harness.mailer.send
+
+    async def dies(message: Any) -> None:
+        raise asyncio.CancelledError  # the process stopped while talking to the mail server
+
+    monkeypatch.setattr(harness.mailer, "send", dies)
+    event = Incoming(text="redo@ranepa.ru", event_id="ev-email")
+    with pytest.raises(asyncio.CancelledError):
+        await harness.send(event)  # nothing committed, nothing mailed
+    monkeypatch.setattr(harness.mailer, "send", real_send)
+    reply = await harness.send(event)  # not a resend within the cooldown: this step's own letter
+    assert "отправили код на redo@ranepa.ru" in reply.text
+    assert len(harness.mailer.messages) == 1
+    code = harness.mailer.messages[-1].body.split(": ")[1][:6]
     assert "вы вошли как redo@ranepa.ru" in (await harness.say(code)).text
 
 
