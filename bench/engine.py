@@ -1,48 +1,81 @@
-"""The engine path without any channel: event in → step → session committed to SQLite → reply out.
+"""The engine path without any channel: event in → step → session committed → reply out.
 
 For 1 k, 100 k and 1 M stored sessions it prints events per second (users one after another,
 and 100 users at once: group commit), p50/p99 step latency, and the memory one cached session
 costs. Numbers only; nothing is asserted (DESIGN: "Speed and size").
 
+SQLite, and PostgreSQL as several workers use it: there every step also takes the peer's lock
+across processes (advisory locks, Storage.peer_lock) and reads the session afresh (no session
+cache when storage.shared); bindings are not cached there either (read a few times per
+dialogue). One engine process is measured, so the lock is taken and released but never
+contended. The PostgreSQL server is the one SUPPORTBOT_TEST_POSTGRES_URL (or --postgres) names;
+a scratch database per number of stored sessions is created there and dropped afterwards, also
+on Ctrl-C or failure.
+
+PostgreSQL is measured in --rounds rounds, each on a freshly opened storage. With --split (the
+default) a round has three variants: as deployed; the peer lock made a no-op; and that with the
+one-process session cache back (both patched on the bench's own storage object and engine). One
+after another, the variants take turns user by user; at once, each runs its 100 users twice
+(A B C C B A), so a slow spell of the shared machine hits them alike. Printed: events/s over all
+rounds with the rounds' range, p50/p99 over all steps, and the ratios between variants (median
+and range of the rounds' ratios). Before any timing, 20 users go through the dialogue at once,
+untimed (connections made, statements prepared), on SQLite too.
+
 SimpleOne is the emulator's state called in process (no HTTP), so the numbers are the engine's
-and SQLite's, not the loopback's.
+and the database's, not the loopback's.
 
 Run: .venv/bin/python bench/engine.py [--sizes 1000,100000,1000000] [--users 100]
+         [--database sqlite|postgres|both] [--postgres URL] [--rounds 3] [--no-split]
+(--database defaults to both when a PostgreSQL URL is given, else sqlite)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import math
+import os
 import random
+import signal
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapters.postgres import open_postgres
 from adapters.simpleone.emulator_state import EmulatorState
 from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite
 from engine.actions.context import AuthPolicy, Services
 from engine.flowset import load_flow_set
 from engine.model import FlowSet
-from engine.ports import Attachment, Binding, Incoming, MailMessage, Person, Ticket, TicketRef, Upload
+from engine.ports import Attachment, Binding, Incoming, MailMessage, Person, Storage, Ticket, TicketRef, Upload
 from engine.runtime import Engine, StaticFlows
+from engine.sessions import SessionCache
 from engine.ticket_work import ticket_outbox
+from tests.postgres_db import create_scratch_database, drop_database
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 # The 7-step create-ticket dialogue of a signed-in user.
 DIALOGUE = ["Начать", "Создать заявку", "2", "6",
             "Не запускается Microsoft Word на ноутбуке в ауд. 305, пишет ошибку лицензии.",
             "Без файлов", "Отправить"]
+COLUMNS = ("peer", "state", "slots", "flow_version", "version", "updated_at")
+# PostgreSQL variants: as deployed (peer lock, fresh read); the lock a no-op; neither.
+AS_DEPLOYED, NO_LOCK, NO_LOCK_CACHED = "postgres", "  no peer lock", "  no lock, cached"
+T = TypeVar("T")
+WARMUP_USERS = 20  # through the dialogue at once before each run, untimed
 
 
 class InProcessSimpleOne:
@@ -96,41 +129,110 @@ class NoMail:
         return None
 
 
-def populate(path: Path, count: int, flow_version: str) -> None:
-    """Stored sessions of idle users, written straight into the adapter's table."""
+# ----------------------------------------------------------------- stored sessions
+
+
+def stored_rows(count: int, flow_version: str) -> Iterator[tuple[Any, ...]]:
+    """Stored sessions of idle users, made one by one as they are written."""
     slots = json.dumps({"user": {"email": "someone@ranepa.ru", "name": "Someone", "caller_id": "1"},
                         "description": "Старый черновик заявки о принтере в аудитории 305"}, ensure_ascii=False)
+    now = time.time()
+    return ((f"idle:{i}", "main.menu", slots, flow_version, 1, now) for i in range(count))
+
+
+def populate_sqlite(path: Path, count: int, flow_version: str) -> None:
     conn = sqlite3.connect(path)
     with conn:
-        conn.executemany(
-            "INSERT INTO sessions (peer, state, slots, flow_version, version, updated_at) VALUES (?, ?, ?, ?, 1, ?)",
-            ((f"idle:{i}", "main.menu", slots, flow_version, time.time()) for i in range(count)))
+        conn.executemany(f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+                         stored_rows(count, flow_version))
     conn.close()
 
 
-async def run_size(flow_set: FlowSet, size: int, users: int, tmp: Path) -> dict[str, float]:
-    db = tmp / f"bench-{size}.db"
-    storage = await open_sqlite(db)
-    await storage.close()
-    populate(db, size, flow_set.version)
-    storage = await open_sqlite(db)
+async def populate_postgres(dsn: str, count: int, flow_version: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    await (await open_postgres(dsn)).close()  # the schema
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.copy_records_to_table("sessions", records=stored_rows(count, flow_version), columns=COLUMNS)
+        await conn.execute("VACUUM ANALYZE sessions")
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):  # a run should not pay for the load
+            await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+# ----------------------------------------------------------------- one run
+
+
+@contextlib.asynccontextmanager
+async def no_lock(peer: str) -> AsyncIterator[None]:
+    yield
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least q of all at or below it."""
+    return ordered[max(0, min(len(ordered), math.ceil(q * len(ordered))) - 1)]
+
+
+@dataclass
+class Phase:
+    """Steps of one variant in one phase (one round, or all rounds merged)."""
+
+    time: float = 0.0  # seconds: one after another, the users' dialogues summed; at once, the wall time
+    events: int = 0
+    latencies: list[float] = field(default_factory=list)
+    steps: int = 0  # committed in `batches` group commits
+    batches: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.time
+
+    def add(self, other: Phase) -> None:
+        self.time += other.time
+        self.events += other.events
+        self.latencies += other.latencies
+        self.steps += other.steps
+        self.batches += other.batches
+
+
+Round = dict[str, dict[str, Phase]]  # variant → "seq" / "conc" → its steps
+
+
+async def run_round(flow_set: FlowSet, storage: Storage, size: int, users: int, spool: Path, seed: int,
+                    variants: Sequence[str], *, memory: bool = False) -> tuple[Round, float]:
+    """One engine on storage. Untimed, WARMUP_USERS new users through the dialogue at once
+    (connections made, statements prepared, as in a worker that has been running). Then, one
+    after another, users signed-in users per variant, the variants taking turns user by user (a
+    slow spell of the shared machine hits them alike); then, per variant, users others all at
+    once (twice with several variants). Users are stored sessions picked at random (new ones
+    where fewer are stored). Returns the steps and, with memory, the KiB one cached session
+    costs (else NaN)."""
     tickets = InProcessSimpleOne()
-    services = Services(storage, tickets, NoMail(), DiskSpool(tmp / "spool"), AuthPolicy(), idle_timeout=1e9)
+    services = Services(storage, tickets, NoMail(), DiskSpool(spool), AuthPolicy(), idle_timeout=1e9)
     flows = StaticFlows(flow_set)
     # The submit goes through the outbox as in the bot: committed, created, told in a follow-up step.
     worker = ticket_outbox(services, flows)
     working = asyncio.create_task(worker.run())
     engine = Engine(flows, services)
-    rnd = random.Random(size)
+    own_cache = engine.sessions  # none for a shared storage: every step reads the session afresh
+    one_process_cache = SessionCache(storage)  # what a storage of one process gets
+
+    def use(variant: str) -> None:
+        """Patched on this storage object and engine only."""
+        if variant == AS_DEPLOYED:
+            vars(storage).pop("peer_lock", None)
+        else:
+            storage.peer_lock = no_lock  # type: ignore[method-assign]
+        engine.sessions = one_process_cache if variant == NO_LOCK_CACHED else own_cache
 
     async def sign_in(peer: str) -> None:
         person = await tickets.find_person(f"{peer.replace(':', '-')}@ranepa.ru")
         assert person is not None
         await storage.put_binding(Binding(peer, person.email, person.sys_id, person.name, time.time()))
 
-    latencies: list[float] = []
-
-    async def dialogue(peer: str) -> None:
+    async def dialogue(peer: str, latencies: list[float]) -> None:
         for text in DIALOGUE:
             started = time.perf_counter()
             replies = await engine.handle(peer, Incoming(text=text))
@@ -139,66 +241,268 @@ async def run_size(flow_set: FlowSet, size: int, users: int, tmp: Path) -> dict[
         if "создана" not in replies[0].text:
             raise RuntimeError(f"dialogue did not create a ticket: {replies[0].text[:200]}")
 
-    # Active users are stored sessions picked at random among the idle ones.
-    peers = [f"idle:{i}" for i in rnd.sample(range(size), min(size, 2 * users))]
-    sequential, concurrent = peers[:users], peers[users:]
-    for peer in peers:
-        await sign_in(peer)
+    rnd = random.Random(seed)
+    turns = len(variants)
+    wanted = users * turns * (3 if turns > 1 else 2)
+    peers = [f"idle:{i}" for i in rnd.sample(range(size), min(size, wanted))]
+    peers += [f"new:{seed}:{n}" for n in range(wanted - len(peers))]  # fewer stored than wanted
+    sequential, concurrent = peers[:users * turns], peers[users * turns:]
+    warm = [f"warm:{seed}:{n}" for n in range(WARMUP_USERS)]
+    result: Round = {v: {"seq": Phase(), "conc": Phase()} for v in variants}
+    try:
+        for peer in peers + warm:
+            await sign_in(peer)
+        use(variants[0])
+        await asyncio.gather(*(dialogue(peer, []) for peer in warm))
 
+        for n, peer in enumerate(sequential):
+            variant = variants[n % turns]
+            use(variant)
+            phase = result[variant]["seq"]
+            started = time.perf_counter()
+            await dialogue(peer, phase.latencies)
+            phase.time += time.perf_counter() - started
+            phase.events += len(DIALOGUE)
+
+        # With several variants each goes twice, there and back (A B C C B A): a machine getting
+        # slower or faster meanwhile weighs on them alike.
+        for k, variant in enumerate([*variants, *reversed(variants)] if turns > 1 else variants):
+            use(variant)
+            phase = result[variant]["conc"]
+            stats = storage.commit_stats  # type: ignore[attr-defined]  # both adapters count commits
+            started = time.perf_counter()
+            await asyncio.gather(*(dialogue(peer, phase.latencies)
+                                   for peer in concurrent[k * users:(k + 1) * users]))
+            phase.time += time.perf_counter() - started
+            phase.events += users * len(DIALOGUE)
+            after = storage.commit_stats  # type: ignore[attr-defined]
+            phase.steps += after.steps - stats.steps
+            phase.batches += after.batches - stats.batches
+
+        per_session = math.nan
+        if memory:
+            # Memory of cached sessions: load more sessions into the cache and measure the growth.
+            use(AS_DEPLOYED)
+            gc.collect()
+            tracemalloc.start()
+            allocated = tracemalloc.get_traced_memory()[0]
+            extra = [f"idle:{i}" for i in rnd.sample(range(size), min(size, 1000))]
+            for peer in extra:
+                await engine.sessions.load(peer)
+            gc.collect()
+            per_session = (tracemalloc.get_traced_memory()[0] - allocated) / max(1, len(extra)) / 1024
+            tracemalloc.stop()
+    finally:
+        working.cancel()
+        await asyncio.gather(working, return_exceptions=True)
+    return result, per_session
+
+
+# ----------------------------------------------------------------- the backends
+
+
+async def measure_sqlite(flow_set: FlowSet, size: int, users: int, tmp: Path) -> tuple[Round, float]:
+    db = tmp / f"bench-{size}.db"
+    await (await open_sqlite(db)).close()  # the schema
+    populate_sqlite(db, size, flow_set.version)
+    storage = await open_sqlite(db)
+    try:
+        return await run_round(flow_set, storage, size, users, tmp / "spool", size, [AS_DEPLOYED], memory=True)
+    finally:
+        await storage.close()
+        db.unlink()
+
+
+async def postgres_rounds(dsn: str, flow_set: FlowSet, size: int, users: int, variants: Sequence[str],
+                          rounds: int, tmp: Path) -> list[Round]:
+    """rounds rounds, each on its own storage opened as a worker opens it; each round starts
+    with another variant (none is always the first to run)."""
     started = time.perf_counter()
-    for peer in sequential:
-        await dialogue(peer)
-    seq_rate = len(sequential) * len(DIALOGUE) / (time.perf_counter() - started)
-    seq_lat = sorted(latencies)
-    latencies.clear()
-
-    before = storage.commit_stats
-    started = time.perf_counter()
-    await asyncio.gather(*(dialogue(peer) for peer in concurrent))
-    conc_rate = len(concurrent) * len(DIALOGUE) / (time.perf_counter() - started)
-    after = storage.commit_stats
-    batch = (after.steps - before.steps) / max(1, after.batches - before.batches)
-
-    # Memory of cached sessions: load more sessions into the cache and measure the growth.
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    extra = [f"idle:{i}" for i in rnd.sample(range(size), min(size, 1000))]
-    for peer in extra:
-        await engine.sessions.load(peer)
-    gc.collect()
-    per_session = (tracemalloc.get_traced_memory()[0] - before) / max(1, len(extra))
-    tracemalloc.stop()
-    working.cancel()
-    await asyncio.gather(working, return_exceptions=True)
-    await storage.close()
-    db.unlink()
-    return {
-        "stored": size, "seq_rate": seq_rate, "conc_rate": conc_rate,
-        "p50_ms": statistics.median(seq_lat) * 1000, "p99_ms": seq_lat[int(len(seq_lat) * 0.99)] * 1000,
-        "per_session_kib": per_session / 1024, "mean_batch": batch,
-    }
+    await populate_postgres(dsn, size, flow_set.version)
+    print(f"  (populate: {size:,} sessions by COPY, then VACUUM ANALYZE, in {time.perf_counter() - started:.1f} s)",
+          flush=True)
+    done: list[Round] = []
+    cpu_before, own_before, started = cpu_sample(), time.process_time(), time.perf_counter()
+    for n in range(rounds):
+        storage = await open_postgres(dsn, application_name="bench-engine")
+        try:
+            order = [variants[(n + k) % len(variants)] for k in range(len(variants))]
+            done.append((await run_round(flow_set, storage, size, users, tmp / f"spool-{n}", size * 100 + n,
+                                         order))[0])
+        finally:
+            await storage.close()
+    cpu_after, wall = cpu_sample(), time.perf_counter() - started
+    busy = "?" if cpu_before is None or cpu_after is None else \
+        f"{(cpu_after[0] - cpu_before[0]) / max(1, cpu_after[1] - cpu_before[1]) * 100:.0f} %"
+    print(f"  ({rounds} round(s) in {wall:.1f} s; the machine's CPUs busy {busy}, this process's share "
+          f"{(time.process_time() - own_before) / wall / (os.cpu_count() or 1) * 100:.0f} %)", flush=True)
+    return done
 
 
-async def main(sizes: list[int], users: int) -> None:
+def cpu_sample() -> tuple[int, int] | None:
+    """Busy and total CPU time of the whole machine so far (Linux /proc/stat; None elsewhere):
+    whether the runs had CPU to spare, the database server and anything else running included."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+class Terminated(Exception):
+    """SIGTERM: the bench stops as on Ctrl-C, cleaning up first."""
+
+
+def terminate(signum: int, frame: Any) -> None:
+    raise Terminated  # outside an event loop (inside one, run() cancels its main task instead)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, with SIGTERM cancelling the main task as Ctrl-C does (asyncio.run's own
+    handling): the coroutine's cleanup runs (storages closed) before Terminated is raised."""
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await coro
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        raise Terminated from None
+    finally:
+        signal.signal(signal.SIGTERM, terminate)  # the loop's handler is gone with the loop
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Cleanup that a further Ctrl-C or SIGTERM must not cut short: they take effect after it."""
+    got: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: got.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if signal.SIGINT in got:
+        raise KeyboardInterrupt
+    if got:
+        raise Terminated
+
+
+def measure_postgres(admin: str, flow_set: FlowSet, size: int, users: int, variants: Sequence[str],
+                     rounds: int, tmp: Path) -> list[Round]:
+    dsn = run(create_scratch_database(admin))
+    try:
+        return run(postgres_rounds(dsn, flow_set, size, users, variants, rounds, tmp))
+    finally:
+        with signals_deferred():
+            asyncio.run(drop_database(admin, dsn))
+
+
+# ----------------------------------------------------------------- printing
+
+
+HEADER = (f"{'':<27} │ {'one user after another':<36} │ {'all users at once':<42} │\n"
+          f"{'backend':<17} {'stored':>9} │ {'events/s':>8} {'(range)':>13} {'p50 ms':>6} {'p99 ms':>6} │"
+          f" {'events/s':>8} {'(range)':>13} {'p50 ms':>6} {'p99 ms':>6} {'batch':>5} │ {'KiB/session':>11}")
+
+
+def merged(rounds: Sequence[Round], variant: str, phase: str) -> Phase:
+    total = Phase()
+    for r in rounds:
+        total.add(r[variant][phase])
+    total.latencies.sort()
+    return total
+
+
+def columns(rounds: Sequence[Round], variant: str, phase: str) -> str:
+    """Events/s over all rounds, the rounds' range, p50/p99 over all steps."""
+    m = merged(rounds, variant, phase)
+    rates = [r[variant][phase].rate for r in rounds]
+    spread = f"({min(rates):,.0f}–{max(rates):,.0f})" if len(rates) > 1 else ""
+    return (f"{m.rate:>8,.0f} {spread:>13} {percentile(m.latencies, 0.50) * 1000:>6.2f}"
+            f" {percentile(m.latencies, 0.99) * 1000:>6.2f}")
+
+
+def report(label: str, variant: str, size: int, rounds: Sequence[Round], kib: float = math.nan) -> None:
+    conc = merged(rounds, variant, "conc")
+    print(f"{label:<17} {size:>9,} │ {columns(rounds, variant, 'seq')} │ {columns(rounds, variant, 'conc')}"
+          f" {conc.steps / max(1, conc.batches):>5.1f} │ {'' if math.isnan(kib) else f'{kib:.2f}':>11}", flush=True)
+
+
+def cost(what: str, size: int, rounds: Sequence[Round], cheap: str, dear: str) -> None:
+    """dear against cheap: the ratio of events/s, median and range over the rounds."""
+    parts = []
+    for phase, name in (("seq", "one after another"), ("conc", "at once")):
+        ratios = sorted(r[dear][phase].rate / r[cheap][phase].rate for r in rounds)
+        spread = f" ({ratios[0]:.2f}–{ratios[-1]:.2f})" if len(ratios) > 1 else ""
+        part = f"{name} ×{statistics.median(ratios):.2f}{spread}"
+        if phase == "seq":  # one after another, the time per event is the mean step
+            extra = 1000 / merged(rounds, dear, phase).rate - 1000 / merged(rounds, cheap, phase).rate
+            part += f", {extra:+.2f} ms a step"
+        parts.append(part)
+    print(f"  {what} at {size:,}: events/s " + "; ".join(parts), flush=True)
+
+
+# ----------------------------------------------------------------- the whole bench
+
+
+def main(sizes: list[int], users: int, databases: set[str], admin: str | None, rounds: int, split: bool) -> None:
+    began = time.perf_counter()
     flow_set = load_flow_set([FLOWS]).flow_set
     assert flow_set is not None
-    print(f"engine path on SQLite: {users} users × {len(DIALOGUE)}-step create-ticket dialogue, "
-          f"sequential then {users} at once")
-    print(f"{'stored':>9} {'seq ev/s':>10} {'conc ev/s':>10} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'KiB/session':>11} {'batch':>6}")
-    print("(ratio: at once / one after another; batch: steps per group commit when at once)")
+    print(f"engine path: {users} users × {len(DIALOGUE)}-step create-ticket dialogue one after another, "
+          f"then {users} others at once; {os.cpu_count()} CPUs, the database server (if any) on the same machine")
+    if "postgres" in databases:
+        print(f"PostgreSQL: the peer lock across processes and a fresh session read per step; {rounds} round(s)"
+              + ("; split: the same without the lock, and without the lock with the session cache"
+                 if split else ""))
+        print("(events/s over all rounds, the rounds' range in brackets; p50/p99 over all steps)")
+    print(HEADER)
+    print("(batch: steps per group commit when at once; KiB/session: a cached session, SQLite only, "
+          "PostgreSQL caches none)", flush=True)
+    variants = [AS_DEPLOYED, NO_LOCK, NO_LOCK_CACHED] if split else [AS_DEPLOYED]
     with tempfile.TemporaryDirectory(prefix="supportbot-bench-") as tmp:
         for size in sizes:
-            r = await run_size(flow_set, size, users, Path(tmp))
-            print(f"{int(r['stored']):>9} {r['seq_rate']:>10.0f} {r['conc_rate']:>10.0f} "
-                  f"{r['conc_rate'] / r['seq_rate']:>6.2f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
-                  f"{r['per_session_kib']:>11.2f} {r['mean_batch']:>6.1f}", flush=True)
+            if "sqlite" in databases:
+                done, kib = run(measure_sqlite(flow_set, size, users, Path(tmp)))
+                report("sqlite", AS_DEPLOYED, size, [done], kib)
+            if "postgres" in databases:
+                assert admin is not None
+                rounds_done = measure_postgres(admin, flow_set, size, users, variants, rounds, Path(tmp))
+                for variant in variants:
+                    report(variant, variant, size, rounds_done)
+                if split:
+                    cost("peer lock", size, rounds_done, NO_LOCK, AS_DEPLOYED)
+                    cost("fresh read", size, rounds_done, NO_LOCK_CACHED, NO_LOCK)
+                    cost("both", size, rounds_done, NO_LOCK_CACHED, AS_DEPLOYED)
+    if "postgres" not in databases:
+        print("(PostgreSQL not measured: set SUPPORTBOT_TEST_POSTGRES_URL or pass --postgres URL)")
+    print(f"total {time.perf_counter() - began:.0f} s")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,100000,1000000")
+    parser.add_argument("--sizes", default="1000,100000,1000000", help="stored sessions, comma-separated")
     parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--database", choices=("sqlite", "postgres", "both"),
+                        help="default: both with a PostgreSQL URL, else sqlite")
+    parser.add_argument("--postgres", default=os.environ.get("SUPPORTBOT_TEST_POSTGRES_URL"),
+                        help="an admin URL of the server to measure (a scratch database is made on it)")
+    parser.add_argument("--rounds", type=int, default=3, help="PostgreSQL runs per variant")
+    parser.add_argument("--split", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run PostgreSQL without the peer lock, and without it with the session cache")
     args = parser.parse_args()
-    asyncio.run(main([int(s) for s in args.sizes.split(",")], args.users))
+    database = args.database or ("both" if args.postgres else "sqlite")
+    if database != "sqlite" and not args.postgres:
+        parser.error(f"--database {database} needs a server: set SUPPORTBOT_TEST_POSTGRES_URL or pass --postgres URL")
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        main([int(s) for s in args.sizes.split(",")], args.users,
+             {"sqlite", "postgres"} if database == "both" else {database}, args.postgres, max(1, args.rounds),
+             args.split)
+    except (KeyboardInterrupt, Terminated):
+        sys.exit("interrupted (scratch databases dropped)")
