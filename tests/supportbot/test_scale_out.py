@@ -162,6 +162,7 @@ def script(run: UserRun) -> list[tuple[str, str, list[str]]]:
 
 
 STEPS = 9
+EMAIL_STEP = 2  # the step that mails the code (0-based)
 
 
 def expected_replies(run: UserRun, texts: list[str]) -> list[str]:
@@ -269,6 +270,16 @@ class Evidence:
         who = f"user {run.n} step {k + 1}" if run is not None else "no user's"
         took = ", ".join(f"{name} at kill{at:+.1f}s" for name, at in self.answered.get(event_id, [])) or "nobody"
         return f"event {event_id[:10]} ({who}; VK's delivery answered ok by {took})"
+
+    def mailing_when_killed(self, run: UserRun) -> bool:
+        """Whether the user's code step was in the killed worker's hands when it died: taken by it
+        (VK's delivery answered ok) before the kill. If the mail server had taken the letter but
+        the worker died before it heard so, the step handled again must send a second one: the
+        bot cannot know the first went (SMTP has no way to ask), and a user with no code is
+        worse off than one with two letters, the later of which counts."""
+        event = run.events[EMAIL_STEP] if len(run.events) > EMAIL_STEP else None
+        victim = self.workers[VICTIM].name
+        return event is not None and any(name == victim and at < 0 for name, at in self.answered.get(event, []))
 
     def transcript(self, vk: RunningVkEmulator, run: UserRun) -> str:
         lines = [f"    step {k + 1}: {self.event(e)}" for k, e in enumerate(run.events)]
@@ -428,7 +439,7 @@ async def check(runs: list[UserRun], vk: RunningVkEmulator, simpleone: RunningEm
         if len(mine) == 1 and told and mine[0]["number"] not in told[0]:
             wrong.append(f"was told {NUMBER.findall(told[0])}, their ticket is {mine[0]['number']}")
         letters = box.letters_to(run.email)
-        if len(letters) != 1:
+        if len(letters) != 1 and not (len(letters) == 2 and evidence.mailing_when_killed(run)):
             wrong.append(f"{len(letters)} sign-in letters to {run.email}")
         if run.failure:
             wrong.insert(0, f"the dialogue broke at {run.failure}")
