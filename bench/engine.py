@@ -57,6 +57,7 @@ from adapters.postgres import open_postgres
 from adapters.simpleone.emulator_state import EmulatorState
 from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite
+from bench.machine import cpu_sample
 from engine.actions.context import AuthPolicy, Services
 from engine.flowset import load_flow_set
 from engine.model import FlowSet
@@ -337,17 +338,6 @@ async def postgres_rounds(dsn: str, flow_set: FlowSet, size: int, users: int, va
     print(f"  ({rounds} round(s) in {wall:.1f} s; the machine's CPUs busy {busy}, this process's share "
           f"{(time.process_time() - own_before) / wall / (os.cpu_count() or 1) * 100:.0f} %)", flush=True)
     return done
-
-
-def cpu_sample() -> tuple[int, int] | None:
-    """Busy and total CPU time of the whole machine so far (Linux /proc/stat; None elsewhere):
-    whether the runs had CPU to spare, the database server and anything else running included."""
-    try:
-        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
 
 
 class Terminated(Exception):

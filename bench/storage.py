@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.postgres import open_postgres
 from adapters.sqlite import open_sqlite
+from bench.machine import cpu_sample
 from engine.ports import Session, StepCommit
 from tests.postgres_db import create_scratch_database, drop_database
 
@@ -135,17 +136,6 @@ async def step_user(storage: Any, peer: str, steps: int, latencies: list[float] 
             raise RuntimeError(f"version conflict for {peer}")
         if latencies is not None:
             latencies.append(time.perf_counter() - started)
-
-
-def cpu_sample() -> tuple[int, int] | None:
-    """Busy and total CPU time of the whole machine so far (Linux /proc/stat; None elsewhere):
-    whether the runs had CPU to spare, the database server and anything else running included."""
-    try:
-        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
 
 
 async def drive(backend: str, target: str, tag: str, users: int, steps: int, barrier: Any) -> dict[str, Any]:

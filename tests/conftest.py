@@ -24,6 +24,7 @@ from engine.replies import Reply
 from engine.runtime import Engine, StaticFlows
 from engine.ticket_work import ticket_outbox
 from supportbot.conversation_world import EmulatorWorld
+from tests.postgres_db import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
@@ -34,6 +35,14 @@ def flow_set() -> FlowSet:
     result = load_flow_set([FLOWS])
     assert result.flow_set is not None, [str(f) for f in result.findings]
     return result.flow_set
+
+
+@pytest.fixture
+async def scratch_postgres() -> AsyncIterator[str]:
+    """The DSN of a fresh database on the server SUPPORTBOT_TEST_POSTGRES_URL names, dropped
+    afterwards; skipped without it (failed in CI)."""
+    async with scratch_database() as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -56,3 +58,14 @@ async def drop_database(admin_dsn: str, dsn: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def scratch_database() -> AsyncIterator[str]:
+    """A fresh database on the test server (see postgres_admin_url), dropped afterwards."""
+    admin = postgres_admin_url()
+    dsn = await create_scratch_database(admin)
+    try:
+        yield dsn
+    finally:
+        await drop_database(admin, dsn)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from adapters.pg_peer_locks import AdvisoryPeerLocks, PeerLockTimeout, peer_key
-from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
 
 
 class _Stalled:
@@ -60,11 +58,8 @@ async def test_the_wait_limit_holds_when_the_lock_connection_stalls() -> None:
 
 
 @pytest.fixture
-async def dsn() -> AsyncIterator[str]:
-    admin = postgres_admin_url()
-    url = await create_scratch_database(admin)
-    yield url
-    await drop_database(admin, url)
+def dsn(scratch_postgres: str) -> str:
+    return scratch_postgres
 
 
 async def _free_elsewhere(dsn: str, peer: str) -> bool:

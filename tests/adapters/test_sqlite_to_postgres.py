@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,13 @@ from engine.ports import (
     StepCommit,
     WatchedTicket,
 )
-from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
 
 NOW = 1_900_000_000.0
 
 
 @pytest.fixture
-async def target() -> AsyncIterator[str]:
-    admin = postgres_admin_url()
-    dsn = await create_scratch_database(admin)
-    yield dsn
-    await drop_database(admin, dsn)
+def target(scratch_postgres: str) -> str:
+    return scratch_postgres
 
 
 async def embedded(path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +10,6 @@ import pytest
 
 from adapters.sqlite import open_sqlite
 from engine.leases import JobLease, process_holder
-from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
-
-
-@pytest.fixture
-async def pg_dsn() -> AsyncIterator[str]:
-    admin = postgres_admin_url()
-    dsn = await create_scratch_database(admin)
-    yield dsn
-    await drop_database(admin, dsn)
 
 
 async def test_on_storage_of_one_process_the_job_is_always_its_own(tmp_path: Path) -> None:
@@ -36,11 +26,11 @@ async def test_on_storage_of_one_process_the_job_is_always_its_own(tmp_path: Pat
 
 
 async def test_on_shared_storage_one_holder_at_a_time_and_a_dead_one_is_replaced(
-        pg_dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+        scratch_postgres: str, caplog: pytest.LogCaptureFixture) -> None:
     from adapters.postgres import open_postgres
 
     now = [1000.0]
-    one, two = await open_postgres(pg_dsn), await open_postgres(pg_dsn)
+    one, two = await open_postgres(scratch_postgres), await open_postgres(scratch_postgres)
     try:
         first = JobLease(one, "status_watch", ttl=30, holder="worker-1", clock=lambda: now[0])
         second = JobLease(two, "status_watch", ttl=30, holder="worker-2", clock=lambda: now[0])
@@ -62,10 +52,10 @@ async def test_on_shared_storage_one_holder_at_a_time_and_a_dead_one_is_replaced
         await two.close()
 
 
-async def test_a_storage_failure_skips_the_round(pg_dsn: str) -> None:
+async def test_a_storage_failure_skips_the_round(scratch_postgres: str) -> None:
     from adapters.postgres import open_postgres
 
-    storage = await open_postgres(pg_dsn)
+    storage = await open_postgres(scratch_postgres)
     lease = JobLease(storage, "vk:notices", ttl=15)
     await storage.close()
     assert await lease.hold() is False

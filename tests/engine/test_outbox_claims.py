@@ -15,7 +15,7 @@ import pytest
 from adapters.sqlite import open_sqlite
 from engine.outbox import OutboxPolicy, OutboxWorker, WorkDone
 from engine.ports import OutboxItem, Session, StepCommit
-from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
+from tests.postgres_db import scratch_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -29,14 +29,12 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         return
     from adapters.postgres import open_postgres
 
-    admin = postgres_admin_url()
-    dsn = await create_scratch_database(admin)
-    s = await open_postgres(dsn)
-    try:
-        yield s
-    finally:
-        await s.close()
-        await drop_database(admin, dsn)
+    async with scratch_database() as dsn:
+        s = await open_postgres(dsn)
+        try:
+            yield s
+        finally:
+            await s.close()
 
 
 async def test_an_admin_retry_of_an_item_in_flight_does_not_start_it_again(storage: Any) -> None:

@@ -16,7 +16,6 @@ from engine.model import FlowSet
 from engine.ports import Binding, Incoming
 from engine.runtime import Engine, StaticFlows
 from supportbot.conversation_world import EmulatorWorld
-from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
 
 
 class Worker:
@@ -31,12 +30,11 @@ def now() -> list[float]:
 
 
 @pytest.fixture
-async def workers(flow_set: FlowSet, world: EmulatorWorld,
-                  now: list[float]) -> AsyncIterator[tuple[list[Worker], MemoryMailSink]]:
+async def workers(flow_set: FlowSet, world: EmulatorWorld, now: list[float],
+                  scratch_postgres: str) -> AsyncIterator[tuple[list[Worker], MemoryMailSink]]:
     from adapters.postgres import open_postgres
 
-    admin = postgres_admin_url()
-    dsn = await create_scratch_database(admin)
+    dsn = scratch_postgres
     mailer = MemoryMailSink()  # the one mail server both send through
     opened: list[Worker] = []
     try:
@@ -48,7 +46,6 @@ async def workers(flow_set: FlowSet, world: EmulatorWorld,
     finally:
         for w in opened:
             await w.storage.close()
-        await drop_database(admin, dsn)
 
 
 async def test_an_event_delivered_to_two_workers_at_once_is_handled_once(

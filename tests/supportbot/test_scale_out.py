@@ -28,9 +28,8 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
+from adapters.simpleone.emulator import RunningEmulator
 from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
-from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
 from tests.vk_processes import CONFIRMATION, GROUP, SECRET, Mailbox, bot_env, free_port, smtp_mailbox, start, stop
 
 USERS = 200
@@ -62,20 +61,8 @@ def tokens_of(worker: int) -> list[str]:
 
 
 @pytest.fixture
-async def database() -> AsyncIterator[str]:
-    admin = postgres_admin_url()
-    dsn = await create_scratch_database(admin)
-    try:
-        yield dsn
-    finally:
-        await drop_database(admin, dsn)
-
-
-@pytest.fixture
-async def simpleone() -> AsyncIterator[RunningEmulator]:
-    emulator = await start_emulator(auto_users_domains=("ranepa.ru",))
-    yield emulator
-    await emulator.close()
+def database(scratch_postgres: str) -> str:
+    return scratch_postgres
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
+from adapters.simpleone.emulator import RunningEmulator
 from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
 from adapters.vk.emulator_users import FakeUser
 from tests.vk_processes import (
@@ -31,13 +31,6 @@ from tests.vk_processes import (
 async def mailbox() -> AsyncIterator[tuple[Mailbox, int]]:
     async with smtp_mailbox() as box:
         yield box
-
-
-@pytest.fixture
-async def simpleone() -> AsyncIterator[RunningEmulator]:
-    emulator = await start_emulator(auto_users_domains=("ranepa.ru",))
-    yield emulator
-    await emulator.close()
 
 
 @pytest.fixture

@@ -15,16 +15,14 @@ from engine.model import FlowSet
 from supportbot.conversation_world import EmulatorWorld
 from tests.adapters.vk.test_vk_channel import GROUP, Channel, make_channel, say
 from tests.adapters.vk.test_vk_channel import vk as vk  # this group's fake VK, not conftest's
-from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
 
 
 @pytest.fixture
-async def two_workers(vk: RunningVkEmulator, world: EmulatorWorld,
-                      flow_set: FlowSet) -> AsyncIterator[list[Channel]]:
+async def two_workers(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet,
+                      scratch_postgres: str) -> AsyncIterator[list[Channel]]:
     from adapters.postgres import open_postgres
 
-    admin = postgres_admin_url()
-    dsn = await create_scratch_database(admin)
+    dsn = scratch_postgres
     channels: list[Channel] = []
     try:
         for n in range(2):
@@ -37,13 +35,7 @@ async def two_workers(vk: RunningVkEmulator, world: EmulatorWorld,
         yield channels
     finally:
         for channel in channels:
-            await channel.stop_polling()
-            if channel.outbox is not None:
-                channel.outbox.cancel()
-                await asyncio.gather(channel.outbox, return_exceptions=True)
-            await channel.session.close()
-            await channel.storage.close()
-        await drop_database(admin, dsn)
+            await channel.close()
 
 
 async def test_one_worker_polls_and_another_takes_over_when_it_stops(

@@ -18,26 +18,19 @@ from supportbot.conversation_world import EmulatorWorld
 from supportbot.vk_app import recover_orphans
 from tests.adapters.vk.test_vk_channel import Channel, make_channel
 from tests.adapters.vk.test_vk_channel import vk as vk  # this group's fake VK, not conftest's
-from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
 
 
 @pytest.fixture
-async def channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet) -> AsyncIterator[Channel]:
+async def channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet,
+                  scratch_postgres: str) -> AsyncIterator[Channel]:
     from adapters.postgres import open_postgres
 
-    admin = postgres_admin_url()
-    dsn = await create_scratch_database(admin)
+    dsn = scratch_postgres
     ch = await make_channel(vk, world, flow_set, await open_postgres(dsn))
     try:
         yield ch
     finally:
-        if ch.outbox is not None:
-            ch.outbox.cancel()
-            await asyncio.gather(ch.outbox, return_exceptions=True)
-        await ch.bot.dispatcher.drain()
-        await ch.session.close()
-        await ch.storage.close()
-        await drop_database(admin, dsn)
+        await ch.close()
 
 
 async def keep_unsent(channel: Channel, peer_id: int, event_id: str, text: str) -> None:

@@ -64,6 +64,14 @@ class Channel:
             self.poller_task = None
         await self.bot.dispatcher.drain()
 
+    async def close(self) -> None:
+        await self.stop_polling()
+        if self.outbox is not None:
+            self.outbox.cancel()
+            await asyncio.gather(self.outbox, return_exceptions=True)
+        await self.session.close()
+        await self.storage.close()
+
     def code_for(self, email: str) -> str:
         message = self.mailer.last_to(email)
         assert message is not None, f"no letter to {email}"
@@ -100,12 +108,7 @@ async def channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet
                   tmp_path: Path) -> AsyncIterator[Channel]:
     ch = await make_channel(vk, world, flow_set, tmp_path / "bot.db")
     yield ch
-    await ch.stop_polling()
-    if ch.outbox is not None:
-        ch.outbox.cancel()
-        await asyncio.gather(ch.outbox, return_exceptions=True)
-    await ch.session.close()
-    await ch.storage.close()
+    await ch.close()
 
 
 async def say(user: FakeUser, text: str) -> str:
