@@ -203,25 +203,18 @@ class AdvisoryPeerLocks:
             self._streaks = {k: v for k, v in self._streaks.items() if released - v[1] < _STREAK_GAP}
 
     async def _acquire(self, shard: _Shard, key: int, peer: str) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._wait_limit
-        n = 0
+        tries = 0
         try:
             # The whole wait is bounded, a stalled round trip included: a try granted after the
             # deadline is let go by the shard (its asker is gone).
             async with asyncio.timeout(self._wait_limit):
                 while not await shard.try_lock(key):
-                    if loop.time() >= deadline:
-                        break
-                    await asyncio.sleep(_BACKOFF[min(n, len(_BACKOFF) - 1)])
-                    n += 1
-                else:
-                    if n:
-                        log.debug("peer %s: lock taken after %d tries", peer, n + 1)
-                    return
+                    await asyncio.sleep(_BACKOFF[min(tries, len(_BACKOFF) - 1)])
+                    tries += 1
         except TimeoutError:
-            pass
-        raise PeerLockTimeout(f"peer {peer}: its lock could not be had within {self._wait_limit:.0f} s")
+            raise PeerLockTimeout(f"peer {peer}: its lock could not be had within {self._wait_limit:.0f} s") from None
+        if tries:
+            log.debug("peer %s: lock taken after %d tries", peer, tries + 1)
 
     async def close(self) -> None:
         await asyncio.gather(*(shard.close() for shard in self._shards))

@@ -44,8 +44,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
@@ -581,19 +581,14 @@ async def _apply_outcome(conn: Any, rows: _OutcomeRows) -> bool:
 
 
 
-@asynccontextmanager
-async def _no_lock() -> AsyncIterator[None]:
-    yield
-
-
 class PostgresStorage:
     """The Storage port on an asyncpg pool; see the module docstring for the write path and
     the retry rule. Make one with open_postgres, which migrates the database first."""
 
     shared = True  # several worker processes on one database
 
-    def __init__(self, pool: Any, *, max_batch: int = 1000, close_timeout: float = 30.0,
-                 locks: AdvisoryPeerLocks | None = None) -> None:
+    def __init__(self, pool: Any, *, locks: AdvisoryPeerLocks, max_batch: int = 1000,
+                 close_timeout: float = 30.0) -> None:
         self._pool = pool
         self._locks = locks
         self._max_batch = max(1, max_batch)
@@ -908,8 +903,6 @@ class PostgresStorage:
     # ----------------------------------------------------------------- one process at a time
 
     def peer_lock(self, peer: str) -> AbstractAsyncContextManager[None]:
-        if self._locks is None:
-            return _no_lock()
         return self._locks.hold(peer)
 
     async def lease_acquire(self, name: str, holder: str, now: float, until: float) -> bool:
@@ -1150,8 +1143,7 @@ class PostgresStorage:
             await asyncio.wait({self._flusher})
         await self._idle.wait()
         self._closed = True
-        if self._locks is not None:
-            await self._locks.close()
+        await self._locks.close()
         try:
             await asyncio.wait_for(self._pool.close(), self._close_timeout)
         except TimeoutError:
