@@ -86,8 +86,8 @@ class Engine:
         self.registry = registry
         # A storage shared by several processes: another may have stepped a session since this
         # one cached it, so every step reads it afresh (under the peer's lock, see handle).
-        shared = bool(getattr(services.storage, "shared", False))
-        self.sessions = SessionCache(services.storage, 0 if shared else cache_size)
+        self.shared = bool(getattr(services.storage, "shared", False))
+        self.sessions = SessionCache(services.storage, 0 if self.shared else cache_size)
         self.locks = PeerLocks()
         self.max_redo = max_redo
         # How often each state was entered: bounded by the number of states; for metrics and
@@ -99,7 +99,8 @@ class Engine:
         """Handle one user event; the replies are returned only after the step is committed.
 
         An event whose id was handled before is dropped (no replies). deduped: the channel has
-        already made sure of that (the callback inbox, a long-poll batch check), saving a read.
+        already made sure of that (the callback inbox, a long-poll batch check), saving a read —
+        on storage of one process only.
         keep_replies: the replies are committed with the step, for the channel to resend after a
         crash until it marks them sent (Storage.replies_sent).
         """
@@ -114,7 +115,11 @@ class Engine:
 
     async def _handle(self, peer: str, incoming: Incoming, *, deduped: bool, keep_replies: bool) -> list[Reply]:
         """handle() under the peer's locks, in this process and across processes."""
-        if incoming.event_id and not deduped and await self.services.storage.seen_event(incoming.event_id):
+        # On shared storage a channel's check proves nothing: another process may take up the
+        # same event meanwhile (a restarted worker resuming its inbox, a second poller). Under
+        # the peer's lock this read is the one that counts.
+        if (incoming.event_id and (not deduped or self.shared)
+                and await self.services.storage.seen_event(incoming.event_id)):
             log.debug("event %s already handled; dropped", incoming.event_id)
             return []
         # A version conflict means another writer stepped this session: redo on fresh

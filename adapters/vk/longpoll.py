@@ -182,11 +182,8 @@ class LongPoller:
         handled = await self.storage.seen_events([m.event_id for m in messages]) if messages else set()
         fresh = [m for m in messages if m.event_id not in handled]
         batch = self.tracker.add(ts, len(fresh))
-        # With several pollers (a lease handed over while its old holder was still busy) the
-        # same event may be fetched twice: then the engine checks again, under the peer's lock.
-        deduped = self.lease is None or not self.lease.shared
         for msg in fresh:
-            self.bot.submit(msg, deduped=deduped, done=lambda: self._done(batch))
+            self.bot.submit(msg, deduped=True, done=lambda: self._done(batch))
         self._schedule_save()
 
     def _done(self, batch: _Batch) -> None:
