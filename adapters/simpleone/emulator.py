@@ -1,7 +1,8 @@
 """A SimpleOne emulator on loopback: the documented REST API, plus fault switches for tests.
 
 Serves (see shared/reference/simpleone-api.md):
-    POST /rest/v1/auth/login                         form username/password/language -> auth_key
+    POST /v1/auth/login                              JSON username/password -> auth_key (documented)
+    POST /rest/v1/auth/login                         form username/password/language -> auth_key (seen)
     POST|GET /rest/v1/table/{table}                  create / list (sysparm_* parameters)
     GET|PATCH|PUT|DELETE /rest/v1/table/{table}/{sys_id}
     POST /v1/attachments/upload/{table}/{sys_id}     multipart, field `files` or `files[N]`
@@ -45,6 +46,7 @@ AUTHOR_KEY = web.RequestKey("author", str)
 
 CONTROL_PREFIX = "/_emulator/"
 LOGIN_PATH = "/rest/v1/auth/login"
+DOCUMENTED_LOGIN_PATH = "/v1/auth/login"
 TABLE_PREFIX = "/rest/v1/table/"
 UPLOAD_PREFIX = "/v1/attachments/upload/"
 DEFAULT_LIMIT = 20
@@ -152,7 +154,7 @@ async def _gated(request: web.Request, handler: Handler, state: EmulatorState) -
     rule = faults.take(request.method, request.path, after_write=False)
     if rule is not None:
         return await _fault_response(request, rule)
-    if request.path != LOGIN_PATH:
+    if request.path not in (LOGIN_PATH, DOCUMENTED_LOGIN_PATH):
         try:
             request[AUTHOR_KEY] = _authenticate(request, state)
         except ApiError as exc:
@@ -216,10 +218,22 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
+    """The login public integrations use: a form-encoded body under /rest."""
     if request.content_type != "application/x-www-form-urlencoded":
         raise ApiError(400, "Login expects a form-encoded body")
     form = await request.post()
-    username, password = form.get("username"), form.get("password")
+    return _issue_token(request, form.get("username"), form.get("password"))
+
+
+async def documented_login(request: web.Request) -> web.StreamResponse:
+    """The documented login (SimpleRestRequest, 1.27): a JSON body, no /rest prefix."""
+    if request.content_type != "application/json":
+        raise ApiError(400, "Login expects a JSON body")
+    body = await _json_object(request)
+    return _issue_token(request, body.get("username"), body.get("password"))
+
+
+def _issue_token(request: web.Request, username: object, password: object) -> web.StreamResponse:
     if not isinstance(username, str) or not isinstance(password, str):
         raise ApiError(400, "username and password are required")
     state = _state(request)
@@ -366,6 +380,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app[CLOSING_KEY] = asyncio.Event()
     r = app.router
     r.add_post(LOGIN_PATH, login)
+    r.add_post(DOCUMENTED_LOGIN_PATH, documented_login)
     r.add_get("/rest/v1/table/{table}", list_records)
     r.add_post("/rest/v1/table/{table}", create_record)
     r.add_get("/rest/v1/table/{table}/{sys_id}", read_record)

@@ -35,7 +35,9 @@ DEFAULT_REFERENCES: Mapping[str, str] = {
     "assignment_group": "sys_group",
     "service": "c_service",
 }
-DEFAULT_TABLES: tuple[str, ...] = (*NUMBER_PREFIXES, "user", "sys_attachment", "sys_group", "c_service")
+# `employee` is a child table of `user` (shared/reference/simpleone-api.md, "ITSM tables"):
+# documented people are looked up there first; here it starts empty.
+DEFAULT_TABLES: tuple[str, ...] = (*NUMBER_PREFIXES, "user", "employee", "sys_attachment", "sys_group", "c_service")
 JOURNAL_FIELDS: frozenset[str] = frozenset({"additional_comments", "work_notes"})
 # Written by the platform, never by a Table API client.
 SYSTEM_FIELDS: frozenset[str] = frozenset({"sys_id", "number", "sys_created_at", "sys_updated_at"})

@@ -39,7 +39,7 @@ def documented_endpoints(text: str) -> set[Endpoint]:
     """Every (method, path template) the reference names in backticks, line by line.
 
     Handles both `POST /path` and the table's "`PATCH` (or `PUT`) `/path`" form; drops a
-    `{base}` prefix and any query string.
+    `{base}` or `{instance}` prefix and any query string.
     """
     found: set[Endpoint] = set()
     for line in text.splitlines():
@@ -53,11 +53,11 @@ def documented_endpoints(text: str) -> set[Endpoint]:
                 methods.append(span)
             elif len(words) == 2 and words[0] in METHODS:
                 pairs.append((words[0], words[1]))
-            elif span.startswith(("/", "{base}/")):
+            elif span.startswith(("/", "{base}/", "{instance}/")):
                 paths.append(span)
         pairs.extend((method, path) for method in methods for path in paths)
         for method, path in pairs:
-            found.add((method, path.removeprefix("{base}").split("?")[0].split()[0]))
+            found.add((method, path.removeprefix("{base}").removeprefix("{instance}").split("?")[0].split()[0]))
     return found
 
 
@@ -114,6 +114,8 @@ async def test_the_emulator_serves_every_documented_endpoint(
             kwargs: dict[str, Any] = {}
             if path == "/rest/v1/auth/login":
                 kwargs["data"] = {"username": creds.username, "password": creds.password, "language": "ru"}
+            elif path == "/v1/auth/login":
+                kwargs["json"] = {"username": creds.username, "password": creds.password}
             elif path.startswith("/v1/attachments/upload/"):
                 kwargs["files"] = {"files": ("b.txt", b"def", "text/plain")}
             elif method in {"POST", "PATCH", "PUT"}:

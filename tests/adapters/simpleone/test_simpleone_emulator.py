@@ -55,6 +55,20 @@ async def test_login_is_form_encoded_and_returns_a_32_char_auth_key(emulator: Ru
         assert_error(await http.post("/rest/v1/auth/login", data=bad), 401)
 
 
+async def test_the_documented_login_takes_json_without_the_rest_prefix(emulator: RunningEmulator) -> None:
+    async with httpx.AsyncClient(base_url=emulator.url) as http:
+        body = {"username": USERNAME, "password": PASSWORD}
+        reply = await http.post("/v1/auth/login", json=body)
+        assert reply.status_code == 200
+        token = reply.json()["data"]["auth_key"]
+        assert isinstance(token, str) and len(token) == 32
+        listed = await http.get(INCIDENTS, headers={"Authorization": f"Bearer {token}"})
+        assert data(listed) == []
+        assert_error(await http.post("/v1/auth/login", data=body), 400)
+        assert_error(await http.post("/v1/auth/login", json={**body, "password": "wrong"}), 401)
+        assert_error(await http.post("/v1/auth/login", json=["not", "an", "object"]), 400)
+
+
 @pytest.mark.parametrize(
     "headers",
     [
