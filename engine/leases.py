@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from engine.ports import Storage
+from engine.ports import Locks
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ _HOLDER = process_holder()
 
 
 class JobLease:
-    def __init__(self, storage: Storage, name: str, *, ttl: float, holder: str | None = None,
+    def __init__(self, storage: Locks, name: str, *, ttl: float, holder: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         if ttl <= 0:
             raise ValueError("a lease needs ttl > 0")
@@ -40,7 +40,7 @@ class JobLease:
         self.ttl = ttl
         self.holder = holder or _HOLDER
         self.clock = clock
-        self.shared = bool(getattr(storage, "shared", False))
+        self.shared = storage.shared
         self._held = False
 
     @property

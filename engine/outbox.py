@@ -38,7 +38,7 @@ from engine.ports import (
     Notice,
     OutboxItem,
     OutboxOutcome,
-    Storage,
+    OutboxStore,
     TicketSystemRejected,
     TicketSystemUnavailable,
     WatchedTicket,
@@ -194,7 +194,7 @@ class OutboxWorker:
     """Runs in every process that handles events. Items are claimed in storage for each
     attempt (a lease), so two workers — or two rounds of one — never run the same item."""
 
-    def __init__(self, storage: Storage, executors: Mapping[str, Executor], render: NoticeRenderer,
+    def __init__(self, storage: OutboxStore, executors: Mapping[str, Executor], render: NoticeRenderer,
                  policy: OutboxPolicy | None = None, *, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.storage = storage

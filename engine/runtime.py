@@ -86,7 +86,7 @@ class Engine:
         self.registry = registry
         # A storage shared by several processes: another may have stepped a session since this
         # one cached it, so every step reads it afresh (under the peer's lock, see handle).
-        self.shared = bool(getattr(services.storage, "shared", False))
+        self.shared = services.storage.shared
         self.sessions = SessionCache(services.storage, 0 if self.shared else cache_size)
         self.locks = PeerLocks()
         self.max_redo = max_redo

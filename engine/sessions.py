@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from engine.ports import OutboxItem, OutboxOutcome, Session, StepCommit, Storage
+from engine.ports import OutboxItem, OutboxOutcome, Session, SessionStore, StepCommit
 
 
 def copy_json(value: Any) -> Any:
@@ -51,7 +51,7 @@ class PeerLocks:
 
 
 class SessionCache:
-    def __init__(self, storage: Storage, capacity: int = 10_000) -> None:
+    def __init__(self, storage: SessionStore, capacity: int = 10_000) -> None:
         self.storage = storage
         self.capacity = capacity
         self._cache: OrderedDict[str, Session] = OrderedDict()

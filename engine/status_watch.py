@@ -37,25 +37,31 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from engine.leases import JobLease
 from engine.model import FlowSet
 from engine.ports import (
+    Bindings,
+    Locks,
     Notice,
-    Storage,
     Ticket,
     TicketSystem,
     TicketSystemError,
     TicketSystemUnavailable,
+    TicketWatches,
     WatchedTicket,
-    parse_updated_at,
 )
 from engine.runtime import FlowSource
+from engine.ticket_time import parse_updated_at
 
 log = logging.getLogger(__name__)
 
 NOTICE = "status_changed"  # the bot.notices template that tells a state change
+
+
+class WatchStorage(TicketWatches, Bindings, Locks, Protocol):
+    """What the watcher stores: the followed tickets; reads: who is signed in where; and its lease."""
 
 
 def notice_id(ticket: WatchedTicket) -> str:
@@ -66,7 +72,7 @@ def notice_id(ticket: WatchedTicket) -> str:
 class StatusWatcher:
     """Polls SimpleOne for state changes of followed tickets and stores notices for them."""
 
-    def __init__(self, storage: Storage, tickets: TicketSystem, flows: FlowSource, *, interval: float = 60.0,
+    def __init__(self, storage: WatchStorage, tickets: TicketSystem, flows: FlowSource, *, interval: float = 60.0,
                  clock: Callable[[], float] = time.time, page: int = 500,
                  forget_closed_after: float = 7 * 86400, lease: JobLease | None = None) -> None:
         if interval <= 0 or page < 1:

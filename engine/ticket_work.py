@@ -31,8 +31,8 @@ from engine.ports import (
     TicketSystemUnavailable,
     Upload,
     WatchedTicket,
-    parse_updated_at,
 )
+from engine.ticket_time import parse_updated_at
 
 if TYPE_CHECKING:
     from engine.actions.context import Services

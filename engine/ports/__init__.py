@@ -1,0 +1,81 @@
+"""The engine's ports: the only ways it reaches storage, SimpleOne, mail and files.
+
+Adapters implement these protocols; the engine never imports an adapter. One module per
+concern; each port has its contract test suite in tests/contract/ that every adapter passes.
+Every public name is re-exported here, so `from engine.ports import X` keeps working.
+"""
+
+from engine.ports.auth import Binding, Bindings, PendingCode, SendStats, SignInCodes
+from engine.ports.channel import Incoming, IncomingFile
+from engine.ports.files import FileSpool, FileSpoolFull, SpooledFile
+from engine.ports.inbox import Cursors, Inbox, InboxEvent, UnsentReplies
+from engine.ports.locks import Locks
+from engine.ports.mail import Mailer, MailError, MailMessage
+from engine.ports.notices import Notice, Notices, TicketWatches, WatchedTicket
+from engine.ports.outbox import (
+    OUTBOX_DONE,
+    OUTBOX_FAILED,
+    OUTBOX_PENDING,
+    OutboxItem,
+    OutboxOutcome,
+    OutboxStore,
+)
+from engine.ports.sessions import Session, SessionStore, StepCommit
+from engine.ports.storage import Storage
+from engine.ports.tickets import (
+    Attachment,
+    Person,
+    Ticket,
+    TicketRef,
+    TicketSystem,
+    TicketSystemError,
+    TicketSystemRejected,
+    TicketSystemUnavailable,
+    Upload,
+)
+from engine.ticket_time import parse_updated_at
+
+__all__ = [
+    "OUTBOX_DONE",
+    "OUTBOX_FAILED",
+    "OUTBOX_PENDING",
+    "Attachment",
+    "Binding",
+    "Bindings",
+    "Cursors",
+    "FileSpool",
+    "FileSpoolFull",
+    "Inbox",
+    "InboxEvent",
+    "Incoming",
+    "IncomingFile",
+    "Locks",
+    "MailError",
+    "MailMessage",
+    "Mailer",
+    "Notice",
+    "Notices",
+    "OutboxItem",
+    "OutboxOutcome",
+    "OutboxStore",
+    "PendingCode",
+    "Person",
+    "SendStats",
+    "Session",
+    "SessionStore",
+    "SignInCodes",
+    "SpooledFile",
+    "StepCommit",
+    "Storage",
+    "Ticket",
+    "TicketRef",
+    "TicketSystem",
+    "TicketSystemError",
+    "TicketSystemRejected",
+    "TicketSystemUnavailable",
+    "TicketWatches",
+    "UnsentReplies",
+    "Upload",
+    "WatchedTicket",
+    "parse_updated_at",
+]

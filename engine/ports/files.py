@@ -1,0 +1,37 @@
+"""The file spool port: users' files kept on local disk until they are uploaded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledFile:
+    """A user's file kept on local disk until it is uploaded (channel URLs expire)."""
+
+    id: str
+    name: str
+    mime: str
+    size: int
+
+    def as_slot(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "mime": self.mime, "size": self.size}
+
+    @classmethod
+    def from_slot(cls, value: Mapping[str, Any]) -> SpooledFile:
+        return cls(str(value["id"]), str(value["name"]), str(value["mime"]), int(value["size"]))
+
+
+class FileSpoolFull(Exception):
+    """The spool cannot take the file (its size cap or the disk is reached)."""
+
+
+class FileSpool(Protocol):
+    async def put(self, peer: str, name: str, mime: str, data: bytes) -> SpooledFile: ...
+
+    def path(self, file_id: str) -> Path: ...
+
+    async def discard(self, file_id: str) -> None: ...

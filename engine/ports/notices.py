@@ -1,0 +1,68 @@
+"""Messages the bot sends unasked, and the tickets it follows to tell their status changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A message the bot sends unasked (a ticket number that came late, a status change).
+
+    id makes it once-only: the same change never yields two notices, and the channel derives
+    its dedupe key (VK random_id) from it when it has to send again after a crash."""
+
+    id: str
+    peer: str
+    text: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedTicket:
+    """A ticket whose state changes are told to its owner's peer."""
+
+    table: str
+    sys_id: str
+    number: str
+    peer: str
+    state: str  # the raw state last seen (labels come from flows)
+    updated_at: str  # SimpleOne's sys_updated_at last seen
+    active: bool = True
+
+
+class Notices(Protocol):
+    """Notices kept until the channel has sent them."""
+
+    async def notices_add(self, notices: Sequence[Notice]) -> None:
+        """Store notices, ignoring any whose id is already stored."""
+        ...
+
+    async def notices_unsent(self, limit: int = 100) -> list[Notice]:
+        """Oldest first."""
+        ...
+
+    async def notices_sent(self, notice_ids: Sequence[str]) -> None: ...
+
+
+class TicketWatches(Protocol):
+    """Tickets followed for status notices."""
+
+    async def watch_add(self, tickets: Sequence[WatchedTicket]) -> None:
+        """Follow these tickets; one already followed keeps what was last seen of it, and is
+        told from now on to the peer given here."""
+        ...
+
+    async def watch_list(self, after: tuple[str, str] = ("", ""), limit: int = 500) -> list[WatchedTicket]:
+        """Followed tickets ordered by (table, sys_id), from just after that key: pages of a scan."""
+        ...
+
+    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice]) -> None:
+        """Record what was seen of followed tickets and the notices it caused, at once."""
+        ...
+
+    async def watch_drop(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Stop following these (table, sys_id) tickets."""
+        ...

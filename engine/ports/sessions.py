@@ -1,0 +1,66 @@
+"""The sessions port: a peer's dialogue, loaded and committed one step at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from engine.ports.outbox import OutboxItem, OutboxOutcome
+
+
+@dataclass(slots=True)
+class Session:
+    """One peer's dialogue: plain data, restored onto the compiled machine per event."""
+
+    peer: str
+    state: str
+    slots: dict[str, Any]
+    flow_version: str
+    updated_at: float
+    # Bumped by every committed step; 0 means "never stored". Writers pass the version they
+    # read, so a stale copy can never overwrite a newer step (optimistic concurrency).
+    version: int = 0
+
+
+@dataclass(slots=True)
+class StepCommit:
+    """Everything one engine step writes, committed in one transaction."""
+
+    session: Session
+    expected_version: int
+    # The channel's event id, recorded in the inbox in the same transaction as the step.
+    event_id: str | None = None
+    # The step's replies (engine.replies.dump_replies), kept with the event until the channel
+    # says they were delivered: a crash between commit and sending loses no answer.
+    replies: str | None = None
+    # Work for SimpleOne the step decided on, written with it or not at all (the outbox).
+    outbox: Sequence[OutboxItem] = ()
+    # A follow-up step (an outbox outcome told within the wait) with no event of its own: its
+    # replies replace those still kept, unsent, for this earlier event.
+    reply_of: str | None = None
+    # Outcomes the worker handed to this step to record with it (Storage.outbox_finish's
+    # semantics; item.told says whether this step tells it): told and recorded in one
+    # transaction, one round trip. If one of them is not pending any more (recorded meanwhile,
+    # so told already), the step fails.
+    finish: Sequence[OutboxOutcome] = ()
+
+
+class SessionStore(Protocol):
+    """Sessions: read one, commit a step (with its event, replies and outbox work)."""
+
+    async def load_session(self, peer: str) -> Session | None: ...
+
+    async def commit_step(self, step: StepCommit) -> bool:
+        """Write the session at version expected_version + 1 and mark its event (if any) handled.
+
+        Returns False, writing nothing, when the stored version is not expected_version
+        (another writer got there first) or the event was handled already (a duplicate that
+        raced past the check). The step is captured when the call is made; concurrent calls may
+        be committed together, each answered only after its transaction commits.
+        """
+        ...
+
+    async def delete_session(self, peer: str) -> None: ...
+
+    async def count_sessions(self) -> int: ...

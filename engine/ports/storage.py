@@ -1,0 +1,29 @@
+"""The Storage port: every storage concern at once, as the adapters implement it.
+
+The engine's parts ask for the narrow port they use (engine.ports.sessions, inbox, auth,
+outbox, notices, locks); the application wires one Storage object into all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from engine.ports.auth import Bindings, SignInCodes
+from engine.ports.inbox import Cursors, Inbox
+from engine.ports.locks import Locks
+from engine.ports.notices import Notices, TicketWatches
+from engine.ports.outbox import OutboxStore
+from engine.ports.sessions import SessionStore
+
+
+class Storage(SessionStore, Inbox, Cursors, Bindings, SignInCodes, OutboxStore, Notices, TicketWatches, Locks,
+              Protocol):
+    """Durable state: sessions, the inbox, bindings and codes, the outbox, notices, watched
+    tickets, leases and locks; plus upkeep."""
+
+    async def prune(self, older_than: float) -> int:
+        """Forget handled inbox events, code sends, expired codes, sent notices and finished
+        outbox items told to the user, older than this; rows deleted."""
+        ...
+
+    async def close(self) -> None: ...

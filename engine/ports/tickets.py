@@ -1,0 +1,111 @@
+"""The ticket system port: SimpleOne, as the engine needs it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+class TicketSystemError(Exception):
+    """Base of every failure reported by the ticket system adapter."""
+
+
+class TicketSystemUnavailable(TicketSystemError):
+    """Transient: timeout, connection error, 5xx, a non-JSON (HTML) answer. Retrying may help.
+
+    maybe_done: whether a write may have happened all the same (a timeout, a dropped answer, a
+    500); False when the request surely did not reach the system (no connection, 503, 429, a
+    proxy's login page)."""
+
+    def __init__(self, message: str, *, maybe_done: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_done = maybe_done
+
+
+class TicketSystemRejected(TicketSystemError):
+    """Permanent: the system understood and refused (4xx other than an expired token)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A user record in the ticket system."""
+
+    sys_id: str
+    email: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    table: str
+    sys_id: str
+    number: str
+    # As the create answered, where known: the first state a status notice compares against.
+    state: str = ""
+    updated_at: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    table: str
+    sys_id: str
+    number: str
+    subject: str
+    description: str
+    state: str  # the raw state code as a string; labels come from flows/simpleone.yaml
+    caller_id: str
+    created_at: str  # "YYYY-MM-DD HH:MM:SS"
+    updated_at: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file to attach to a ticket, read from disk when it is sent."""
+
+    name: str
+    mime: str
+    path: Path
+
+
+class TicketSystem(Protocol):
+    """SimpleOne, as the engine needs it."""
+
+    async def find_person(self, email: str) -> Person | None: ...
+
+    async def create_ticket(self, table: str, fields: Mapping[str, str]) -> TicketRef: ...
+
+    async def find_ticket_by_marker(self, table: str, caller_id: str, marker: str) -> TicketRef | None:
+        """The caller's ticket whose description contains marker: SimpleOne has no idempotency
+        key, so an unclear create is settled by looking the ticket up, never by creating again."""
+        ...
+
+    async def list_tickets(
+        self, caller_id: str, tables: Sequence[str], *, active_only: bool, limit: int
+    ) -> list[Ticket]:
+        """The caller's tickets across tables, newest first, at most limit."""
+        ...
+
+    async def get_ticket(self, table: str, sys_id: str) -> Ticket | None: ...
+
+    async def get_tickets(self, table: str, sys_ids: Sequence[str]) -> list[Ticket]:
+        """These tickets as they are now (any that vanished are left out); for status notices."""
+        ...
+
+    async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None: ...
+
+    async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None: ...
+
+    async def list_attachments(self, table: str, sys_id: str) -> list[Attachment]:
+        """The files attached to a record: how an unclear upload is settled before a retry."""
+        ...
+
+    async def close(self) -> None: ...
