@@ -36,7 +36,10 @@ from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite
 from engine.ports import FileSpool, Mailer, MailMessage
 
-pytest.register_assert_rewrite("storage_contract", "mailer_contract", "spool_contract")
+pytest.register_assert_rewrite(
+    "sessions_contract", "inbox_contract", "locks_contract", "auth_contract", "outbox_contract", "notices_contract",
+    "storage_contract", "mailer_contract", "spool_contract",
+)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:

@@ -1,0 +1,86 @@
+"""The notices port's contract (Notices, TicketWatches): notices and watched tickets.
+
+The `storage` and `storage_backend` fixtures come from conftest.py, one run per backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.ports import (
+    WatchedTicket,
+)
+from tests.contract.storage_values import (
+    ids,
+    make_notice,
+    make_ticket,
+)
+
+
+class TestNotices:
+    async def test_unsent_notices_wait_in_order_until_sent(self, storage: Any) -> None:
+        await storage.notices_add([make_notice("n-1", "vk:1", "Статус: в работе"),
+                                   make_notice("n-2", "vk:2", "Заявка закрыта ✅")])
+        await storage.notices_add([make_notice("n-3"), make_notice("n-1", "vk:9", "a duplicate")])
+        await storage.notices_add([])
+        assert await storage.notices_unsent() == [make_notice("n-1", "vk:1", "Статус: в работе"),
+                                                  make_notice("n-2", "vk:2", "Заявка закрыта ✅"),
+                                                  make_notice("n-3")]
+        assert await ids(storage.notices_unsent(limit=2)) == ["n-1", "n-2"]
+
+        await storage.notices_sent(["n-2", "n-unknown"])
+        await storage.notices_sent([])
+        assert await ids(storage.notices_unsent()) == ["n-1", "n-3"]
+        # A sent notice's id still dedupes: the same change is never told twice.
+        await storage.notices_add([make_notice("n-2")])
+        assert await ids(storage.notices_unsent()) == ["n-1", "n-3"]
+
+
+class TestWatchedTickets:
+    async def test_list_pages_through_every_ticket_in_key_order(self, storage: Any) -> None:
+        keys = [(table, f"{n:03d}") for table in ("itsm_request", "itsm_incident") for n in range(12, 0, -1)]
+        await storage.watch_add([make_ticket(sys_id, table) for table, sys_id in keys])
+        pages: list[list[WatchedTicket]] = []
+        after = ("", "")
+        for _ in range(10):  # bounded: a scan that does not move on must fail, not hang
+            page = await storage.watch_list(after, limit=5)
+            if not page:
+                break
+            pages.append(page)
+            after = (page[-1].table, page[-1].sys_id)
+        assert [len(p) for p in pages] == [5, 5, 5, 5, 4]
+        seen = [(t.table, t.sys_id) for page in pages for t in page]
+        assert seen == sorted(keys)
+        assert pages[0][0] == make_ticket("001", "itsm_incident")
+        assert await storage.watch_list(("itsm_incident", "011"), limit=3) == [
+            make_ticket("012", "itsm_incident"), make_ticket("001", "itsm_request"),
+            make_ticket("002", "itsm_request")]
+
+    async def test_add_keeps_what_was_seen_of_a_followed_ticket(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket("s1", state="in_progress", updated_at="2025-02-01 09:00:00")])
+        await storage.watch_add([make_ticket("s1"), make_ticket("s2", active=False)])
+        assert await storage.watch_list() == [
+            make_ticket("s1", state="in_progress", updated_at="2025-02-01 09:00:00"),
+            make_ticket("s2", active=False)]
+
+    async def test_add_moves_a_followed_ticket_to_the_chat_that_follows_it_now(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket("s1", peer="vk:100", state="in_progress")])
+        await storage.watch_add([make_ticket("s1", peer="vk:300")])  # its owner signed in there
+        assert await storage.watch_list() == [make_ticket("s1", peer="vk:300", state="in_progress")]
+
+    async def test_update_records_what_was_seen_and_its_notices(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket("s1"), make_ticket("s2"), make_ticket("s3")])
+        await storage.watch_drop([("itsm_incident", "s2"), ("itsm_incident", "s-unknown")])
+        await storage.watch_drop([])
+        seen = [
+            make_ticket("s1", number="INC0042", state="resolved", updated_at="2025-03-01 12:00:00", active=False),
+            make_ticket("s2", state="closed"),  # dropped meanwhile: stays dropped
+            make_ticket("s9", state="new"),  # never followed: not added
+        ]
+        await storage.watch_update(seen, [make_notice("n-s1", text="Заявка INC0042 решена")])
+        assert await storage.watch_list() == [seen[0], make_ticket("s3")]
+        assert await storage.notices_unsent() == [make_notice("n-s1", text="Заявка INC0042 решена")]
+        # Seen again (a scan that was repeated): the notice is not added twice.
+        await storage.watch_update(seen[:1], [make_notice("n-s1", text="again")])
+        assert await ids(storage.notices_unsent()) == ["n-s1"]
+        assert (await storage.watch_list())[0] == seen[0]
