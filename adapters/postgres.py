@@ -739,12 +739,6 @@ class PostgresStorage:
         finally:
             self._flusher = None
 
-    async def delete_session(self, peer: str) -> None:
-        await self._write(lambda conn: conn.execute("DELETE FROM sessions WHERE peer = $1", peer))
-
-    async def count_sessions(self) -> int:
-        return int(await self._read(lambda conn: conn.fetchval("SELECT count(*) FROM sessions")))
-
     # ----------------------------------------------------------------- bindings
 
     async def get_binding(self, peer: str) -> Binding | None:
@@ -953,16 +947,6 @@ class PostgresStorage:
                 i.attempts, i.next_at, i.updated_at, i.last_error, _json(i.progress), i.id, i.held,
             )
         )
-
-    async def outbox_claim(self, item_id: str, now: float, until: float) -> bool:
-        claimed = await self._write(
-            lambda conn: conn.fetchval(
-                "UPDATE outbox SET attempts = attempts + 1, next_at = $1, updated_at = $2, held = TRUE"
-                f" WHERE id = $3 AND state = '{OUTBOX_PENDING}' AND next_at <= $4 RETURNING 1",
-                until, now, item_id, now,
-            )
-        )
-        return claimed is not None
 
     async def outbox_lease(self, item_id: str, held_until: float, until: float, attempts: int = 0) -> bool:
         moved = await self._write(

@@ -544,12 +544,6 @@ class SqliteStorage:
         finally:
             self._flusher = None
 
-    async def delete_session(self, peer: str) -> None:
-        await self._run(lambda conn: conn.execute("DELETE FROM sessions WHERE peer = ?", (peer,)))
-
-    async def count_sessions(self) -> int:
-        return await self._run(lambda conn: int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0]))
-
     # ----------------------------------------------------------------- bindings
 
     async def get_binding(self, peer: str) -> Binding | None:
@@ -822,17 +816,6 @@ class SqliteStorage:
                 )
 
         await self._run(save)
-
-    async def outbox_claim(self, item_id: str, now: float, until: float) -> bool:
-        def claim(conn: sqlite3.Connection) -> bool:
-            with _transaction(conn):
-                return conn.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, next_at = ?, updated_at = ?, held = 1"
-                    f" WHERE id = ? AND state = '{OUTBOX_PENDING}' AND next_at <= ?",
-                    (until, now, item_id, now),
-                ).rowcount == 1
-
-        return await self._run(claim)
 
     async def outbox_lease(self, item_id: str, held_until: float, until: float, attempts: int = 0) -> bool:
         def lease(conn: sqlite3.Connection) -> bool:

@@ -259,7 +259,7 @@ class OutboxWorker:
                 self._in_hand[item.id] = item
                 by_peer.setdefault(item.peer, []).append(item)
         for chain in by_peer.values():
-            self._start_chain(chain, claimed=True)
+            self._start_chain(chain)
 
     def wait_budget(self) -> float:
         """How long a submitting user's answer may wait: none while SimpleOne is known down."""
@@ -361,7 +361,7 @@ class OutboxWorker:
                 by_peer.setdefault(item.peer, []).append(item)
                 count += 1
             for chain in by_peer.values():
-                started.append(self._start_chain(chain, claimed=True))
+                started.append(self._start_chain(chain))
         if now - self._last_sweep >= self.policy.sweep_every:
             self._last_sweep = now
             await self.tell_untold()
@@ -378,8 +378,8 @@ class OutboxWorker:
                     and waiter is not None and not waiter.done()):
                 waiter.set_result(None)
 
-    def _start_chain(self, chain: list[OutboxItem], *, claimed: bool = False) -> asyncio.Task[int]:
-        task = asyncio.create_task(self._run_chain(chain, claimed=claimed))
+    def _start_chain(self, chain: list[OutboxItem]) -> asyncio.Task[int]:
+        task = asyncio.create_task(self._run_chain(chain))
         self._chains.add(task)
         task.add_done_callback(self._chain_done)
         return task
@@ -394,20 +394,19 @@ class OutboxWorker:
         if not task.cancelled() and task.exception() is not None:
             log.error("outbox chain failed: %r", task.exception())
 
-    async def _run_chain(self, items: list[OutboxItem], *, claimed: bool = False) -> int:
-        """One peer's due items, in order; a transient failure leaves the rest for later.
-        claimed: reserved with their step, so already this worker's (while the lease lasts)."""
+    async def _run_chain(self, items: list[OutboxItem]) -> int:
+        """One peer's due items, in order; a transient failure leaves the rest for later. They
+        are this worker's already (while the lease lasts): reserved with their step, or taken."""
         tried = 0
         try:
             for n, item in enumerate(items):
                 async with self._slots:
                     permit = self.breaker.allow()
                     if permit is Permit.NONE:
-                        if claimed:
-                            await self._unreserve(items[n:])
+                        await self._unreserve(items[n:])
                         break
                     try:
-                        renewed = not claimed or await self._renew(item)
+                        renewed = await self._renew(item)
                     except BaseException:
                         self.breaker.release(permit)
                         raise
@@ -415,9 +414,8 @@ class OutboxWorker:
                         self.breaker.release(permit)
                         continue  # the lease ran out while it waited and another worker took it
                     tried += 1
-                    if not await self.attempt(item, permit, claimed=claimed):
-                        if claimed:
-                            await self._unreserve(items[n + 1:])
+                    if not await self.attempt(item, permit):
+                        await self._unreserve(items[n + 1:])
                         break
         finally:
             for item in items:
@@ -451,19 +449,10 @@ class OutboxWorker:
         if items:
             self._given_back = True
 
-    async def attempt(self, item: OutboxItem, permit: Permit = Permit.CALL, *, claimed: bool = False) -> bool:
-        """Claim one item (unless it is claimed already) and try it once; False if it stays pending."""
+    async def attempt(self, item: OutboxItem, permit: Permit = Permit.CALL) -> bool:
+        """Try one item this worker holds (reserved or taken) once; False if it stays pending."""
         self._inflight.add(item.id)
         try:
-            if not claimed:
-                now = self.clock()
-                lease = self._lease_end(item, now)
-                if not await self.storage.outbox_claim(item.id, now, lease):
-                    self.breaker.release(permit)
-                    return True  # another worker has it, or it is no longer due
-                item.attempts += 1
-                item.next_at = lease
-                item.held = True
             self.tries += 1
             self._deferred.discard(item.id)
             return await self._attempt(item, permit)

@@ -65,22 +65,17 @@ class OutboxStore(Protocol):
         ...
 
     async def outbox_take(self, now: float, leases: Mapping[str, float], limit: int = 100) -> list[OutboxItem]:
-        """Claim due items as outbox_due picks them, each for one attempt (outbox_claim's
-        semantics), at once: leases are the seconds each kind stays hidden (a kind not named:
-        the longest). Items another worker is taking at the same moment are skipped, not
-        waited for."""
+        """Claim due items as outbox_due picks them, each for one attempt, at once: count the
+        attempt, mark it held and hide it from other workers until its lease ends (a worker that
+        dies mid-attempt leaves it due again then). leases are the seconds each kind stays hidden
+        (a kind not named: the longest). Items another worker is taking at the same moment are
+        skipped, not waited for."""
         ...
 
     async def outbox_get(self, item_id: str) -> OutboxItem | None: ...
 
     async def outbox_save(self, item: OutboxItem) -> None:
         """Store a pending item's attempts, next_at, last_error, progress and held."""
-        ...
-
-    async def outbox_claim(self, item_id: str, now: float, until: float) -> bool:
-        """Take a due pending item for one attempt (held): count the attempt and hide the item from
-        other workers until `until` (a lease: a worker that dies mid-attempt leaves it due again
-        then). False if it is not pending and due any more (another worker has it)."""
         ...
 
     async def outbox_lease(self, item_id: str, held_until: float, until: float, attempts: int = 0) -> bool:

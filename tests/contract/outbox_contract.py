@@ -21,6 +21,7 @@ from engine.ports import (
     OutboxOutcome,
 )
 from tests.contract.storage_values import (
+    claim,
     ended,
     finish,
     ids,
@@ -231,7 +232,7 @@ class TestOutboxQueue:
     async def test_a_lease_is_moved_only_by_the_worker_that_holds_it(self, storage: Any) -> None:
         item = make_item("ob-1", next_at=100.0)
         assert await step(storage, "vk:1", 0, outbox=[item]) is True
-        assert await storage.outbox_claim("ob-1", 100.0, 200.0) is True
+        assert await claim(storage, 100.0, 200.0) == ["ob-1"]
         assert await storage.outbox_lease("ob-1", 150.0, 400.0) is False  # not the lease held
         assert await storage.outbox_lease("ob-1", 200.0, 300.0) is True  # renewed
         claimed = await storage.outbox_get("ob-1")
@@ -240,24 +241,24 @@ class TestOutboxQueue:
         assert await storage.outbox_lease("ob-1", 300.0, 120.0, attempts=-1) is True
         given_back = await storage.outbox_get("ob-1")
         assert given_back is not None and (given_back.next_at, given_back.attempts) == (120.0, item.attempts)
-        assert await storage.outbox_claim("ob-1", 130.0, 500.0) is True
+        assert await claim(storage, 130.0, 500.0) == ["ob-1"]
         assert await storage.outbox_lease("ob-1", 300.0, 130.0, attempts=-1) is False
         await finish(storage, ended(item))
         assert await storage.outbox_lease("ob-1", 500.0, 600.0) is False  # done
 
-    async def test_a_claim_counts_the_attempt_and_hides_the_item_until_its_lease_ends(self, storage: Any) -> None:
+    async def test_a_take_counts_the_attempt_and_hides_the_item_until_its_lease_ends(self, storage: Any) -> None:
         item = make_item("ob-1", next_at=100.0)
         assert await step(storage, "vk:1", 0, outbox=[item]) is True
-        assert await storage.outbox_claim("ob-1", 99.0, 200.0) is False  # not due yet
-        assert await storage.outbox_claim("ob-1", 100.0, 200.0) is True
-        assert await storage.outbox_claim("ob-1", 150.0, 300.0) is False  # another worker has it
+        assert await claim(storage, 99.0, 200.0) == []  # not due yet
+        assert await claim(storage, 100.0, 200.0) == ["ob-1"]
+        assert await claim(storage, 150.0, 300.0) == []  # another worker has it
         assert await storage.outbox_due(150.0) == []
         claimed = await storage.outbox_get("ob-1")
         assert claimed is not None and claimed.attempts == item.attempts + 1 and claimed.next_at == 200.0
         assert [i.id for i in await storage.outbox_due(200.0)] == ["ob-1"]  # the lease ran out
-        assert await storage.outbox_claim("ob-1", 200.0, 300.0) is True
+        assert await claim(storage, 200.0, 300.0) == ["ob-1"]
         await finish(storage, ended(item))
-        assert await storage.outbox_claim("ob-1", 1e12, 1e12 + 1) is False  # done
+        assert await claim(storage, 1e12, 1e12 + 1) == []  # done
 
     async def test_take_claims_the_due_items_at_once_with_a_lease_per_kind(self, storage: Any) -> None:
         items = [make_item("ob-1", next_at=100.0), make_item("ob-2", kind="ticket.upload", next_at=100.0),
@@ -387,7 +388,7 @@ class TestOutboxQueue:
     async def test_retry_leaves_an_item_a_worker_holds_until_its_lease_runs_out(self, storage: Any) -> None:
         item = make_item("ob-1", next_at=100.0)
         assert await step(storage, "vk:1", 0, outbox=[item]) is True
-        assert await storage.outbox_claim("ob-1", 100.0, 200.0) is True
+        assert await claim(storage, 100.0, 200.0) == ["ob-1"]
         claimed = await storage.outbox_get("ob-1")
         assert claimed is not None and claimed.held
         assert await storage.outbox_retry("ob-1", 150.0) is False  # it may be running
@@ -400,7 +401,7 @@ class TestOutboxQueue:
         await storage.outbox_save(dataclasses.replace(taken, held=False, next_at=900.0, last_error="503"))
         assert await storage.outbox_retry("ob-1", 210.0) is True
         # Given back untried: not held either.
-        assert await storage.outbox_claim("ob-1", 210.0, 300.0) is True
+        assert await claim(storage, 210.0, 300.0) == ["ob-1"]
         assert await storage.outbox_lease("ob-1", 300.0, 210.0, attempts=-1) is True
         given_back = await storage.outbox_get("ob-1")
         assert given_back is not None and not given_back.held

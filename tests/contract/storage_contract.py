@@ -48,7 +48,7 @@ class TestPrune:
         assert await storage.prune(time.time() + 60) == 3
         assert await storage.seen_event("ev-1") is False
         # Sessions are not the business of prune.
-        assert await storage.count_sessions() == 1
+        assert await storage.load_session("vk:1") is not None
 
 
 class TestLifetime:
@@ -85,8 +85,8 @@ class TestLifetime:
         if storage_backend.persistent:
             reopened = await storage_backend.open()
             try:
-                assert await reopened.count_sessions() == 50
-                assert (await reopened.load_session("vk:49")).state == "s49"
+                states = [(await reopened.load_session(f"vk:{i}")).state for i in range(50)]
+                assert states == [f"s{i}" for i in range(50)]
             finally:
                 await reopened.close()
 

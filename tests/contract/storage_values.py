@@ -79,3 +79,9 @@ async def finish(storage: Any, item: OutboxItem, **kw: Any) -> None:
 
 async def ids(items: Any) -> list[str]:
     return [i.id for i in await items]
+
+
+async def claim(storage: Any, now: float, until: float) -> list[str]:
+    """Take what is due at `now` for one attempt, hidden until `until`: outbox_take with one lease
+    (a kind not named gets the longest)."""
+    return [i.id for i in await storage.outbox_take(now, {"ticket.create": until - now})]

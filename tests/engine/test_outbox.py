@@ -106,7 +106,8 @@ async def test_a_ticket_failing_past_the_horizon_is_given_up_and_told(harness: H
     (item,) = await harness.storage.outbox_list()
     harness.now[0] += harness.outbox.policy.give_up_after + 1
     item.next_at = 0
-    await harness.outbox.attempt(item)
+    [taken] = await harness.storage.outbox_take(harness.now[0], {item.kind: 60.0})
+    await harness.outbox.attempt(taken)
     stored = await harness.storage.outbox_get(item.id)
     assert stored is not None and stored.state == "failed" and "503" in stored.last_error
     notices = await harness.storage.notices_unsent()
@@ -328,7 +329,7 @@ async def test_a_storage_error_while_renewing_a_lease_releases_the_probe(harness
 
     harness.storage.outbox_lease = locked  # type: ignore[method-assign]
     with pytest.raises(OSError):
-        await worker._run_chain([item], claimed=True)
+        await worker._run_chain([item])
     assert worker.breaker.allow() is Permit.PROBE  # not stuck: the next chain may probe
 
 
