@@ -30,7 +30,7 @@ from adapters.mail_sink import MemoryMailSink
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from adapters.simpleone.emulator import start_emulator
 from adapters.spool import DiskSpool
-from adapters.sqlite import open_sqlite
+from adapters.storage.sqlite import open_sqlite
 from engine.actions.context import AuthPolicy, Services
 from engine.flowset import load_flow_set
 from engine.model import FlowSet

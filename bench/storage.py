@@ -43,8 +43,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.postgres import open_postgres
-from adapters.sqlite import open_sqlite
+from adapters.storage.postgres import open_postgres
+from adapters.storage.sqlite import open_sqlite
 from bench.machine import cpu_sample
 from engine.ports import Session, StepCommit
 from tests.postgres_db import create_scratch_database, drop_database

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.sqlite import SqliteStorage, open_sqlite
+from adapters.storage.sqlite import SqliteStorage, open_sqlite
 from engine.ports import Session, StepCommit
 
 

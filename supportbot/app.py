@@ -18,7 +18,7 @@ from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from adapters.simpleone.emulator import RunningEmulator, start_emulator
 from adapters.smtp import SmtpMailer
 from adapters.spool import DiskSpool
-from adapters.sqlite import open_sqlite, sqlite_path_from_url
+from adapters.storage.sqlite import open_sqlite, sqlite_path_from_url
 from engine.actions.context import AuthPolicy, Services
 from engine.leases import JobLease
 from engine.outbox import OutboxPolicy, OutboxWorker
@@ -63,7 +63,7 @@ async def open_storage(url: str, *, pool_size: int = 10) -> Storage:
             raise ConfigError([f"SUPPORTBOT_DATABASE_URL: {exc}"]) from exc
         return await open_sqlite(path)
     if url.startswith(("postgresql:", "postgres:")):
-        from adapters.postgres import OPEN_ERRORS, open_postgres  # asyncpg only where it is used
+        from adapters.storage.postgres import OPEN_ERRORS, open_postgres  # asyncpg only where it is used
 
         try:
             return await open_postgres(url, max_size=pool_size)

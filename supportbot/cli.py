@@ -78,7 +78,7 @@ async def _migrate(from_sqlite: Path | None) -> int:
     if from_sqlite is not None:
         if not url.startswith(("postgresql:", "postgres:")):
             raise ConfigError(["--from-sqlite copies into PostgreSQL: set SUPPORTBOT_DATABASE_URL=postgresql://…"])
-        from adapters.sqlite_to_postgres import TargetNotEmpty, copy_sqlite_to_postgres
+        from adapters.storage.sqlite_to_postgres import TargetNotEmpty, copy_sqlite_to_postgres
 
         try:
             copied = await copy_sqlite_to_postgres(from_sqlite, url)

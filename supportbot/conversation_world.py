@@ -13,7 +13,7 @@ from adapters.mail_sink import MemoryMailSink
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from adapters.simpleone.emulator import RunningEmulator, start_emulator
 from adapters.spool import DiskSpool
-from adapters.sqlite import open_sqlite
+from adapters.storage.sqlite import open_sqlite
 from engine.ports import Storage
 
 TICKET_TABLES = ("itsm_incident", "itsm_request")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from adapters.mail_sink import MemoryMailSink
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.sqlite import SqliteStorage, open_sqlite
+from adapters.storage.sqlite import SqliteStorage, open_sqlite
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
 from engine.model import FlowSet

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from adapters.console import ConsoleChat
-from adapters.sqlite import open_sqlite
+from adapters.storage.sqlite import open_sqlite
 from engine.ports import Incoming, Notice
 from engine.replies import Button, Reply
 

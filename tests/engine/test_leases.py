@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters.sqlite import open_sqlite
+from adapters.storage.sqlite import open_sqlite
 from engine.leases import JobLease, process_holder
 
 
@@ -27,7 +27,7 @@ async def test_on_storage_of_one_process_the_job_is_always_its_own(tmp_path: Pat
 
 async def test_on_shared_storage_one_holder_at_a_time_and_a_dead_one_is_replaced(
         scratch_postgres: str, caplog: pytest.LogCaptureFixture) -> None:
-    from adapters.postgres import open_postgres
+    from adapters.storage.postgres import open_postgres
 
     now = [1000.0]
     one, two = await open_postgres(scratch_postgres), await open_postgres(scratch_postgres)
@@ -53,7 +53,7 @@ async def test_on_shared_storage_one_holder_at_a_time_and_a_dead_one_is_replaced
 
 
 async def test_a_storage_failure_skips_the_round(scratch_postgres: str) -> None:
-    from adapters.postgres import open_postgres
+    from adapters.storage.postgres import open_postgres
 
     storage = await open_postgres(scratch_postgres)
     lease = JobLease(storage, "vk:notices", ttl=15)

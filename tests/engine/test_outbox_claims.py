@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.sqlite import open_sqlite
+from adapters.storage.sqlite import open_sqlite
 from engine.outbox import OutboxPolicy, OutboxWorker, WorkDone
 from engine.ports import OutboxItem, Session, StepCommit
 from tests.postgres_db import scratch_database
@@ -27,7 +27,7 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         finally:
             await s.close()
         return
-    from adapters.postgres import open_postgres
+    from adapters.storage.postgres import open_postgres
 
     async with scratch_database() as dsn:
         s = await open_postgres(dsn)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from adapters.sqlite import open_sqlite
+from adapters.storage.sqlite import open_sqlite
 from engine.actions import tickets as ticket_actions
 from engine.actions.context import ActionContext
 from engine.model import FlowSet

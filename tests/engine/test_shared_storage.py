@@ -32,7 +32,7 @@ def now() -> list[float]:
 @pytest.fixture
 async def workers(flow_set: FlowSet, world: EmulatorWorld, now: list[float],
                   scratch_postgres: str) -> AsyncIterator[tuple[list[Worker], MemoryMailSink]]:
-    from adapters.postgres import open_postgres
+    from adapters.storage.postgres import open_postgres
 
     dsn = scratch_postgres
     mailer = MemoryMailSink()  # the one mail server both send through

@@ -14,7 +14,7 @@ import pytest
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from adapters.simpleone.emulator import RunningEmulator, start_emulator
 from adapters.simpleone.emulator_state import ManualClock
-from adapters.sqlite import SqliteStorage, open_sqlite
+from adapters.storage.sqlite import SqliteStorage, open_sqlite
 from engine.model import FlowSet
 from engine.ports import Binding, Notice, WatchedTicket
 from engine.runtime import StaticFlows

@@ -58,7 +58,7 @@ async def test_a_missing_postgres_database_is_named(tmp_path: Path) -> None:
 
 async def test_housekeeping_removes_abandoned_files(tmp_path: Path) -> None:
     from adapters.spool import DiskSpool
-    from adapters.sqlite import open_sqlite
+    from adapters.storage.sqlite import open_sqlite
 
     storage = await open_sqlite(tmp_path / "bot.db")
     spool = DiskSpool(tmp_path / "spool")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sqlite import MIGRATIONS
+from adapters.storage.sqlite import MIGRATIONS
 from supportbot.cli import main
-from tests.adapters.test_sqlite_to_postgres import embedded
+from tests.adapters.storage.test_sqlite_to_postgres import embedded
 from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
 
 

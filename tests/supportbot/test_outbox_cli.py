@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adapters.spool import DiskSpool
-from adapters.sqlite import open_sqlite
+from adapters.storage.sqlite import open_sqlite
 from engine.ports import OUTBOX_FAILED, OutboxItem, OutboxOutcome, Session, StepCommit
 from supportbot.cli import main
 

@@ -20,7 +20,7 @@ from tests.adapters.vk.test_vk_channel import vk as vk  # this group's fake VK, 
 @pytest.fixture
 async def two_workers(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet,
                       scratch_postgres: str) -> AsyncIterator[list[Channel]]:
-    from adapters.postgres import open_postgres
+    from adapters.storage.postgres import open_postgres
 
     dsn = scratch_postgres
     channels: list[Channel] = []

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.sqlite import SqliteStorage, open_sqlite
+from adapters.storage.sqlite import SqliteStorage, open_sqlite
 from adapters.vk.api import VkApi
 from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
 from adapters.vk.notices import send_notices, vk_peer_id

@@ -23,7 +23,7 @@ from tests.adapters.vk.test_vk_channel import vk as vk  # this group's fake VK, 
 @pytest.fixture
 async def channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: FlowSet,
                   scratch_postgres: str) -> AsyncIterator[Channel]:
-    from adapters.postgres import open_postgres
+    from adapters.storage.postgres import open_postgres
 
     dsn = scratch_postgres
     ch = await make_channel(vk, world, flow_set, await open_postgres(dsn))

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from adapters.mail_sink import MemoryMailSink
-from adapters.sqlite import open_sqlite
+from adapters.storage.sqlite import open_sqlite
 from adapters.vk.api import VkApi
 from adapters.vk.attachments import AttachmentFetcher
 from adapters.vk.bot import VkBot

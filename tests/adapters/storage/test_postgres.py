@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from adapters import postgres
-from adapters.postgres import (
+from adapters.storage import postgres
+from adapters.storage.postgres import (
     MIGRATION_LOCK,
     MIGRATIONS,
     PostgresStorage,
@@ -222,7 +222,7 @@ async def test_a_read_killed_mid_query_is_tried_again(storage: PostgresStorage, 
     assert await storage.commit_step(step("vk:1", state="kept"))
     async with db.transaction():
         await db.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
-        with caplog.at_level(logging.WARNING, logger="adapters.postgres"):
+        with caplog.at_level(logging.WARNING, logger="adapters.storage.postgres"):
             reading = asyncio.create_task(storage.load_session("vk:1"))
             await blocked_on_lock(db)
             assert await kill_backends(db, waiting_on_lock=True) == 1
@@ -468,7 +468,7 @@ async def test_two_workers_racing_for_one_peer_have_one_winner(dsn: str) -> None
 
 
 async def test_two_workers_batches_in_opposite_orders_all_commit(dsn: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="adapters.postgres")
+    caplog.set_level(logging.WARNING, logger="adapters.storage.postgres")
     a, b = await open_storage(dsn), await open_storage(dsn)
     try:
         peers = [f"vk:{i:03d}" for i in range(100)]
@@ -633,7 +633,7 @@ async def test_a_lost_lock_connection_frees_its_peers_and_a_new_one_takes_over(d
 
 
 async def test_a_peer_held_too_long_elsewhere_fails_the_wait(dsn: str) -> None:
-    from adapters.pg_peer_locks import AdvisoryPeerLocks, PeerLockTimeout
+    from adapters.storage.pg_peer_locks import AdvisoryPeerLocks, PeerLockTimeout
 
     one = await open_storage(dsn)
     locks = AdvisoryPeerLocks(lambda: asyncpg.connect(dsn), wait_limit=0.3)

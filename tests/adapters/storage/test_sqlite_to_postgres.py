@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.postgres import open_postgres
-from adapters.sqlite import open_sqlite
-from adapters.sqlite_to_postgres import TargetNotEmpty, copy_sqlite_to_postgres
+from adapters.storage.postgres import open_postgres
+from adapters.storage.sqlite import open_sqlite
+from adapters.storage.sqlite_to_postgres import TargetNotEmpty, copy_sqlite_to_postgres
 from engine.ports import (
     Binding,
     Notice,

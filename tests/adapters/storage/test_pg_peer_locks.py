@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from adapters.pg_peer_locks import AdvisoryPeerLocks, PeerLockTimeout, peer_key
+from adapters.storage.pg_peer_locks import AdvisoryPeerLocks, PeerLockTimeout, peer_key
 
 
 class _Stalled:

@@ -17,8 +17,8 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from adapters.postgres import open_postgres
-from adapters.sqlite import open_sqlite
+from adapters.storage.postgres import open_postgres
+from adapters.storage.sqlite import open_sqlite
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,32 +50,32 @@ from typing import Any, Final, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from adapters.pg_peer_locks import AdvisoryPeerLocks
-from adapters.sqlite import CommitStats, StorageClosed
-from adapters.storage_rows import (
+from adapters.storage.pg_peer_locks import AdvisoryPeerLocks
+from adapters.storage.rows import (
     OutcomeRows as _OutcomeRows,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     StepRow as _StepRow,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     json_text as _json,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     notice_row as _notice_row,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     outbox_item as _outbox_item,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     outcome_rows as _encode_outcome,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     step_row as _encode,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     watch_row as _watch_row,
 )
+from adapters.storage.sqlite import CommitStats, StorageClosed
 from engine.ports import (
     OUTBOX_DONE,
     OUTBOX_FAILED,
@@ -112,7 +112,7 @@ log = logging.getLogger(__name__)
 OPEN_ERRORS: tuple[type[BaseException], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 # Versioned schema changes, applied in order at start, each once (recorded in schema_migrations).
-# Append only: never edit a released entry. The numbers match adapters/sqlite.py's, so a schema
+# Append only: never edit a released entry. The numbers match adapters/storage/sqlite.py's, so a schema
 # version names the same tables in both backends.
 MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
     (

@@ -37,28 +37,28 @@ from urllib.parse import unquote
 
 import aiosqlite
 
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     OutcomeRows as _OutcomeRows,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     StepRow as _StepRow,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     json_text as _json,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     notice_row as _notice_row,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     outbox_item as _outbox_item,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     outcome_rows as _encode_outcome,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     step_row as _encode,
 )
-from adapters.storage_rows import (
+from adapters.storage.rows import (
     watch_row as _watch_row,
 )
 from engine.ports import (

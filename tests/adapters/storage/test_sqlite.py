@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sqlite import MIGRATIONS, SqliteStorage, StorageClosed, open_sqlite, sqlite_path_from_url
+from adapters.storage.sqlite import MIGRATIONS, SqliteStorage, StorageClosed, open_sqlite, sqlite_path_from_url
 from engine.ports import OutboxItem, Session, StepCommit
 
 
