@@ -2,7 +2,8 @@
 adapters, whose tables have the same columns (SQLite stores the booleans as 0/1).
 
 Encoding happens on the caller's side, before a step joins a group commit: a slot or payload
-that is not JSON fails that caller alone.
+that is not JSON fails that caller alone. Each row is a NamedTuple whose fields are in the
+order of its statement's parameters, so it is passed to the driver as it is.
 """
 
 from __future__ import annotations
@@ -10,28 +11,90 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.ports import OUTBOX_PENDING, Notice, OutboxItem, OutboxOutcome, StepCommit, WatchedTicket
 
-# The outbox columns' values: (id, peer, kind, payload JSON, state, attempts, next_at, created_at,
-# updated_at, last_error, progress JSON, result JSON, told, record, retried_at, held, finished_at)
-OutboxRow = tuple[str, str, str, str, str, int, float, float, float, str, str, str | None, bool, str | None,
-                  float | None, bool, float | None]
-NoticeRow = tuple[str, str, str, float]  # (id, peer, text, created_at)
-WatchRow = tuple[str, str, str, str, str, str, bool, float]  # ticket_watch's columns, added_at last
-# An outcome as written: the item's update (state, result, progress, attempts, last_error,
-# told, updated_at, finished_at, id), notices, follow-up items, watch rows.
-OutcomeRows = tuple[
-    tuple[str, str | None, str, int, str, bool, float, float | None, str],
-    list[NoticeRow], list[OutboxRow], list[WatchRow],
-]
-# (peer, state, slots JSON, flow_version, updated_at, expected_version, event_id, replies JSON,
-#  outbox rows, reply_of, outcomes)
-StepRow = tuple[
-    str, str, str, str, float, int, str | None, str | None, tuple[OutboxRow, ...], str | None,
-    tuple[OutcomeRows, ...],
-]
+
+class OutboxRow(NamedTuple):
+    """An outbox item as inserted: the outbox columns, finished_at last."""
+
+    id: str
+    peer: str
+    kind: str
+    payload: str  # JSON
+    state: str
+    attempts: int
+    next_at: float
+    created_at: float
+    updated_at: float
+    last_error: str
+    progress: str  # JSON
+    result: str | None  # JSON
+    told: bool
+    record: str | None
+    retried_at: float | None
+    held: bool
+    finished_at: float | None
+
+
+class NoticeRow(NamedTuple):
+    id: str
+    peer: str
+    text: str
+    created_at: float
+
+
+class WatchRow(NamedTuple):
+    """ticket_watch's columns, added_at last."""
+
+    table_name: str
+    sys_id: str
+    number: str
+    peer: str
+    state: str
+    updated_at: str
+    active: bool
+    added_at: float
+
+
+class FinishRow(NamedTuple):
+    """The parameters of an item's final update, in the statement's order."""
+
+    state: str
+    result: str | None
+    progress: str
+    attempts: int
+    last_error: str
+    told: bool
+    updated_at: float
+    finished_at: float | None
+    id: str
+
+
+class OutcomeRows(NamedTuple):
+    """An outcome as written: the item's update, then what follows from it."""
+
+    finish: FinishRow
+    notices: list[NoticeRow]
+    follow_ups: list[OutboxRow]
+    watch: list[WatchRow]
+
+
+class StepRow(NamedTuple):
+    """One engine step as written by a group commit."""
+
+    peer: str
+    state: str
+    slots: str  # JSON
+    flow_version: str
+    updated_at: float
+    expected: int  # the version the step read; the write makes expected + 1
+    event_id: str | None
+    replies: str | None
+    outbox: tuple[OutboxRow, ...]
+    reply_of: str | None
+    outcomes: tuple[OutcomeRows, ...]
 
 
 def json_text(value: object) -> str:
@@ -40,24 +103,24 @@ def json_text(value: object) -> str:
 
 def step_row(step: StepCommit) -> StepRow:
     s = step.session
-    outbox = tuple(outbox_row(item) for item in step.outbox)
-    return (s.peer, s.state, json_text(s.slots), s.flow_version, s.updated_at, step.expected_version, step.event_id,
-            step.replies, outbox, step.reply_of, tuple(outcome_rows(o) for o in step.finish))
+    return StepRow(s.peer, s.state, json_text(s.slots), s.flow_version, s.updated_at, step.expected_version,
+                   step.event_id, step.replies, tuple(outbox_row(item) for item in step.outbox), step.reply_of,
+                   tuple(outcome_rows(o) for o in step.finish))
 
 
 def outcome_rows(outcome: OutboxOutcome) -> OutcomeRows:
     i = outcome.item
-    update = (i.state, result_text(i), json_text(i.progress), i.attempts, i.last_error, i.told, i.updated_at,
-              finished_at(i), i.id)
+    finish = FinishRow(i.state, result_text(i), json_text(i.progress), i.attempts, i.last_error, i.told,
+                       i.updated_at, finished_at(i), i.id)
     now = time.time()
-    return (update, [notice_row(n) for n in outcome.notices], [outbox_row(f) for f in outcome.follow_ups],
-            [watch_row(t, now) for t in outcome.watch])
+    return OutcomeRows(finish, [notice_row(n) for n in outcome.notices], [outbox_row(f) for f in outcome.follow_ups],
+                       [watch_row(t, now) for t in outcome.watch])
 
 
 def outbox_row(item: OutboxItem) -> OutboxRow:
-    return (item.id, item.peer, item.kind, json_text(item.payload), item.state, item.attempts, item.next_at,
-            item.created_at, item.updated_at, item.last_error, json_text(item.progress), result_text(item),
-            item.told, item.record, item.retried_at, item.held, finished_at(item))
+    return OutboxRow(item.id, item.peer, item.kind, json_text(item.payload), item.state, item.attempts,
+                     item.next_at, item.created_at, item.updated_at, item.last_error, json_text(item.progress),
+                     result_text(item), item.told, item.record, item.retried_at, item.held, finished_at(item))
 
 
 def result_text(item: OutboxItem) -> str | None:
@@ -71,7 +134,7 @@ def finished_at(item: OutboxItem) -> float | None:
 
 
 def outbox_item(row: Sequence[Any]) -> OutboxItem:
-    """An item from the outbox columns in the order the adapters select them."""
+    """An item from the outbox columns in the order the adapters select them (OUTBOX_COLUMNS)."""
     (id_, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress, result,
      told, record, retried_at, held) = row
     return OutboxItem(id_, peer, kind, json.loads(payload), created_at, state, attempts, next_at, updated_at,
@@ -80,9 +143,9 @@ def outbox_item(row: Sequence[Any]) -> OutboxItem:
 
 
 def notice_row(notice: Notice) -> NoticeRow:
-    return (notice.id, notice.peer, notice.text, notice.created_at)
+    return NoticeRow(notice.id, notice.peer, notice.text, notice.created_at)
 
 
 def watch_row(ticket: WatchedTicket, added_at: float) -> WatchRow:
     t = ticket
-    return (t.table, t.sys_id, t.number, t.peer, t.state, t.updated_at, t.active, added_at)
+    return WatchRow(t.table, t.sys_id, t.number, t.peer, t.state, t.updated_at, t.active, added_at)

@@ -526,9 +526,8 @@ async def test_watched_tickets_page_in_code_point_order_whatever_the_locale(admi
 @pytest.mark.parametrize(
     ("sql", "args", "index"),
     [
-        (postgres._OUTBOX_DUE, (1.0, 10), "outbox_due"),
-        (f"{postgres._SELECT_OUTBOX} WHERE NOT told AND state IN ('done', 'failed') AND finished_at <= $1"
-         " ORDER BY finished_at, seq LIMIT 10", (1.0,), "outbox_untold"),
+        (postgres.SQL.outbox_due, (1.0, 10), "outbox_due"),
+        (postgres.SQL.outbox_untold, (1.0, 10), "outbox_untold"),
         ("SELECT id FROM notices WHERE sent_at IS NULL ORDER BY seq LIMIT 10", (), "notices_unsent"),
         ("SELECT event_id FROM inbox WHERE handled_at IS NULL ORDER BY seq LIMIT 10", (), "inbox_pending"),
         ("SELECT sys_id FROM ticket_watch WHERE (table_name, sys_id) > ($1, $2) ORDER BY table_name, sys_id"

@@ -1,0 +1,193 @@
+"""The statements both backends run, written once (PostgreSQL's $n parameters, dialect words in
+braces) and rendered per dialect by Sql(dialect). Statements only one backend has stay in its
+module (SQLite's step write and outbox take, PostgreSQL's)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from adapters.storage.dialect import Dialect
+
+OUTBOX_COLUMNS: Final = (
+    "id, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress,"
+    " result, told, record, retried_at, held"
+)
+WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, active"
+CODE_COLUMNS: Final = "peer, email, code_hash, salt, created_at, expires_at, attempts, step, used, mailed"
+_INSERT_OUTBOX: Final = (
+    "INSERT INTO outbox (" + OUTBOX_COLUMNS + ", finished_at)"
+    " VALUES (" + ", ".join(f"${n}" for n in range(1, 18)) + ")"
+)
+# Pending items due, oldest first, skipping any with an older pending item on its record. Plain
+# enough (no aggregate, no DISTINCT) for PostgreSQL to take FOR UPDATE SKIP LOCKED with it.
+OUTBOX_DUE: Final = (
+    "SELECT " + ", ".join(f"o.{c}" for c in OUTBOX_COLUMNS.split(", ")) + " FROM outbox AS o{due_index}"
+    " WHERE o.state = 'pending' AND o.next_at <= $1"
+    " AND (o.record IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.record = o.record"
+    " AND e.state = 'pending' AND e.seq < o.seq))"
+    " ORDER BY o.seq LIMIT $2"
+)
+
+
+class Sql:
+    """Every shared statement in one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        q = dialect.sql
+        self.dialect = dialect
+        self.select_session = q(
+            "SELECT peer, state, slots, flow_version, updated_at, version FROM sessions WHERE peer = $1"
+        )
+        self.insert_outbox = q(_INSERT_OUTBOX)
+        # An outcome written again (a worker that ran twice) adds its follow-ups once, if their ids
+        # are derived from the item's; a step's items are new by construction, so a clash there is
+        # an error.
+        self.insert_follow_up = q(_INSERT_OUTBOX + " ON CONFLICT (id) DO NOTHING")
+        self.outbox_get = q("SELECT " + OUTBOX_COLUMNS + " FROM outbox WHERE id = $1")
+        self.outbox_due = q(OUTBOX_DUE)
+        # Pending only: an item finished by another attempt, or dropped by an admin meanwhile, is
+        # left as it is.
+        self.finish_outbox = q(
+            "UPDATE outbox SET state = $1, result = $2, progress = $3, attempts = $4, last_error = $5,"
+            " held = FALSE, told = told OR $6, updated_at = $7, finished_at = $8 WHERE id = $9 AND state = 'pending'"
+        )
+        self.insert_notice = q(
+            "INSERT INTO notices (id, peer, text, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING"
+        )
+        # A ticket followed already keeps what was last seen of it; it goes to the chat that
+        # follows it now (its owner signed in there), so a chat they left hears no more of it.
+        self.insert_watch = q(
+            "INSERT INTO ticket_watch (table_name, sys_id, number, peer, state, updated_at, active, added_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (table_name, sys_id) DO UPDATE SET peer = excluded.peer"
+        )
+        # A follow-up step's replies replace the earlier event's only while those are kept unsent.
+        self.replace_replies = q(
+            "UPDATE inbox SET replies = $1, version = $2 WHERE event_id = $3 AND replies IS NOT NULL"
+        )
+        # Whether a later step of the peer has committed since these kept replies' step.
+        self.replies_unsent = q(
+            "SELECT event_id, peer, replies,"
+            " EXISTS (SELECT 1 FROM sessions AS s WHERE s.peer = i.peer AND s.version > i.version)"
+            " FROM inbox AS i WHERE replies IS NOT NULL AND handled_at < $2 ORDER BY seq LIMIT $1"
+        )
+        # Taken when free, run out, or held by the same holder already (a renewal).
+        self.acquire_lease = q(
+            "INSERT INTO leases AS l (name, holder, until) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE"
+            " SET holder = excluded.holder, until = excluded.until WHERE l.holder = excluded.holder OR l.until <= $4"
+        )
+        self.release_lease = q("DELETE FROM leases WHERE name = $1 AND holder = $2")
+        self.get_cursor = q("SELECT value FROM cursors WHERE name = $1")
+        self.put_cursor = q(
+            "INSERT INTO cursors (name, value, updated_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+        )
+        self.get_binding = q("SELECT peer, email, caller_id, name, bound_at FROM bindings WHERE peer = $1")
+        self.put_binding = q(
+            "INSERT INTO bindings (peer, email, caller_id, name, bound_at) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (peer) DO UPDATE SET email = excluded.email, caller_id = excluded.caller_id,"
+            " name = excluded.name, bound_at = excluded.bound_at"
+        )
+        self.delete_binding = q("DELETE FROM bindings WHERE peer = $1")
+        self.put_code = q(
+            "INSERT INTO auth_codes (" + CODE_COLUMNS + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT (peer) DO UPDATE SET email = excluded.email, code_hash = excluded.code_hash,"
+            " salt = excluded.salt, created_at = excluded.created_at, expires_at = excluded.expires_at,"
+            " attempts = excluded.attempts, step = excluded.step, used = excluded.used, mailed = excluded.mailed"
+        )
+        self.get_code = q("SELECT " + CODE_COLUMNS + " FROM auth_codes WHERE peer = $1")
+        self.add_code_attempt = q("UPDATE auth_codes SET attempts = attempts + 1 WHERE peer = $1 RETURNING attempts")
+        self.delete_code = q("DELETE FROM auth_codes WHERE peer = $1")
+        self.record_code_sent = q("INSERT INTO auth_sends (peer, email, sent_at) VALUES ($1, $2, $3)")
+        # Both indexes (by peer, by email) serve the OR.
+        self.code_send_stats = q(
+            "SELECT count(*) FILTER (WHERE peer = $1), count(*) FILTER (WHERE email = $2),"
+            " count(*) FILTER (WHERE peer = $1 AND email = $2), max(sent_at) FILTER (WHERE peer = $1 AND email = $2)"
+            " FROM auth_sends WHERE (peer = $1 OR email = $2) AND sent_at >= $3"
+        )
+        self.seen_event = q("SELECT 1 FROM inbox WHERE event_id = $1 AND handled_at IS NOT NULL")
+        self.inbox_add = q(
+            "INSERT INTO inbox (event_id, peer, body, received_at) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (event_id) DO NOTHING"
+        )
+        self.inbox_pending = q(
+            "SELECT event_id, peer, body, received_at FROM inbox WHERE handled_at IS NULL"
+            " AND received_at < $2 ORDER BY seq LIMIT $1"
+        )
+        # Pending only: an item finished, retried or dropped meanwhile is not written back.
+        self.outbox_save = q(
+            "UPDATE outbox SET attempts = $1, next_at = $2, updated_at = $3, last_error = $4, progress = $5,"
+            " held = $6 WHERE id = $7 AND state = 'pending'"
+        )
+        self.outbox_lease = q(
+            "UPDATE outbox SET next_at = $1, attempts = {greatest}(0, attempts + $2), held = $3"
+            " WHERE id = $4 AND state = 'pending' AND next_at = $5"
+        )
+        # The WHERE repeats the partial index's terms word for word, so the planner uses it.
+        self.outbox_untold = q(
+            "SELECT " + OUTBOX_COLUMNS + " FROM outbox WHERE {untold} AND state IN ('done', 'failed')"
+            " AND finished_at <= $1 ORDER BY finished_at, seq LIMIT $2"
+        )
+        # The told flag is the once-only guard: whoever flips it tells, nobody else.
+        self.outbox_tell = q("UPDATE outbox SET told = TRUE WHERE id = $1 AND NOT told")
+        # progress, attempts and last_error stay: the retry goes on from what was done (attempts
+        # tell the worker an earlier try may have got through), and the last error is worth
+        # seeing until a new attempt replaces it. retried_at restarts the give-up clock.
+        self.outbox_retry = q(
+            "UPDATE outbox SET state = 'pending', next_at = $1, updated_at = $1, retried_at = $1,"
+            " finished_at = NULL, told = FALSE, result = NULL, held = FALSE"
+            " WHERE id = $2 AND (state = 'failed' OR state = 'pending' AND (NOT held OR next_at <= $1))"
+        )
+        self.outbox_drop = q(
+            "DELETE FROM outbox WHERE id = $1 AND state IN ('pending', 'failed') RETURNING " + OUTBOX_COLUMNS
+        )
+        self.notices_unsent = q(
+            "SELECT id, peer, text, created_at FROM notices WHERE sent_at IS NULL ORDER BY seq LIMIT $1"
+        )
+        # A row value comparison walks the primary key from the last page's end.
+        self.watch_list = q(
+            "SELECT " + WATCH_COLUMNS + " FROM ticket_watch WHERE (table_name, sys_id) > ($1, $2)"
+            " ORDER BY table_name, sys_id LIMIT $3"
+        )
+        # An UPDATE, not an upsert: a ticket dropped while it was being looked at stays dropped.
+        self.watch_update = q(
+            "UPDATE ticket_watch SET number = $1, state = $2, updated_at = $3, active = $4"
+            " WHERE table_name = $5 AND sys_id = $6"
+        )
+        self.watch_drop = q("DELETE FROM ticket_watch WHERE table_name = $1 AND sys_id = $2")
+        self.prune = tuple(q(s) for s in (
+            # Handled events only: one received but not yet handled is work still to do.
+            "DELETE FROM inbox WHERE received_at < $1 AND handled_at IS NOT NULL",
+            "DELETE FROM auth_sends WHERE sent_at < $1",
+            "DELETE FROM auth_codes WHERE expires_at < $1",
+            # Unsent notices (sent_at NULL) are never older than anything.
+            "DELETE FROM notices WHERE sent_at < $1",
+            # Failed items wait for an operator, untold ones for the user to hear of them.
+            "DELETE FROM outbox WHERE state = 'done' AND told AND finished_at < $1",
+        ))
+
+    def seen_events(self, count: int) -> str:
+        return self.dialect.sql(
+            "SELECT event_id FROM inbox WHERE handled_at IS NOT NULL AND " + self.dialect.any_of("event_id", 1, count)
+        )
+
+    def mark_handled(self, count: int) -> str:
+        return self.dialect.sql(
+            "UPDATE inbox SET handled_at = $1, body = NULL WHERE handled_at IS NULL AND "
+            + self.dialect.any_of("event_id", 2, count)
+        )
+
+    def replies_sent(self, count: int) -> str:
+        return self.dialect.sql(
+            "UPDATE inbox SET sent_at = $1, replies = NULL WHERE " + self.dialect.any_of("event_id", 2, count)
+        )
+
+    def notices_sent(self, count: int) -> str:
+        # The first sending counts: a resend does not push back its pruning.
+        return self.dialect.sql(
+            "UPDATE notices SET sent_at = $1 WHERE sent_at IS NULL AND " + self.dialect.any_of("id", 2, count)
+        )
+
+    def outbox_list(self, count: int) -> str:
+        where = " WHERE " + self.dialect.any_of("state", 2, count) if count else ""
+        return self.dialect.sql("SELECT " + OUTBOX_COLUMNS + " FROM outbox" + where + " ORDER BY seq LIMIT $1")
