@@ -1,8 +1,8 @@
-"""SQLite storage: the embedded default (aiosqlite, WAL).
+"""SQLite storage: the embedded default (WAL, one connection on its own thread).
 
 The calls and the group commit are the storage core's (core.py); what is SQLite's is how they
-run. One connection, used only on aiosqlite's worker thread: a call's statements, however many,
-run there in one hop, and so does a whole group-commit batch — all its version-checked session
+run. One connection, used only on its worker thread (sqlite_worker.py): a call's statements,
+however many, run there in one hop, and so does a whole group-commit batch — all its version-checked session
 writes and inbox marks plus one COMMIT — so the batch grows with the load while each step costs
 one write:
 
@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, cast
 from urllib.parse import unquote
 
-import aiosqlite
-
 from adapters.storage.core import CommitStats, Fetch, Kind, Query, Script, SqlStorage, StepResult, StorageClosed
 from adapters.storage.dialect import SQLITE
 from adapters.storage.rows import StepRow, outbox_item
 from adapters.storage.schema import NEWER_SCHEMA, SCHEMA_MIGRATIONS, migrations
 from adapters.storage.sql import Sql
+from adapters.storage.sqlite_worker import SqliteWorker
 from engine.ports import Binding, OutboxItem
 
 __all__ = [
@@ -101,7 +100,7 @@ async def open_sqlite(
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: no implicit transactions; each call below states its own.
-    db = await aiosqlite.connect(path, isolation_level=None)
+    db = await SqliteWorker.open(path, isolation_level=None)
     storage = SqliteStorage(db, max_batch=max_batch)
     try:
         await storage._run(lambda conn: _prepare(conn, synchronous, busy_timeout_ms))
@@ -184,7 +183,7 @@ class SqliteStorage(SqlStorage):
     backend = "SQLite"
     shared = False  # one process per file
 
-    def __init__(self, db: aiosqlite.Connection, *, max_batch: int = 1000,
+    def __init__(self, db: SqliteWorker, *, max_batch: int = 1000,
                  binding_cache_size: int = 10_000, binding_ttl: float = 60.0) -> None:
         super().__init__(max_batch=max_batch)
         self._db = db
@@ -194,17 +193,10 @@ class SqliteStorage(SqlStorage):
         self._closed = False
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run fn(conn) on aiosqlite's worker thread: one hop, however many statements.
-
-        aiosqlite's public API costs a hop per statement, fetch and commit; its private
-        Connection._execute is the only way to run a whole batch in one. Every use of
-        aiosqlite's internals is in this method, so a change there breaks only here.
-        """
+        """Run fn(conn) on the connection's thread: one hop, however many statements."""
         if self._closed:
             raise StorageClosed("SQLite storage is closed")
-        db = self._db
-        result = await db._execute(lambda: fn(db._conn))  # type: ignore[no-untyped-call]
-        return cast(T, result)
+        return await self._db.run(fn)
 
     async def _script(self, script: Callable[[], Script[T]], kind: Kind) -> T:
         if kind is Kind.READ:

@@ -19,8 +19,8 @@ async def test_on_storage_of_one_process_the_job_is_always_its_own(tmp_path: Pat
         second = JobLease(storage, "status_watch", ttl=30, holder="b")
         assert await first.hold() and await second.hold()
         await first.release()
-        async with storage._db.execute("SELECT count(*) FROM leases") as cursor:  # nothing was written
-            assert (await cursor.fetchone())[0] == 0
+        # Nothing was written.
+        assert await storage._run(lambda conn: conn.execute("SELECT count(*) FROM leases").fetchone()[0]) == 0
     finally:
         await storage.close()
 

@@ -156,8 +156,7 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         await open_sqlite(path)
 
 
-async def test_worker_helper_runs_on_aiosqlite_thread(storage: SqliteStorage) -> None:
-    # _run relies on aiosqlite's private Connection._execute; this breaks if that changes.
+async def test_worker_helper_runs_on_the_connection_thread(storage: SqliteStorage) -> None:
     worker = await storage._run(lambda conn: threading.get_ident())
     assert worker != threading.get_ident()
     assert await storage._run(lambda conn: conn.execute("SELECT 41 + 1").fetchone()[0]) == 42
