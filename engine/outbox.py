@@ -38,6 +38,7 @@ from engine.ports import (
     Notice,
     OutboxItem,
     OutboxOutcome,
+    OutboxState,
     OutboxStore,
     TicketSystemRejected,
     TicketSystemUnavailable,
@@ -534,7 +535,7 @@ class OutboxWorker:
         if waiter is not None and not waiter.done():
             waiter.set_result(item)
 
-    async def _finish(self, item: OutboxItem, state: str, result: dict[str, Any], error: str,
+    async def _finish(self, item: OutboxItem, state: OutboxState, result: dict[str, Any], error: str,
                       follow_ups: Sequence[OutboxItem] = (), watch: Sequence[WatchedTicket] = ()) -> None:
         item.state = state
         item.result = result

@@ -35,7 +35,7 @@ def describe_item(item: OutboxItem, now: float) -> str:
     """One line per item: what it is, for whom, how it stands."""
     p = item.payload
     what = str(p.get("number") or p.get("table") or "")
-    status = item.state
+    status = str(item.state)
     if item.state == OUTBOX_PENDING:
         status += f", try {item.attempts + 1} in {_age(item.next_at - now)}" if item.next_at > now else ", due now"
     elif item.result:

@@ -247,8 +247,8 @@ class SqlStorage:
         return None if found is None else Binding(*found)
 
     async def put_binding(self, binding: Binding) -> None:
-        b = binding
-        await self._do(q_changed(self.sql.put_binding, b.peer, b.email, b.caller_id, b.name, b.bound_at), Kind.WRITE)
+        await self._do(q_changed(self.sql.put_binding, binding.peer, binding.email, binding.caller_id, binding.name,
+                                 binding.bound_at), Kind.WRITE)
 
     async def delete_binding(self, peer: str) -> None:
         await self._do(q_changed(self.sql.delete_binding, peer), Kind.WRITE)
@@ -256,9 +256,8 @@ class SqlStorage:
     # ----------------------------------------------------------------- sign-in codes
 
     async def put_code(self, code: PendingCode) -> None:
-        c = code
-        await self._do(q_changed(self.sql.put_code, c.peer, c.email, c.code_hash, c.salt, c.created_at, c.expires_at,
-                               c.attempts, c.step, c.used, c.mailed), Kind.WRITE)
+        await self._do(q_changed(self.sql.put_code, code.peer, code.email, code.code_hash, code.salt, code.created_at,
+                                 code.expires_at, code.attempts, code.step, code.used, code.mailed), Kind.WRITE)
 
     async def get_code(self, peer: str) -> PendingCode | None:
         found = await self._one(self.sql.get_code, peer)
@@ -346,9 +345,8 @@ class SqlStorage:
         return None if found is None else outbox_item(found)
 
     async def outbox_save(self, item: OutboxItem) -> None:
-        i = item
-        await self._do(q_changed(self.sql.outbox_save, i.attempts, i.next_at, i.updated_at, i.last_error,
-                               json_text(i.progress), i.held, i.id), Kind.PUT)
+        await self._do(q_changed(self.sql.outbox_save, item.attempts, item.next_at, item.updated_at, item.last_error,
+                                 json_text(item.progress), item.held, item.id), Kind.PUT)
 
     async def outbox_lease(self, item_id: str, held_until: float, until: float, attempts: int = 0) -> bool:
         moved = await self._do(q_changed(self.sql.outbox_lease, until, attempts, attempts >= 0, item_id, held_until),

@@ -18,7 +18,6 @@ If a lock connection is lost, PostgreSQL has dropped its locks: steps in flight 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -148,8 +147,10 @@ class _Shard:
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
+            try:
                 conn.terminate()
+            except Exception as exc:  # it is being dropped as broken already
+                log.debug("peer lock connection did not terminate cleanly: %r", exc)
 
     async def close(self) -> None:
         self.closed = True
@@ -157,15 +158,20 @@ class _Shard:
         self._tries = {}
         if self._runner is not None and not self._runner.done():
             # Queued releases go out first; a connection that is gone releases everything.
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(asyncio.shield(self._runner), 5.0)
+            except Exception as exc:
+                log.warning("peer lock releases not sent before closing (%r); closing the connection drops the"
+                            " locks", exc)
             self._runner.cancel()
-            with contextlib.suppress(BaseException):
-                await self._runner
+            # Its end, cancelled or not, is all that is wanted here.
+            await asyncio.gather(self._runner, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(conn.close(), 5.0)
+            except Exception as exc:  # the server drops the locks with the connection anyway
+                log.debug("peer lock connection did not close cleanly: %r", exc)
 
 
 class AdvisoryPeerLocks:

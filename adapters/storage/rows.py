@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from engine.ports import OUTBOX_PENDING, Notice, OutboxItem, OutboxOutcome, StepCommit, WatchedTicket
+from engine.ports import Notice, OutboxItem, OutboxOutcome, OutboxState, StepCommit, WatchedTicket
 
 
 class OutboxRow(NamedTuple):
@@ -102,16 +102,16 @@ def json_text(value: object) -> str:
 
 
 def step_row(step: StepCommit) -> StepRow:
-    s = step.session
-    return StepRow(s.peer, s.state, json_text(s.slots), s.flow_version, s.updated_at, step.expected_version,
-                   step.event_id, step.replies, tuple(outbox_row(item) for item in step.outbox), step.reply_of,
-                   tuple(outcome_rows(o) for o in step.finish))
+    session = step.session
+    return StepRow(session.peer, session.state, json_text(session.slots), session.flow_version, session.updated_at,
+                   step.expected_version, step.event_id, step.replies, tuple(outbox_row(item) for item in step.outbox),
+                   step.reply_of, tuple(outcome_rows(outcome) for outcome in step.finish))
 
 
 def outcome_rows(outcome: OutboxOutcome) -> OutcomeRows:
-    i = outcome.item
-    finish = FinishRow(i.state, result_text(i), json_text(i.progress), i.attempts, i.last_error, i.told,
-                       i.updated_at, finished_at(i), i.id)
+    item = outcome.item
+    finish = FinishRow(item.state, result_text(item), json_text(item.progress), item.attempts, item.last_error,
+                       item.told, item.updated_at, finished_at(item), item.id)
     now = time.time()
     return OutcomeRows(finish, [notice_row(n) for n in outcome.notices], [outbox_row(f) for f in outcome.follow_ups],
                        [watch_row(t, now) for t in outcome.watch])
@@ -130,16 +130,16 @@ def result_text(item: OutboxItem) -> str | None:
 def finished_at(item: OutboxItem) -> float | None:
     # An item ends at its last update, in the engine's clock: outbox_untold and prune are asked
     # in that clock (a test's fixed one, too), so an adapter's own clock would not compare.
-    return None if item.state == OUTBOX_PENDING else item.updated_at
+    return None if item.state == OutboxState.PENDING else item.updated_at
 
 
 def outbox_item(row: Sequence[Any]) -> OutboxItem:
     """An item from the outbox columns in the order the adapters select them (OUTBOX_COLUMNS)."""
     (id_, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress, result,
      told, record, retried_at, held) = row
-    return OutboxItem(id_, peer, kind, json.loads(payload), created_at, state, attempts, next_at, updated_at,
-                      last_error, json.loads(progress), None if result is None else json.loads(result), bool(told),
-                      record, retried_at, bool(held))
+    return OutboxItem(id_, peer, kind, json.loads(payload), created_at, OutboxState(state), attempts, next_at,
+                      updated_at, last_error, json.loads(progress), None if result is None else json.loads(result),
+                      bool(told), record, retried_at, bool(held))
 
 
 def notice_row(notice: Notice) -> NoticeRow:
@@ -147,5 +147,5 @@ def notice_row(notice: Notice) -> NoticeRow:
 
 
 def watch_row(ticket: WatchedTicket, added_at: float) -> WatchRow:
-    t = ticket
-    return WatchRow(t.table, t.sys_id, t.number, t.peer, t.state, t.updated_at, t.active, added_at)
+    return WatchRow(ticket.table, ticket.sys_id, ticket.number, ticket.peer, ticket.state, ticket.updated_at,
+                    ticket.active, added_at)

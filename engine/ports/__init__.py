@@ -18,6 +18,7 @@ from engine.ports.outbox import (
     OUTBOX_PENDING,
     OutboxItem,
     OutboxOutcome,
+    OutboxState,
     OutboxStore,
 )
 from engine.ports.sessions import Session, SessionStore, StepCommit
@@ -57,6 +58,7 @@ __all__ = [
     "Notices",
     "OutboxItem",
     "OutboxOutcome",
+    "OutboxState",
     "OutboxStore",
     "PendingCode",
     "Person",

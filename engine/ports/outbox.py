@@ -5,13 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, Final, Protocol
 
 from engine.ports.notices import Notice, WatchedTicket
 
-OUTBOX_PENDING = "pending"
-OUTBOX_DONE = "done"
-OUTBOX_FAILED = "failed"
+
+class OutboxState(StrEnum):
+    """Where an outbox item is; stored as these strings."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+OUTBOX_PENDING: Final = OutboxState.PENDING
+OUTBOX_DONE: Final = OutboxState.DONE
+OUTBOX_FAILED: Final = OutboxState.FAILED
 
 
 @dataclass(slots=True)
@@ -27,7 +37,7 @@ class OutboxItem:
     kind: str  # "ticket.create", "ticket.comment", "ticket.upload"
     payload: dict[str, Any]
     created_at: float
-    state: str = OUTBOX_PENDING
+    state: OutboxState = OutboxState.PENDING
     attempts: int = 0
     next_at: float = 0.0  # not tried before this time (backoff)
     updated_at: float = 0.0
