@@ -1,7 +1,8 @@
 """Backends for the contract suites in this directory.
 
-Each `*_contract.py` module here is a test module written against one port only (Storage,
-Mailer, FileSpool); the fixtures below run every test in it once per backend, the way aiogram
+Each `*_contract.py` module here is a test module written against one port only: the storage
+ports (sessions, inbox, locks, auth, outbox, notices; storage_contract.py what spans them),
+Mailer, FileSpool. The fixtures below run every test in it once per backend, the way aiogram
 tests its FSM storages. The modules are collected by `pytest_collect_file` below, since their
 names do not match pytest's `test_*.py`.
 
