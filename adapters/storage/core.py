@@ -20,6 +20,7 @@ import asyncio
 import json
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -116,7 +117,7 @@ class CommitStats:
 StepResult = bool | Exception
 
 
-class SqlStorage:
+class SqlStorage(ABC):
     """The Storage port over SQL, for a backend to complete (see the module docstring)."""
 
     sql: ClassVar[Sql]
@@ -135,14 +136,14 @@ class SqlStorage:
 
     # ----------------------------------------------------------------- what a backend supplies
 
+    @abstractmethod
     async def _script(self, script: Callable[[], Script[T]], kind: Kind) -> T:
         """Run a fresh script(): a call broken by a lost connection may be run again."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def _write_batch(self, batch: Sequence[StepRow]) -> list[StepResult]:
         """Write the steps in one transaction; a step's own failure may be its result, a failure
         of the whole batch is raised."""
-        raise NotImplementedError
 
     # ----------------------------------------------------------------- the group commit
 
