@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.actions import REGISTRY
 from engine.actions.registry import ActionRegistry
 from engine.build import build, flow_set_version
+from engine.dialogue import Dialogue
 from engine.findings import Finding, Severity
 from engine.lint import lint
-from engine.machine import CompiledMachine
-from engine.model import FlowSet
+from engine.machine import DialogueMachine
+from engine.model import FlowSet, Router
 from engine.schema_check import check_schema
 from engine.yamlsrc import YamlDoc, load_yaml_file
 
@@ -76,15 +77,31 @@ def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) ->
     states = {name: st for flow in built.flows.values() for name, st in flow.states.items()}
     file_slots = {st.input.slot: st.input for st in states.values()
                   if st.input is not None and st.input.kind == "attachments"}
-    result.flow_set = FlowSet(
+    parts = FlowSet(
         version=flow_set_version(texts),
         flows=built.flows,
         states=states,
         catalog=built.catalog,
         bot=built.bot,
         tickets=built.tickets,
-        machine=CompiledMachine(states, built.bot),
+        machine=_NOT_COMPILED,
         files=tuple(str(p) for p in files),
         file_slots=file_slots,
     )
+    # The machine is compiled from the flow set's parts (states, catalogue, settings) and then
+    # travels with them, so that a reload swaps both at once.
+    result.flow_set = replace(parts, machine=DialogueMachine(parts))
     return result
+
+
+class _NotCompiled:
+    """The machine of a flow set still being compiled: nothing routes through it."""
+
+    def handles(self, state: str, event: str) -> bool:
+        raise RuntimeError("the flow set's machine is not compiled yet")
+
+    def trigger(self, dialogue: Dialogue, event: str, index: int | None = None) -> bool:
+        raise RuntimeError("the flow set's machine is not compiled yet")
+
+
+_NOT_COMPILED: Router = _NotCompiled()

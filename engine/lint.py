@@ -8,7 +8,7 @@ from engine.actions.registry import VALUE, ActionRegistry, Shape
 from engine.build import Built, TemplateUse
 from engine.findings import Finding, Severity
 from engine.inputs import ERRORS_BY_KIND
-from engine.model import RETURN, ButtonSpec, StateSpec, TransitionSpec, Where
+from engine.model import RETURN, Alternatives, ButtonSpec, StateSpec, TransitionSpec, Where
 from engine.replies import Button
 from engine.text import normalize_text
 
@@ -85,11 +85,13 @@ class Linter:
 
     def transitions(self) -> Iterable[tuple[StateSpec | None, TransitionSpec]]:
         for st in self.states.values():
-            for t in st.on.values():
-                yield st, t
+            for alternatives in st.on.values():
+                for t in alternatives:
+                    yield st, t
         if self.b.bot:
-            for t in self.b.bot.global_on.values():
-                yield None, t
+            for alternatives in self.b.bot.global_on.values():
+                for t in alternatives:
+                    yield None, t
 
     def check_targets(self) -> None:
         for flow in self.b.flows.values():
@@ -102,6 +104,17 @@ class Linter:
             self.check_target(t.otherwise, t.where)
             if t.to == RETURN and t.then:
                 self.add(t.where, "F070", "'then' makes no sense on a transition to 'return'")
+        for alternatives in self.all_alternatives():
+            for t in alternatives[:-1]:
+                if not (t.when or t.unless):
+                    self.add(t.where, "F015", f"'on: {t.event}': this alternative has no 'when' or 'unless', "
+                             "so the ones after it are never taken")
+
+    def all_alternatives(self) -> Iterable[Alternatives]:
+        for st in self.states.values():
+            yield from st.on.values()
+        if self.b.bot:
+            yield from self.b.bot.global_on.values()
 
     # ------------------------------------------------------------------ states
 
@@ -134,10 +147,10 @@ class Linter:
                     if info is None or not info.settles:
                         continue
                     for ev in info.emits:
-                        t = st.on.get(ev)
-                        if t is not None and t.to in self.states:
-                            for settled in info.settles:
-                                self._settled.setdefault(t.to, {}).setdefault(settled, st.where)
+                        for t in st.on.get(ev, ()):
+                            if t.to in self.states:
+                                for settled in info.settles:
+                                    self._settled.setdefault(t.to, {}).setdefault(settled, st.where)
         return self._settled
 
     def rows(self, st: StateSpec) -> list[tuple[ButtonSpec, ...]]:
@@ -168,10 +181,10 @@ class Linter:
                     if not self.handled(st, button.event):
                         self.add(button.where, "F014",
                                  f"{st.name}: button '{button.label}' raises '{button.event}' but nothing handles it")
-            for ev, t in st.on.items():
+            for ev, alternatives in st.on.items():
                 if ev not in raised and ev not in commands and ev not in (self.b.bot.global_on if self.b.bot else {}):
-                    self.add(t.where, "F014", f"{st.name}: 'on: {ev}' can never happen here (no button, input, "
-                             "pick, action or command raises it)", Severity.WARNING)
+                    self.add(alternatives[0].where, "F014", f"{st.name}: 'on: {ev}' can never happen here (no "
+                             "button, input, pick, action or command raises it)", Severity.WARNING)
             shows_buttons = bool(self.rows(st)) or st.pick is not None
             if not st.on and not shows_buttons and st.input is None:
                 self.add(st.where, "F013", f"{st.name}: no buttons, no input and no transitions: the user is stuck")
@@ -251,8 +264,8 @@ class Linter:
         bot = self.b.bot
         if bot is None:
             return
-        roots = [bot.start, *(t.to for t in bot.global_on.values())]
-        roots += [t.then for t in bot.global_on.values() if t.then]
+        roots = [bot.start, *(t.to for alts in bot.global_on.values() for t in alts)]
+        roots += [t.then for alts in bot.global_on.values() for t in alts if t.then]
         seen: set[str] = set()
         todo = [r for r in roots if r in self.states]
         while todo:
@@ -260,7 +273,7 @@ class Linter:
             if name in seen:
                 continue
             seen.add(name)
-            for t in self.states[name].on.values():
+            for t in (t for alts in self.states[name].on.values() for t in alts):
                 for nxt in (t.to, t.then, t.otherwise):
                     if nxt and nxt in self.states and nxt not in seen:
                         todo.append(nxt)
@@ -291,9 +304,10 @@ class Linter:
                     known.setdefault(inp.slot, VALUE)
                     if inp.files_slot:
                         known[inp.files_slot] = Shape(FILE_FIELDS, is_list=True)
-            for t in st.on.values():
-                for slot in t.set:
-                    known.setdefault(slot, VALUE)
+            for alternatives in st.on.values():
+                for t in alternatives:
+                    for slot in t.set:
+                        known.setdefault(slot, VALUE)
         for st in self.states.values():
             if st.pick:
                 if st.pick.source == "catalog":

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from engine.dialogue import Dialogue
 from engine.templates import Template
-
-if TYPE_CHECKING:
-    from engine.machine import CompiledMachine
 
 RETURN = "return"
 
@@ -49,7 +47,14 @@ class TransitionSpec:
     otherwise: str | None = None  # 'else' in YAML
     set: Mapping[str, Any] = field(default_factory=dict)
     clear: tuple[str, ...] = ()
+    # Guards over the session's slots: taken only when `when` is set and `unless` is not.
+    when: str | None = None
+    unless: str | None = None
     where: Where | None = None
+
+
+# An event's transitions from one state, tried in order: the first whose guards hold is taken.
+Alternatives = tuple[TransitionSpec, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +93,7 @@ class StateSpec:
     buttons: tuple[tuple[ButtonSpec, ...], ...]
     footer: bool
     inline: bool
-    on: Mapping[str, TransitionSpec]
+    on: Mapping[str, Alternatives]
     where: Where
 
 
@@ -173,7 +178,7 @@ class PickLabels:
 class BotSettings:
     start: str
     footer: tuple[tuple[ButtonSpec, ...], ...]
-    global_on: Mapping[str, TransitionSpec]
+    global_on: Mapping[str, Alternatives]
     commands: Mapping[str, str]  # normalised typed text → event
     pick_labels: PickLabels
     messages: Mapping[str, Template]
@@ -203,6 +208,18 @@ class TicketSettings:
         return code
 
 
+class Router(Protocol):
+    """The flow set's state logic, compiled onto `transitions` (engine.machine.DialogueMachine)."""
+
+    def handles(self, state: str, event: str) -> bool:
+        """Whether `state` has any transition on `event` (its guards aside)."""
+        ...
+
+    def trigger(self, dialogue: Dialogue, event: str, index: int | None = None) -> bool:
+        """Take `event` from dialogue.state; False when no transition of it applies there."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class FlowSet:
     """A whole, valid flow set: what the engine runs and hot reload swaps atomically."""
@@ -213,7 +230,7 @@ class FlowSet:
     catalog: Catalog
     bot: BotSettings
     tickets: TicketSettings
-    machine: CompiledMachine
+    machine: Router
     files: tuple[str, ...]
     # Slots that hold spooled files, with the input whose limits apply to them.
     file_slots: Mapping[str, InputSpec]

@@ -194,25 +194,25 @@ async def test_no_wait_means_no_waiting(harness: Harness, wait: float) -> None:
 
 async def test_a_step_that_fails_after_queueing_queues_nothing(harness: Harness,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.runtime import Turn
+    from engine.turn import Turn
 
     await harness.describe("bug@ranepa.ru", "Не печатает принтер на третьем этаже")
     await harness.attach("shot.png")
     await harness.press("Готово")
-    real_enter = Turn.enter
+    real_enter = Turn.run_actions
 
-    async def broken(self: Turn, dest: str, event: str | None = None) -> str | None:
-        if dest == "create_ticket.queued":
+    async def broken(self: Turn, state: str) -> str | None:
+        if state == "create_ticket.queued":
             raise RuntimeError("a bug after the action queued the ticket")
-        return await real_enter(self, dest, event)
+        return await real_enter(self, state)
 
-    monkeypatch.setattr(Turn, "enter", broken)
+    monkeypatch.setattr(Turn, "run_actions", broken)
     reply = await harness.press("Отправить")
     assert "Что-то пошло не так" in reply.text
     assert await harness.storage.outbox_list() == []
     session = await harness.storage.load_session(harness.peer)
     assert session is not None and [f["name"] for f in session.slots["files"]] == ["shot.png"]
-    monkeypatch.setattr(Turn, "enter", real_enter)
+    monkeypatch.setattr(Turn, "run_actions", real_enter)
     reply = await harness.press("Отправить")
     assert "Заявка INC0000001 создана" in reply.text
     assert len(await harness.storage.outbox_list()) == 2  # the ticket and its file, once
