@@ -24,11 +24,11 @@ from engine.model import (
     CatalogGroup,
     FlowSpec,
     InputSpec,
-    Mapping_,
     PickLabels,
     PickSpec,
     SayPart,
     StateSpec,
+    TicketMapping,
     TicketSettings,
     TransitionSpec,
     Where,
@@ -279,10 +279,10 @@ class _DocBuilder:
         )
 
 
-def _mapping(data: Any) -> Mapping_:
+def _mapping(data: Any) -> TicketMapping:
     if not data:
-        return Mapping_()
-    return Mapping_(
+        return TicketMapping()
+    return TicketMapping(
         table=data.get("table"),
         service=data.get("service"),
         category=data.get("category"),

@@ -37,7 +37,7 @@ PICK_EVENTS = ("chosen", "back")
 
 class Linter:
     def __init__(self, built: Built, registry: ActionRegistry, origin: str = "flows") -> None:
-        self.b = built
+        self.built = built
         self.registry = registry
         self.origin = origin  # where set-wide findings (a missing settings file) point
         self.findings: list[Finding] = []
@@ -51,7 +51,7 @@ class Linter:
         self.findings.append(Finding(w.path, w.line, w.col, code, message, severity))
 
     def run(self) -> list[Finding]:
-        b = self.b
+        b = self.built
         if b.bot is None:
             self.add(None, "F070", "no bot settings: one file must have the top-level key 'bot'")
         if b.catalog is None:
@@ -77,8 +77,8 @@ class Linter:
             self.add(where, "F010", f"target '{target}' must be written as flow.state here")
             return
         flow, _, state = target.partition(".")
-        if flow not in self.b.flows:
-            known = ", ".join(sorted(self.b.flows)) or "none"
+        if flow not in self.built.flows:
+            known = ", ".join(sorted(self.built.flows)) or "none"
             self.add(where, "F011", f"unknown flow '{flow}' in target '{target}' (flows: {known})")
         elif target not in self.states:
             self.add(where, "F010", f"unknown state '{state}' in flow '{flow}'")
@@ -88,16 +88,16 @@ class Linter:
             for alternatives in st.on.values():
                 for t in alternatives:
                     yield st, t
-        if self.b.bot:
-            for alternatives in self.b.bot.global_on.values():
+        if self.built.bot:
+            for alternatives in self.built.bot.global_on.values():
                 for t in alternatives:
                     yield None, t
 
     def check_targets(self) -> None:
-        for flow in self.b.flows.values():
+        for flow in self.built.flows.values():
             self.check_target(flow.start, flow.where)
-        if self.b.bot:
-            self.check_target(self.b.bot.start, self.b.bot.where)
+        if self.built.bot:
+            self.check_target(self.built.bot.start, self.built.bot.where)
         for _, t in self.transitions():
             self.check_target(t.to, t.where)
             self.check_target(t.then, t.where)
@@ -113,8 +113,8 @@ class Linter:
     def all_alternatives(self) -> Iterable[Alternatives]:
         for st in self.states.values():
             yield from st.on.values()
-        if self.b.bot:
-            yield from self.b.bot.global_on.values()
+        if self.built.bot:
+            yield from self.built.bot.global_on.values()
 
     # ------------------------------------------------------------------ states
 
@@ -155,15 +155,16 @@ class Linter:
 
     def rows(self, st: StateSpec) -> list[tuple[ButtonSpec, ...]]:
         rows = list(st.buttons)
-        if st.footer and self.b.bot:
-            rows.extend(self.b.bot.footer)
+        if st.footer and self.built.bot:
+            rows.extend(self.built.bot.footer)
         return rows
 
     def handled(self, st: StateSpec, event: str) -> bool:
-        return event in st.on or bool(self.b.bot and event in self.b.bot.global_on)
+        return event in st.on or bool(self.built.bot and event in self.built.bot.global_on)
 
     def check_states(self) -> None:
-        commands = set(self.b.bot.commands.values()) if self.b.bot else set()
+        commands = set(self.built.bot.commands.values()) if self.built.bot else set()
+        global_events = self.built.bot.global_on if self.built.bot else {}
         for st in self.states.values():
             raised = self.raised_events(st)
             for name, where in zip(st.enter, st.enter_where, strict=True):
@@ -182,7 +183,7 @@ class Linter:
                         self.add(button.where, "F014",
                                  f"{st.name}: button '{button.label}' raises '{button.event}' but nothing handles it")
             for ev, alternatives in st.on.items():
-                if ev not in raised and ev not in commands and ev not in (self.b.bot.global_on if self.b.bot else {}):
+                if ev not in raised and ev not in commands and ev not in global_events:
                     self.add(alternatives[0].where, "F014", f"{st.name}: 'on: {ev}' can never happen here (no "
                              "button, input, pick, action or command raises it)", Severity.WARNING)
             shows_buttons = bool(self.rows(st)) or st.pick is not None
@@ -261,7 +262,7 @@ class Linter:
     # ------------------------------------------------------------------ reachability
 
     def check_reachability(self) -> None:
-        bot = self.b.bot
+        bot = self.built.bot
         if bot is None:
             return
         roots = [bot.start, *(t.to for alts in bot.global_on.values() for t in alts)]
@@ -324,7 +325,7 @@ class Linter:
 
     def check_templates(self) -> None:
         slots = self.known_slots()
-        for dotted, where in self.b.slot_refs:
+        for dotted, where in self.built.slot_refs:
             head, _, tail = dotted.partition(".")
             known = slots.get(head)
             field = tail.split(".")[0]
@@ -332,7 +333,7 @@ class Linter:
                 self.add(where, "F030", f"unknown slot '{dotted}'")
             elif field and known.fields and field not in known.fields:
                 self.add(where, "F030", f"'{head}' has no field '{field}' (it has: {', '.join(sorted(known.fields))})")
-        for use in self.b.uses:
+        for use in self.built.uses:
             scope = self.scope(use, slots)
             for ref in use.template.refs:
                 root, *rest = ref.path
@@ -360,10 +361,10 @@ class Linter:
     # ------------------------------------------------------------------ catalogue and settings
 
     def check_catalog(self) -> None:
-        if self.b.catalog is None:
+        if self.built.catalog is None:
             return
         seen: dict[str, Where] = {}
-        for group in self.b.catalog.groups:
+        for group in self.built.catalog.groups:
             for ident, where in [(f"group {group.id}", group.where),
                                  *((f"entry {e.id}", e.where) for e in group.entries)]:
                 if ident in seen:
@@ -381,7 +382,7 @@ class Linter:
                              f"{' and no '.join(missing)} (set it on the entry, its group or catalog.defaults)")
 
     def check_settings(self) -> None:
-        bot, tickets = self.b.bot, self.b.tickets
+        bot, tickets = self.built.bot, self.built.tickets
         if bot:
             for row in bot.footer:
                 for button in row:
@@ -393,8 +394,8 @@ class Linter:
                 local = any(ev in st.on or ev in self.raised_events(st) for st in self.states.values())
                 if ev not in bot.global_on and not local:
                     self.add(bot.where, "F014", f"command event '{ev}' is handled nowhere", Severity.WARNING)
-        if tickets and self.b.catalog:
-            tables = {e.mapping.table for g in self.b.catalog.groups for e in g.entries if e.mapping.table}
+        if tickets and self.built.catalog:
+            tables = {e.mapping.table for g in self.built.catalog.groups for e in g.entries if e.mapping.table}
             missing = sorted(t for t in tables if t not in tickets.tables)
             if missing:
                 self.add(tickets.where, "F070", "catalogue creates tickets in " + ", ".join(missing) +

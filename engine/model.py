@@ -106,7 +106,9 @@ class FlowSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Mapping_:
+class TicketMapping:
+    """How a catalogue entry becomes a SimpleOne record: its table and field values."""
+
     table: str | None = None
     service: str | None = None
     category: str | None = None
@@ -114,9 +116,9 @@ class Mapping_:
     contact_type: str | None = None
     fields: Mapping[str, str] = field(default_factory=dict)
 
-    def over(self, base: Mapping_) -> Mapping_:
+    def over(self, base: TicketMapping) -> TicketMapping:
         """This mapping with unset values taken from base (defaults → group → entry)."""
-        return Mapping_(
+        return TicketMapping(
             table=self.table or base.table,
             service=self.service or base.service,
             category=self.category or base.category,
@@ -140,7 +142,7 @@ class CatalogEntry:
     name: str
     group_id: str
     group_name: str
-    mapping: Mapping_  # already merged with group and defaults
+    mapping: TicketMapping  # already merged with group and defaults
     where: Where
 
     def as_slot(self) -> dict[str, str]:
