@@ -231,6 +231,23 @@ async def test_an_unexpected_error_backs_off_and_leaves_the_breaker_alone(harnes
     assert await harness.storage.outbox_due(harness.now[0]) == []  # no hot loop
 
 
+async def test_a_failure_to_put_off_the_retry_is_logged_and_the_item_kept(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    async def boom(item: object, checkpoint: object) -> object:
+        raise RuntimeError("a bug in an executor")
+
+    async def storage_down(*args: object, **kwargs: object) -> None:
+        raise OSError("disk I/O error")
+
+    harness.outbox.executors["ticket.create"] = boom  # type: ignore[assignment]
+    monkeypatch.setattr(harness.outbox, "_retry_later", storage_down)
+    reply = await describe_and_submit(harness, "boom2@ranepa.ru", "Не работает принтер на третьем этаже")
+    assert "Заявка принята" in reply
+    (item,) = await harness.storage.outbox_list()
+    assert item.state == "pending"  # nothing lost: a later round takes it up
+    assert any("could not put off its retry" in r.getMessage() for r in caplog.records)
+
+
 async def test_after_an_admin_retry_the_number_is_told_too(harness: Harness) -> None:
     harness.world.emulator.faults.fail_next(1, status=400, method="POST", path_prefix="/rest/v1/table/")
     reply = await describe_and_submit(harness, "retry@ranepa.ru", "Не работает принтер на третьем этаже")
