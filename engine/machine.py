@@ -66,26 +66,31 @@ class DialogueMachine:
             ignore_invalid_triggers=True,
             send_event=True,
         )
-        # Where a 'return' may lead: every 'then' of the flow set, in a stable order.
-        self.return_targets = sorted({t.then for alts in self._all_alternatives() for t in alts
-                                      if t.then and t.then in flows.states})
+        # Where a 'return' may lead: the states some 'then' names first (the usual case), then
+        # every other state, for entries an older flow set pushed (a reload renamed a 'then').
+        thens = sorted({t.then for alts in self._all_alternatives() for t in alts if t.then and t.then in flows.states})
+        self.return_targets = [*thens, *(name for name in flows.states if name not in thens)]
+        # What the flows declare each state handles (own and global transitions), for showing
+        # buttons and for outcomes told later; the routing itself is the machine's.
+        self.declared: set[tuple[str, str]] = set()
         for name, st in flows.states.items():
             self.machine.get_state(name).on_enter.append(self._entered)
             if st.pick is not None:
                 self._add_pick(st)
             for event, alternatives in st.on.items():
                 self._add(name, event, alternatives, is_global=False)
-        # Global events last: transitions tries a state's own transitions first.
+        # Global events last: transitions tries a state's own transitions first, and falls
+        # through to the global one when all of the state's own are guarded and none holds.
         for event, alternatives in flows.bot.global_on.items():
             for name, st in flows.states.items():
-                if event not in st.on:
+                own = st.on.get(event)
+                if not own or own[-1].when or own[-1].unless:
                     self._add(name, event, alternatives, is_global=True)
 
     # ------------------------------------------------------------------ running
 
     def handles(self, state: str, event: str) -> bool:
-        found = self.machine.events.get(event)
-        return found is not None and bool(found.transitions.get(state))
+        return (state, event) in self.declared
 
     def trigger(self, dialogue: Dialogue, event: str, index: int | None = None) -> bool:
         found = self.machine.events.get(event)
@@ -102,6 +107,7 @@ class DialogueMachine:
         yield from self.flows.bot.global_on.values()
 
     def _add(self, source: str, event: str, alternatives: Alternatives, *, is_global: bool) -> None:
+        self.declared.add((source, event))
         for spec in alternatives:
             guards: dict[str, Any] = {
                 "conditions": [self._slot_set(spec.when)] if spec.when else [],
@@ -123,6 +129,7 @@ class DialogueMachine:
 
     def _add_pick(self, st: StateSpec) -> None:
         navigate = self._navigate(st)
+        self.declared.update((st.name, event) for event in PICK_INTERNAL)
         # Назад inside a catalogue group goes up a level, before the state's own 'back'.
         self.machine.add_transition("back", st.name, None, conditions=[self._in_group(st)],
                                     after=[self._navigate(st, "pick_up")])

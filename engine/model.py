@@ -214,7 +214,7 @@ class Router(Protocol):
     """The flow set's state logic, compiled onto `transitions` (engine.machine.DialogueMachine)."""
 
     def handles(self, state: str, event: str) -> bool:
-        """Whether `state` has any transition on `event` (its guards aside)."""
+        """Whether the flows give `state` a transition on `event`, its own or global (guards aside)."""
         ...
 
     def trigger(self, dialogue: Dialogue, event: str, index: int | None = None) -> bool:

@@ -148,11 +148,16 @@ class Turn:
                 event = str(result.get("event") or "")
                 if not event or not self.flows.machine.handles(self.session.state, event):
                     continue
+                before = dict(self.slots)
                 for name, value in dict(result.get("vars") or {}).items():
                     previous = self.slots.get(name)
                     merge = isinstance(previous, dict) and isinstance(value, dict)
                     self.slots[name] = {**previous, **value} if merge else value  # type: ignore[dict-item]
-                await self.fire(event)
+                if not await self.fire(event, quiet=True):
+                    # Declared but guarded off: not told here, so the notice tells it.
+                    self.slots.clear()
+                    self.slots.update(before)
+                    continue
                 self.settled.append(item.id)
                 handled = True
         except Exception:
@@ -208,16 +213,18 @@ class Turn:
         offered = [b for row in render.state_buttons(self.flows, self.state, self.slots) for b in row]
         return matching.resolve(self.flows, self.state, self.slots, offered, incoming)
 
-    async def fire(self, event: str, index: int | None = None) -> None:
+    async def fire(self, event: str, index: int | None = None, *, quiet: bool = False) -> bool:
         """Trigger `event` on the machine, run what its transition named, and go on with the
-        outcome (an action's, or a pick's 'chosen') as the next trigger."""
+        outcome (an action's, or a pick's 'chosen') as the next trigger. False when the first
+        trigger was not taken (said to the user as not understood, unless quiet)."""
         machine = self.flows.machine
-        for _ in range(MAX_HOPS):
+        for hop in range(MAX_HOPS):
             dialogue = Dialogue(self.session.state, self.slots)
             if not machine.trigger(dialogue, event, index):
                 log.info("event %r is not handled in %s", event, self.session.state)
-                self.message("stray")
-                return
+                if hop or not quiet:
+                    self.message("stray")
+                return hop > 0
             self.session.state = dialogue.state
             self.texts.extend(dialogue.said)
             self.show_state = self.show_state or dialogue.show_state
@@ -226,11 +233,12 @@ class Turn:
             outcome = await self.run_actions(dialogue.arrived) if dialogue.arrived else None
             next_event = outcome or dialogue.follow_up
             if next_event is None:
-                return
+                return True
             event, index = next_event, None
         log.error("more than %d chained transitions from %s; back to the start", MAX_HOPS, self.session.state)
         self.session.state = self.flows.bot.start
         self.message("error")
+        return True
 
     async def arrive(self, state: str) -> None:
         """Enter `state` without a transition (a new or reset dialogue) and go on from there."""
@@ -240,6 +248,7 @@ class Turn:
         st = self.flows.states[state]
         if st.pick is not None:
             picker.reset(self.flows, st, self.slots)
+        # Its actions' outcome leads on like any other (flowlint makes sure the state handles it).
         outcome = await self.run_actions(state)
         if outcome:
             await self.fire(outcome)

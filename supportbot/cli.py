@@ -18,6 +18,9 @@ from supportbot.config import ConfigError, describe, load_config
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # transitions logs every callback of every trigger at INFO: the engine's own log says
+    # what a step did; its warnings still come through.
+    logging.getLogger("transitions").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 async def _chat(peer: str, verbose: bool) -> int:

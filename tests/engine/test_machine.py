@@ -163,3 +163,39 @@ def test_a_guard_on_an_unknown_slot_is_reported(flows: Path) -> None:
     result = load_flow_set([flows])
     assert result.flow_set is None
     assert [(f.code, f.message) for f in result.findings] == [("F030", "unknown slot 'no_such_slot'")]
+
+
+def test_return_reaches_a_state_no_then_names_any_more(shipped: FlowSet) -> None:
+    # Pushed by an older flow set whose 'then' a reload renamed: the state still exists.
+    slots: dict[str, Any] = {RETURN_SLOT: ["create_ticket.confirm", "main.help"]}
+    taken, dialogue = step(shipped, "auth.gate", "signed_in", slots)
+    assert taken and dialogue.state == "main.help" and slots[RETURN_SLOT] == ["create_ticket.confirm"]
+
+
+def test_a_plain_target_may_close_a_list_of_alternatives(zz: FlowSet) -> None:
+    assert step(zz, "zz.a", "go", {"user": {"email": "a@ranepa.ru"}})[1].state == "zz.b"
+    assert step(zz, "zz.a", "go", {"user": {}})[1].state == "zz.c"
+
+
+def test_a_global_event_applies_when_the_states_own_guards_all_fail(zz: FlowSet) -> None:
+    taken, dialogue = step(zz, "zz.a", "cancel", {"description": "черновик"})
+    assert taken and dialogue.state == "zz.c"  # its own, guarded
+    taken, dialogue = step(zz, "zz.a", "cancel", {})
+    assert taken and dialogue.state == "main.menu"  # bot.global's
+    assert dialogue.said == ["Действие отменено. Черновик удалён; созданные заявки остались в системе."]
+
+
+def test_a_pick_list_offers_back_only_where_back_is_handled(flows: Path) -> None:
+    bot = flows / "bot.yaml"
+    bot.write_text(bot.read_text(encoding="utf-8").replace("    back: main.menu\n", "", 1), encoding="utf-8")
+    mine = flows / "my_tickets.yaml"
+    mine.write_text(mine.read_text(encoding="utf-8").replace("      back: main.menu\n", "", 1), encoding="utf-8")
+    flow_set = load_flow_set([flows]).flow_set
+    assert flow_set is not None
+    from engine.render import state_buttons
+
+    st = flow_set.states["my_tickets.list"]
+    slots: dict[str, Any] = {"tickets": [{"number": "INC1", "status": "x", "sys_id": "1", "subject": "s"}]}
+    assert not flow_set.machine.handles(st.name, "back")
+    assert "back" not in [b.event for row in state_buttons(flow_set, st, slots) for b in row]
+    assert flow_set.machine.handles("create_ticket.choose_service", "back")
