@@ -119,7 +119,7 @@ def flat_against_nested(flow_set: FlowSet, repeat: int) -> None:
         began = time.perf_counter()
         for n in range(repeat):
             state, event = SAMPLE[n % len(SAMPLE)]
-            fire(Dialogue(state, {}), event)
+            fire(Dialogue(flow_set, state, {}), event)
         return (time.perf_counter() - began) / repeat * 1e6
 
     flat_us = timed(lambda d, e: flat.events[e].trigger(d))

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.model import FlowSet
+
 
 class Dialogue:
-    __slots__ = ("arrived", "discard", "follow_up", "said", "show_state", "slots", "state")
+    __slots__ = ("arrived", "discard", "flows", "follow_up", "said", "show_state", "slots", "state")
 
-    def __init__(self, state: str, slots: dict[str, Any]) -> None:
+    def __init__(self, flows: FlowSet, state: str, slots: dict[str, Any]) -> None:
+        self.flows = flows  # the flow set the machine was compiled from
         self.state = state
         self.slots = slots
         self.said: list[str] = []  # texts the transitions said, in order

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.actions import REGISTRY
 from engine.actions.registry import ActionRegistry
 from engine.build import build, flow_set_version
-from engine.dialogue import Dialogue
 from engine.findings import Finding, Severity
 from engine.lint import lint
-from engine.machine import DialogueMachine
-from engine.model import FlowSet, Router
+from engine.machine import machine_of
+from engine.model import FlowSet
 from engine.schema_check import check_schema
 from engine.yamlsrc import YamlDoc, load_yaml_file
 
@@ -77,31 +76,15 @@ def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) ->
     states = {name: st for flow in built.flows.values() for name, st in flow.states.items()}
     file_slots = {st.input.slot: st.input for st in states.values()
                   if st.input is not None and st.input.kind == "attachments"}
-    parts = FlowSet(
+    result.flow_set = FlowSet(
         version=flow_set_version(texts),
         flows=built.flows,
         states=states,
         catalog=built.catalog,
         bot=built.bot,
         tickets=built.tickets,
-        machine=_NOT_COMPILED,
         files=tuple(str(p) for p in files),
         file_slots=file_slots,
     )
-    # The machine is compiled from the flow set's parts (states, catalogue, settings) and then
-    # travels with them, so that a reload swaps both at once.
-    result.flow_set = replace(parts, machine=DialogueMachine(parts))
+    machine_of(result.flow_set)  # compiled now, so a reload swaps in a flow set ready to run
     return result
-
-
-class _NotCompiled:
-    """The machine of a flow set still being compiled: nothing routes through it."""
-
-    def handles(self, state: str, event: str) -> bool:
-        raise RuntimeError("the flow set's machine is not compiled yet")
-
-    def trigger(self, dialogue: Dialogue, event: str, index: int | None = None) -> bool:
-        raise RuntimeError("the flow set's machine is not compiled yet")
-
-
-_NOT_COMPILED: Router = _NotCompiled()

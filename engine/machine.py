@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from transitions import EventData, Machine
 
 from engine import picker
 from engine.dialogue import Dialogue
-from engine.model import RETURN, Alternatives, FlowSet, StateSpec, TransitionSpec
-from engine.render import render_say
+from engine.model import RETURN, Alternatives, FlowSet, StateSpec, TransitionSpec, render_say
 from engine.templates import lookup
 
 RETURN_SLOT = "_return"
@@ -53,11 +53,29 @@ def _set_stack(slots: dict[str, Any], stack: list[str]) -> None:
         slots.pop(RETURN_SLOT, None)
 
 
+_compiled: WeakKeyDictionary[FlowSet, DialogueMachine] = WeakKeyDictionary()
+
+
+def machine_of(flows: FlowSet) -> DialogueMachine:
+    """The flow set's machine, compiled once (the loader compiles it before a flow set is used,
+    so that a reload swaps in a ready one); it lives as long as the flow set."""
+    machine = _compiled.get(flows)
+    if machine is None:
+        machine = _compiled[flows] = DialogueMachine(flows)
+    return machine
+
+
 class DialogueMachine:
     """Compiles a flow set's states onto a `transitions.Machine`; `trigger` steps a Dialogue."""
 
     def __init__(self, flows: FlowSet) -> None:
-        self.flows = flows
+        # Parts of the flow set, never the flow set itself: it is the key the machine is kept
+        # under (machine_of), and a strong reference back would keep both alive for ever.
+        # Callbacks that need the whole flow set (the picker) take the dialogue's.
+        self.states = flows.states
+        self.global_on = flows.bot.global_on
+        self.start = flows.bot.start
+        self.file_slots = flows.file_slots
         self.machine = Machine(
             model=None,
             states=list(flows.states),
@@ -102,9 +120,9 @@ class DialogueMachine:
     # ------------------------------------------------------------------ compiling
 
     def _all_alternatives(self) -> Iterable[Alternatives]:
-        for st in self.flows.states.values():
+        for st in self.states.values():
             yield from st.on.values()
-        yield from self.flows.bot.global_on.values()
+        yield from self.global_on.values()
 
     def _add(self, source: str, event: str, alternatives: Alternatives, *, is_global: bool) -> None:
         self.declared.add((source, event))
@@ -123,7 +141,7 @@ class DialogueMachine:
                 conditions = [self._returns_to(target), *guards["conditions"]]
                 self.machine.add_transition(event, source, target, conditions=conditions, unless=guards["unless"],
                                             before=[self._leave(spec, is_global, pop=True)])
-            fallback = spec.otherwise if spec.otherwise in self.flows.states else self.flows.bot.start
+            fallback = spec.otherwise if spec.otherwise in self.states else self.start
             self.machine.add_transition(event, source, fallback,
                                         before=[self._leave(spec, is_global, pop=True)], **guards)
 
@@ -153,7 +171,8 @@ class DialogueMachine:
 
     def _in_group(self, st: StateSpec) -> Callback:
         def in_group(event: EventData) -> bool:
-            return picker.view(self.flows, st, _dialogue(event).slots).group != picker.TOP
+            dialogue = _dialogue(event)
+            return picker.view(dialogue.flows, st, dialogue.slots).group != picker.TOP
         return in_group
 
     # ------------------------------------------------------------------ callbacks
@@ -173,7 +192,7 @@ class DialogueMachine:
             _set_stack(slots, stack)
             for name in spec.clear:
                 value = slots.pop(name, None)
-                if name in self.flows.file_slots and isinstance(value, list):
+                if name in self.file_slots and isinstance(value, list):
                     dialogue.discard.extend(str(v.get("id")) for v in value if isinstance(v, dict))
             slots.update(spec.set)
             text = render_say(spec.say, slots)
@@ -186,21 +205,21 @@ class DialogueMachine:
         dest = dialogue.state
         dialogue.show_state = True
         dialogue.arrived = dest
-        if dest == self.flows.bot.start:
+        if dest == self.start:
             dialogue.slots.pop(RETURN_SLOT, None)
-        st = self.flows.states[dest]
+        st = self.states[dest]
         # A list keeps its page and group when the user steps back into it (Назад from the
         # description, К списку from a ticket); any other way in starts afresh.
         source = event.transition.source if event.transition is not None else ""
         if st.pick is not None and not (event.event.name == "back"
                                         and source.partition(".")[0] == dest.partition(".")[0]):
-            picker.reset(self.flows, st, dialogue.slots)
+            picker.reset(dialogue.flows, st, dialogue.slots)
 
     def _navigate(self, st: StateSpec, fixed: str | None = None) -> Callback:
         def navigate(event: EventData) -> None:
             dialogue = _dialogue(event)
             index = event.kwargs.get("index")
-            outcome = picker.navigate(self.flows, st, dialogue.slots, fixed or event.event.name, index)
+            outcome = picker.navigate(dialogue.flows, st, dialogue.slots, fixed or event.event.name, index)
             if outcome is None:
                 dialogue.show_state = True  # moved within the list, or nothing to pick: show it
             dialogue.follow_up = outcome

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from engine.dialogue import Dialogue
-from engine.templates import Template
+from engine.templates import Template, lookup
 
 RETURN = "return"
 
@@ -210,19 +209,21 @@ class TicketSettings:
         return code
 
 
-class Router(Protocol):
-    """The flow set's state logic, compiled onto `transitions` (engine.machine.DialogueMachine)."""
+def render_say(parts: Sequence[SayPart], values: Mapping[str, Any]) -> str:
+    """What a `say` says over values: its parts whose when/unless hold, one per line."""
+    out = []
+    for part in parts:
+        if part.when and not lookup(values, part.when):
+            continue
+        if part.unless and lookup(values, part.unless):
+            continue
+        out.append(part.template.render(values))
+    return "\n".join(out).strip()
 
-    def handles(self, state: str, event: str) -> bool:
-        """Whether the flows give `state` a transition on `event`, its own or global (guards aside)."""
-        ...
 
-    def trigger(self, dialogue: Dialogue, event: str, index: int | None = None) -> bool:
-        """Take `event` from dialogue.state; False when no transition of it applies there."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
+# Compared by identity, and weakly referenced by the machine compiled from it
+# (engine.machine.machine_of): a flow set and its machine come and go together.
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class FlowSet:
     """A whole, valid flow set: what the engine runs and hot reload swaps atomically."""
 
@@ -232,7 +233,6 @@ class FlowSet:
     catalog: Catalog
     bot: BotSettings
     tickets: TicketSettings
-    machine: Router
     files: tuple[str, ...]
     # Slots that hold spooled files, with the input whose limits apply to them.
     file_slots: Mapping[str, InputSpec]

@@ -7,20 +7,10 @@ from typing import Any
 
 from engine import picker
 from engine.inputs import limits
-from engine.model import FlowSet, SayPart, StateSpec
+from engine.machine import machine_of
+from engine.model import FlowSet, StateSpec, render_say
 from engine.replies import Button, Reply
 from engine.templates import lookup
-
-
-def render_say(parts: Sequence[SayPart], values: dict[str, Any]) -> str:
-    out = []
-    for part in parts:
-        if part.when and not lookup(values, part.when):
-            continue
-        if part.unless and lookup(values, part.unless):
-            continue
-        out.append(part.template.render(values))
-    return "\n".join(out).strip()
 
 
 def state_buttons(flows: FlowSet, st: StateSpec, slots: dict[str, Any]) -> list[list[Button]]:
@@ -28,7 +18,7 @@ def state_buttons(flows: FlowSet, st: StateSpec, slots: dict[str, Any]) -> list[
     rows: list[list[Button]] = []
     if st.pick is not None:
         v = picker.view(flows, st, slots)
-        rows.extend(picker.buttons(flows, st, v, flows.machine.handles(st.name, "back")))
+        rows.extend(picker.buttons(flows, st, v, machine_of(flows).handles(st.name, "back")))
     specs = [*st.buttons, *(flows.bot.footer if st.footer else ())]
     for row in specs:
         shown = [Button(b.label, b.event, color=b.color) for b in row

@@ -14,8 +14,8 @@ from engine.actions.registry import ActionRegistry
 from engine.dialogue import Dialogue
 from engine.inputs import limits
 from engine.intake import Intake
-from engine.machine import RETURN_SLOT
-from engine.model import FlowSet, InputSpec, SayPart, StateSpec
+from engine.machine import RETURN_SLOT, machine_of
+from engine.model import FlowSet, InputSpec, SayPart, StateSpec, render_say
 from engine.ports import Incoming, OutboxItem, Session
 from engine.replies import Reply
 
@@ -97,7 +97,7 @@ class Turn:
             self.texts.append(tpl.render({**self.slots, **(extra or {})}))
 
     def say(self, parts: Sequence[SayPart], extra: dict[str, Any] | None = None) -> None:
-        text = render.render_say(parts, {**self.slots, **extra} if extra else self.slots)
+        text = render_say(parts, {**self.slots, **extra} if extra else self.slots)
         if text:
             self.texts.append(text)
 
@@ -146,7 +146,7 @@ class Turn:
             for item in items:
                 result = item.result or {}
                 event = str(result.get("event") or "")
-                if not event or not self.flows.machine.handles(self.session.state, event):
+                if not event or not machine_of(self.flows).handles(self.session.state, event):
                     continue
                 before = dict(self.slots)
                 for name, value in dict(result.get("vars") or {}).items():
@@ -217,9 +217,9 @@ class Turn:
         """Trigger `event` on the machine, run what its transition named, and go on with the
         outcome (an action's, or a pick's 'chosen') as the next trigger. False when the first
         trigger was not taken (said to the user as not understood, unless quiet)."""
-        machine = self.flows.machine
+        machine = machine_of(self.flows)
         for hop in range(MAX_HOPS):
-            dialogue = Dialogue(self.session.state, self.slots)
+            dialogue = Dialogue(self.flows, self.session.state, self.slots)
             if not machine.trigger(dialogue, event, index):
                 log.info("event %r is not handled in %s", event, self.session.state)
                 if hop or not quiet:

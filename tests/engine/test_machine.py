@@ -13,7 +13,7 @@ from transitions import Machine
 
 from engine.dialogue import Dialogue
 from engine.flowset import load_flow_set
-from engine.machine import RETURN_SLOT, DialogueMachine
+from engine.machine import RETURN_SLOT, DialogueMachine, machine_of
 from engine.model import FlowSet
 from engine.picker import PICK_SLOT
 
@@ -27,18 +27,14 @@ def shipped() -> FlowSet:
     return flow_set
 
 
-def machine_of(flow_set: FlowSet) -> DialogueMachine:
-    assert isinstance(flow_set.machine, DialogueMachine)
-    return flow_set.machine
-
-
 def step(flow_set: FlowSet, state: str, event: str, slots: dict[str, Any] | None = None,
          index: int | None = None) -> tuple[bool, Dialogue]:
-    dialogue = Dialogue(state, {} if slots is None else slots)
+    dialogue = Dialogue(flow_set, state, {} if slots is None else slots)
     return machine_of(flow_set).trigger(dialogue, event, index), dialogue
 
 
 def test_one_transitions_machine_with_no_model_routes_every_flow(shipped: FlowSet) -> None:
+    assert isinstance(machine_of(shipped), DialogueMachine) and machine_of(shipped) is machine_of(shipped)
     machine = machine_of(shipped).machine
     assert isinstance(machine, Machine) and machine.models == []
     assert set(machine.states) == set(shipped.states)
@@ -196,6 +192,19 @@ def test_a_pick_list_offers_back_only_where_back_is_handled(flows: Path) -> None
 
     st = flow_set.states["my_tickets.list"]
     slots: dict[str, Any] = {"tickets": [{"number": "INC1", "status": "x", "sys_id": "1", "subject": "s"}]}
-    assert not flow_set.machine.handles(st.name, "back")
+    assert not machine_of(flow_set).handles(st.name, "back")
     assert "back" not in [b.event for row in state_buttons(flow_set, st, slots) for b in row]
-    assert flow_set.machine.handles("create_ticket.choose_service", "back")
+    assert machine_of(flow_set).handles("create_ticket.choose_service", "back")
+
+
+def test_a_machine_lives_as_long_as_its_flow_set() -> None:
+    import gc
+    import weakref
+
+    flow_set = load_flow_set([FLOWS]).flow_set
+    assert flow_set is not None
+    machine = weakref.ref(machine_of(flow_set))
+    assert machine() is not None
+    del flow_set
+    gc.collect()
+    assert machine() is None  # after a reload the old flow set and its machine both go
