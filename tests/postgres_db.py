@@ -20,6 +20,11 @@ import pytest
 ENV: Final = "SUPPORTBOT_TEST_POSTGRES_URL"
 # Every scratch database's name starts so; drop_database refuses any other name.
 PREFIX: Final = "supportbot_test_"
+# Why a PostgreSQL test was skipped, and how to run it (pytest -ra and ./dev test print it).
+SKIP_REASON: Final = (
+    f"PostgreSQL tests skipped: set {ENV}=postgresql://postgres@127.0.0.1:5432/postgres"
+    " (a server's admin URL; see docs/operations.md)"
+)
 
 
 def postgres_admin_url() -> str:
@@ -28,7 +33,7 @@ def postgres_admin_url() -> str:
     if not url:
         if os.environ.get("CI"):
             pytest.fail(f"CI must test PostgreSQL: {ENV} is not set (see .ci/run)")
-        pytest.skip(f"PostgreSQL not tested: set {ENV}=postgresql://USER@HOST:PORT/DB")
+        pytest.skip(SKIP_REASON)
     return url
 
 

@@ -76,7 +76,9 @@ async def postgres(tmp_path: Path) -> AsyncIterator[StorageBackend]:
     if not admin:
         if os.environ.get("CI"):
             pytest.fail("CI must test PostgreSQL: SUPPORTBOT_TEST_POSTGRES_URL is not set (see .ci/run)")
-        pytest.skip("PostgreSQL not tested: set SUPPORTBOT_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB")
+        from tests.postgres_db import SKIP_REASON
+
+        pytest.skip(SKIP_REASON)
     from adapters.postgres import open_postgres
     from tests.postgres_db import create_scratch_database, drop_database
 
