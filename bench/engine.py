@@ -54,10 +54,10 @@ from typing import Any, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.postgres import open_postgres
-from adapters.simpleone.emulator_state import EmulatorState
 from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite
 from bench.machine import cpu_sample
+from emulators.simpleone.state import EmulatorState
 from engine.actions.context import AuthPolicy, Services
 from engine.flowset import load_flow_set
 from engine.model import FlowSet

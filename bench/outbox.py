@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.mail_sink import MemoryMailSink
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import start_emulator
 from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite
+from emulators.mail_sink import MemoryMailSink
+from emulators.simpleone.server import start_emulator
 from engine.actions.context import AuthPolicy, Services
 from engine.flowset import load_flow_set
 from engine.model import FlowSet

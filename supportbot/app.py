@@ -13,9 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from adapters.mail_sink import ConsoleMailSink
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
 from adapters.smtp import SmtpMailer
 from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite, sqlite_path_from_url
@@ -27,6 +25,7 @@ from engine.reload import FlowHolder
 from engine.runtime import Engine
 from engine.status_watch import StatusWatcher
 from engine.ticket_work import ticket_outbox
+from supportbot import demo
 from supportbot.config import Config, ConfigError, SmtpSettings
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ class App:
     storage: Storage
     tickets: SimpleOneClient
     outbox: OutboxWorker
-    emulator: RunningEmulator | None = None
+    emulator: demo.RunningEmulator | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -76,7 +75,7 @@ async def open_storage(url: str, *, pool_size: int = 10) -> Storage:
 
 def make_mailer(smtp: SmtpSettings | None, terminal: TextIO) -> Mailer:
     if smtp is None:
-        return ConsoleMailSink(terminal)
+        return demo.terminal_mailer(terminal)
     return SmtpMailer(smtp.host, smtp.port, from_addr=smtp.sender, username=smtp.user, password=smtp.password,
                       starttls=smtp.starttls, use_tls=smtp.tls, timeout=smtp.timeout)
 
@@ -86,12 +85,11 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
     """Everything the bot needs, started. allow_emulator: run SimpleOne in process if no URL is set."""
     holder = FlowHolder([config.flows_dir])
     holder.load()
-    emulator: RunningEmulator | None = None
+    emulator: demo.RunningEmulator | None = None
     if config.simpleone is None:
         if not allow_emulator:
             raise ConfigError(["SIMPLEONE_URL is required (only `supportbot chat` runs an emulator in process)"])
-        emulator = await start_emulator(auto_users_domains=config.auth_domains)
-        client = SimpleOneClient(SimpleOneConfig(emulator.url, username="bot", password="bot-password"))
+        emulator, client = await demo.start_simpleone(config.auth_domains)
         log.info("SimpleOne emulator running in process at %s", emulator.url)
     else:
         so = config.simpleone

@@ -94,10 +94,10 @@ async def _migrate(from_sqlite: Path | None) -> int:
 
 
 async def _emulator(host: str, port: int, domains: list[str]) -> int:
-    from adapters.simpleone.emulator import serve_forever
+    from supportbot.demo import serve_simpleone
 
     _setup_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
-    await serve_forever(host, port, auto_users_domains=domains)
+    await serve_simpleone(host, port, domains)
     return 0
 
 

@@ -9,12 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.mail_sink import MemoryMailSink
-from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
+from adapters.simpleone.client import SimpleOneClient
 from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite
 from engine.ports import Storage
+from supportbot.demo import MemoryMailSink, RunningEmulator, start_simpleone
 
 TICKET_TABLES = ("itsm_incident", "itsm_request")
 
@@ -29,9 +28,7 @@ class EmulatorWorld:
 
     @classmethod
     async def start(cls, domains: Sequence[str] = ("ranepa.ru",)) -> EmulatorWorld:
-        emulator = await start_emulator(auto_users_domains=domains)
-        client = SimpleOneClient(SimpleOneConfig(emulator.url, username="bot", password="bot-password",
-                                                 read_timeout=5.0))
+        emulator, client = await start_simpleone(domains, read_timeout=5.0)
         return cls(emulator, client, Path(tempfile.mkdtemp(prefix="supportbot-convtest-")))
 
     async def fresh_storage(self) -> Storage:

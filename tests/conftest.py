@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.mail_sink import MemoryMailSink
 from adapters.sqlite import SqliteStorage, open_sqlite
+from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
 from engine.flowset import load_flow_set

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from adapters.mail_sink import MemoryMailSink
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from adapters.sqlite import SqliteStorage, open_sqlite
+from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
 from engine.model import FlowSet

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.simpleone.emulator_faults import FaultKind, FaultRule
+from emulators.simpleone.faults import FaultKind, FaultRule
 from engine.model import FlowSet
 from engine.outbox import OutboxPolicy
 from supportbot.conversation_world import EmulatorWorld

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.mail_sink import MemoryMailSink
 from adapters.sqlite import open_sqlite
+from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
 from engine.flowset import load_flow_set

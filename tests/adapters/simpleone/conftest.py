@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
-from adapters.simpleone.emulator_state import ManualClock
+from emulators.simpleone.server import RunningEmulator, start_emulator
+from emulators.simpleone.state import ManualClock
 
 USERNAME = "bot"
 PASSWORD = "s3cret-Passw0rd-for-tests"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
+from emulators.vk.server import RunningVkEmulator, start_vk_emulator
 
 TOKEN = "vk-token"
 GROUP_ID = 777

@@ -32,9 +32,9 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from adapters.simpleone.emulator_faults import FaultRule, Faults
-from adapters.simpleone.emulator_state import ApiError, Clock, EmulatorState, RequestLogEntry, utc_now
-from adapters.simpleone.query import QueryError, parse_query
+from emulators.simpleone.faults import FaultRule, Faults
+from emulators.simpleone.query import QueryError, parse_query
+from emulators.simpleone.state import ApiError, Clock, EmulatorState, RequestLogEntry, utc_now
 
 __all__ = ["RunningEmulator", "build_app", "main", "serve_forever", "start_emulator"]
 
@@ -492,7 +492,7 @@ async def serve_forever(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m adapters.simpleone.emulator --port 8090`."""
+    """`python -m emulators.simpleone.server --port 8090`."""
     parser = argparse.ArgumentParser(description="SimpleOne REST API emulator (for tests and demos)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)

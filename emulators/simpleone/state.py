@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapters.simpleone.emulator_faults import Faults
-from adapters.simpleone.query import Query, as_text, parse_query
+from emulators.simpleone.faults import Faults
+from emulators.simpleone.query import Query, as_text, parse_query
 
 Clock = Callable[[], datetime]
 

@@ -29,16 +29,16 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from adapters.vk.emulator_callback import (
+from emulators.vk.callback import (
     DEFAULT_ATTEMPTS,
     DEFAULT_RETRY_DELAY,
     DEFAULT_TIMEOUT,
     CallbackDelivery,
     DeliveryAttempt,
 )
-from adapters.vk.emulator_faults import LONG_POLL, VkFaultRule, VkFaults
-from adapters.vk.emulator_longpoll import DEFAULT_HISTORY
-from adapters.vk.emulator_state import (
+from emulators.vk.faults import LONG_POLL, VkFaultRule, VkFaults
+from emulators.vk.longpoll import DEFAULT_HISTORY
+from emulators.vk.state import (
     CHAT_PEER_BASE,
     DEDUPE_WINDOW,
     FILE_TTL,
@@ -49,7 +49,7 @@ from adapters.vk.emulator_state import (
     VkState,
     invalid,
 )
-from adapters.vk.emulator_users import FakeChat, FakeUser
+from emulators.vk.users import FakeChat, FakeUser
 
 __all__ = ["RunningVkEmulator", "build_app", "main", "serve_forever", "start_vk_emulator"]
 
@@ -550,7 +550,7 @@ async def serve_forever(host: str, port: int, *, group_id: int, token: str, rate
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m adapters.vk.emulator --port 8091`."""
+    """`python -m emulators.vk.server --port 8091`."""
     parser = argparse.ArgumentParser(description="Fake VK API server (for tests and demos)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
