@@ -64,7 +64,7 @@ from engine.model import FlowSet
 from engine.ports import Attachment, Binding, Incoming, MailMessage, Person, Storage, Ticket, TicketRef, Upload
 from engine.runtime import Engine, StaticFlows
 from engine.sessions import SessionCache
-from engine.ticket_work import ticket_outbox
+from engine.ticket_outbox import ticket_outbox
 from tests.postgres_db import create_scratch_database, drop_database
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"

@@ -37,7 +37,7 @@ from engine.model import FlowSet
 from engine.outbox import OutboxPolicy
 from engine.ports import Binding, Incoming
 from engine.runtime import Engine, StaticFlows
-from engine.ticket_work import ticket_outbox
+from engine.ticket_outbox import ticket_outbox
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 BEFORE_SUBMIT = ["Начать", "Создать заявку", "2", "6", None, "Без файлов"]

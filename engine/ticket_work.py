@@ -17,10 +17,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine.notices import outbox_notices
-from engine.outbox import Checkpoint, Defer, Executor, OutboxPolicy, OutboxWorker, WorkDone, WorkFailed
+from engine.outbox import Checkpoint, Defer, Executor, WorkDone, WorkFailed
 from engine.ports import (
     FileSpool,
     OutboxItem,
@@ -33,10 +32,6 @@ from engine.ports import (
     WatchedTicket,
     parse_updated_at,
 )
-
-if TYPE_CHECKING:
-    from engine.actions.context import Services
-    from engine.runtime import FlowSource
 
 log = logging.getLogger(__name__)
 
@@ -217,11 +212,3 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
 
     return {CREATE: create, COMMENT: comment, UPLOAD: upload}
 
-
-def ticket_outbox(services: Services, flows: FlowSource, policy: OutboxPolicy | None = None) -> OutboxWorker:
-    """The outbox worker for ticket work, wired to the services and made their outbox queue
-    (the caller runs `worker.run()` as a task)."""
-    worker = OutboxWorker(services.storage, ticket_executors(services.tickets, services.spool, services.clock),
-                          outbox_notices(flows, services.clock), policy, clock=services.clock)
-    services.outbox = worker
-    return worker

@@ -24,7 +24,7 @@ from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Mailer, SpooledFile, Sto
 from engine.reload import FlowHolder
 from engine.runtime import Engine
 from engine.status_watch import StatusWatcher
-from engine.ticket_work import ticket_outbox
+from engine.ticket_outbox import ticket_outbox
 from supportbot import demo
 from supportbot.config import Config, ConfigError, SmtpSettings
 

@@ -22,7 +22,7 @@ from engine.outbox import OutboxWorker
 from engine.ports import Binding, Incoming, IncomingFile
 from engine.replies import Reply
 from engine.runtime import Engine, StaticFlows
-from engine.ticket_work import ticket_outbox
+from engine.ticket_outbox import ticket_outbox
 from supportbot.conversation_world import EmulatorWorld
 from tests.postgres_db import scratch_database
 

@@ -29,7 +29,7 @@ from engine.actions.context import AuthPolicy, Services
 from engine.model import FlowSet
 from engine.ports import Storage
 from engine.runtime import Engine, StaticFlows
-from engine.ticket_work import ticket_outbox
+from engine.ticket_outbox import ticket_outbox
 from supportbot.conversation_world import EmulatorWorld
 
 GROUP = 4242
