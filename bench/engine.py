@@ -57,6 +57,7 @@ from adapters.postgres import open_postgres
 from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite
 from bench.machine import cpu_sample
+from emulators.scratch_postgres import create_scratch_database, drop_database
 from emulators.simpleone.state import EmulatorState
 from engine.actions.context import AuthPolicy, Services
 from engine.flowset import load_flow_set
@@ -65,7 +66,6 @@ from engine.ports import Attachment, Binding, Incoming, MailMessage, Person, Sto
 from engine.runtime import Engine, StaticFlows
 from engine.sessions import SessionCache
 from engine.ticket_outbox import ticket_outbox
-from tests.postgres_db import create_scratch_database, drop_database
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 # The 7-step create-ticket dialogue of a signed-in user.
