@@ -17,12 +17,9 @@ returned as "1"/"0". This is a test double: bind it to loopback only.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
-import contextlib
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +29,16 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
+from emulators.runner import (
+    LoopbackServer,
+    drop_connection,
+    json_object,
+    loopback_parser,
+    new_app,
+    run_from_command_line,
+    serve_until_cancelled,
+    start_server,
+)
 from emulators.simpleone.faults import FaultRule, Faults
 from emulators.simpleone.query import QueryError, parse_query
 from emulators.simpleone.state import ApiError, Clock, EmulatorState, RequestLogEntry, utc_now
@@ -41,7 +48,6 @@ __all__ = ["RunningEmulator", "build_app", "main", "serve_forever", "start_emula
 log = logging.getLogger(__name__)
 
 STATE_KEY = web.AppKey("state", EmulatorState)
-CLOSING_KEY = web.AppKey("closing", asyncio.Event)
 AUTHOR_KEY = web.RequestKey("author", str)
 
 CONTROL_PREFIX = "/_emulator/"
@@ -87,14 +93,8 @@ async def _fault_response(request: web.Request, rule: FaultRule) -> web.StreamRe
         return error(rule.status, "Internal error (emulated fault)")
     if rule.kind == "html":
         return web.Response(status=rule.status, text=HTML_PAGE, content_type="text/html")
-    if rule.kind == "hang":
-        closing = request.app[CLOSING_KEY]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closing.wait(), rule.seconds)
-    # "drop", and a hang that is over: close the socket with no answer at all.
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=499)  # never reaches the client; marks the log entry
+    # "drop", and "hang" once its time is over: close the socket with no answer at all.
+    return await drop_connection(request, hold=rule.seconds if rule.kind == "hang" else 0.0)
 
 
 def _authenticate(request: web.Request, state: EmulatorState) -> str:
@@ -208,13 +208,7 @@ def _render_many(request: web.Request, table: str, records: Sequence[dict[str, s
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "Request body must be JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "Request body must be a JSON object")
-    return body
+    return await json_object(request, lambda reason: ApiError(400, reason[0].upper() + reason[1:]))
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -375,9 +369,8 @@ async def control_set_field(request: web.Request) -> web.StreamResponse:
 
 def build_app(state: EmulatorState) -> web.Application:
     # Uploads stream through the multipart reader; this caps JSON bodies only.
-    app = web.Application(middlewares=[gate], client_max_size=2 * 1024 * 1024)
+    app = new_app([gate], client_max_size=2 * 1024 * 1024)
     app[STATE_KEY] = state
-    app[CLOSING_KEY] = asyncio.Event()
     r = app.router
     r.add_post(LOGIN_PATH, login)
     r.add_post(DOCUMENTED_LOGIN_PATH, documented_login)
@@ -405,16 +398,14 @@ def build_app(state: EmulatorState) -> web.Application:
 class RunningEmulator:
     url: str  # e.g. "http://127.0.0.1:41234", the client's base_url
     state: EmulatorState
-    _runner: web.AppRunner
-    _closing: asyncio.Event
+    _server: LoopbackServer
 
     @property
     def faults(self) -> Faults:
         return self.state.faults
 
     async def close(self) -> None:
-        self._closing.set()  # ends hanging requests now rather than at their timeout
-        await self._runner.cleanup()
+        await self._server.close()
 
 
 async def start_emulator(
@@ -440,20 +431,8 @@ async def start_emulator(
         clock=clock,
         max_upload_bytes=max_upload_bytes,
     )
-    app = build_app(state)
-    runner = web.AppRunner(
-        app, handle_signals=False, shutdown_timeout=1.0, access_log=log if access_log else None
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound_host, bound_port = runner.addresses[0][:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return RunningEmulator(f"http://{shown}:{bound_port}", state, runner, app[CLOSING_KEY])
+    server = await start_server(build_app(state), host, port, access_log=log if access_log else None)
+    return RunningEmulator(server.url, state, server)
 
 
 async def serve_forever(
@@ -485,35 +464,28 @@ async def serve_forever(
     )
     if auto_users_domains:
         log.warning("  any address at %s is a known user on first look-up", ", ".join(auto_users_domains))
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await emulator.close()
+    await serve_until_cancelled(emulator.close)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m emulators.simpleone.server --port 8090`."""
-    parser = argparse.ArgumentParser(description="SimpleOne REST API emulator (for tests and demos)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
+    parser = loopback_parser("SimpleOne REST API emulator (for tests and demos)", 8090)
     parser.add_argument("--username", default="bot")
     parser.add_argument("--password", default="bot-password")
     parser.add_argument("--token", default=None)
     parser.add_argument("--auto-users-domain", action="append", dest="domains", default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     domains = tuple(args.domains) if args.domains is not None else ("ranepa.ru",)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve_forever(
-                args.host,
-                args.port,
-                auto_users_domains=domains,
-                username=args.username,
-                password=args.password,
-                token=args.token,
-            )
+    run_from_command_line(
+        serve_forever(
+            args.host,
+            args.port,
+            auto_users_domains=domains,
+            username=args.username,
+            password=args.password,
+            token=args.token,
         )
+    )
 
 
 if __name__ == "__main__":

@@ -8,14 +8,18 @@ A rule fires for the next `count` calls that match its target: an API method nam
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Literal, cast, get_args
+from dataclasses import dataclass
+from typing import ClassVar, Literal, cast, get_args
+
+from emulators.faults import DEFAULT_HANG_SECONDS, FaultSwitches, integer, number, optional_string, rule_object
+
+__all__ = ["DEFAULT_HANG_SECONDS", "ERROR_TEXTS", "FAULT_KINDS", "LONG_POLL", "FaultKind", "VkFaultRule", "VkFaults"]
 
 FaultKind = Literal["error", "drop", "hang", "http"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+RULE_KEYS = frozenset({"kind", "count", "code", "method", "status", "seconds"})
 
 LONG_POLL = "longpoll"  # the target name of a_check requests
-DEFAULT_HANG_SECONDS = 300.0  # longer than any sane client timeout; closing ends a hang early
 
 # VK's own texts for the codes a test is likely to inject.
 ERROR_TEXTS: Mapping[int, str] = {
@@ -57,29 +61,15 @@ class VkFaultRule:
         return self.method == target
 
 
-class VkFaults:
-    """The fake server's fault switches. All are off after construction and `clear()`."""
+class VkFaults(FaultSwitches[VkFaultRule]):
+    """The fake server's fault switches (latency and outage cover API, long poll and files).
+    All are off after construction and `clear()`."""
 
-    def __init__(self) -> None:
-        self.latency: float = 0.0  # seconds added before every API call and long-poll answer
-        self.outage: bool = False  # API, long poll and files all answer HTTP 503
-        self._rules: list[VkFaultRule] = []
+    KINDS: ClassVar[tuple[str, ...]] = FAULT_KINDS
 
-    # -- arming ------------------------------------------------------------------------------
-
-    def add(self, rule: VkFaultRule) -> VkFaultRule:
-        if rule.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {rule.kind!r}; known: {', '.join(FAULT_KINDS)}")
-        if rule.count < 1:
-            raise ValueError("a fault rule needs count >= 1")
+    def check(self, rule: VkFaultRule) -> None:
         if rule.kind == "error" and rule.method == LONG_POLL:
             raise ValueError("the long-poll server has no VK error codes; use drop, hang or http")
-        if not 100 <= rule.status <= 599:
-            raise ValueError(f"bad HTTP status {rule.status}")
-        if rule.seconds < 0:
-            raise ValueError("seconds must not be negative")
-        self._rules.append(rule)
-        return rule
 
     def fail_next(self, method: str | None = None, count: int = 1, *, code: int = 10) -> VkFaultRule:
         """The next `count` calls of `method` (None: any method) answer VK error `code`."""
@@ -99,95 +89,22 @@ class VkFaults:
         """The next `count` matching requests answer HTTP `status` with a non-JSON body."""
         return self.add(VkFaultRule("http", count, method=method, status=status))
 
-    def set_outage(self, on: bool) -> None:
-        self.outage = on
-
-    def clear(self) -> None:
-        """Disarm everything: rules, latency, outage."""
-        self.latency = 0.0
-        self.outage = False
-        self._rules.clear()
-
-    # -- firing ------------------------------------------------------------------------------
-
     def take(self, target: str, *, network: bool) -> VkFaultRule | None:
         """Consume one shot of the first armed rule of this layer that matches the call.
 
         Network rules (drop, hang, http) act before the request is read; error rules act where
         VK answers errors, after the token and the rate limit were checked.
         """
-        for rule in self._rules:
-            if (rule.kind != "error") == network and rule.applies_to(target):
-                rule.count -= 1
-                if rule.count == 0:
-                    self._rules.remove(rule)
-                return rule
-        return None
+        return self.take_first(lambda rule: (rule.kind != "error") == network and rule.applies_to(target))
 
-    def pending(self) -> list[VkFaultRule]:
-        return list(self._rules)
-
-    # -- HTTP control ------------------------------------------------------------------------
-
-    def configure(self, spec: Mapping[str, Any]) -> None:
-        """Apply a JSON control message, e.g.
-
-        {"clear": true, "latency": 0.2, "outage": false,
-         "add": [{"kind": "error", "count": 3, "code": 6, "method": "messages.send"},
-                 {"kind": "drop", "method": "longpoll"}]}
-
-        Raises ValueError on anything malformed, having changed nothing.
-        """
-        known = {"clear", "latency", "outage", "add"}
-        unknown = set(spec) - known
-        if unknown:
-            raise ValueError(f"unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        latency = spec.get("latency")
-        if latency is not None and (isinstance(latency, bool) or not isinstance(latency, int | float)):
-            raise ValueError("latency must be a number of seconds")
-        if latency is not None and latency < 0:
-            raise ValueError("latency must not be negative")
-        outage = spec.get("outage")
-        if outage is not None and not isinstance(outage, bool):
-            raise ValueError("outage must be true or false")
-        added = spec.get("add", [])
-        if not isinstance(added, list):
-            raise ValueError("'add' must be a list of rules")
-        rules = [_rule_from_json(item) for item in added]
-        probe = VkFaults()
-        for rule in rules:
-            probe.add(rule)  # validate all before arming any
-        if spec.get("clear"):
-            self.clear()
-        if latency is not None:
-            self.latency = float(latency)
-        if outage is not None:
-            self.outage = outage
-        for rule in rules:
-            self.add(rule)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"latency": self.latency, "outage": self.outage, "rules": [asdict(r) for r in self._rules]}
-
-
-def _rule_from_json(item: object) -> VkFaultRule:
-    if not isinstance(item, dict):
-        raise ValueError("each rule must be a JSON object")
-    allowed = {"kind", "count", "code", "method", "status", "seconds"}
-    unknown = set(item) - allowed
-    if unknown:
-        raise ValueError(f"unknown rule keys {sorted(unknown)}")
-    kind = item.get("kind")
-    if kind not in FAULT_KINDS:
-        raise ValueError(f"rule kind must be one of {FAULT_KINDS}, got {kind!r}")
-    count, code, status = item.get("count", 1), item.get("code", 10), item.get("status", 502)
-    for name, value in (("count", count), ("code", code), ("status", status)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer")
-    seconds = item.get("seconds", DEFAULT_HANG_SECONDS)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise ValueError("seconds must be a number")
-    method = item.get("method")
-    if method is not None and not isinstance(method, str):
-        raise ValueError("method must be a string")
-    return VkFaultRule(cast(FaultKind, kind), count, code, method, status, float(seconds))
+    # e.g. {"clear": true, "latency": 0.2, "outage": false,
+    #       "add": [{"kind": "error", "count": 3, "code": 6, "method": "messages.send"},
+    #               {"kind": "drop", "method": "longpoll"}]}
+    def rule_from_json(self, item: object) -> VkFaultRule:
+        fields = rule_object(item, RULE_KEYS, FAULT_KINDS)
+        count = integer("count", fields.get("count", 1))
+        code = integer("code", fields.get("code", 10))
+        status = integer("status", fields.get("status", 502))
+        seconds = number("seconds", fields.get("seconds", DEFAULT_HANG_SECONDS))
+        method = optional_string("method", fields.get("method"))
+        return VkFaultRule(cast(FaultKind, fields["kind"]), count, code, method, status, seconds)

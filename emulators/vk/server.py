@@ -15,9 +15,7 @@ messages.sendMessageEventAnswer. This is a test double: bind it to loopback only
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,6 +27,16 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from emulators.runner import (
+    LoopbackServer,
+    drop_connection,
+    json_object,
+    loopback_parser,
+    new_app,
+    run_from_command_line,
+    serve_until_cancelled,
+    start_server,
+)
 from emulators.vk.callback import (
     DEFAULT_ATTEMPTS,
     DEFAULT_RETRY_DELAY,
@@ -57,7 +65,6 @@ log = logging.getLogger(__name__)
 
 STATE_KEY = web.AppKey("state", VkState)
 MAX_WAIT_KEY = web.AppKey("max_wait", float)
-CLOSING_KEY = web.AppKey("closing", asyncio.Event)
 
 CONTROL_PREFIX = "/_vk/"
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
@@ -76,13 +83,8 @@ _dumps = partial(json.dumps, ensure_ascii=False)
 async def _network_fault(request: web.Request, rule: VkFaultRule) -> web.StreamResponse:
     if rule.kind == "http":
         return web.Response(status=rule.status, text=f"{rule.status} emulated front-end failure")
-    if rule.kind == "hang":
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(request.app[CLOSING_KEY].wait(), rule.seconds)
-    # "drop", and a hang that is over: close the socket with no answer at all.
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=499)  # never reaches the client
+    # "drop", and "hang" once its time is over: close the socket with no answer at all.
+    return await drop_connection(request, hold=rule.seconds if rule.kind == "hang" else 0.0)
 
 
 def _target(path: str) -> str | None:
@@ -240,13 +242,7 @@ async def hosted_file(request: web.Request) -> web.StreamResponse:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text="request body must be JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="request body must be a JSON object")
-    return body
+    return await json_object(request, lambda reason: web.HTTPBadRequest(text=reason))
 
 
 async def control_state(request: web.Request) -> web.StreamResponse:
@@ -318,10 +314,9 @@ async def control_sent(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(state: VkState, *, max_wait: float = MAX_WAIT) -> web.Application:
-    app = web.Application(middlewares=[gate], client_max_size=4 * 1024 * 1024)
+    app = new_app([gate], client_max_size=4 * 1024 * 1024)
     app[STATE_KEY] = state
     app[MAX_WAIT_KEY] = max_wait
-    app[CLOSING_KEY] = asyncio.Event()
     r = app.router
     r.add_route("GET", "/method/{name}", method_call)
     r.add_route("POST", "/method/{name}", method_call)
@@ -350,8 +345,7 @@ class _AccessLogger(AbstractAccessLogger):
 class RunningVkEmulator:
     url: str  # e.g. "http://127.0.0.1:41234"
     state: VkState
-    _runner: web.AppRunner
-    _closing: asyncio.Event
+    _server: LoopbackServer
     _session: aiohttp.ClientSession | None = None
     _callback: CallbackDelivery | None = None
     _users: dict[int, FakeUser] = field(default_factory=dict)
@@ -475,12 +469,11 @@ class RunningVkEmulator:
             self._callback = None
 
     async def close(self) -> None:
-        self._closing.set()  # ends hanging requests now rather than at their timeout
         self.state.updates.close()
         await self._stop_callback()
         if self._session is not None:
             await self._session.close()
-        await self._runner.cleanup()
+        await self._server.close()
 
 
 async def start_vk_emulator(
@@ -515,25 +508,11 @@ async def start_vk_emulator(
         **options,
     )
     app = build_app(state, max_wait=max_wait)
-    runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        shutdown_timeout=1.0,
-        access_log=log if access_log else None,
-        access_log_class=_AccessLogger,
+    server = await start_server(
+        app, host, port, access_log=log if access_log else None, access_log_class=_AccessLogger
     )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound_host, bound_port = runner.addresses[0][:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    url = f"http://{shown}:{bound_port}"
-    state.base_url = url
-    return RunningVkEmulator(url, state, runner, app[CLOSING_KEY])
+    state.base_url = server.url
+    return RunningVkEmulator(server.url, state, server)
 
 
 async def serve_forever(host: str, port: int, *, group_id: int, token: str, rate_limit: int | None) -> None:
@@ -543,28 +522,19 @@ async def serve_forever(host: str, port: int, *, group_id: int, token: str, rate
     )
     # The emulator's own demo token, printed so a human can point the bot at it.
     log.warning("fake VK server listening: VK_API_URL=%s group_id=%d token=%s", emulator.api_url, group_id, token)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await emulator.close()
+    await serve_until_cancelled(emulator.close)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m emulators.vk.server --port 8091`."""
-    parser = argparse.ArgumentParser(description="Fake VK API server (for tests and demos)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8091)
+    parser = loopback_parser("Fake VK API server (for tests and demos)", 8091)
     parser.add_argument("--group-id", type=int, default=1)
     parser.add_argument("--token", default="vk-token")
     parser.add_argument("--rate-limit", type=int, default=20, help="calls per token per second; 0 = no limit")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve_forever(
-                args.host, args.port, group_id=args.group_id, token=args.token, rate_limit=args.rate_limit or None
-            )
-        )
+    limit = args.rate_limit or None
+    run_from_command_line(serve_forever(args.host, args.port, group_id=args.group_id, token=args.token,
+                                        rate_limit=limit))
 
 
 if __name__ == "__main__":
