@@ -29,16 +29,7 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from emulators.runner import (
-    LoopbackServer,
-    drop_connection,
-    json_object,
-    loopback_parser,
-    new_app,
-    run_from_command_line,
-    serve_until_cancelled,
-    start_server,
-)
+from emulators import runner
 from emulators.simpleone.faults import FaultRule, Faults
 from emulators.simpleone.query import QueryError, parse_query
 from emulators.simpleone.state import ApiError, Clock, EmulatorState, RequestLogEntry, utc_now
@@ -94,7 +85,7 @@ async def _fault_response(request: web.Request, rule: FaultRule) -> web.StreamRe
     if rule.kind == "html":
         return web.Response(status=rule.status, text=HTML_PAGE, content_type="text/html")
     # "drop", and "hang" once its time is over: close the socket with no answer at all.
-    return await drop_connection(request, hold=rule.seconds if rule.kind == "hang" else 0.0)
+    return await runner.drop_connection(request, hold=rule.seconds if rule.kind == "hang" else 0.0)
 
 
 def _authenticate(request: web.Request, state: EmulatorState) -> str:
@@ -208,7 +199,7 @@ def _render_many(request: web.Request, table: str, records: Sequence[dict[str, s
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    return await json_object(request, lambda reason: ApiError(400, reason[0].upper() + reason[1:]))
+    return await runner.json_object(request, lambda reason: ApiError(400, reason[0].upper() + reason[1:]))
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -369,7 +360,7 @@ async def control_set_field(request: web.Request) -> web.StreamResponse:
 
 def build_app(state: EmulatorState) -> web.Application:
     # Uploads stream through the multipart reader; this caps JSON bodies only.
-    app = new_app([gate], client_max_size=2 * 1024 * 1024)
+    app = runner.new_app([gate], client_max_size=2 * 1024 * 1024)
     app[STATE_KEY] = state
     r = app.router
     r.add_post(LOGIN_PATH, login)
@@ -398,7 +389,7 @@ def build_app(state: EmulatorState) -> web.Application:
 class RunningEmulator:
     url: str  # e.g. "http://127.0.0.1:41234", the client's base_url
     state: EmulatorState
-    _server: LoopbackServer
+    _server: runner.LoopbackServer
 
     @property
     def faults(self) -> Faults:
@@ -422,16 +413,9 @@ async def start_emulator(
     access_log: bool = False,
 ) -> RunningEmulator:
     """Start serving on host:port (0 = any free port) and return once it accepts connections."""
-    state = EmulatorState(
-        username=username,
-        password=password,
-        static_token=token,
-        token_ttl=token_ttl,
-        auto_users_domains=auto_users_domains,
-        clock=clock,
-        max_upload_bytes=max_upload_bytes,
-    )
-    server = await start_server(build_app(state), host, port, access_log=log if access_log else None)
+    state = EmulatorState(username=username, password=password, static_token=token, token_ttl=token_ttl,
+                          auto_users_domains=auto_users_domains, clock=clock, max_upload_bytes=max_upload_bytes)
+    server = await runner.start_server(build_app(state), host, port, access_log=log if access_log else None)
     return RunningEmulator(server.url, state, server)
 
 
@@ -464,19 +448,19 @@ async def serve_forever(
     )
     if auto_users_domains:
         log.warning("  any address at %s is a known user on first look-up", ", ".join(auto_users_domains))
-    await serve_until_cancelled(emulator.close)
+    await runner.serve_until_cancelled(emulator.close)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m emulators.simpleone.server --port 8090`."""
-    parser = loopback_parser("SimpleOne REST API emulator (for tests and demos)", 8090)
+    parser = runner.loopback_parser("SimpleOne REST API emulator (for tests and demos)", 8090)
     parser.add_argument("--username", default="bot")
     parser.add_argument("--password", default="bot-password")
     parser.add_argument("--token", default=None)
     parser.add_argument("--auto-users-domain", action="append", dest="domains", default=None)
     args = parser.parse_args(argv)
     domains = tuple(args.domains) if args.domains is not None else ("ranepa.ru",)
-    run_from_command_line(
+    runner.run_from_command_line(
         serve_forever(
             args.host,
             args.port,
