@@ -95,7 +95,7 @@ async def _run_tests(args: argparse.Namespace) -> int:
         print(_line(finding))
     if args.k:
         tests = [t for t in tests if args.k.casefold() in t.name.casefold()]
-    world = await EmulatorWorld.start(args.domains.split(","))
+    world = await EmulatorWorld.start(result.flow_set.tickets.tables, args.domains.split(","))
     failed = 0
 
     def report(outcome: object) -> None:

@@ -46,8 +46,8 @@ async def scratch_postgres() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[EmulatorWorld]:
-    w = await EmulatorWorld.start()
+async def world(flow_set: FlowSet) -> AsyncIterator[EmulatorWorld]:
+    w = await EmulatorWorld.start(flow_set.tickets.tables)
     yield w
     await w.close()
 
