@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from engine.reload import FlowSetInvalid
-from supportbot.config import ConfigError, describe, load_config
+from supportbot.config import DEFAULT_MAIL_DOMAIN, ConfigError, describe, load_config
 
 
 def _setup_logging(level: str) -> None:
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     emu = sub.add_parser("simpleone-emulator", help="serve a SimpleOne API emulator for tests and demos")
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8090)
-    emu.add_argument("--domains", default="ranepa.ru",
+    emu.add_argument("--domains", default=DEFAULT_MAIL_DOMAIN,
                      help="comma-separated mail domains whose users exist on first look-up")
     sub.add_parser("run", help="the bot in the VK community over Bots Long Poll (one process per community)")
     serve = sub.add_parser("serve", help="the Callback API endpoint for the VK community")

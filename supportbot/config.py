@@ -31,6 +31,9 @@ class Setting:
     secret: bool = False
 
 
+# The corporate mail domain: signing in, and the users the demo emulator knows, by default.
+DEFAULT_MAIL_DOMAIN = "ranepa.ru"
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("SUPPORTBOT_DATABASE_URL", "sqlite:///supportbot.db",
             "Where sessions and sign-ins are kept: sqlite:///FILE (relative), sqlite:////ABS/PATH, or "
@@ -38,7 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_POOL_SIZE", "10", "PostgreSQL connections per process"),
     Setting("FLOWS_DIR", None, "Directory of the flow files (default: ./flows, else the project's flows/)"),
     Setting("FLOWS_WATCH", "false", "Reload flows when their files change (SIGHUP always reloads)"),
-    Setting("AUTH_EMAIL_DOMAINS", "ranepa.ru", "Corporate mail domains allowed to sign in, comma-separated"),
+    Setting("AUTH_EMAIL_DOMAINS", DEFAULT_MAIL_DOMAIN, "Corporate mail domains allowed to sign in, comma-separated"),
     Setting("AUTH_CODE_TTL_MINUTES", "10", "How long a sign-in code is valid"),
     Setting("AUTH_MAX_ATTEMPTS", "5", "Wrong entries allowed per code"),
     Setting("AUTH_RESEND_COOLDOWN_SECONDS", "60", "Wait before another code can be mailed"),

@@ -13,6 +13,7 @@ from adapters.simpleone.client import SimpleOneClient
 from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite
 from engine.ports import Storage
+from supportbot.config import DEFAULT_MAIL_DOMAIN
 from supportbot.demo import MemoryMailSink, RunningEmulator, start_simpleone
 
 
@@ -27,7 +28,8 @@ class EmulatorWorld:
         self.spool = DiskSpool(spool_dir)
 
     @classmethod
-    async def start(cls, ticket_tables: Sequence[str], domains: Sequence[str] = ("ranepa.ru",)) -> EmulatorWorld:
+    async def start(cls, ticket_tables: Sequence[str],
+                    domains: Sequence[str] = (DEFAULT_MAIL_DOMAIN,)) -> EmulatorWorld:
         """ticket_tables: where the flows keep tickets (FlowSet.tickets.tables)."""
         emulator, client = await start_simpleone(domains, read_timeout=5.0)
         return cls(emulator, client, Path(tempfile.mkdtemp(prefix="supportbot-convtest-")), ticket_tables)

@@ -11,6 +11,7 @@ from typing import TextIO
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from emulators.mail_sink import ConsoleMailSink, MemoryMailSink
 from emulators.simpleone.server import RunningEmulator, serve_forever, start_emulator
+from emulators.simpleone.state import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from engine.ports import Mailer
 
 __all__ = [
@@ -21,18 +22,13 @@ __all__ = [
     "terminal_mailer",
 ]
 
-# The in-process emulator's own account; nothing outside this process can reach it.
-DEMO_USERNAME = "bot"
-DEMO_PASSWORD = "bot-password"
-
-
 async def start_simpleone(
     domains: Sequence[str], *, read_timeout: float | None = None
 ) -> tuple[RunningEmulator, SimpleOneClient]:
     """A SimpleOne emulator on loopback in which any address at `domains` is a known user, and
     the real client signed in to it."""
-    emulator = await start_emulator(auto_users_domains=domains, username=DEMO_USERNAME, password=DEMO_PASSWORD)
-    config = SimpleOneConfig(emulator.url, username=DEMO_USERNAME, password=DEMO_PASSWORD)
+    emulator = await start_emulator(auto_users_domains=domains)  # with the emulator's own account
+    config = SimpleOneConfig(emulator.url, username=DEFAULT_USERNAME, password=DEFAULT_PASSWORD)
     if read_timeout is not None:
         config = replace(config, read_timeout=read_timeout)
     return emulator, SimpleOneClient(config)

@@ -32,7 +32,15 @@ from aiohttp import BodyPartReader, web
 from emulators import runner
 from emulators.simpleone.faults import FaultRule, Faults
 from emulators.simpleone.query import QueryError, parse_query
-from emulators.simpleone.state import ApiError, Clock, EmulatorState, RequestLogEntry, utc_now
+from emulators.simpleone.state import (
+    DEFAULT_PASSWORD,
+    DEFAULT_USERNAME,
+    ApiError,
+    Clock,
+    EmulatorState,
+    RequestLogEntry,
+    utc_now,
+)
 
 __all__ = ["RunningEmulator", "build_app", "main", "serve_forever", "start_emulator"]
 
@@ -47,6 +55,7 @@ DOCUMENTED_LOGIN_PATH = "/v1/auth/login"
 TABLE_PREFIX = "/rest/v1/table/"
 UPLOAD_PREFIX = "/v1/attachments/upload/"
 DEFAULT_LIMIT = 20
+DEMO_DOMAINS = ("ranepa.ru",)  # served on its own, any address here is a known user
 _FILES_FIELD = re.compile(r"files(?:\[\d+\])?")
 _TRUE, _FALSE = frozenset({"1", "true"}), frozenset({"", "0", "false"})
 
@@ -403,8 +412,8 @@ async def start_emulator(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    username: str = "bot",
-    password: str = "bot-password",
+    username: str = DEFAULT_USERNAME,
+    password: str = DEFAULT_PASSWORD,
     token: str | None = None,
     token_ttl: float | None = None,
     auto_users_domains: Sequence[str] = (),
@@ -423,9 +432,9 @@ async def serve_forever(
     host: str,
     port: int,
     *,
-    auto_users_domains: Sequence[str] = ("ranepa.ru",),
-    username: str = "bot",
-    password: str = "bot-password",
+    auto_users_domains: Sequence[str] = DEMO_DOMAINS,
+    username: str = DEFAULT_USERNAME,
+    password: str = DEFAULT_PASSWORD,
     token: str | None = None,
 ) -> None:
     """Run the emulator until cancelled (the `supportbot simpleone-emulator` command)."""
@@ -452,14 +461,14 @@ async def serve_forever(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m emulators.simpleone.server --port 8090`."""
+    """`python -m emulators.simpleone --port 8090`."""
     parser = runner.loopback_parser("SimpleOne REST API emulator (for tests and demos)", 8090)
-    parser.add_argument("--username", default="bot")
-    parser.add_argument("--password", default="bot-password")
+    parser.add_argument("--username", default=DEFAULT_USERNAME)
+    parser.add_argument("--password", default=DEFAULT_PASSWORD)
     parser.add_argument("--token", default=None)
     parser.add_argument("--auto-users-domain", action="append", dest="domains", default=None)
     args = parser.parse_args(argv)
-    domains = tuple(args.domains) if args.domains is not None else ("ranepa.ru",)
+    domains = tuple(args.domains) if args.domains is not None else DEMO_DOMAINS
     runner.run_from_command_line(
         serve_forever(
             args.host,

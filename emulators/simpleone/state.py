@@ -92,10 +92,15 @@ class RequestLogEntry:
     status: int = 0  # 0 while in progress; 499 for a connection dropped or hung by a fault
 
 
+# The emulator's own account, printed by serve_forever: a test double's, not a secret.
+DEFAULT_USERNAME = "bot"
+DEFAULT_PASSWORD = "bot-password"
+
+
 @dataclass(slots=True, repr=False)
 class EmulatorState:
-    username: str = "bot"
-    password: str = "bot-password"
+    username: str = DEFAULT_USERNAME
+    password: str = DEFAULT_PASSWORD
     static_token: str | None = None
     token_ttl: float | None = None  # seconds; None = tokens live until expired by a fault switch
     auto_users_domains: Sequence[str] = ()

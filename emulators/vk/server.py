@@ -518,7 +518,7 @@ async def serve_forever(host: str, port: int, *, group_id: int, token: str, rate
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m emulators.vk.server --port 8091`."""
+    """`python -m emulators.vk --port 8091`."""
     parser = runner.loopback_parser("Fake VK API server (for tests and demos)", 8091)
     parser.add_argument("--group-id", type=int, default=1)
     parser.add_argument("--token", default="vk-token")
