@@ -24,9 +24,8 @@ from vkbottle_types.events.bot_events import MessageNew
 from emulators.vk.callback import CallbackConfirmationError
 from emulators.vk.keyboard import KeyboardError, parse_keyboard
 from emulators.vk.server import RunningVkEmulator
+from tests.vk_fixtures import GROUP_ID, TOKEN
 
-TOKEN = "vk-token"  # as in conftest.py, which test modules cannot import
-GROUP_ID = 777
 PEER = 1001
 HEX40 = re.compile(r"[0-9a-f]{40}")
 

@@ -13,10 +13,7 @@ import pytest
 
 from emulators.simpleone.server import RunningEmulator, serve_forever, start_emulator
 from emulators.simpleone.state import ManualClock
-
-USERNAME = "bot"
-PASSWORD = "s3cret-Passw0rd-for-tests"  # as in conftest.py, which test modules cannot import
-STATIC_TOKEN = "static0token0for0tests0abcdef012"
+from tests.simpleone_fixtures import PASSWORD, STATIC_TOKEN, USERNAME
 
 INCIDENTS = "/rest/v1/table/itsm_incident"
 
