@@ -20,11 +20,12 @@ from adapters.sqlite import open_sqlite, sqlite_path_from_url
 from engine.actions.context import AuthPolicy, Services
 from engine.leases import JobLease
 from engine.outbox import OutboxPolicy, OutboxWorker
-from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Mailer, SpooledFile, Storage
+from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Mailer, Storage
 from engine.reload import FlowHolder
 from engine.runtime import Engine
 from engine.status_watch import StatusWatcher
 from engine.ticket_outbox import ticket_outbox
+from engine.ticket_work import spooled_files
 from supportbot import demo
 from supportbot.config import Config, ConfigError, SmtpSettings
 
@@ -131,7 +132,7 @@ async def outbox_files(storage: Storage) -> set[str]:
     """Spool files that outbox items still have to upload: housekeeping must keep them."""
     keep: set[str] = set()
     for item in await storage.outbox_list((OUTBOX_PENDING, OUTBOX_FAILED), limit=100_000):
-        keep.update(SpooledFile.from_slot(f).id for f in item.payload.get("files") or [] if isinstance(f, dict))
+        keep.update(f.id for f in spooled_files(item.payload.get("files")))
     return keep
 
 
