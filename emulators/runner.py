@@ -29,8 +29,6 @@ __all__ = [
     "start_server",
 ]
 
-
-
 # Set when the server closes: a request held by a "hang" fault ends then, not at its timeout.
 CLOSING_KEY = web.AppKey("closing", asyncio.Event)
 DROPPED = 499  # the status a dropped request is logged with; the client never sees it
