@@ -11,7 +11,7 @@ from typing import TextIO
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from emulators.mail_sink import ConsoleMailSink, MemoryMailSink
 from emulators.simpleone.server import RunningEmulator, serve_forever, start_emulator
-from emulators.simpleone.state import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from emulators.simpleone.state import DEMO_PASSWORD, DEMO_USER
 from engine.ports import Mailer
 
 __all__ = [
@@ -28,7 +28,7 @@ async def start_simpleone(
     """A SimpleOne emulator on loopback in which any address at `domains` is a known user, and
     the real client signed in to it."""
     emulator = await start_emulator(auto_users_domains=domains)  # with the emulator's own account
-    config = SimpleOneConfig(emulator.url, username=DEFAULT_USERNAME, password=DEFAULT_PASSWORD)
+    config = SimpleOneConfig(emulator.url, username=DEMO_USER, password=DEMO_PASSWORD)
     if read_timeout is not None:
         config = replace(config, read_timeout=read_timeout)
     return emulator, SimpleOneClient(config)

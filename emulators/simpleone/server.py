@@ -32,15 +32,7 @@ from aiohttp import BodyPartReader, web
 from emulators import runner
 from emulators.simpleone.faults import FaultRule, Faults
 from emulators.simpleone.query import QueryError, parse_query
-from emulators.simpleone.state import (
-    DEFAULT_PASSWORD,
-    DEFAULT_USERNAME,
-    ApiError,
-    Clock,
-    EmulatorState,
-    RequestLogEntry,
-    utc_now,
-)
+from emulators.simpleone.state import DEMO_PASSWORD, DEMO_USER, ApiError, Clock, EmulatorState, RequestLogEntry, utc_now
 
 __all__ = ["RunningEmulator", "build_app", "main", "serve_forever", "start_emulator"]
 
@@ -412,8 +404,8 @@ async def start_emulator(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    username: str = DEFAULT_USERNAME,
-    password: str = DEFAULT_PASSWORD,
+    username: str = DEMO_USER,
+    password: str = DEMO_PASSWORD,
     token: str | None = None,
     token_ttl: float | None = None,
     auto_users_domains: Sequence[str] = (),
@@ -433,8 +425,8 @@ async def serve_forever(
     port: int,
     *,
     auto_users_domains: Sequence[str] = DEMO_DOMAINS,
-    username: str = DEFAULT_USERNAME,
-    password: str = DEFAULT_PASSWORD,
+    username: str = DEMO_USER,
+    password: str = DEMO_PASSWORD,
     token: str | None = None,
 ) -> None:
     """Run the emulator until cancelled (the `supportbot simpleone-emulator` command)."""
@@ -463,8 +455,8 @@ async def serve_forever(
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m emulators.simpleone --port 8090`."""
     parser = runner.loopback_parser("SimpleOne REST API emulator (for tests and demos)", 8090)
-    parser.add_argument("--username", default=DEFAULT_USERNAME)
-    parser.add_argument("--password", default=DEFAULT_PASSWORD)
+    parser.add_argument("--username", default=DEMO_USER)
+    parser.add_argument("--password", default=DEMO_PASSWORD)
     parser.add_argument("--token", default=None)
     parser.add_argument("--auto-users-domain", action="append", dest="domains", default=None)
     args = parser.parse_args(argv)

@@ -93,14 +93,14 @@ class RequestLogEntry:
 
 
 # The emulator's own account, printed by serve_forever: a test double's, not a secret.
-DEFAULT_USERNAME = "bot"
-DEFAULT_PASSWORD = "bot-password"
+DEMO_USER = "bot"
+DEMO_PASSWORD = "bot-password"
 
 
 @dataclass(slots=True, repr=False)
 class EmulatorState:
-    username: str = DEFAULT_USERNAME
-    password: str = DEFAULT_PASSWORD
+    username: str = DEMO_USER
+    password: str = DEMO_PASSWORD
     static_token: str | None = None
     token_ttl: float | None = None  # seconds; None = tokens live until expired by a fault switch
     auto_users_domains: Sequence[str] = ()
