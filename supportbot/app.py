@@ -25,9 +25,9 @@ from engine.reload import FlowHolder
 from engine.runtime import Engine
 from engine.status_watch import StatusWatcher
 from engine.ticket_outbox import ticket_outbox
-from engine.ticket_work import spooled_files
+from engine.ticket_work import UPLOAD, spooled_files
 from supportbot import demo
-from supportbot.config import Config, ConfigError, SmtpSettings
+from supportbot.config import Config, ConfigError, SmtpSettings, is_postgres_url
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ async def open_storage(url: str, *, pool_size: int = 10) -> Storage:
         except ValueError as exc:
             raise ConfigError([f"SUPPORTBOT_DATABASE_URL: {exc}"]) from exc
         return await open_sqlite(path)
-    if url.startswith(("postgresql:", "postgres:")):
+    if is_postgres_url(url):
         from adapters.postgres import OPEN_ERRORS, open_postgres  # asyncpg only where it is used
 
         try:
@@ -115,7 +115,7 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
     call = config.simpleone.timeout if config.simpleone else 30.0
     policy = OutboxPolicy(wait=config.outbox_wait, give_up_after=config.outbox_give_up,
                           backoff_cap=config.outbox_retry_max, default_timeout=3 * call + 5,
-                          timeouts={"ticket.upload": max(120.0, 4 * call)})
+                          timeouts={UPLOAD: max(120.0, 4 * call)})
     worker = ticket_outbox(services, holder, policy)
     app = App(config, Engine(holder, services), holder, storage, client, worker, emulator)
     if config.flows_watch:

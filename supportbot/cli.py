@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from engine.reload import FlowSetInvalid
-from supportbot.config import DEFAULT_MAIL_DOMAIN, ConfigError, describe, load_config
+from supportbot.config import DEFAULT_MAIL_DOMAIN, ConfigError, describe, is_postgres_url, load_config
 
 
 def _setup_logging(level: str) -> None:
@@ -76,7 +76,7 @@ async def _migrate(from_sqlite: Path | None) -> int:
     config = load_config()
     url = config.database_url
     if from_sqlite is not None:
-        if not url.startswith(("postgresql:", "postgres:")):
+        if not is_postgres_url(url):
             raise ConfigError(["--from-sqlite copies into PostgreSQL: set SUPPORTBOT_DATABASE_URL=postgresql://…"])
         from adapters.sqlite_to_postgres import TargetNotEmpty, copy_sqlite_to_postgres
 

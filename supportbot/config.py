@@ -31,6 +31,7 @@ class Setting:
     secret: bool = False
 
 
+POSTGRES_SCHEMES = ("postgresql", "postgres")  # URL schemes of a PostgreSQL database
 # The corporate mail domain: signing in, and the users the demo emulator knows, by default.
 DEFAULT_MAIL_DOMAIN = "ranepa.ru"
 
@@ -224,7 +225,7 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
 
     database_url = r.raw("SUPPORTBOT_DATABASE_URL") or ""
     scheme = urlsplit(database_url).scheme
-    if scheme not in ("sqlite", "postgresql", "postgres"):
+    if scheme not in ("sqlite", *POSTGRES_SCHEMES):
         r.problems.append(f"SUPPORTBOT_DATABASE_URL must start with sqlite:/// or postgresql://, got {database_url!r}")
 
     flows_raw = r.raw("FLOWS_DIR")
@@ -355,6 +356,10 @@ def require_vk(config: Config, *, callback: bool) -> VkSettings:
     if problems:
         raise ConfigError(problems)
     return vk
+
+
+def is_postgres_url(url: str) -> bool:
+    return urlsplit(url).scheme in POSTGRES_SCHEMES
 
 
 def describe(config: Config) -> list[str]:
