@@ -104,8 +104,9 @@ async def serve_until_cancelled(close: Callable[[], Awaitable[None]]) -> None:
         await close()
 
 
-def loopback_parser(description: str, port: int) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+def loopback_parser(package: str, description: str, port: int) -> argparse.ArgumentParser:
+    """The command line of `python -m <package>`: --host (loopback by default) and --port."""
+    parser = argparse.ArgumentParser(prog=f"python -m {package}", description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port)
     return parser

@@ -454,7 +454,7 @@ async def serve_forever(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m emulators.simpleone --port 8090`."""
-    parser = runner.loopback_parser("SimpleOne REST API emulator (for tests and demos)", 8090)
+    parser = runner.loopback_parser("emulators.simpleone", "SimpleOne REST API emulator (for tests and demos)", 8090)
     parser.add_argument("--username", default=DEMO_USER)
     parser.add_argument("--password", default=DEMO_PASSWORD)
     parser.add_argument("--token", default=None)

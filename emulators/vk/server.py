@@ -519,7 +519,7 @@ async def serve_forever(host: str, port: int, *, group_id: int, token: str, rate
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m emulators.vk --port 8091`."""
-    parser = runner.loopback_parser("Fake VK API server (for tests and demos)", 8091)
+    parser = runner.loopback_parser("emulators.vk", "Fake VK API server (for tests and demos)", 8091)
     parser.add_argument("--group-id", type=int, default=1)
     parser.add_argument("--token", default="vk-token")
     parser.add_argument("--rate-limit", type=int, default=20, help="calls per token per second; 0 = no limit")
