@@ -35,7 +35,7 @@ from engine.ports import (
 )
 from engine.replies import Reply
 from engine.runtime import Engine, StaticFlows
-from engine.ticket_work import ticket_outbox
+from engine.ticket_outbox import ticket_outbox
 from engine.yamlsrc import load_yaml_file
 from schema import FLOW_SCHEMA_PATH
 

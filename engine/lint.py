@@ -11,12 +11,9 @@ from engine.inputs import ERRORS_BY_KIND
 from engine.model import RETURN, Alternatives, ButtonSpec, StateSpec, TransitionSpec, Where
 from engine.replies import Button
 from engine.text import normalize_text
+from engine.vk_limits import KEYBOARD_LIMITS, MAX_LABEL, MAX_PAYLOAD, MAX_PER_ROW
 
 # VK's keyboard limits (shared/reference/vk-api.md): (rows, buttons) regular and inline.
-VK_LIMITS = {False: (10, 40), True: (6, 10)}
-VK_MAX_PER_ROW = 5
-VK_MAX_LABEL = 40
-VK_MAX_PAYLOAD = 255
 
 FILE_FIELDS = frozenset({"id", "name", "size", "mime"})
 BUILTIN_SLOTS: dict[str, Shape] = {"user": Shape.record("email", "name", "caller_id")}
@@ -240,23 +237,23 @@ class Linter:
             # The page of items (one per row), a paging row and a Back row.
             n_rows += st.pick.page_size + 2
             n_buttons += st.pick.page_size + 3
-        max_rows, max_buttons = VK_LIMITS[st.inline]
+        max_rows, max_buttons = KEYBOARD_LIMITS[st.inline]
         if n_rows > max_rows or n_buttons > max_buttons:
             kind = "an inline" if st.inline else "a"
             self.add(st.where, "F050", f"{st.name}: keyboard may need {n_rows} rows and {n_buttons} buttons; "
                      f"VK allows {kind} keyboard {max_rows} rows and {max_buttons} buttons")
         for row in rows:
-            if len(row) > VK_MAX_PER_ROW:
-                self.add(row[0].where, "F050", f"{st.name}: a row of {len(row)} buttons; VK allows {VK_MAX_PER_ROW}")
+            if len(row) > MAX_PER_ROW:
+                self.add(row[0].where, "F050", f"{st.name}: a row of {len(row)} buttons; VK allows {MAX_PER_ROW}")
             for button in row:
                 self.check_button(button, st.name)
 
     def check_button(self, button: ButtonSpec, owner: str) -> None:
-        if len(button.label) > VK_MAX_LABEL:
+        if len(button.label) > MAX_LABEL:
             self.add(button.where, "F051",
-                     f"{owner}: label '{button.label}' has {len(button.label)} characters; VK allows {VK_MAX_LABEL}")
+                     f"{owner}: label '{button.label}' has {len(button.label)} characters; VK allows {MAX_LABEL}")
         size = len(Button(button.label, button.event).payload.encode())
-        if size > VK_MAX_PAYLOAD:
+        if size > MAX_PAYLOAD:
             self.add(button.where, "F052", f"{owner}: payload of '{button.label}' is {size} bytes; VK allows 255")
 
     # ------------------------------------------------------------------ reachability

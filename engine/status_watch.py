@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from engine.flow_source import FlowSource
 from engine.leases import JobLease
 from engine.model import FlowSet
 from engine.ports import (
@@ -51,7 +52,6 @@ from engine.ports import (
     WatchedTicket,
     parse_updated_at,
 )
-from engine.runtime import FlowSource
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from adapters.mail_sink import ConsoleMailSink, MemoryMailSink
 from adapters.smtp import SmtpMailer
 from adapters.spool import DiskSpool
 from adapters.sqlite import open_sqlite
+from emulators.mail_sink import ConsoleMailSink, MemoryMailSink
 from engine.ports import FileSpool, Mailer, MailMessage
 
 pytest.register_assert_rewrite("storage_contract", "mailer_contract", "spool_contract")

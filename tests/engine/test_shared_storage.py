@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from adapters.mail_sink import MemoryMailSink
+from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
 from engine.model import FlowSet

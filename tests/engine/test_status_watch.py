@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
-from adapters.simpleone.emulator_state import ManualClock
 from adapters.sqlite import SqliteStorage, open_sqlite
+from emulators.simpleone.server import RunningEmulator, start_emulator
+from emulators.simpleone.state import ManualClock
 from engine.model import FlowSet
 from engine.ports import Binding, Notice, WatchedTicket
 from engine.runtime import StaticFlows
