@@ -60,10 +60,11 @@ from bench.machine import cpu_sample
 from emulators.scratch_postgres import create_scratch_database, drop_database
 from emulators.simpleone.state import EmulatorState
 from engine.actions.context import AuthPolicy, Services
+from engine.flow_source import StaticFlows
 from engine.flowset import load_flow_set
 from engine.model import FlowSet
 from engine.ports import Attachment, Binding, Incoming, MailMessage, Person, Storage, Ticket, TicketRef, Upload
-from engine.runtime import Engine, StaticFlows
+from engine.runtime import Engine
 from engine.sessions import SessionCache
 from engine.ticket_outbox import ticket_outbox
 

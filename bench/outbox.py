@@ -32,11 +32,12 @@ from adapters.sqlite import open_sqlite
 from emulators.mail_sink import MemoryMailSink
 from emulators.simpleone.server import start_emulator
 from engine.actions.context import AuthPolicy, Services
+from engine.flow_source import StaticFlows
 from engine.flowset import load_flow_set
 from engine.model import FlowSet
 from engine.outbox import OutboxPolicy
 from engine.ports import Binding, Incoming
-from engine.runtime import Engine, StaticFlows
+from engine.runtime import Engine
 from engine.ticket_outbox import ticket_outbox
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from engine.model import FlowSet
 
-__all__ = ["FlowSource"]
+__all__ = ["FlowSource", "StaticFlows"]
 
 
 class FlowSource(Protocol):
@@ -18,3 +18,14 @@ class FlowSource(Protocol):
 
     @property
     def current(self) -> FlowSet: ...
+
+
+class StaticFlows:
+    """A flow set that never changes (tests, flowlint's conversation tests)."""
+
+    def __init__(self, flow_set: FlowSet) -> None:
+        self._flow_set = flow_set
+
+    @property
+    def current(self) -> FlowSet:
+        return self._flow_set

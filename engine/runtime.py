@@ -10,34 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Protocol
 
 from engine.actions import REGISTRY
 from engine.actions.context import Services
 from engine.actions.registry import ActionRegistry
-from engine.model import FlowSet
+from engine.flow_source import FlowSource
 from engine.ports import Incoming
 from engine.replies import Button, Reply, dump_replies
 from engine.sessions import PeerLocks, SessionCache
 from engine.turn import Turn
 
 log = logging.getLogger(__name__)
-
-
-class FlowSource(Protocol):
-    """Where the engine reads the flow set for each event (hot reload swaps it)."""
-
-    @property
-    def current(self) -> FlowSet: ...
-
-
-class StaticFlows:
-    def __init__(self, flow_set: FlowSet) -> None:
-        self._flow_set = flow_set
-
-    @property
-    def current(self) -> FlowSet:
-        return self._flow_set
 
 
 class Engine:

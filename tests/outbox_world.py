@@ -23,12 +23,13 @@ from adapters.sqlite import SqliteStorage, open_sqlite
 from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
+from engine.flow_source import StaticFlows
 from engine.model import FlowSet
 from engine.notices import outbox_notices
 from engine.outbox import OutboxPolicy, OutboxWorker
 from engine.ports import OUTBOX_DONE, OUTBOX_PENDING, Binding, Incoming, Notice, OutboxItem
 from engine.replies import Reply
-from engine.runtime import Engine, StaticFlows
+from engine.runtime import Engine
 from engine.ticket_work import COMMENT, CREATE, marker, ticket_executors
 from supportbot.conversation_world import EmulatorWorld
 

@@ -20,13 +20,6 @@ PACKAGES = ("engine", "schema", "adapters", "emulators", "supportbot", "bench", 
 PRODUCTION = ("engine", "adapters", "supportbot")
 # The one module of the bot's wiring that may reach the emulators: the demo modes.
 DEMO_MODULE = "supportbot.demo"
-# Cycles being removed elsewhere, each as the set of modules it runs through. This list only
-# shrinks: a new cycle fails the test.
-KNOWN_CYCLES: tuple[frozenset[str], ...] = (
-    # engine/model.py and engine/machine.py name each other's types; the rewrite of machine,
-    # runtime, model and flowset under way in another branch removes it.
-    frozenset({"engine.model", "engine.machine"}),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,14 +171,7 @@ def cycles(graph: Mapping[str, list[Import]]) -> list[frozenset[str]]:
 
 
 def test_no_import_cycles_among_project_modules(graph: dict[str, list[Import]]) -> None:
-    found = cycles(graph)
-    assert sorted(sorted(c) for c in found if c not in KNOWN_CYCLES) == []
-
-
-def test_the_known_cycles_are_still_there(graph: dict[str, list[Import]]) -> None:
-    """Once one is gone, its entry in KNOWN_CYCLES must go too, or it could come back unseen."""
-    found = cycles(graph)
-    assert [sorted(c) for c in KNOWN_CYCLES if c not in found] == []
+    assert sorted(sorted(c) for c in cycles(graph)) == []
 
 
 def test_the_checks_see_imports_under_type_checking_and_in_functions(tmp_path: Path) -> None:
