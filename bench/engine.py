@@ -53,19 +53,20 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.simpleone.emulator_state import EmulatorState
 from adapters.spool import DiskSpool
 from adapters.storage.postgres import open_postgres
 from adapters.storage.sqlite import open_sqlite
 from bench.machine import cpu_sample
+from emulators.scratch_postgres import create_scratch_database, drop_database
+from emulators.simpleone.state import EmulatorState
 from engine.actions.context import AuthPolicy, Services
+from engine.flow_source import StaticFlows
 from engine.flowset import load_flow_set
 from engine.model import FlowSet
 from engine.ports import Attachment, Binding, Incoming, MailMessage, Person, Storage, Ticket, TicketRef, Upload
-from engine.runtime import Engine, StaticFlows
+from engine.runtime import Engine
 from engine.sessions import SessionCache
-from engine.ticket_work import ticket_outbox
-from tests.postgres_db import create_scratch_database, drop_database
+from engine.ticket_outbox import ticket_outbox
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 # The 7-step create-ticket dialogue of a signed-in user.

@@ -26,18 +26,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.mail_sink import MemoryMailSink
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import start_emulator
 from adapters.spool import DiskSpool
 from adapters.storage.sqlite import open_sqlite
+from emulators.mail_sink import MemoryMailSink
+from emulators.simpleone.server import start_emulator
 from engine.actions.context import AuthPolicy, Services
+from engine.flow_source import StaticFlows
 from engine.flowset import load_flow_set
 from engine.model import FlowSet
 from engine.outbox import OutboxPolicy
 from engine.ports import Binding, Incoming
-from engine.runtime import Engine, StaticFlows
-from engine.ticket_work import ticket_outbox
+from engine.runtime import Engine
+from engine.ticket_outbox import ticket_outbox
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 BEFORE_SUBMIT = ["Начать", "Создать заявку", "2", "6", None, "Без файлов"]

@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapters.storage.postgres import open_postgres
 from adapters.storage.sqlite import open_sqlite
 from bench.machine import cpu_sample
+from emulators.scratch_postgres import create_scratch_database, drop_database
 from engine.ports import Session, StepCommit
-from tests.postgres_db import create_scratch_database, drop_database
 
 SLOTS = {"service": {"id": "2.5", "name": "Сетевые ресурсы"},
          "description": "Не открывается сетевая папка бухгалтерии, ошибка 0x80070035. " * 2}

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.storage.sqlite import open_sqlite  # noqa: E402
-from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator  # noqa: E402
-from adapters.vk.emulator_users import FakeUser  # noqa: E402
+from emulators.vk.server import RunningVkEmulator, start_vk_emulator  # noqa: E402
+from emulators.vk.users import FakeUser  # noqa: E402
 from engine.ports import Binding  # noqa: E402
 
 GROUP = 1

@@ -16,6 +16,7 @@ from engine import templates
 from engine.findings import Finding, Severity
 from engine.model import (
     RETURN,
+    Alternatives,
     BotSettings,
     ButtonSpec,
     Catalog,
@@ -23,11 +24,11 @@ from engine.model import (
     CatalogGroup,
     FlowSpec,
     InputSpec,
-    Mapping_,
     PickLabels,
     PickSpec,
     SayPart,
     StateSpec,
+    TicketMapping,
     TicketSettings,
     TransitionSpec,
     Where,
@@ -127,11 +128,20 @@ class _DocBuilder:
             return value
         return f"{flow}.{value}"
 
+    def alternatives(self, flow: str | None, event: str, value: Any, path: JsonPath) -> Alternatives:
+        """One transition, or a list of guarded ones tried in order."""
+        if isinstance(value, list):
+            return tuple(self.transition(flow, event, v, (*path, i)) for i, v in enumerate(value))
+        return (self.transition(flow, event, value, path),)
+
     def transition(self, flow: str | None, event: str, value: Any, path: JsonPath) -> TransitionSpec:
         if isinstance(value, str):
             return TransitionSpec(event, self.target(flow, value), where=self.where(path))
         for i, name in enumerate(value.get("clear", [])):
             self.out.slot_refs.append((name, self.where((*path, "clear", i))))
+        for key in ("when", "unless"):
+            if key in value:
+                self.out.slot_refs.append((value[key], self.where((*path, key))))
         return TransitionSpec(
             event=event,
             to=self.target(flow, value["to"]),
@@ -140,6 +150,8 @@ class _DocBuilder:
             otherwise=self.target(flow, value["else"]) if "else" in value else None,
             set=dict(value.get("set", {})),
             clear=tuple(value.get("clear", [])),
+            when=value.get("when"),
+            unless=value.get("unless"),
             where=self.where(path),
         )
 
@@ -172,7 +184,7 @@ class _DocBuilder:
             buttons=self.buttons(data.get("buttons"), (*path, "buttons")),
             footer=bool(data.get("footer", True)),
             inline=bool(data.get("inline", False)),
-            on={ev: self.transition(flow, ev, t, (*path, "on", ev)) for ev, t in (data.get("on") or {}).items()},
+            on={ev: self.alternatives(flow, ev, t, (*path, "on", ev)) for ev, t in (data.get("on") or {}).items()},
             where=self.where(path, key=True),
         )
 
@@ -240,7 +252,7 @@ class _DocBuilder:
         self.out.bot = BotSettings(
             start=b["start"],
             footer=self.buttons(b.get("footer"), (*path, "footer")),
-            global_on={ev: self.transition(None, ev, t, (*path, "global", ev))
+            global_on={ev: self.alternatives(None, ev, t, (*path, "global", ev))
                        for ev, t in (b.get("global") or {}).items()},
             commands=commands,
             pick_labels=PickLabels(**b["pick_labels"]),
@@ -267,10 +279,10 @@ class _DocBuilder:
         )
 
 
-def _mapping(data: Any) -> Mapping_:
+def _mapping(data: Any) -> TicketMapping:
     if not data:
-        return Mapping_()
-    return Mapping_(
+        return TicketMapping()
+    return TicketMapping(
         table=data.get("table"),
         service=data.get("service"),
         category=data.get("category"),

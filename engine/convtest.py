@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 
 from engine.actions.context import AuthPolicy, Services
 from engine.findings import Finding
+from engine.flow_source import StaticFlows
 from engine.flowset import collect_files
 from engine.model import FlowSet
 from engine.outbox import OutboxPolicy
@@ -34,8 +35,8 @@ from engine.ports import (
     TicketSystem,
 )
 from engine.replies import Reply
-from engine.runtime import Engine, StaticFlows
-from engine.ticket_work import ticket_outbox
+from engine.runtime import Engine
+from engine.ticket_outbox import ticket_outbox
 from engine.yamlsrc import load_yaml_file
 from schema import FLOW_SCHEMA_PATH
 

@@ -12,7 +12,7 @@ from engine.actions.registry import ActionRegistry
 from engine.build import build, flow_set_version
 from engine.findings import Finding, Severity
 from engine.lint import lint
-from engine.machine import CompiledMachine
+from engine.machine import machine_of
 from engine.model import FlowSet
 from engine.schema_check import check_schema
 from engine.yamlsrc import YamlDoc, load_yaml_file
@@ -83,8 +83,8 @@ def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) ->
         catalog=built.catalog,
         bot=built.bot,
         tickets=built.tickets,
-        machine=CompiledMachine(states, built.bot),
         files=tuple(str(p) for p in files),
         file_slots=file_slots,
     )
+    machine_of(result.flow_set)  # compiled now, so a reload swaps in a flow set ready to run
     return result

@@ -36,13 +36,15 @@ def edges(flow_set: FlowSet) -> list[tuple[str, str, str]]:
     """(source, event, dest) for every transition; global events start from one 'any state' node."""
     out: list[tuple[str, str, str]] = []
     for name, st in flow_set.states.items():
-        for event, t in st.on.items():
-            out.append((name, event, t.to))
-            if t.then and t.to != RETURN:
-                # After the called state returns, the user goes on to `then`.
-                out.append((t.to, "then", t.then))
-    for event, t in flow_set.bot.global_on.items():
-        out.append((ANY_STATE, event, t.to))
+        for event, alternatives in st.on.items():
+            for t in alternatives:
+                out.append((name, event, t.to))
+                if t.then and t.to != RETURN:
+                    # After the called state returns, the user goes on to `then`.
+                    out.append((t.to, "then", t.then))
+    for event, alternatives in flow_set.bot.global_on.items():
+        for t in alternatives:
+            out.append((ANY_STATE, event, t.to))
     return out
 
 

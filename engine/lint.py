@@ -8,15 +8,12 @@ from engine.actions.registry import VALUE, ActionRegistry, Shape
 from engine.build import Built, TemplateUse
 from engine.findings import Finding, Severity
 from engine.inputs import ERRORS_BY_KIND
-from engine.model import RETURN, ButtonSpec, StateSpec, TransitionSpec, Where
+from engine.model import RETURN, Alternatives, ButtonSpec, StateSpec, TransitionSpec, Where
 from engine.replies import Button
 from engine.text import normalize_text
+from engine.vk_limits import KEYBOARD_LIMITS, MAX_LABEL, MAX_PAYLOAD, MAX_PER_ROW
 
 # VK's keyboard limits (shared/reference/vk-api.md): (rows, buttons) regular and inline.
-VK_LIMITS = {False: (10, 40), True: (6, 10)}
-VK_MAX_PER_ROW = 5
-VK_MAX_LABEL = 40
-VK_MAX_PAYLOAD = 255
 
 FILE_FIELDS = frozenset({"id", "name", "size", "mime"})
 BUILTIN_SLOTS: dict[str, Shape] = {"user": Shape.record("email", "name", "caller_id")}
@@ -37,7 +34,7 @@ PICK_EVENTS = ("chosen", "back")
 
 class Linter:
     def __init__(self, built: Built, registry: ActionRegistry, origin: str = "flows") -> None:
-        self.b = built
+        self.built = built
         self.registry = registry
         self.origin = origin  # where set-wide findings (a missing settings file) point
         self.findings: list[Finding] = []
@@ -51,7 +48,7 @@ class Linter:
         self.findings.append(Finding(w.path, w.line, w.col, code, message, severity))
 
     def run(self) -> list[Finding]:
-        b = self.b
+        b = self.built
         if b.bot is None:
             self.add(None, "F070", "no bot settings: one file must have the top-level key 'bot'")
         if b.catalog is None:
@@ -77,31 +74,44 @@ class Linter:
             self.add(where, "F010", f"target '{target}' must be written as flow.state here")
             return
         flow, _, state = target.partition(".")
-        if flow not in self.b.flows:
-            known = ", ".join(sorted(self.b.flows)) or "none"
+        if flow not in self.built.flows:
+            known = ", ".join(sorted(self.built.flows)) or "none"
             self.add(where, "F011", f"unknown flow '{flow}' in target '{target}' (flows: {known})")
         elif target not in self.states:
             self.add(where, "F010", f"unknown state '{state}' in flow '{flow}'")
 
     def transitions(self) -> Iterable[tuple[StateSpec | None, TransitionSpec]]:
         for st in self.states.values():
-            for t in st.on.values():
-                yield st, t
-        if self.b.bot:
-            for t in self.b.bot.global_on.values():
-                yield None, t
+            for alternatives in st.on.values():
+                for t in alternatives:
+                    yield st, t
+        if self.built.bot:
+            for alternatives in self.built.bot.global_on.values():
+                for t in alternatives:
+                    yield None, t
 
     def check_targets(self) -> None:
-        for flow in self.b.flows.values():
+        for flow in self.built.flows.values():
             self.check_target(flow.start, flow.where)
-        if self.b.bot:
-            self.check_target(self.b.bot.start, self.b.bot.where)
+        if self.built.bot:
+            self.check_target(self.built.bot.start, self.built.bot.where)
         for _, t in self.transitions():
             self.check_target(t.to, t.where)
             self.check_target(t.then, t.where)
             self.check_target(t.otherwise, t.where)
             if t.to == RETURN and t.then:
                 self.add(t.where, "F070", "'then' makes no sense on a transition to 'return'")
+        for alternatives in self.all_alternatives():
+            for t in alternatives[:-1]:
+                if not (t.when or t.unless):
+                    self.add(t.where, "F015", f"'on: {t.event}': this alternative has no 'when' or 'unless', "
+                             "so the ones after it are never taken")
+
+    def all_alternatives(self) -> Iterable[Alternatives]:
+        for st in self.states.values():
+            yield from st.on.values()
+        if self.built.bot:
+            yield from self.built.bot.global_on.values()
 
     # ------------------------------------------------------------------ states
 
@@ -134,23 +144,24 @@ class Linter:
                     if info is None or not info.settles:
                         continue
                     for ev in info.emits:
-                        t = st.on.get(ev)
-                        if t is not None and t.to in self.states:
-                            for settled in info.settles:
-                                self._settled.setdefault(t.to, {}).setdefault(settled, st.where)
+                        for t in st.on.get(ev, ()):
+                            if t.to in self.states:
+                                for settled in info.settles:
+                                    self._settled.setdefault(t.to, {}).setdefault(settled, st.where)
         return self._settled
 
     def rows(self, st: StateSpec) -> list[tuple[ButtonSpec, ...]]:
         rows = list(st.buttons)
-        if st.footer and self.b.bot:
-            rows.extend(self.b.bot.footer)
+        if st.footer and self.built.bot:
+            rows.extend(self.built.bot.footer)
         return rows
 
     def handled(self, st: StateSpec, event: str) -> bool:
-        return event in st.on or bool(self.b.bot and event in self.b.bot.global_on)
+        return event in st.on or bool(self.built.bot and event in self.built.bot.global_on)
 
     def check_states(self) -> None:
-        commands = set(self.b.bot.commands.values()) if self.b.bot else set()
+        commands = set(self.built.bot.commands.values()) if self.built.bot else set()
+        global_events = self.built.bot.global_on if self.built.bot else {}
         for st in self.states.values():
             raised = self.raised_events(st)
             for name, where in zip(st.enter, st.enter_where, strict=True):
@@ -168,10 +179,10 @@ class Linter:
                     if not self.handled(st, button.event):
                         self.add(button.where, "F014",
                                  f"{st.name}: button '{button.label}' raises '{button.event}' but nothing handles it")
-            for ev, t in st.on.items():
-                if ev not in raised and ev not in commands and ev not in (self.b.bot.global_on if self.b.bot else {}):
-                    self.add(t.where, "F014", f"{st.name}: 'on: {ev}' can never happen here (no button, input, "
-                             "pick, action or command raises it)", Severity.WARNING)
+            for ev, alternatives in st.on.items():
+                if ev not in raised and ev not in commands and ev not in global_events:
+                    self.add(alternatives[0].where, "F014", f"{st.name}: 'on: {ev}' can never happen here (no "
+                             "button, input, pick, action or command raises it)", Severity.WARNING)
             shows_buttons = bool(self.rows(st)) or st.pick is not None
             if not st.on and not shows_buttons and st.input is None:
                 self.add(st.where, "F013", f"{st.name}: no buttons, no input and no transitions: the user is stuck")
@@ -226,33 +237,33 @@ class Linter:
             # The page of items (one per row), a paging row and a Back row.
             n_rows += st.pick.page_size + 2
             n_buttons += st.pick.page_size + 3
-        max_rows, max_buttons = VK_LIMITS[st.inline]
+        max_rows, max_buttons = KEYBOARD_LIMITS[st.inline]
         if n_rows > max_rows or n_buttons > max_buttons:
             kind = "an inline" if st.inline else "a"
             self.add(st.where, "F050", f"{st.name}: keyboard may need {n_rows} rows and {n_buttons} buttons; "
                      f"VK allows {kind} keyboard {max_rows} rows and {max_buttons} buttons")
         for row in rows:
-            if len(row) > VK_MAX_PER_ROW:
-                self.add(row[0].where, "F050", f"{st.name}: a row of {len(row)} buttons; VK allows {VK_MAX_PER_ROW}")
+            if len(row) > MAX_PER_ROW:
+                self.add(row[0].where, "F050", f"{st.name}: a row of {len(row)} buttons; VK allows {MAX_PER_ROW}")
             for button in row:
                 self.check_button(button, st.name)
 
     def check_button(self, button: ButtonSpec, owner: str) -> None:
-        if len(button.label) > VK_MAX_LABEL:
+        if len(button.label) > MAX_LABEL:
             self.add(button.where, "F051",
-                     f"{owner}: label '{button.label}' has {len(button.label)} characters; VK allows {VK_MAX_LABEL}")
+                     f"{owner}: label '{button.label}' has {len(button.label)} characters; VK allows {MAX_LABEL}")
         size = len(Button(button.label, button.event).payload.encode())
-        if size > VK_MAX_PAYLOAD:
+        if size > MAX_PAYLOAD:
             self.add(button.where, "F052", f"{owner}: payload of '{button.label}' is {size} bytes; VK allows 255")
 
     # ------------------------------------------------------------------ reachability
 
     def check_reachability(self) -> None:
-        bot = self.b.bot
+        bot = self.built.bot
         if bot is None:
             return
-        roots = [bot.start, *(t.to for t in bot.global_on.values())]
-        roots += [t.then for t in bot.global_on.values() if t.then]
+        roots = [bot.start, *(t.to for alts in bot.global_on.values() for t in alts)]
+        roots += [t.then for alts in bot.global_on.values() for t in alts if t.then]
         seen: set[str] = set()
         todo = [r for r in roots if r in self.states]
         while todo:
@@ -260,7 +271,7 @@ class Linter:
             if name in seen:
                 continue
             seen.add(name)
-            for t in self.states[name].on.values():
+            for t in (t for alts in self.states[name].on.values() for t in alts):
                 for nxt in (t.to, t.then, t.otherwise):
                     if nxt and nxt in self.states and nxt not in seen:
                         todo.append(nxt)
@@ -291,9 +302,10 @@ class Linter:
                     known.setdefault(inp.slot, VALUE)
                     if inp.files_slot:
                         known[inp.files_slot] = Shape(FILE_FIELDS, is_list=True)
-            for t in st.on.values():
-                for slot in t.set:
-                    known.setdefault(slot, VALUE)
+            for alternatives in st.on.values():
+                for t in alternatives:
+                    for slot in t.set:
+                        known.setdefault(slot, VALUE)
         for st in self.states.values():
             if st.pick:
                 if st.pick.source == "catalog":
@@ -310,7 +322,7 @@ class Linter:
 
     def check_templates(self) -> None:
         slots = self.known_slots()
-        for dotted, where in self.b.slot_refs:
+        for dotted, where in self.built.slot_refs:
             head, _, tail = dotted.partition(".")
             known = slots.get(head)
             field = tail.split(".")[0]
@@ -318,7 +330,7 @@ class Linter:
                 self.add(where, "F030", f"unknown slot '{dotted}'")
             elif field and known.fields and field not in known.fields:
                 self.add(where, "F030", f"'{head}' has no field '{field}' (it has: {', '.join(sorted(known.fields))})")
-        for use in self.b.uses:
+        for use in self.built.uses:
             scope = self.scope(use, slots)
             for ref in use.template.refs:
                 root, *rest = ref.path
@@ -346,10 +358,10 @@ class Linter:
     # ------------------------------------------------------------------ catalogue and settings
 
     def check_catalog(self) -> None:
-        if self.b.catalog is None:
+        if self.built.catalog is None:
             return
         seen: dict[str, Where] = {}
-        for group in self.b.catalog.groups:
+        for group in self.built.catalog.groups:
             for ident, where in [(f"group {group.id}", group.where),
                                  *((f"entry {e.id}", e.where) for e in group.entries)]:
                 if ident in seen:
@@ -367,7 +379,7 @@ class Linter:
                              f"{' and no '.join(missing)} (set it on the entry, its group or catalog.defaults)")
 
     def check_settings(self) -> None:
-        bot, tickets = self.b.bot, self.b.tickets
+        bot, tickets = self.built.bot, self.built.tickets
         if bot:
             for row in bot.footer:
                 for button in row:
@@ -379,8 +391,8 @@ class Linter:
                 local = any(ev in st.on or ev in self.raised_events(st) for st in self.states.values())
                 if ev not in bot.global_on and not local:
                     self.add(bot.where, "F014", f"command event '{ev}' is handled nowhere", Severity.WARNING)
-        if tickets and self.b.catalog:
-            tables = {e.mapping.table for g in self.b.catalog.groups for e in g.entries if e.mapping.table}
+        if tickets and self.built.catalog:
+            tables = {e.mapping.table for g in self.built.catalog.groups for e in g.entries if e.mapping.table}
             missing = sorted(t for t in tables if t not in tickets.tables)
             if missing:
                 self.add(tickets.where, "F070", "catalogue creates tickets in " + ", ".join(missing) +

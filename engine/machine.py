@@ -1,81 +1,226 @@
-"""The flow set compiled once onto one `transitions` machine.
+"""The flow set compiled once onto one `transitions` machine, which does the routing.
 
-No model is attached and none is ever added: per event the engine puts the session's state
-on a throw-away model, triggers the event, and reads the new state back. A Machine or
-add_model per user would cost ~40 KiB and ~1 ms each (a known `transitions` issue).
+Every flow's states are states of one `Machine` ("flow.state" names: nesting them in a
+HierarchicalMachine made a trigger 6-8x dearer, see bench/machine_trigger.py). The machine
+decides everything about an event; nothing beside it second-guesses it:
+- `when`/`unless` of a transition are its conditions/unless, over the session's slots;
+- `set`/`clear`/`say` are its `before` callbacks, the return stack (`then` pushes, `return`
+  pops) too: a transition to 'return' is one guarded transition per possible return target,
+  then a fallback to its 'else' (or the start);
+- global events (bot.global) are transitions from every state that lacks its own, added last,
+  so a state's own transition wins; taking one drops the return stack;
+- the generic pick state's paging and choosing are internal transitions whose callback moves
+  through the list and raises 'chosen' as the follow-up event;
+- entering a state notes the state whose enter actions are to run.
+No model is attached and none is ever added: the engine triggers an event on a throw-away
+`Dialogue` per event (engine/dialogue.py) and runs the effects it noted afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+from weakref import WeakKeyDictionary
 
-from transitions import Machine
+from transitions import EventData, Machine
 
-from engine.model import RETURN, BotSettings, StateSpec, TransitionSpec
+from engine import picker
+from engine.dialogue import Dialogue
+from engine.model import RETURN, Alternatives, FlowSet, StateSpec, TransitionSpec, render_say
+from engine.templates import lookup
 
-# Engine-internal navigation inside a pick state: handled in place, the state does not change.
+RETURN_SLOT = "_return"
+MAX_RETURN_DEPTH = 5
+# The pick state's navigation events: handled in place, the state does not change.
 PICK_INTERNAL = ("pick", "pick_next", "pick_prev", "pick_up")
 
-
-class _Model:
-    __slots__ = ("state",)
-
-    def __init__(self, state: str) -> None:
-        self.state = state
+Callback = Callable[[EventData], Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    spec: TransitionSpec | None  # None for internal pick navigation
-    dest: str  # the new state, or RETURN when the engine must pop its return stack
-    is_global: bool = False  # taken from bot.global: the user left whatever they were doing
+def _dialogue(event: EventData) -> Dialogue:
+    return cast(Dialogue, event.model)
 
 
-class CompiledMachine:
-    def __init__(self, states: Mapping[str, StateSpec], bot: BotSettings) -> None:
-        self._specs: dict[tuple[str, str], TransitionSpec] = {}
-        self._global = frozenset(id(t) for t in bot.global_on.values())
+def _stack(slots: dict[str, Any]) -> list[str]:
+    stack = slots.get(RETURN_SLOT)
+    return [str(s) for s in stack] if isinstance(stack, list) else []
+
+
+def _set_stack(slots: dict[str, Any], stack: list[str]) -> None:
+    if stack:
+        slots[RETURN_SLOT] = stack[-MAX_RETURN_DEPTH:]
+    else:
+        slots.pop(RETURN_SLOT, None)
+
+
+_compiled: WeakKeyDictionary[FlowSet, DialogueMachine] = WeakKeyDictionary()
+
+
+def machine_of(flows: FlowSet) -> DialogueMachine:
+    """The flow set's machine, compiled once (the loader compiles it before a flow set is used,
+    so that a reload swaps in a ready one); it lives as long as the flow set."""
+    machine = _compiled.get(flows)
+    if machine is None:
+        machine = _compiled[flows] = DialogueMachine(flows)
+    return machine
+
+
+class DialogueMachine:
+    """Compiles a flow set's states onto a `transitions.Machine`; `trigger` steps a Dialogue."""
+
+    def __init__(self, flows: FlowSet) -> None:
+        # Parts of the flow set, never the flow set itself: it is the key the machine is kept
+        # under (machine_of), and a strong reference back would keep both alive for ever.
+        # Callbacks that need the whole flow set (the picker) take the dialogue's.
+        self.states = flows.states
+        self.global_on = flows.bot.global_on
+        self.start = flows.bot.start
+        self.file_slots = flows.file_slots
         self.machine = Machine(
             model=None,
-            states=list(states),
-            initial=bot.start,
+            states=list(flows.states),
+            initial=flows.bot.start,
             auto_transitions=False,
             ignore_invalid_triggers=True,
+            send_event=True,
         )
-        for name, st in states.items():
-            for event, t in st.on.items():
-                self._add(name, event, t)
+        # Where a 'return' may lead: the states some 'then' names first (the usual case), then
+        # every other state, for entries an older flow set pushed (a reload renamed a 'then').
+        thens = sorted({t.then for alts in self._all_alternatives() for t in alts if t.then and t.then in flows.states})
+        self.return_targets = [*thens, *(name for name in flows.states if name not in thens)]
+        # What the flows declare each state handles (own and global transitions), for showing
+        # buttons and for outcomes told later; the routing itself is the machine's.
+        self.declared: set[tuple[str, str]] = set()
+        for name, st in flows.states.items():
+            self.machine.get_state(name).on_enter.append(self._entered)
             if st.pick is not None:
-                for event in PICK_INTERNAL:
-                    self.machine.add_transition(event, name, None)
-        # Global events last: transitions tries a state's own transitions first.
-        for event, t in bot.global_on.items():
-            for name in states:
-                if (name, event) not in self._specs:
-                    self._add(name, event, t)
-        self._handled: dict[str, frozenset[str]] = {
-            name: frozenset(ev for ev, trans in self.machine.events.items() if name in trans.transitions)
-            for name in states
-        }
+                self._add_pick(st)
+            for event, alternatives in st.on.items():
+                self._add(name, event, alternatives, is_global=False)
+        # Global events last: transitions tries a state's own transitions first, and falls
+        # through to the global one when all of the state's own are guarded and none holds.
+        for event, alternatives in flows.bot.global_on.items():
+            for name, st in flows.states.items():
+                own = st.on.get(event)
+                if not own or own[-1].when or own[-1].unless:
+                    self._add(name, event, alternatives, is_global=True)
 
-    def _add(self, source: str, event: str, t: TransitionSpec) -> None:
-        # 'return' has no fixed destination: an internal transition, resolved by the engine.
-        self.machine.add_transition(event, source, None if t.to == RETURN else t.to)
-        self._specs[(source, event)] = t
+    # ------------------------------------------------------------------ running
 
     def handles(self, state: str, event: str) -> bool:
-        return event in self._handled.get(state, ())
+        return (state, event) in self.declared
 
-    def fire(self, state: str, event: str) -> Step | None:
-        """The transition `event` takes from `state`, or None if it is not handled there."""
-        if not self.handles(state, event):
-            return None
-        model = _Model(state)
-        if not self.machine.events[event].trigger(model):
-            return None
-        spec = self._specs.get((state, event))
-        is_global = spec is not None and id(spec) in self._global
-        if spec is not None and spec.to == RETURN:
-            return Step(spec, RETURN, is_global)
-        return Step(spec, model.state, is_global)
+    def trigger(self, dialogue: Dialogue, event: str, index: int | None = None) -> bool:
+        found = self.machine.events.get(event)
+        if found is None:
+            return False
+        taken: bool = found.trigger(dialogue, index=index)
+        return taken
+
+    # ------------------------------------------------------------------ compiling
+
+    def _all_alternatives(self) -> Iterable[Alternatives]:
+        for st in self.states.values():
+            yield from st.on.values()
+        yield from self.global_on.values()
+
+    def _add(self, source: str, event: str, alternatives: Alternatives, *, is_global: bool) -> None:
+        self.declared.add((source, event))
+        for spec in alternatives:
+            guards: dict[str, Any] = {
+                "conditions": [self._slot_set(spec.when)] if spec.when else [],
+                "unless": [self._slot_set(spec.unless)] if spec.unless else [],
+            }
+            if spec.to != RETURN:
+                self.machine.add_transition(event, source, spec.to,
+                                            before=[self._leave(spec, is_global, pop=False)], **guards)
+                continue
+            # 'return' goes to the top of the return stack: one transition per place it may
+            # hold (a global event has dropped the stack, so it has only the fallback).
+            for target in () if is_global else self.return_targets:
+                conditions = [self._returns_to(target), *guards["conditions"]]
+                self.machine.add_transition(event, source, target, conditions=conditions, unless=guards["unless"],
+                                            before=[self._leave(spec, is_global, pop=True)])
+            fallback = spec.otherwise if spec.otherwise in self.states else self.start
+            self.machine.add_transition(event, source, fallback,
+                                        before=[self._leave(spec, is_global, pop=True)], **guards)
+
+    def _add_pick(self, st: StateSpec) -> None:
+        navigate = self._navigate(st)
+        self.declared.update((st.name, event) for event in PICK_INTERNAL)
+        # Назад inside a catalogue group goes up a level, before the state's own 'back'.
+        self.machine.add_transition("back", st.name, None, conditions=[self._in_group(st)],
+                                    after=[self._navigate(st, "pick_up")])
+        for event in PICK_INTERNAL:
+            self.machine.add_transition(event, st.name, None, after=[navigate])
+
+    # ------------------------------------------------------------------ conditions
+
+    @staticmethod
+    def _slot_set(path: str) -> Callback:
+        def slot_set(event: EventData) -> bool:
+            return bool(lookup(_dialogue(event).slots, path))
+        return slot_set
+
+    @staticmethod
+    def _returns_to(target: str) -> Callback:
+        def returns_to(event: EventData) -> bool:
+            stack = _stack(_dialogue(event).slots)
+            return bool(stack) and stack[-1] == target
+        return returns_to
+
+    def _in_group(self, st: StateSpec) -> Callback:
+        def in_group(event: EventData) -> bool:
+            dialogue = _dialogue(event)
+            return picker.view(dialogue.flows, st, dialogue.slots).group != picker.TOP
+        return in_group
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _leave(self, spec: TransitionSpec, is_global: bool, *, pop: bool) -> Callback:
+        """The transition's effect on the slots, before the state changes."""
+        def leave(event: EventData) -> None:
+            dialogue = _dialogue(event)
+            slots = dialogue.slots
+            # A global event (menu, help, cancel…) abandons any call in progress, and so must
+            # the places it would have returned to.
+            stack = [] if is_global else _stack(slots)
+            if pop and stack:
+                stack.pop()
+            if spec.then:
+                stack.append(spec.then)
+            _set_stack(slots, stack)
+            for name in spec.clear:
+                value = slots.pop(name, None)
+                if name in self.file_slots and isinstance(value, list):
+                    dialogue.discard.extend(str(v.get("id")) for v in value if isinstance(v, dict))
+            slots.update(spec.set)
+            text = render_say(spec.say, slots)
+            if text:
+                dialogue.said.append(text)
+        return leave
+
+    def _entered(self, event: EventData) -> None:
+        dialogue = _dialogue(event)
+        dest = dialogue.state
+        dialogue.show_state = True
+        dialogue.arrived = dest
+        if dest == self.start:
+            dialogue.slots.pop(RETURN_SLOT, None)
+        st = self.states[dest]
+        # A list keeps its page and group when the user steps back into it (Назад from the
+        # description, К списку from a ticket); any other way in starts afresh.
+        source = event.transition.source if event.transition is not None else ""
+        if st.pick is not None and not (event.event.name == "back"
+                                        and source.partition(".")[0] == dest.partition(".")[0]):
+            picker.reset(dialogue.flows, st, dialogue.slots)
+
+    def _navigate(self, st: StateSpec, fixed: str | None = None) -> Callback:
+        def navigate(event: EventData) -> None:
+            dialogue = _dialogue(event)
+            index = event.kwargs.get("index")
+            outcome = picker.navigate(dialogue.flows, st, dialogue.slots, fixed or event.event.name, index)
+            if outcome is None:
+                dialogue.show_state = True  # moved within the list, or nothing to pick: show it
+            dialogue.follow_up = outcome
+        return navigate

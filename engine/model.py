@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine.templates import Template
-
-if TYPE_CHECKING:
-    from engine.machine import CompiledMachine
+from engine.templates import Template, lookup
 
 RETURN = "return"
 
@@ -49,7 +46,14 @@ class TransitionSpec:
     otherwise: str | None = None  # 'else' in YAML
     set: Mapping[str, Any] = field(default_factory=dict)
     clear: tuple[str, ...] = ()
+    # Guards over the session's slots: taken only when `when` is set and `unless` is not.
+    when: str | None = None
+    unless: str | None = None
     where: Where | None = None
+
+
+# An event's transitions from one state, tried in order: the first whose guards hold is taken.
+Alternatives = tuple[TransitionSpec, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +92,7 @@ class StateSpec:
     buttons: tuple[tuple[ButtonSpec, ...], ...]
     footer: bool
     inline: bool
-    on: Mapping[str, TransitionSpec]
+    on: Mapping[str, Alternatives]
     where: Where
 
 
@@ -101,7 +105,9 @@ class FlowSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Mapping_:
+class TicketMapping:
+    """How a catalogue entry becomes a SimpleOne record: its table and field values."""
+
     table: str | None = None
     service: str | None = None
     category: str | None = None
@@ -109,9 +115,9 @@ class Mapping_:
     contact_type: str | None = None
     fields: Mapping[str, str] = field(default_factory=dict)
 
-    def over(self, base: Mapping_) -> Mapping_:
+    def over(self, base: TicketMapping) -> TicketMapping:
         """This mapping with unset values taken from base (defaults → group → entry)."""
-        return Mapping_(
+        return TicketMapping(
             table=self.table or base.table,
             service=self.service or base.service,
             category=self.category or base.category,
@@ -135,7 +141,7 @@ class CatalogEntry:
     name: str
     group_id: str
     group_name: str
-    mapping: Mapping_  # already merged with group and defaults
+    mapping: TicketMapping  # already merged with group and defaults
     where: Where
 
     def as_slot(self) -> dict[str, str]:
@@ -173,7 +179,7 @@ class PickLabels:
 class BotSettings:
     start: str
     footer: tuple[tuple[ButtonSpec, ...], ...]
-    global_on: Mapping[str, TransitionSpec]
+    global_on: Mapping[str, Alternatives]
     commands: Mapping[str, str]  # normalised typed text → event
     pick_labels: PickLabels
     messages: Mapping[str, Template]
@@ -203,7 +209,21 @@ class TicketSettings:
         return code
 
 
-@dataclass(frozen=True, slots=True)
+def render_say(parts: Sequence[SayPart], values: Mapping[str, Any]) -> str:
+    """What a `say` says over values: its parts whose when/unless hold, one per line."""
+    out = []
+    for part in parts:
+        if part.when and not lookup(values, part.when):
+            continue
+        if part.unless and lookup(values, part.unless):
+            continue
+        out.append(part.template.render(values))
+    return "\n".join(out).strip()
+
+
+# Compared by identity, and weakly referenced by the machine compiled from it
+# (engine.machine.machine_of): a flow set and its machine come and go together.
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class FlowSet:
     """A whole, valid flow set: what the engine runs and hot reload swaps atomically."""
 
@@ -213,7 +233,6 @@ class FlowSet:
     catalog: Catalog
     bot: BotSettings
     tickets: TicketSettings
-    machine: CompiledMachine
     files: tuple[str, ...]
     # Slots that hold spooled files, with the input whose limits apply to them.
     file_slots: Mapping[str, InputSpec]

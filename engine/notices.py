@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from engine.flow_source import FlowSource
 from engine.ports import Notice, OutboxItem
-
-if TYPE_CHECKING:
-    from engine.runtime import FlowSource
 
 log = logging.getLogger(__name__)
 

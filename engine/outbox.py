@@ -465,8 +465,11 @@ class OutboxWorker:
             # and the item is tried again after a backoff like any failure.
             log.exception("outbox %s (%s) attempt failed unexpectedly", item.id, item.kind)
             self.breaker.release(permit)
-            with contextlib.suppress(Exception):
+            try:
                 await self._retry_later(item, "internal error; see the log")
+            except Exception:
+                # The item stays pending with its old next_at; a later round takes it up again.
+                log.exception("outbox %s: could not put off its retry; a later round takes it up", item.id)
             return False
         finally:
             self._inflight.discard(item.id)

@@ -13,9 +13,9 @@ from typing import Any
 from engine.model import Catalog, FlowSet, PickSpec, StateSpec
 from engine.replies import Button
 from engine.text import normalize_text
+from engine.vk_limits import shorten
 
 PICK_SLOT = "_pick"
-MAX_LABEL = 40
 TOP = -1
 
 
@@ -40,11 +40,6 @@ class View:
 
     def page_items(self) -> list[tuple[int, Item]]:
         return list(enumerate(self.items))[self.first : self.first + self.page_size]
-
-
-def shorten(text: str, limit: int = MAX_LABEL) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def position(slots: dict[str, Any], state: str) -> tuple[int, int]:

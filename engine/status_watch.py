@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from engine.flow_source import FlowSource
 from engine.leases import JobLease
 from engine.model import FlowSet
 from engine.ports import (
@@ -52,7 +53,6 @@ from engine.ports import (
     TicketWatches,
     WatchedTicket,
 )
-from engine.runtime import FlowSource
 from engine.ticket_time import parse_updated_at
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine.notices import outbox_notices
-from engine.outbox import Checkpoint, Defer, Executor, OutboxPolicy, OutboxWorker, WorkDone, WorkFailed
+from engine.outbox import Checkpoint, Defer, Executor, WorkDone, WorkFailed
 from engine.ports import (
     FileSpool,
     OutboxItem,
@@ -33,10 +32,6 @@ from engine.ports import (
     WatchedTicket,
 )
 from engine.ticket_time import parse_updated_at
-
-if TYPE_CHECKING:
-    from engine.actions.context import Services
-    from engine.runtime import FlowSource
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +48,11 @@ def marker(item_id: str) -> str:
     return f"[sb:{item_id}]"
 
 
-def _files(payload: dict[str, Any]) -> list[SpooledFile]:
-    return [SpooledFile.from_slot(f) for f in payload.get("files") or [] if isinstance(f, dict)]
+def spooled_files(value: object) -> list[SpooledFile]:
+    """The files a file slot, or a ticket item's "files", holds (as SpooledFile.as_slot wrote them)."""
+    if not isinstance(value, list):
+        return []
+    return [SpooledFile.from_slot(f) for f in value if isinstance(f, dict)]
 
 
 def record_of(table: str, sys_id: str) -> str:
@@ -104,7 +102,7 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
             except TicketSystemRejected as exc:
                 raise WorkFailed(str(exc), {"event": "rejected", "vars": {"ticket": ticket_vars},
                                             "notice": "ticket_failed"}) from exc
-        files = _files(p)
+        files = spooled_files(p.get("files"))
         ticket = {**ticket_vars, "number": ref.number, "table": ref.table, "sys_id": ref.sys_id,
                   "files": len(files)}
         now = clock()
@@ -119,7 +117,7 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
         table, sys_id = str(p["table"]), str(p["sys_id"])
         done: list[str] = list(item.progress.get("done") or [])
         failed: list[str] = list(item.progress.get("failed") or [])
-        pending = [f for f in _files(p) if f.id not in done and f.id not in failed]
+        pending = [f for f in spooled_files(p.get("files")) if f.id not in done and f.id not in failed]
         if pending:
             present = {(a.name, a.size) for a in await tickets.list_attachments(table, sys_id)}
             for f in pending:
@@ -139,8 +137,8 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
                 item.progress["done"] = done
                 await checkpoint(item)
                 await spool.discard(f.id)
-        names = [f.name for f in _files(p) if f.id in failed]
-        for f in _files(p):
+        names = [f.name for f in spooled_files(p.get("files")) if f.id in failed]
+        for f in spooled_files(p.get("files")):
             if f.id in failed:
                 await spool.discard(f.id)
         result_vars = {**p.get("vars", {}), "files": ", ".join(names)}
@@ -205,7 +203,7 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
                 await checkpoint(item)
             else:
                 raise TicketSystemUnavailable(f"comment {item.id}: the write did not get through; trying again")
-        files = _files(p)
+        files = spooled_files(p.get("files"))
         ref = TicketRef(table, sys_id, ticket.number)
         now = clock()
         return WorkDone(
@@ -217,11 +215,3 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
 
     return {CREATE: create, COMMENT: comment, UPLOAD: upload}
 
-
-def ticket_outbox(services: Services, flows: FlowSource, policy: OutboxPolicy | None = None) -> OutboxWorker:
-    """The outbox worker for ticket work, wired to the services and made their outbox queue
-    (the caller runs `worker.run()` as a task)."""
-    worker = OutboxWorker(services.storage, ticket_executors(services.tickets, services.spool, services.clock),
-                          outbox_notices(flows, services.clock), policy, clock=services.clock)
-    services.outbox = worker
-    return worker

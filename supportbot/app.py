@@ -13,21 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from adapters.mail_sink import ConsoleMailSink
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
 from adapters.smtp import SmtpMailer
 from adapters.spool import DiskSpool
 from adapters.storage.sqlite import open_sqlite, sqlite_path_from_url
 from engine.actions.context import AuthPolicy, Services
 from engine.leases import JobLease
 from engine.outbox import OutboxPolicy, OutboxWorker
-from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Mailer, SpooledFile, Storage
+from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Mailer, Storage
 from engine.reload import FlowHolder
 from engine.runtime import Engine
 from engine.status_watch import StatusWatcher
-from engine.ticket_work import ticket_outbox
-from supportbot.config import Config, ConfigError, SmtpSettings
+from engine.ticket_outbox import ticket_outbox
+from engine.ticket_work import UPLOAD, spooled_files
+from supportbot import demo
+from supportbot.config import Config, ConfigError, SmtpSettings, is_postgres_url
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class App:
     storage: Storage
     tickets: SimpleOneClient
     outbox: OutboxWorker
-    emulator: RunningEmulator | None = None
+    emulator: demo.RunningEmulator | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -62,7 +62,7 @@ async def open_storage(url: str, *, pool_size: int = 10) -> Storage:
         except ValueError as exc:
             raise ConfigError([f"SUPPORTBOT_DATABASE_URL: {exc}"]) from exc
         return await open_sqlite(path)
-    if url.startswith(("postgresql:", "postgres:")):
+    if is_postgres_url(url):
         from adapters.storage.postgres import OPEN_ERRORS, open_postgres  # asyncpg only where it is used
 
         try:
@@ -76,7 +76,7 @@ async def open_storage(url: str, *, pool_size: int = 10) -> Storage:
 
 def make_mailer(smtp: SmtpSettings | None, terminal: TextIO) -> Mailer:
     if smtp is None:
-        return ConsoleMailSink(terminal)
+        return demo.terminal_mailer(terminal)
     return SmtpMailer(smtp.host, smtp.port, from_addr=smtp.sender, username=smtp.user, password=smtp.password,
                       starttls=smtp.starttls, use_tls=smtp.tls, timeout=smtp.timeout)
 
@@ -86,12 +86,11 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
     """Everything the bot needs, started. allow_emulator: run SimpleOne in process if no URL is set."""
     holder = FlowHolder([config.flows_dir])
     holder.load()
-    emulator: RunningEmulator | None = None
+    emulator: demo.RunningEmulator | None = None
     if config.simpleone is None:
         if not allow_emulator:
             raise ConfigError(["SIMPLEONE_URL is required (only `supportbot chat` runs an emulator in process)"])
-        emulator = await start_emulator(auto_users_domains=config.auth_domains)
-        client = SimpleOneClient(SimpleOneConfig(emulator.url, username="bot", password="bot-password"))
+        emulator, client = await demo.start_simpleone(config.auth_domains)
         log.info("SimpleOne emulator running in process at %s", emulator.url)
     else:
         so = config.simpleone
@@ -116,7 +115,7 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
     call = config.simpleone.timeout if config.simpleone else 30.0
     policy = OutboxPolicy(wait=config.outbox_wait, give_up_after=config.outbox_give_up,
                           backoff_cap=config.outbox_retry_max, default_timeout=3 * call + 5,
-                          timeouts={"ticket.upload": max(120.0, 4 * call)})
+                          timeouts={UPLOAD: max(120.0, 4 * call)})
     worker = ticket_outbox(services, holder, policy)
     app = App(config, Engine(holder, services), holder, storage, client, worker, emulator)
     if config.flows_watch:
@@ -133,7 +132,7 @@ async def outbox_files(storage: Storage) -> set[str]:
     """Spool files that outbox items still have to upload: housekeeping must keep them."""
     keep: set[str] = set()
     for item in await storage.outbox_list((OUTBOX_PENDING, OUTBOX_FAILED), limit=100_000):
-        keep.update(SpooledFile.from_slot(f).id for f in item.payload.get("files") or [] if isinstance(f, dict))
+        keep.update(f.id for f in spooled_files(item.payload.get("files")))
     return keep
 
 

@@ -12,12 +12,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from engine.reload import FlowSetInvalid
-from supportbot.config import ConfigError, describe, load_config
+from supportbot.config import DEFAULT_MAIL_DOMAIN, ConfigError, describe, is_postgres_url, load_config
 
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # transitions logs every callback of every trigger at INFO: the engine's own log says
+    # what a step did; its warnings still come through.
+    logging.getLogger("transitions").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 async def _chat(peer: str, verbose: bool) -> int:
@@ -76,7 +79,7 @@ async def _migrate(from_sqlite: Path | None) -> int:
     config = load_config()
     url = config.database_url
     if from_sqlite is not None:
-        if not url.startswith(("postgresql:", "postgres:")):
+        if not is_postgres_url(url):
             raise ConfigError(["--from-sqlite copies into PostgreSQL: set SUPPORTBOT_DATABASE_URL=postgresql://…"])
         from adapters.storage.sqlite_to_postgres import TargetNotEmpty, copy_sqlite_to_postgres
 
@@ -94,10 +97,10 @@ async def _migrate(from_sqlite: Path | None) -> int:
 
 
 async def _emulator(host: str, port: int, domains: list[str]) -> int:
-    from adapters.simpleone.emulator import serve_forever
+    from supportbot.demo import serve_simpleone
 
     _setup_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
-    await serve_forever(host, port, auto_users_domains=domains)
+    await serve_simpleone(host, port, domains)
     return 0
 
 
@@ -111,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     emu = sub.add_parser("simpleone-emulator", help="serve a SimpleOne API emulator for tests and demos")
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8090)
-    emu.add_argument("--domains", default="ranepa.ru",
+    emu.add_argument("--domains", default=DEFAULT_MAIL_DOMAIN,
                      help="comma-separated mail domains whose users exist on first look-up")
     sub.add_parser("run", help="the bot in the VK community over Bots Long Poll (one process per community)")
     serve = sub.add_parser("serve", help="the Callback API endpoint for the VK community")

@@ -31,6 +31,10 @@ class Setting:
     secret: bool = False
 
 
+POSTGRES_SCHEMES = ("postgresql", "postgres")  # URL schemes of a PostgreSQL database
+# The corporate mail domain: signing in, and the users the demo emulator knows, by default.
+DEFAULT_MAIL_DOMAIN = "ranepa.ru"
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("SUPPORTBOT_DATABASE_URL", "sqlite:///supportbot.db",
             "Where sessions and sign-ins are kept: sqlite:///FILE (relative), sqlite:////ABS/PATH, or "
@@ -38,7 +42,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_POOL_SIZE", "10", "PostgreSQL connections per process"),
     Setting("FLOWS_DIR", None, "Directory of the flow files (default: ./flows, else the project's flows/)"),
     Setting("FLOWS_WATCH", "false", "Reload flows when their files change (SIGHUP always reloads)"),
-    Setting("AUTH_EMAIL_DOMAINS", "ranepa.ru", "Corporate mail domains allowed to sign in, comma-separated"),
+    Setting("AUTH_EMAIL_DOMAINS", DEFAULT_MAIL_DOMAIN, "Corporate mail domains allowed to sign in, comma-separated"),
     Setting("AUTH_CODE_TTL_MINUTES", "10", "How long a sign-in code is valid"),
     Setting("AUTH_MAX_ATTEMPTS", "5", "Wrong entries allowed per code"),
     Setting("AUTH_RESEND_COOLDOWN_SECONDS", "60", "Wait before another code can be mailed"),
@@ -221,7 +225,7 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
 
     database_url = r.raw("SUPPORTBOT_DATABASE_URL") or ""
     scheme = urlsplit(database_url).scheme
-    if scheme not in ("sqlite", "postgresql", "postgres"):
+    if scheme not in ("sqlite", *POSTGRES_SCHEMES):
         r.problems.append(f"SUPPORTBOT_DATABASE_URL must start with sqlite:/// or postgresql://, got {database_url!r}")
 
     flows_raw = r.raw("FLOWS_DIR")
@@ -352,6 +356,10 @@ def require_vk(config: Config, *, callback: bool) -> VkSettings:
     if problems:
         raise ConfigError(problems)
     return vk
+
+
+def is_postgres_url(url: str) -> bool:
+    return urlsplit(url).scheme in POSTGRES_SCHEMES
 
 
 def describe(config: Config) -> list[str]:

@@ -9,30 +9,30 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.mail_sink import MemoryMailSink
-from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
+from adapters.simpleone.client import SimpleOneClient
 from adapters.spool import DiskSpool
 from adapters.storage.sqlite import open_sqlite
 from engine.ports import Storage
-
-TICKET_TABLES = ("itsm_incident", "itsm_request")
+from supportbot.config import DEFAULT_MAIL_DOMAIN
+from supportbot.demo import MemoryMailSink, RunningEmulator, start_simpleone
 
 
 class EmulatorWorld:
-    def __init__(self, emulator: RunningEmulator, client: SimpleOneClient, spool_dir: Path) -> None:
+    def __init__(self, emulator: RunningEmulator, client: SimpleOneClient, spool_dir: Path,
+                 ticket_tables: Sequence[str]) -> None:
         self.emulator = emulator
+        self.ticket_tables = tuple(ticket_tables)  # the flows' simpleone.ticket_tables
         self.tickets = client
         self._spool_dir = spool_dir
         self._domains = tuple(emulator.state.auto_users_domains)
         self.spool = DiskSpool(spool_dir)
 
     @classmethod
-    async def start(cls, domains: Sequence[str] = ("ranepa.ru",)) -> EmulatorWorld:
-        emulator = await start_emulator(auto_users_domains=domains)
-        client = SimpleOneClient(SimpleOneConfig(emulator.url, username="bot", password="bot-password",
-                                                 read_timeout=5.0))
-        return cls(emulator, client, Path(tempfile.mkdtemp(prefix="supportbot-convtest-")))
+    async def start(cls, ticket_tables: Sequence[str],
+                    domains: Sequence[str] = (DEFAULT_MAIL_DOMAIN,)) -> EmulatorWorld:
+        """ticket_tables: where the flows keep tickets (FlowSet.tickets.tables)."""
+        emulator, client = await start_simpleone(domains, read_timeout=5.0)
+        return cls(emulator, client, Path(tempfile.mkdtemp(prefix="supportbot-convtest-")), ticket_tables)
 
     async def fresh_storage(self) -> Storage:
         return await open_sqlite(":memory:")
@@ -52,7 +52,7 @@ class EmulatorWorld:
             state.faults.fail_next(int(spec["reject_next"]), status=400, method="POST", path_prefix="/rest/v1/table/")
         if "ticket_state" in spec:
             latest = max(
-                ((table, r) for table in TICKET_TABLES for r in state.records(table)),
+                ((table, r) for table in self.ticket_tables for r in state.records(table)),
                 key=lambda item: (item[1].get("sys_created_at", ""), item[1]["sys_id"]),
                 default=None,
             )
@@ -66,7 +66,7 @@ class EmulatorWorld:
         if not users:
             return 0
         caller = users[0]["sys_id"]
-        return sum(len(state.records(table, f"caller={caller}")) for table in TICKET_TABLES)
+        return sum(len(state.records(table, f"caller={caller}")) for table in self.ticket_tables)
 
     async def reset(self) -> None:
         self.emulator.state.reset()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.findings import Finding, Severity
 from engine.flowset import load_flow_set
-from supportbot.config import PROJECT_ROOT
+from supportbot.config import DEFAULT_MAIL_DOMAIN, PROJECT_ROOT
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -95,7 +95,7 @@ async def _run_tests(args: argparse.Namespace) -> int:
         print(_line(finding))
     if args.k:
         tests = [t for t in tests if args.k.casefold() in t.name.casefold()]
-    world = await EmulatorWorld.start(args.domains.split(","))
+    world = await EmulatorWorld.start(result.flow_set.tickets.tables, args.domains.split(","))
     failed = 0
 
     def report(outcome: object) -> None:
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     test = sub.add_parser("test", help="run conversation tests (default: flows/tests/)")
     test.add_argument("paths", nargs="*", help="test files or directories (default: <flows>/tests)")
     test.add_argument("--flows", help="the flows directory (default: flows/)")
-    test.add_argument("--domains", default="ranepa.ru", help="mail domains allowed to sign in")
+    test.add_argument("--domains", default=DEFAULT_MAIL_DOMAIN, help="mail domains allowed to sign in")
     test.add_argument("-k", help="only tests whose name contains this text")
     test.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
     args = parser.parse_args(argv)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from typing import TextIO
 
 from adapters.spool import DiskSpool
-from engine.ports import OUTBOX_DONE, OUTBOX_FAILED, OUTBOX_PENDING, OutboxItem, SpooledFile
+from engine.ports import OUTBOX_DONE, OUTBOX_FAILED, OUTBOX_PENDING, OutboxItem
+from engine.ticket_work import spooled_files
 from supportbot.app import open_storage
 from supportbot.config import Config
 
@@ -81,10 +81,9 @@ async def outbox_command(config: Config, action: str, item_id: str | None, state
             out.write(f"{item_id} is {item.state}: only pending or failed items can be dropped\n")
             return 1
         spool = DiskSpool(config.spool_dir, max_bytes=config.spool_max_bytes)
-        files: Sequence[object] = dropped.payload.get("files") or []
+        files = spooled_files(dropped.payload.get("files"))
         for f in files:
-            if isinstance(f, dict):
-                await spool.discard(SpooledFile.from_slot(f).id)
+            await spool.discard(f.id)
         out.write(f"{item_id} dropped with {len(files)} file(s); the user is not told\n")
         return 0
     finally:

@@ -19,7 +19,7 @@ from adapters.vk.attachments import AttachmentFetcher
 from adapters.vk.bot import VkBot
 from adapters.vk.callback import make_callback_app, resume_pending
 from adapters.vk.delivery import DeliveryLog, resend_unsent
-from adapters.vk.longpoll import LongPoller
+from adapters.vk.longpoll import DEFAULT_WAIT, LongPoller
 from adapters.vk.notices import run_notices
 from adapters.vk.sender import VkSender
 from engine.leases import JobLease
@@ -30,7 +30,6 @@ from supportbot.config import ConfigError, VkSettings
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 30.0  # on shutdown, how long events in hand may take to finish
-LONGPOLL_WAIT = 25  # seconds a long-poll request waits for events
 ORPHAN_SWEEP_SECONDS = 15.0
 # Older than anything a live worker holds: an event waits in hand at most about its step, the
 # outcome wait and the handover (well under a minute); replies are marked sent within a second.
@@ -162,10 +161,10 @@ async def run_longpoll(app: App, vk: VkSettings) -> None:
     channel = await start_channel(app, vk)
     assert vk.group_id is not None
     # Several workers in long-poll mode: one polls (a lease renewed before each request, which
-    # waits up to 25 s); if it dies, another resumes from the saved ts when the lease runs out.
-    lease = JobLease(app.storage, f"vk:{vk.group_id}:longpoll", ttl=LONGPOLL_WAIT + 20)
-    poller = LongPoller(channel.api, app.storage, channel.bot, group_id=vk.group_id, wait=LONGPOLL_WAIT,
-                        lease=lease)
+    # waits up to DEFAULT_WAIT s); if it dies, another resumes from the saved ts when the lease
+    # runs out.
+    lease = JobLease(app.storage, f"vk:{vk.group_id}:longpoll", ttl=DEFAULT_WAIT + 20)
+    poller = LongPoller(channel.api, app.storage, channel.bot, group_id=vk.group_id, lease=lease)
     stop = _stop_on_signals()
     log.info("long poll for community %d started", vk.group_id)
     polling = asyncio.create_task(poller.run())

@@ -12,17 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from adapters.mail_sink import MemoryMailSink
 from adapters.storage.sqlite import SqliteStorage, open_sqlite
+from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
+from engine.flow_source import StaticFlows
 from engine.flowset import load_flow_set
 from engine.model import FlowSet
 from engine.outbox import OutboxWorker
 from engine.ports import Binding, Incoming, IncomingFile
 from engine.replies import Reply
-from engine.runtime import Engine, StaticFlows
-from engine.ticket_work import ticket_outbox
+from engine.runtime import Engine
+from engine.ticket_outbox import ticket_outbox
 from supportbot.conversation_world import EmulatorWorld
 from tests.postgres_db import scratch_database
 
@@ -46,8 +47,8 @@ async def scratch_postgres() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[EmulatorWorld]:
-    w = await EmulatorWorld.start()
+async def world(flow_set: FlowSet) -> AsyncIterator[EmulatorWorld]:
+    w = await EmulatorWorld.start(flow_set.tickets.tables)
     yield w
     await w.close()
 

@@ -18,19 +18,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from adapters.mail_sink import MemoryMailSink
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from adapters.storage.sqlite import SqliteStorage, open_sqlite
+from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
+from engine.flow_source import StaticFlows
 from engine.model import FlowSet
 from engine.notices import outbox_notices
 from engine.outbox import OutboxPolicy, OutboxWorker
 from engine.ports import OUTBOX_DONE, OUTBOX_PENDING, Binding, Incoming, Notice, OutboxItem
 from engine.replies import Reply
-from engine.runtime import Engine, StaticFlows
+from engine.runtime import Engine
 from engine.ticket_work import COMMENT, CREATE, marker, ticket_executors
-from supportbot.conversation_world import TICKET_TABLES, EmulatorWorld
+from supportbot.conversation_world import EmulatorWorld
 
 # Short real timeouts: a hung request costs READ_TIMEOUT of wall time, not 30 s.
 READ_TIMEOUT = 0.3
@@ -179,7 +180,7 @@ class Rig:
 
     def tickets(self) -> list[dict[str, str]]:
         state = self.world.emulator.state
-        return [r for table in TICKET_TABLES for r in state.records(table)]
+        return [r for table in self.world.ticket_tables for r in state.records(table)]
 
     async def notices(self) -> list[Notice]:
         return await self.storage.notices_unsent(limit=1000)

@@ -17,8 +17,8 @@ from typing import IO, Any
 
 from aiosmtpd.controller import Controller
 
-from adapters.simpleone.emulator import RunningEmulator
-from adapters.vk.emulator import RunningVkEmulator
+from emulators.simpleone.server import RunningEmulator
+from emulators.vk.server import RunningVkEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP = 515

@@ -13,6 +13,7 @@ import logging
 import math
 
 from adapters.vk.sender import VkSender, reply_key
+from adapters.vk.updates import vk_peer_id
 from engine.ports import Storage
 from engine.replies import load_replies
 
@@ -62,7 +63,9 @@ async def resend_unsent(storage: Storage, sender: VkSender, delivery: DeliveryLo
             break
         for item in unsent:
             try:
-                peer_id = int(item.peer.partition(":")[2])
+                peer_id = vk_peer_id(item.peer)
+                if peer_id is None:
+                    raise ValueError(f"{item.peer} is not a VK peer")
                 replies = load_replies(item.replies)
             except (ValueError, TypeError, KeyError):
                 log.error("kept replies of event %s cannot be read; dropped", item.event_id)

@@ -13,13 +13,10 @@ import logging
 from dataclasses import dataclass
 
 from engine.replies import Button, Reply
+from engine.vk_limits import KEYBOARD_LIMITS, MAX_MESSAGE_LENGTH, MAX_PAYLOAD, MAX_PER_ROW, shorten
 
 log = logging.getLogger(__name__)
 
-MAX_LABEL = 40
-MAX_PAYLOAD = 255
-PER_ROW = 5
-LIMITS = {False: (10, 40), True: (6, 10)}  # inline → (rows, buttons)
 COLORS = frozenset({"primary", "secondary", "positive", "negative"})
 
 
@@ -27,11 +24,6 @@ COLORS = frozenset({"primary", "secondary", "positive", "negative"})
 class VkMessage:
     text: str
     keyboard: str  # JSON; '{"buttons":[],"one_time":false}' hides a previous keyboard
-
-
-def shorten(label: str) -> str:
-    label = " ".join(label.split()) or "…"
-    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1].rstrip() + "…"
 
 
 def _button(b: Button) -> dict[str, object]:
@@ -43,18 +35,18 @@ def _button(b: Button) -> dict[str, object]:
 
 def _fit(rows: list[list[Button]], max_rows: int, max_buttons: int) -> list[list[Button]]:
     """Rows within VK's limits: long rows split, and if still too tall, buttons packed 5 a row."""
-    split = [row[i : i + PER_ROW] for row in rows for i in range(0, len(row), PER_ROW)]
+    split = [row[i : i + MAX_PER_ROW] for row in rows for i in range(0, len(row), MAX_PER_ROW)]
     buttons = [b for row in split for b in row]
     if len(split) <= max_rows and len(buttons) <= max_buttons:
         return split
     log.error("a reply with %d buttons in %d rows exceeds VK's keyboard; packing it", len(buttons), len(split))
     kept = buttons[:max_buttons]
-    packed = [kept[i : i + PER_ROW] for i in range(0, len(kept), PER_ROW)]
+    packed = [kept[i : i + MAX_PER_ROW] for i in range(0, len(kept), MAX_PER_ROW)]
     return packed[:max_rows]
 
 
 def render(reply: Reply) -> VkMessage:
-    max_rows, max_buttons = LIMITS[reply.inline]
+    max_rows, max_buttons = KEYBOARD_LIMITS[reply.inline]
     rows = [[b for b in row if len(b.payload) <= MAX_PAYLOAD] for row in reply.buttons]
     if sum(map(len, rows)) != sum(map(len, reply.buttons)):
         log.error("buttons with payloads over %d characters dropped", MAX_PAYLOAD)
@@ -71,7 +63,7 @@ def render(reply: Reply) -> VkMessage:
     return VkMessage(text, json.dumps(keyboard, ensure_ascii=False, separators=(",", ":")))
 
 
-def split_text(text: str, limit: int = 4096) -> list[str]:
+def split_text(text: str, limit: int = MAX_MESSAGE_LENGTH) -> list[str]:
     """Messages of at most limit characters, cut at paragraph, line or word ends when possible."""
     text = text.strip() or "…"
     chunks: list[str] = []

@@ -24,6 +24,8 @@ from engine.ports import Storage
 
 log = logging.getLogger(__name__)
 
+DEFAULT_WAIT = 25  # seconds a long-poll request waits for events
+
 
 @dataclass(slots=True)
 class _Batch:
@@ -58,7 +60,7 @@ class _LeaseLost(Exception):
 
 
 class LongPoller:
-    def __init__(self, api: VkApi, storage: Storage, bot: VkBot, *, group_id: int, wait: int = 25,
+    def __init__(self, api: VkApi, storage: Storage, bot: VkBot, *, group_id: int, wait: int = DEFAULT_WAIT,
                  max_pending: int = 1000, backoff: float = 1.0, max_backoff: float = 60.0,
                  save_every: float = 1.0, lease: JobLease | None = None, lease_check_every: float = 5.0) -> None:
         self.api = api

@@ -11,19 +11,12 @@ import asyncio
 import logging
 
 from adapters.vk.sender import VkSender
+from adapters.vk.updates import vk_peer_id
 from engine.leases import JobLease
 from engine.ports import Storage
 from engine.replies import Reply
 
 log = logging.getLogger(__name__)
-
-
-def vk_peer_id(peer: str) -> int | None:
-    """The VK peer_id of an engine peer ("vk:123"); None for another channel's peer."""
-    channel, _, number = peer.partition(":")
-    if channel != "vk" or not number.isdigit():
-        return None
-    return int(number)
 
 
 async def send_notices(storage: Storage, sender: VkSender, *, batch: int = 100) -> int:

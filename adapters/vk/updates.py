@@ -11,6 +11,19 @@ log = logging.getLogger(__name__)
 CHAT_PEER_BASE = 2_000_000_000  # peer ids of group chats (conversations) start here
 
 
+def peer_key(peer_id: int) -> str:
+    """The engine's peer key of a VK peer: "vk:123"."""
+    return f"vk:{peer_id}"
+
+
+def vk_peer_id(peer: str) -> int | None:
+    """The VK peer_id of an engine peer ("vk:123"); None for another channel's peer."""
+    channel, _, number = peer.partition(":")
+    if channel != "vk" or not number.isdigit():
+        return None
+    return int(number)
+
+
 @dataclass(frozen=True, slots=True)
 class InMessage:
     """A user's message to the community, as much of it as the bot uses."""
@@ -27,7 +40,7 @@ class InMessage:
     @property
     def peer(self) -> str:
         """The engine's peer key."""
-        return f"vk:{self.peer_id}"
+        return peer_key(self.peer_id)
 
     @property
     def in_group_chat(self) -> bool:

@@ -36,10 +36,7 @@ def _ticket_slot(ticket: Ticket, ctx: ActionContext) -> dict[str, Any]:
 
 
 def _files(ctx: ActionContext, slot: str) -> list[SpooledFile]:
-    value = ctx.slots.get(slot)
-    if not isinstance(value, list):
-        return []
-    return [SpooledFile.from_slot(v) for v in value if isinstance(v, dict)]
+    return ticket_work.spooled_files(ctx.slots.get(slot))
 
 
 async def _owned(ctx: ActionContext, binding: Binding, table: str, sys_id: str) -> Ticket | None:

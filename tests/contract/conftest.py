@@ -31,10 +31,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from adapters.mail_sink import ConsoleMailSink, MemoryMailSink
 from adapters.smtp import SmtpMailer
 from adapters.spool import DiskSpool
 from adapters.storage.sqlite import open_sqlite
+from emulators.mail_sink import ConsoleMailSink, MemoryMailSink
 from engine.ports import FileSpool, Mailer, MailMessage
 
 pytest.register_assert_rewrite(
@@ -80,7 +80,9 @@ async def postgres(tmp_path: Path) -> AsyncIterator[StorageBackend]:
     if not admin:
         if os.environ.get("CI"):
             pytest.fail("CI must test PostgreSQL: SUPPORTBOT_TEST_POSTGRES_URL is not set (see .ci/run)")
-        pytest.skip("PostgreSQL not tested: set SUPPORTBOT_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB")
+        from tests.postgres_db import SKIP_REASON
+
+        pytest.skip(SKIP_REASON)
     from adapters.storage.postgres import open_postgres
     from tests.postgres_db import create_scratch_database, drop_database
 

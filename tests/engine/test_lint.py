@@ -10,7 +10,6 @@ from engine.flowset import load_flow_set
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
 
-
 def edit(flows: Path, name: str, old: str, new: str) -> int:
     """Replace old by new in one flow file; returns the 1-based line of the edit."""
     path = flows / name

@@ -195,25 +195,25 @@ async def test_no_wait_means_no_waiting(harness: Harness, wait: float) -> None:
 
 async def test_a_step_that_fails_after_queueing_queues_nothing(harness: Harness,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.runtime import Turn
+    from engine.turn import Turn
 
     await harness.describe("bug@ranepa.ru", "Не печатает принтер на третьем этаже")
     await harness.attach("shot.png")
     await harness.press("Готово")
-    real_enter = Turn.enter
+    real_enter = Turn.run_actions
 
-    async def broken(self: Turn, dest: str, event: str | None = None) -> str | None:
-        if dest == "create_ticket.queued":
+    async def broken(self: Turn, state: str) -> str | None:
+        if state == "create_ticket.queued":
             raise RuntimeError("a bug after the action queued the ticket")
-        return await real_enter(self, dest, event)
+        return await real_enter(self, state)
 
-    monkeypatch.setattr(Turn, "enter", broken)
+    monkeypatch.setattr(Turn, "run_actions", broken)
     reply = await harness.press("Отправить")
     assert "Что-то пошло не так" in reply.text
     assert await harness.storage.outbox_list() == []
     session = await harness.storage.load_session(harness.peer)
     assert session is not None and [f["name"] for f in session.slots["files"]] == ["shot.png"]
-    monkeypatch.setattr(Turn, "enter", real_enter)
+    monkeypatch.setattr(Turn, "run_actions", real_enter)
     reply = await harness.press("Отправить")
     assert "Заявка INC0000001 создана" in reply.text
     assert len(await harness.storage.outbox_list()) == 2  # the ticket and its file, once
@@ -230,6 +230,23 @@ async def test_an_unexpected_error_backs_off_and_leaves_the_breaker_alone(harnes
     assert item.state == "pending" and item.attempts == 1 and item.next_at > harness.now[0]
     assert harness.outbox.breaker.state == "closed" and harness.outbox.wait_budget() > 0
     assert await harness.storage.outbox_due(harness.now[0]) == []  # no hot loop
+
+
+async def test_a_failure_to_put_off_the_retry_is_logged_and_the_item_kept(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    async def boom(item: object, checkpoint: object) -> object:
+        raise RuntimeError("a bug in an executor")
+
+    async def storage_down(*args: object, **kwargs: object) -> None:
+        raise OSError("disk I/O error")
+
+    harness.outbox.executors["ticket.create"] = boom  # type: ignore[assignment]
+    monkeypatch.setattr(harness.outbox, "_retry_later", storage_down)
+    reply = await describe_and_submit(harness, "boom2@ranepa.ru", "Не работает принтер на третьем этаже")
+    assert "Заявка принята" in reply
+    (item,) = await harness.storage.outbox_list()
+    assert item.state == "pending"  # nothing lost: a later round takes it up
+    assert any("could not put off its retry" in r.getMessage() for r in caplog.records)
 
 
 async def test_after_an_admin_retry_the_number_is_told_too(harness: Harness) -> None:

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.simpleone.emulator_faults import FaultKind, FaultRule
+from emulators.simpleone.faults import FaultKind, FaultRule
 from engine.model import FlowSet
 from engine.outbox import OutboxPolicy
 from supportbot.conversation_world import EmulatorWorld
@@ -296,7 +296,7 @@ def test_any_fault_schedule_keeps_every_ticket_once_and_every_number_told_once(f
     loop = asyncio.new_event_loop()
     counter = itertools.count()
     try:
-        world = loop.run_until_complete(EmulatorWorld.start())
+        world = loop.run_until_complete(EmulatorWorld.start(flow_set.tickets.tables))
         with tempfile.TemporaryDirectory() as tmp:
 
             async def example(faults: list[Fault], outage: int | None, expire: bool, latency: float) -> None:

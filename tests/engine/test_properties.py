@@ -14,13 +14,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.mail_sink import MemoryMailSink
 from adapters.storage.sqlite import open_sqlite
+from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
+from engine.flow_source import StaticFlows
 from engine.flowset import load_flow_set
 from engine.ports import Binding, Incoming, IncomingFile, Session
-from engine.runtime import Engine, StaticFlows
+from engine.runtime import Engine
 from supportbot.conversation_world import EmulatorWorld
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
@@ -77,7 +78,7 @@ def test_any_input_in_any_state_is_answered_and_the_menu_stays_reachable() -> No
     errors = _Errors()
     logging.getLogger("engine").addHandler(errors)
     try:
-        world = loop.run_until_complete(EmulatorWorld.start())
+        world = loop.run_until_complete(EmulatorWorld.start(flow_set.tickets.tables))
         storage = loop.run_until_complete(open_sqlite(":memory:"))
         person = loop.run_until_complete(world.tickets.find_person("p@ranepa.ru"))
         assert person is not None

@@ -13,7 +13,6 @@ from engine.reload import FlowHolder, FlowSetInvalid
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
 
-
 def _edit(flows: Path, old: str, new: str) -> None:
     path = flows / "main.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")

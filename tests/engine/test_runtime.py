@@ -170,7 +170,9 @@ async def test_a_ticket_of_another_caller_is_never_opened(harness: Harness) -> N
 
 
 async def test_the_machine_is_shared_and_never_grows_per_user(harness: Harness) -> None:
-    machine = harness.engine.flows.current.machine.machine
+    from engine.machine import machine_of
+
+    machine = machine_of(harness.engine.flows.current).machine
     for n in range(50):
         await harness.say("Помощь", peer=f"test:{n}")
     assert machine.models == []

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from adapters.mail_sink import MemoryMailSink
+from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
+from engine.flow_source import StaticFlows
 from engine.model import FlowSet
 from engine.ports import Binding, Incoming
-from engine.runtime import Engine, StaticFlows
+from engine.runtime import Engine
 from supportbot.conversation_world import EmulatorWorld
 
 

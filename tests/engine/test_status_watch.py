@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
-from adapters.simpleone.emulator_state import ManualClock
 from adapters.storage.sqlite import SqliteStorage, open_sqlite
+from emulators.simpleone.server import RunningEmulator, start_emulator
+from emulators.simpleone.state import ManualClock
+from engine.flow_source import StaticFlows
 from engine.model import FlowSet
 from engine.ports import Binding, Notice, WatchedTicket
-from engine.runtime import StaticFlows
 from engine.status_watch import StatusWatcher, parse_updated_at
 from engine.templates import parse
 

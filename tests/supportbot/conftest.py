@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
+from emulators.simpleone.server import RunningEmulator, start_emulator
 
 
 @pytest.fixture

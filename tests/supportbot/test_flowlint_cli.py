@@ -15,7 +15,6 @@ FLOWS = ROOT / "flows"
 LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<code>F\d{3}) .+$")
 
 
-
 def test_clean_flows_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(FLOWS)]) == 0
     assert capsys.readouterr().out == ""

@@ -28,8 +28,8 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from adapters.simpleone.emulator import RunningEmulator
-from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
+from emulators.simpleone.server import RunningEmulator
+from emulators.vk.server import RunningVkEmulator, start_vk_emulator
 from tests.vk_processes import CONFIRMATION, GROUP, SECRET, Mailbox, bot_env, free_port, smtp_mailbox, start, stop
 
 USERS = 200

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.simpleone.emulator import RunningEmulator
-from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
-from adapters.vk.emulator_users import FakeUser
+from emulators.simpleone.server import RunningEmulator
+from emulators.vk.server import RunningVkEmulator, start_vk_emulator
+from emulators.vk.users import FakeUser
 from tests.vk_processes import (
     CONFIRMATION,
     GROUP,

@@ -3,50 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
-from adapters.simpleone.emulator_state import ManualClock
+from emulators.simpleone.server import RunningEmulator
+from tests.simpleone_fixtures import PASSWORD, USERNAME, clock, creds, emulator, raw
 
-USERNAME = "bot"
-PASSWORD = "s3cret-Passw0rd-for-tests"
-STATIC_TOKEN = "static0token0for0tests0abcdef012"
+__all__ = ["client", "clock", "creds", "emulator", "make_client", "raw"]
 
 ClientFactory = Callable[..., SimpleOneClient]
-
-
-@dataclass(frozen=True)
-class Credentials:
-    username: str = USERNAME
-    password: str = PASSWORD
-    static_token: str = STATIC_TOKEN
-
-
-@pytest.fixture
-def creds() -> Credentials:
-    """The emulator fixture's credentials (test modules cannot import this conftest)."""
-    return Credentials()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def emulator(clock: ManualClock) -> AsyncIterator[RunningEmulator]:
-    running = await start_emulator(
-        username=USERNAME, password=PASSWORD, token=STATIC_TOKEN, clock=clock, token_ttl=3600
-    )
-    try:
-        yield running
-    finally:
-        await running.close()
 
 
 @pytest.fixture
@@ -74,10 +42,3 @@ async def make_client(emulator: RunningEmulator) -> AsyncIterator[ClientFactory]
 @pytest.fixture
 def client(make_client: ClientFactory) -> SimpleOneClient:
     return make_client()
-
-
-@pytest.fixture
-async def raw(emulator: RunningEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    """Plain httpx against the emulator, authenticated with HTTP Basic."""
-    async with httpx.AsyncClient(base_url=emulator.url, auth=(USERNAME, PASSWORD), timeout=5) as http:
-        yield http

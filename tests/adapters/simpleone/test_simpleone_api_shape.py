@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import RunningEmulator
+from emulators.simpleone.server import RunningEmulator
 from engine.ports import Upload
 
 REFERENCE = Path("/work/shared/reference/simpleone-api.md")

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from adapters.simpleone.client import RecordNotFound, SimpleOneClient, SimpleOneConfig
-from adapters.simpleone.emulator import RunningEmulator, start_emulator
-from adapters.simpleone.emulator_state import ManualClock
 from adapters.simpleone.records import flag, person_from, text, ticket_from
+from emulators.simpleone.server import RunningEmulator, start_emulator
+from emulators.simpleone.state import ManualClock
 from engine.ports import (
     Attachment,
     Person,

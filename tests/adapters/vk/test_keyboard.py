@@ -7,9 +7,10 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.vk.keyboard import MAX_LABEL, render, split_text
+from adapters.vk.keyboard import render, split_text
 from adapters.vk.sender import random_id
 from engine.replies import Button, Reply
+from engine.vk_limits import MAX_LABEL
 
 
 def _check_vk_rules(keyboard: str, inline: bool) -> None:

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.vk.emulator import RunningVkEmulator
 from adapters.vk.longpoll import LongPoller
+from emulators.vk.server import RunningVkEmulator
 from engine.leases import JobLease
 from engine.model import FlowSet
 from supportbot.conversation_world import EmulatorWorld

@@ -10,9 +10,9 @@ import pytest
 
 from adapters.storage.sqlite import SqliteStorage, open_sqlite
 from adapters.vk.api import VkApi
-from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
 from adapters.vk.notices import send_notices, vk_peer_id
 from adapters.vk.sender import VkSender
+from emulators.vk.server import RunningVkEmulator, start_vk_emulator
 from engine.ports import Notice
 
 GROUP = 77

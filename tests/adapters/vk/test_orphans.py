@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from adapters.vk.emulator import RunningVkEmulator
+from emulators.vk.server import RunningVkEmulator
 from engine.model import FlowSet
 from engine.ports import Session, StepCommit
 from engine.replies import Reply, dump_replies

@@ -14,22 +14,23 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.mail_sink import MemoryMailSink
 from adapters.storage.sqlite import open_sqlite
 from adapters.vk.api import VkApi
 from adapters.vk.attachments import AttachmentFetcher
 from adapters.vk.bot import VkBot
 from adapters.vk.callback import make_callback_app, resume_pending
 from adapters.vk.delivery import DeliveryLog, resend_unsent
-from adapters.vk.emulator import RunningVkEmulator, start_vk_emulator
-from adapters.vk.emulator_users import FakeUser
 from adapters.vk.longpoll import LongPoller
 from adapters.vk.sender import VkSender
+from emulators.mail_sink import MemoryMailSink
+from emulators.vk.server import RunningVkEmulator, start_vk_emulator
+from emulators.vk.users import FakeUser
 from engine.actions.context import AuthPolicy, Services
+from engine.flow_source import StaticFlows
 from engine.model import FlowSet
 from engine.ports import Storage
-from engine.runtime import Engine, StaticFlows
-from engine.ticket_work import ticket_outbox
+from engine.runtime import Engine
+from engine.ticket_outbox import ticket_outbox
 from supportbot.conversation_world import EmulatorWorld
 
 GROUP = 4242

@@ -21,12 +21,11 @@ from vkbottle.bot import Message
 from vkbottle.polling import BotPolling
 from vkbottle_types.events.bot_events import MessageNew
 
-from adapters.vk.emulator import RunningVkEmulator
-from adapters.vk.emulator_callback import CallbackConfirmationError
-from adapters.vk.emulator_keyboard import KeyboardError, parse_keyboard
+from emulators.vk.callback import CallbackConfirmationError
+from emulators.vk.keyboard import KeyboardError, parse_keyboard
+from emulators.vk.server import RunningVkEmulator
+from tests.vk_fixtures import GROUP_ID, TOKEN
 
-TOKEN = "vk-token"  # as in conftest.py, which test modules cannot import
-GROUP_ID = 777
 PEER = 1001
 HEX40 = re.compile(r"[0-9a-f]{40}")
 
@@ -123,7 +122,7 @@ async def test_unknown_or_missing_token_is_error_5_and_the_token_is_not_echoed(h
 
 async def test_the_access_log_leaves_the_token_out(make_vk: Any, caplog: pytest.LogCaptureFixture) -> None:
     vk = await make_vk(access_log=True)
-    with caplog.at_level(logging.INFO, logger="adapters.vk.emulator"):
+    with caplog.at_level(logging.INFO, logger="emulators.vk.server"):
         async with httpx.AsyncClient(base_url=vk.url) as http:
             await http.post("/method/groups.getById", params={"access_token": TOKEN, "v": "5.199"})
             ok(await send(http))

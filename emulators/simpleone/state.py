@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapters.simpleone.emulator_faults import Faults
-from adapters.simpleone.query import Query, as_text, parse_query
+from emulators.simpleone.faults import Faults
+from emulators.simpleone.query import Query, as_text, parse_query
 
 Clock = Callable[[], datetime]
 
@@ -92,10 +92,15 @@ class RequestLogEntry:
     status: int = 0  # 0 while in progress; 499 for a connection dropped or hung by a fault
 
 
+# The emulator's own account, printed by serve_forever: a test double's, not a secret.
+DEMO_USER = "bot"
+DEMO_PASSWORD = "bot-password"
+
+
 @dataclass(slots=True, repr=False)
 class EmulatorState:
-    username: str = "bot"
-    password: str = "bot-password"
+    username: str = DEMO_USER
+    password: str = DEMO_PASSWORD
     static_token: str | None = None
     token_ttl: float | None = None  # seconds; None = tokens live until expired by a fault switch
     auto_users_domains: Sequence[str] = ()

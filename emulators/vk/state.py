@@ -1,7 +1,7 @@
 """The fake VK server's data and rules, with no HTTP in it: what the bot sent, what users sent,
 hosted files, the long-poll history, the per-token rate limit and `messages.send`'s checks.
 
-Tests read and seed it directly; the HTTP layer (emulator.py) only parses and renders.
+Tests read and seed it directly; the HTTP layer (server.py) only parses and renders.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.vk.emulator_faults import ERROR_TEXTS, VkFaults
-from adapters.vk.emulator_keyboard import KeyboardError, labels, parse_keyboard
-from adapters.vk.emulator_longpoll import DEFAULT_HISTORY, Update, UpdateLog
+from emulators.vk.faults import ERROR_TEXTS, VkFaults
+from emulators.vk.keyboard import KeyboardError, labels, parse_keyboard
+from emulators.vk.longpoll import DEFAULT_HISTORY, Update, UpdateLog
 
 Clock = Callable[[], float]  # seconds since the epoch, like time.time
 Sink = Callable[[Update], None]

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from adapters.vk.emulator_longpoll import Update
+from emulators.vk.longpoll import Update
 
 log = logging.getLogger(__name__)
 

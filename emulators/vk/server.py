@@ -15,9 +15,7 @@ messages.sendMessageEventAnswer. This is a test double: bind it to loopback only
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,16 +27,17 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from adapters.vk.emulator_callback import (
+from emulators import runner
+from emulators.vk.callback import (
     DEFAULT_ATTEMPTS,
     DEFAULT_RETRY_DELAY,
     DEFAULT_TIMEOUT,
     CallbackDelivery,
     DeliveryAttempt,
 )
-from adapters.vk.emulator_faults import LONG_POLL, VkFaultRule, VkFaults
-from adapters.vk.emulator_longpoll import DEFAULT_HISTORY
-from adapters.vk.emulator_state import (
+from emulators.vk.faults import LONG_POLL, VkFaultRule, VkFaults
+from emulators.vk.longpoll import DEFAULT_HISTORY
+from emulators.vk.state import (
     CHAT_PEER_BASE,
     DEDUPE_WINDOW,
     FILE_TTL,
@@ -49,7 +48,7 @@ from adapters.vk.emulator_state import (
     VkState,
     invalid,
 )
-from adapters.vk.emulator_users import FakeChat, FakeUser
+from emulators.vk.users import FakeChat, FakeUser
 
 __all__ = ["RunningVkEmulator", "build_app", "main", "serve_forever", "start_vk_emulator"]
 
@@ -57,7 +56,6 @@ log = logging.getLogger(__name__)
 
 STATE_KEY = web.AppKey("state", VkState)
 MAX_WAIT_KEY = web.AppKey("max_wait", float)
-CLOSING_KEY = web.AppKey("closing", asyncio.Event)
 
 CONTROL_PREFIX = "/_vk/"
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
@@ -68,6 +66,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Method = Callable[[VkState, Mapping[str, str], str, web.Request], Any]
 
 _dumps = partial(json.dumps, ensure_ascii=False)
+ROUTES = web.RouteTableDef()  # each handler below says where it is served
 
 
 # --------------------------------------------------------------------------- the gate
@@ -76,13 +75,8 @@ _dumps = partial(json.dumps, ensure_ascii=False)
 async def _network_fault(request: web.Request, rule: VkFaultRule) -> web.StreamResponse:
     if rule.kind == "http":
         return web.Response(status=rule.status, text=f"{rule.status} emulated front-end failure")
-    if rule.kind == "hang":
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(request.app[CLOSING_KEY].wait(), rule.seconds)
-    # "drop", and a hang that is over: close the socket with no answer at all.
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=499)  # never reaches the client
+    # "drop", and "hang" once its time is over: close the socket with no answer at all.
+    return await runner.drop_connection(request, hold=rule.seconds if rule.kind == "hang" else 0.0)
 
 
 def _target(path: str) -> str | None:
@@ -179,6 +173,8 @@ def _vk_error(exc: VkApiError, method: str, params: Mapping[str, str]) -> web.Re
     return _json({"error": {"error_code": exc.code, "error_msg": exc.message, "request_params": echoed}})
 
 
+@ROUTES.get("/method/{name}", allow_head=False)
+@ROUTES.post("/method/{name}")
 async def method_call(request: web.Request) -> web.StreamResponse:
     state, name = request.app[STATE_KEY], request.match_info["name"]
     params = await _params(request)
@@ -213,6 +209,8 @@ def _call(state: VkState, name: str, params: Mapping[str, str], token: str, requ
 # --------------------------------------------------------------------------- long poll and files
 
 
+@ROUTES.get("/lp/{group_id}", allow_head=False)
+@ROUTES.post("/lp/{group_id}")
 async def long_poll(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     if request.match_info["group_id"] != str(state.group_id):
@@ -229,6 +227,7 @@ async def long_poll(request: web.Request) -> web.StreamResponse:
     return _json(answer)
 
 
+@ROUTES.get("/files/{file_id}")
 async def hosted_file(request: web.Request) -> web.StreamResponse:
     found = request.app[STATE_KEY].hosted(request.match_info["file_id"])
     if found is None:
@@ -240,19 +239,15 @@ async def hosted_file(request: web.Request) -> web.StreamResponse:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text="request body must be JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="request body must be a JSON object")
-    return body
+    return await runner.json_object(request, lambda reason: web.HTTPBadRequest(text=reason))
 
 
+@ROUTES.get("/_vk/state")
 async def control_state(request: web.Request) -> web.StreamResponse:
     return _json(request.app[STATE_KEY].snapshot())
 
 
+@ROUTES.route("*", "/_vk/faults")
 async def control_faults(request: web.Request) -> web.StreamResponse:
     """Fault switches, plus the long-poll switches and the rate limit:
     {"rate_limit": 20 | null, "expire_key": true, "lose_history": true, ...VkFaults.configure}."""
@@ -282,6 +277,7 @@ def _user_from(request: web.Request, body: Mapping[str, Any]) -> FakeUser:
     return FakeUser(request.app[STATE_KEY], peer_id, from_id)
 
 
+@ROUTES.post("/_vk/say")
 async def control_say(request: web.Request) -> web.StreamResponse:
     """{"peer_id": 5, "text": "...", "payload": "{...}"?, "from_id": 5?} -> the event posted."""
     body = await _json_object(request)
@@ -292,6 +288,7 @@ async def control_say(request: web.Request) -> web.StreamResponse:
     return _json({"event_id": posted.event_id, "message_id": posted.message_id})
 
 
+@ROUTES.post("/_vk/press")
 async def control_press(request: web.Request) -> web.StreamResponse:
     """{"peer_id": 5, "label": "..."} -> the event posted, or 409 naming the labels there are."""
     body = await _json_object(request)
@@ -305,6 +302,7 @@ async def control_press(request: web.Request) -> web.StreamResponse:
     return _json({"event_id": posted.event_id, "message_id": posted.message_id})
 
 
+@ROUTES.get("/_vk/sent")
 async def control_sent(request: web.Request) -> web.StreamResponse:
     """?peer_id=5&after=0 -> the messages sent to the peer, from index `after` on."""
     try:
@@ -318,21 +316,10 @@ async def control_sent(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(state: VkState, *, max_wait: float = MAX_WAIT) -> web.Application:
-    app = web.Application(middlewares=[gate], client_max_size=4 * 1024 * 1024)
+    app = runner.new_app([gate], client_max_size=4 * 1024 * 1024)
     app[STATE_KEY] = state
     app[MAX_WAIT_KEY] = max_wait
-    app[CLOSING_KEY] = asyncio.Event()
-    r = app.router
-    r.add_route("GET", "/method/{name}", method_call)
-    r.add_route("POST", "/method/{name}", method_call)
-    r.add_route("GET", "/lp/{group_id}", long_poll)
-    r.add_route("POST", "/lp/{group_id}", long_poll)
-    r.add_get("/files/{file_id}", hosted_file)
-    r.add_get("/_vk/state", control_state)
-    r.add_route("*", "/_vk/faults", control_faults)
-    r.add_post("/_vk/say", control_say)
-    r.add_post("/_vk/press", control_press)
-    r.add_get("/_vk/sent", control_sent)
+    app.add_routes(ROUTES)
     return app
 
 
@@ -350,8 +337,7 @@ class _AccessLogger(AbstractAccessLogger):
 class RunningVkEmulator:
     url: str  # e.g. "http://127.0.0.1:41234"
     state: VkState
-    _runner: web.AppRunner
-    _closing: asyncio.Event
+    _server: runner.LoopbackServer
     _session: aiohttp.ClientSession | None = None
     _callback: CallbackDelivery | None = None
     _users: dict[int, FakeUser] = field(default_factory=dict)
@@ -475,12 +461,11 @@ class RunningVkEmulator:
             self._callback = None
 
     async def close(self) -> None:
-        self._closing.set()  # ends hanging requests now rather than at their timeout
         self.state.updates.close()
         await self._stop_callback()
         if self._session is not None:
             await self._session.close()
-        await self._runner.cleanup()
+        await self._server.close()
 
 
 async def start_vk_emulator(
@@ -515,25 +500,11 @@ async def start_vk_emulator(
         **options,
     )
     app = build_app(state, max_wait=max_wait)
-    runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        shutdown_timeout=1.0,
-        access_log=log if access_log else None,
-        access_log_class=_AccessLogger,
+    server = await runner.start_server(
+        app, host, port, access_log=log if access_log else None, access_log_class=_AccessLogger
     )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound_host, bound_port = runner.addresses[0][:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    url = f"http://{shown}:{bound_port}"
-    state.base_url = url
-    return RunningVkEmulator(url, state, runner, app[CLOSING_KEY])
+    state.base_url = server.url
+    return RunningVkEmulator(server.url, state, server)
 
 
 async def serve_forever(host: str, port: int, *, group_id: int, token: str, rate_limit: int | None) -> None:
@@ -543,28 +514,19 @@ async def serve_forever(host: str, port: int, *, group_id: int, token: str, rate
     )
     # The emulator's own demo token, printed so a human can point the bot at it.
     log.warning("fake VK server listening: VK_API_URL=%s group_id=%d token=%s", emulator.api_url, group_id, token)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await emulator.close()
+    await runner.serve_until_cancelled(emulator.close)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m adapters.vk.emulator --port 8091`."""
-    parser = argparse.ArgumentParser(description="Fake VK API server (for tests and demos)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8091)
+    """`python -m emulators.vk --port 8091`."""
+    parser = runner.loopback_parser("emulators.vk", "Fake VK API server (for tests and demos)", 8091)
     parser.add_argument("--group-id", type=int, default=1)
     parser.add_argument("--token", default="vk-token")
     parser.add_argument("--rate-limit", type=int, default=20, help="calls per token per second; 0 = no limit")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve_forever(
-                args.host, args.port, group_id=args.group_id, token=args.token, rate_limit=args.rate_limit or None
-            )
-        )
+    limit = args.rate_limit or None
+    runner.run_from_command_line(serve_forever(args.host, args.port, group_id=args.group_id, token=args.token,
+                                        rate_limit=limit))
 
 
 if __name__ == "__main__":

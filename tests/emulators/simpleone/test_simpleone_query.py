@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.simpleone.query import OPERATORS, Condition, Order, Query, QueryError, parse_query
+from emulators.simpleone.query import OPERATORS, Condition, Order, Query, QueryError, parse_query
 
 Record = Mapping[str, object]
 

@@ -11,12 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.simpleone.emulator import RunningEmulator, serve_forever, start_emulator
-from adapters.simpleone.emulator_state import ManualClock
-
-USERNAME = "bot"
-PASSWORD = "s3cret-Passw0rd-for-tests"  # as in conftest.py, which test modules cannot import
-STATIC_TOKEN = "static0token0for0tests0abcdef012"
+from emulators.simpleone.server import RunningEmulator, serve_forever, start_emulator
+from emulators.simpleone.state import ManualClock
+from tests.simpleone_fixtures import PASSWORD, STATIC_TOKEN, USERNAME
 
 INCIDENTS = "/rest/v1/table/itsm_incident"
 
@@ -515,7 +512,7 @@ async def test_closing_ends_a_hanging_request_promptly() -> None:
 async def test_serve_forever_logs_url_and_credentials_and_stops_when_cancelled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.simpleone.emulator")
+    caplog.set_level(logging.INFO, logger="emulators.simpleone.server")
     task = asyncio.create_task(serve_forever("127.0.0.1", 0, username="demo", password="demo-pass"))
     url = None
     for _ in range(200):

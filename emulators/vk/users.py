@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from adapters.vk.emulator_keyboard import LABELLED, labels, payload_text
-from adapters.vk.emulator_longpoll import Update
-from adapters.vk.emulator_state import API_VERSION, CHAT_PEER_BASE, SentMessage, VkState
+from emulators.vk.keyboard import LABELLED, labels, payload_text
+from emulators.vk.longpoll import Update
+from emulators.vk.state import API_VERSION, CHAT_PEER_BASE, SentMessage, VkState
 
 CLIENT_INFO: dict[str, Any] = {
     "button_actions": [

@@ -17,12 +17,9 @@ returned as "1"/"0". This is a test double: bind it to loopback only.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
-import contextlib
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,16 +29,16 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from adapters.simpleone.emulator_faults import FaultRule, Faults
-from adapters.simpleone.emulator_state import ApiError, Clock, EmulatorState, RequestLogEntry, utc_now
-from adapters.simpleone.query import QueryError, parse_query
+from emulators import runner
+from emulators.simpleone.faults import FaultRule, Faults
+from emulators.simpleone.query import QueryError, parse_query
+from emulators.simpleone.state import DEMO_PASSWORD, DEMO_USER, ApiError, Clock, EmulatorState, RequestLogEntry, utc_now
 
 __all__ = ["RunningEmulator", "build_app", "main", "serve_forever", "start_emulator"]
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = web.AppKey("state", EmulatorState)
-CLOSING_KEY = web.AppKey("closing", asyncio.Event)
 AUTHOR_KEY = web.RequestKey("author", str)
 
 CONTROL_PREFIX = "/_emulator/"
@@ -50,6 +47,7 @@ DOCUMENTED_LOGIN_PATH = "/v1/auth/login"
 TABLE_PREFIX = "/rest/v1/table/"
 UPLOAD_PREFIX = "/v1/attachments/upload/"
 DEFAULT_LIMIT = 20
+DEMO_DOMAINS = ("ranepa.ru",)  # served on its own, any address here is a known user
 _FILES_FIELD = re.compile(r"files(?:\[\d+\])?")
 _TRUE, _FALSE = frozenset({"1", "true"}), frozenset({"", "0", "false"})
 
@@ -87,14 +85,8 @@ async def _fault_response(request: web.Request, rule: FaultRule) -> web.StreamRe
         return error(rule.status, "Internal error (emulated fault)")
     if rule.kind == "html":
         return web.Response(status=rule.status, text=HTML_PAGE, content_type="text/html")
-    if rule.kind == "hang":
-        closing = request.app[CLOSING_KEY]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closing.wait(), rule.seconds)
-    # "drop", and a hang that is over: close the socket with no answer at all.
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=499)  # never reaches the client; marks the log entry
+    # "drop", and "hang" once its time is over: close the socket with no answer at all.
+    return await runner.drop_connection(request, hold=rule.seconds if rule.kind == "hang" else 0.0)
 
 
 def _authenticate(request: web.Request, state: EmulatorState) -> str:
@@ -208,13 +200,7 @@ def _render_many(request: web.Request, table: str, records: Sequence[dict[str, s
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "Request body must be JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "Request body must be a JSON object")
-    return body
+    return await runner.json_object(request, lambda reason: ApiError(400, reason[0].upper() + reason[1:]))
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -375,9 +361,8 @@ async def control_set_field(request: web.Request) -> web.StreamResponse:
 
 def build_app(state: EmulatorState) -> web.Application:
     # Uploads stream through the multipart reader; this caps JSON bodies only.
-    app = web.Application(middlewares=[gate], client_max_size=2 * 1024 * 1024)
+    app = runner.new_app([gate], client_max_size=2 * 1024 * 1024)
     app[STATE_KEY] = state
-    app[CLOSING_KEY] = asyncio.Event()
     r = app.router
     r.add_post(LOGIN_PATH, login)
     r.add_post(DOCUMENTED_LOGIN_PATH, documented_login)
@@ -405,24 +390,22 @@ def build_app(state: EmulatorState) -> web.Application:
 class RunningEmulator:
     url: str  # e.g. "http://127.0.0.1:41234", the client's base_url
     state: EmulatorState
-    _runner: web.AppRunner
-    _closing: asyncio.Event
+    _server: runner.LoopbackServer
 
     @property
     def faults(self) -> Faults:
         return self.state.faults
 
     async def close(self) -> None:
-        self._closing.set()  # ends hanging requests now rather than at their timeout
-        await self._runner.cleanup()
+        await self._server.close()
 
 
 async def start_emulator(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    username: str = "bot",
-    password: str = "bot-password",
+    username: str = DEMO_USER,
+    password: str = DEMO_PASSWORD,
     token: str | None = None,
     token_ttl: float | None = None,
     auto_users_domains: Sequence[str] = (),
@@ -431,38 +414,19 @@ async def start_emulator(
     access_log: bool = False,
 ) -> RunningEmulator:
     """Start serving on host:port (0 = any free port) and return once it accepts connections."""
-    state = EmulatorState(
-        username=username,
-        password=password,
-        static_token=token,
-        token_ttl=token_ttl,
-        auto_users_domains=auto_users_domains,
-        clock=clock,
-        max_upload_bytes=max_upload_bytes,
-    )
-    app = build_app(state)
-    runner = web.AppRunner(
-        app, handle_signals=False, shutdown_timeout=1.0, access_log=log if access_log else None
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound_host, bound_port = runner.addresses[0][:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return RunningEmulator(f"http://{shown}:{bound_port}", state, runner, app[CLOSING_KEY])
+    state = EmulatorState(username=username, password=password, static_token=token, token_ttl=token_ttl,
+                          auto_users_domains=auto_users_domains, clock=clock, max_upload_bytes=max_upload_bytes)
+    server = await runner.start_server(build_app(state), host, port, access_log=log if access_log else None)
+    return RunningEmulator(server.url, state, server)
 
 
 async def serve_forever(
     host: str,
     port: int,
     *,
-    auto_users_domains: Sequence[str] = ("ranepa.ru",),
-    username: str = "bot",
-    password: str = "bot-password",
+    auto_users_domains: Sequence[str] = DEMO_DOMAINS,
+    username: str = DEMO_USER,
+    password: str = DEMO_PASSWORD,
     token: str | None = None,
 ) -> None:
     """Run the emulator until cancelled (the `supportbot simpleone-emulator` command)."""
@@ -485,35 +449,28 @@ async def serve_forever(
     )
     if auto_users_domains:
         log.warning("  any address at %s is a known user on first look-up", ", ".join(auto_users_domains))
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await emulator.close()
+    await runner.serve_until_cancelled(emulator.close)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m adapters.simpleone.emulator --port 8090`."""
-    parser = argparse.ArgumentParser(description="SimpleOne REST API emulator (for tests and demos)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--username", default="bot")
-    parser.add_argument("--password", default="bot-password")
+    """`python -m emulators.simpleone --port 8090`."""
+    parser = runner.loopback_parser("emulators.simpleone", "SimpleOne REST API emulator (for tests and demos)", 8090)
+    parser.add_argument("--username", default=DEMO_USER)
+    parser.add_argument("--password", default=DEMO_PASSWORD)
     parser.add_argument("--token", default=None)
     parser.add_argument("--auto-users-domain", action="append", dest="domains", default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    domains = tuple(args.domains) if args.domains is not None else ("ranepa.ru",)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve_forever(
-                args.host,
-                args.port,
-                auto_users_domains=domains,
-                username=args.username,
-                password=args.password,
-                token=args.token,
-            )
+    domains = tuple(args.domains) if args.domains is not None else DEMO_DOMAINS
+    runner.run_from_command_line(
+        serve_forever(
+            args.host,
+            args.port,
+            auto_users_domains=domains,
+            username=args.username,
+            password=args.password,
+            token=args.token,
         )
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,5 @@
+"""`python -m emulators.vk`: serve the fake VK server until interrupted."""
+
+from emulators.vk.server import main
+
+main()

@@ -1,0 +1,81 @@
+"""Taking what the user typed or attached in a state that expects input: validated, kept in
+the session's slots (files in the spool), and acknowledged — nothing sent is lost silently."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from engine.inputs import check_file, check_text, limits
+from engine.model import FlowSet, InputSpec, SayPart
+from engine.ports import FileSpool, FileSpoolFull, Incoming, IncomingFile
+
+log = logging.getLogger(__name__)
+
+
+class Speaker(Protocol):
+    """Where intake says what it did (the turn's reply)."""
+
+    def say(self, parts: Sequence[SayPart], extra: dict[str, Any] | None = None) -> None: ...
+
+    def message(self, name: str, extra: dict[str, Any] | None = None) -> None: ...
+
+    def input_error(self, inp: InputSpec, error: str | None, extra: dict[str, Any]) -> None: ...
+
+
+class Intake:
+    def __init__(self, flows: FlowSet, spool: FileSpool, peer: str, slots: dict[str, Any],
+                 speaker: Speaker) -> None:
+        self.flows = flows
+        self.spool = spool
+        self.peer = peer
+        self.slots = slots
+        self.speaker = speaker
+
+    async def text(self, inp: InputSpec, incoming: Incoming) -> bool:
+        """Keep typed input in inp.slot; False (and said why) when it is not valid."""
+        # Files sent along are kept first, whatever becomes of the text: nothing sent is lost.
+        if inp.files_slot and (incoming.files or incoming.oversized):
+            target = self.flows.file_slots.get(inp.files_slot)
+            if target is not None:
+                await self.files(target, Incoming(files=incoming.files, oversized=incoming.oversized),
+                                 accepted=inp.accepted)
+        verdict = check_text(inp, incoming.text)
+        if not verdict.ok:
+            self.speaker.input_error(inp, verdict.error, verdict.vars)
+            return False
+        self.slots[inp.slot] = verdict.value
+        return True
+
+    async def files(self, inp: InputSpec, incoming: Incoming, accepted: Sequence[SayPart] | None = None) -> None:
+        """Keep valid files in inp.slot; accepted: the text said per file (default: the input's)."""
+        files = [f for f in self.slots.get(inp.slot) or [] if isinstance(f, dict)]
+        candidates: list[IncomingFile | tuple[str, int]] = [*incoming.files, *incoming.oversized]
+        for file in candidates:
+            verdict = check_file(inp, file, len(files))
+            if isinstance(file, tuple) and verdict.ok:
+                # Too big for the channel to fetch, whatever this step would take.
+                verdict.error = "file_too_big"
+            if not verdict.ok:
+                self.speaker.input_error(inp, verdict.error, verdict.vars)
+                continue
+            if isinstance(file, tuple):
+                continue
+            try:
+                stored = await self.spool.put(self.peer, file.name, file.mime, file.data)
+            except FileSpoolFull as exc:
+                log.error("spool full, file of %s refused: %s", self.peer, exc)
+                self.speaker.message("busy")
+                continue
+            files.append(stored.as_slot())
+            self.speaker.say(inp.accepted if accepted is None else accepted,
+                             {**limits(inp), **verdict.vars, "count": len(files)})
+        self.slots[inp.slot] = files
+        text = incoming.text.strip()
+        if text and inp.text_slot:
+            previous = str(self.slots.get(inp.text_slot) or "")
+            self.slots[inp.text_slot] = f"{previous}\n{text}".strip()[: inp.max_length]
+            self.speaker.say(inp.noted, {**limits(inp), "count": len(files)})
+        elif text and not incoming.files:
+            self.speaker.message("stray")

@@ -1,0 +1,62 @@
+"""What the user did, as an event: a button's payload, a typed label, list item or command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from engine import picker
+from engine.model import FlowSet, StateSpec
+from engine.ports import Incoming
+from engine.replies import Button
+from engine.text import normalize_text
+
+MAX_MATCH_LENGTH = 200  # longer text is never a button label or a command
+MAX_PAYLOAD_LENGTH = 1024
+
+
+def parse_payload(raw: str) -> tuple[str, int | None] | None:
+    if len(raw) > MAX_PAYLOAD_LENGTH:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("e"), str):
+        return None
+    index = data.get("i")
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
+        return None
+    return data["e"], index
+
+
+def resolve(flows: FlowSet, st: StateSpec, slots: dict[str, Any], offered: Sequence[Button],
+            incoming: Incoming) -> tuple[str, int | None] | None:
+    """The event the user raised in state `st`; None when what they sent is none of these.
+
+    A payload counts only for a button offered now (or a global event): a forged or stale one
+    is treated as if nothing was pressed."""
+    if incoming.payload:
+        parsed = parse_payload(incoming.payload)
+        if parsed is not None:
+            event, index = parsed
+            if any(b.event == event and b.index == index for b in offered):
+                return parsed
+            if index is None and event in flows.bot.global_on:
+                return parsed
+    text = incoming.text.strip()
+    if not text or len(text) > MAX_MATCH_LENGTH:
+        return None
+    norm = normalize_text(text)
+    for button in offered:
+        if normalize_text(button.label) == norm:
+            return button.event, button.index
+    if st.pick is not None:
+        index = picker.match(picker.view(flows, st, slots), text, norm)
+        if index is not None:
+            return "pick", index
+    command = flows.bot.commands.get(norm)
+    if command is not None:
+        return command, None
+    return None

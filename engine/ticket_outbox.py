@@ -1,0 +1,24 @@
+"""The outbox worker for ticket work, wired to the engine's services.
+
+Apart from the executors (engine/ticket_work.py) because it knows the services of the actions,
+and the actions know the executors' work kinds: in one module the two would import each other.
+"""
+
+from __future__ import annotations
+
+from engine.actions.context import Services
+from engine.flow_source import FlowSource
+from engine.notices import outbox_notices
+from engine.outbox import OutboxPolicy, OutboxWorker
+from engine.ticket_work import ticket_executors
+
+__all__ = ["ticket_outbox"]
+
+
+def ticket_outbox(services: Services, flows: FlowSource, policy: OutboxPolicy | None = None) -> OutboxWorker:
+    """The outbox worker for ticket work, wired to the services and made their outbox queue
+    (the caller runs `worker.run()` as a task)."""
+    worker = OutboxWorker(services.storage, ticket_executors(services.tickets, services.spool, services.clock),
+                          outbox_notices(flows, services.clock), policy, clock=services.clock)
+    services.outbox = worker
+    return worker

@@ -1,0 +1,270 @@
+"""One event's work on one session: what the user did, the machine's transitions, their
+effects (actions, discarded files), and the reply."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from engine import matching, picker, render
+from engine.actions.context import ActionContext, Services
+from engine.actions.registry import ActionRegistry
+from engine.dialogue import Dialogue
+from engine.inputs import limits
+from engine.intake import Intake
+from engine.machine import RETURN_SLOT, machine_of
+from engine.model import FlowSet, InputSpec, SayPart, StateSpec, render_say
+from engine.ports import Incoming, OutboxItem, Session
+from engine.replies import Reply
+
+log = logging.getLogger(__name__)
+
+MAX_HOPS = 12  # transitions chained by outcomes within one event
+KEEP_ON_RESET = ("user",)
+
+
+class SessionReader(Protocol):
+    async def load(self, peer: str) -> Session | None: ...
+
+
+class TurnHost(Protocol):
+    """What a turn uses of the engine that runs it (engine.runtime.Engine)."""
+
+    @property
+    def services(self) -> Services: ...
+
+    @property
+    def registry(self) -> ActionRegistry: ...
+
+    @property
+    def sessions(self) -> SessionReader: ...
+
+    @property
+    def entered(self) -> Counter[str]:
+        """How often each state was entered."""
+        ...
+
+
+class Turn:
+    """One event's work on one session."""
+
+    def __init__(self, engine: TurnHost, flows: FlowSet, peer: str, session: Session | None) -> None:
+        self.engine = engine
+        self.services: Services = engine.services
+        self.flows = flows
+        self.texts: list[str] = []
+        self.show_state = False
+        self.fresh = session is None
+        self.pending_discard: list[str] = []
+        self.outbox: list[OutboxItem] = []  # work for SimpleOne, committed with this step
+        self.settled: list[str] = []  # outbox items whose outcome this step tells
+        now = self.services.clock()
+        if session is None:
+            session = Session(peer, flows.bot.start, {}, flows.version, now, 0)
+        self.session = session
+        if session.state not in flows.states:
+            self._reset(session, "state_gone")
+        elif now - session.updated_at > self.services.idle_timeout and session.state != flows.bot.start:
+            self._reset(session, "expired")
+        self.expected_version = session.version
+        session.updated_at = now
+        session.flow_version = flows.version
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def slots(self) -> dict[str, Any]:
+        return self.session.slots
+
+    @property
+    def state(self) -> StateSpec:
+        return self.flows.states[self.session.state]
+
+    def _reset(self, session: Session, notice: str) -> None:
+        for name, value in session.slots.items():
+            if name in self.flows.file_slots and isinstance(value, list):
+                self.pending_discard.extend(str(v.get("id")) for v in value if isinstance(v, dict))
+        session.slots = {k: session.slots[k] for k in KEEP_ON_RESET if k in session.slots}
+        session.state = self.flows.bot.start
+        self.fresh = True
+        self.message(notice)
+
+    def message(self, name: str, extra: dict[str, Any] | None = None) -> None:
+        tpl = self.flows.bot.messages.get(name)
+        if tpl is not None:
+            self.texts.append(tpl.render({**self.slots, **(extra or {})}))
+
+    def say(self, parts: Sequence[SayPart], extra: dict[str, Any] | None = None) -> None:
+        text = render_say(parts, {**self.slots, **extra} if extra else self.slots)
+        if text:
+            self.texts.append(text)
+
+    def input_error(self, inp: InputSpec, error: str | None, extra: dict[str, Any]) -> None:
+        tpl = inp.errors.get(error or "")
+        if tpl is None:
+            self.message("stray")
+            return
+        self.texts.append(tpl.render({**self.slots, **limits(inp), **extra}))
+
+    def intake(self) -> Intake:
+        return Intake(self.flows, self.services.spool, self.session.peer, self.slots, self)
+
+    # ------------------------------------------------------------------ the step
+
+    async def run(self, incoming: Incoming) -> Reply:
+        try:
+            for file_id in self.pending_discard:
+                await self.services.spool.discard(file_id)
+            if self.fresh:
+                await self.arrive(self.flows.bot.start)
+                resolved = self.resolve(incoming)
+                if resolved is not None:
+                    await self.fire(*resolved)
+                else:
+                    # A first word is a greeting: the menu answers it; only what cannot be
+                    # taken at all is said (a sticker, a file that did not come through).
+                    self.show_state = True
+                    if incoming.unsupported:
+                        self.message("unsupported_attachment")
+                    for name in incoming.failed:
+                        self.message("file_failed", {"file": {"name": name}})
+            else:
+                await self.consume(incoming)
+            return self.reply()
+        except Exception:
+            log.exception("step failed for %s in state %s", self.session.peer, self.session.state)
+            return await self.recover()
+
+    async def settle(self, items: Sequence[OutboxItem]) -> Reply | None:
+        """Fire the outcome event of each finished item the current state waits for; None if it
+        waits for none of them (the user has moved on: the outcome goes out as a notice).
+        self.settled: the items told here."""
+        handled = False
+        try:
+            for item in items:
+                result = item.result or {}
+                event = str(result.get("event") or "")
+                if not event or not machine_of(self.flows).handles(self.session.state, event):
+                    continue
+                before = dict(self.slots)
+                for name, value in dict(result.get("vars") or {}).items():
+                    previous = self.slots.get(name)
+                    merge = isinstance(previous, dict) and isinstance(value, dict)
+                    self.slots[name] = {**previous, **value} if merge else value  # type: ignore[dict-item]
+                if not await self.fire(event, quiet=True):
+                    # Declared but guarded off: not told here, so the notice tells it.
+                    self.slots.clear()
+                    self.slots.update(before)
+                    continue
+                self.settled.append(item.id)
+                handled = True
+        except Exception:
+            log.exception("outcome step failed for %s in state %s", self.session.peer, self.session.state)
+            return None
+        return self.reply() if handled else None
+
+    async def recover(self) -> Reply:
+        """After a bug: keep the session as it was before this event, say so, show its buttons."""
+        before = await self.engine.sessions.load(self.session.peer)
+        self.session = before or Session(self.session.peer, self.flows.bot.start, {}, self.flows.version,
+                                         self.services.clock(), 0)
+        if self.session.state not in self.flows.states:
+            self.session.state = self.flows.bot.start
+        self.expected_version = self.session.version
+        self.session.updated_at = self.services.clock()
+        self.texts = []
+        self.show_state = False
+        self.outbox.clear()  # the step is undone, and so is what it queued: the draft still has it
+        self.message("error")
+        return self.reply()
+
+    async def consume(self, incoming: Incoming) -> None:
+        for name in incoming.failed:
+            self.message("file_failed", {"file": {"name": name}})
+        if not (incoming.text.strip() or incoming.payload or incoming.files or incoming.oversized
+                or incoming.unsupported):
+            if incoming.failed:
+                return
+            self.show_state = True  # nothing to act on (a greeting, a bare forward): show where we are
+            return
+        if incoming.unsupported:
+            self.message("unsupported_attachment")
+            if not (incoming.text.strip() or incoming.files or incoming.payload):
+                return
+        resolved = self.resolve(incoming)
+        if resolved is not None:
+            await self.fire(*resolved)
+            return
+        inp = self.state.input
+        has_files = bool(incoming.files or incoming.oversized)
+        if inp is not None and inp.kind == "attachments":
+            await self.intake().files(inp, incoming)
+        elif inp is not None and (incoming.text.strip() or not has_files or inp.files_slot):
+            if await self.intake().text(inp, incoming):
+                await self.fire("ok")
+        elif incoming.files or incoming.oversized:
+            self.message("files_not_expected")
+        elif not incoming.unsupported:
+            self.message("stray")
+
+    def resolve(self, incoming: Incoming) -> tuple[str, int | None] | None:
+        offered = [b for row in render.state_buttons(self.flows, self.state, self.slots) for b in row]
+        return matching.resolve(self.flows, self.state, self.slots, offered, incoming)
+
+    async def fire(self, event: str, index: int | None = None, *, quiet: bool = False) -> bool:
+        """Trigger `event` on the machine, run what its transition named, and go on with the
+        outcome (an action's, or a pick's 'chosen') as the next trigger. False when the first
+        trigger was not taken (said to the user as not understood, unless quiet)."""
+        machine = machine_of(self.flows)
+        for hop in range(MAX_HOPS):
+            dialogue = Dialogue(self.flows, self.session.state, self.slots)
+            if not machine.trigger(dialogue, event, index):
+                log.info("event %r is not handled in %s", event, self.session.state)
+                if hop or not quiet:
+                    self.message("stray")
+                return hop > 0
+            self.session.state = dialogue.state
+            self.texts.extend(dialogue.said)
+            self.show_state = self.show_state or dialogue.show_state
+            for file_id in dialogue.discard:
+                await self.services.spool.discard(file_id)
+            outcome = await self.run_actions(dialogue.arrived) if dialogue.arrived else None
+            next_event = outcome or dialogue.follow_up
+            if next_event is None:
+                return True
+            event, index = next_event, None
+        log.error("more than %d chained transitions from %s; back to the start", MAX_HOPS, self.session.state)
+        self.session.state = self.flows.bot.start
+        self.message("error")
+        return True
+
+    async def arrive(self, state: str) -> None:
+        """Enter `state` without a transition (a new or reset dialogue) and go on from there."""
+        self.session.state = state
+        self.show_state = True
+        self.slots.pop(RETURN_SLOT, None)
+        st = self.flows.states[state]
+        if st.pick is not None:
+            picker.reset(self.flows, st, self.slots)
+        # Its actions' outcome leads on like any other (flowlint makes sure the state handles it).
+        outcome = await self.run_actions(state)
+        if outcome:
+            await self.fire(outcome)
+
+    async def run_actions(self, state: str) -> str | None:
+        """The entered state's actions, in order, up to the first that ends with an outcome."""
+        self.engine.entered[state] += 1
+        for name in self.flows.states[state].enter:
+            info = self.engine.registry.get(name)
+            if info is None:
+                raise LookupError(f"unknown action {name!r} in {state}")
+            outcome = await info.fn(ActionContext(self.session.peer, self.slots, self.flows, self.services,
+                                                  self.expected_version, self.outbox))
+            if outcome:
+                return outcome
+        return None
+
+    def reply(self) -> Reply:
+        return render.reply(self.flows, self.state, self.slots, self.texts, self.show_state)

@@ -1,0 +1,44 @@
+"""The one door from the bot's wiring to the emulators, for the demo modes: `supportbot chat`
+and `flowlint test` run SimpleOne in process and show mail in the terminal or keep it in a
+list; `supportbot simpleone-emulator` serves the emulator. Production paths never come here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TextIO
+
+from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
+from emulators.mail_sink import ConsoleMailSink, MemoryMailSink
+from emulators.simpleone.server import RunningEmulator, serve_forever, start_emulator
+from emulators.simpleone.state import DEMO_PASSWORD, DEMO_USER
+from engine.ports import Mailer
+
+__all__ = [
+    "MemoryMailSink",
+    "RunningEmulator",
+    "serve_simpleone",
+    "start_simpleone",
+    "terminal_mailer",
+]
+
+async def start_simpleone(
+    domains: Sequence[str], *, read_timeout: float | None = None
+) -> tuple[RunningEmulator, SimpleOneClient]:
+    """A SimpleOne emulator on loopback in which any address at `domains` is a known user, and
+    the real client signed in to it."""
+    emulator = await start_emulator(auto_users_domains=domains)  # with the emulator's own account
+    config = SimpleOneConfig(emulator.url, username=DEMO_USER, password=DEMO_PASSWORD)
+    if read_timeout is not None:
+        config = replace(config, read_timeout=read_timeout)
+    return emulator, SimpleOneClient(config)
+
+
+def terminal_mailer(stream: TextIO) -> Mailer:
+    """Mail printed to the terminal: where a user of `supportbot chat` reads the sign-in code."""
+    return ConsoleMailSink(stream)
+
+
+async def serve_simpleone(host: str, port: int, domains: Sequence[str]) -> None:
+    """The `supportbot simpleone-emulator` command: serve until cancelled."""
+    await serve_forever(host, port, auto_users_domains=domains)
