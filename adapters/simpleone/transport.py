@@ -11,7 +11,9 @@ What each setting does (tests/adapters/simpleone/test_simpleone_transport.py sho
 - max_connections caps the open connections; a request waits at most pool_timeout for one of
   them to be free, and is then refused before anything is sent.
 - connect_timeout bounds the TCP connect and the TLS handshake; read_timeout the silence while
-  the answer is awaited or read (which also ends an upload the server stopped reading).
+  the answer is awaited or read, from the end of the request's body on. aiohttp has no write
+  timeout: a body the server stops reading is ended by the caller's deadline (the outbox times
+  every attempt), so the client has no write_timeout setting that would do nothing.
 - Idle connections are kept KEEPALIVE seconds and reused; redirects are not followed.
 - No proxy: HTTP(S)_PROXY, ALL_PROXY and .netrc are not read (aiohttp's trust_env=False), so the
   bearer token and tickets go to SimpleOne directly, whatever the service's environment holds.
