@@ -606,6 +606,27 @@ async def test_upload_names_the_parts_files_or_files_n(tmp_path: Path) -> None:
         ]
 
 
+async def test_multipart_headers_cannot_be_broken_by_a_file_name_or_type(tmp_path: Path) -> None:
+    recorder = _Recorder(_json(200, {"status": "OK", "data": []}))
+    async with SimpleOneClient(SimpleOneConfig("https://sd.example", token="t" * 32), transport=recorder) as client:
+        await client.upload(INCIDENT, "166031411802010329",
+                            [('evil"\r\nX-Injected: 1.txt', "text/plain\r\nX-Injected: 2", b"data")])
+    (request,) = recorder.requests
+    assert request.body is not None
+    head = request.body.split(b"\r\n\r\n", 1)[0]
+    assert b"X-Injected" in head and b"\r\nX-Injected" not in head  # still inside the quoted name
+    assert b'filename="evil%22%0D%0AX-Injected: 1.txt"' in head
+    assert head.endswith(b"Content-Type: application/octet-stream")
+
+
+async def test_a_proxy_page_in_another_charset_is_quoted_readably() -> None:
+    page = "<html><title>Доступ запрещён</title></html>".encode("cp1251")
+    recorder = _Recorder(HttpAnswer(403, page, "text/html", "windows-1251"))
+    async with SimpleOneClient(SimpleOneConfig("https://sd.example", token="t" * 32), transport=recorder) as client:
+        with pytest.raises(TicketSystemUnavailable, match="Доступ запрещён"):
+            await client.list_records(INCIDENT)
+
+
 # --------------------------------------------------------------------------- answers the emulator never gives
 
 
