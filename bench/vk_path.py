@@ -224,9 +224,13 @@ async def main(users: int, rounds: int, reference_http: str, kinds: list[str]) -
         for variant in (k for k in kinds if k.startswith("supportbot-") and "supportbot" in kinds):
             plain, other = statistics.median(results["supportbot"]), statistics.median(results[variant])
             cpu_plain, cpu_other = statistics.median(CPU["supportbot"]), statistics.median(CPU[variant])
+            # Each round's variant against the same round's supportbot: the machine's load drifts
+            # between rounds more than the variants differ.
+            paired = sorted(v / p for v, p in zip(CPU[variant], CPU["supportbot"], strict=True))
             print(f"\n{variant} against supportbot: {other:6.0f} against {plain:6.0f} events/s ({other / plain:.3f}), "
                   f"CPU per event {cpu_other * 1000:.3f} against {cpu_plain * 1000:.3f} ms "
-                  f"({cpu_other / cpu_plain:.3f}), median of {rounds}")
+                  f"({cpu_other / cpu_plain:.3f}), median of {rounds}; CPU per event round by round: median "
+                  f"{statistics.median(paired):.3f}, from {paired[0]:.3f} to {paired[-1]:.3f}")
         if "vkbottle" not in kinds or "supportbot" not in kinds:
             return
         ours, theirs = statistics.median(results["supportbot"]), statistics.median(results["vkbottle"])
