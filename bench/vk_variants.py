@@ -9,13 +9,18 @@ measure what using vkbottle there would cost.
 
 Run by the benchmark as its own process, with the environment of `supportbot run`
 (bench/vk_path.py --kinds supportbot,supportbot-vkbottle-keyboard,supportbot-vkbottle-updates,
-supportbot-vkbottle-import).
+supportbot-vkbottle-import). Alone, `--micro` times the two pieces against supportbot's own
+(interleaved) and prints what importing vkbottle weighs: .venv/bin/python bench/vk_variants.py --micro
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import statistics
+import subprocess
 import sys
+import timeit
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +74,61 @@ def parse_update(update: Any) -> InMessage | None:
                      is_cropped=bool(message.is_cropped))
 
 
+# --------------------------------------------------------------------------- alone: --micro
+
+
+def _footprint(with_vkbottle: bool) -> str:
+    """RSS, GC-tracked objects and import time of the bot's modules in a fresh interpreter (Linux)."""
+    code = (
+        "import gc, time; t = time.perf_counter()\n"
+        "import supportbot.app, supportbot.cli, adapters.vk.longpoll\n"
+        + ("import vkbottle; from vkbottle_types.events.bot_events import MessageNew\n" if with_vkbottle else "")
+        + "t = time.perf_counter() - t\n"
+        # VmRSS of this process (ru_maxrss would carry the parent's peak over the fork).
+        "rss = int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024\n"
+        "print(f'{rss:.0f} MB RSS, {len(gc.get_objects())} GC-tracked objects, imports {t:.2f} s')"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": root}).stdout.strip()
+
+
+def micro(repeats: int = 4, number: int = 20_000) -> None:
+    """The two pieces alone, interleaved (A B B A ...), and what importing vkbottle weighs."""
+    from adapters.vk.updates import parse_update as plain_parse
+    from engine.replies import Button
+
+    names = ["1. Учётные записи и доступ", "2. Сопровождение сервисов сотрудника", "3. Оборудование",
+             "4. Печать", "5. Сеть и Wi-Fi", "6. Программное обеспечение (ПО)"]
+    reply = Reply("Выберите категорию:", [[Button(n, "pick", i)] for i, n in enumerate(names)]
+                  + [[Button("Далее ▶", "next")], [Button("Назад", "back"), Button("Главное меню", "menu")]])
+    message = {"date": 1700000000, "from_id": 155, "id": 12, "out": 0, "peer_id": 155, "version": 1,
+               "text": "Не запускается Microsoft Word", "conversation_message_id": 5, "fwd_messages": [],
+               "important": False, "random_id": 0, "attachments": [], "is_hidden": False,
+               "payload": '{"e":"pick","i":1}'}
+    update = {"group_id": 1, "type": "message_new", "event_id": "e" * 40, "v": "5.199",
+              "object": {"message": message, "client_info": {"button_actions": ["text"], "keyboard": True,
+                                                              "inline_keyboard": True, "lang_id": 0}}}
+    assert render(reply).keyboard and plain_parse(update) == parse_update(update)
+    pairs = {"keyboard": (lambda: keyboard.render(reply), lambda: render(reply)),
+             "update": (lambda: plain_parse(update), lambda: parse_update(update))}
+    for what, (ours, theirs) in pairs.items():
+        times: dict[str, list[float]] = {"supportbot": [], "vkbottle": []}
+        for r in range(repeats):
+            for name in ("supportbot", "vkbottle") if r % 2 == 0 else ("vkbottle", "supportbot"):
+                run = ours if name == "supportbot" else theirs
+                times[name].append(timeit.timeit(run, number=number) / number)
+        a, b = statistics.median(times["supportbot"]), statistics.median(times["vkbottle"])
+        print(f"{what:<9} supportbot {a * 1e6:6.1f} µs, vkbottle {b * 1e6:6.1f} µs (+{(b - a) * 1e6:.1f} µs, "
+              f"{b / a:.2f}x), median of {repeats}")
+    print(f"the bot's modules:           {_footprint(False)}")
+    print(f"the same and vkbottle's:     {_footprint(True)}")
+
+
 if __name__ == "__main__":
+    if "--micro" in sys.argv:
+        micro()
+        sys.exit(0)
     if "--keyboard" in sys.argv:
         sender.render = render
     if "--updates" in sys.argv:
