@@ -9,7 +9,13 @@ supportbot persists every step to SQLite before it answers; the vkbottle bot kee
 in memory (bench/vkbottle_bot.py). VK's real limit of ~20 calls/s per token is lifted on both
 sides: this measures the bots, not the limit. Prints events per second and the ratio.
 
-Run: .venv/bin/python bench/vk_path.py [--users 100] [--rounds 5]
+`--kinds` can add `supportbot-vkbottle-keyboard` (supportbot with its keyboards built by vkbottle's
+Keyboard builder), `supportbot-vkbottle-updates` (updates parsed by vkbottle's typed model) and
+`supportbot-vkbottle-import` (vkbottle imported, nothing else), to see what using vkbottle there
+would cost (bench/vk_variants.py).
+
+Run: .venv/bin/python bench/vk_path.py [--users 100] [--rounds 5] [--kinds supportbot,vkbottle]
+(vkbottle and httpx come with the bench extra: .venv/bin/pip install -e '.[bench]'.)
 """
 
 from __future__ import annotations
@@ -50,7 +56,9 @@ DIALOGUE: list[tuple[str, str]] = [
 
 
 LP_COUNT = [0]
-CPU: dict[str, list[float]] = {"supportbot": [], "vkbottle": []}
+KINDS = ("supportbot", "vkbottle", "supportbot-vkbottle-keyboard", "supportbot-vkbottle-updates",
+         "supportbot-vkbottle-import")
+CPU: dict[str, list[float]] = {kind: [] for kind in KINDS}
 
 
 def count_long_polls(vk: RunningVkEmulator) -> None:
@@ -119,6 +127,8 @@ async def run_users(vk: RunningVkEmulator, peers: list[int]) -> float:
 async def start_bot(kind: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
     if kind == "supportbot":
         cmd = [sys.executable, "-m", "supportbot.cli", "run"]
+    elif kind.startswith("supportbot-vkbottle-"):
+        cmd = [sys.executable, str(ROOT / "bench" / "vk_variants.py"), "--" + kind.rsplit("-", 1)[1]]
     else:
         cmd = [sys.executable, str(ROOT / "bench" / "vkbottle_bot.py")]
     return await asyncio.create_subprocess_exec(*cmd, cwd=cwd, env=env, stdout=asyncio.subprocess.DEVNULL,
@@ -171,7 +181,7 @@ async def phase(kind: str, vk: RunningVkEmulator, env: dict[str, str], cwd: Path
         await stop(proc)
 
 
-async def main(users: int, rounds: int, reference_http: str) -> None:
+async def main(users: int, rounds: int, reference_http: str, kinds: list[str]) -> None:
     work = Path(tempfile.mkdtemp(prefix="supportbot-vkbench-"))
     so_port = free_port()
     env_base = {k: v for k, v in os.environ.items() if not k.startswith(("VK_", "SIMPLEONE_", "SMTP_", "SUPPORTBOT_"))}
@@ -185,17 +195,17 @@ async def main(users: int, rounds: int, reference_http: str) -> None:
     try:
         so_url = f"http://127.0.0.1:{so_port}"
         await wait_http(so_url + "/_emulator/state")
-        results: dict[str, list[float]] = {"supportbot": [], "vkbottle": []}
+        results: dict[str, list[float]] = {kind: [] for kind in kinds}
         next_peer = 1
         for round_no in range(rounds):
-            for kind in ("vkbottle", "supportbot") if round_no % 2 else ("supportbot", "vkbottle"):
+            for kind in kinds[::-1] if round_no % 2 else kinds:
                 warmup = list(range(next_peer, next_peer + 5))
                 peers = list(range(next_peer + 5, next_peer + 5 + users))
                 next_peer += users + 5
                 callers = await simpleone_users(so_url, warmup + peers)
                 env = {**env_base, "VK_API_URL": vk.api_url, "VK_TOKEN": TOKEN, "VK_GROUP_ID": str(GROUP),
                        "SIMPLEONE_URL": so_url, "LOG_LEVEL": "WARNING"}
-                if kind == "supportbot":
+                if kind.startswith("supportbot"):
                     db = work / f"bot-{round_no}.db"
                     storage = await open_sqlite(db)
                     for peer, caller in callers.items():
@@ -211,6 +221,18 @@ async def main(users: int, rounds: int, reference_http: str) -> None:
                 rate = await phase(kind, vk, env, work, warmup, peers)
                 results[kind].append(rate)
                 print(f"round {round_no + 1}: {kind:<10} {rate:8.0f} events/s", flush=True)
+        for variant in (k for k in kinds if k.startswith("supportbot-") and "supportbot" in kinds):
+            plain, other = statistics.median(results["supportbot"]), statistics.median(results[variant])
+            cpu_plain, cpu_other = statistics.median(CPU["supportbot"]), statistics.median(CPU[variant])
+            # Each round's variant against the same round's supportbot: the machine's load drifts
+            # between rounds more than the variants differ.
+            paired = sorted(v / p for v, p in zip(CPU[variant], CPU["supportbot"], strict=True))
+            print(f"\n{variant} against supportbot: {other:6.0f} against {plain:6.0f} events/s ({other / plain:.3f}), "
+                  f"CPU per event {cpu_other * 1000:.3f} against {cpu_plain * 1000:.3f} ms "
+                  f"({cpu_other / cpu_plain:.3f}), median of {rounds}; CPU per event round by round: median "
+                  f"{statistics.median(paired):.3f}, from {paired[0]:.3f} to {paired[-1]:.3f}")
+        if "vkbottle" not in kinds or "supportbot" not in kinds:
+            return
         ours, theirs = statistics.median(results["supportbot"]), statistics.median(results["vkbottle"])
         print(f"\n{users} users × {len(DIALOGUE)}-step create-ticket dialogue over long poll, median of {rounds}:")
         print(f"  supportbot (SQLite, every step committed before the answer): {ours:8.0f} events/s")
@@ -233,5 +255,10 @@ if __name__ == "__main__":
     parser.add_argument("--reference-http", choices=("aiohttp", "httpx"), default="aiohttp",
                         help="how the vkbottle bot calls SimpleOne: aiohttp (vkbottle's own stack, the stricter "
                              "comparison) or plain httpx")
+    parser.add_argument("--kinds", default="supportbot,vkbottle",
+                        help=f"bots to run, comma-separated, of {', '.join(KINDS)}")
     args = parser.parse_args()
-    asyncio.run(main(args.users, args.rounds, args.reference_http))
+    kinds = args.kinds.split(",")
+    if set(kinds) - set(KINDS):
+        parser.error(f"unknown kinds {sorted(set(kinds) - set(KINDS))}")
+    asyncio.run(main(args.users, args.rounds, args.reference_http, kinds))

@@ -1,5 +1,6 @@
 """SimpleOne ITSM adapter (its emulator lives in emulators/simpleone).
 
-client.py          SimpleOneClient: the engine's TicketSystem port over httpx (+ generic Table API calls)
+client.py          SimpleOneClient: the engine's TicketSystem port over aiohttp (+ generic Table API calls)
+transport.py       the HTTP transport: TLS, connection caps, timeouts, no proxies
 records.py         Table API records -> Person / Ticket
 """

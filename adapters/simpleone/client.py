@@ -1,4 +1,4 @@
-"""SimpleOne REST client: the engine's TicketSystem port over httpx.
+"""SimpleOne REST client: the engine's TicketSystem port over aiohttp (adapters/simpleone/transport.py).
 
 Follows shared/reference/simpleone-api.md: Table API under /rest/v1/table, attachments under
 /v1/attachments (no /rest prefix), a Bearer token that is either static or obtained from
@@ -17,21 +17,21 @@ Tokens and passwords are never logged or put into exception messages.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
+import secrets
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-from urllib.parse import urlsplit
-
-import httpx
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit
 
 from adapters.simpleone.records import PERSON_FIELDS, TICKET_FIELDS, flag, person_from, ticket_from
 from adapters.simpleone.records import text as as_str
-from adapters.simpleone.transport import AiohttpTransport
+from adapters.simpleone.transport import AiohttpTransport, HttpAnswer, HttpFailure, HttpRequest, Transport
 from engine.ports import (
     Attachment,
     Person,
@@ -42,7 +42,7 @@ from engine.ports import (
     Upload,
 )
 
-__all__ = ["RecordNotFound", "SimpleOneClient", "SimpleOneConfig"]
+__all__ = ["RecordNotFound", "SimpleOneClient", "SimpleOneConfig", "default_transport"]
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,14 @@ USER_AGENT = "supportbot/0.1 (RANEPA IT support bot; SimpleOne adapter)"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")  # table and field names
 _SYS_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EXCERPT = 200
+_MIME_RE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
 
 # A local file to send: (file name, MIME type, content).
 FilePart = tuple[str, str, bytes]
+
+
+_FORM = ("Content-Type", "application/x-www-form-urlencoded")
+_JSON = ("Content-Type", "application/json")
 
 
 class RecordNotFound(TicketSystemRejected):
@@ -70,10 +75,9 @@ class SimpleOneConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     language: str = "ru"
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    write_timeout: float = 30.0
-    pool_timeout: float = 10.0
+    connect_timeout: float = 5.0  # TCP connect and TLS handshake
+    read_timeout: float = 30.0  # the longest silence while the answer is awaited or read
+    pool_timeout: float = 10.0  # the longest wait for a free connection (nothing is sent then)
     verify_tls: bool = True
     ca_bundle: str | Path | None = None  # a PEM file to trust instead of the system store
     user_agent: str = USER_AGENT
@@ -90,11 +94,19 @@ class SimpleOneConfig:
                 raise ValueError("give SimpleOne either a token or a username and password, not both")
         elif not (self.username and self.password):
             raise ValueError("SimpleOne needs a token, or a username and a password")
-        for name in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout"):
+        for name in ("connect_timeout", "read_timeout", "pool_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SimpleOne {name} must be positive")
         if self.max_connections < 1:
             raise ValueError("SimpleOne max_connections must be at least 1")
+        if self.ca_bundle is not None and not self.verify_tls:
+            raise ValueError("a SimpleOne ca_bundle means nothing with verify_tls off")
+
+    def tls_context(self) -> ssl.SSLContext | Literal[False]:
+        """What servers are checked against: the CA bundle, else the system's store; False: nothing."""
+        if not self.verify_tls:
+            return False
+        return ssl.create_default_context(cafile=None if self.ca_bundle is None else str(self.ca_bundle))
 
 
 def _excerpt(body: str) -> str:
@@ -106,6 +118,25 @@ def _name(value: str, what: str) -> str:
     if not _NAME_RE.fullmatch(value):
         raise TicketSystemRejected(f"invalid SimpleOne {what} name {value!r}")
     return value
+
+
+def _form_param(value: str) -> str:
+    """A name or file name inside a multipart header, escaped as browsers do (HTML's form rules)."""
+    return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _multipart(parts: Sequence[tuple[str, FilePart]]) -> tuple[bytes, str]:
+    """A multipart/form-data body of files and its Content-Type."""
+    boundary = secrets.token_hex(16)
+    body = bytearray()
+    for key, (name, mime, data) in parts:
+        mime = mime if _MIME_RE.fullmatch(mime) else "application/octet-stream"
+        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="{_form_param(key)}"; '
+                 f'filename="{_form_param(name)}"\r\nContent-Type: {mime}\r\n\r\n').encode()
+        body += data
+        body += b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return bytes(body), f"multipart/form-data; boundary={boundary}"
 
 
 def _sys_id(value: str) -> str:
@@ -121,33 +152,30 @@ def _query_value(value: str, what: str) -> str:
     return value
 
 
+def default_transport(config: SimpleOneConfig) -> AiohttpTransport:
+    """The HTTP layer the client uses unless given another: aiohttp, set up from the config."""
+    return AiohttpTransport(
+        tls=config.tls_context(),
+        max_connections=config.max_connections,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        pool_timeout=config.pool_timeout,
+    )
+
+
 class SimpleOneClient:
     """TicketSystem for SimpleOne, plus the generic Table API calls it is built on.
 
     One instance is shared by all tasks; `close()` it (or use `async with`) at shutdown.
-    `transport` lets tests observe or replace the HTTP layer.
+    `transport` lets tests observe or replace the HTTP layer (by default aiohttp, set up from
+    the config: TLS, connection cap, timeouts).
     """
 
-    def __init__(self, config: SimpleOneConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, config: SimpleOneConfig, *, transport: Transport | None = None) -> None:
         self._config = config
-        verify: ssl.SSLContext | bool = config.verify_tls
-        if config.verify_tls and config.ca_bundle is not None:
-            verify = ssl.create_default_context(cafile=str(config.ca_bundle))
-        self._slots = asyncio.Semaphore(config.max_connections)
-        self._http = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            headers={"User-Agent": config.user_agent, "Accept": "application/json"},
-            timeout=httpx.Timeout(
-                connect=config.connect_timeout,
-                read=config.read_timeout,
-                write=config.write_timeout,
-                pool=config.pool_timeout,
-            ),
-            limits=httpx.Limits(max_connections=config.max_connections),
-            verify=verify,
-            follow_redirects=False,  # a redirect means a proxy or login page, never data
-            transport=transport or AiohttpTransport(verify=verify, max_connections=config.max_connections),
-        )
+        self._base = config.base_url.rstrip("/")
+        self._headers = (("User-Agent", config.user_agent), ("Accept", "application/json"))
+        self._http: Transport = transport or default_transport(config)
         self._token: str | None = config.token or None
         self._can_login = not config.token
         self._login_lock = asyncio.Lock()
@@ -161,7 +189,7 @@ class SimpleOneClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     # ----------------------------------------------------------------------- auth
 
@@ -172,7 +200,8 @@ class SimpleOneClient:
             "password": config.password or "",
             "language": config.language,
         }
-        response = await self._transmit("POST", LOGIN_PATH, {"data": form})
+        body = urlencode(form).encode("ascii")
+        response = await self._transmit("POST", LOGIN_PATH, (), (*self._headers, _FORM), body)
         data = self._unwrap("POST", LOGIN_PATH, response, secret=True)
         token = data.get("auth_key") if isinstance(data, Mapping) else None
         if not isinstance(token, str) or not token:
@@ -198,25 +227,30 @@ class SimpleOneClient:
 
     # ----------------------------------------------------------------------- transport
 
-    async def _transmit(self, method: str, path: str, kwargs: Mapping[str, Any]) -> httpx.Response:
+    async def _transmit(self, method: str, path: str, params: Sequence[tuple[str, str]],
+                        headers: Sequence[tuple[str, str]], body: bytes | None) -> HttpAnswer:
         try:
-            # Queue here rather than in the pool, so bursts wait cheaply in one place.
-            async with self._slots:
-                return await self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise TicketSystemUnavailable(f"{method} {path}: ConnectError: {exc}", maybe_done=False) from exc
-        except httpx.TimeoutException as exc:
-            raise TicketSystemUnavailable(f"{method} {path}: timed out ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
-            raise TicketSystemUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            return await self._http.send(HttpRequest(method, self._base + path, params, headers, body))
+        except HttpFailure as exc:
+            raise TicketSystemUnavailable(f"{method} {path}: {exc}", maybe_done=exc.maybe_sent) from exc
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _call(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                    json_body: object = None, files: Sequence[tuple[str, FilePart]] = ()) -> HttpAnswer:
         """Send with the bearer token; on 401 with a login-based token, log in and resend once."""
+        headers = list(self._headers)
+        body: bytes | None = None
+        if files:
+            body, content_type = _multipart(files)
+            headers.append(("Content-Type", content_type))
+        elif json_body is not None:
+            body = json.dumps(json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            headers.append(_JSON)
+        query = list((params or {}).items())
         for attempt in (1, 2):
             token = await self._valid_token()
-            headers = {"Authorization": f"Bearer {token}"}
-            response = await self._transmit(method, path, {**kwargs, "headers": headers})
-            if response.status_code == 401 and attempt == 1 and self._can_login:
+            response = await self._transmit(method, path, query, (*headers, ("Authorization", f"Bearer {token}")),
+                                            body)
+            if response.status == 401 and attempt == 1 and self._can_login:
                 log.info("SimpleOne answered 401 to %s %s; logging in again", method, path)
                 await self._renew_token(token)
                 continue
@@ -224,21 +258,23 @@ class SimpleOneClient:
         raise AssertionError("unreachable")  # the second attempt always returns
 
     def _check_status(
-        self, method: str, path: str, response: httpx.Response, *, secret: bool, api_answer: bool = True
+        self, method: str, path: str, response: HttpAnswer, *, secret: bool, api_answer: bool = True
     ) -> None:
         """Raise for every answer that is not a success; `api_answer` = a JSON body is expected."""
-        status = response.status_code
+        status = response.status
         success = 200 <= status < 300
         if success and not api_answer:
             return  # a download: the bytes are the answer (an HTML attachment is still a file)
+        html = response.content_type == "text/html" or response.content.lstrip()[:1] == b"<"
+        if success and not html:
+            return
         where = f"{method} {path} -> HTTP {status}"
         body = "(body withheld)" if secret else _excerpt(response.text)
-        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         # An HTML page where the API should answer is a proxy or its login page, whatever the status.
         # A proxy's page with a success or redirect status (a login page) stopped the request
         # before SimpleOne; so do 503 and 429 by their meaning. Other failures may follow a write.
         refused = status in (429, 503) or status < 400
-        if content_type == "text/html" or response.text.lstrip()[:1] == "<":
+        if html:
             raise TicketSystemUnavailable(f"{where}: an HTML page instead of the API (a proxy?): {body}",
                                           maybe_done=not refused)
         if status == 429 or status >= 500 or status < 200 or 300 <= status < 400:
@@ -248,29 +284,31 @@ class SimpleOneClient:
         if status >= 400:
             raise TicketSystemRejected(f"{where}: {body}")
 
-    def _unwrap(self, method: str, path: str, response: httpx.Response, *, secret: bool = False) -> Any:
+    def _unwrap(self, method: str, path: str, response: HttpAnswer, *, secret: bool = False) -> Any:
         """The envelope's `data`, after every check that the answer is a real API answer."""
         self._check_status(method, path, response, secret=secret)
-        where = f"{method} {path} -> HTTP {response.status_code}"
-        body = "(body withheld)" if secret else _excerpt(response.text)
         try:
-            envelope = response.json()
-        except ValueError:
-            raise TicketSystemUnavailable(f"{where}: the body is not JSON: {body}") from None
+            envelope = json.loads(response.content)
+        except ValueError:  # not JSON, or not text at all
+            envelope = None
+            problem = "the body is not JSON"
+        else:
+            problem = "the envelope status is not OK"
         if not isinstance(envelope, Mapping) or envelope.get("status") != "OK":
-            raise TicketSystemUnavailable(f"{where}: the envelope status is not OK: {body}")
+            body = "(body withheld)" if secret else _excerpt(response.text)
+            raise TicketSystemUnavailable(f"{method} {path} -> HTTP {response.status}: {problem}: {body}")
         return envelope.get("data")
 
-    def _records(self, method: str, path: str, response: httpx.Response) -> list[dict[str, Any]]:
+    def _records(self, method: str, path: str, response: HttpAnswer) -> list[dict[str, Any]]:
         data = self._unwrap(method, path, response)
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            where = f"{method} {path} -> HTTP {response.status_code}"
+            where = f"{method} {path} -> HTTP {response.status}"
             raise TicketSystemUnavailable(
                 f"{where}: data is not a list of records: {_excerpt(response.text)}"
             )
         return data
 
-    def _one(self, method: str, path: str, response: httpx.Response) -> dict[str, Any]:
+    def _one(self, method: str, path: str, response: HttpAnswer) -> dict[str, Any]:
         records = self._records(method, path, response)
         if not records:
             raise TicketSystemUnavailable(f"{method} {path}: the answer holds no record")
@@ -302,7 +340,7 @@ class SimpleOneClient:
         """POST one record; returns it as created (with sys_id, number, defaults)."""
         path = self._table_path(table)
         params = self._view_params(fields, False, False)
-        response = await self._call("POST", path, json=dict(values), params=params)
+        response = await self._call("POST", path, json_body=dict(values), params=params)
         return self._one("POST", path, response)
 
     async def list_records(
@@ -347,12 +385,12 @@ class SimpleOneClient:
         if method not in {"PATCH", "PUT"}:
             raise ValueError("update_record method must be PATCH or PUT")
         path = self._table_path(table, sys_id)
-        return self._one(method, path, await self._call(method, path, json=dict(values)))
+        return self._one(method, path, await self._call(method, path, json_body=dict(values)))
 
     async def delete_record(self, table: str, sys_id: str) -> None:
         path = self._table_path(table, sys_id)
         response = await self._call("DELETE", path)
-        if response.status_code == 204 or (200 <= response.status_code < 300 and not response.content):
+        if response.status == 204 or (200 <= response.status < 300 and not response.content):
             return  # an empty success is a success for a delete (the reply is undocumented)
         self._unwrap("DELETE", path, response)
 
@@ -362,7 +400,7 @@ class SimpleOneClient:
             return []
         path = f"/v1/attachments/upload/{_name(table, 'table')}/{_sys_id(sys_id)}"
         names = ["files"] if len(files) == 1 else [f"files[{i}]" for i in range(1, len(files) + 1)]
-        parts = [(key, (name, data, mime)) for key, (name, mime, data) in zip(names, files, strict=True)]
+        parts = list(zip(names, files, strict=True))
         return self._records("POST", path, await self._call("POST", path, files=parts))
 
     async def download(self, attachment_sys_id: str) -> bytes:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
+from adapters.simpleone.transport import Transport
 from emulators.simpleone.server import RunningEmulator
 from tests.simpleone_fixtures import PASSWORD, USERNAME, clock, creds, emulator, raw
 
@@ -22,7 +22,7 @@ async def make_client(emulator: RunningEmulator) -> AsyncIterator[ClientFactory]
     """Build clients for the emulator; by default they log in with username and password."""
     made: list[SimpleOneClient] = []
 
-    def make(transport: httpx.AsyncBaseTransport | None = None, **overrides: Any) -> SimpleOneClient:
+    def make(transport: Transport | None = None, **overrides: Any) -> SimpleOneClient:
         options: dict[str, Any] = {"base_url": emulator.url, "username": USERNAME, "password": PASSWORD}
         if "token" in overrides:
             options.pop("username")

@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
+from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig, default_transport
+from adapters.simpleone.transport import HttpAnswer, HttpRequest
 from emulators.simpleone.server import RunningEmulator
 from engine.ports import Upload
 
@@ -126,26 +128,26 @@ async def test_the_emulator_serves_every_documented_endpoint(
                 assert response.json()["status"] == "OK", (method, template)
 
 
-class RecordingTransport(httpx.AsyncBaseTransport):
-    """Passes requests to the network and notes (method, path) of each."""
+class RecordingTransport:
+    """Passes requests to the client's own HTTP layer and notes (method, path) of each."""
 
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+    def __init__(self, config: SimpleOneConfig) -> None:
+        self.inner = default_transport(config)
         self.seen: list[Endpoint] = []
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.seen.append((request.method, request.url.path))
-        return await self.inner.handle_async_request(request)
+    async def send(self, request: HttpRequest) -> HttpAnswer:
+        self.seen.append((request.method, urlsplit(request.url).path))
+        return await self.inner.send(request)
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 async def test_the_client_calls_only_documented_endpoints(
     documented: set[Endpoint], emulator: RunningEmulator, creds: Any, tmp_path: Path
 ) -> None:
-    recorder = RecordingTransport()
     config = SimpleOneConfig(emulator.url, username=creds.username, password=creds.password)
+    recorder = RecordingTransport(config)
     caller = emulator.state.add_user("shape@ranepa.ru", "Sh", "Ape")
     upload_path = tmp_path / "f.txt"
     upload_path.write_bytes(b"file")
