@@ -15,13 +15,6 @@ _CODE_NOISE = re.compile(r"[\s\-]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 CODE_LENGTH = 6
 
-# What each input kind may answer with; flowlint demands a text for each in flows/.
-ERRORS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "text": ("too_short", "too_long", "not_text"),
-    "email": ("bad_email", "not_text"),
-    "code": ("bad_code", "not_text"),
-    "attachments": ("too_many_files", "file_too_big", "bad_file_type"),
-}
 
 
 @dataclass(slots=True)

@@ -7,8 +7,7 @@ from collections.abc import Iterable, Mapping
 from engine.actions.registry import VALUE, ActionRegistry, Shape
 from engine.build import Built, TemplateUse
 from engine.findings import Finding, Severity
-from engine.inputs import ERRORS_BY_KIND
-from engine.model import RETURN, Alternatives, ButtonSpec, StateSpec, TransitionSpec, Where
+from engine.model import ERRORS_BY_KIND, RETURN, Alternatives, ButtonSpec, StateSpec, TransitionSpec, Where
 from engine.replies import Button
 from engine.text import normalize_text
 from engine.vk_limits import KEYBOARD_LIMITS, MAX_LABEL, MAX_PAYLOAD, MAX_PER_ROW

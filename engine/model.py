@@ -72,6 +72,15 @@ class InputSpec:
     errors: Mapping[str, Template] = field(default_factory=dict)
 
 
+# What each input kind may answer with; flowlint demands a text for each in flows/.
+ERRORS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "text": ("too_short", "too_long", "not_text"),
+    "email": ("bad_email", "not_text"),
+    "code": ("bad_code", "not_text"),
+    "attachments": ("too_many_files", "file_too_big", "bad_file_type"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class PickSpec:
     source: str  # "catalog" or the name of a list slot

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from engine.actions.ticket_items import COMMENT, CREATE, UPLOAD, marker, record_of, spooled_files
 from engine.outbox import Checkpoint, Defer, Executor, WorkDone, WorkFailed
 from engine.ports import (
     FileSpool,
@@ -38,27 +39,6 @@ log = logging.getLogger(__name__)
 SKEW_TOLERANCE = 5.0  # seconds SimpleOne's clock may run ahead of ours before we stop waiting for it
 # Text fields of SimpleOne's ticket tables are commonly 4000 characters long.
 DESCRIPTION_LIMIT = 4000
-
-CREATE = "ticket.create"
-COMMENT = "ticket.comment"
-UPLOAD = "ticket.upload"
-
-
-def marker(item_id: str) -> str:
-    return f"[sb:{item_id}]"
-
-
-def spooled_files(value: object) -> list[SpooledFile]:
-    """The files a file slot, or a ticket item's "files", holds (as SpooledFile.as_slot wrote them)."""
-    if not isinstance(value, list):
-        return []
-    return [SpooledFile.from_slot(f) for f in value if isinstance(f, dict)]
-
-
-def record_of(table: str, sys_id: str) -> str:
-    """The key that keeps work on one SimpleOne record in order (OutboxItem.record)."""
-    return f"{table}/{sys_id}"
-
 
 def upload_item(parent: OutboxItem, ref: TicketRef, files: list[SpooledFile], now: float,
                 vars_: dict[str, Any]) -> OutboxItem:

@@ -11,8 +11,8 @@ import time
 from typing import TextIO
 
 from adapters.spool import DiskSpool
+from engine.actions.ticket_items import spooled_files
 from engine.ports import OUTBOX_DONE, OUTBOX_FAILED, OUTBOX_PENDING, OutboxItem
-from engine.ticket_work import spooled_files
 from supportbot.app import open_storage
 from supportbot.config import Config
 

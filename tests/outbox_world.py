@@ -22,6 +22,7 @@ from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from adapters.storage.sqlite import SqliteStorage, open_sqlite
 from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
+from engine.actions.ticket_items import COMMENT, CREATE, marker
 from engine.convtest import START_TIME
 from engine.flow_source import StaticFlows
 from engine.model import FlowSet
@@ -30,7 +31,7 @@ from engine.outbox import OutboxPolicy, OutboxWorker
 from engine.ports import OUTBOX_DONE, OUTBOX_PENDING, Binding, Incoming, Notice, OutboxItem
 from engine.replies import Reply
 from engine.runtime import Engine
-from engine.ticket_work import COMMENT, CREATE, marker, ticket_executors
+from engine.ticket_work import ticket_executors
 from supportbot.conversation_world import EmulatorWorld
 
 # Short real timeouts: a hung request costs READ_TIMEOUT of wall time, not 30 s.

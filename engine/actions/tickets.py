@@ -10,7 +10,7 @@ import logging
 import secrets
 from typing import Any
 
-from engine import ticket_work
+from engine.actions import ticket_items
 from engine.actions.context import ActionContext
 from engine.actions.registry import Shape, action
 from engine.ports import Binding, OutboxItem, SpooledFile, Ticket, TicketSystemError, WatchedTicket
@@ -36,7 +36,7 @@ def _ticket_slot(ticket: Ticket, ctx: ActionContext) -> dict[str, Any]:
 
 
 def _files(ctx: ActionContext, slot: str) -> list[SpooledFile]:
-    return ticket_work.spooled_files(ctx.slots.get(slot))
+    return ticket_items.spooled_files(ctx.slots.get(slot))
 
 
 async def _owned(ctx: ActionContext, binding: Binding, table: str, sys_id: str) -> Ticket | None:
@@ -96,7 +96,7 @@ async def create(ctx: ActionContext) -> str:
         "description": settings.description.render(ctx.slots).strip(),
     }
     ticket = {"subject": subject, "number": "", "table": entry.mapping.table, "sys_id": ""}
-    item = _new_item(ctx, ticket_work.CREATE, {
+    item = _new_item(ctx, ticket_items.CREATE, {
         "table": entry.mapping.table, "caller_id": binding.caller_id, "fields": fields,
         "files": _take_files(ctx, "files"), "vars": {"ticket": ticket}, "gave_up": "ticket_failed",
     })
@@ -177,9 +177,9 @@ async def add_comment(ctx: ActionContext) -> str:
     if text:
         body = settings.comment.render(ctx.slots).strip() if settings.comment else text
     ticket = {k: picked.get(k, "") for k in ("number", "subject", "table", "sys_id", "status")}
-    _new_item(ctx, ticket_work.COMMENT, {
+    _new_item(ctx, ticket_items.COMMENT, {
         "table": table, "sys_id": str(picked["sys_id"]), "number": str(picked.get("number") or ""),
         "caller_id": binding.caller_id, "field": settings.comment_field, "text": body,
         "files": _take_files(ctx, "comment_files"), "vars": {"ticket": ticket}, "gave_up": "comment_failed",
-    }, record=ticket_work.record_of(table, str(picked["sys_id"])))
+    }, record=ticket_items.record_of(table, str(picked["sys_id"])))
     return "queued"
