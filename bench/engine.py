@@ -60,13 +60,13 @@ from bench.machine import cpu_sample
 from emulators.scratch_postgres import create_scratch_database, drop_database
 from emulators.simpleone.state import EmulatorState
 from engine.actions.context import AuthPolicy, Services
-from engine.flow_source import StaticFlows
-from engine.flowset import load_flow_set
-from engine.model import FlowSet
+from engine.dialogue.runtime import Engine
+from engine.dialogue.sessions import SessionCache
+from engine.flows.model import FlowSet
+from engine.flows.source import StaticFlows
+from engine.load import load_flow_set
 from engine.ports import Attachment, Binding, Incoming, MailMessage, Person, Storage, Ticket, TicketRef, Upload
-from engine.runtime import Engine
-from engine.sessions import SessionCache
-from engine.ticket_outbox import ticket_outbox
+from engine.work.ticket_outbox import ticket_outbox
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 # The 7-step create-ticket dialogue of a signed-in user.

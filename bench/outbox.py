@@ -32,13 +32,13 @@ from adapters.storage.sqlite import open_sqlite
 from emulators.mail_sink import MemoryMailSink
 from emulators.simpleone.server import start_emulator
 from engine.actions.context import AuthPolicy, Services
-from engine.flow_source import StaticFlows
-from engine.flowset import load_flow_set
-from engine.model import FlowSet
-from engine.outbox import OutboxPolicy
+from engine.dialogue.runtime import Engine
+from engine.flows.model import FlowSet
+from engine.flows.source import StaticFlows
+from engine.load import load_flow_set
 from engine.ports import Binding, Incoming
-from engine.runtime import Engine
-from engine.ticket_outbox import ticket_outbox
+from engine.work.outbox import OutboxPolicy
+from engine.work.ticket_outbox import ticket_outbox
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 BEFORE_SUBMIT = ["Начать", "Создать заявку", "2", "6", None, "Без файлов"]

@@ -1,6 +1,6 @@
 """What the compiled machine's trigger costs, as a share of a whole engine step, in one run.
 
-The engine's routing is `transitions` (engine/machine.py): every event of a step is a trigger on
+The engine's routing is `transitions` (engine/dialogue/machine.py): every event of a step is a trigger on
 one Machine with the flows' guards as conditions and their slot effects as callbacks. This
 bench runs the engine path of bench/engine.py (SQLite, 1 k stored sessions, users one after
 another and then at once) with DialogueMachine.trigger timed, and prints the triggers' share of
@@ -27,13 +27,13 @@ from transitions import Machine
 from transitions.extensions.nesting import HierarchicalMachine, NestedState
 
 from bench.engine import AS_DEPLOYED, measure_sqlite
-from engine.dialogue import Dialogue
-from engine.flowset import load_flow_set
-from engine.machine import DialogueMachine
-from engine.model import RETURN, FlowSet
+from engine.dialogue.machine import DialogueMachine
+from engine.dialogue.model import Dialogue
+from engine.dialogue.runtime import Engine
+from engine.flows.model import RETURN, FlowSet
+from engine.load import load_flow_set
 from engine.ports import Incoming
 from engine.replies import Reply
-from engine.runtime import Engine
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 # Events of the create-ticket dialogue as the machine sees them: (from state, event).

@@ -20,11 +20,12 @@ from typing import Any, Protocol
 from jsonschema import Draft202012Validator
 
 from engine.actions.context import AuthPolicy, Services
-from engine.findings import Finding
-from engine.flow_source import StaticFlows
-from engine.flowset import collect_files
-from engine.model import FlowSet
-from engine.outbox import OutboxPolicy
+from engine.dialogue.runtime import Engine
+from engine.flows.findings import Finding
+from engine.flows.model import FlowSet
+from engine.flows.source import StaticFlows
+from engine.flows.yamlsrc import load_yaml_file
+from engine.load import collect_files
 from engine.ports import (
     Binding,
     FileSpool,
@@ -35,9 +36,8 @@ from engine.ports import (
     TicketSystem,
 )
 from engine.replies import Reply
-from engine.runtime import Engine
-from engine.ticket_outbox import ticket_outbox
-from engine.yamlsrc import load_yaml_file
+from engine.work.outbox import OutboxPolicy
+from engine.work.ticket_outbox import ticket_outbox
 from schema import FLOW_SCHEMA_PATH
 
 CONVERSATION_SCHEMA_PATH = FLOW_SCHEMA_PATH.with_name("conversation.schema.json")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from engine.actions import REGISTRY
 from engine.actions.registry import ActionRegistry
-from engine.findings import Finding
-from engine.flowset import SUFFIXES, LoadResult, load_flow_set
-from engine.model import FlowSet
+from engine.flows.findings import Finding
+from engine.flows.model import FlowSet
+from engine.load import SUFFIXES, LoadResult, load_flow_set
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ from adapters.spool import DiskSpool
 from adapters.storage.sqlite import open_sqlite, sqlite_path_from_url
 from engine.actions.context import AuthPolicy, Services
 from engine.actions.ticket_items import UPLOAD, spooled_files
-from engine.leases import JobLease
-from engine.outbox import OutboxPolicy, OutboxWorker
+from engine.dialogue.runtime import Engine
 from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Mailer, Storage
 from engine.reload import FlowHolder
-from engine.runtime import Engine
-from engine.status_watch import StatusWatcher
-from engine.ticket_outbox import ticket_outbox
+from engine.work.leases import JobLease
+from engine.work.outbox import OutboxPolicy, OutboxWorker
+from engine.work.status_watch import StatusWatcher
+from engine.work.ticket_outbox import ticket_outbox
 from supportbot import demo
 from supportbot.config import Config, ConfigError, SmtpSettings, is_postgres_url
 

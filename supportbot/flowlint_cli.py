@@ -11,8 +11,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.findings import Finding, Severity
-from engine.flowset import load_flow_set
+from engine.flows.findings import Finding, Severity
+from engine.load import load_flow_set
 from supportbot.config import DEFAULT_MAIL_DOMAIN, PROJECT_ROOT
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -58,7 +58,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from engine.graph import dot, mermaid
+    from engine.flows.graph import dot, mermaid
 
     result = load_flow_set(_paths(args.paths, default_flows()))
     if result.flow_set is None:

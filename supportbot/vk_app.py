@@ -22,8 +22,8 @@ from adapters.vk.delivery import DeliveryLog, resend_unsent
 from adapters.vk.longpoll import DEFAULT_WAIT, LongPoller
 from adapters.vk.notices import run_notices
 from adapters.vk.sender import VkSender
-from engine.leases import JobLease
 from engine.ports import Storage
+from engine.work.leases import JobLease
 from supportbot.app import App
 from supportbot.config import ConfigError, VkSettings
 

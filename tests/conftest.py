@@ -16,14 +16,14 @@ from adapters.storage.sqlite import SqliteStorage, open_sqlite
 from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
-from engine.flow_source import StaticFlows
-from engine.flowset import load_flow_set
-from engine.model import FlowSet
-from engine.outbox import OutboxWorker
+from engine.dialogue.runtime import Engine
+from engine.flows.model import FlowSet
+from engine.flows.source import StaticFlows
+from engine.load import load_flow_set
 from engine.ports import Binding, Incoming, IncomingFile
 from engine.replies import Reply
-from engine.runtime import Engine
-from engine.ticket_outbox import ticket_outbox
+from engine.work.outbox import OutboxWorker
+from engine.work.ticket_outbox import ticket_outbox
 from supportbot.conversation_world import EmulatorWorld
 from tests.postgres_db import scratch_database
 

@@ -24,14 +24,14 @@ from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.actions.ticket_items import COMMENT, CREATE, marker
 from engine.convtest import START_TIME
-from engine.flow_source import StaticFlows
-from engine.model import FlowSet
-from engine.notices import outbox_notices
-from engine.outbox import OutboxPolicy, OutboxWorker
+from engine.dialogue.runtime import Engine
+from engine.flows.model import FlowSet
+from engine.flows.source import StaticFlows
 from engine.ports import OUTBOX_DONE, OUTBOX_PENDING, Binding, Incoming, Notice, OutboxItem
 from engine.replies import Reply
-from engine.runtime import Engine
-from engine.ticket_work import ticket_executors
+from engine.work.notices import outbox_notices
+from engine.work.outbox import OutboxPolicy, OutboxWorker
+from engine.work.ticket_work import ticket_executors
 from supportbot.conversation_world import EmulatorWorld
 
 # Short real timeouts: a hung request costs READ_TIMEOUT of wall time, not 30 s.

@@ -12,8 +12,8 @@ import json
 import logging
 from dataclasses import dataclass
 
+from engine.flows.vk_limits import KEYBOARD_LIMITS, MAX_MESSAGE_LENGTH, MAX_PAYLOAD, MAX_PER_ROW, shorten
 from engine.replies import Button, Reply
-from engine.vk_limits import KEYBOARD_LIMITS, MAX_MESSAGE_LENGTH, MAX_PAYLOAD, MAX_PER_ROW, shorten
 
 log = logging.getLogger(__name__)
 

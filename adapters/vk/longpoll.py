@@ -19,8 +19,8 @@ import aiohttp
 from adapters.vk.api import FATAL_CODES, FatalVkError, VkApi, VkApiError, VkError, backoff_delay
 from adapters.vk.bot import VkBot
 from adapters.vk.updates import parse_update
-from engine.leases import JobLease
 from engine.ports import Storage
+from engine.work.leases import JobLease
 
 log = logging.getLogger(__name__)
 

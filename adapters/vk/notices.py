@@ -12,9 +12,9 @@ import logging
 
 from adapters.vk.sender import VkSender
 from adapters.vk.updates import vk_peer_id
-from engine.leases import JobLease
 from engine.ports import Storage
 from engine.replies import Reply
+from engine.work.leases import JobLease
 
 log = logging.getLogger(__name__)
 

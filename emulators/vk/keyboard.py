@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-# VK's side of the rules, stated apart from the bot's engine/vk_limits.py on purpose: a check
+# VK's side of the rules, stated apart from the bot's engine/flows/vk_limits.py on purpose: a check
 # that read the bot's numbers would pass any mistake in them.
 MAX_ROWS = 10
 MAX_BUTTONS = 40

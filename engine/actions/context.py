@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.model import FlowSet
+from engine.flows.model import FlowSet
 from engine.ports import FileSpool, Mailer, OutboxItem, OutboxOutcome, Storage, TicketSystem
 
 
@@ -23,7 +23,7 @@ class AuthPolicy:
 
 
 class OutboxQueue(Protocol):
-    """The outbox worker as the engine sees it (engine.outbox.OutboxWorker)."""
+    """The outbox worker as the engine sees it (engine.work.outbox.OutboxWorker)."""
 
     def kick(self) -> None: ...
 

@@ -1,7 +1,7 @@
 """What a ticket's outbox item is: its kinds, the record it writes to, its marker and files.
 
 Shared by the ticket actions, which write the items with the step, and the ticket work that
-carries them out (engine/ticket_work.py).
+carries them out (engine/work/ticket_work.py).
 """
 
 from __future__ import annotations

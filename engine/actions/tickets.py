@@ -74,7 +74,7 @@ async def create(ctx: ActionContext) -> str:
     """Queue the draft (slots service, description, files) as a ticket for SimpleOne.
 
     The outbox item is committed with this step; the worker creates the ticket exactly once
-    (engine/ticket_work.py). The step waiting for it fires `created` or `rejected` if SimpleOne
+    (engine/work/ticket_work.py). The step waiting for it fires `created` or `rejected` if SimpleOne
     answers within the wait; otherwise the number comes later as a notice."""
     binding = await ctx.services.storage.get_binding(ctx.peer)
     if binding is None:
@@ -159,7 +159,7 @@ async def add_comment(ctx: ActionContext) -> str:
     """Queue the text in slot `comment` and the files in `comment_files` for the open ticket.
 
     The ticket was picked from the user's own list; the worker checks again, against SimpleOne,
-    that it is theirs before it writes (engine/ticket_work.py)."""
+    that it is theirs before it writes (engine/work/ticket_work.py)."""
     binding = await ctx.services.storage.get_binding(ctx.peer)
     if binding is None:
         return "signed_out"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.flowset import load_flow_set
-from engine.model import FlowSet
+from engine.flows.model import FlowSet
+from engine.load import load_flow_set
 
 ZZ = """flow: zz
 start: a

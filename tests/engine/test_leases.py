@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from adapters.storage.sqlite import open_sqlite
-from engine.leases import JobLease, process_holder
+from engine.work.leases import JobLease, process_holder
 
 
 async def test_on_storage_of_one_process_the_job_is_always_its_own(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ async def test_on_shared_storage_one_holder_at_a_time_and_a_dead_one_is_replaced
     try:
         first = JobLease(one, "status_watch", ttl=30, holder="worker-1", clock=lambda: now[0])
         second = JobLease(two, "status_watch", ttl=30, holder="worker-2", clock=lambda: now[0])
-        with caplog.at_level(logging.INFO, logger="engine.leases"):
+        with caplog.at_level(logging.INFO, logger="engine.work.leases"):
             assert await first.hold() is True
             assert await second.hold() is False
             now[0] += 20

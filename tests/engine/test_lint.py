@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.findings import Severity
-from engine.flowset import load_flow_set
+from engine.flows.findings import Severity
+from engine.load import load_flow_set
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from transitions import Machine
 
-from engine.dialogue import Dialogue
-from engine.flowset import load_flow_set
-from engine.machine import RETURN_SLOT, DialogueMachine, machine_of
-from engine.model import FlowSet
-from engine.picker import PICK_SLOT
+from engine.dialogue.machine import RETURN_SLOT, DialogueMachine, machine_of
+from engine.dialogue.model import Dialogue
+from engine.dialogue.picker import PICK_SLOT
+from engine.flows.model import FlowSet
+from engine.load import load_flow_set
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
@@ -188,7 +188,7 @@ def test_a_pick_list_offers_back_only_where_back_is_handled(flows: Path) -> None
     mine.write_text(mine.read_text(encoding="utf-8").replace("      back: main.menu\n", "", 1), encoding="utf-8")
     flow_set = load_flow_set([flows]).flow_set
     assert flow_set is not None
-    from engine.render import state_buttons
+    from engine.dialogue.render import state_buttons
 
     st = flow_set.states["my_tickets.list"]
     slots: dict[str, Any] = {"tickets": [{"number": "INC1", "status": "x", "sys_id": "1", "subject": "s"}]}

@@ -6,8 +6,8 @@ import heapq
 
 import pytest
 
-from engine.outbox import CircuitBreaker, OutboxPolicy, Permit
 from engine.ports import Session, StepCommit
+from engine.work.outbox import CircuitBreaker, OutboxPolicy, Permit
 from tests.conftest import Harness
 
 
@@ -195,7 +195,7 @@ async def test_no_wait_means_no_waiting(harness: Harness, wait: float) -> None:
 
 async def test_a_step_that_fails_after_queueing_queues_nothing(harness: Harness,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.turn import Turn
+    from engine.dialogue.turn import Turn
 
     await harness.describe("bug@ranepa.ru", "Не печатает принтер на третьем этаже")
     await harness.attach("shot.png")

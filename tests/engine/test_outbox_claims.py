@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from adapters.storage.sqlite import open_sqlite
-from engine.outbox import OutboxPolicy, OutboxWorker, WorkDone
 from engine.ports import OutboxItem, Session, StepCommit
+from engine.work.outbox import OutboxPolicy, OutboxWorker, WorkDone
 from tests.postgres_db import scratch_database
 
 

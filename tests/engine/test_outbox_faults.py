@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulators.simpleone.faults import FaultKind, FaultRule
-from engine.model import FlowSet
-from engine.outbox import OutboxPolicy
+from engine.flows.model import FlowSet
+from engine.work.outbox import OutboxPolicy
 from supportbot.conversation_world import EmulatorWorld
 from tests.outbox_world import INCIDENTS, POLICY, QUEUED, Rig, User
 

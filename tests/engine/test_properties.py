@@ -18,10 +18,10 @@ from adapters.storage.sqlite import open_sqlite
 from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
-from engine.flow_source import StaticFlows
-from engine.flowset import load_flow_set
+from engine.dialogue.runtime import Engine
+from engine.flows.source import StaticFlows
+from engine.load import load_flow_set
 from engine.ports import Binding, Incoming, IncomingFile, Session
-from engine.runtime import Engine
 from supportbot.conversation_world import EmulatorWorld
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"

@@ -12,11 +12,11 @@ import pytest
 from adapters.storage.sqlite import open_sqlite
 from engine.actions import tickets as ticket_actions
 from engine.actions.context import ActionContext
-from engine.model import FlowSet
+from engine.dialogue.runtime import Engine
+from engine.flows.model import FlowSet
 from engine.ports import Incoming, Session, StepCommit
 from engine.replies import Reply
-from engine.runtime import Engine
-from engine.ticket_work import ticket_executors
+from engine.work.ticket_work import ticket_executors
 from tests.conftest import Harness
 
 MENU = "main.menu"
@@ -170,7 +170,7 @@ async def test_a_ticket_of_another_caller_is_never_opened(harness: Harness) -> N
 
 
 async def test_the_machine_is_shared_and_never_grows_per_user(harness: Harness) -> None:
-    from engine.machine import machine_of
+    from engine.dialogue.machine import machine_of
 
     machine = machine_of(harness.engine.flows.current).machine
     for n in range(50):

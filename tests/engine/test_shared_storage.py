@@ -12,10 +12,10 @@ import pytest
 from emulators.mail_sink import MemoryMailSink
 from engine.actions.context import AuthPolicy, Services
 from engine.convtest import START_TIME
-from engine.flow_source import StaticFlows
-from engine.model import FlowSet
+from engine.dialogue.runtime import Engine
+from engine.flows.model import FlowSet
+from engine.flows.source import StaticFlows
 from engine.ports import Binding, Incoming
-from engine.runtime import Engine
 from supportbot.conversation_world import EmulatorWorld
 
 

@@ -15,11 +15,11 @@ from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from adapters.storage.sqlite import SqliteStorage, open_sqlite
 from emulators.simpleone.server import RunningEmulator, start_emulator
 from emulators.simpleone.state import ManualClock
-from engine.flow_source import StaticFlows
-from engine.model import FlowSet
+from engine.flows.model import FlowSet
+from engine.flows.source import StaticFlows
+from engine.flows.templates import parse
 from engine.ports import Binding, Notice, WatchedTicket
-from engine.status_watch import StatusWatcher, parse_updated_at
-from engine.templates import parse
+from engine.work.status_watch import StatusWatcher, parse_updated_at
 
 INC = "itsm_incident"
 REQ = "itsm_request"
@@ -259,7 +259,7 @@ async def test_the_loop_survives_a_failed_round(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert len(await storage.notices_unsent()) == 1
-    failures = [r for r in caplog.records if r.name == "engine.status_watch" and r.levelno == logging.ERROR]
+    failures = [r for r in caplog.records if r.name == "engine.work.status_watch" and r.levelno == logging.ERROR]
     assert len(failures) == 2
 
 
@@ -276,13 +276,13 @@ async def test_an_outage_changes_nothing_and_the_change_is_told_after_it(
     emulator.state.delete(REQ, gone)
     emulator.faults.outage = True
     watcher = make_watcher(page=2)
-    caplog.set_level(logging.WARNING, logger="engine.status_watch")
+    caplog.set_level(logging.WARNING, logger="engine.work.status_watch")
 
     assert await watcher.run_once() == 0
     assert await storage.notices_unsent() == []
     assert await watched(storage) == before  # the deleted one too: a failed call is no answer
     assert watcher.last_error is not None
-    warnings = [r for r in caplog.records if r.name == "engine.status_watch"]
+    warnings = [r for r in caplog.records if r.name == "engine.work.status_watch"]
     assert [r.levelno for r in warnings] == [logging.WARNING]
 
     emulator.faults.outage = False

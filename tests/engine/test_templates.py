@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.templates import TemplateError, lookup, parse
+from engine.flows.templates import TemplateError, lookup, parse
 
 
 def test_renders_slots_fields_and_filters() -> None:

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from engine.actions import REGISTRY
-from engine.model import FlowSet
+from engine.dialogue.turn import Turn
+from engine.flows.model import FlowSet
 from engine.ports import OutboxItem, Session
-from engine.turn import Turn
 
 
 class NoSpool:

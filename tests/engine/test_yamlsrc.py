@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.yamlsrc import MAX_FILE_BYTES, load_yaml_file, parse_yaml
+from engine.flows.yamlsrc import MAX_FILE_BYTES, load_yaml_file, parse_yaml
 
 
 def test_positions_of_values_and_keys() -> None:

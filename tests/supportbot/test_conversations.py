@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.convtest import Conversation, Runner, load_conversations, run_all
-from engine.model import FlowSet
+from engine.flows.model import FlowSet
 from supportbot.conversation_world import EmulatorWorld
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"

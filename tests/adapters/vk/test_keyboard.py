@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from adapters.vk.keyboard import render, split_text
 from adapters.vk.sender import random_id
+from engine.flows.vk_limits import MAX_LABEL
 from engine.replies import Button, Reply
-from engine.vk_limits import MAX_LABEL
 
 
 def _check_vk_rules(keyboard: str, inline: bool) -> None:

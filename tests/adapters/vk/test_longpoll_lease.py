@@ -10,8 +10,8 @@ import pytest
 
 from adapters.vk.longpoll import LongPoller
 from emulators.vk.server import RunningVkEmulator
-from engine.leases import JobLease
-from engine.model import FlowSet
+from engine.flows.model import FlowSet
+from engine.work.leases import JobLease
 from supportbot.conversation_world import EmulatorWorld
 from tests.adapters.vk.test_vk_channel import GROUP, Channel, make_channel, say
 from tests.adapters.vk.test_vk_channel import vk as vk  # this group's fake VK, not conftest's

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from emulators.vk.server import RunningVkEmulator
-from engine.model import FlowSet
+from engine.flows.model import FlowSet
 from engine.ports import Session, StepCommit
 from engine.replies import Reply, dump_replies
 from supportbot.conversation_world import EmulatorWorld

@@ -26,11 +26,11 @@ from emulators.mail_sink import MemoryMailSink
 from emulators.vk.server import RunningVkEmulator, start_vk_emulator
 from emulators.vk.users import FakeUser
 from engine.actions.context import AuthPolicy, Services
-from engine.flow_source import StaticFlows
-from engine.model import FlowSet
+from engine.dialogue.runtime import Engine
+from engine.flows.model import FlowSet
+from engine.flows.source import StaticFlows
 from engine.ports import Storage
-from engine.runtime import Engine
-from engine.ticket_outbox import ticket_outbox
+from engine.work.ticket_outbox import ticket_outbox
 from supportbot.conversation_world import EmulatorWorld
 
 GROUP = 4242

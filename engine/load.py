@@ -9,13 +9,13 @@ from pathlib import Path
 
 from engine.actions import REGISTRY
 from engine.actions.registry import ActionRegistry
-from engine.build import build, flow_set_version
-from engine.findings import Finding, Severity
-from engine.lint import lint
-from engine.machine import machine_of
-from engine.model import FlowSet
-from engine.schema_check import check_schema
-from engine.yamlsrc import YamlDoc, load_yaml_file
+from engine.dialogue.machine import machine_of
+from engine.flows.build import build, flow_set_version
+from engine.flows.findings import Finding, Severity
+from engine.flows.lint import lint
+from engine.flows.model import FlowSet
+from engine.flows.schema import check_schema
+from engine.flows.yamlsrc import YamlDoc, load_yaml_file
 
 log = logging.getLogger(__name__)
 

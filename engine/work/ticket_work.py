@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.actions.ticket_items import COMMENT, CREATE, UPLOAD, marker, record_of, spooled_files
-from engine.outbox import Checkpoint, Defer, Executor, WorkDone, WorkFailed
 from engine.ports import (
     FileSpool,
     OutboxItem,
@@ -33,6 +32,7 @@ from engine.ports import (
     WatchedTicket,
 )
 from engine.ticket_time import parse_updated_at
+from engine.work.outbox import Checkpoint, Defer, Executor, WorkDone, WorkFailed
 
 log = logging.getLogger(__name__)
 

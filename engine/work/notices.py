@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from engine.flow_source import FlowSource
+from engine.flows.source import FlowSource
 from engine.ports import Notice, OutboxItem
 
 log = logging.getLogger(__name__)

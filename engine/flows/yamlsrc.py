@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from engine.findings import Finding
+from engine.flows.findings import Finding
 
 MAX_FILE_BYTES = 1_000_000
 MAX_NODES = 200_000  # after alias expansion; a flow set is a few thousand

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from engine.actions.registry import VALUE, ActionRegistry, Shape
-from engine.build import Built, TemplateUse
-from engine.findings import Finding, Severity
-from engine.model import ERRORS_BY_KIND, RETURN, Alternatives, ButtonSpec, StateSpec, TransitionSpec, Where
+from engine.flows.build import Built, TemplateUse
+from engine.flows.findings import Finding, Severity
+from engine.flows.model import ERRORS_BY_KIND, RETURN, Alternatives, ButtonSpec, StateSpec, TransitionSpec, Where
+from engine.flows.text import normalize_text
+from engine.flows.vk_limits import KEYBOARD_LIMITS, MAX_LABEL, MAX_PAYLOAD, MAX_PER_ROW
 from engine.replies import Button
-from engine.text import normalize_text
-from engine.vk_limits import KEYBOARD_LIMITS, MAX_LABEL, MAX_PAYLOAD, MAX_PER_ROW
 
 # VK's keyboard limits (shared/reference/vk-api.md): (rows, buttons) regular and inline.
 
@@ -20,7 +20,7 @@ CATALOG_ITEM = Shape.record("id", "name", "group", "group_id")
 SCOPE_VARS: dict[str, dict[str, Shape]] = {
     "mail": {"code": VALUE, "minutes": VALUE, "email": VALUE},
     "message": {"file": Shape.record("name")},
-    # What engine/ticket_work.py and engine/status_watch.py give a notice.
+    # What engine/work/ticket_work.py and engine/work/status_watch.py give a notice.
     "notice": {"ticket": Shape.record("number", "subject", "status", "table", "sys_id", "files"),
                "files": VALUE, "status": VALUE},
     "input": {"min": VALUE, "max": VALUE, "max_files": VALUE, "max_mb": VALUE, "extensions": VALUE,

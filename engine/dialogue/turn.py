@@ -8,14 +8,14 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from engine import matching, picker, render
 from engine.actions.context import ActionContext, Services
 from engine.actions.registry import ActionRegistry
-from engine.dialogue import Dialogue
-from engine.inputs import limits
-from engine.intake import Intake
-from engine.machine import RETURN_SLOT, machine_of
-from engine.model import FlowSet, InputSpec, SayPart, StateSpec, render_say
+from engine.dialogue import matching, picker, render
+from engine.dialogue.inputs import limits
+from engine.dialogue.intake import Intake
+from engine.dialogue.machine import RETURN_SLOT, machine_of
+from engine.dialogue.model import Dialogue
+from engine.flows.model import FlowSet, InputSpec, SayPart, StateSpec, render_say
 from engine.ports import Incoming, OutboxItem, Session
 from engine.replies import Reply
 
@@ -30,7 +30,7 @@ class SessionReader(Protocol):
 
 
 class TurnHost(Protocol):
-    """What a turn uses of the engine that runs it (engine.runtime.Engine)."""
+    """What a turn uses of the engine that runs it (engine.dialogue.runtime.Engine)."""
 
     @property
     def services(self) -> Services: ...

@@ -9,8 +9,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from engine.findings import Finding
-from engine.yamlsrc import YamlDoc
+from engine.flows.findings import Finding
+from engine.flows.yamlsrc import YamlDoc
 from schema import FLOW_SCHEMA_PATH
 
 KINDS = ("flow", "catalog", "bot", "simpleone")

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.templates import Template, lookup
+from engine.flows.templates import Template, lookup
 
 RETURN = "return"
 
@@ -231,7 +231,7 @@ def render_say(parts: Sequence[SayPart], values: Mapping[str, Any]) -> str:
 
 
 # Compared by identity, and weakly referenced by the machine compiled from it
-# (engine.machine.machine_of): a flow set and its machine come and go together.
+# (engine.dialogue.machine.machine_of): a flow set and its machine come and go together.
 @dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class FlowSet:
     """A whole, valid flow set: what the engine runs and hot reload swaps atomically."""

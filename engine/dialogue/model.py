@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.model import FlowSet
+from engine.flows.model import FlowSet
 
 
 class Dialogue:

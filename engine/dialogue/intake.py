@@ -7,8 +7,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from engine.inputs import check_file, check_text, limits
-from engine.model import FlowSet, InputSpec, SayPart
+from engine.dialogue.inputs import check_file, check_text, limits
+from engine.flows.model import FlowSet, InputSpec, SayPart
 from engine.ports import FileSpool, FileSpoolFull, Incoming, IncomingFile
 
 log = logging.getLogger(__name__)

@@ -6,11 +6,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from engine import picker
-from engine.model import FlowSet, StateSpec
+from engine.dialogue import picker
+from engine.flows.model import FlowSet, StateSpec
+from engine.flows.text import normalize_text
 from engine.ports import Incoming
 from engine.replies import Button
-from engine.text import normalize_text
 
 MAX_MATCH_LENGTH = 200  # longer text is never a button label or a command
 MAX_PAYLOAD_LENGTH = 1024

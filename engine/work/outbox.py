@@ -14,7 +14,7 @@ A step that submits a ticket or a comment writes an OutboxItem in its own transa
   outcome, and sent by the channel.
 
 Executors are idempotent by construction: the item's id is written into what they create and
-looked up before any write is repeated (see engine/ticket_work.py).
+looked up before any write is repeated (see engine/work/ticket_work.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 from transitions.extensions.diagrams import HierarchicalGraphMachine
 from transitions.extensions.nesting import NestedState
 
-from engine.model import RETURN, FlowSet
+from engine.flows.model import RETURN, FlowSet
 
 ANY_STATE = "any_state"
 RETURN_NODE = "return_to_caller"

@@ -1,16 +1,16 @@
 """The outbox worker for ticket work, wired to the engine's services.
 
-Apart from the executors (engine/ticket_work.py) because it knows the services of the actions,
+Apart from the executors (engine/work/ticket_work.py) because it knows the services of the actions,
 and the actions know the executors' work kinds: in one module the two would import each other.
 """
 
 from __future__ import annotations
 
 from engine.actions.context import Services
-from engine.flow_source import FlowSource
-from engine.notices import outbox_notices
-from engine.outbox import OutboxPolicy, OutboxWorker
-from engine.ticket_work import ticket_executors
+from engine.flows.source import FlowSource
+from engine.work.notices import outbox_notices
+from engine.work.outbox import OutboxPolicy, OutboxWorker
+from engine.work.ticket_work import ticket_executors
 
 __all__ = ["ticket_outbox"]
 

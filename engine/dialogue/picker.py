@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.model import Catalog, FlowSet, PickSpec, StateSpec
+from engine.flows.model import Catalog, FlowSet, PickSpec, StateSpec
+from engine.flows.text import normalize_text
+from engine.flows.vk_limits import shorten
 from engine.replies import Button
-from engine.text import normalize_text
-from engine.vk_limits import shorten
 
 PICK_SLOT = "_pick"
 TOP = -1

@@ -3,7 +3,7 @@
 Per event, under the peer's lock: load the session (cached on storage one process owns), let
 a Turn resolve what the user did and trigger it on the compiled machine, run the effects its
 transitions named, render the reply, commit the step — and only then hand the reply back to
-the channel (engine/turn.py has the turn, engine/machine.py the routing).
+the channel (engine/dialogue/turn.py has the turn, engine/dialogue/machine.py the routing).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from collections import Counter
 from engine.actions import REGISTRY
 from engine.actions.context import Services
 from engine.actions.registry import ActionRegistry
-from engine.flow_source import FlowSource
+from engine.dialogue.sessions import PeerLocks, SessionCache
+from engine.dialogue.turn import Turn
+from engine.flows.source import FlowSource
 from engine.ports import Incoming
 from engine.replies import Button, Reply, dump_replies
-from engine.sessions import PeerLocks, SessionCache
-from engine.turn import Turn
 
 log = logging.getLogger(__name__)
 

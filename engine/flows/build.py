@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import templates
-from engine.findings import Finding, Severity
-from engine.model import (
+from engine.flows import templates
+from engine.flows.findings import Finding, Severity
+from engine.flows.model import (
     RETURN,
     Alternatives,
     BotSettings,
@@ -33,9 +33,9 @@ from engine.model import (
     TransitionSpec,
     Where,
 )
-from engine.templates import Template
-from engine.text import normalize_text
-from engine.yamlsrc import JsonPath, YamlDoc
+from engine.flows.templates import Template
+from engine.flows.text import normalize_text
+from engine.flows.yamlsrc import JsonPath, YamlDoc
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from engine import picker
-from engine.inputs import limits
-from engine.machine import machine_of
-from engine.model import FlowSet, StateSpec, render_say
+from engine.dialogue import picker
+from engine.dialogue.inputs import limits
+from engine.dialogue.machine import machine_of
+from engine.flows.model import FlowSet, StateSpec, render_say
+from engine.flows.templates import lookup
 from engine.replies import Button, Reply
-from engine.templates import lookup
 
 
 def state_buttons(flows: FlowSet, st: StateSpec, slots: dict[str, Any]) -> list[list[Button]]:

@@ -13,7 +13,7 @@ decides everything about an event; nothing beside it second-guesses it:
   through the list and raises 'chosen' as the follow-up event;
 - entering a state notes the state whose enter actions are to run.
 No model is attached and none is ever added: the engine triggers an event on a throw-away
-`Dialogue` per event (engine/dialogue.py) and runs the effects it noted afterwards.
+`Dialogue` per event (engine/dialogue/model.py) and runs the effects it noted afterwards.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from weakref import WeakKeyDictionary
 
 from transitions import EventData, Machine
 
-from engine import picker
-from engine.dialogue import Dialogue
-from engine.model import RETURN, Alternatives, FlowSet, StateSpec, TransitionSpec, render_say
-from engine.templates import lookup
+from engine.dialogue import picker
+from engine.dialogue.model import Dialogue
+from engine.flows.model import RETURN, Alternatives, FlowSet, StateSpec, TransitionSpec, render_say
+from engine.flows.templates import lookup
 
 RETURN_SLOT = "_return"
 MAX_RETURN_DEPTH = 5

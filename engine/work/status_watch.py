@@ -39,9 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from engine.flow_source import FlowSource
-from engine.leases import JobLease
-from engine.model import FlowSet
+from engine.flows.model import FlowSet
+from engine.flows.source import FlowSource
 from engine.ports import (
     Bindings,
     Locks,
@@ -54,6 +53,7 @@ from engine.ports import (
     WatchedTicket,
 )
 from engine.ticket_time import parse_updated_at
+from engine.work.leases import JobLease
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.model import FlowSet
+from engine.flows.model import FlowSet
 
 __all__ = ["FlowSource", "StaticFlows"]
 

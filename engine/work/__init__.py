@@ -1,0 +1,1 @@
+"""Work after the dialogue: the outbox to SimpleOne, status watch and notices, leases."""
