@@ -15,7 +15,7 @@ from engine.dialogue.machine import RETURN_SLOT, DialogueMachine, machine_of
 from engine.dialogue.model import Dialogue
 from engine.dialogue.picker import PICK_SLOT
 from engine.flows.model import FlowSet
-from engine.load import load_flow_set
+from engine.load import LoadResult, load_flow_set
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
@@ -139,24 +139,25 @@ def test_when_and_unless_are_the_machines_conditions(guarded: FlowSet) -> None:
     assert dialogue.said == ["Создание заявок для вас закрыто."]
 
 
-def test_an_unguarded_alternative_before_others_is_reported(flows: Path) -> None:
+def with_mine(flows: Path, alternatives: str) -> LoadResult:
+    """The flows with main.menu's 'mine' replaced by a list of alternatives, loaded."""
     path = flows / "main.yaml"
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace("      mine: {to: auth.gate, then: my_tickets.load}\n",
-                                 "      mine:\n        - {to: auth.gate, then: my_tickets.load}\n"
-                                 "        - {to: help, when: user.email}\n", 1), encoding="utf-8")
-    result = load_flow_set([flows])
+                                 "      mine:\n" + alternatives, 1), encoding="utf-8")
+    return load_flow_set([flows])
+
+
+def test_an_unguarded_alternative_before_others_is_reported(flows: Path) -> None:
+    result = with_mine(flows, "        - {to: auth.gate, then: my_tickets.load}\n"
+                              "        - {to: help, when: user.email}\n")
     assert [f.code for f in result.findings] == ["F015"]
     assert "never taken" in result.findings[0].message
 
 
 def test_a_guard_on_an_unknown_slot_is_reported(flows: Path) -> None:
-    path = flows / "main.yaml"
-    text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace("      mine: {to: auth.gate, then: my_tickets.load}\n",
-                                 "      mine:\n        - {to: help, when: no_such_slot}\n"
-                                 "        - {to: auth.gate, then: my_tickets.load}\n", 1), encoding="utf-8")
-    result = load_flow_set([flows])
+    result = with_mine(flows, "        - {to: help, when: no_such_slot}\n"
+                              "        - {to: auth.gate, then: my_tickets.load}\n")
     assert result.flow_set is None
     assert [(f.code, f.message) for f in result.findings] == [("F030", "unknown slot 'no_such_slot'")]
 
