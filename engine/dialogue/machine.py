@@ -1,17 +1,18 @@
 """The flow set compiled once onto one `transitions` machine, which does the routing.
 
 Every flow's states are states of one `Machine` ("flow.state" names: nesting them in a
-HierarchicalMachine made a trigger 6-8x dearer, see bench/machine_trigger.py). The machine
-decides everything about an event; nothing beside it second-guesses it:
+HierarchicalMachine made a trigger 5-6x dearer, see bench/trigger.py). The machine decides
+everything about an event; nothing beside it second-guesses it:
 - `when`/`unless` of a transition are its conditions/unless, over the session's slots;
-- `set`/`clear`/`say` are its `before` callbacks, the return stack (`then` pushes, `return`
-  pops) too: a transition to 'return' is one guarded transition per possible return target,
-  then a fallback to its 'else' (or the start);
-- global events (bot.global) are transitions from every state that lacks its own, added last,
-  so a state's own transition wins; taking one drops the return stack;
-- the generic pick state's paging and choosing are internal transitions whose callback moves
-  through the list and raises 'chosen' as the follow-up event;
-- entering a state notes the state whose enter actions are to run.
+- `set`/`clear`/`say` are its `before` callback, the return stack (`then` pushes, `return`
+  pops) too: a transition to 'return' goes to its 'else' when the stack is empty, else is one
+  guarded transition per place the stack's top may name, then the 'else' again;
+- global events (bot.global) are transitions from every state that lacks its own (or whose own
+  are all guarded), added last, so a state's own transition wins; taking one drops the stack;
+- arriving notes the state whose enter actions are to run.
+Paging within a pick list is the picker's (engine/dialogue/picker.py): it changes no state, and
+as internal transitions it cost a trigger more per pick (bench/trigger.py); a choice comes back
+to the machine as the event 'chosen'.
 No model is attached and none is ever added: the engine triggers an event on a throw-away
 `Dialogue` per event (engine/dialogue/model.py) and runs the effects it noted afterwards.
 """
@@ -26,13 +27,11 @@ from transitions import EventData, Machine
 
 from engine.dialogue import picker
 from engine.dialogue.model import Dialogue
-from engine.flows.model import RETURN, Alternatives, FlowSet, StateSpec, TransitionSpec, render_say
+from engine.flows.model import RETURN, Alternatives, FlowSet, TransitionSpec, render_say
 from engine.flows.templates import lookup
 
 RETURN_SLOT = "_return"
 MAX_RETURN_DEPTH = 5
-# The pick state's navigation events: handled in place, the state does not change.
-PICK_INTERNAL = ("pick", "pick_next", "pick_prev", "pick_up")
 
 Callback = Callable[[EventData], Any]
 
@@ -44,6 +43,10 @@ def _dialogue(event: EventData) -> Dialogue:
 def _stack(slots: dict[str, Any]) -> list[str]:
     stack = slots.get(RETURN_SLOT)
     return [str(s) for s in stack] if isinstance(stack, list) else []
+
+
+def _stack_empty(event: EventData) -> bool:
+    return not _stack(_dialogue(event).slots)
 
 
 def _set_stack(slots: dict[str, Any], stack: list[str]) -> None:
@@ -92,9 +95,6 @@ class DialogueMachine:
         # buttons and for outcomes told later; the routing itself is the machine's.
         self.declared: set[tuple[str, str]] = set()
         for name, st in flows.states.items():
-            self.machine.get_state(name).on_enter.append(self._entered)
-            if st.pick is not None:
-                self._add_pick(st)
             for event, alternatives in st.on.items():
                 self._add(name, event, alternatives, is_global=False)
         # Global events last: transitions tries a state's own transitions first, and falls
@@ -132,27 +132,25 @@ class DialogueMachine:
                 "unless": [self._slot_set(spec.unless)] if spec.unless else [],
             }
             if spec.to != RETURN:
-                self.machine.add_transition(event, source, spec.to,
-                                            before=[self._leave(spec, is_global, pop=False)], **guards)
+                self.machine.add_transition(event, source, spec.to, **guards,
+                                            before=[self._take(spec, event, source, spec.to, is_global, pop=False)])
                 continue
-            # 'return' goes to the top of the return stack: one transition per place it may
-            # hold (a global event has dropped the stack, so it has only the fallback).
-            for target in () if is_global else self.return_targets:
-                conditions = [self._returns_to(target), *guards["conditions"]]
-                self.machine.add_transition(event, source, target, conditions=conditions, unless=guards["unless"],
-                                            before=[self._leave(spec, is_global, pop=True)])
-            fallback = spec.otherwise if spec.otherwise in self.states else self.start
-            self.machine.add_transition(event, source, fallback,
-                                        before=[self._leave(spec, is_global, pop=True)], **guards)
-
-    def _add_pick(self, st: StateSpec) -> None:
-        navigate = self._navigate(st)
-        self.declared.update((st.name, event) for event in PICK_INTERNAL)
-        # Назад inside a catalogue group goes up a level, before the state's own 'back'.
-        self.machine.add_transition("back", st.name, None, conditions=[self._in_group(st)],
-                                    after=[self._navigate(st, "pick_up")])
-        for event in PICK_INTERNAL:
-            self.machine.add_transition(event, st.name, None, after=[navigate])
+            # 'return' goes to the top of the return stack: with nothing on it, to its 'else' (tried
+            # first: the usual case costs one condition); otherwise one transition per place the
+            # top may name, the flow set's 'then's before other states; a top that names no state
+            # of this flow set falls through to the 'else' too. A global event has dropped the
+            # stack, so it has only the 'else'.
+            fallback = spec.otherwise if spec.otherwise is not None and spec.otherwise in self.states else self.start
+            to_fallback = self._take(spec, event, source, fallback, is_global, pop=True)
+            if not is_global:
+                self.machine.add_transition(event, source, fallback, before=[to_fallback],
+                                            conditions=[_stack_empty, *guards["conditions"]], unless=guards["unless"])
+                for target in self.return_targets:
+                    self.machine.add_transition(event, source, target,
+                                                before=[self._take(spec, event, source, target, is_global, pop=True)],
+                                                conditions=[self._returns_to(target), *guards["conditions"]],
+                                                unless=guards["unless"])
+            self.machine.add_transition(event, source, fallback, before=[to_fallback], **guards)
 
     # ------------------------------------------------------------------ conditions
 
@@ -169,17 +167,21 @@ class DialogueMachine:
             return bool(stack) and stack[-1] == target
         return returns_to
 
-    def _in_group(self, st: StateSpec) -> Callback:
-        def in_group(event: EventData) -> bool:
-            dialogue = _dialogue(event)
-            return picker.view(dialogue.flows, st, dialogue.slots).group != picker.TOP
-        return in_group
-
     # ------------------------------------------------------------------ callbacks
 
-    def _leave(self, spec: TransitionSpec, is_global: bool, *, pop: bool) -> Callback:
-        """The transition's effect on the slots, before the state changes."""
-        def leave(event: EventData) -> None:
+    def _take(self, spec: TransitionSpec, event_name: str, source: str, dest: str, is_global: bool, *,
+              pop: bool) -> Callback:
+        """Taking the transition, in one callback run before the state changes: its effect on the
+        slots and the return stack, what it says, then arriving at dest (one callback rather than
+        a state's on_enter too: each costs transitions a resolve per trigger)."""
+        dest_spec = self.states[dest]
+        to_start = dest == self.start
+        # A list keeps its page and group when the user steps back into it (Назад from the
+        # description, К списку from a ticket); any other way in starts afresh.
+        reset_pick = dest_spec.pick is not None and not (
+            event_name == "back" and source.partition(".")[0] == dest.partition(".")[0])
+
+        def take(event: EventData) -> None:
             dialogue = _dialogue(event)
             slots = dialogue.slots
             # A global event (menu, help, cancel…) abandons any call in progress, and so must
@@ -198,29 +200,10 @@ class DialogueMachine:
             text = render_say(spec.say, slots)
             if text:
                 dialogue.said.append(text)
-        return leave
-
-    def _entered(self, event: EventData) -> None:
-        dialogue = _dialogue(event)
-        dest = dialogue.state
-        dialogue.show_state = True
-        dialogue.arrived = dest
-        if dest == self.start:
-            dialogue.slots.pop(RETURN_SLOT, None)
-        st = self.states[dest]
-        # A list keeps its page and group when the user steps back into it (Назад from the
-        # description, К списку from a ticket); any other way in starts afresh.
-        source = event.transition.source if event.transition is not None else ""
-        if st.pick is not None and not (event.event.name == "back"
-                                        and source.partition(".")[0] == dest.partition(".")[0]):
-            picker.reset(dialogue.flows, st, dialogue.slots)
-
-    def _navigate(self, st: StateSpec, fixed: str | None = None) -> Callback:
-        def navigate(event: EventData) -> None:
-            dialogue = _dialogue(event)
-            index = event.kwargs.get("index")
-            outcome = picker.navigate(dialogue.flows, st, dialogue.slots, fixed or event.event.name, index)
-            if outcome is None:
-                dialogue.show_state = True  # moved within the list, or nothing to pick: show it
-            dialogue.follow_up = outcome
-        return navigate
+            dialogue.show_state = True
+            dialogue.arrived = dest
+            if to_start:
+                slots.pop(RETURN_SLOT, None)
+            if reset_pick:
+                picker.reset(dialogue.flows, dest_spec, slots)
+        return take

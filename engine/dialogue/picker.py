@@ -16,6 +16,8 @@ from engine.flows.vk_limits import shorten
 from engine.replies import Button
 
 PICK_SLOT = "_pick"
+# The list's own events: handled by the picker in place; a choice becomes the event 'chosen'.
+NAVIGATION = ("pick", "pick_next", "pick_prev", "pick_up")
 TOP = -1
 
 

@@ -219,6 +219,11 @@ class Turn:
         trigger was not taken (said to the user as not understood, unless quiet)."""
         machine = machine_of(self.flows)
         for hop in range(MAX_HOPS):
+            st = self.state
+            if st.pick is not None:
+                moved, event = self.page(st, event, index)
+                if moved:
+                    return True
             dialogue = Dialogue(self.flows, self.session.state, self.slots)
             if not machine.trigger(dialogue, event, index):
                 log.info("event %r is not handled in %s", event, self.session.state)
@@ -239,6 +244,20 @@ class Turn:
         self.session.state = self.flows.bot.start
         self.message("error")
         return True
+
+    def page(self, st: StateSpec, event: str, index: int | None) -> tuple[bool, str]:
+        """A pick list's own events: paging, opening a group, Назад inside a group. (True, _)
+        when the user moved within the list; else the event for the machine ('chosen' when
+        an item was picked)."""
+        if event == "back" and picker.view(self.flows, st, self.slots).group != picker.TOP:
+            event = "pick_up"
+        if event not in picker.NAVIGATION:
+            return False, event
+        outcome = picker.navigate(self.flows, st, self.slots, event, index)
+        if outcome is None:
+            self.show_state = True
+            return True, event
+        return False, outcome
 
     async def arrive(self, state: str) -> None:
         """Enter `state` without a transition (a new or reset dialogue) and go on from there."""

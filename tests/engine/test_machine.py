@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from transitions import Machine
 
+from engine.dialogue import picker
 from engine.dialogue.machine import RETURN_SLOT, DialogueMachine, machine_of
 from engine.dialogue.model import Dialogue
-from engine.dialogue.picker import PICK_SLOT
 from engine.flows.model import FlowSet
 from engine.load import LoadResult, load_flow_set
 
@@ -75,28 +75,19 @@ def test_a_global_event_drops_the_return_stack_and_loses_to_a_states_own(shipped
     assert taken and dialogue.state == "main.menu"
 
 
-def test_pick_navigation_is_internal_and_a_choice_follows_up_with_chosen(shipped: FlowSet) -> None:
-    slots: dict[str, Any] = {}
-    taken, dialogue = step(shipped, "create_ticket.choose_service", "pick", slots, index=0)
-    assert taken and dialogue.state == "create_ticket.choose_service" and dialogue.arrived is None
-    assert dialogue.follow_up is None and dialogue.show_state and slots[PICK_SLOT]["g"] == 0
-    taken, dialogue = step(shipped, "create_ticket.choose_service", "back", slots)
-    assert taken and dialogue.state == "create_ticket.choose_service"  # up a level, not out
-    assert slots[PICK_SLOT]["g"] == -1
-    step(shipped, "create_ticket.choose_service", "pick", slots, index=0)
-    taken, dialogue = step(shipped, "create_ticket.choose_service", "pick", slots, index=0)
-    assert taken and dialogue.follow_up == "chosen" and slots["service"]["id"]
+def test_a_pick_list_pages_by_itself_and_a_choice_reaches_the_machine_as_chosen(shipped: FlowSet) -> None:
+    machine = machine_of(shipped)
+    assert not any(machine.handles(name, event) for name in shipped.states for event in picker.NAVIGATION)
+    slots: dict[str, Any] = {"service": {"id": "x"}}
     taken, dialogue = step(shipped, "create_ticket.choose_service", "chosen", slots)
-    assert taken and dialogue.state == "create_ticket.describe"
+    assert taken and dialogue.state == "create_ticket.describe" and dialogue.arrived == "create_ticket.describe"
 
 
 def test_an_event_the_state_does_not_handle_is_not_taken(shipped: FlowSet) -> None:
     taken, dialogue = step(shipped, "main.menu", "no_such_event")
     assert not taken and dialogue.state == "main.menu" and dialogue.arrived is None
-    taken, dialogue = step(shipped, "main.menu", "pick_next")  # a pick event outside a pick
-    assert not taken
-    assert machine_of(shipped).handles("create_ticket.choose_service", "pick_next")
-    assert not machine_of(shipped).handles("main.menu", "pick_next")
+    assert machine_of(shipped).handles("create_ticket.choose_service", "chosen")
+    assert not machine_of(shipped).handles("main.menu", "chosen")
 
 
 GUARDED = """

@@ -14,6 +14,7 @@ from engine.actions import tickets as ticket_actions
 from engine.actions.context import ActionContext
 from engine.dialogue.runtime import Engine
 from engine.flows.model import FlowSet
+from engine.load import load_flow_set
 from engine.ports import Incoming, Session, StepCommit
 from engine.replies import Reply
 from engine.work.ticket_work import ticket_executors
@@ -100,15 +101,19 @@ async def test_an_idle_dialogue_restarts_at_the_menu_and_forgets_the_draft(harne
     assert session.slots["user"]["email"] == "idle@ranepa.ru"
 
 
-async def test_a_step_that_vanished_in_a_reload_lands_in_the_menu(harness: Harness, flow_set: FlowSet) -> None:
+async def test_a_step_that_vanished_in_a_reload_lands_in_the_menu(harness: Harness, flows: Path) -> None:
     await harness.sign_in("reload@ranepa.ru")
     await harness.say("Начать")
     await harness.press("Помощь")
-    states = {k: v for k, v in flow_set.states.items() if k != "main.help"}
-    smaller = dataclasses.replace(flow_set, states=states, version="smaller")
+    # The new flow set calls the help step main.assist: main.help is gone.
+    main, bot = flows / "main.yaml", flows / "bot.yaml"
+    main.write_text(main.read_text(encoding="utf-8").replace("\n  help:\n", "\n  assist:\n"), encoding="utf-8")
+    bot.write_text(bot.read_text(encoding="utf-8").replace("help: main.help", "help: main.assist"), encoding="utf-8")
+    renamed = load_flow_set([flows]).flow_set
+    assert renamed is not None and "main.help" not in renamed.states
 
     class Swapped:
-        current = smaller
+        current = renamed
 
     harness.engine.flows = Swapped()
     reply = await harness.say("Создать заявку")
