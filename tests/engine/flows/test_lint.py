@@ -7,7 +7,7 @@ from pathlib import Path
 from engine.flows.findings import Severity
 from engine.load import load_flow_set
 
-FLOWS = Path(__file__).resolve().parents[2] / "flows"
+FLOWS = Path(__file__).resolve().parents[3] / "flows"
 
 
 def edit(flows: Path, name: str, old: str, new: str) -> int:

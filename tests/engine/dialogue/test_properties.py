@@ -24,7 +24,7 @@ from engine.load import load_flow_set
 from engine.ports import Binding, Incoming, IncomingFile, Session
 from supportbot.conversation_world import EmulatorWorld
 
-FLOWS = Path(__file__).resolve().parents[2] / "flows"
+FLOWS = Path(__file__).resolve().parents[3] / "flows"
 
 RICH_SLOTS = {
     "service": {"id": "wifi", "name": "Беспроводная сеть (Wi-Fi)", "group": "Сетевая инфраструктура",

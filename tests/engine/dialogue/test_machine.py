@@ -17,7 +17,7 @@ from engine.dialogue.model import Dialogue
 from engine.flows.model import FlowSet
 from engine.load import LoadResult, load_flow_set
 
-FLOWS = Path(__file__).resolve().parents[2] / "flows"
+FLOWS = Path(__file__).resolve().parents[3] / "flows"
 
 
 @pytest.fixture(scope="module")
