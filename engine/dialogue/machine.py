@@ -29,6 +29,7 @@ from engine.dialogue import picker
 from engine.dialogue.model import Dialogue
 from engine.flows.model import RETURN, Alternatives, FlowSet, TransitionSpec, render_say
 from engine.flows.templates import lookup
+from engine.ports.files import slot_file_ids
 
 RETURN_SLOT = "_return"
 MAX_RETURN_DEPTH = 5
@@ -194,8 +195,8 @@ class DialogueMachine:
             _set_stack(slots, stack)
             for name in spec.clear:
                 value = slots.pop(name, None)
-                if name in self.file_slots and isinstance(value, list):
-                    dialogue.discard.extend(str(v.get("id")) for v in value if isinstance(v, dict))
+                if name in self.file_slots:
+                    dialogue.discard.extend(slot_file_ids(value))
             slots.update(spec.set)
             text = render_say(spec.say, slots)
             if text:

@@ -2,9 +2,9 @@
 
 `transitions` reads and writes `state` on it; the machine's conditions read `slots`, and its
 callbacks write `slots` and note what must happen after the transition (XState's "pure
-transition, effects after"): texts to say, files to discard, the state whose actions to run,
-the event that follows. The engine runs those effects, then commits. One is made per trigger and
-never added to the machine (a model per user would cost ~40 KiB and ~1 ms each).
+transition, effects after"): texts to say, files to discard, the state whose actions to run.
+The engine runs those effects, then commits. One is made per trigger and never added to the
+machine (a model per user would cost ~40 KiB and ~1 ms each).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from engine.flows.model import FlowSet
 
 
 class Dialogue:
-    __slots__ = ("arrived", "discard", "flows", "follow_up", "said", "show_state", "slots", "state")
+    __slots__ = ("arrived", "discard", "flows", "said", "show_state", "slots", "state")
 
     def __init__(self, flows: FlowSet, state: str, slots: dict[str, Any]) -> None:
         self.flows = flows  # the flow set the machine was compiled from
@@ -25,4 +25,3 @@ class Dialogue:
         self.show_state = False  # the reply shows the current state (its text and buttons)
         self.discard: list[str] = []  # spooled files of cleared slots, discarded after the step
         self.arrived: str | None = None  # a state entered whose enter actions are still to run
-        self.follow_up: str | None = None  # an event the last transition raised (a pick's 'chosen')

@@ -17,6 +17,7 @@ from engine.dialogue.machine import RETURN_SLOT, machine_of
 from engine.dialogue.model import Dialogue
 from engine.flows.model import FlowSet, InputSpec, SayPart, StateSpec, render_say
 from engine.ports import Incoming, OutboxItem, Session
+from engine.ports.files import slot_file_ids
 from engine.replies import Reply
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,8 @@ class Turn:
 
     def _reset(self, session: Session, notice: str) -> None:
         for name, value in session.slots.items():
-            if name in self.flows.file_slots and isinstance(value, list):
-                self.pending_discard.extend(str(v.get("id")) for v in value if isinstance(v, dict))
+            if name in self.flows.file_slots:
+                self.pending_discard.extend(slot_file_ids(value))
         session.slots = {k: session.slots[k] for k in KEEP_ON_RESET if k in session.slots}
         session.state = self.flows.bot.start
         self.fresh = True
@@ -214,16 +215,16 @@ class Turn:
         return matching.resolve(self.flows, self.state, self.slots, offered, incoming)
 
     async def fire(self, event: str, index: int | None = None, *, quiet: bool = False) -> bool:
-        """Trigger `event` on the machine, run what its transition named, and go on with the
-        outcome (an action's, or a pick's 'chosen') as the next trigger. False when the first
-        trigger was not taken (said to the user as not understood, unless quiet)."""
+        """Trigger `event` on the machine, run what its transition named, and go on with an
+        action's outcome as the next trigger. In a pick list the user's event may first move
+        within the list, or become 'chosen'. False when the first trigger was not taken (said to
+        the user as not understood, unless quiet)."""
         machine = machine_of(self.flows)
+        if self.state.pick is not None:
+            moved, event = self.page(self.state, event, index)
+            if moved:
+                return True
         for hop in range(MAX_HOPS):
-            st = self.state
-            if st.pick is not None:
-                moved, event = self.page(st, event, index)
-                if moved:
-                    return True
             dialogue = Dialogue(self.flows, self.session.state, self.slots)
             if not machine.trigger(dialogue, event, index):
                 log.info("event %r is not handled in %s", event, self.session.state)
@@ -236,10 +237,9 @@ class Turn:
             for file_id in dialogue.discard:
                 await self.services.spool.discard(file_id)
             outcome = await self.run_actions(dialogue.arrived) if dialogue.arrived else None
-            next_event = outcome or dialogue.follow_up
-            if next_event is None:
+            if outcome is None:
                 return True
-            event, index = next_event, None
+            event, index = outcome, None
         log.error("more than %d chained transitions from %s; back to the start", MAX_HOPS, self.session.state)
         self.session.state = self.flows.bot.start
         self.message("error")

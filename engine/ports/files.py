@@ -25,6 +25,13 @@ class SpooledFile:
         return cls(str(value["id"]), str(value["name"]), str(value["mime"]), int(value["size"]))
 
 
+def slot_file_ids(value: object) -> list[str]:
+    """The spool ids of the files a file slot holds; anything else in it is passed over."""
+    if not isinstance(value, list):
+        return []
+    return [str(v.get("id")) for v in value if isinstance(v, dict)]
+
+
 class FileSpoolFull(Exception):
     """The spool cannot take the file (its size cap or the disk is reached)."""
 
