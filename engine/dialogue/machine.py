@@ -11,7 +11,7 @@ everything about an event; nothing beside it second-guesses it:
   are all guarded), added last, so a state's own transition wins; taking one drops the stack;
 - arriving notes the state whose enter actions are to run.
 Paging within a pick list is the picker's (engine/dialogue/picker.py): it changes no state, and
-as internal transitions it cost a trigger more per pick (bench/trigger.py); a choice comes back
+as internal transitions it cost one more trigger per pick; a choice comes back
 to the machine as the event 'chosen'.
 No model is attached and none is ever added: the engine triggers an event on a throw-away
 `Dialogue` per event (engine/dialogue/model.py) and runs the effects it noted afterwards.
