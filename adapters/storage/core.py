@@ -27,7 +27,16 @@ from enum import Enum
 from functools import partial
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
-from adapters.storage.rows import OutcomeRows, StepRow, json_text, notice_row, outbox_item, outcome_rows, step_row
+from adapters.storage.rows import (
+    OutcomeRows,
+    SignInRows,
+    StepRow,
+    json_text,
+    notice_row,
+    outbox_item,
+    outcome_rows,
+    step_row,
+)
 from adapters.storage.rows import watch_row as _watch_row
 from adapters.storage.sql import Sql
 from engine.ports import (
@@ -209,6 +218,10 @@ class SqlStorage(ABC):
         it records, the replies it replaces. False: the step must be undone."""
         if step.outbox:  # most steps queue nothing: no statement for them at all
             yield q_many(self.sql.insert_outbox, step.outbox)
+        if step.sign_in is not None:
+            yield from self._sign_in(step.sign_in)
+        if step.watch:
+            yield q_many(self.sql.insert_watch, step.watch)
         for outcome in step.outcomes:
             # An outcome recorded meanwhile (the worker stopped waiting for this step) means it
             # was told already: the step would tell it twice, so it fails as a whole.
@@ -218,6 +231,18 @@ class SqlStorage(ABC):
         if step.reply_of is not None and step.replies is not None:
             yield q_changed(self.sql.replace_replies, step.replies, step.expected + 1, step.reply_of)
         return True
+
+    def _sign_in(self, rows: SignInRows) -> Script[None]:
+        if rows.put_binding is not None:
+            yield q_changed(self.sql.put_binding, *rows.put_binding)
+        if rows.delete_binding is not None:
+            yield q_changed(self.sql.delete_binding, *rows.delete_binding)
+        if rows.put_code is not None:
+            yield q_changed(self.sql.put_code, *rows.put_code)
+        if rows.delete_code is not None:
+            yield q_changed(self.sql.delete_code, *rows.delete_code)
+        if rows.sends:
+            yield q_many(self.sql.record_code_sent, rows.sends)
 
     def _apply_outcome(self, outcome: OutcomeRows) -> Script[bool]:
         """Pending only: an item finished by another attempt, or dropped by an admin meanwhile, is
@@ -256,27 +281,12 @@ class SqlStorage(ABC):
 
     # ----------------------------------------------------------------- sign-in codes
 
-    async def put_code(self, code: PendingCode) -> None:
-        await self._do(q_changed(self.sql.put_code, code.peer, code.email, code.code_hash, code.salt, code.created_at,
-                                 code.expires_at, code.attempts, code.step, code.used, code.mailed), Kind.WRITE)
-
     async def get_code(self, peer: str) -> PendingCode | None:
         found = await self._one(self.sql.get_code, peer)
         if found is None:
             return None
-        peer_, email, code_hash, salt, created_at, expires_at, attempts, step, used, mailed = found
-        return PendingCode(peer_, email, bytes(code_hash), bytes(salt), created_at, expires_at, attempts, step,
-                           bool(used), bool(mailed))
-
-    async def add_code_attempt(self, peer: str) -> int:
-        attempts = await self._do(q_value(self.sql.add_code_attempt, peer), Kind.WRITE)
-        return 0 if attempts is None else int(attempts)
-
-    async def delete_code(self, peer: str) -> None:
-        await self._do(q_changed(self.sql.delete_code, peer), Kind.WRITE)
-
-    async def record_code_sent(self, peer: str, email: str, at: float) -> None:
-        await self._do(q_changed(self.sql.record_code_sent, peer, email, at), Kind.WRITE)
+        peer_, email, code_hash, salt, created_at, expires_at, attempts = found
+        return PendingCode(peer_, email, bytes(code_hash), bytes(salt), created_at, expires_at, attempts)
 
     async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats:
         """Sends at or after since: by this peer, to this email, by the pair, the pair's latest."""

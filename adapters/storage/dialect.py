@@ -56,6 +56,7 @@ SQLITE: Final = Dialect(
         "row_key": "",  # a rowid table needs no key of its own
         "collate_c": "",  # SQLite compares TEXT by code point already
         "add_column": "ADD COLUMN",  # each migration runs once; SQLite has no IF NOT EXISTS here
+        "drop_column": "DROP COLUMN",  # nor IF EXISTS here
         "due_key": "next_at",
         # The planner would scan the whole outbox (finished items included) without the hint.
         "due_index": " INDEXED BY outbox_due",
@@ -80,6 +81,7 @@ POSTGRESQL: Final = Dialect(
         # Pages of watched tickets come in code point order whatever the database's locale.
         "collate_c": ' COLLATE "C"',
         "add_column": "ADD COLUMN IF NOT EXISTS",
+        "drop_column": "DROP COLUMN IF EXISTS",
         # The due query walks pending items in seq order; indexing next_at, the planner would
         # walk the whole table by its primary key, finished items included, until prune.
         "due_key": "seq",

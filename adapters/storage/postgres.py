@@ -419,7 +419,7 @@ class PostgresStorage(SqlStorage):
             return exc
 
     async def _write_step(self, conn: Any, step: StepRow, received_at: float) -> bool:
-        peer, state, slots, flow_version, updated_at, expected, event_id, replies, outbox, reply_of, outcomes = step
+        peer, state, slots, flow_version, updated_at, expected, event_id, replies = step[:8]
         session: tuple[Any, ...] = (peer, state, slots, flow_version, updated_at)
         if expected != 0:
             session += (expected,)
@@ -431,8 +431,7 @@ class PostgresStorage(SqlStorage):
             written = await conn.fetchval(sql, *session, event_id, received_at, replies)
         if written is None:
             return False
-        # Most steps write nothing more: no script for them at all.
-        if outbox or outcomes or reply_of is not None:
+        if step.has_rest:
             return await _drive(conn, self._step_rest(step))
         return True
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from engine.ports import Notice, OutboxItem, OutboxOutcome, OutboxState, StepCommit, WatchedTicket
+from engine.ports import Notice, OutboxItem, OutboxOutcome, OutboxState, SignInWrites, StepCommit, WatchedTicket
 
 
 class OutboxRow(NamedTuple):
@@ -81,6 +81,17 @@ class OutcomeRows(NamedTuple):
     watch: list[WatchRow]
 
 
+class SignInRows(NamedTuple):
+    """A step's sign-in changes as statement parameters: a row to upsert, or the peer's key to
+    delete by; None where the step left it alone."""
+
+    put_binding: tuple[Any, ...] | None
+    delete_binding: tuple[str] | None
+    put_code: tuple[Any, ...] | None
+    delete_code: tuple[str] | None
+    sends: list[tuple[str, str, float]]
+
+
 class StepRow(NamedTuple):
     """One engine step as written by a group commit."""
 
@@ -95,6 +106,14 @@ class StepRow(NamedTuple):
     outbox: tuple[OutboxRow, ...]
     reply_of: str | None
     outcomes: tuple[OutcomeRows, ...]
+    sign_in: SignInRows | None
+    watch: tuple[WatchRow, ...]
+
+    @property
+    def has_rest(self) -> bool:
+        """Whether the step writes more than its session and inbox mark (SqlStorage._step_rest):
+        most steps do not, and are written with no script at all."""
+        return bool(self.outbox or self.outcomes or self.reply_of is not None or self.sign_in or self.watch)
 
 
 def json_text(value: object) -> str:
@@ -105,7 +124,22 @@ def step_row(step: StepCommit) -> StepRow:
     session = step.session
     return StepRow(session.peer, session.state, json_text(session.slots), session.flow_version, session.updated_at,
                    step.expected_version, step.event_id, step.replies, tuple(outbox_row(item) for item in step.outbox),
-                   step.reply_of, tuple(outcome_rows(outcome) for outcome in step.finish))
+                   step.reply_of, tuple(outcome_rows(outcome) for outcome in step.finish),
+                   None if not step.sign_in else sign_in_rows(step.sign_in),
+                   tuple(watch_row(t, time.time()) for t in step.watch))
+
+
+def sign_in_rows(writes: SignInWrites) -> SignInRows:
+    peer, binding, code = writes.peer, writes.binding, writes.code
+    return SignInRows(
+        (binding.peer, binding.email, binding.caller_id, binding.name, binding.bound_at)
+        if writes.binding_changed and binding is not None else None,
+        (peer,) if writes.binding_changed and binding is None else None,
+        (code.peer, code.email, code.code_hash, code.salt, code.created_at, code.expires_at, code.attempts)
+        if writes.code_changed and code is not None else None,
+        (peer,) if writes.code_changed and code is None else None,
+        [(peer, email, at) for email, at in writes.sends],
+    )
 
 
 def outcome_rows(outcome: OutboxOutcome) -> OutcomeRows:

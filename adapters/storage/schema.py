@@ -158,6 +158,16 @@ _MIGRATIONS: Final[Migrations] = (
             "ALTER TABLE inbox {add_column} version {bigint}",
         ),
     ),
+    (
+        5,
+        (
+            # Sign-in codes commit with the step that mails or tries them: no half-done steps to
+            # recognise any more (PendingCode.step, used, mailed).
+            "ALTER TABLE auth_codes {drop_column} step",
+            "ALTER TABLE auth_codes {drop_column} used",
+            "ALTER TABLE auth_codes {drop_column} mailed",
+        ),
+    ),
 )
 
 

@@ -13,7 +13,7 @@ OUTBOX_COLUMNS: Final = (
     " result, told, record, retried_at, held"
 )
 WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, active"
-CODE_COLUMNS: Final = "peer, email, code_hash, salt, created_at, expires_at, attempts, step, used, mailed"
+CODE_COLUMNS: Final = "peer, email, code_hash, salt, created_at, expires_at, attempts"
 _INSERT_OUTBOX: Final = (
     "INSERT INTO outbox (" + OUTBOX_COLUMNS + ", finished_at)"
     " VALUES (" + ", ".join(f"${n}" for n in range(1, 18)) + ")"
@@ -90,13 +90,12 @@ class Sql:
         )
         self.delete_binding = q("DELETE FROM bindings WHERE peer = $1")
         self.put_code = q(
-            "INSERT INTO auth_codes (" + CODE_COLUMNS + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO auth_codes (" + CODE_COLUMNS + ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
             " ON CONFLICT (peer) DO UPDATE SET email = excluded.email, code_hash = excluded.code_hash,"
             " salt = excluded.salt, created_at = excluded.created_at, expires_at = excluded.expires_at,"
-            " attempts = excluded.attempts, step = excluded.step, used = excluded.used, mailed = excluded.mailed"
+            " attempts = excluded.attempts"
         )
         self.get_code = q("SELECT " + CODE_COLUMNS + " FROM auth_codes WHERE peer = $1")
-        self.add_code_attempt = q("UPDATE auth_codes SET attempts = attempts + 1 WHERE peer = $1 RETURNING attempts")
         self.delete_code = q("DELETE FROM auth_codes WHERE peer = $1")
         self.record_code_sent = q("INSERT INTO auth_sends (peer, email, sent_at) VALUES ($1, $2, $3)")
         # Both indexes (by peer, by email) serve the OR.

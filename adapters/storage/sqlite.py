@@ -36,7 +36,7 @@ from adapters.storage.rows import StepRow, outbox_item
 from adapters.storage.schema import NEWER_SCHEMA, SCHEMA_MIGRATIONS, migrations
 from adapters.storage.sql import Sql
 from adapters.storage.sqlite_worker import SqliteWorker
-from engine.ports import Binding, OutboxItem
+from engine.ports import Binding, OutboxItem, StepCommit
 
 __all__ = [
     "MIGRATIONS",
@@ -216,7 +216,7 @@ class SqliteStorage(SqlStorage):
         results: list[StepResult] = []
         with _transaction(conn):
             for step in steps:
-                peer, state, slots, flow, updated_at, expected, event_id, replies, outbox, reply_of, outcomes = step
+                peer, state, slots, flow, updated_at, expected, event_id, replies = step[:8]
                 conn.execute("SAVEPOINT step")  # each step stands or falls alone within the batch
                 if expected == 0:
                     cur = conn.execute(_INSERT_SESSION, (peer, state, slots, flow, updated_at))
@@ -227,8 +227,7 @@ class SqliteStorage(SqlStorage):
                     marked = conn.execute(_MARK_HANDLED, (event_id, peer, received_at, received_at, replies,
                                                           expected + 1))
                     ok = marked.rowcount == 1
-                # Most steps write nothing more: no script for them at all.
-                if ok and (outbox or outcomes or reply_of is not None):
+                if ok and step.has_rest:
                     ok = _drive(conn, self._step_rest(step))
                 conn.execute("RELEASE step" if ok else "ROLLBACK TO step")
                 if not ok:
@@ -237,6 +236,16 @@ class SqliteStorage(SqlStorage):
         return results
 
     # ----------------------------------------------------------------- bindings, cached
+
+    async def commit_step(self, step: StepCommit) -> bool:
+        sign_in = step.sign_in
+        if sign_in is None or not sign_in.binding_changed:
+            return await super().commit_step(step)
+        self._bindings.pop(sign_in.peer, None)  # forgotten first: a step that fails must not leave it cached
+        ok = await super().commit_step(step)
+        if ok:
+            self._remember_binding(sign_in.peer, sign_in.binding)
+        return ok
 
     async def get_binding(self, peer: str) -> Binding | None:
         # One process owns an SQLite file and binding changes go through this object, so a

@@ -34,8 +34,7 @@ class Table:
 TABLES: tuple[Table, ...] = (
     Table("sessions", ("peer", "state", "slots", "flow_version", "version", "updated_at")),
     Table("bindings", ("peer", "email", "caller_id", "name", "bound_at")),
-    Table("auth_codes", ("peer", "email", "code_hash", "salt", "created_at", "expires_at", "attempts", "step",
-                         "used", "mailed"), flags=("used", "mailed")),
+    Table("auth_codes", ("peer", "email", "code_hash", "salt", "created_at", "expires_at", "attempts")),
     Table("auth_sends", ("peer", "email", "sent_at")),
     Table("inbox", ("seq", "event_id", "peer", "body", "received_at", "handled_at", "replies", "sent_at",
                     "version"),

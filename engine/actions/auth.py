@@ -42,7 +42,7 @@ def _user_slot(binding: Binding) -> dict[str, str]:
 @action("auth.check", emits={"signed_in", "signed_out"}, writes={"user": USER})
 async def check(ctx: ActionContext) -> str:
     """Is this peer bound to a verified person?"""
-    binding = await ctx.services.storage.get_binding(ctx.peer)
+    binding = await ctx.sign_in.binding()
     if binding is None:
         ctx.slots["user"] = {}
         return "signed_out"
@@ -56,7 +56,7 @@ async def refresh(ctx: ActionContext) -> None:
     menu's); the sign-in actions keep it current after that, so the menu costs no extra read."""
     if "user" in ctx.slots:
         return None
-    binding = await ctx.services.storage.get_binding(ctx.peer)
+    binding = await ctx.sign_in.binding()
     ctx.slots["user"] = _user_slot(binding) if binding else {}
     return None
 
@@ -64,8 +64,12 @@ async def refresh(ctx: ActionContext) -> None:
 @action("auth.send_code", emits={"sent", "bad_domain", "cooldown", "too_many", "mail_failed"},
         writes={"auth": AUTH})
 async def send_code(ctx: ActionContext) -> str:
-    """Mail a fresh code to the address in slot `email`, within the cooldown and hourly cap."""
-    policy, storage = ctx.services.auth, ctx.services.storage
+    """Mail a fresh code to the address in slot `email`, within the cooldown and hourly cap.
+
+    The code and the send are committed with the step. If the process dies after the letter
+    went and before the commit, the event is handled again and a second letter goes: only its
+    code works, and the step's reply names that one letter."""
+    policy = ctx.services.auth
     email = str(ctx.slots.get("email", "")).strip().lower()
     auth = ctx.record("auth")
     auth["domains"] = ", ".join("@" + d for d in policy.domains)
@@ -73,31 +77,21 @@ async def send_code(ctx: ActionContext) -> str:
         return "bad_domain"
     now = ctx.services.clock()
     auth["minutes"] = max(1, round(policy.code_ttl / 60))
-    earlier = await storage.get_code(ctx.peer)
-    # This very step ran before and its process died before committing it (the event is being
-    # handled again): if its letter went, that code stands; if not, send one now (it was counted).
-    redo = earlier is not None and earlier.step == ctx.version and earlier.email == email and not earlier.used
-    if redo and earlier is not None and earlier.mailed:
-        auth["email"] = email
-        return "sent"
-    if not redo:
-        stats = await storage.code_send_stats(ctx.peer, email, now - 3600)
-        # The cooldown is per peer and address: correcting a mistyped address needs no wait.
-        if stats.last_pair_at is not None and now - stats.last_pair_at < policy.resend_cooldown:
-            auth["wait_seconds"] = math.ceil(policy.resend_cooldown - (now - stats.last_pair_at))
-            return "cooldown"
-        # Caps: one peer may ask for a few codes an hour; an address gets at most twice that from
-        # everyone else, so nobody can flood a mailbox, and one stranger alone cannot lock its owner out.
-        others = stats.by_email - stats.by_pair
-        if stats.by_peer >= policy.max_sends_per_hour or others >= 2 * policy.max_sends_per_hour:
-            return "too_many"
+    stats = await ctx.sign_in.send_stats(email, now - 3600)
+    # The cooldown is per peer and address: correcting a mistyped address needs no wait.
+    if stats.last_pair_at is not None and now - stats.last_pair_at < policy.resend_cooldown:
+        auth["wait_seconds"] = math.ceil(policy.resend_cooldown - (now - stats.last_pair_at))
+        return "cooldown"
+    # Caps: one peer may ask for a few codes an hour; an address gets at most twice that from
+    # everyone else, so nobody can flood a mailbox, and one stranger alone cannot lock its owner out.
+    others = stats.by_email - stats.by_pair
+    if stats.by_peer >= policy.max_sends_per_hour or others >= 2 * policy.max_sends_per_hour:
+        return "too_many"
     code, salt = new_code(), secrets.token_bytes(16)
     code_hash = await asyncio.to_thread(hash_code, code, salt)
-    pending = PendingCode(ctx.peer, email, code_hash, salt, now, now + policy.code_ttl, step=ctx.version)
-    await storage.put_code(pending)
-    if not redo:
-        # Counted before sending, so that a failing mail server cannot be used to bypass the cap.
-        await storage.record_code_sent(ctx.peer, email, now)
+    # Counted whether or not the letter goes, so that a failing mail server cannot be used to
+    # bypass the cap.
+    ctx.sign_in.count_send(email, now)
     auth["email"] = email
     values = {"code": code, "minutes": auth["minutes"], "email": email}
     bot = ctx.flows.bot
@@ -106,49 +100,41 @@ async def send_code(ctx: ActionContext) -> str:
         await ctx.services.mailer.send(message)
     except MailError as exc:
         log.warning("sign-in mail to a user failed: %s", exc)
-        await storage.delete_code(ctx.peer)
+        ctx.sign_in.set_code(None)  # the earlier code (if any) was replaced by one nobody got
         return "mail_failed"
-    await storage.put_code(dataclasses.replace(pending, mailed=True))
+    ctx.sign_in.set_code(PendingCode(ctx.peer, email, code_hash, salt, now, now + policy.code_ttl))
     return "sent"
 
 
 @action("auth.verify_code", emits={"verified", "wrong", "expired", "locked"}, writes={"auth": AUTH})
 async def verify_code(ctx: ActionContext) -> str:
-    """Check the code in slot `code` against the pending one, counting wrong tries."""
-    policy, storage = ctx.services.auth, ctx.services.storage
+    """Check the code in slot `code` against the pending one, counting wrong tries.
+
+    A wrong try counts when the step commits, which is before its reply is sent: every answer
+    a user gets was counted, and a step redone after a crash tries the same code again."""
+    policy = ctx.services.auth
     auth = ctx.record("auth")
-    pending = await storage.get_code(ctx.peer)
+    pending = await ctx.sign_in.code()
     now = ctx.services.clock()
-    if pending is not None and pending.used:
-        # Used by a committed step: gone. Used by this very step before its process died (the
-        # event is being handled again): the same code still signs in.
-        if pending.step != ctx.version:
-            pending = None
-        else:
-            entered = str(ctx.slots.pop("code", ""))
-            if hmac.compare_digest(await asyncio.to_thread(hash_code, entered, pending.salt), pending.code_hash):
-                auth["verified"] = pending.email
-                return "verified"
-            return "expired"
     if pending is None or now >= pending.expires_at:
         if pending is not None:
-            await storage.delete_code(ctx.peer)
+            ctx.sign_in.set_code(None)
         return "expired"
     if pending.attempts >= policy.max_attempts:
-        await storage.delete_code(ctx.peer)
+        ctx.sign_in.set_code(None)
         return "locked"
     entered = str(ctx.slots.pop("code", ""))
     candidate = await asyncio.to_thread(hash_code, entered, pending.salt)
     if hmac.compare_digest(candidate, pending.code_hash):
-        # Marked used rather than deleted, with this step: see above.
-        await storage.put_code(dataclasses.replace(pending, step=ctx.version, used=True))
+        ctx.sign_in.set_code(None)  # used: a code signs in once
         auth["verified"] = pending.email
         return "verified"
-    attempts = await storage.add_code_attempt(ctx.peer)
+    attempts = pending.attempts + 1
     left = policy.max_attempts - attempts
     if left <= 0:
-        await storage.delete_code(ctx.peer)
+        ctx.sign_in.set_code(None)
         return "locked"
+    ctx.sign_in.set_code(dataclasses.replace(pending, attempts=attempts))
     auth["attempts_left"] = left
     return "wrong"
 
@@ -168,7 +154,7 @@ async def bind(ctx: ActionContext) -> str:
     if person is None:
         return "no_user"
     binding = Binding(ctx.peer, str(email), person.sys_id, person.name, ctx.services.clock())
-    await ctx.services.storage.put_binding(binding)
+    ctx.sign_in.bind(binding)
     ctx.slots["user"] = _user_slot(binding)
     auth.pop("verified", None)
     return "bound"
@@ -177,10 +163,11 @@ async def bind(ctx: ActionContext) -> str:
 @action("auth.sign_out", emits={"signed_out", "not_signed_in"})
 async def sign_out(ctx: ActionContext) -> str:
     """Unbind the peer from its email; the next ticket action asks to sign in again."""
-    bound = await ctx.services.storage.get_binding(ctx.peer) is not None
+    bound = await ctx.sign_in.binding() is not None
     if bound:
-        await ctx.services.storage.delete_binding(ctx.peer)
-    await ctx.services.storage.delete_code(ctx.peer)
+        ctx.sign_in.bind(None)
+    if await ctx.sign_in.code() is not None:
+        ctx.sign_in.set_code(None)
     ctx.slots["user"] = {}
     ctx.slots.pop("auth", None)
     return "signed_out" if bound else "not_signed_in"

@@ -7,8 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.actions.sign_in_draft import SignInDraft
 from engine.flows.model import FlowSet
-from engine.ports import FileSpool, Mailer, OutboxItem, OutboxOutcome, Storage, TicketSystem
+from engine.ports import FileSpool, Mailer, OutboxItem, OutboxOutcome, Storage, TicketSystem, WatchedTicket
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +68,12 @@ class ActionContext:
     slots: dict[str, Any]
     flows: FlowSet
     services: Services
-    version: int = 0  # the session's committed version when this step began
+    # The peer's binding and sign-in code as this step sees and changes them (committed with it).
+    sign_in: SignInDraft
     # SimpleOne work this step decided on: committed with the step, then sent by the outbox.
     outbox: list[OutboxItem] = field(default_factory=list)
+    # Tickets to follow for status notices from this step's commit on.
+    watch: list[WatchedTicket] = field(default_factory=list)
 
     def record(self, name: str) -> dict[str, Any]:
         """The slot `name` as a dict, created if missing (actions write their results there)."""

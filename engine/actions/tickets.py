@@ -76,7 +76,7 @@ async def create(ctx: ActionContext) -> str:
     The outbox item is committed with this step; the worker creates the ticket exactly once
     (engine/work/ticket_work.py). The step waiting for it fires `created` or `rejected` if SimpleOne
     answers within the wait; otherwise the number comes later as a notice."""
-    binding = await ctx.services.storage.get_binding(ctx.peer)
+    binding = await ctx.sign_in.binding()
     if binding is None:
         return "signed_out"
     service = ctx.slots.get("service")
@@ -109,7 +109,7 @@ async def create(ctx: ActionContext) -> str:
         writes={"tickets": TICKETS, "tickets_more": VALUE})
 async def list_mine(ctx: ActionContext) -> str:
     """The signed-in user's open tickets, newest first; tickets_more if the limit cut some off."""
-    binding = await ctx.services.storage.get_binding(ctx.peer)
+    binding = await ctx.sign_in.binding()
     if binding is None:
         return "signed_out"
     settings = ctx.flows.tickets
@@ -120,13 +120,10 @@ async def list_mine(ctx: ActionContext) -> str:
         log.warning("listing tickets failed: %s", exc)
         return "unavailable"
     owned = [t for t in found if t.caller_id == binding.caller_id]
-    # Tickets the user owns are followed for status notices, wherever they were created; a
-    # failure here must not cost the user the list they asked for.
-    try:
-        await ctx.services.storage.watch_add([WatchedTicket(t.table, t.sys_id, t.number, ctx.peer, t.state,
-                                                            t.updated_at, t.active) for t in owned if t.active])
-    except Exception:
-        log.exception("following the tickets of %s failed", ctx.peer)
+    # Tickets the user owns are followed for status notices (committed with the step),
+    # wherever they were created.
+    ctx.watch.extend(WatchedTicket(t.table, t.sys_id, t.number, ctx.peer, t.state, t.updated_at, t.active)
+                     for t in owned if t.active)
     mine = [_ticket_slot(t, ctx) for t in owned]
     ctx.slots["tickets"] = mine[: settings.list_limit]
     ctx.slots["tickets_more"] = len(mine) > settings.list_limit
@@ -136,7 +133,7 @@ async def list_mine(ctx: ActionContext) -> str:
 @action("tickets.open", emits={"opened", "not_found", "unavailable", "signed_out"}, writes={"ticket": TICKET})
 async def open_ticket(ctx: ActionContext) -> str:
     """Read the picked ticket afresh from SimpleOne, checking that it is the user's."""
-    binding = await ctx.services.storage.get_binding(ctx.peer)
+    binding = await ctx.sign_in.binding()
     if binding is None:
         return "signed_out"
     picked = ctx.slots.get("ticket")
@@ -160,7 +157,7 @@ async def add_comment(ctx: ActionContext) -> str:
 
     The ticket was picked from the user's own list; the worker checks again, against SimpleOne,
     that it is theirs before it writes (engine/work/ticket_work.py)."""
-    binding = await ctx.services.storage.get_binding(ctx.peer)
+    binding = await ctx.sign_in.binding()
     if binding is None:
         return "signed_out"
     text = str(ctx.slots.get("comment") or "").strip()

@@ -80,7 +80,7 @@ class Engine:
             queue = self.services.outbox
             reserved = bool(turn.outbox) and queue is not None and queue.reserve(turn.outbox)
             if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id, kept,
-                                          outbox=turn.outbox):
+                                          outbox=turn.outbox, sign_in=turn.sign_in.writes(), watch=turn.watch):
                 if turn.outbox:
                     return [await self.settle(peer, turn, reply, incoming.event_id if kept else None,
                                               reserved)]
@@ -123,7 +123,8 @@ class Engine:
                 outcome.item.told = outcome.item.id in follow.settled
             kept = dump_replies([settled]) if kept_for else None
             recorded = await self.sessions.commit(follow.session, follow.expected_version, None, kept,
-                                                  outbox=follow.outbox, reply_of=kept_for, finish=handed)
+                                                  outbox=follow.outbox, reply_of=kept_for, finish=handed,
+                                                  sign_in=follow.sign_in.writes(), watch=follow.watch)
             if recorded:
                 if follow.outbox:
                     queue.kick()

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from engine.ports import OutboxItem, OutboxOutcome, Session, SessionStore, StepCommit
+from engine.ports import OutboxItem, OutboxOutcome, Session, SessionStore, SignInWrites, StepCommit, WatchedTicket
 
 
 def copy_json(value: Any) -> Any:
@@ -71,9 +71,10 @@ class SessionCache:
 
     async def commit(self, session: Session, expected_version: int, event_id: str | None,
                      replies: str | None = None, *, outbox: Sequence[OutboxItem] = (),
-                     reply_of: str | None = None, finish: Sequence[OutboxOutcome] = ()) -> bool:
+                     reply_of: str | None = None, finish: Sequence[OutboxOutcome] = (),
+                     sign_in: SignInWrites | None = None, watch: Sequence[WatchedTicket] = ()) -> bool:
         ok = await self.storage.commit_step(StepCommit(session, expected_version, event_id, replies, outbox,
-                                                       reply_of, finish))
+                                                       reply_of, finish, sign_in, watch))
         if ok:
             session.version = expected_version + 1
             self._remember(session)

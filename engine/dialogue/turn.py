@@ -10,13 +10,14 @@ from typing import Any, Protocol
 
 from engine.actions.context import ActionContext, Services
 from engine.actions.registry import ActionRegistry
+from engine.actions.sign_in_draft import SignInDraft
 from engine.dialogue import matching, picker, render
 from engine.dialogue.inputs import limits
 from engine.dialogue.intake import Intake
 from engine.dialogue.machine import RETURN_SLOT, machine_of
 from engine.dialogue.model import Dialogue
 from engine.flows.model import FlowSet, InputSpec, SayPart, StateSpec, render_say
-from engine.ports import Incoming, OutboxItem, Session
+from engine.ports import Incoming, OutboxItem, Session, WatchedTicket
 from engine.ports.files import slot_file_ids
 from engine.replies import Reply
 
@@ -61,6 +62,8 @@ class Turn:
         self.pending_discard: list[str] = []
         self.outbox: list[OutboxItem] = []  # work for SimpleOne, committed with this step
         self.settled: list[str] = []  # outbox items whose outcome this step tells
+        self.sign_in = SignInDraft(self.services.storage, peer)  # committed with this step
+        self.watch: list[WatchedTicket] = []  # tickets followed from this step's commit on
         now = self.services.clock()
         if session is None:
             session = Session(peer, flows.bot.start, {}, flows.version, now, 0)
@@ -280,7 +283,7 @@ class Turn:
             if info is None:
                 raise LookupError(f"unknown action {name!r} in {state}")
             outcome = await info.fn(ActionContext(self.session.peer, self.slots, self.flows, self.services,
-                                                  self.expected_version, self.outbox))
+                                                  self.sign_in, self.outbox, self.watch))
             if outcome:
                 return outcome
         return None

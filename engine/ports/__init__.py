@@ -5,7 +5,7 @@ concern; each port has its contract test suite in tests/contract/ that every ada
 Every public name is re-exported here, so `from engine.ports import X` keeps working.
 """
 
-from engine.ports.auth import Binding, Bindings, PendingCode, SendStats, SignInCodes
+from engine.ports.auth import Binding, Bindings, PendingCode, SendStats, SignInCodes, SignInWrites
 from engine.ports.channel import Incoming, IncomingFile
 from engine.ports.files import FileSpool, FileSpoolFull, SpooledFile
 from engine.ports.inbox import Cursors, Inbox, InboxEvent, UnsentReplies
@@ -66,6 +66,7 @@ __all__ = [
     "Session",
     "SessionStore",
     "SignInCodes",
+    "SignInWrites",
     "SpooledFile",
     "StepCommit",
     "Storage",

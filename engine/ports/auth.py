@@ -28,12 +28,6 @@ class PendingCode:
     created_at: float
     expires_at: float
     attempts: int = 0
-    # The session version of the step that last wrote the code (sent it, or used it), and
-    # whether it was used. A step that wrote it and then never committed (its process died) is
-    # recognised when the event is handled again: the session is still at that version.
-    step: int = -1
-    used: bool = False
-    mailed: bool = False  # the mail server took the letter (a redone step need not send again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +41,27 @@ class SendStats:
     last_pair_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class SignInWrites:
+    """What one step changed in its peer's sign-in, committed with the step (StepCommit.sign_in)
+    or not at all: the binding and the pending code as the step left them, and its sends."""
+
+    peer: str
+    binding_changed: bool = False
+    binding: Binding | None = None  # when changed: the new binding, or None (signed out)
+    code_changed: bool = False
+    code: PendingCode | None = None  # when changed: the new code state, or None (gone)
+    sends: tuple[tuple[str, float], ...] = ()  # (email, sent_at) of codes this step mailed
+
+    def __bool__(self) -> bool:
+        return self.binding_changed or self.code_changed or bool(self.sends)
+
+
 class Bindings(Protocol):
-    """Peers bound to a corporate email and the SimpleOne person behind it."""
+    """Peers bound to a corporate email and the SimpleOne person behind it.
+
+    The engine's steps change bindings only through StepCommit.sign_in; put_binding and
+    delete_binding are for set-up outside a dialogue (tests, tools, an admin's fix)."""
 
     async def get_binding(self, peer: str) -> Binding | None: ...
 
@@ -58,20 +71,9 @@ class Bindings(Protocol):
 
 
 class SignInCodes(Protocol):
-    """Sign-in codes waiting to be entered, and the sends that quotas count."""
-
-    async def put_code(self, code: PendingCode) -> None:
-        """Store a new code for code.peer, replacing any earlier one."""
-        ...
+    """Sign-in codes waiting to be entered, and the sends that quotas count; written only by a
+    step's commit (StepCommit.sign_in)."""
 
     async def get_code(self, peer: str) -> PendingCode | None: ...
-
-    async def add_code_attempt(self, peer: str) -> int:
-        """Count one wrong entry against the peer's code; returns the attempts so far (0 if none)."""
-        ...
-
-    async def delete_code(self, peer: str) -> None: ...
-
-    async def record_code_sent(self, peer: str, email: str, at: float) -> None: ...
 
     async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats: ...

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from engine.ports.auth import SignInWrites
+from engine.ports.notices import WatchedTicket
 from engine.ports.outbox import OutboxItem, OutboxOutcome
 
 
@@ -44,6 +46,11 @@ class StepCommit:
     # transaction, one round trip. If one of them is not pending any more (recorded meanwhile,
     # so told already), the step fails.
     finish: Sequence[OutboxOutcome] = ()
+    # The peer's sign-in as the step changed it (a code mailed or tried, a binding made or
+    # dropped): a step that does not commit changed nothing.
+    sign_in: SignInWrites | None = None
+    # Tickets the step found the user owns, followed from now on for status notices.
+    watch: Sequence[WatchedTicket] = ()
 
 
 class SessionStore(Protocol):

@@ -1,22 +1,17 @@
-"""The sign-in port's contract (Bindings, SignInCodes): bindings, codes, send stats.
+"""The sign-in port's contract (Bindings, SignInCodes, StepCommit.sign_in): bindings, codes and
+sends, written with a step or not at all.
 
 The `storage` and `storage_backend` fixtures come from conftest.py, one run per backend.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
 
-from engine.ports import (
-    Binding,
-    SendStats,
-)
-from tests.contract.storage_values import (
-    make_code,
-)
+from engine.ports import Binding, SendStats, SignInWrites
+from tests.contract.storage_values import bind, code_sent, commit, drop_code, make_code, put_code, step
 
 
 class TestBindings:
@@ -43,42 +38,68 @@ class TestBindings:
         assert await storage.get_binding("console:alice") == b
 
 
+class TestBindingsInSteps:
+    async def test_a_step_binds_and_unbinds_its_peer(self, storage: Any) -> None:
+        binding = Binding("vk:1", "ivanov-ii@ranepa.ru", "sys-1", "Иванов Иван", 100.0)
+        await bind(storage, "vk:1", binding)
+        assert await storage.get_binding("vk:1") == binding
+        await bind(storage, "vk:1", None)
+        await bind(storage, "vk:1", None)  # unbinding an unbound peer is no failure
+        assert await storage.get_binding("vk:1") is None
+
+    async def test_a_refused_step_binds_nobody(self, storage: Any) -> None:
+        assert await commit(storage, "vk:1", 0)
+        binding = Binding("vk:1", "a@ranepa.ru", "sys-1", "A", 1.0)
+        # A stale version: another writer got there first, so nothing of the step is written.
+        assert not await step(storage, "vk:1", 0, sign_in=SignInWrites("vk:1", binding_changed=True, binding=binding))
+        assert await storage.get_binding("vk:1") is None
+
+    async def test_a_refused_step_leaves_the_binding_it_would_drop(self, storage: Any) -> None:
+        binding = Binding("vk:1", "a@ranepa.ru", "sys-1", "A", 1.0)
+        await bind(storage, "vk:1", binding)
+        assert await storage.get_binding("vk:1") == binding  # read (and cached, where a backend caches)
+        assert not await step(storage, "vk:1", 0, sign_in=SignInWrites("vk:1", binding_changed=True))
+        assert await storage.get_binding("vk:1") == binding
+
+
 class TestCodes:
     async def test_put_get_delete(self, storage: Any) -> None:
         assert await storage.get_code("vk:1") is None
         code = make_code()
-        await storage.put_code(code)
+        await put_code(storage, code)
         assert await storage.get_code("vk:1") == code
 
-        await storage.delete_code("vk:1")
-        await storage.delete_code("vk:1")
+        await drop_code(storage, "vk:1")
+        await drop_code(storage, "vk:1")
         assert await storage.get_code("vk:1") is None
 
     async def test_put_replaces_the_earlier_code(self, storage: Any) -> None:
-        await storage.put_code(make_code())
-        await storage.add_code_attempt("vk:1")
+        await put_code(storage, make_code(attempts=3))
         fresh = make_code(email="b@ranepa.ru", code_hash=b"\x01" * 32, created_at=2000.0, expires_at=2600.0)
-        await storage.put_code(fresh)
+        await put_code(storage, fresh)
         assert await storage.get_code("vk:1") == fresh  # attempts start again at the new code's 0
 
-    async def test_a_code_keeps_the_step_that_wrote_it_and_whether_it_was_used(self, storage: Any) -> None:
-        sent = make_code(step=7)
-        await storage.put_code(sent)
-        assert await storage.get_code("vk:1") == sent
-        mailed = dataclasses.replace(sent, mailed=True)
-        await storage.put_code(mailed)
-        assert await storage.get_code("vk:1") == mailed
-        spent = dataclasses.replace(mailed, step=9, used=True, attempts=2)
-        await storage.put_code(spent)
-        assert await storage.get_code("vk:1") == spent
-
-    async def test_attempts_are_counted(self, storage: Any) -> None:
-        assert await storage.add_code_attempt("vk:1") == 0  # no code: nothing to count
-        await storage.put_code(make_code())
-        await storage.put_code(make_code(peer="vk:2"))
-        assert [await storage.add_code_attempt("vk:1") for _ in range(3)] == [1, 2, 3]
-        assert (await storage.get_code("vk:1")).attempts == 3
+    async def test_codes_are_per_peer(self, storage: Any) -> None:
+        await put_code(storage, make_code())
+        await put_code(storage, make_code(peer="vk:2"))
+        await put_code(storage, make_code(attempts=2))
+        assert (await storage.get_code("vk:1")).attempts == 2
         assert (await storage.get_code("vk:2")).attempts == 0
+
+    async def test_a_refused_step_writes_no_code_and_counts_no_send(self, storage: Any) -> None:
+        assert await commit(storage, "vk:1", 0)
+        writes = SignInWrites("vk:1", code_changed=True, code=make_code(), sends=(("a@ranepa.ru", 100.0),))
+        assert not await step(storage, "vk:1", 0, sign_in=writes)
+        assert await storage.get_code("vk:1") is None
+        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(0, 0, 0, None)
+
+    async def test_one_step_writes_its_code_send_and_binding_together(self, storage: Any) -> None:
+        binding = Binding("vk:1", "a@ranepa.ru", "sys-1", "A", 1.0)
+        writes = SignInWrites("vk:1", True, binding, True, make_code(), (("a@ranepa.ru", 100.0),))
+        assert await step(storage, "vk:1", 0, sign_in=writes, event_id="ev-1")
+        assert await storage.get_binding("vk:1") == binding
+        assert await storage.get_code("vk:1") == make_code()
+        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(1, 1, 1, 100.0)
 
 
 class TestSendStats:
@@ -98,9 +119,9 @@ class TestSendStats:
     async def test_counts_by_peer_and_by_email_since(
         self, storage: Any, since: float, expected: SendStats
     ) -> None:
-        await storage.record_code_sent("vk:1", "a@ranepa.ru", 100.0)
-        await storage.record_code_sent("vk:1", "b@ranepa.ru", 200.0)
-        await storage.record_code_sent("vk:2", "a@ranepa.ru", 300.0)  # another peer, same address
-        await storage.record_code_sent("vk:3", "c@ranepa.ru", 400.0)  # unrelated
+        await code_sent(storage, "vk:1", "a@ranepa.ru", 100.0)
+        await code_sent(storage, "vk:1", "b@ranepa.ru", 200.0)
+        await code_sent(storage, "vk:2", "a@ranepa.ru", 300.0)  # another peer, same address
+        await code_sent(storage, "vk:3", "c@ranepa.ru", 400.0)  # unrelated
         # by_pair and last_pair_at count only vk:1's sends to a@.
         assert await storage.code_send_stats("vk:1", "a@ranepa.ru", since) == expected

@@ -7,11 +7,13 @@ from typing import Any
 
 from engine.ports import (
     OUTBOX_DONE,
+    Binding,
     Notice,
     OutboxItem,
     OutboxOutcome,
     PendingCode,
     Session,
+    SignInWrites,
     StepCommit,
     WatchedTicket,
 )
@@ -85,3 +87,26 @@ async def claim(storage: Any, now: float, until: float) -> list[str]:
     """Take what is due at `now` for one attempt, hidden until `until`: outbox_take with one lease
     (a kind not named gets the longest)."""
     return [i.id for i in await storage.outbox_take(now, {"ticket.create": until - now})]
+
+
+async def sign_in_step(storage: Any, writes: SignInWrites) -> bool:
+    """Commit a step of writes.peer's session that changes only its sign-in."""
+    session = await storage.load_session(writes.peer)
+    expected = 0 if session is None else session.version
+    return await step(storage, writes.peer, expected, sign_in=writes)
+
+
+async def put_code(storage: Any, code: PendingCode) -> None:
+    assert await sign_in_step(storage, SignInWrites(code.peer, code_changed=True, code=code))
+
+
+async def drop_code(storage: Any, peer: str) -> None:
+    assert await sign_in_step(storage, SignInWrites(peer, code_changed=True))
+
+
+async def code_sent(storage: Any, peer: str, email: str, at: float) -> None:
+    assert await sign_in_step(storage, SignInWrites(peer, sends=((email, at),)))
+
+
+async def bind(storage: Any, peer: str, binding: Binding | None) -> None:
+    assert await sign_in_step(storage, SignInWrites(peer, binding_changed=True, binding=binding))

@@ -43,7 +43,7 @@ def test_migrate_from_sqlite_copies_into_postgres(tmp_path: Path, monkeypatch: p
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("SUPPORTBOT_DATABASE_URL", dsn)
         assert main(["migrate", "--from-sqlite", str(source)]) == 0
-        assert "copied: sessions 1, bindings 1" in capsys.readouterr().out
+        assert "copied: sessions 2, bindings 1" in capsys.readouterr().out
         assert main(["migrate", "--from-sqlite", str(source)]) == 1  # not twice into one database
         assert "already has sessions" in capsys.readouterr().err
     finally:

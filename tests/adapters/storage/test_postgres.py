@@ -211,7 +211,7 @@ async def test_reads_recover_when_idle_connections_are_killed(dsn: str, db: Any)
         assert await kill_backends(db) == 8
         assert await storage.inbox_add("ev-1", "vk:1", "{}") is True
         assert await storage.commit_step(step("vk:1", 1, event_id="ev-1")) is True
-        assert await storage.add_code_attempt("vk:1") == 0
+        assert await storage.outbox_retry("ob-none", 0.0) is False
         assert await storage.seen_event("ev-1")
     finally:
         await storage.close()
@@ -370,7 +370,7 @@ async def test_writes_wait_for_a_connection(storage: PostgresStorage, flaky: Fla
 async def test_a_deadlocked_transaction_is_tried_again(storage: PostgresStorage, flaky: FlakyPool) -> None:
     flaky.deadlock = 2
     assert await storage.commit_step(step("vk:1", event_id="ev-1")) is True
-    assert await storage.add_code_attempt("vk:1") == 0
+    assert await storage.outbox_retry("ob-none", 0.0) is False
     assert flaky.acquired == 4
 
 

@@ -16,6 +16,7 @@ from engine.ports import (
     OutboxOutcome,
     PendingCode,
     Session,
+    SignInWrites,
     StepCommit,
     WatchedTicket,
 )
@@ -43,8 +44,9 @@ async def embedded(path: Path) -> None:
     await db.outbox_finish(OutboxOutcome(created, watch=[WatchedTicket("itsm_incident", "7", "INC0000001",
                                                                        "vk:1", "-2", "2026-01-01 10:00:00")]))
     await db.put_binding(Binding("vk:1", "a@ranepa.ru", "caller-1", "Анна", NOW))
-    await db.put_code(PendingCode("vk:2", "b@ranepa.ru", b"\x00hash\xff", b"salt", NOW, NOW + 600, 1))
-    await db.record_code_sent("vk:2", "b@ranepa.ru", NOW)
+    code = PendingCode("vk:2", "b@ranepa.ru", b"\x00hash\xff", b"salt", NOW, NOW + 600, 1)
+    assert await db.commit_step(StepCommit(Session("vk:2", "auth.code", {}, "v1", NOW), 0, sign_in=SignInWrites(
+        "vk:2", code_changed=True, code=code, sends=(("b@ranepa.ru", NOW),))))
     assert await db.inbox_add("ev-2", "vk:3", '{"type":"message_new"}')
     await db.notices_add([Notice("n-1", "vk:1", "Заявка INC0000001: новый статус — В работе.", NOW)])
     await db.put_cursor("longpoll:515", "1234")
@@ -55,7 +57,7 @@ async def test_everything_is_copied_and_works_on_postgres(tmp_path: Path, target
     source = tmp_path / "supportbot.db"
     await embedded(source)
     copied = await copy_sqlite_to_postgres(source, target)
-    assert copied == {"sessions": 1, "bindings": 1, "auth_codes": 1, "auth_sends": 1, "inbox": 2, "cursors": 1,
+    assert copied == {"sessions": 2, "bindings": 1, "auth_codes": 1, "auth_sends": 1, "inbox": 2, "cursors": 1,
                       "outbox": 2, "notices": 1, "ticket_watch": 1}
     pg = await open_postgres(target)
     try:

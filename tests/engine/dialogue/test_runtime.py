@@ -12,6 +12,7 @@ import pytest
 from adapters.storage.sqlite import open_sqlite
 from engine.actions import tickets as ticket_actions
 from engine.actions.context import ActionContext
+from engine.actions.sign_in_draft import SignInDraft
 from engine.dialogue.runtime import Engine
 from engine.flows.model import FlowSet
 from engine.load import load_flow_set
@@ -160,7 +161,8 @@ async def test_a_ticket_of_another_caller_is_never_opened(harness: Harness) -> N
     foreign = world.emulator.state.add_record("itsm_incident", {"caller": victim, "subject": "чужая"})
     await harness.sign_in("attacker@ranepa.ru")
     ctx = ActionContext(harness.peer, {"ticket": {"table": "itsm_incident", "sys_id": foreign, "number": "X"}},
-                        harness.engine.flows.current, harness.engine.services)
+                        harness.engine.flows.current, harness.engine.services,
+                        SignInDraft(harness.storage, harness.peer))
     assert await ticket_actions.open_ticket(ctx) == "not_found"
     ctx.slots.update(comment="взлом")
     assert await ticket_actions.add_comment(ctx) == "queued"
@@ -350,16 +352,27 @@ async def one_letter_signs_in(harness: Harness, reply: Reply) -> None:
     assert "вы вошли как redo@ranepa.ru" in (await harness.say(code)).text
 
 
-async def test_a_code_step_whose_commit_died_after_the_letter_went_is_not_mailed_twice(
+async def test_a_code_step_whose_commit_died_after_the_letter_went_mails_again_and_only_the_new_code_works(
         harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code is committed with the step: the letter of a step that never committed carries a
+    code nobody stored (the trade for having no half-done steps to recognise)."""
     crash = DiesBeforeCommit(harness, monkeypatch)
     await harness.say("Мои заявки")
     crash.armed = True
     event = Incoming(text="redo@ranepa.ru", event_id="ev-email")
     await harness.send(event)
     assert len(harness.mailer.messages) == 1
-    # Handled again: the letter is out, its code stands.
-    await one_letter_signs_in(harness, await harness.send(event))
+    assert await harness.storage.get_code(harness.peer) is None
+    stats = await harness.storage.code_send_stats(harness.peer, "redo@ranepa.ru", 0.0)
+    assert stats.by_peer == 0  # nor was the send counted
+    first = harness.mailer.messages[-1].body.split(": ")[1][:6]
+    # Handled again: a second letter (no cooldown: the first send never committed).
+    reply = await harness.send(event)
+    assert "отправили код на redo@ranepa.ru" in reply.text and len(harness.mailer.messages) == 2
+    second = harness.mailer.messages[-1].body.split(": ")[1][:6]
+    if first != second:
+        assert "вы вошли" not in (await harness.say(first)).text
+    assert "вы вошли как redo@ranepa.ru" in (await harness.say(second)).text
 
 
 async def test_a_code_step_that_died_before_its_letter_went_sends_one_when_redone(
@@ -388,10 +401,14 @@ async def test_a_sign_in_whose_commit_died_signs_in_when_redone_and_the_code_is_
     crash.armed = True
     event = Incoming(text=code, event_id="ev-code")
     await harness.send(event)
+    # The step that used the code never committed: the code and the peer's binding are as before.
+    assert await harness.storage.get_code(harness.peer) is not None
+    assert await harness.storage.get_binding(harness.peer) is None
     reply = await harness.send(event)
     assert "вы вошли как redo@ranepa.ru" in reply.text
-    # Spent by a step that committed: every later step is at a newer version and finds it gone.
-    spent = await harness.storage.get_code(harness.peer)
-    session = await harness.storage.load_session(harness.peer)
-    assert spent is not None and session is not None
-    assert spent.used and spent.step < session.version
+    # Spent by the step that committed, in the same transaction as the binding it made.
+    assert await harness.storage.get_code(harness.peer) is None
+    binding = await harness.storage.get_binding(harness.peer)
+    assert binding is not None and binding.email == "redo@ranepa.ru"
+
+

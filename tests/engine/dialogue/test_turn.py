@@ -18,7 +18,7 @@ class NoSpool:
 
 
 def turn(flow_set: FlowSet, state: str, slots: dict[str, Any]) -> Turn:
-    services = SimpleNamespace(clock=lambda: 100.0, idle_timeout=1e9, spool=NoSpool())
+    services = SimpleNamespace(clock=lambda: 100.0, idle_timeout=1e9, spool=NoSpool(), storage=None)
     host = SimpleNamespace(services=services, registry=REGISTRY, sessions=None, entered=Counter())
     return Turn(host, flow_set, "test:1", Session("test:1", state, slots, flow_set.version, 100.0, 1))  # type: ignore[arg-type]
 
