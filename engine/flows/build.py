@@ -229,10 +229,12 @@ class _DocBuilder:
             gmap = _mapping(g.get("map")).over(base)
             entries = tuple(
                 CatalogEntry(e["id"], e["name"], g["id"], g["name"], _mapping(e.get("map")).over(gmap),
-                             self.where(("catalog", "groups", gi, "entries", ei)))
+                             self.where(("catalog", "groups", gi, "entries", ei)), e.get("label", ""),
+                             tuple(e.get("keywords", ())), e.get("hint"))
                 for ei, e in enumerate(g["entries"])
             )
-            groups.append(CatalogGroup(g["id"], g["name"], entries, self.where(("catalog", "groups", gi))))
+            groups.append(CatalogGroup(g["id"], g["name"], entries, self.where(("catalog", "groups", gi)),
+                                       g.get("label", ""), tuple(g.get("keywords", ()))))
         self.out.catalog = Catalog(tuple(groups))
 
     def bot(self, data: dict[str, Any]) -> None:

@@ -152,6 +152,13 @@ class CatalogEntry:
     group_name: str
     mapping: TicketMapping  # already merged with group and defaults
     where: Where
+    label: str = ""  # the short button label; the name where none is given
+    keywords: tuple[str, ...] = ()  # what people call it: free text that says so proposes it
+    hint: str | None = None  # self-help offered once it is chosen, before the ticket
+
+    @property
+    def button(self) -> str:
+        return self.label or self.name
 
     def as_slot(self) -> dict[str, str]:
         return {"id": self.id, "name": self.name, "group_id": self.group_id, "group": self.group_name}
@@ -163,6 +170,12 @@ class CatalogGroup:
     name: str
     entries: tuple[CatalogEntry, ...]
     where: Where
+    label: str = ""
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def button(self) -> str:
+        return self.label or self.name
 
 
 @dataclass(frozen=True, slots=True)
