@@ -18,9 +18,15 @@ from supportbot.config import DEFAULT_MAIL_DOMAIN, ConfigError, describe, is_pos
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # transitions logs every callback of every trigger at INFO: the engine's own log says
-    # what a step did; its warnings still come through.
-    logging.getLogger("transitions").setLevel(max(logging.WARNING, logging.getLogger().level))
+    quiet_transitions()
+
+
+def quiet_transitions() -> None:
+    """transitions logs every callback of every trigger at INFO (two lines a step): the engine's
+    own log says what a step did, so its INFO goes unless the whole log is at DEBUG; its
+    warnings still come through."""
+    debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    logging.getLogger("transitions").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 async def _chat(peer: str, verbose: bool) -> int:

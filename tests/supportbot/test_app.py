@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import time
 from pathlib import Path
@@ -71,3 +72,28 @@ async def test_housekeeping_removes_abandoned_files(tmp_path: Path) -> None:
     task.cancel()
     assert not spool.path(stale.id).exists() and spool.path(kept.id).exists()
     await storage.close()
+
+
+def test_transitions_logs_only_warnings_unless_the_log_is_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    """Every step used to write two INFO lines of the library's ("Finished processing state …")."""
+    from engine.dialogue.machine import machine_of
+    from engine.dialogue.model import Dialogue
+    from engine.load import load_flow_set
+    from supportbot.cli import quiet_transitions
+
+    flow_set = load_flow_set([Path(__file__).resolve().parents[2] / "flows"]).flow_set
+    assert flow_set is not None
+    root = logging.getLogger()
+    before = root.level, logging.getLogger("transitions").level
+    try:
+        for level, expect_lines in ((logging.INFO, False), (logging.DEBUG, True)):
+            root.setLevel(level)
+            quiet_transitions()
+            caplog.clear()
+            with caplog.at_level(level):
+                assert machine_of(flow_set).trigger(Dialogue(flow_set, "main.menu", {}), "help")
+            lines = [r for r in caplog.records if r.name.startswith("transitions")]
+            assert bool(lines) is expect_lines
+    finally:
+        root.setLevel(before[0])
+        logging.getLogger("transitions").setLevel(before[1])
