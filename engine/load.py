@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +13,9 @@ from engine.dialogue.machine import machine_of
 from engine.flows.build import build, flow_set_version
 from engine.flows.findings import Finding, Severity
 from engine.flows.lint import lint
-from engine.flows.model import FlowSet
+from engine.flows.model import BotSettings, FlowSet, StateSpec
 from engine.flows.schema import check_schema
+from engine.flows.text import normalize_text
 from engine.flows.yamlsrc import YamlDoc, load_yaml_file
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,18 @@ def collect_files(paths: Sequence[Path]) -> tuple[list[Path], list[Finding]]:
         else:
             findings.append(Finding(str(path), 1, 1, "F001", "no such file or directory"))
     return files, findings
+
+
+def typed_commands(bot: BotSettings, states: Mapping[str, StateSpec]) -> dict[str, str]:
+    """Text that is a command at every step: the bot's own words first, then what the main menu's
+    and the footer's buttons say, where they raise a global event (people type what they see)."""
+    typed = dict(bot.commands)
+    rows = [*states[bot.start].buttons, *bot.footer] if bot.start in states else [*bot.footer]
+    for row in rows:
+        for button in row:
+            if button.event in bot.global_on:
+                typed.setdefault(normalize_text(button.label), button.event)
+    return typed
 
 
 def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) -> LoadResult:
@@ -85,6 +98,7 @@ def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) ->
         tickets=built.tickets,
         files=tuple(str(p) for p in files),
         file_slots=file_slots,
+        typed_commands=typed_commands(built.bot, states),
     )
     machine_of(result.flow_set)  # compiled now, so a reload swaps in a flow set ready to run
     return result

@@ -56,7 +56,9 @@ def resolve(flows: FlowSet, st: StateSpec, slots: dict[str, Any], offered: Seque
         index = picker.match(picker.view(flows, st, slots), text, norm)
         if index is not None:
             return "pick", index
-    command = flows.bot.commands.get(norm)
-    if command is not None:
-        return command, None
+    # Typed commands work at every step, text inputs included, unless the input opts out.
+    if st.input is None or st.input.commands:
+        command = flows.typed_commands.get(norm)
+        if command is not None:
+            return command, None
     return None

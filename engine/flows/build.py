@@ -200,6 +200,7 @@ class _DocBuilder:
             extensions=tuple(e.lower() for e in data.get("extensions", [])),
             text_slot=data.get("text_slot"),
             files_slot=data.get("files_slot"),
+            commands=bool(data.get("commands", True)),
             accepted=self.say(data.get("accepted"), (*path, "accepted"), "input"),
             noted=self.say(data.get("noted"), (*path, "noted"), "input"),
             errors=errors,
@@ -230,12 +231,13 @@ class _DocBuilder:
             entries = tuple(
                 CatalogEntry(e["id"], e["name"], g["id"], g["name"], _mapping(e.get("map")).over(gmap),
                              self.where(("catalog", "groups", gi, "entries", ei)), e.get("label", ""),
-                             tuple(e.get("keywords", ())), e.get("hint"))
+                             tuple(e.get("keywords", ())), e.get("hint"), g.get("label", ""),
+                             tuple(g.get("keywords", ())))
                 for ei, e in enumerate(g["entries"])
             )
             groups.append(CatalogGroup(g["id"], g["name"], entries, self.where(("catalog", "groups", gi)),
                                        g.get("label", ""), tuple(g.get("keywords", ()))))
-        self.out.catalog = Catalog(tuple(groups))
+        self.out.catalog = Catalog(tuple(groups), tuple((data.get("search") or {}).get("ignore", ())))
 
     def bot(self, data: dict[str, Any]) -> None:
         b = data["bot"]

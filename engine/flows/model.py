@@ -67,6 +67,7 @@ class InputSpec:
     extensions: tuple[str, ...] = ()
     text_slot: str | None = None
     files_slot: str | None = None
+    commands: bool = True  # typed commands are commands here (False: they are content)
     accepted: tuple[SayPart, ...] = ()
     noted: tuple[SayPart, ...] = ()
     errors: Mapping[str, Template] = field(default_factory=dict)
@@ -155,6 +156,8 @@ class CatalogEntry:
     label: str = ""  # the short button label; the name where none is given
     keywords: tuple[str, ...] = ()  # what people call it: free text that says so proposes it
     hint: str | None = None  # self-help offered once it is chosen, before the ticket
+    group_label: str = ""
+    group_keywords: tuple[str, ...] = ()
 
     @property
     def button(self) -> str:
@@ -181,6 +184,7 @@ class CatalogGroup:
 @dataclass(frozen=True, slots=True)
 class Catalog:
     groups: tuple[CatalogGroup, ...]
+    ignore: tuple[str, ...] = ()  # words the free-text search counts for nothing
 
     def entry(self, entry_id: str) -> CatalogEntry | None:
         for group in self.groups:
@@ -258,3 +262,6 @@ class FlowSet:
     files: tuple[str, ...]
     # Slots that hold spooled files, with the input whose limits apply to them.
     file_slots: Mapping[str, InputSpec]
+    # What typed text is a command at every step (normalised text → global event): the bot's
+    # commands, then the labels of the main menu's and the footer's buttons.
+    typed_commands: Mapping[str, str] = field(default_factory=dict)

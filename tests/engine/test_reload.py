@@ -32,7 +32,7 @@ async def test_an_invalid_change_is_refused_and_the_old_set_keeps_serving(
         flows: Path, caplog: pytest.LogCaptureFixture) -> None:
     holder = FlowHolder([flows])
     first = holder.load()
-    _edit(flows, "      mine: {to: auth.gate, then: my_tickets.load}", "      mine: {to: auth.nowhere}")
+    _edit(flows, "  sign_out:\n", "  broken:\n    on: {menu: auth.nowhere}\n  sign_out:\n")
     with caplog.at_level(logging.ERROR, logger="engine.reload"):
         result = await holder.reload()
     assert result.flow_set is None and holder.current is first and holder.refusals == 1

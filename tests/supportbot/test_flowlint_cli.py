@@ -58,7 +58,7 @@ def test_graph_mermaid_and_dot(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["graph", str(FLOWS)]) == 0
     mermaid = capsys.readouterr().out
     assert "stateDiagram-v2" in mermaid
-    assert re.search(r"main__menu --> auth__gate: .*create", mermaid)
+    assert re.search(r"any_state --> auth__gate: .*create", mermaid)
     assert re.search(r"any_state --> main__menu: .*menu", mermaid)
     assert main(["graph", "--format", "dot", str(FLOWS)]) == 0
     dot = capsys.readouterr().out

@@ -100,19 +100,19 @@ GUARDED = """
 
 @pytest.fixture
 def guarded(flows: Path) -> FlowSet:
-    path = flows / "main.yaml"
-    text = path.read_text(encoding="utf-8")
-    old = """      create:
-        to: auth.gate
-        then: create_ticket.choose_service
-        clear: [service, description, files]
-"""
-    assert old in text
-    path.write_text(text.replace(old, GUARDED.lstrip("\n"), 1), encoding="utf-8")
-    result = load_flow_set([flows])
+    result = with_menu_on(flows, GUARDED.lstrip("\n"))
     assert result.errors == [], result.errors
     assert result.flow_set is not None
     return result.flow_set
+
+
+def with_menu_on(flows: Path, on: str) -> LoadResult:
+    """The flows with `on:` transitions of main.menu's own (they win over bot.yaml's global ones)."""
+    path = flows / "main.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "    footer: false\n" in text
+    path.write_text(text.replace("    footer: false\n", "    footer: false\n    on:\n" + on, 1), encoding="utf-8")
+    return load_flow_set([flows])
 
 
 def test_when_and_unless_are_the_machines_conditions(guarded: FlowSet) -> None:
@@ -131,12 +131,8 @@ def test_when_and_unless_are_the_machines_conditions(guarded: FlowSet) -> None:
 
 
 def with_mine(flows: Path, alternatives: str) -> LoadResult:
-    """The flows with main.menu's 'mine' replaced by a list of alternatives, loaded."""
-    path = flows / "main.yaml"
-    text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace("      mine: {to: auth.gate, then: my_tickets.load}\n",
-                                 "      mine:\n" + alternatives, 1), encoding="utf-8")
-    return load_flow_set([flows])
+    """The flows with main.menu's own 'mine' as a list of alternatives, loaded."""
+    return with_menu_on(flows, "      mine:\n" + alternatives)
 
 
 def test_an_unguarded_alternative_before_others_is_reported(flows: Path) -> None:

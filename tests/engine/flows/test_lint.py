@@ -99,10 +99,10 @@ def _messages(flows: Path) -> list[tuple[tuple[str, str, int], str]]:
 
 def test_conditions_and_cleared_slots_are_checked(flows: Path) -> None:
     line = edit(flows, "main.yaml", "event: sign_out, when: user.email}", "event: sign_out, when: user.emial}")
-    line2 = edit(flows, "main.yaml", "        clear: [service, description, files]\n",
-                 "        clear: [servise, description, files]\n")
+    line2 = edit(flows, "bot.yaml", "      clear: [service, description, files]\n",
+                 "      clear: [servise, description, files]\n")
     found = codes(flows)
-    assert ("main.yaml", "F030", line) in found and ("main.yaml", "F030", line2) in found, found
+    assert ("main.yaml", "F030", line) in found and ("bot.yaml", "F030", line2) in found, found
 
 
 def test_unknown_slot_and_broken_template(flows: Path) -> None:
@@ -129,7 +129,7 @@ def test_duplicate_state_flow_and_catalogue_ids(flows: Path) -> None:
 def test_keyboards_over_vk_limits(flows: Path) -> None:
     many = "".join(f"      - [{{label: Кнопка {i}, event: menu}}]\n" for i in range(10))
     first_row = '      - [{label: "Создать заявку", event: create, color: primary}]\n'
-    tail = "    on:\n      create:\n        to: auth.gate"
+    tail = "\n  sign_out:"
     edit(flows, "main.yaml", "    buttons:\n" + first_row + tail, "    buttons:\n" + many + first_row + tail)
     help_line = edit(flows, "main.yaml", "  help:\n", "  help:\n")  # the state whose buttons grew
     long_label = "Очень длинная подпись кнопки, которая не влезет в ВК"
