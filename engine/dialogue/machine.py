@@ -27,7 +27,7 @@ from transitions import EventData, Machine
 
 from engine.dialogue import picker
 from engine.dialogue.model import Dialogue
-from engine.flows.model import RETURN, Alternatives, FlowSet, TransitionSpec, render_say
+from engine.flows.model import HERE, RETURN, Alternatives, FlowSet, TransitionSpec, render_say
 from engine.flows.templates import lookup
 from engine.ports.files import slot_file_ids
 
@@ -144,6 +144,12 @@ class DialogueMachine:
             fallback = spec.otherwise if spec.otherwise is not None and spec.otherwise in self.states else self.start
             to_fallback = self._take(spec, event, source, fallback, is_global, pop=True)
             if not is_global:
+                for alt in spec.otherwise_when:  # a list 'else': its guarded items first, in order
+                    when = [self._slot_set(alt.when)] if alt.when else []
+                    unless = [self._slot_set(alt.unless)] if alt.unless else []
+                    self.machine.add_transition(
+                        event, source, alt.to, before=[self._take(spec, event, source, alt.to, is_global, pop=True)],
+                        conditions=[_stack_empty, *guards["conditions"], *when], unless=[*guards["unless"], *unless])
                 self.machine.add_transition(event, source, fallback, before=[to_fallback],
                                             conditions=[_stack_empty, *guards["conditions"]], unless=guards["unless"])
                 for target in self.return_targets:
@@ -177,6 +183,8 @@ class DialogueMachine:
         a state's on_enter too: each costs transitions a resolve per trigger)."""
         dest_spec = self.states[dest]
         to_start = dest == self.start
+        # A detour taken again from where it leads (help from help) keeps the way back it had.
+        detour_in_place = spec.then == HERE and source == dest
         # A list keeps its page and group when the user steps back into it (Назад from the
         # description, К списку from a ticket); any other way in starts afresh.
         reset_pick = dest_spec.pick is not None and not (
@@ -187,11 +195,11 @@ class DialogueMachine:
             slots = dialogue.slots
             # A global event (menu, help, cancel…) abandons any call in progress, and so must
             # the places it would have returned to.
-            stack = [] if is_global else _stack(slots)
+            stack = [] if is_global and not detour_in_place else _stack(slots)
             if pop and stack:
                 stack.pop()
-            if spec.then:
-                stack.append(spec.then)
+            if spec.then and not detour_in_place:
+                stack.append(source if spec.then == HERE else spec.then)
             _set_stack(slots, stack)
             for name in spec.clear:
                 value = slots.pop(name, None)

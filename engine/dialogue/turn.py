@@ -203,6 +203,11 @@ class Turn:
             return
         inp = self.state.input
         has_files = bool(incoming.files or incoming.oversized)
+        if incoming.payload and not incoming.text.strip() and not has_files:
+            # A press of a button this step does not offer (an old keyboard, a forged payload):
+            # never the step's input.
+            self.message("stale_button")
+            return
         if inp is not None and inp.kind == "attachments":
             await self.intake().files(inp, incoming)
         elif inp is not None and (incoming.text.strip() or not has_files or inp.files_slot):

@@ -15,6 +15,7 @@ from typing import Any
 from engine.flows import templates
 from engine.flows.findings import Finding, Severity
 from engine.flows.model import (
+    HERE,
     RETURN,
     Alternatives,
     BotSettings,
@@ -142,18 +143,36 @@ class _DocBuilder:
         for key in ("when", "unless"):
             if key in value:
                 self.out.slot_refs.append((value[key], self.where((*path, key))))
+        otherwise, otherwise_when = self.otherwise(flow, event, value.get("else"), (*path, "else"))
         return TransitionSpec(
             event=event,
             to=self.target(flow, value["to"]),
             say=self.say(value.get("say"), (*path, "say")),
-            then=self.target(flow, value["then"]) if "then" in value else None,
-            otherwise=self.target(flow, value["else"]) if "else" in value else None,
+            then=(HERE if value.get("then") == HERE else self.target(flow, value["then"])) if "then" in value else None,
+            otherwise=otherwise,
+            otherwise_when=otherwise_when,
             set=dict(value.get("set", {})),
             clear=tuple(value.get("clear", [])),
             when=value.get("when"),
             unless=value.get("unless"),
             where=self.where(path),
         )
+
+    def otherwise(self, flow: str | None, event: str, value: Any,
+                  path: JsonPath) -> tuple[str | None, tuple[TransitionSpec, ...]]:
+        """A return's 'else': one state, or guarded alternatives closed by a plain state."""
+        if value is None or isinstance(value, str):
+            return (None if value is None else self.target(flow, value)), ()
+        items = [self.transition(flow, event, v, (*path, i)) for i, v in enumerate(value)]
+        last = items[-1]
+        if last.when or last.unless or isinstance(value[-1], dict):
+            self.error((*path, len(items) - 1), "F070", "a list 'else' ends with a plain state, taken when no "
+                       "guarded one before it is")
+        for item, raw in zip(items[:-1], value[:-1], strict=True):
+            if not (item.when or item.unless):
+                self.error((*path, value.index(raw)), "F015", f"'else' item to {item.to} has no 'when' or 'unless': "
+                           "the items after it are never taken")
+        return last.to, tuple(items[:-1])
 
     # ------------------------------------------------------------------ per kind
 

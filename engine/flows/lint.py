@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from engine.actions.registry import VALUE, ActionRegistry, Shape
 from engine.flows.build import Built, TemplateUse
 from engine.flows.findings import Finding, Severity
-from engine.flows.model import ERRORS_BY_KIND, RETURN, Alternatives, ButtonSpec, StateSpec, TransitionSpec, Where
+from engine.flows.model import ERRORS_BY_KIND, HERE, RETURN, Alternatives, ButtonSpec, StateSpec, TransitionSpec, Where
 from engine.flows.text import normalize_text
 from engine.flows.vk_limits import KEYBOARD_LIMITS, MAX_LABEL, MAX_PAYLOAD, MAX_PER_ROW
 from engine.replies import Button
@@ -16,7 +16,7 @@ from engine.replies import Button
 
 FILE_FIELDS = frozenset({"id", "name", "size", "mime"})
 BUILTIN_SLOTS: dict[str, Shape] = {"user": Shape.record("email", "name", "caller_id")}
-CATALOG_ITEM = Shape.record("id", "name", "group", "group_id")
+CATALOG_ITEM = Shape.record("id", "name", "group", "group_id", "label", "hint")
 SCOPE_VARS: dict[str, dict[str, Shape]] = {
     "mail": {"code": VALUE, "minutes": VALUE, "email": VALUE},
     "message": {"file": Shape.record("name")},
@@ -67,7 +67,7 @@ class Linter:
     # ------------------------------------------------------------------ targets
 
     def check_target(self, target: str | None, where: Where | None) -> None:
-        if target is None or target == RETURN:
+        if target is None or target in (RETURN, HERE):
             return
         if "." not in target:
             self.add(where, "F010", f"target '{target}' must be written as flow.state here")
@@ -98,6 +98,8 @@ class Linter:
             self.check_target(t.to, t.where)
             self.check_target(t.then, t.where)
             self.check_target(t.otherwise, t.where)
+            for alt in t.otherwise_when:
+                self.check_target(alt.to, alt.where)
             if t.to == RETURN and t.then:
                 self.add(t.where, "F070", "'then' makes no sense on a transition to 'return'")
         for alternatives in self.all_alternatives():
@@ -271,7 +273,7 @@ class Linter:
                 continue
             seen.add(name)
             for t in (t for alts in self.states[name].on.values() for t in alts):
-                for nxt in (t.to, t.then, t.otherwise):
+                for nxt in (t.to, t.then, t.otherwise, *(alt.to for alt in t.otherwise_when)):
                     if nxt and nxt in self.states and nxt not in seen:
                         todo.append(nxt)
         for name, st in self.states.items():

@@ -9,6 +9,7 @@ from typing import Any
 from engine.flows.templates import Template, lookup
 
 RETURN = "return"
+HERE = "here"  # a `then` naming the state the event came from
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,9 @@ class TransitionSpec:
     to: str  # a qualified state name "flow.state", or RETURN
     say: tuple[SayPart, ...] = ()
     then: str | None = None
-    otherwise: str | None = None  # 'else' in YAML
+    otherwise: str | None = None  # 'else' in YAML (its last, unguarded item)
+    # The guarded items of a list 'else', tried in order before `otherwise` (to, when, unless).
+    otherwise_when: tuple[TransitionSpec, ...] = ()
     set: Mapping[str, Any] = field(default_factory=dict)
     clear: tuple[str, ...] = ()
     # Guards over the session's slots: taken only when `when` is set and `unless` is not.
@@ -164,7 +167,8 @@ class CatalogEntry:
         return self.label or self.name
 
     def as_slot(self) -> dict[str, str]:
-        return {"id": self.id, "name": self.name, "group_id": self.group_id, "group": self.group_name}
+        return {"id": self.id, "name": self.name, "group_id": self.group_id, "group": self.group_name,
+                "label": self.button, "hint": self.hint or ""}
 
 
 @dataclass(frozen=True, slots=True)
