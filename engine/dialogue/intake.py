@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from engine.dialogue.inputs import check_file, check_text, limits
-from engine.flows.model import FlowSet, InputSpec, SayPart
+from engine.flows.model import TYPED, FlowSet, InputSpec, SayPart
 from engine.ports import FileSpool, FileSpoolFull, Incoming, IncomingFile
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,10 @@ class Intake:
         self.slots[inp.slot] = verdict.value
         return True
 
-    async def files(self, inp: InputSpec, incoming: Incoming, accepted: Sequence[SayPart] | None = None) -> None:
-        """Keep valid files in inp.slot; accepted: the text said per file (default: the input's)."""
+    async def files(self, inp: InputSpec, incoming: Incoming, accepted: Sequence[SayPart] | None = None) -> bool:
+        """Keep valid files in inp.slot; accepted: the text said per file (default: the input's).
+        True when text came without a file and the input asks about it (ask_text): the text is
+        in slot 'typed', for the caller to raise the event 'typed'."""
         files = [f for f in self.slots.get(inp.slot) or [] if isinstance(f, dict)]
         candidates: list[IncomingFile | tuple[str, int]] = [*incoming.files, *incoming.oversized]
         for file in candidates:
@@ -70,12 +72,16 @@ class Intake:
                 continue
             files.append(stored.as_slot())
             self.speaker.say(inp.accepted if accepted is None else accepted,
-                             {**limits(inp), **verdict.vars, "count": len(files)})
+                             {**limits(inp), **verdict.vars, "count": len(files), "left": inp.max_files - len(files)})
         self.slots[inp.slot] = files
         text = incoming.text.strip()
+        if text and inp.ask_text and not candidates:
+            self.slots[TYPED] = text[: inp.max_length]
+            return True
         if text and inp.text_slot:
             previous = str(self.slots.get(inp.text_slot) or "")
             self.slots[inp.text_slot] = f"{previous}\n{text}".strip()[: inp.max_length]
             self.speaker.say(inp.noted, {**limits(inp), "count": len(files)})
         elif text and not incoming.files:
             self.speaker.message("stray")
+        return False

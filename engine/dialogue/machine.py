@@ -33,6 +33,7 @@ from engine.ports.files import slot_file_ids
 
 RETURN_SLOT = "_return"
 MAX_RETURN_DEPTH = 5
+DEFAULT_TEXT_LIMIT = 4000  # a slot no text input writes: as much as a SimpleOne description holds
 
 Callback = Callable[[EventData], Any]
 
@@ -80,6 +81,12 @@ class DialogueMachine:
         self.global_on = flows.bot.global_on
         self.start = flows.bot.start
         self.file_slots = flows.file_slots
+        # What a slot's text inputs allow, for text appended to it by a transition.
+        self.text_limits: dict[str, int] = {}
+        for st in flows.states.values():
+            if st.input is not None and st.input.kind == "text":
+                self.text_limits[st.input.slot] = min(st.input.max_length,
+                                                      self.text_limits.get(st.input.slot, st.input.max_length))
         self.machine = Machine(
             model=None,
             states=list(flows.states),
@@ -205,6 +212,11 @@ class DialogueMachine:
                 value = slots.pop(name, None)
                 if name in self.file_slots:
                     dialogue.discard.extend(slot_file_ids(value))
+            for target, origin in spec.append.items():
+                added = str(slots.pop(origin, "") or "").strip()
+                if added:
+                    text = f"{str(slots.get(target) or '').strip()}\n{added}".strip()
+                    slots[target] = text[: self.text_limits.get(target, DEFAULT_TEXT_LIMIT)]
             slots.update(spec.set)
             text = render_say(spec.say, slots)
             if text:

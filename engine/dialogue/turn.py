@@ -16,7 +16,7 @@ from engine.dialogue.inputs import limits
 from engine.dialogue.intake import Intake
 from engine.dialogue.machine import RETURN_SLOT, machine_of
 from engine.dialogue.model import Dialogue
-from engine.flows.model import FlowSet, InputSpec, SayPart, StateSpec, render_say
+from engine.flows.model import TYPED, FlowSet, InputSpec, SayPart, StateSpec, render_say
 from engine.ports import Incoming, OutboxItem, Session, WatchedTicket
 from engine.ports.files import slot_file_ids
 from engine.replies import Reply
@@ -209,7 +209,8 @@ class Turn:
             self.message("stale_button")
             return
         if inp is not None and inp.kind == "attachments":
-            await self.intake().files(inp, incoming)
+            if await self.intake().files(inp, incoming):
+                await self.fire(TYPED)
         elif inp is not None and (incoming.text.strip() or not has_files or inp.files_slot):
             if await self.intake().text(inp, incoming):
                 await self.fire("ok")

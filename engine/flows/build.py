@@ -55,6 +55,8 @@ class Built:
     uses: list[TemplateUse] = field(default_factory=list)
     # Slot names used outside templates (when/unless conditions, clear lists), for the linter.
     slot_refs: list[tuple[str, Where]] = field(default_factory=list)
+    # Conditions of texts said with values of their own (an input's {count}, {left}…): (name, scope, where).
+    scoped_refs: list[tuple[str, str, Where]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     # Where each kind of settings file was first seen, to report a second one.
     seen_kinds: dict[str, Where] = field(default_factory=dict)
@@ -104,7 +106,11 @@ class _DocBuilder:
             else:
                 for key in ("when", "unless"):
                     if key in item:
-                        self.out.slot_refs.append((item[key], self.where((*path, i, key))))
+                        where = self.where((*path, i, key))
+                        if scope == "slots":
+                            self.out.slot_refs.append((item[key], where))
+                        else:
+                            self.out.scoped_refs.append((item[key], scope, where))
                 parts.append(SayPart(self.template(item["text"], (*path, i, "text"), scope),
                                      item.get("when"), item.get("unless")))
         return tuple(parts)
@@ -140,6 +146,9 @@ class _DocBuilder:
             return TransitionSpec(event, self.target(flow, value), where=self.where(path))
         for i, name in enumerate(value.get("clear", [])):
             self.out.slot_refs.append((name, self.where((*path, "clear", i))))
+        for target, source in value.get("append", {}).items():
+            self.out.slot_refs.append((target, self.where((*path, "append", target), key=True)))
+            self.out.slot_refs.append((source, self.where((*path, "append", target))))
         for key in ("when", "unless"):
             if key in value:
                 self.out.slot_refs.append((value[key], self.where((*path, key))))
@@ -153,6 +162,7 @@ class _DocBuilder:
             otherwise_when=otherwise_when,
             set=dict(value.get("set", {})),
             clear=tuple(value.get("clear", [])),
+            append=dict(value.get("append", {})),
             when=value.get("when"),
             unless=value.get("unless"),
             where=self.where(path),
@@ -218,6 +228,7 @@ class _DocBuilder:
             max_file_mb=float(data.get("max_file_mb", 10)),
             extensions=tuple(e.lower() for e in data.get("extensions", [])),
             text_slot=data.get("text_slot"),
+            ask_text=bool(data.get("ask_text", False)),
             files_slot=data.get("files_slot"),
             commands=bool(data.get("commands", True)),
             accepted=self.say(data.get("accepted"), (*path, "accepted"), "input"),
@@ -226,6 +237,8 @@ class _DocBuilder:
         )
         if spec.min_length > spec.max_length:
             self.error(path, "F070", f"min_length {spec.min_length} is greater than max_length {spec.max_length}")
+        if spec.ask_text and not spec.text_slot:
+            self.error((*path, "ask_text"), "F070", "ask_text needs a text_slot (where the text goes if it is added)")
         if spec.text_slot and spec.kind != "attachments":
             self.error((*path, "text_slot"), "F070", "text_slot is only for kind: attachments")
         if spec.files_slot and spec.kind != "text":

@@ -7,7 +7,17 @@ from collections.abc import Iterable, Mapping
 from engine.actions.registry import VALUE, ActionRegistry, Shape
 from engine.flows.build import Built, TemplateUse
 from engine.flows.findings import Finding, Severity
-from engine.flows.model import ERRORS_BY_KIND, HERE, RETURN, Alternatives, ButtonSpec, StateSpec, TransitionSpec, Where
+from engine.flows.model import (
+    ERRORS_BY_KIND,
+    HERE,
+    RETURN,
+    TYPED,
+    Alternatives,
+    ButtonSpec,
+    StateSpec,
+    TransitionSpec,
+    Where,
+)
 from engine.flows.text import normalize_text
 from engine.flows.vk_limits import KEYBOARD_LIMITS, MAX_LABEL, MAX_PAYLOAD, MAX_PER_ROW
 from engine.replies import Button
@@ -24,7 +34,7 @@ SCOPE_VARS: dict[str, dict[str, Shape]] = {
     "notice": {"ticket": Shape.record("number", "subject", "status", "table", "sys_id", "files"),
                "files": VALUE, "status": VALUE},
     "input": {"min": VALUE, "max": VALUE, "max_files": VALUE, "max_mb": VALUE, "extensions": VALUE,
-              "file": Shape.record("name", "size"), "count": VALUE},
+              "file": Shape.record("name", "size"), "count": VALUE, "left": VALUE},
 }
 # Events the engine raises itself, by the kind of state.
 INPUT_EVENT = "ok"
@@ -124,6 +134,8 @@ class Linter:
                 raised.setdefault(button.event, button.where)
         if st.input and st.input.kind != "attachments":
             raised.setdefault(INPUT_EVENT, st.where)
+        if st.input and st.input.ask_text:
+            raised.setdefault(TYPED, st.where)
         if st.pick:
             for ev in PICK_EVENTS:
                 raised.setdefault(ev, st.where)
@@ -224,6 +236,9 @@ class Linter:
                 self.add(st.where, "F070", f"{st.name}: attachments input needs an 'accepted' text")
             if inp.text_slot and not inp.noted:
                 self.add(st.where, "F070", f"{st.name}: text_slot needs a 'noted' text")
+            if inp.ask_text and not self.handled(st, TYPED):
+                self.add(st.where, "F013", f"{st.name}: text sent alone raises '{TYPED}' (ask_text), but the state "
+                         f"has no 'on: {TYPED}'")
         if inp.files_slot and not any(
             o.input and o.input.kind == "attachments" and o.input.slot == inp.files_slot for o in self.states.values()
         ):
@@ -299,6 +314,8 @@ class Linter:
                     lists[inp.slot] = known[inp.slot]
                     if inp.text_slot:
                         known.setdefault(inp.text_slot, VALUE)
+                    if inp.ask_text:
+                        known.setdefault(TYPED, VALUE)
                 else:
                     known.setdefault(inp.slot, VALUE)
                     if inp.files_slot:
@@ -323,9 +340,12 @@ class Linter:
 
     def check_templates(self) -> None:
         slots = self.known_slots()
-        for dotted, where in self.built.slot_refs:
+        refs = [(dotted, where, slots) for dotted, where in self.built.slot_refs]
+        refs += [(dotted, where, {**slots, **SCOPE_VARS.get(scope, {})})
+                 for dotted, scope, where in self.built.scoped_refs]
+        for dotted, where, names in refs:
             head, _, tail = dotted.partition(".")
-            known = slots.get(head)
+            known = names.get(head)
             field = tail.split(".")[0]
             if known is None:
                 self.add(where, "F030", f"unknown slot '{dotted}'")

@@ -9,6 +9,7 @@ from typing import Any
 from engine.flows.templates import Template, lookup
 
 RETURN = "return"
+TYPED = "typed"  # the slot and the event of text an attachments input asks about (ask_text)
 HERE = "here"  # a `then` naming the state the event came from
 
 
@@ -49,6 +50,7 @@ class TransitionSpec:
     otherwise_when: tuple[TransitionSpec, ...] = ()
     set: Mapping[str, Any] = field(default_factory=dict)
     clear: tuple[str, ...] = ()
+    append: Mapping[str, str] = field(default_factory=dict)  # target slot ← source slot's text
     # Guards over the session's slots: taken only when `when` is set and `unless` is not.
     when: str | None = None
     unless: str | None = None
@@ -69,6 +71,7 @@ class InputSpec:
     max_file_mb: float = 10.0
     extensions: tuple[str, ...] = ()
     text_slot: str | None = None
+    ask_text: bool = False  # attachments: text without a file goes to slot 'typed' and raises 'typed'
     files_slot: str | None = None
     commands: bool = True  # typed commands are commands here (False: they are content)
     accepted: tuple[SayPart, ...] = ()

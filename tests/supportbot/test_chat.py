@@ -92,11 +92,11 @@ async def test_the_dialogue_survives_a_restart_of_the_chat(tmp_path: Path) -> No
     chat = await _start(tmp_path)
     await chat.expect(r"\[1\] Создать заявку")
     await chat.send("Помощь")
-    await chat.expect(r"Этот бот принимает заявки")
+    await chat.expect(r"Я принимаю заявки")
     await chat.finish()
     again = await _start(tmp_path)
     # The same SQLite file: the user is shown the step they left.
-    await again.expect(r"Этот бот принимает заявки")
+    await again.expect(r"Я принимаю заявки")
     await again.finish()
 
 

@@ -247,7 +247,7 @@ async def test_events_answered_but_not_handled_are_handled_after_a_restart(
     assert await resume_pending(channel.bot, channel.storage) == 2
     await channel.bot.dispatcher.drain()
     texts = [m.text for m in vk.user(1003).replies]
-    assert len(texts) == 2 and "Главное меню" in texts[0] and "Этот бот принимает заявки" in texts[1]
+    assert len(texts) == 2 and "Главное меню" in texts[0] and "Я принимаю заявки" in texts[1]
     assert await channel.storage.inbox_pending() == []
     assert await resume_pending(channel.bot, channel.storage) == 0
 
@@ -257,7 +257,7 @@ async def test_long_poll_resumes_where_it_stopped_without_replays(
     await channel.start_polling()
     user = vk.user(1004)
     assert "Главное меню" in await say(user, "Начать")
-    assert "Этот бот принимает заявки" in await press(user, "Помощь")
+    assert "Я принимаю заявки" in await press(user, "Помощь")
     await channel.stop_polling()
     saved = await channel.storage.get_cursor(f"vk:{GROUP}:longpoll_ts")
     assert saved is not None
@@ -372,7 +372,7 @@ async def test_an_answer_vk_did_not_take_is_sent_again_at_the_next_start(
     vk.faults.clear()
     await channel.stop_polling()
     assert await resend_unsent(channel.storage, channel.bot.sender, channel.bot.delivery) == 1  # type: ignore[arg-type]
-    assert "Этот бот принимает заявки" in (await user.wait_reply()).text
+    assert "Я принимаю заявки" in (await user.wait_reply()).text
     assert await channel.storage.replies_unsent() == []
     # Sent answers are marked and never sent twice.
     assert await resend_unsent(channel.storage, channel.bot.sender, channel.bot.delivery) == 0  # type: ignore[arg-type]
