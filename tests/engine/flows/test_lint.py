@@ -118,7 +118,7 @@ def test_unknown_slot_and_broken_template(flows: Path) -> None:
 def test_duplicate_state_flow_and_catalogue_ids(flows: Path) -> None:
     text = flows.joinpath("main.yaml").read_text(encoding="utf-8")
     flows.joinpath("main_copy.yaml").write_text(text, encoding="utf-8")
-    line = edit(flows, "catalog.yaml", "{id: pyrus,", "{id: directum,")
+    line = edit(flows, "catalog.yaml", "- id: pyrus\n", "- id: directum\n")
     line2 = edit(flows, "main.yaml", "  sign_out:\n", "  help:\n    say: x\n  sign_out:\n")
     found = codes(flows)
     assert any(c[:2] == ("main_copy.yaml", "F040") for c in found), found
@@ -158,8 +158,8 @@ def test_inline_keyboards_have_stricter_limits(flows: Path) -> None:
 
 def test_catalogue_entry_without_mapping(flows: Path) -> None:
     edit(flows, "catalog.yaml", "      map: {category: websites}\n", "")
-    line = edit(flows, "catalog.yaml", "{id: ranepa_site, name: \"Сайт ranepa.ru\", map: {subcategory: ranepa_site}}",
-                "{id: ranepa_site, name: \"Сайт ranepa.ru\"}")
+    line = edit(flows, "catalog.yaml", "- id: ranepa_site\n", "- id: ranepa_site\n")
+    edit(flows, "catalog.yaml", "          map: {subcategory: ranepa_site}\n", "")
     found = codes(flows)
     assert ("catalog.yaml", "F060", line) in found
 
