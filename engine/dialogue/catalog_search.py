@@ -3,11 +3,12 @@ entries it most likely means.
 
 A small full-text search over each entry's name, label and keywords and its group's, built once
 per flow set. Words are reduced to their stems (Snowball's Russian and English stemmers, through
-PyStemmer), so "паролем" finds "пароль"; a word the catalogue does not know is matched to the
-nearest one it does within one or two typos (rapidfuzz), or by a shared beginning ("сдошка" →
-"сдо"). A stem is worth more the fewer entries have it (idf), and more in an entry's keywords
-than in its name, and more in its name than in its group's. Words the catalogue lists under
-`search.ignore` (greetings, "не работает", "помогите") count for nothing.
+PyStemmer), so "паролем" finds "пароль". A word the catalogue does not know is matched to those
+it does within one or two typos, a swap of two letters counting as one (rapidfuzz's optimal
+string alignment), or by a shared beginning ("сдошка" → "сдо"). A stem is worth more the fewer
+entries have it (idf), and more in an entry's keywords than in its name, and more in its name
+than in its group's. Words the catalogue lists under `search.ignore` (greetings, "не работает",
+"помогите") count for nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from weakref import WeakKeyDictionary
 
 import Stemmer
 from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA
 
 from engine.flows.model import CatalogEntry, FlowSet
 
@@ -35,6 +36,7 @@ PHRASE_BONUS: Final = 1.0  # times the phrase's idf, when every word of a keywor
 MIN_SCORE: Final = 2.5  # below this nothing is proposed (a lone common group word)
 RELATIVE: Final = 0.35  # the others proposed must score at least this share of the best
 TYPO_SIMILARITY: Final = {1: 0.8, 2: 0.6}  # a match within this many edits counts this much
+MIN_TYPO_LENGTH: Final = 5  # a shorter stem is a typo away from too many others
 PREFIX_SIMILARITY: Final = 0.7
 
 _russian = Stemmer.Stemmer("russian")
@@ -125,18 +127,23 @@ class CatalogIndex:
         return [Match(self.entries[n], score) for n, score in ranked[:limit] if score >= RELATIVE * top]
 
     def _near(self, q: str) -> list[tuple[str, float]]:
-        """Catalogue stems that q stands for: itself, else its typos, else a shared beginning."""
+        """Catalogue stems that q stands for: itself; else those a typo or two away (long words
+        only: short ones are a typo away from too much), and those it extends by a suffix the
+        stemmer kept ("сдошк" → "сдо") or that extend it."""
         if q in self.weights:
             return [(q, 1.0)]
-        if len(q) < 4:
-            return []
-        allowed = 1 if len(q) < 8 else 2
-        typos = process.extract(q, self.vocabulary, scorer=Levenshtein.distance, score_cutoff=allowed, limit=5)
-        found = [(s, TYPO_SIMILARITY[int(d)]) for s, d, _ in typos if abs(len(s) - len(q)) <= allowed and d > 0]
-        if found:
-            return found
-        return [(s, PREFIX_SIMILARITY) for s in self.vocabulary
-                if len(s) >= 3 and (q.startswith(s) or (len(q) >= 5 and s.startswith(q)))]
+        found: dict[str, float] = {}
+        if len(q) >= MIN_TYPO_LENGTH:
+            allowed = 1 if len(q) < 8 else 2
+            for s, distance, _ in process.extract(q, self.vocabulary, scorer=OSA.distance,
+                                                  score_cutoff=allowed, limit=5):
+                if abs(len(s) - len(q)) <= allowed:
+                    found[s] = TYPO_SIMILARITY[int(distance)]
+        if len(q) >= 4:
+            for s in self.vocabulary:
+                if (len(s) >= 3 and q.startswith(s) and len(q) - len(s) <= 2) or (len(q) >= 5 and s.startswith(q)):
+                    found[s] = max(found.get(s, 0.0), PREFIX_SIMILARITY)
+        return list(found.items())
 
 
 _indexes: WeakKeyDictionary[FlowSet, CatalogIndex] = WeakKeyDictionary()
