@@ -129,19 +129,19 @@ class CatalogIndex:
     def _near(self, q: str) -> list[tuple[str, float]]:
         """Catalogue stems that q stands for: itself; else those a typo or two away (long words
         only: short ones are a typo away from too much), and those it extends by a suffix the
-        stemmer kept ("сдошк" → "сдо") or that extend it."""
+        stemmer kept ("сдошк" → "сдо"; not the other way: "стран" is no "страниц")."""
         if q in self.weights:
             return [(q, 1.0)]
         found: dict[str, float] = {}
         if len(q) >= MIN_TYPO_LENGTH:
-            allowed = 1 if len(q) < 8 else 2
+            allowed = 1 if len(q) < 9 else 2
             for s, distance, _ in process.extract(q, self.vocabulary, scorer=OSA.distance,
                                                   score_cutoff=allowed, limit=5):
                 if abs(len(s) - len(q)) <= allowed:
                     found[s] = TYPO_SIMILARITY[int(distance)]
         if len(q) >= 4:
             for s in self.vocabulary:
-                if (len(s) >= 3 and q.startswith(s) and len(q) - len(s) <= 2) or (len(q) >= 5 and s.startswith(q)):
+                if len(s) >= 3 and q.startswith(s) and len(q) - len(s) <= 2:
                     found[s] = max(found.get(s, 0.0), PREFIX_SIMILARITY)
         return list(found.items())
 

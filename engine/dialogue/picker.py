@@ -2,7 +2,8 @@
 
 Where the user is (level and page) lives in the reserved slot `_pick`, so it survives restarts
 like every other part of the session. Items are numbered across pages; full names go in the
-message text and shortened names on the buttons, since VK caps labels at 40 characters.
+message text and on the buttons the short labels (catalog.yaml's `label:`, else the name, cut to
+VK's 40 characters), side by side where they are short enough (`columns`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from engine.flows.model import Catalog, FlowSet, PickSpec, StateSpec
 from engine.flows.text import normalize_text
-from engine.flows.vk_limits import shorten
+from engine.flows.vk_limits import pack, shorten
 from engine.replies import Button
 
 PICK_SLOT = "_pick"
@@ -66,9 +67,9 @@ def catalog_items(catalog: Catalog, group: int) -> list[Item]:
         return cached[1]
     groups = catalog.groups
     if 0 <= group < len(groups):
-        built = [Item(e.name, shorten(f"{n}. {e.name}"), e.as_slot()) for n, e in enumerate(groups[group].entries, 1)]
+        built = [Item(e.name, shorten(e.button), e.as_slot()) for e in groups[group].entries]
     else:
-        built = [Item(g.name, shorten(f"{n}. {g.name}"), None) for n, g in enumerate(groups, 1)]
+        built = [Item(g.name, shorten(g.button), None) for g in groups]
     if len(_catalog_items) > 256:  # old flow sets after many reloads
         _catalog_items.clear()
     _catalog_items[key] = (catalog, built)
@@ -125,7 +126,10 @@ def lines(flows: FlowSet, v: View, numbered: bool) -> list[str]:
 
 def buttons(flows: FlowSet, st: StateSpec, v: View, back_handled: bool) -> list[list[Button]]:
     labels = flows.bot.pick_labels
-    rows = [[Button(item.label, "pick", index=i)] for i, item in v.page_items()]
+    shown = v.page_items()
+    assert st.pick is not None
+    rows = [[Button(shown[k][1].label, "pick", index=shown[k][0]) for k in row]
+            for row in pack([item.label for _, item in shown], st.pick.columns)]
     nav = []
     if v.page > 0:
         nav.append(Button(labels.prev, "pick_prev"))

@@ -203,6 +203,12 @@ class Turn:
             return
         inp = self.state.input
         has_files = bool(incoming.files or incoming.oversized)
+        start = self.flows.states[self.flows.bot.start]
+        if inp is None and self.state.free_text and start.input is not None and (incoming.text.strip() or has_files):
+            # A dialogue has ended here: what the user writes next is a new request, as at the start.
+            await self.arrive(start.name)
+            await self.consume(incoming)
+            return
         if incoming.payload and not incoming.text.strip() and not has_files:
             # A press of a button this step does not offer (an old keyboard, a forged payload):
             # never the step's input.

@@ -215,6 +215,7 @@ class _DocBuilder:
             inline=bool(data.get("inline", False)),
             on={ev: self.alternatives(flow, ev, t, (*path, "on", ev)) for ev, t in (data.get("on") or {}).items()},
             where=self.where(path, key=True),
+            free_text=bool(data.get("free_text", False)),
         )
 
     def input(self, data: dict[str, Any], path: JsonPath) -> InputSpec:
@@ -252,7 +253,7 @@ class _DocBuilder:
         line = self.template(data["line"], (*path, "line"), scope) if "line" in data else None
         if source != "catalog" and (label is None or line is None):
             self.error(path, "F070", f"a pick from the list '{source}' needs 'label' and 'line' templates")
-        return PickSpec(source, data["slot"], label, line, int(data.get("page_size", 6)))
+        return PickSpec(source, data["slot"], label, line, int(data.get("page_size", 6)), int(data.get("columns", 1)))
 
     def catalog(self, doc: dict[str, Any]) -> None:
         data = doc["catalog"]

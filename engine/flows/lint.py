@@ -19,7 +19,7 @@ from engine.flows.model import (
     Where,
 )
 from engine.flows.text import normalize_text
-from engine.flows.vk_limits import KEYBOARD_LIMITS, MAX_LABEL, MAX_PAYLOAD, MAX_PER_ROW
+from engine.flows.vk_limits import KEYBOARD_LIMITS, MAX_LABEL, MAX_PAYLOAD, MAX_PER_ROW, pack, shorten
 from engine.replies import Button
 
 # VK's keyboard limits (shared/reference/vk-api.md): (rows, buttons) regular and inline.
@@ -71,6 +71,7 @@ class Linter:
         self.check_reachability()
         self.check_templates()
         self.check_catalog()
+        self.check_catalog_labels()
         self.check_settings()
         return self.findings
 
@@ -196,6 +197,10 @@ class Linter:
                 if ev not in raised and ev not in commands and ev not in global_events:
                     self.add(alternatives[0].where, "F014", f"{st.name}: 'on: {ev}' can never happen here (no "
                              "button, input, pick, action or command raises it)", Severity.WARNING)
+            start = self.states.get(self.built.bot.start) if self.built.bot else None
+            if st.free_text and (st.input is not None or st.pick is not None or start is None or start.input is None):
+                self.add(st.where, "F070", f"{st.name}: free_text is for a step without input or pick, and needs "
+                         "an input at bot.start to take the text")
             shows_buttons = bool(self.rows(st)) or st.pick is not None
             if not st.on and not shows_buttons and st.input is None:
                 self.add(st.where, "F013", f"{st.name}: no buttons, no input and no transitions: the user is stuck")
@@ -249,8 +254,19 @@ class Linter:
         rows = self.rows(st)
         n_rows = len(rows)
         n_buttons = sum(len(r) for r in rows)
-        if st.pick:
-            # The page of items (one per row), a paging row and a Back row.
+        if st.pick and st.pick.source == "catalog" and self.built.catalog:
+            # Every screen of the catalogue is known: the most rows any of them takes.
+            most_rows, most_buttons = 0, 0
+            for _, labels in self.catalog_screens():
+                pages = [labels[i : i + st.pick.page_size] for i in range(0, len(labels), st.pick.page_size)]
+                for page in pages:
+                    paging = 1 if len(pages) > 1 else 0
+                    most_rows = max(most_rows, len(pack(page, st.pick.columns)) + paging + 1)
+                    most_buttons = max(most_buttons, len(page) + 2 * paging + 1)
+            n_rows += most_rows
+            n_buttons += most_buttons
+        elif st.pick:
+            # The page of items (one per row at worst: labels are templates), paging and Back.
             n_rows += st.pick.page_size + 2
             n_buttons += st.pick.page_size + 3
         max_rows, max_buttons = KEYBOARD_LIMITS[st.inline]
@@ -263,6 +279,43 @@ class Linter:
                 self.add(row[0].where, "F050", f"{st.name}: a row of {len(row)} buttons; VK allows {MAX_PER_ROW}")
             for button in row:
                 self.check_button(button, st.name)
+
+    def catalog_screens(self) -> list[tuple[Where, list[str]]]:
+        """The catalogue's screens as the picker shows them: the groups, then each group's entries;
+        each with its buttons' labels."""
+        catalog = self.built.catalog
+        if catalog is None:
+            return []
+        screens = [(catalog.groups[0].where, [shorten(g.button) for g in catalog.groups])]
+        screens += [(g.where, [shorten(e.button) for e in g.entries]) for g in catalog.groups]
+        return screens
+
+    def check_catalog_labels(self) -> None:
+        catalog = self.built.catalog
+        if catalog is None:
+            return
+        shown = [(g.button, g.where) for g in catalog.groups]
+        shown += [(e.button, e.where) for g in catalog.groups for e in g.entries]
+        for button, where in shown:
+            if len(button) > MAX_LABEL:
+                self.add(where, "F051", f"catalogue: '{button}' is cut to '{shorten(button)}' on its button "
+                         f"(VK allows {MAX_LABEL} characters); give it a shorter label:", Severity.WARNING)
+        for where, labels in self.catalog_screens():
+            seen: dict[str, str] = {}
+            for label in labels:
+                key = normalize_text(label)
+                if key in seen:
+                    self.add(where, "F053", f"catalogue: two buttons of one screen read '{label}'"
+                             + (" once cut to fit" if label.endswith("…") else "") + "; give them labels that differ")
+                seen[key] = label
+        pick_sizes = [st.pick.page_size for st in self.states.values() if st.pick and st.pick.source == "catalog"]
+        for where, labels in self.catalog_screens():
+            for size in pick_sizes:
+                if -(-len(labels) // size) > 2:
+                    self.add(where, "F054", f"catalogue: a screen of {len(labels)} buttons takes "
+                             f"{-(-len(labels) // size)} pages of {size}; split the group or show more at once",
+                             Severity.WARNING)
+                    break
 
     def check_button(self, button: ButtonSpec, owner: str) -> None:
         if len(button.label) > MAX_LABEL:

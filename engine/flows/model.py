@@ -95,6 +95,7 @@ class PickSpec:
     label: Template | None
     line: Template | None
     page_size: int = 6
+    columns: int = 1  # buttons side by side, where the labels are short enough
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,7 @@ class StateSpec:
     inline: bool
     on: Mapping[str, Alternatives]
     where: Where
+    free_text: bool = False  # unmatched text goes to the start state's input (a new request)
 
 
 @dataclass(frozen=True, slots=True)
