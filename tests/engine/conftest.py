@@ -42,7 +42,7 @@ def zz(flows: Path) -> FlowSet:
     (flows / "zz.yaml").write_text(ZZ, encoding="utf-8")
     bot = flows / "bot.yaml"
     text = bot.read_text(encoding="utf-8")
-    bot.write_text(text.replace("    help: main.help\n", "    help: main.help\n    zz: zz.a\n"), encoding="utf-8")
+    bot.write_text(text.replace("    menu: main.menu\n", "    menu: main.menu\n    zz: zz.a\n"), encoding="utf-8")
     result = load_flow_set([flows])
     assert result.errors == [], result.errors
     assert result.flow_set is not None

@@ -22,7 +22,8 @@ def test_clean_flows_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_findings_exit_1_one_line_each(flows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = flows / "create_ticket.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace("done: confirm", "done: confrim"), encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8").replace("done: {to: confirm,", "done: {to: confrim,"),
+                    encoding="utf-8")
     assert main(["check", str(flows)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines and all(LINE.match(line) for line in lines), lines

@@ -68,7 +68,7 @@ async def draft_phone_ticket(user: FakeUser, box: Mailbox, email: str, text: str
     await step(user, "say", email)
     await step(user, "say", await box.code())
     await step(user, "say", "12")
-    await step(user, "press", "1. Телефония")
+    await step(user, "press", "Телефонная связь (АТС)")
     await step(user, "say", text)
     assert "Проверьте заявку" in await step(user, "press", "Без файлов")
 
@@ -79,7 +79,7 @@ async def dialogue(user: FakeUser, box: Mailbox, email: str) -> str:
     assert f"отправили код на {email}" in await step(user, "say", email)
     assert f"вы вошли как {email}" in await step(user, "say", await box.code())
     await step(user, "say", "12")
-    assert "Опишите проблему" in await step(user, "press", "1. Телефония")
+    assert "Опишите проблему" in await step(user, "press", "Телефонная связь (АТС)")
     await step(user, "say", "Телефон в кабинете 110 не звонит наружу")
     assert "Проверьте заявку" in await step(user, "press", "Без файлов")
     return await step(user, "press", "Отправить")
@@ -118,7 +118,7 @@ async def test_serve_survives_a_kill_and_handles_each_event_once(
         assert "отправили код на kill-user@ranepa.ru" in (await user.wait_reply(timeout=15)).text
         assert "вы вошли как kill-user@ranepa.ru" in await step(user, "say", await box.code())
         await step(user, "say", "12")
-        await step(user, "press", "1. Телефония")
+        await step(user, "press", "Телефонная связь (АТС)")
         await step(user, "say", "Телефон в кабинете 111 не звонит наружу")
         await step(user, "press", "Без файлов")
         assert "Заявка INC0000001 создана" in await step(user, "press", "Отправить")
@@ -177,12 +177,12 @@ async def test_run_killed_and_restarted_misses_nothing_and_repeats_nothing(
         await vk.poller_waiting(within=20)
         user = vk.user(34)
         assert "Главное меню" in await step(user, "say", "Начать")
-        assert "Этот бот" in await step(user, "press", "Помощь")
+        assert "Я принимаю заявки" in await step(user, "press", "Помощь")
         await stop(proc, signal.SIGKILL)
         await user.say("Главное меню")  # written while the bot is down
         proc = await start(["run"], env, tmp_path)
         assert "Главное меню" in (await user.wait_reply(timeout=20)).text
-        assert "Этот бот" in await step(user, "press", "Помощь")
+        assert "Я принимаю заявки" in await step(user, "press", "Помощь")
         await user.assert_no_reply(within=1.5)  # nothing handled before the kill came again
     finally:
         err = await stop(proc)

@@ -132,8 +132,8 @@ async def create_ticket_dialogue(ch: Channel, user: FakeUser, email: str) -> str
     """The whole dialogue through VK: sign in, pick, describe, attach a photo, confirm, submit."""
     assert "Главное меню" in await say(user, "Начать")
     await sign_in(ch, user, email)
-    assert "Сопровождение сервисов сотрудника" in await press(user, "2. Сопровождение сервисов сотрудника")
-    assert "Опишите проблему" in await press(user, "6. Программное обеспечение (ПО)")
+    assert "Сопровождение сервисов сотрудника" in await press(user, "Сервисы сотрудника")
+    assert "Опишите проблему" in await press(user, "Программы (ПО)")
     assert "Прикрепите" in await say(user, "Не открывается Excel: пишет, что файл повреждён")
     await user.send_photo(b"\xff\xd8\xff" + b"jpeg" * 5000)
     reply = await user.wait_reply()
@@ -275,14 +275,14 @@ async def test_long_poll_survives_expired_keys_lost_history_and_vk_errors(
     user = vk.user(1005)
     assert "Главное меню" in await say(user, "Начать")
     vk.expire_key()
-    assert "Этот бот" in await say(user, "Помощь")
+    assert "Я принимаю заявки" in await say(user, "Помощь")
     vk.lose_history()
     await asyncio.sleep(0.3)  # the poller gets a new key and ts
     assert "Главное меню" in await say(user, "Главное меню")
     # A burst of "too many requests" and an internal error: the replies still arrive.
     vk.faults.fail_next("messages.send", 3, code=6)
     vk.faults.fail_next("messages.send", 1, code=10)
-    assert "Этот бот" in await say(user, "Помощь")
+    assert "Я принимаю заявки" in await say(user, "Помощь")
     assert channel.bot.sender.retried >= 4
 
 
@@ -329,7 +329,7 @@ async def test_long_poll_rides_out_network_failures(
     vk.faults.drop_next("longpoll", 2)
     vk.faults.http_next("longpoll", 1, status=502)
     await vk.poller_waiting(within=5)  # the poll in flight ends; the next three fail
-    assert "Этот бот" in await say(user, "Помощь")
+    assert "Я принимаю заявки" in await say(user, "Помощь")
     failures = [r for r in caplog.records if "long poll request failed" in r.getMessage()]
     assert failures  # it failed, backed off, and went on
 
@@ -340,8 +340,8 @@ async def test_documents_are_taken_within_limits_and_a_dead_link_is_said(
     user = vk.user(1010)
     await say(user, "Начать")
     await sign_in(channel, user, "docs@ranepa.ru")
-    await press(user, "2. Сопровождение сервисов сотрудника")
-    await press(user, "6. Программное обеспечение (ПО)")
+    await press(user, "Сервисы сотрудника")
+    await press(user, "Программы (ПО)")
     await say(user, "Не устанавливается обновление программы учёта")
     await user.send_doc("журнал.log", b"ERROR 42\n" * 100)
     assert "Файл «журнал.log» получен" in (await user.wait_reply()).text
@@ -436,8 +436,8 @@ async def test_a_cropped_message_is_read_whole(channel: Channel, vk: RunningVkEm
     user = vk.user(1014)
     await say(user, "Начать")
     await sign_in(channel, user, "cropped@ranepa.ru")
-    await press(user, "2. Сопровождение сервисов сотрудника")
-    await press(user, "6. Программное обеспечение (ПО)")
+    await press(user, "Сервисы сотрудника")
+    await press(user, "Программы (ПО)")
     await say(user, "Программа выдаёт ошибку при запуске")
     # VK left the attachments out of the update (is_cropped): the bot reads the message whole.
     await user.send_doc("скрин.png", b"\x89PNG" + b"0" * 100, cropped=True)

@@ -110,8 +110,8 @@ def with_menu_on(flows: Path, on: str) -> LoadResult:
     """The flows with `on:` transitions of main.menu's own (they win over bot.yaml's global ones)."""
     path = flows / "main.yaml"
     text = path.read_text(encoding="utf-8")
-    assert "    footer: false\n" in text
-    path.write_text(text.replace("    footer: false\n", "    footer: false\n    on:\n" + on, 1), encoding="utf-8")
+    assert "    on:\n" in text  # the menu's own transitions come first in main.yaml
+    path.write_text(text.replace("    on:\n", "    on:\n" + on, 1), encoding="utf-8")
     return load_flow_set([flows])
 
 

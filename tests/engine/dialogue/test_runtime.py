@@ -109,7 +109,8 @@ async def test_a_step_that_vanished_in_a_reload_lands_in_the_menu(harness: Harne
     # The new flow set calls the help step main.assist: main.help is gone.
     main, bot = flows / "main.yaml", flows / "bot.yaml"
     main.write_text(main.read_text(encoding="utf-8").replace("\n  help:\n", "\n  assist:\n"), encoding="utf-8")
-    bot.write_text(bot.read_text(encoding="utf-8").replace("help: main.help", "help: main.assist"), encoding="utf-8")
+    bot.write_text(bot.read_text(encoding="utf-8").replace("help: {to: main.help,", "help: {to: main.assist,"),
+                   encoding="utf-8")
     renamed = load_flow_set([flows]).flow_set
     assert renamed is not None and "main.help" not in renamed.states
 

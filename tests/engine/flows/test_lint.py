@@ -43,7 +43,7 @@ def test_schema_violation_points_at_the_key(flows: Path) -> None:
 
 
 def test_unknown_target_state_and_flow(flows: Path) -> None:
-    line = edit(flows, "create_ticket.yaml", "      done: confirm\n", "      done: confrim\n")
+    line = edit(flows, "create_ticket.yaml", "      done: {to: confirm,", "      done: {to: confrim,")
     line2 = edit(flows, "my_tickets.yaml", "add: {to: add_to_ticket.compose,", "add: {to: add_to_tiket.compose,")
     found = codes(flows)
     assert ("create_ticket.yaml", "F010", line) in found
@@ -63,7 +63,7 @@ def test_unreachable_state_is_an_error(flows: Path) -> None:
 
 def test_state_with_no_way_out(flows: Path) -> None:
     line = edit(flows, "main.yaml", "  help:\n", "  stuck:\n    say: тупик\n    footer: false\n  help:\n")
-    edit(flows, "bot.yaml", "    help: main.help\n", "    help: main.help\n    stuck: main.stuck\n")
+    edit(flows, "bot.yaml", "    menu: main.menu\n", "    menu: main.menu\n    stuck: main.stuck\n")
     assert ("main.yaml", "F013", line) in codes(flows)
 
 
@@ -83,8 +83,8 @@ def test_unknown_action_and_unhandled_outcome(flows: Path) -> None:
 
 def test_input_and_pick_outcomes_must_lead_somewhere(flows: Path) -> None:
     line = edit(flows, "auth.yaml", "    on:\n      ok: send_code\n", "    on:\n      xok: send_code\n")
-    line2 = edit(flows, "create_ticket.yaml", "      chosen: {to: return, else: describe}\n",
-                 "      xchosen: {to: return, else: describe}\n")
+    line2 = edit(flows, "create_ticket.yaml", "      chosen:\n        # Back to the check screen",
+                 "      xchosen:\n        # Back to the check screen")
     found = codes(flows)
     ask_email = ("auth.yaml", "F013", line - 8)
     assert any(c[:2] == ask_email[:2] and "'ok'" in msg for c, msg in _messages(flows)), found
@@ -128,8 +128,8 @@ def test_duplicate_state_flow_and_catalogue_ids(flows: Path) -> None:
 
 def test_keyboards_over_vk_limits(flows: Path) -> None:
     many = "".join(f"      - [{{label: Кнопка {i}, event: menu}}]\n" for i in range(10))
-    first_row = '      - [{label: "Создать заявку", event: create, color: primary}]\n'
-    tail = "\n  sign_out:"
+    first_row = '      - [{label: "Создать заявку", event: create, color: primary}, {label: "Назад", event: back}]\n'
+    tail = "    on:\n      back: {to: return, else: menu}"
     edit(flows, "main.yaml", "    buttons:\n" + first_row + tail, "    buttons:\n" + many + first_row + tail)
     help_line = edit(flows, "main.yaml", "  help:\n", "  help:\n")  # the state whose buttons grew
     long_label = "Очень длинная подпись кнопки, которая не влезет в ВК"
