@@ -290,8 +290,9 @@ class SqlStorage(ABC):
 
     async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats:
         """Sends at or after since: by this peer, to this email, by the pair, the pair's latest."""
-        by_peer, by_email, by_pair, last_pair = await self._one(self.sql.code_send_stats, peer, email, since)
-        return SendStats(int(by_peer), int(by_email), int(by_pair), last_pair)
+        by_peer, by_email, by_pair, last_pair, first_peer, first_others = await self._one(
+            self.sql.code_send_stats, peer, email, since)
+        return SendStats(int(by_peer), int(by_email), int(by_pair), last_pair, first_peer, first_others)
 
     # ----------------------------------------------------------------- inbox and kept replies
 

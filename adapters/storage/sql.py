@@ -101,7 +101,8 @@ class Sql:
         # Both indexes (by peer, by email) serve the OR.
         self.code_send_stats = q(
             "SELECT count(*) FILTER (WHERE peer = $1), count(*) FILTER (WHERE email = $2),"
-            " count(*) FILTER (WHERE peer = $1 AND email = $2), max(sent_at) FILTER (WHERE peer = $1 AND email = $2)"
+            " count(*) FILTER (WHERE peer = $1 AND email = $2), max(sent_at) FILTER (WHERE peer = $1 AND email = $2),"
+            " min(sent_at) FILTER (WHERE peer = $1), min(sent_at) FILTER (WHERE email = $2 AND peer <> $1)"
             " FROM auth_sends WHERE (peer = $1 OR email = $2) AND sent_at >= $3"
         )
         self.seen_event = q("SELECT 1 FROM inbox WHERE event_id = $1 AND handled_at IS NOT NULL")

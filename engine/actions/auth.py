@@ -17,8 +17,10 @@ from engine.ports import Binding, MailError, MailMessage, PendingCode, TicketSys
 log = logging.getLogger(__name__)
 
 CODE_DIGITS = 6
+HOUR = 3600.0  # the window the send caps count in
 _HASH_ITERATIONS = 60_000
-AUTH = Shape.record("email", "domains", "wait_seconds", "attempts_left", "minutes", "verified")
+AUTH = Shape.record("email", "domains", "wait_seconds", "wait_minutes", "has_code", "attempts_left", "minutes",
+                    "verified")
 USER = Shape.record("email", "name", "caller_id")
 
 
@@ -77,15 +79,27 @@ async def send_code(ctx: ActionContext) -> str:
         return "bad_domain"
     now = ctx.services.clock()
     auth["minutes"] = max(1, round(policy.code_ttl / 60))
-    stats = await ctx.sign_in.send_stats(email, now - 3600)
-    # The cooldown is per peer and address: correcting a mistyped address needs no wait.
-    if stats.last_pair_at is not None and now - stats.last_pair_at < policy.resend_cooldown:
+    stats = await ctx.sign_in.send_stats(email, now - HOUR)
+    pending = await ctx.sign_in.code()
+    live = pending is not None and now < pending.expires_at and pending.attempts < policy.max_attempts
+    auth["has_code"] = live
+    # The cooldown is per peer and address, and only while that code can still be entered: a
+    # mistyped address needs no wait, nor does a code that was used, locked or has expired.
+    if (live and pending is not None and pending.email == email and stats.last_pair_at is not None
+            and now - stats.last_pair_at < policy.resend_cooldown):
         auth["wait_seconds"] = math.ceil(policy.resend_cooldown - (now - stats.last_pair_at))
         return "cooldown"
     # Caps: one peer may ask for a few codes an hour; an address gets at most twice that from
     # everyone else, so nobody can flood a mailbox, and one stranger alone cannot lock its owner out.
     others = stats.by_email - stats.by_pair
-    if stats.by_peer >= policy.max_sends_per_hour or others >= 2 * policy.max_sends_per_hour:
+    frees: list[float] = []
+    if stats.by_peer >= policy.max_sends_per_hour and stats.first_peer_at is not None:
+        frees.append(stats.first_peer_at + HOUR)
+    if others >= 2 * policy.max_sends_per_hour and stats.first_others_at is not None:
+        frees.append(stats.first_others_at + HOUR)
+    if frees:
+        # When the oldest send counted leaves the hour, so that the answer can say when.
+        auth["wait_minutes"] = max(1, math.ceil((max(frees) - now) / 60))
         return "too_many"
     code, salt = new_code(), secrets.token_bytes(16)
     code_hash = await asyncio.to_thread(hash_code, code, salt)

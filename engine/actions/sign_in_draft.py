@@ -67,7 +67,9 @@ class SignInDraft:
         mine = [at for e, at in self._sends if at >= since]
         pair = [at for e, at in self._sends if at >= since and e == email]
         last = max([*pair, *([stats.last_pair_at] if stats.last_pair_at is not None else [])], default=None)
-        return SendStats(stats.by_peer + len(mine), stats.by_email + len(pair), stats.by_pair + len(pair), last)
+        first = min([*mine, *([stats.first_peer_at] if stats.first_peer_at is not None else [])], default=None)
+        return SendStats(stats.by_peer + len(mine), stats.by_email + len(pair), stats.by_pair + len(pair), last,
+                         first, stats.first_others_at)
 
     def count_send(self, email: str, at: float) -> None:
         """A code mailed (or tried) to `email`: counted against the caps when the step commits."""

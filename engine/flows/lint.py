@@ -415,7 +415,7 @@ class Linter:
                 elif rest and shape.fields and rest[0] not in shape.fields:
                     self.add(use.where, "F030", f"'{root}' has no field '{rest[0]}' "
                              f"(it has: {', '.join(sorted(shape.fields))})")
-                elif ref.filter and not shape.is_list:
+                elif ref.filter in ("count", "names") and not shape.is_list:
                     self.add(use.where, "F031", f"filter '{ref.filter}' needs a list, and '{root}' is not one")
 
     def scope(self, use: TemplateUse, slots: Mapping[str, Shape]) -> Mapping[str, Shape]:

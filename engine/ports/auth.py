@@ -33,12 +33,15 @@ class PendingCode:
 @dataclass(frozen=True, slots=True)
 class SendStats:
     """Codes mailed since a time (inclusive): by this peer (to any address), to this address (by
-    any peer), by this peer to this address; and the latest of the last kind (resend cooldown)."""
+    any peer), by this peer to this address; the latest of the last kind (resend cooldown); and
+    the earliest by this peer and the earliest to this address by other peers (when a cap frees)."""
 
     by_peer: int
     by_email: int
     by_pair: int
     last_pair_at: float | None
+    first_peer_at: float | None = None
+    first_others_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,7 +99,7 @@ class TestCodes:
         assert await step(storage, "vk:1", 0, sign_in=writes, event_id="ev-1")
         assert await storage.get_binding("vk:1") == binding
         assert await storage.get_code("vk:1") == make_code()
-        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(1, 1, 1, 100.0)
+        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(1, 1, 1, 100.0, 100.0)
 
 
 class TestSendStats:
@@ -109,10 +109,10 @@ class TestSendStats:
     @pytest.mark.parametrize(
         ("since", "expected"),
         [
-            (0.0, SendStats(by_peer=2, by_email=2, by_pair=1, last_pair_at=100.0)),
-            (100.0, SendStats(by_peer=2, by_email=2, by_pair=1, last_pair_at=100.0)),  # since is inclusive
-            (150.0, SendStats(by_peer=1, by_email=1, by_pair=0, last_pair_at=None)),
-            (250.0, SendStats(by_peer=0, by_email=1, by_pair=0, last_pair_at=None)),
+            (0.0, SendStats(2, 2, 1, last_pair_at=100.0, first_peer_at=100.0, first_others_at=300.0)),
+            (100.0, SendStats(2, 2, 1, 100.0, 100.0, 300.0)),  # since is inclusive
+            (150.0, SendStats(1, 1, 0, None, 200.0, 300.0)),
+            (250.0, SendStats(0, 1, 0, None, None, 300.0)),
             (350.0, SendStats(by_peer=0, by_email=0, by_pair=0, last_pair_at=None)),
         ],
     )

@@ -42,7 +42,7 @@ class TestPrune:
         assert await commit(storage, "vk:3", 0, event_id="ev-1") is True
 
         assert await storage.prune(1000.0) == 2  # one send, one expired code; the event is new
-        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(1, 1, 1, 5000.0)
+        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(1, 1, 1, 5000.0, 5000.0)
         assert await storage.get_code("vk:1") is None
         assert await storage.get_code("vk:2") is not None
         assert await storage.seen_event("ev-1") is True

@@ -23,7 +23,7 @@ class Store:
         return CODE
 
     async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats:
-        return SendStats(2, 3, 1, 50.0)
+        return SendStats(2, 3, 1, 50.0, 40.0, 30.0)
 
 
 async def test_nothing_read_or_changed_commits_nothing() -> None:
@@ -64,6 +64,6 @@ async def test_send_stats_count_the_steps_own_sends() -> None:
     draft = SignInDraft(Store(), "vk:1")
     draft.count_send("a@ranepa.ru", 200.0)
     draft.count_send("b@ranepa.ru", 210.0)
-    assert await draft.send_stats("a@ranepa.ru", 100.0) == SendStats(4, 4, 2, 200.0)
-    assert await draft.send_stats("a@ranepa.ru", 205.0) == SendStats(3, 3, 1, 50.0)
+    assert await draft.send_stats("a@ranepa.ru", 100.0) == SendStats(4, 4, 2, 200.0, 40.0, 30.0)
+    assert await draft.send_stats("a@ranepa.ru", 205.0) == SendStats(3, 3, 1, 50.0, 40.0, 30.0)
     assert draft.writes() == SignInWrites("vk:1", sends=(("a@ranepa.ru", 200.0), ("b@ranepa.ru", 210.0)))

@@ -69,3 +69,24 @@ json_values = st.recursive(
 @given(st.dictionaries(st.sampled_from(["a", "b", "files"]), json_values))
 def test_render_never_raises_on_any_slot_values(values: dict[str, object]) -> None:
     parse("{a} {a.b} {b|count} {files|names} {files|count}").render(values)
+
+
+@pytest.mark.parametrize(("n", "text"), [
+    (0, "0 файлов"), (1, "1 файл"), (2, "2 файла"), (4, "4 файла"), (5, "5 файлов"), (11, "11 файлов"),
+    (12, "12 файлов"), (14, "14 файлов"), (21, "21 файл"), (22, "22 файла"), (111, "111 файлов"), (3601, "3601 файл"),
+])
+def test_plural_puts_the_noun_in_the_form_its_number_needs(n: int, text: str) -> None:
+    assert parse("{n|plural:файл,файла,файлов}").render({"n": n}) == text
+
+
+def test_short_cuts_at_a_word() -> None:
+    tpl = parse("{t|short:20}")
+    assert tpl.render({"t": "Не работает интернет в общежитии"}) == "Не работает…"
+    assert tpl.render({"t": "Коротко  и\nясно"}) == "Коротко и ясно"
+
+
+@pytest.mark.parametrize("source", ["{n|plural:файл,файла}", "{n|plural}", "{t|short}", "{t|short:x}",
+                                    "{l|count:3}"])
+def test_a_filter_with_a_wrong_argument_is_refused(source: str) -> None:
+    with pytest.raises(TemplateError):
+        parse(source)
