@@ -63,6 +63,8 @@ def check_text(spec: InputSpec, raw: str) -> Verdict:
         return Verdict(error="not_text")
     if len(text) < spec.min_length:
         return Verdict(error="too_short", vars={"count": len(text)})
+    if sum(ch.isalnum() for ch in text) < spec.min_letters:
+        return Verdict(error="no_letters", vars={"count": len(text)})
     if len(text) > spec.max_length:
         return Verdict(error="too_long", vars={"count": len(text)})
     return Verdict(text)

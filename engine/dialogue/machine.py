@@ -208,6 +208,11 @@ class DialogueMachine:
             if spec.then and not detour_in_place:
                 stack.append(source if spec.then == HERE else spec.then)
             _set_stack(slots, stack)
+            # What the transition says is about where the user was: rendered before its effects
+            # (so that "the draft was deleted" can depend on there having been one).
+            text = render_say(spec.say, slots)
+            if text:
+                dialogue.said.append(text)
             for name in spec.clear:
                 value = slots.pop(name, None)
                 if name in self.file_slots:
@@ -218,9 +223,6 @@ class DialogueMachine:
                     text = f"{str(slots.get(target) or '').strip()}\n{added}".strip()
                     slots[target] = text[: self.text_limits.get(target, DEFAULT_TEXT_LIMIT)]
             slots.update(spec.set)
-            text = render_say(spec.say, slots)
-            if text:
-                dialogue.said.append(text)
             dialogue.show_state = True
             dialogue.arrived = dest
             if to_start:

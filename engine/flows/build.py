@@ -224,6 +224,7 @@ class _DocBuilder:
             kind=data["kind"],
             slot=data["slot"],
             min_length=int(data.get("min_length", 0)),
+            min_letters=int(data.get("min_letters", 0)),
             max_length=int(data.get("max_length", 4000)),
             max_files=int(data.get("max_files", 5)),
             max_file_mb=float(data.get("max_file_mb", 10)),

@@ -230,7 +230,8 @@ class Linter:
     def check_input(self, st: StateSpec) -> None:
         inp = st.input
         assert inp is not None
-        needed = [e for e in ERRORS_BY_KIND[inp.kind] if e != "too_short" or inp.min_length > 0]
+        optional = {"too_short": inp.min_length > 0, "no_letters": inp.min_letters > 0}
+        needed = [e for e in ERRORS_BY_KIND[inp.kind] if optional.get(e, True)]
         for key in needed:
             if key not in inp.errors:
                 self.add(st.where, "F070", f"{st.name}: input of kind {inp.kind} needs a text for errors.{key}")

@@ -66,6 +66,7 @@ class InputSpec:
     kind: str  # text | email | code | attachments
     slot: str
     min_length: int = 0
+    min_letters: int = 0  # letters or digits the text must have (not just dots or emoji)
     max_length: int = 4000
     max_files: int = 5
     max_file_mb: float = 10.0
@@ -81,7 +82,7 @@ class InputSpec:
 
 # What each input kind may answer with; flowlint demands a text for each in flows/.
 ERRORS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "text": ("too_short", "too_long", "not_text"),
+    "text": ("too_short", "too_long", "not_text", "no_letters"),
     "email": ("bad_email", "not_text"),
     "code": ("bad_code", "not_text"),
     "attachments": ("too_many_files", "file_too_big", "bad_file_type"),
