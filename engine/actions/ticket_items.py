@@ -6,9 +6,12 @@ carries them out (engine/work/ticket_work.py).
 
 from __future__ import annotations
 
+import re
+from typing import Final
+
 from engine.ports import SpooledFile
 
-__all__ = ["COMMENT", "CREATE", "UPLOAD", "marker", "record_of", "spooled_files"]
+__all__ = ["COMMENT", "CREATE", "UPLOAD", "marker", "record_of", "spooled_files", "without_marker"]
 
 CREATE = "ticket.create"
 COMMENT = "ticket.comment"
@@ -17,6 +20,14 @@ UPLOAD = "ticket.upload"
 
 def marker(item_id: str) -> str:
     return f"[sb:{item_id}]"
+
+
+_MARKERS: Final = re.compile(r"\s*\[sb:[0-9a-f]{1,32}\]")
+
+
+def without_marker(text: str) -> str:
+    """A ticket's description as its user wrote it: the markers the bot added taken out."""
+    return _MARKERS.sub("", text).strip()
 
 
 def spooled_files(value: object) -> list[SpooledFile]:

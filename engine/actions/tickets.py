@@ -14,6 +14,7 @@ from engine.actions import ticket_items
 from engine.actions.context import ActionContext
 from engine.actions.registry import Shape, action
 from engine.ports import Binding, OutboxItem, SpooledFile, Ticket, TicketSystemError, WatchedTicket
+from engine.ticket_time import local_time
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,8 @@ def _ticket_slot(ticket: Ticket, ctx: ActionContext) -> dict[str, Any]:
         "status": ctx.flows.tickets.status_label(ticket.table, ticket.state),
         "table": ticket.table,
         "sys_id": ticket.sys_id,
-        "created": ticket.created_at,
-        "updated": ticket.updated_at,
+        "created": local_time(ticket.created_at, ctx.flows.tickets.time_zone),
+        "updated": local_time(ticket.updated_at, ctx.flows.tickets.time_zone),
     }
 
 
@@ -146,7 +147,9 @@ async def open_ticket(ctx: ActionContext) -> str:
         return "unavailable"
     if ticket is None:
         return "not_found"
-    ctx.slots["ticket"] = {**_ticket_slot(ticket, ctx), "description": ticket.description}
+    # The marker the outbox writes (to find a ticket it may have created already) is ours, not
+    # the user's: it is not shown.
+    ctx.slots["ticket"] = {**_ticket_slot(ticket, ctx), "description": ticket_items.without_marker(ticket.description)}
     return "opened"
 
 

@@ -306,6 +306,7 @@ class _DocBuilder:
         path: JsonPath = ("simpleone",)
         self.out.tickets = TicketSettings(
             tables=tuple(s["ticket_tables"]),
+            time_zone=str(s.get("time_zone", "Europe/Moscow")),
             comment_field=s["comment_field"],
             subject=self.template(s["subject"], (*path, "subject"), "ticket"),
             subject_max_length=int(s.get("subject_max_length", 160)),

@@ -21,6 +21,7 @@ from engine.flows.model import (
 from engine.flows.text import normalize_text
 from engine.flows.vk_limits import KEYBOARD_LIMITS, MAX_LABEL, MAX_PAYLOAD, MAX_PER_ROW, pack, shorten
 from engine.replies import Button
+from engine.ticket_time import known_zone
 
 # VK's keyboard limits (shared/reference/vk-api.md): (rows, buttons) regular and inline.
 
@@ -466,6 +467,9 @@ class Linter:
                 local = any(ev in st.on or ev in self.raised_events(st) for st in self.states.values())
                 if ev not in bot.global_on and not local:
                     self.add(bot.where, "F014", f"command event '{ev}' is handled nowhere", Severity.WARNING)
+        if tickets and not known_zone(tickets.time_zone):
+            self.add(tickets.where, "F070", f"simpleone.time_zone '{tickets.time_zone}' is not a known time zone "
+                     "(an IANA name such as Europe/Moscow)")
         if tickets and self.built.catalog:
             tables = {e.mapping.table for g in self.built.catalog.groups for e in g.entries if e.mapping.table}
             missing = sorted(t for t in tables if t not in tickets.tables)

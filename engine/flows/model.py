@@ -228,6 +228,7 @@ class BotSettings:
 @dataclass(frozen=True, slots=True)
 class TicketSettings:
     tables: tuple[str, ...]
+    time_zone: str  # where ticket times are shown in (IANA name)
     comment_field: str
     subject: Template
     subject_max_length: int

@@ -222,7 +222,7 @@ async def test_a_kill_between_the_outbox_write_and_the_send_loses_nothing(
         assert "После переезда не работает телефон в кабинете 204" in ticket["description"]
         simpleone.state.set_field("itsm_incident", ticket["sys_id"], "state", "2")
         status = await user.wait_reply(timeout=20)
-        assert "INC0000001" in status.text and "новый статус — В работе" in status.text, status.text
+        assert "INC0000001" in status.text and "новый статус — «В работе»" in status.text, status.text
         await user.assert_no_reply(within=2.5)
     finally:
         err = await stop(proc)

@@ -137,7 +137,7 @@ async def test_state_change_is_told_once_with_the_yaml_label(
     number = record(emulator, INC, sys_id)["number"]
     assert await storage.notices_unsent() == [Notice(
         status_id(INC, sys_id, updated, "2"), PEER,
-        f"Заявка {number} «Не печатает принтер»: новый статус — В работе.", clock.now.timestamp())]
+        f"Заявка {number} «Не печатает принтер»: новый статус — «В работе».", clock.now.timestamp())]
     rows = await watched(storage)
     assert rows[(INC, sys_id)] == WatchedTicket(INC, sys_id, number, PEER, "2", updated, True)
     assert rows[(INC, other)].state == "-2"
@@ -157,7 +157,7 @@ async def test_each_change_is_its_own_notice(
     change(emulator, clock, REQ, sys_id, state="3")
     assert await watcher.run_once() == 1
     texts = [n.text.rsplit("— ", 1)[1] for n in await storage.notices_unsent()]
-    assert texts == ["В работе.", "Требуется информация."]
+    assert texts == ["«В работе».", "«Требуется информация»."]
 
 
 async def test_first_sight_of_a_created_ticket_records_without_a_notice(
@@ -173,7 +173,7 @@ async def test_first_sight_of_a_created_ticket_records_without_a_notice(
 
     change(emulator, clock, INC, sys_id, state="2")
     assert await watcher.run_once() == 1
-    assert (await storage.notices_unsent())[0].text.endswith("новый статус — В работе.")
+    assert (await storage.notices_unsent())[0].text.endswith("новый статус — «В работе».")
 
 
 async def test_an_update_without_a_state_change_is_recorded_silently(
@@ -319,7 +319,7 @@ async def test_closed_tickets_are_dropped_after_the_horizon(
     change(emulator, clock, INC, sys_id, state="7", active="0")
     watcher = make_watcher(forget_closed_after=7 * DAY)
     assert await watcher.run_once() == 1
-    assert (await storage.notices_unsent())[0].text.endswith("новый статус — Завершена.")
+    assert (await storage.notices_unsent())[0].text.endswith("новый статус — «Завершена».")
     row = (await watched(storage))[(INC, sys_id)]
     assert (row.state, row.active) == ("7", False)
 
@@ -339,7 +339,7 @@ async def test_a_ticket_closed_long_ago_is_told_and_dropped_in_one_round(
     clock.advance(8 * DAY)  # the bot was down all that time
     watcher = make_watcher()
     assert await watcher.run_once() == 1
-    assert (await storage.notices_unsent())[0].text.endswith("новый статус — Закрыта.")
+    assert (await storage.notices_unsent())[0].text.endswith("новый статус — «Закрыта».")
     assert await watched(storage) == {}
 
 
