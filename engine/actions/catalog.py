@@ -13,8 +13,10 @@ MAX_SUGGESTIONS = 3
 
 @action("catalog.suggest", emits={"found", "none"}, writes={"suggestions": SUGGESTIONS})
 async def suggest(ctx: ActionContext) -> str:
-    """Up to three catalogue entries the text in slot `description` most likely asks for, best
-    first, in slot `suggestions`; `none` when it names nothing the catalogue knows."""
-    found = index_of(ctx.flows).search(str(ctx.slots.get("description") or ""), limit=MAX_SUGGESTIONS)
+    """Up to three catalogue entries that the text in slot `query` (words typed to search the
+    catalogue), or else in slot `description`, most likely asks for, best first, in slot
+    `suggestions`; `none` when it names nothing the catalogue knows."""
+    text = str(ctx.slots.pop("query", None) or ctx.slots.get("description") or "")
+    found = index_of(ctx.flows).search(text, limit=MAX_SUGGESTIONS)
     ctx.slots["suggestions"] = [m.entry.as_slot() for m in found]
     return "found" if found else "none"

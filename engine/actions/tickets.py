@@ -107,9 +107,10 @@ async def create(ctx: ActionContext) -> str:
 
 
 @action("tickets.list_mine", emits={"listed", "empty", "unavailable", "signed_out"},
-        writes={"tickets": TICKETS, "tickets_more": VALUE})
+        writes={"tickets": TICKETS, "tickets_more": VALUE, "tickets_open": VALUE, "tickets_finished": VALUE})
 async def list_mine(ctx: ActionContext) -> str:
-    """The signed-in user's open tickets, newest first; tickets_more if the limit cut some off."""
+    """The signed-in user's active tickets: the open ones newest first, then those whose work is
+    done (simpleone.finished_states), with how many of each; tickets_more if the limit cut some off."""
     binding = await ctx.sign_in.binding()
     if binding is None:
         return "signed_out"
@@ -125,10 +126,40 @@ async def list_mine(ctx: ActionContext) -> str:
     # wherever they were created.
     ctx.watch.extend(WatchedTicket(t.table, t.sys_id, t.number, ctx.peer, t.state, t.updated_at, t.active)
                      for t in owned if t.active)
+    owned.sort(key=lambda t: t.state in settings.finished_states)  # stable: newest first within each
     mine = [_ticket_slot(t, ctx) for t in owned]
     ctx.slots["tickets"] = mine[: settings.list_limit]
     ctx.slots["tickets_more"] = len(mine) > settings.list_limit
+    finished = sum(t.state in settings.finished_states for t in owned[: settings.list_limit])
+    ctx.slots["tickets_open"] = len(ctx.slots["tickets"]) - finished
+    ctx.slots["tickets_finished"] = finished
     return "listed" if mine else "empty"
+
+
+MAX_BY_NUMBER = 500  # a user's tickets looked through for one typed number
+
+
+@action("tickets.find_number", emits={"found", "not_found", "unavailable", "signed_out"}, writes={"ticket": TICKET})
+async def find_number(ctx: ActionContext) -> str:
+    """The user's own ticket whose number is in slot `number` (typed: INC0001234), open or not,
+    into slot `ticket` for tickets.open; not_found for anyone else's or no such number."""
+    binding = await ctx.sign_in.binding()
+    if binding is None:
+        return "signed_out"
+    number = str(ctx.slots.get("number") or "").strip().upper()
+    if not number:
+        return "not_found"
+    try:
+        found = await ctx.services.tickets.list_tickets(binding.caller_id, ctx.flows.tickets.tables,
+                                                         active_only=False, limit=MAX_BY_NUMBER)
+    except TicketSystemError as exc:
+        log.warning("looking up a ticket by number failed: %s", exc)
+        return "unavailable"
+    for ticket in found:
+        if ticket.number.upper() == number and ticket.caller_id == binding.caller_id:
+            ctx.slots["ticket"] = _ticket_slot(ticket, ctx)
+            return "found"
+    return "not_found"
 
 
 @action("tickets.open", emits={"opened", "not_found", "unavailable", "signed_out"}, writes={"ticket": TICKET})

@@ -136,8 +136,8 @@ class DialogueMachine:
         self.declared.add((source, event))
         for spec in alternatives:
             guards: dict[str, Any] = {
-                "conditions": [self._slot_set(spec.when)] if spec.when else [],
-                "unless": [self._slot_set(spec.unless)] if spec.unless else [],
+                "conditions": [self._slot_set(w) for w in spec.when],
+                "unless": [self._slot_set(u) for u in spec.unless],
             }
             if spec.to != RETURN:
                 self.machine.add_transition(event, source, spec.to, **guards,
@@ -152,8 +152,8 @@ class DialogueMachine:
             to_fallback = self._take(spec, event, source, fallback, is_global, pop=True)
             if not is_global:
                 for alt in spec.otherwise_when:  # a list 'else': its guarded items first, in order
-                    when = [self._slot_set(alt.when)] if alt.when else []
-                    unless = [self._slot_set(alt.unless)] if alt.unless else []
+                    when = [self._slot_set(w) for w in alt.when]
+                    unless = [self._slot_set(u) for u in alt.unless]
                     self.machine.add_transition(
                         event, source, alt.to, before=[self._take(spec, event, source, alt.to, is_global, pop=True)],
                         conditions=[_stack_empty, *guards["conditions"], *when], unless=[*guards["unless"], *unless])

@@ -62,3 +62,19 @@ def resolve(flows: FlowSet, st: StateSpec, slots: dict[str, Any], offered: Seque
         if command is not None:
             return command, None
     return None
+
+
+MAX_PATTERN_WORDS = 4  # a longer message is about something; a pattern in it is not a command
+
+
+def pattern(flows: FlowSet, st: StateSpec, incoming: Incoming) -> tuple[str, str, str] | None:
+    """A typed text of one of bot.patterns' shapes (a ticket number): (event, slot, what matched)."""
+    text = incoming.text.strip()
+    if (not flows.bot.patterns or not text or len(text) > MAX_MATCH_LENGTH or len(text.split()) > MAX_PATTERN_WORDS
+            or (st.input is not None and not st.input.commands)):
+        return None
+    for p in flows.bot.patterns:
+        found = p.regex.search(text)
+        if found is not None:
+            return p.event, p.slot, found.group(0).upper()
+    return None

@@ -164,11 +164,18 @@ def navigate(flows: FlowSet, st: StateSpec, slots: dict[str, Any], event: str, i
     return None
 
 
+def typed_number(typed: str) -> int | None:
+    """The number typed ("3", "3."), if the text is one."""
+    digits = typed.strip().rstrip(".")
+    if digits.isascii() and digits.isdigit() and len(digits) <= 9:  # "²" is a digit to isdigit, not to int()
+        return int(digits)
+    return None
+
+
 def match(v: View, typed: str, normalized: str) -> int | None:
     """A typed number or full name, anywhere in the list (not only on the visible page)."""
-    digits = typed.strip().rstrip(".")
-    if digits.isascii() and digits.isdigit():  # "²" is a digit to str.isdigit, not to int()
-        n = int(digits)
+    n = typed_number(typed)
+    if n is not None:
         return n - 1 if 1 <= n <= len(v.items) else None
     for i, item in enumerate(v.items):
         if normalize_text(item.title) == normalized or normalize_text(item.label) == normalized:

@@ -8,8 +8,7 @@ from typing import Any
 from engine.dialogue import picker
 from engine.dialogue.inputs import limits
 from engine.dialogue.machine import machine_of
-from engine.flows.model import FlowSet, StateSpec, render_say
-from engine.flows.templates import lookup
+from engine.flows.model import FlowSet, StateSpec, holds, render_say
 from engine.replies import Button, Reply
 
 
@@ -22,8 +21,7 @@ def state_buttons(flows: FlowSet, st: StateSpec, slots: dict[str, Any]) -> list[
     specs = [*st.buttons, *(flows.bot.footer if st.footer else ())]
     for row in specs:
         shown = [Button(b.label, b.event, color=b.color) for b in row
-                 if not (b.when and not lookup(slots, b.when))
-                 and not (b.unless and lookup(slots, b.unless))]
+                 if holds(slots, b.when, b.unless)]
         if shown:
             rows.append(shown)
     return rows

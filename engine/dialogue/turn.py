@@ -203,6 +203,13 @@ class Turn:
             return
         inp = self.state.input
         has_files = bool(incoming.files or incoming.oversized)
+        number = picker.typed_number(incoming.text) if self.state.pick is not None else None
+        if number is not None and not has_files:
+            # A number the list has no item for (an item's number was matched above): say which
+            # numbers it has, rather than take the number as text.
+            count = len(picker.view(self.flows, self.state, self.slots).items)
+            self.message("no_such_item", {"number": number, "count": count})
+            return
         start = self.flows.states[self.flows.bot.start]
         if inp is None and self.state.free_text and start.input is not None and (incoming.text.strip() or has_files):
             # A dialogue has ended here: what the user writes next is a new request, as at the start.
@@ -227,7 +234,14 @@ class Turn:
 
     def resolve(self, incoming: Incoming) -> tuple[str, int | None] | None:
         offered = [b for row in render.state_buttons(self.flows, self.state, self.slots) for b in row]
-        return matching.resolve(self.flows, self.state, self.slots, offered, incoming)
+        resolved = matching.resolve(self.flows, self.state, self.slots, offered, incoming)
+        if resolved is None and not incoming.payload:
+            typed = matching.pattern(self.flows, self.state, incoming)
+            if typed is not None:
+                event, slot, value = typed
+                self.slots[slot] = value
+                return event, None
+        return resolved
 
     async def fire(self, event: str, index: int | None = None, *, quiet: bool = False) -> bool:
         """Trigger `event` on the machine, run what its transition named, and go on with an

@@ -8,6 +8,7 @@ the linter can check the slots it names.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,9 @@ from engine.flows.model import (
     TicketMapping,
     TicketSettings,
     TransitionSpec,
+    TypedPattern,
     Where,
+    condition,
 )
 from engine.flows.templates import Template
 from engine.flows.text import normalize_text
@@ -105,25 +108,26 @@ class _DocBuilder:
                 parts.append(SayPart(self.template(item, (*path, i), scope)))
             else:
                 for key in ("when", "unless"):
-                    if key in item:
-                        where = self.where((*path, i, key))
+                    where = self.where((*path, i, key)) if key in item else None
+                    for name in condition(item.get(key)):
+                        assert where is not None
                         if scope == "slots":
-                            self.out.slot_refs.append((item[key], where))
+                            self.out.slot_refs.append((name, where))
                         else:
-                            self.out.scoped_refs.append((item[key], scope, where))
+                            self.out.scoped_refs.append((name, scope, where))
                 parts.append(SayPart(self.template(item["text"], (*path, i, "text"), scope),
-                                     item.get("when"), item.get("unless")))
+                                     condition(item.get("when")), condition(item.get("unless"))))
         return tuple(parts)
 
     def buttons(self, rows: Any, path: JsonPath) -> tuple[tuple[ButtonSpec, ...], ...]:
         for r, row in enumerate(rows or []):
             for c, b in enumerate(row):
                 for key in ("when", "unless"):
-                    if key in b:
-                        self.out.slot_refs.append((b[key], self.where((*path, r, c, key))))
+                    for name in condition(b.get(key)):
+                        self.out.slot_refs.append((name, self.where((*path, r, c, key))))
         return tuple(
             tuple(
-                ButtonSpec(b["label"], b["event"], b.get("color"), b.get("when"), b.get("unless"),
+                ButtonSpec(b["label"], b["event"], b.get("color"), condition(b.get("when")), condition(b.get("unless")),
                            self.where((*path, r, c)))
                 for c, b in enumerate(row)
             )
@@ -150,8 +154,8 @@ class _DocBuilder:
             self.out.slot_refs.append((target, self.where((*path, "append", target), key=True)))
             self.out.slot_refs.append((source, self.where((*path, "append", target))))
         for key in ("when", "unless"):
-            if key in value:
-                self.out.slot_refs.append((value[key], self.where((*path, key))))
+            for name in condition(value.get(key)):
+                self.out.slot_refs.append((name, self.where((*path, key))))
         otherwise, otherwise_when = self.otherwise(flow, event, value.get("else"), (*path, "else"))
         return TransitionSpec(
             event=event,
@@ -163,8 +167,8 @@ class _DocBuilder:
             set=dict(value.get("set", {})),
             clear=tuple(value.get("clear", [])),
             append=dict(value.get("append", {})),
-            when=value.get("when"),
-            unless=value.get("unless"),
+            when=condition(value.get("when")),
+            unless=condition(value.get("unless")),
             where=self.where(path),
         )
 
@@ -286,6 +290,15 @@ class _DocBuilder:
                            f"command '{word}' is the same typed text as another command", key=True)
             else:
                 commands[key] = event
+        patterns: list[TypedPattern] = []
+        for i, item in enumerate(b.get("patterns") or []):
+            try:
+                regex = re.compile(item["match"], re.IGNORECASE)
+            except re.error as exc:
+                self.error((*path, "patterns", i, "match"), "F070", f"pattern '{item['match']}' is not a regular "
+                           f"expression: {exc}")
+                continue
+            patterns.append(TypedPattern(regex, item["slot"], item["event"], self.where((*path, "patterns", i))))
         mail = b["mail"]
         self.out.bot = BotSettings(
             start=b["start"],
@@ -299,6 +312,7 @@ class _DocBuilder:
             mail_subject=self.template(mail["code_subject"], (*path, "mail", "code_subject"), "mail"),
             mail_body=self.template(mail["code_body"], (*path, "mail", "code_body"), "mail"),
             where=self.where(path, key=True),
+            patterns=tuple(patterns),
         )
 
     def simpleone(self, data: dict[str, Any]) -> None:
@@ -307,6 +321,7 @@ class _DocBuilder:
         self.out.tickets = TicketSettings(
             tables=tuple(s["ticket_tables"]),
             time_zone=str(s.get("time_zone", "Europe/Moscow")),
+            finished_states=frozenset(str(c) for c in s.get("finished_states", ())),
             comment_field=s["comment_field"],
             subject=self.template(s["subject"], (*path, "subject"), "ticket"),
             subject_max_length=int(s.get("subject_max_length", 160)),

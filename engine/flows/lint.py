@@ -30,7 +30,7 @@ BUILTIN_SLOTS: dict[str, Shape] = {"user": Shape.record("email", "name", "caller
 CATALOG_ITEM = Shape.record("id", "name", "group", "group_id", "label", "hint")
 SCOPE_VARS: dict[str, dict[str, Shape]] = {
     "mail": {"code": VALUE, "minutes": VALUE, "email": VALUE},
-    "message": {"file": Shape.record("name")},
+    "message": {"file": Shape.record("name"), "number": VALUE, "count": VALUE},
     # What engine/work/ticket_work.py and engine/work/status_watch.py give a notice.
     "notice": {"ticket": Shape.record("number", "subject", "status", "table", "sys_id", "files"),
                "files": VALUE, "status": VALUE},
@@ -198,6 +198,9 @@ class Linter:
                 if ev not in raised and ev not in commands and ev not in global_events:
                     self.add(alternatives[0].where, "F014", f"{st.name}: 'on: {ev}' can never happen here (no "
                              "button, input, pick, action or command raises it)", Severity.WARNING)
+            if st.pick and st.input and st.input.kind != "text":
+                self.add(st.where, "F070", f"{st.name}: a list takes only a text input beside it (typed words "
+                         "that are no item, e.g. a search)")
             start = self.states.get(self.built.bot.start) if self.built.bot else None
             if st.free_text and (st.input is not None or st.pick is not None or start is None or start.input is None):
                 self.add(st.where, "F070", f"{st.name}: free_text is for a step without input or pick, and needs "
@@ -361,6 +364,8 @@ class Linter:
                 known[slot] = _merge(known.get(slot), shape)
                 if shape.is_list:
                     lists[slot] = shape
+        for pattern in self.built.bot.patterns if self.built.bot else ():
+            known.setdefault(pattern.slot, VALUE)
         for st in self.states.values():
             if st.input:
                 inp = st.input
@@ -463,6 +468,10 @@ class Linter:
                     if button.event not in bot.global_on:
                         self.add(button.where, "F014", f"footer button '{button.label}' raises "
                                  f"'{button.event}', which is not in bot.global")
+            for pattern in bot.patterns:
+                if pattern.event not in bot.global_on:
+                    self.add(pattern.where, "F014", f"pattern '{pattern.regex.pattern}' raises '{pattern.event}', "
+                             "which is not in bot.global (a pattern works at every step)")
             for ev in set(bot.commands.values()):
                 local = any(ev in st.on or ev in self.raised_events(st) for st in self.states.values())
                 if ev not in bot.global_on and not local:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +23,26 @@ class Where:
     col: int
 
 
+# Slots a `when` or `unless` names: `when` holds if all are set, `unless` if none is.
+Condition = tuple[str, ...]
+
+
+def condition(value: str | list[str] | None) -> Condition:
+    """A `when`/`unless` as YAML has it: one slot or a list."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def holds(values: Mapping[str, Any], when: Condition, unless: Condition) -> bool:
+    return all(lookup(values, w) for w in when) and not any(lookup(values, u) for u in unless)
+
+
 @dataclass(frozen=True, slots=True)
 class SayPart:
     template: Template
-    when: str | None = None
-    unless: str | None = None
+    when: Condition = ()
+    unless: Condition = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +50,8 @@ class ButtonSpec:
     label: str
     event: str
     color: str | None
-    when: str | None
-    unless: str | None
+    when: Condition
+    unless: Condition
     where: Where
 
 
@@ -51,9 +67,9 @@ class TransitionSpec:
     set: Mapping[str, Any] = field(default_factory=dict)
     clear: tuple[str, ...] = ()
     append: Mapping[str, str] = field(default_factory=dict)  # target slot ← source slot's text
-    # Guards over the session's slots: taken only when `when` is set and `unless` is not.
-    when: str | None = None
-    unless: str | None = None
+    # Guards over the session's slots: taken only when all of `when` are set and none of `unless`.
+    when: Condition = ()
+    unless: Condition = ()
     where: Where | None = None
 
 
@@ -212,6 +228,16 @@ class PickLabels:
 
 
 @dataclass(frozen=True, slots=True)
+class TypedPattern:
+    """Typed text of this shape is `event` at every step; what matched goes to `slot`."""
+
+    regex: re.Pattern[str]
+    slot: str
+    event: str
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
 class BotSettings:
     start: str
     footer: tuple[tuple[ButtonSpec, ...], ...]
@@ -223,12 +249,16 @@ class BotSettings:
     mail_subject: Template
     mail_body: Template
     where: Where
+    patterns: tuple[TypedPattern, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class TicketSettings:
     tables: tuple[str, ...]
     time_zone: str  # where ticket times are shown in (IANA name)
+    # State codes of tickets whose work is done though they are still active (awaiting the
+    # user's confirmation): listed, but not counted as open.
+    finished_states: frozenset[str]
     comment_field: str
     subject: Template
     subject_max_length: int
@@ -250,9 +280,7 @@ def render_say(parts: Sequence[SayPart], values: Mapping[str, Any]) -> str:
     """What a `say` says over values: its parts whose when/unless hold, one per line."""
     out = []
     for part in parts:
-        if part.when and not lookup(values, part.when):
-            continue
-        if part.unless and lookup(values, part.unless):
+        if not holds(values, part.when, part.unless):
             continue
         out.append(part.template.render(values))
     return "\n".join(out).strip()
