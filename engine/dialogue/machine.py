@@ -193,9 +193,10 @@ class DialogueMachine:
         # A detour taken again from where it leads (help from help) keeps the way back it had.
         detour_in_place = spec.then == HERE and source == dest
         # A list keeps its page and group when the user steps back into it (Назад from the
-        # description, К списку from a ticket); any other way in starts afresh.
-        reset_pick = dest_spec.pick is not None and not (
-            event_name == "back" and source.partition(".")[0] == dest.partition(".")[0])
+        # description, К списку from a ticket, also through a step that reads the list again);
+        # any other way in starts afresh.
+        has_pick = dest_spec.pick is not None
+        same_flow = source.partition(".")[0] == dest.partition(".")[0]
 
         def take(event: EventData) -> None:
             dialogue = _dialogue(event)
@@ -227,6 +228,6 @@ class DialogueMachine:
             dialogue.arrived = dest
             if to_start:
                 slots.pop(RETURN_SLOT, None)
-            if reset_pick:
+            if has_pick and not (same_flow and (event_name == "back" or dialogue.going_back)):
                 picker.reset(dialogue.flows, dest_spec, slots)
         return take

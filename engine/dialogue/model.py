@@ -15,12 +15,15 @@ from engine.flows.model import FlowSet
 
 
 class Dialogue:
-    __slots__ = ("arrived", "discard", "flows", "said", "show_state", "slots", "state")
+    __slots__ = ("arrived", "discard", "flows", "going_back", "said", "show_state", "slots", "state")
 
-    def __init__(self, flows: FlowSet, state: str, slots: dict[str, Any]) -> None:
+    def __init__(self, flows: FlowSet, state: str, slots: dict[str, Any], *, going_back: bool = False) -> None:
         self.flows = flows  # the flow set the machine was compiled from
         self.state = state
         self.slots = slots
+        # The user's event was Назад: a list reached on the way (through a step that reloads it)
+        # keeps its page.
+        self.going_back = going_back
         self.said: list[str] = []  # texts the transitions said, in order
         self.show_state = False  # the reply shows the current state (its text and buttons)
         self.discard: list[str] = []  # spooled files of cleared slots, discarded after the step

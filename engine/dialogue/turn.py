@@ -253,8 +253,9 @@ class Turn:
             moved, event = self.page(self.state, event, index)
             if moved:
                 return True
+        going_back = event == "back"
         for hop in range(MAX_HOPS):
-            dialogue = Dialogue(self.flows, self.session.state, self.slots)
+            dialogue = Dialogue(self.flows, self.session.state, self.slots, going_back=going_back)
             if not machine.trigger(dialogue, event, index):
                 log.info("event %r is not handled in %s", event, self.session.state)
                 if hop or not quiet:
