@@ -16,6 +16,7 @@ from engine.dialogue.inputs import limits
 from engine.dialogue.intake import Intake
 from engine.dialogue.machine import RETURN_SLOT, machine_of
 from engine.dialogue.model import Dialogue
+from engine.dialogue.sessions import copy_json
 from engine.flows.model import TYPED, FlowSet, InputSpec, SayPart, StateSpec, render_say
 from engine.ports import Incoming, OutboxItem, Session, WatchedTicket
 from engine.ports.files import slot_file_ids
@@ -24,6 +25,8 @@ from engine.replies import Reply
 log = logging.getLogger(__name__)
 
 MAX_HOPS = 12  # transitions chained by outcomes within one event
+# Messages that say the step did not understand what the user sent.
+MISUNDERSTOOD = frozenset({"stray", "stale_button"})
 KEEP_ON_RESET = ("user",)
 
 
@@ -59,6 +62,8 @@ class Turn:
         self.texts: list[str] = []
         self.show_state = False
         self.fresh = session is None
+        self.resumed = False  # an idle dialogue taken up again (its draft kept)
+        self.misunderstood = False  # the step answered that it did not understand
         self.pending_discard: list[str] = []
         self.outbox: list[OutboxItem] = []  # work for SimpleOne, committed with this step
         self.settled: list[str] = []  # outbox items whose outcome this step tells
@@ -71,7 +76,9 @@ class Turn:
         if session.state not in flows.states:
             self._reset(session, "state_gone")
         elif now - session.updated_at > self.services.idle_timeout and session.state != flows.bot.start:
-            self._reset(session, "expired")
+            # Idle a long while: the draft stays; the message is taken where the user left off
+            # if it fits there, or they are asked whether to go on or start again (run()).
+            self.resumed = True
         self.expected_version = session.version
         session.updated_at = now
         session.flow_version = flows.version
@@ -96,6 +103,8 @@ class Turn:
         self.message(notice)
 
     def message(self, name: str, extra: dict[str, Any] | None = None) -> None:
+        if name in MISUNDERSTOOD:
+            self.misunderstood = True
         tpl = self.flows.bot.messages.get(name)
         if tpl is not None:
             self.texts.append(tpl.render({**self.slots, **(extra or {})}))
@@ -122,24 +131,46 @@ class Turn:
             for file_id in self.pending_discard:
                 await self.services.spool.discard(file_id)
             if self.fresh:
+                # The first message is taken at the start like any other (a problem in the
+                # user's words starts a ticket); what the start cannot take shows it.
                 await self.arrive(self.flows.bot.start)
-                resolved = self.resolve(incoming)
-                if resolved is not None:
-                    await self.fire(*resolved)
-                else:
-                    # A first word is a greeting: the menu answers it; only what cannot be
-                    # taken at all is said (a sticker, a file that did not come through).
+                await self.consume(incoming)
+                if self.misunderstood:
+                    self.texts = [t for t in self.texts if t != self.said_stray]
                     self.show_state = True
-                    if incoming.unsupported:
-                        self.message("unsupported_attachment")
-                    for name in incoming.failed:
-                        self.message("file_failed", {"file": {"name": name}})
+            elif self.resumed:
+                await self.resume(incoming)
             else:
                 await self.consume(incoming)
             return self.reply()
         except Exception:
             log.exception("step failed for %s in state %s", self.session.peer, self.session.state)
             return await self.recover()
+
+    @property
+    def said_stray(self) -> str:
+        tpl = self.flows.bot.messages.get("stray")
+        return tpl.render(self.slots) if tpl is not None else ""
+
+    async def resume(self, incoming: Incoming) -> None:
+        """An idle dialogue taken up again: the message where the user left off, with a word
+        that the draft was kept; or, if it does not fit there, the question whether to go on
+        (back to that step) or start again (bot.resume)."""
+        left_at, slots_before = self.session.state, copy_json(self.slots)
+        await self.consume(incoming)
+        resume = self.flows.bot.resume
+        if not self.misunderstood or resume is None or resume not in self.flows.states:
+            self.texts.insert(0, self.render_message("expired"))
+            return
+        self.session.state, self.texts, self.show_state, self.misunderstood = left_at, [], False, False
+        self.slots.clear()
+        self.slots.update(slots_before)
+        await self.arrive(resume)
+        self.slots[RETURN_SLOT] = [left_at]
+
+    def render_message(self, name: str) -> str:
+        tpl = self.flows.bot.messages.get(name)
+        return tpl.render(self.slots) if tpl is not None else ""
 
     async def settle(self, items: Sequence[OutboxItem]) -> Reply | None:
         """Fire the outcome event of each finished item the current state waits for; None if it

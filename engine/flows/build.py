@@ -313,6 +313,7 @@ class _DocBuilder:
             mail_body=self.template(mail["code_body"], (*path, "mail", "code_body"), "mail"),
             where=self.where(path, key=True),
             patterns=tuple(patterns),
+            resume=b.get("resume"),
         )
 
     def simpleone(self, data: dict[str, Any]) -> None:

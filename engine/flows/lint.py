@@ -106,6 +106,7 @@ class Linter:
             self.check_target(flow.start, flow.where)
         if self.built.bot:
             self.check_target(self.built.bot.start, self.built.bot.where)
+            self.check_target(self.built.bot.resume, self.built.bot.where)
         for _, t in self.transitions():
             self.check_target(t.to, t.where)
             self.check_target(t.then, t.where)
@@ -338,6 +339,7 @@ class Linter:
             return
         roots = [bot.start, *(t.to for alts in bot.global_on.values() for t in alts)]
         roots += [t.then for alts in bot.global_on.values() for t in alts if t.then]
+        roots += [bot.resume] if bot.resume else []
         seen: set[str] = set()
         todo = [r for r in roots if r in self.states]
         while todo:

@@ -250,6 +250,9 @@ class BotSettings:
     mail_body: Template
     where: Where
     patterns: tuple[TypedPattern, ...] = ()
+    # Where an idle dialogue asks whether to go on or start again (None: the message is taken
+    # where the user left off, or not understood there).
+    resume: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

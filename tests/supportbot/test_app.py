@@ -34,7 +34,7 @@ async def test_without_simpleone_only_the_chat_runs_an_emulator(tmp_path: Path) 
         assert app.emulator is not None
         await app.engine.handle("console:t", Incoming(text="Мои заявки"))
         replies = await app.engine.handle("console:t", Incoming(text="t@ranepa.ru"))
-        assert "отправили код" in replies[0].text
+        assert "отправил код" in replies[0].text
         assert "--- mail to t@ranepa.ru ---" in terminal.getvalue()
     finally:
         await app.close()

@@ -76,7 +76,7 @@ async def draft_phone_ticket(user: FakeUser, box: Mailbox, email: str, text: str
 async def dialogue(user: FakeUser, box: Mailbox, email: str) -> str:
     assert "Главное меню" in await step(user, "say", "Начать")
     assert "корпоративной почте" in await step(user, "press", "Создать заявку")
-    assert f"отправили код на {email}" in await step(user, "say", email)
+    assert f"отправил код на {email}" in await step(user, "say", email)
     assert f"вы вошли как {email}" in await step(user, "say", await box.code())
     await step(user, "say", "12")
     assert "Опишите проблему" in await step(user, "press", "Телефонная связь (АТС)")
@@ -115,7 +115,7 @@ async def test_serve_survives_a_kill_and_handles_each_event_once(
         await user.say("kill-user@ranepa.ru")
         await asyncio.sleep(0.3)
         proc = await start(args, env, tmp_path)
-        assert "отправили код на kill-user@ranepa.ru" in (await user.wait_reply(timeout=15)).text
+        assert "отправил код на kill-user@ranepa.ru" in (await user.wait_reply(timeout=15)).text
         assert "вы вошли как kill-user@ranepa.ru" in await step(user, "say", await box.code())
         await step(user, "say", "12")
         await step(user, "press", "Телефонная связь (АТС)")

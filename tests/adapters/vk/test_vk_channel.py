@@ -124,7 +124,7 @@ async def press(user: FakeUser, label: str) -> str:
 
 async def sign_in(ch: Channel, user: FakeUser, email: str) -> None:
     assert "корпоративной почте" in await press(user, "Создать заявку")
-    assert f"отправили код на {email}" in await say(user, email)
+    assert f"отправил код на {email}" in await say(user, email)
     assert f"вы вошли как {email}" in await say(user, ch.code_for(email))
 
 

@@ -87,19 +87,43 @@ async def test_one_users_messages_are_handled_one_at_a_time_in_order(harness: Ha
     assert session.version == 5
 
 
-async def test_an_idle_dialogue_restarts_at_the_menu_and_forgets_the_draft(harness: Harness) -> None:
+async def test_an_idle_dialogue_keeps_its_draft_and_takes_the_message_that_woke_it(harness: Harness) -> None:
     await harness.sign_in("idle@ranepa.ru")
     await harness.say("Начать")
     await harness.press("Создать заявку")
-    await harness.say("1")
-    await harness.say("1")
-    await harness.attach("a.png", text="Не могу войти в личный кабинет студента")
+    await harness.say("2")
+    await harness.say("6")
+    await harness.attach("a.png", text="Не запускается Word, пишет ошибку лицензии")
     harness.now[0] += 31 * 60
-    reply = await harness.say("что-нибудь")
-    assert "давно не отвечали" in reply.text and harness.state() == MENU
+    reply = await harness.say("Готово")
+    assert "давно не отвечали" in reply.text and "Проверьте заявку" in reply.text
+    assert "Файлы: a.png" in reply.text and "ошибку лицензии" in reply.text
     session = await harness.storage.load_session(harness.peer)
-    assert session is not None and "description" not in session.slots and "files" not in session.slots
-    assert session.slots["user"]["email"] == "idle@ranepa.ru"
+    assert session is not None and session.slots["files"] and session.slots["user"]["email"] == "idle@ranepa.ru"
+
+
+async def test_an_idle_dialogue_woken_by_what_does_not_fit_asks_to_go_on_or_start_again(harness: Harness) -> None:
+    await harness.sign_in("idle2@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Создать заявку")
+    await harness.say("2")
+    await harness.say("6")
+    await harness.say("Не запускается Word, пишет ошибку лицензии")
+    await harness.press("Без файлов")
+    harness.now[0] += 31 * 60
+    reply = await harness.say("абракадабра")
+    assert "Продолжим с того места" in reply.text and reply.labels()[:2] == ["Продолжить", "Начать заново"]
+    reply = await harness.press("Продолжить")
+    assert "Проверьте заявку" in reply.text and "ошибку лицензии" in reply.text
+
+
+async def test_a_new_users_first_message_about_a_problem_is_kept_while_they_sign_in(harness: Harness) -> None:
+    reply = await harness.say("Здравствуйте, в общежитии не ловит вайфай")
+    assert "корпоративной почте" in reply.text and "не понял" not in reply.text
+    await harness.say("first@ranepa.ru")
+    code = harness.mailer.messages[-1].body.split(": ")[1][:6]
+    reply = await harness.say(code)
+    assert "Выберите подходящую" in reply.text and "Wi-Fi" in reply.labels()
 
 
 async def test_a_step_that_vanished_in_a_reload_lands_in_the_menu(harness: Harness, flows: Path) -> None:
@@ -261,7 +285,7 @@ async def test_codes_asked_for_by_someone_else_do_not_lock_an_address_out(harnes
     assert len(harness.mailer.messages) == 5  # the attacker's own hourly cap
     await harness.say("Мои заявки")
     reply = await harness.say("victim@ranepa.ru")
-    assert "отправили код на victim@ranepa.ru" in reply.text and "действует 10 мин" in reply.text
+    assert "отправил код на victim@ranepa.ru" in reply.text and "действует 10 мин" in reply.text
     code = harness.mailer.messages[-1].body.split(": ")[1][:6]
     reply = await harness.say(code)
     assert "вы вошли как victim@ranepa.ru" in reply.text
@@ -347,7 +371,7 @@ class DiesBeforeCommit:
 
 async def one_letter_signs_in(harness: Harness, reply: Reply) -> None:
     """The code step answered as sent, one letter is out, and its code signs the user in."""
-    assert "отправили код на redo@ranepa.ru" in reply.text
+    assert "отправил код на redo@ranepa.ru" in reply.text
     assert len(harness.mailer.messages) == 1
     code = harness.mailer.messages[-1].body.split(": ")[1][:6]
     assert "вы вошли как redo@ranepa.ru" in (await harness.say(code)).text
@@ -369,7 +393,7 @@ async def test_a_code_step_whose_commit_died_after_the_letter_went_mails_again_a
     first = harness.mailer.messages[-1].body.split(": ")[1][:6]
     # Handled again: a second letter (no cooldown: the first send never committed).
     reply = await harness.send(event)
-    assert "отправили код на redo@ranepa.ru" in reply.text and len(harness.mailer.messages) == 2
+    assert "отправил код на redo@ranepa.ru" in reply.text and len(harness.mailer.messages) == 2
     second = harness.mailer.messages[-1].body.split(": ")[1][:6]
     if first != second:
         assert "вы вошли" not in (await harness.say(first)).text
