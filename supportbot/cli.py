@@ -139,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        ("retry", "try a failed item again at once"),
                        ("drop", "delete a pending or failed item and its files; the user is not told")):
         outbox_sub.add_parser(name, help=text).add_argument("id")
+    stats = sub.add_parser("stats", help="what the flows count, per day (e.g. hint_helped: tickets the hints saved)")
+    stats.add_argument("--days", type=int, default=30, help="how many days back, today included")
     args = parser.parse_args(argv)
     try:
         if args.command == "chat":
@@ -159,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(outbox_command(load_config(), args.outbox_action, getattr(args, "id", None),
                                               getattr(args, "state", "open"), sys.stdout))
+        if args.command == "stats":
+            from supportbot.stats_cli import stats_command
+
+            return asyncio.run(stats_command(load_config(), max(1, args.days), sys.stdout))
         for line in describe(load_config()):  # the "config" command
             print(line)
         return 0

@@ -41,6 +41,7 @@ from adapters.storage.rows import watch_row as _watch_row
 from adapters.storage.sql import Sql
 from engine.ports import (
     Binding,
+    DayCount,
     InboxEvent,
     Notice,
     OutboxItem,
@@ -222,6 +223,8 @@ class SqlStorage(ABC):
             yield from self._sign_in(step.sign_in)
         if step.watch:
             yield q_many(self.sql.insert_watch, step.watch)
+        if step.counts:
+            yield q_many(self.sql.count, step.counts)
         for outcome in step.outcomes:
             # An outcome recorded meanwhile (the worker stopped waiting for this step) means it
             # was told already: the step would tell it twice, so it fails as a whole.
@@ -434,6 +437,11 @@ class SqlStorage(ABC):
     async def watch_drop(self, keys: Sequence[tuple[str, str]]) -> None:
         if keys:
             await self._do(q_many(self.sql.watch_drop, [(table, sys_id) for table, sys_id in keys]), Kind.PUT_TX)
+
+    # ----------------------------------------------------------------- counters
+
+    async def counts(self, since_day: str = "") -> list[DayCount]:
+        return [DayCount(n, d, int(c)) for n, d, c in await self._rows(self.sql.counts, since_day)]
 
     # ----------------------------------------------------------------- upkeep
 

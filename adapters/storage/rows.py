@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from engine.ports import Notice, OutboxItem, OutboxOutcome, OutboxState, SignInWrites, StepCommit, WatchedTicket
@@ -108,12 +109,14 @@ class StepRow(NamedTuple):
     outcomes: tuple[OutcomeRows, ...]
     sign_in: SignInRows | None
     watch: tuple[WatchRow, ...]
+    counts: tuple[tuple[str, str], ...]  # (name, day)
 
     @property
     def has_rest(self) -> bool:
         """Whether the step writes more than its session and inbox mark (SqlStorage._step_rest):
         most steps do not, and are written with no script at all."""
-        return bool(self.outbox or self.outcomes or self.reply_of is not None or self.sign_in or self.watch)
+        return bool(self.outbox or self.outcomes or self.reply_of is not None or self.sign_in or self.watch
+                    or self.counts)
 
 
 def json_text(value: object) -> str:
@@ -126,7 +129,12 @@ def step_row(step: StepCommit) -> StepRow:
                    step.expected_version, step.event_id, step.replies, tuple(outbox_row(item) for item in step.outbox),
                    step.reply_of, tuple(outcome_rows(outcome) for outcome in step.finish),
                    None if not step.sign_in else sign_in_rows(step.sign_in),
-                   tuple(watch_row(t, time.time()) for t in step.watch))
+                   tuple(watch_row(t, time.time()) for t in step.watch),
+                   tuple((name, utc_day(session.updated_at)) for name in step.counts))
+
+
+def utc_day(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
 
 
 def sign_in_rows(writes: SignInWrites) -> SignInRows:

@@ -168,6 +168,18 @@ _MIGRATIONS: Final[Migrations] = (
             "ALTER TABLE auth_codes {drop_column} mailed",
         ),
     ),
+    (
+        6,
+        (
+            # What the flows count (`count:` on a transition), per day: e.g. hints that helped.
+            """CREATE TABLE IF NOT EXISTS counters (
+                name TEXT NOT NULL,
+                day TEXT NOT NULL,
+                count {bigint} NOT NULL,
+                PRIMARY KEY (name, day)
+            )""",
+        ),
+    ),
 )
 
 

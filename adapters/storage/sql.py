@@ -82,6 +82,11 @@ class Sql:
             "INSERT INTO cursors (name, value, updated_at) VALUES ($1, $2, $3)"
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
         )
+        self.count = q(
+            "INSERT INTO counters (name, day, count) VALUES ($1, $2, 1)"
+            " ON CONFLICT (name, day) DO UPDATE SET count = counters.count + 1"
+        )
+        self.counts = q("SELECT name, day, count FROM counters WHERE day >= $1 ORDER BY name, day")
         self.get_binding = q("SELECT peer, email, caller_id, name, bound_at FROM bindings WHERE peer = $1")
         self.put_binding = q(
             "INSERT INTO bindings (peer, email, caller_id, name, bound_at) VALUES ($1, $2, $3, $4, $5)"

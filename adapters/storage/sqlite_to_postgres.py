@@ -44,6 +44,7 @@ TABLES: tuple[Table, ...] = (
                      "updated_at", "finished_at", "last_error", "progress", "result", "told", "record",
                      "retried_at", "held"), serial="seq", flags=("told", "held")),
     Table("notices", ("seq", "id", "peer", "text", "created_at", "sent_at"), serial="seq"),
+    Table("counters", ("name", "day", "count")),
     Table("ticket_watch", ("table_name", "sys_id", "number", "peer", "state", "updated_at", "active", "added_at"),
           flags=("active",)),
 )

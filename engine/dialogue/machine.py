@@ -224,6 +224,8 @@ class DialogueMachine:
                     text = f"{str(slots.get(target) or '').strip()}\n{added}".strip()
                     slots[target] = text[: self.text_limits.get(target, DEFAULT_TEXT_LIMIT)]
             slots.update(spec.set)
+            if spec.count:
+                dialogue.counted.append(spec.count)
             dialogue.show_state = True
             dialogue.arrived = dest
             if to_start:

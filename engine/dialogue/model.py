@@ -15,7 +15,7 @@ from engine.flows.model import FlowSet
 
 
 class Dialogue:
-    __slots__ = ("arrived", "discard", "flows", "going_back", "said", "show_state", "slots", "state")
+    __slots__ = ("arrived", "counted", "discard", "flows", "going_back", "said", "show_state", "slots", "state")
 
     def __init__(self, flows: FlowSet, state: str, slots: dict[str, Any], *, going_back: bool = False) -> None:
         self.flows = flows  # the flow set the machine was compiled from
@@ -28,3 +28,4 @@ class Dialogue:
         self.show_state = False  # the reply shows the current state (its text and buttons)
         self.discard: list[str] = []  # spooled files of cleared slots, discarded after the step
         self.arrived: str | None = None  # a state entered whose enter actions are still to run
+        self.counted: list[str] = []  # counters the transitions named, counted with the step

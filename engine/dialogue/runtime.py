@@ -80,7 +80,8 @@ class Engine:
             queue = self.services.outbox
             reserved = bool(turn.outbox) and queue is not None and queue.reserve(turn.outbox)
             if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id, kept,
-                                          outbox=turn.outbox, sign_in=turn.sign_in.writes(), watch=turn.watch):
+                                          outbox=turn.outbox, sign_in=turn.sign_in.writes(), watch=turn.watch,
+                                          counts=turn.counts):
                 if turn.outbox:
                     return [await self.settle(peer, turn, reply, incoming.event_id if kept else None,
                                               reserved)]
@@ -124,7 +125,8 @@ class Engine:
             kept = dump_replies([settled]) if kept_for else None
             recorded = await self.sessions.commit(follow.session, follow.expected_version, None, kept,
                                                   outbox=follow.outbox, reply_of=kept_for, finish=handed,
-                                                  sign_in=follow.sign_in.writes(), watch=follow.watch)
+                                                  sign_in=follow.sign_in.writes(), watch=follow.watch,
+                                                  counts=follow.counts)
             if recorded:
                 if follow.outbox:
                     queue.kick()

@@ -72,9 +72,10 @@ class SessionCache:
     async def commit(self, session: Session, expected_version: int, event_id: str | None,
                      replies: str | None = None, *, outbox: Sequence[OutboxItem] = (),
                      reply_of: str | None = None, finish: Sequence[OutboxOutcome] = (),
-                     sign_in: SignInWrites | None = None, watch: Sequence[WatchedTicket] = ()) -> bool:
+                     sign_in: SignInWrites | None = None, watch: Sequence[WatchedTicket] = (),
+                     counts: Sequence[str] = ()) -> bool:
         ok = await self.storage.commit_step(StepCommit(session, expected_version, event_id, replies, outbox,
-                                                       reply_of, finish, sign_in, watch))
+                                                       reply_of, finish, sign_in, watch, counts))
         if ok:
             session.version = expected_version + 1
             self._remember(session)

@@ -69,6 +69,7 @@ class Turn:
         self.settled: list[str] = []  # outbox items whose outcome this step tells
         self.sign_in = SignInDraft(self.services.storage, peer)  # committed with this step
         self.watch: list[WatchedTicket] = []  # tickets followed from this step's commit on
+        self.counts: list[str] = []  # counters the step's transitions named
         now = self.services.clock()
         if session is None:
             session = Session(peer, flows.bot.start, {}, flows.version, now, 0)
@@ -294,6 +295,7 @@ class Turn:
                 return hop > 0
             self.session.state = dialogue.state
             self.texts.extend(dialogue.said)
+            self.counts.extend(dialogue.counted)
             self.show_state = self.show_state or dialogue.show_state
             for file_id in dialogue.discard:
                 await self.services.spool.discard(file_id)

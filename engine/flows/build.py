@@ -167,6 +167,7 @@ class _DocBuilder:
             set=dict(value.get("set", {})),
             clear=tuple(value.get("clear", [])),
             append=dict(value.get("append", {})),
+            count=value.get("count"),
             when=condition(value.get("when")),
             unless=condition(value.get("unless")),
             where=self.where(path),

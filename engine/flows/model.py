@@ -67,6 +67,7 @@ class TransitionSpec:
     set: Mapping[str, Any] = field(default_factory=dict)
     clear: tuple[str, ...] = ()
     append: Mapping[str, str] = field(default_factory=dict)  # target slot ← source slot's text
+    count: str | None = None  # a counter counted once more when the transition is taken
     # Guards over the session's slots: taken only when all of `when` are set and none of `unless`.
     when: Condition = ()
     unless: Condition = ()

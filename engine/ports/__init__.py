@@ -7,6 +7,7 @@ Every public name is re-exported here, so `from engine.ports import X` keeps wor
 
 from engine.ports.auth import Binding, Bindings, PendingCode, SendStats, SignInCodes, SignInWrites
 from engine.ports.channel import Incoming, IncomingFile
+from engine.ports.counters import Counters, DayCount
 from engine.ports.files import FileSpool, FileSpoolFull, SpooledFile
 from engine.ports.inbox import Cursors, Inbox, InboxEvent, UnsentReplies
 from engine.ports.locks import Locks
@@ -43,7 +44,9 @@ __all__ = [
     "Attachment",
     "Binding",
     "Bindings",
+    "Counters",
     "Cursors",
+    "DayCount",
     "FileSpool",
     "FileSpoolFull",
     "Inbox",

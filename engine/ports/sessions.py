@@ -51,6 +51,8 @@ class StepCommit:
     sign_in: SignInWrites | None = None
     # Tickets the step found the user owns, followed from now on for status notices.
     watch: Sequence[WatchedTicket] = ()
+    # Counters the step's transitions named (`count:` in YAML), each counted once more today.
+    counts: Sequence[str] = ()
 
 
 class SessionStore(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from engine.ports.auth import Bindings, SignInCodes
+from engine.ports.counters import Counters
 from engine.ports.inbox import Cursors, Inbox
 from engine.ports.locks import Locks
 from engine.ports.notices import Notices, TicketWatches
@@ -17,7 +18,7 @@ from engine.ports.sessions import SessionStore
 
 
 class Storage(SessionStore, Inbox, Cursors, Bindings, SignInCodes, OutboxStore, Notices, TicketWatches, Locks,
-              Protocol):
+              Counters, Protocol):
     """Durable state: sessions, the inbox, bindings and codes, the outbox, notices, watched
     tickets, leases and locks; plus upkeep."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from tests.contract.storage_values import (
     make_code,
     make_item,
     make_notice,
+    make_session,
     make_ticket,
     put_code,
     step,
@@ -149,3 +151,17 @@ class TestOutboxLifetime:
             assert await second.outbox_tell("ob-a", make_notice("n-again")) is False
         finally:
             await second.close()
+
+
+class TestCounters:
+    async def test_counts_are_written_with_their_step_per_day(self, storage: Any) -> None:
+        assert await storage.counts() == []
+        day = make_session("vk:1").updated_at  # 2023-11-14, UTC
+        assert await step(storage, "vk:1", 0, counts=["hint_helped"])
+        assert await step(storage, "vk:1", 1, counts=["hint_helped", "hint_helped", "other"])
+        # A refused step counts nothing.
+        assert not await step(storage, "vk:1", 0, counts=["hint_helped"])
+        found = [(c.name, c.day, c.count) for c in await storage.counts()]
+        assert found == [("hint_helped", "2023-11-14", 3), ("other", "2023-11-14", 1)]
+        assert await storage.counts("2023-11-15") == []
+        assert datetime.fromtimestamp(day, UTC).strftime("%Y-%m-%d") == "2023-11-14"

@@ -97,3 +97,29 @@ def test_transitions_logs_only_warnings_unless_the_log_is_at_debug(caplog: pytes
     finally:
         root.setLevel(before[0])
         logging.getLogger("transitions").setLevel(before[1])
+
+
+def test_stats_prints_what_the_flows_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from adapters.storage.sqlite import open_sqlite
+    from engine.ports import Session, StepCommit
+    from supportbot.cli import main
+
+    db = tmp_path / "bot.db"
+
+    async def seed() -> None:
+        storage = await open_sqlite(db)
+        now = time.time()
+        assert await storage.commit_step(StepCommit(Session("vk:1", "main.menu", {}, "v", now), 0,
+                                                    counts=["hint_helped"]))
+        assert await storage.commit_step(StepCommit(Session("vk:2", "main.menu", {}, "v", now), 0,
+                                                    counts=["hint_helped"]))
+        await storage.close()
+
+    asyncio.run(seed())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SUPPORTBOT_DATABASE_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("SPOOL_DIR", str(tmp_path / "spool"))
+    assert main(["stats", "--days", "7"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("hint_helped: 2 in the last 7 day(s)"), out

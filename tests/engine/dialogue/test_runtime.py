@@ -437,3 +437,16 @@ async def test_a_sign_in_whose_commit_died_signs_in_when_redone_and_the_code_is_
     assert binding is not None and binding.email == "redo@ranepa.ru"
 
 
+
+
+async def test_a_hint_that_helped_ends_the_dialogue_and_is_counted(harness: Harness) -> None:
+    await harness.sign_in("helped@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Создать заявку")
+    await harness.say("1")
+    reply = await harness.press("Учётная запись студента")
+    assert "Помогло" in reply.labels()
+    reply = await harness.press("Помогло")
+    assert "рад, что получилось" in reply.text
+    assert [(c.name, c.count) for c in await harness.storage.counts()] == [("hint_helped", 1)]
+    assert len(harness.world.emulator.state.records("itsm_incident")) == 0

@@ -1,0 +1,20 @@
+"""The counters port: how often something the flows count happened, per day (a self-help
+hint that solved the problem instead of a ticket, say), written with the step that did it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class DayCount:
+    name: str
+    day: str  # "YYYY-MM-DD", UTC
+    count: int
+
+
+class Counters(Protocol):
+    async def counts(self, since_day: str = "") -> list[DayCount]:
+        """Every counter's count per day from since_day on (inclusive), by name then day."""
+        ...
