@@ -191,7 +191,7 @@ class CatalogEntry:
 
     def as_slot(self) -> dict[str, str]:
         return {"id": self.id, "name": self.name, "group_id": self.group_id, "group": self.group_name,
-                "label": self.button, "hint": self.hint or ""}
+                "label": self.button, "hint": (self.hint or "").strip()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ async def embedded(path: Path) -> None:
     await db.put_binding(Binding("vk:1", "a@ranepa.ru", "caller-1", "Анна", NOW))
     code = PendingCode("vk:2", "b@ranepa.ru", b"\x00hash\xff", b"salt", NOW, NOW + 600, 1)
     assert await db.commit_step(StepCommit(Session("vk:2", "auth.code", {}, "v1", NOW), 0, sign_in=SignInWrites(
-        "vk:2", code_changed=True, code=code, sends=(("b@ranepa.ru", NOW),))))
+        "vk:2", code_changed=True, code=code, sends=(("b@ranepa.ru", NOW),)), counts=["hint_helped"]))
     assert await db.inbox_add("ev-2", "vk:3", '{"type":"message_new"}')
     await db.notices_add([Notice("n-1", "vk:1", "Заявка INC0000001: новый статус — В работе.", NOW)])
     await db.put_cursor("longpoll:515", "1234")
@@ -58,7 +58,7 @@ async def test_everything_is_copied_and_works_on_postgres(tmp_path: Path, target
     await embedded(source)
     copied = await copy_sqlite_to_postgres(source, target)
     assert copied == {"sessions": 2, "bindings": 1, "auth_codes": 1, "auth_sends": 1, "inbox": 2, "cursors": 1,
-                      "outbox": 2, "notices": 1, "ticket_watch": 1}
+                      "outbox": 2, "notices": 1, "counters": 1, "ticket_watch": 1}
     pg = await open_postgres(target)
     try:
         session = await pg.load_session("vk:1")
@@ -68,6 +68,7 @@ async def test_everything_is_copied_and_works_on_postgres(tmp_path: Path, target
         code = await pg.get_code("vk:2")
         assert code is not None and code.code_hash == b"\x00hash\xff" and code.attempts == 1
         assert (await pg.code_send_stats("vk:2", "b@ranepa.ru", NOW - 1)).by_pair == 1
+        assert [(c.name, c.count) for c in await pg.counts()] == [("hint_helped", 1)]
         assert [e.event_id for e in await pg.inbox_pending()] == ["ev-2"]
         assert [(u.event_id, u.replies) for u in await pg.replies_unsent()] == [("ev-1", '[{"t":"Заявка принята"}]')]
         items = {i.id: i for i in await pg.outbox_list()}
