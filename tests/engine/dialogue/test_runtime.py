@@ -123,7 +123,7 @@ async def test_a_new_users_first_message_about_a_problem_is_kept_while_they_sign
     await harness.say("first@ranepa.ru")
     code = harness.mailer.messages[-1].body.split(": ")[1][:6]
     reply = await harness.say(code)
-    assert "Выберите подходящую" in reply.text and "Wi-Fi" in reply.labels()
+    assert "подходит по вашим словам" in reply.text and "Wi-Fi" in reply.labels()
 
 
 async def test_a_step_that_vanished_in_a_reload_lands_in_the_menu(harness: Harness, flows: Path) -> None:
