@@ -450,3 +450,13 @@ async def test_a_hint_that_helped_ends_the_dialogue_and_is_counted(harness: Harn
     assert "рад, что получилось" in reply.text
     assert [(c.name, c.count) for c in await harness.storage.counts()] == [("hint_helped", 1)]
     assert len(harness.world.emulator.state.records("itsm_incident")) == 0
+
+
+async def test_the_subject_is_the_service_and_the_first_words(harness: Harness) -> None:
+    long = "Не запускается Word на ноутбуке в аудитории 305, пишет ошибку лицензии, перезагрузка не помогла"
+    await describe(harness, "subject@ranepa.ru", "2", "6", long)
+    await harness.press("Без файлов")
+    await harness.press("Отправить")
+    [record] = harness.world.emulator.state.records("itsm_incident")
+    assert record["subject"] == "Программное обеспечение (ПО): Не запускается Word на ноутбуке в…"
+    assert long in record["description"]
