@@ -9,7 +9,6 @@ import signal
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -71,7 +70,7 @@ def open_channel(app: App, vk: VkSettings) -> VkChannel:
     delivery = DeliveryLog(app.storage)
     bot = VkBot(app.engine.handle, app.engine.message, api, VkSender(api),
                 AttachmentFetcher(session, max_bytes=vk.max_file_bytes,
-                                  extra_hosts=(urlsplit(vk.api_url).hostname or "",)),
+                                  extra_origins=(vk.api_url,)),
                 group_id=vk.group_id, concurrency=vk.concurrency, delivery=delivery)
     return VkChannel(session, api, bot, delivery)
 

@@ -41,6 +41,7 @@ from engine.ports import (
     TicketSystemUnavailable,
     Upload,
 )
+from engine.text_safety import clean_file_name, clean_json_strings
 
 __all__ = ["RecordNotFound", "SimpleOneClient", "SimpleOneConfig", "default_transport"]
 
@@ -239,11 +240,15 @@ class SimpleOneClient:
         """Send with the bearer token; on 401 with a login-based token, log in and resend once."""
         headers = list(self._headers)
         body: bytes | None = None
+        # Every text that leaves for SimpleOne goes through one sanitiser: no control characters
+        # (a NUL in a comment), file names one safe path part.
         if files:
-            body, content_type = _multipart(files)
+            body, content_type = _multipart([(key, (clean_file_name(name), mime, data))
+                                             for key, (name, mime, data) in files])
             headers.append(("Content-Type", content_type))
         elif json_body is not None:
-            body = json.dumps(json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            body = json.dumps(clean_json_strings(json_body), ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False).encode()
             headers.append(_JSON)
         query = list((params or {}).items())
         for attempt in (1, 2):

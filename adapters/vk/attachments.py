@@ -87,23 +87,46 @@ def wanted(attachment: dict[str, Any]) -> _Wanted | _Unusable | str | None:
     return kind or "unknown"
 
 
-def host_allowed(url: str, domains: frozenset[str]) -> bool:
+DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+def origin(url: str) -> Origin | None:
+    """A URL's scheme, host and port (the default one if none is written); None if it has none."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower().rstrip(".")
-    if parts.scheme not in ("http", "https") or not host:
+    if parts.scheme not in DEFAULT_PORTS or not host:
+        return None
+    try:
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+    except ValueError:  # a port that is no number, or out of range
+        return None
+    return parts.scheme, host, port
+
+
+def host_allowed(url: str, domains: frozenset[str], origins: frozenset[Origin] = frozenset()) -> bool:
+    """A VK file host (a domain or under it, on its scheme's own port), or exactly one of origins
+    (scheme, host and port: another port of an allowed host is another service)."""
+    found = origin(url)
+    if found is None:
         return False
-    return any(host == d or host.endswith("." + d) for d in domains)
+    if found in origins:
+        return True
+    scheme, host, port = found
+    return port == DEFAULT_PORTS[scheme] and any(host == d or host.endswith("." + d) for d in domains)
 
 
 class AttachmentFetcher:
     def __init__(self, session: aiohttp.ClientSession, *, max_bytes: int, timeout: float = 60.0,
-                 parallel: int = 8, extra_hosts: tuple[str, ...] = ()) -> None:
+                 parallel: int = 8, extra_origins: tuple[str, ...] = ()) -> None:
         self.session = session
         self.max_bytes = max_bytes
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._parallel = asyncio.Semaphore(parallel)
-        # Only VK's own hosts: a forged update must not make the bot fetch internal URLs.
-        self.domains = frozenset(d.lower() for d in (*VK_FILE_DOMAINS, *extra_hosts))
+        # Only VK's own hosts: a forged update must not make the bot fetch internal URLs. The
+        # API's own origin (a proxy, a fake VK) is allowed exactly: scheme, host and port.
+        self.domains = frozenset(VK_FILE_DOMAINS)
+        self.origins = frozenset(o for o in map(origin, extra_origins) if o is not None)
 
     async def fetch(self, attachments: list[dict[str, Any]]) -> Fetched:
         out = Fetched()
@@ -135,7 +158,7 @@ class AttachmentFetcher:
             url = job.url
             try:
                 for _ in range(MAX_REDIRECTS + 1):  # redirects followed by hand: each hop is checked
-                    if not host_allowed(url, self.domains):
+                    if not host_allowed(url, self.domains, self.origins):
                         log.warning("download of %s refused: %s is not a VK host", job.name, urlsplit(url).hostname)
                         return None
                     async with self.session.get(url, timeout=self.timeout, allow_redirects=False) as resp:

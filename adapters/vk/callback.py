@@ -19,8 +19,11 @@ from aiohttp import web
 from adapters.vk.bot import VkBot
 from adapters.vk.updates import parse_update
 from engine.ports import Storage
+from engine.text_safety import loads_bounded
 
 log = logging.getLogger(__name__)
+# VK's events nest a few levels (an attachment's sizes are the deepest, about 7); far more is an attack.
+MAX_UPDATE_DEPTH = 32
 
 
 
@@ -36,7 +39,9 @@ def make_callback_app(bot: VkBot, storage: Storage, *, group_id: int, secret: st
 
     async def receive(request: web.Request) -> web.Response:
         try:
-            update = await request.json(loads=json.loads)
+            # Bounded before parsing: deep nesting would exhaust the parser's recursion (a 500
+            # and a traceback for anyone who can reach the endpoint, before any secret is checked).
+            update = loads_bounded(await request.text(), MAX_UPDATE_DEPTH)
         except (ValueError, UnicodeDecodeError):
             return web.Response(status=400, text="not JSON")
         if not isinstance(update, dict):

@@ -12,6 +12,7 @@ from typing import Any
 from adapters.vk.api import VkApi, VkApiError, VkTransportError, backoff_delay
 from adapters.vk.keyboard import render, split_text
 from engine.replies import Reply
+from engine.text_safety import clean_outgoing
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class VkSender:
         True when there is nothing more to do (sent, or refused for good: the user blocked the
         community); False when it gave up on errors that a later try may get past."""
         message = render(reply)
-        parts = split_text(message.text)
+        parts = split_text(clean_outgoing(message.text))
         for i, part in enumerate(parts):
             params: dict[str, Any] = {"peer_id": peer_id, "message": part, "random_id": random_id(key, i),
                                       "dont_parse_links": 1}

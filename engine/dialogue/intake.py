@@ -3,6 +3,7 @@ the session's slots (files in the spool), and acknowledged — nothing sent is l
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -10,6 +11,7 @@ from typing import Any, Protocol
 from engine.dialogue.inputs import check_file, check_text, limits
 from engine.flows.model import TYPED, FlowSet, InputSpec, SayPart
 from engine.ports import FileSpool, FileSpoolFull, Incoming, IncomingFile
+from engine.text_safety import clean_file_name
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,10 @@ class Intake:
         True when text came without a file and the input asks about it (ask_text): the text is
         in slot 'typed', for the caller to raise the event 'typed'."""
         files = [f for f in self.slots.get(inp.slot) or [] if isinstance(f, dict)]
-        candidates: list[IncomingFile | tuple[str, int]] = [*incoming.files, *incoming.oversized]
+        # Names as the user may see them and SimpleOne may get them: one safe path part.
+        candidates: list[IncomingFile | tuple[str, int]] = [
+            *(dataclasses.replace(f, name=clean_file_name(f.name)) for f in incoming.files),
+            *((clean_file_name(name), size) for name, size in incoming.oversized)]
         for file in candidates:
             verdict = check_file(inp, file, len(files))
             if isinstance(file, tuple) and verdict.ok:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,17 +10,20 @@ from engine.flows.model import FlowSet, StateSpec
 from engine.flows.text import normalize_text
 from engine.ports import Incoming
 from engine.replies import Button
+from engine.text_safety import loads_bounded
 
 MAX_MATCH_LENGTH = 200  # longer text is never a button label or a command
 MAX_PAYLOAD_LENGTH = 1024
+MAX_PAYLOAD_DEPTH = 4  # ours is one object: {"e": …, "i": …}
 
 
 def parse_payload(raw: str) -> tuple[str, int | None] | None:
+    """A button's payload as (event, index); None for anything else, however malformed."""
     if len(raw) > MAX_PAYLOAD_LENGTH:
         return None
     try:
-        data = json.loads(raw)
-    except ValueError:
+        data = loads_bounded(raw, MAX_PAYLOAD_DEPTH)
+    except ValueError:  # TooDeep included
         return None
     if not isinstance(data, dict) or not isinstance(data.get("e"), str):
         return None

@@ -21,6 +21,7 @@ from engine.flows.model import TYPED, FlowSet, InputSpec, SayPart, StateSpec, re
 from engine.ports import Incoming, OutboxItem, Session, WatchedTicket
 from engine.ports.files import slot_file_ids
 from engine.replies import Reply
+from engine.text_safety import clean_file_name
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class Turn:
 
     async def consume(self, incoming: Incoming) -> None:
         for name in incoming.failed:
-            self.message("file_failed", {"file": {"name": name}})
+            self.message("file_failed", {"file": {"name": clean_file_name(name)}})
         if not (incoming.text.strip() or incoming.payload or incoming.files or incoming.oversized
                 or incoming.unsupported):
             if incoming.failed:

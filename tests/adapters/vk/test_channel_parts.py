@@ -56,10 +56,17 @@ def test_what_is_downloaded_and_what_is_refused() -> None:
 
 
 def test_files_come_only_from_vk_hosts() -> None:
-    domains = frozenset({"userapi.com", "vk.com", "127.0.0.1"})
+    domains = frozenset({"userapi.com", "vk.com"})
+    origins = frozenset({("http", "127.0.0.1", 8080)})  # the API's own: a fake VK on loopback
     assert host_allowed("https://sun9-1.userapi.com/impg/x.jpg", domains)
     assert host_allowed("https://vk.com/doc1_2", domains)
-    assert host_allowed("http://127.0.0.1:8080/files/1", domains)
+    assert host_allowed("https://VK.com:443/doc1_2", domains)
+    assert host_allowed("http://127.0.0.1:8080/files/1", domains, origins)
+    # Another port of an allowed host is another service: not a file host.
+    assert not host_allowed("http://127.0.0.1:5432/", domains, origins)
+    assert not host_allowed("https://127.0.0.1:8080/files/1", domains, origins)
+    assert not host_allowed("https://vk.com:8443/doc1_2", domains)
+    assert not host_allowed("https://vk.com:99999/x", domains)
     assert not host_allowed("https://evil-userapi.com/x", domains)
     assert not host_allowed("http://169.254.169.254/latest/meta-data", domains)
     assert not host_allowed("file:///etc/passwd", domains)
@@ -161,7 +168,7 @@ async def test_downloads_are_capped_while_streaming_and_redirects_are_checked() 
 
     try:
         async with aiohttp.ClientSession() as session:
-            fetcher = AttachmentFetcher(session, max_bytes=1024 * 1024, extra_hosts=("127.0.0.1",))
+            fetcher = AttachmentFetcher(session, max_bytes=1024 * 1024, extra_origins=(base,))
             got = await fetcher.fetch([doc("big.zip", "/big.zip"), doc("via.pdf", "/hop"),
                                        doc("meta.txt", "/away")])
             assert [name for name, _ in got.oversized] == ["big.zip"]

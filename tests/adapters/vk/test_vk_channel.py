@@ -91,7 +91,8 @@ async def make_channel(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: Fl
     session = aiohttp.ClientSession()
     api = VkApi(session, [TOKEN], api_url=vk.api_url, rate=50)
     bot = VkBot(engine.handle, engine.message, api, VkSender(api, backoff=0.02, attempts=5),
-                AttachmentFetcher(session, max_bytes=2 * 1024 * 1024, extra_hosts=("127.0.0.1",)), group_id=GROUP,
+                AttachmentFetcher(session, max_bytes=2 * 1024 * 1024, extra_origins=(vk.api_url,)),
+                group_id=GROUP,
                 delivery=DeliveryLog(storage, every=0.05))
     return Channel(vk, world, storage, mailer, engine, bot, session, api,
                    outbox=asyncio.create_task(worker.run()))
@@ -227,6 +228,10 @@ async def test_the_callback_endpoint_checks_confirmation_secret_and_group(channe
             assert await post({"type": "message_typing_state", "group_id": GROUP, "secret": SECRET}) == (200, "ok")
             async with http.post(url, data=b"{not json") as resp:
                 assert resp.status == 400
+            # Deep nesting before any secret is checked: refused as bad input, not a 500.
+            for deep in (b"[" * 5000, b'{"a":' * 5000, b"[" * 33 + b"]" * 33):
+                async with http.post(url, data=deep) as resp:
+                    assert resp.status == 400, deep[:10]
         await channel.bot.dispatcher.drain()
         assert await channel.storage.seen_event("f" * 40)
         stored = await channel.storage.load_session("vk:5")

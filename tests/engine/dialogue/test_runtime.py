@@ -460,3 +460,20 @@ async def test_the_subject_is_the_service_and_the_first_words(harness: Harness) 
     [record] = harness.world.emulator.state.records("itsm_incident")
     assert record["subject"] == "Программное обеспечение (ПО): Не запускается Word на ноутбуке в…"
     assert long in record["description"]
+
+
+async def test_control_characters_never_reach_the_ticket_system(harness: Harness) -> None:
+    """The comment path kept a NUL; now one sanitiser at the SimpleOne port takes every one out."""
+    await describe(harness, "nul@ranepa.ru", "2", "5", "Не открывается сетевая папка бухгалтерии")
+    await harness.press("Без файлов")
+    await harness.press("Отправить")
+    await harness.say("Главное меню")
+    await harness.press("Дополнить заявку")
+    await harness.say("1")
+    await harness.say("Инв. номер\x00 000123\x1b[31m, кабинет\u0085 214\r\nвторая строка")
+    await harness.press("Отправить")
+    await harness.outbox.drain()
+    [record] = harness.world.emulator.state.records("itsm_incident")
+    [entry] = harness.world.emulator.state.journal("itsm_incident", record["sys_id"])
+    assert "Инв. номер 000123[31m, кабинет 214\nвторая строка" in entry.text
+    assert not any(ord(c) < 32 and c not in "\n\t" for c in entry.text + record["description"])
