@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from engine.ports import MailError, MailMessage
+from engine.ports import MailError, MailMessage, MailRecipientRefused
 
 __all__ = ["SmtpMailer"]
 
@@ -103,11 +103,13 @@ class SmtpMailer:
                 timeout=self._timeout,
                 tls_context=self._tls_context,
             )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise MailRecipientRefused(self._describe(exc)) from None
         except (aiosmtplib.SMTPException, OSError) as exc:  # OSError covers ssl.SSLError too
             # from None: the cause's traceback is not ours to vouch for; the text below is.
             raise MailError(self._describe(exc)) from None
         if refused:
-            raise MailError(f"SMTP {self._host}:{self._port} refused {', '.join(sorted(refused))}")
+            raise MailRecipientRefused(f"SMTP {self._host}:{self._port} refused {', '.join(sorted(refused))}")
 
     def _describe(self, exc: BaseException) -> str:
         text = f"SMTP {self._host}:{self._port}: {type(exc).__name__}: {exc}"

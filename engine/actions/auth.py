@@ -12,7 +12,7 @@ import secrets
 
 from engine.actions.context import ActionContext
 from engine.actions.registry import Shape, action
-from engine.ports import Binding, MailError, MailMessage, PendingCode, TicketSystemError
+from engine.ports import Binding, MailError, MailMessage, MailRecipientRefused, PendingCode, TicketSystemError
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +103,21 @@ async def send_code(ctx: ActionContext) -> str:
         return "too_many"
     code, salt = new_code(), secrets.token_bytes(16)
     code_hash = await asyncio.to_thread(hash_code, code, salt)
-    # Counted whether or not the letter goes, so that a failing mail server cannot be used to
-    # bypass the cap.
-    ctx.sign_in.count_send(email, now)
     auth["email"] = email
     values = {"code": code, "minutes": auth["minutes"], "email": email}
     bot = ctx.flows.bot
     message = MailMessage(email, bot.mail_subject.render(values), bot.mail_body.render(values))
     try:
         await ctx.services.mailer.send(message)
+    except MailRecipientRefused as exc:
+        # Answered as a letter that went, and counted as one: otherwise whether a mailbox
+        # exists would leak to whoever asks. The admin reads it in the log.
+        log.warning("sign-in mail refused by the mail server for its recipient: %s", exc)
     except MailError as exc:
-        log.warning("sign-in mail to a user failed: %s", exc)
-        ctx.sign_in.set_code(None)  # the earlier code (if any) was replaced by one nobody got
+        # No letter left: it costs the user nothing (no send counted, the earlier code stands).
+        log.warning("sign-in mail could not be handed to the mail server: %s", exc)
         return "mail_failed"
+    ctx.sign_in.count_send(email, now)
     ctx.sign_in.set_code(PendingCode(ctx.peer, email, code_hash, salt, now, now + policy.code_ttl))
     return "sent"
 

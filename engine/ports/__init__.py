@@ -11,7 +11,7 @@ from engine.ports.counters import Counters, DayCount
 from engine.ports.files import FileSpool, FileSpoolFull, SpooledFile
 from engine.ports.inbox import Cursors, Inbox, InboxEvent, UnsentReplies
 from engine.ports.locks import Locks
-from engine.ports.mail import Mailer, MailError, MailMessage
+from engine.ports.mail import Mailer, MailError, MailMessage, MailRecipientRefused
 from engine.ports.notices import Notice, Notices, TicketWatches, WatchedTicket
 from engine.ports.outbox import (
     OUTBOX_DONE,
@@ -56,6 +56,7 @@ __all__ = [
     "Locks",
     "MailError",
     "MailMessage",
+    "MailRecipientRefused",
     "Mailer",
     "Notice",
     "Notices",

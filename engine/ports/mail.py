@@ -10,6 +10,10 @@ class MailError(Exception):
     """The message could not be handed to the mail server."""
 
 
+class MailRecipientRefused(MailError):
+    """The mail server took the message but refused its recipient (no such mailbox, say)."""
+
+
 @dataclass(frozen=True, slots=True)
 class MailMessage:
     to: str

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.smtp import SmtpMailer
-from engine.ports import MailError, MailMessage
+from engine.ports import MailError, MailMessage, MailRecipientRefused
 
 FROM = "support-bot@ranepa.ru"
 USER, PASSWORD = "bot", "s3cret-Pa55-do-not-leak"
@@ -261,10 +261,10 @@ async def test_silent_server_times_out_as_a_mail_error() -> None:
         server.close()
 
 
-async def test_rejected_recipient_is_a_mail_error() -> None:
+async def test_rejected_recipient_is_its_own_mail_error() -> None:
     async with smtp_server() as (handler, port):
         mailer = SmtpMailer("127.0.0.1", port, from_addr=FROM)
-        with pytest.raises(MailError, match=r"nobody@ranepa\.ru"):
+        with pytest.raises(MailRecipientRefused, match=r"nobody@ranepa\.ru"):
             await mailer.send(MailMessage("nobody@ranepa.ru", "s", "b"))
     assert handler.envelopes == []
 

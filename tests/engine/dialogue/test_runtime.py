@@ -16,7 +16,7 @@ from engine.actions.sign_in_draft import SignInDraft
 from engine.dialogue.runtime import Engine
 from engine.flows.model import FlowSet
 from engine.load import load_flow_set
-from engine.ports import Incoming, Session, StepCommit
+from engine.ports import Incoming, MailError, MailRecipientRefused, Session, StepCommit
 from engine.replies import Reply
 from engine.work.ticket_work import ticket_executors
 from tests.conftest import Harness
@@ -477,3 +477,34 @@ async def test_control_characters_never_reach_the_ticket_system(harness: Harness
     [entry] = harness.world.emulator.state.journal("itsm_incident", record["sys_id"])
     assert "Инв. номер 000123[31m, кабинет 214\nвторая строка" in entry.text
     assert not any(ord(c) < 32 and c not in "\n\t" for c in entry.text + record["description"])
+
+
+async def test_a_mail_server_that_is_down_costs_the_user_nothing(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_send = harness.mailer.send
+
+    async def down(message: Any) -> None:
+        raise MailError("SMTP 127.0.0.1:25: ConnectionRefusedError")
+
+    monkeypatch.setattr(harness.mailer, "send", down)
+    await harness.say("Мои заявки")
+    for _ in range(7):  # more than the hourly cap, and within the resend cooldown
+        reply = await harness.say("down@ranepa.ru")
+        assert "почтовый сервер сейчас недоступен" in reply.text and "Эта попытка не считается" in reply.text
+    assert (await harness.storage.code_send_stats(harness.peer, "down@ranepa.ru", 0.0)).by_peer == 0
+    monkeypatch.setattr(harness.mailer, "send", real_send)
+    reply = await harness.say("down@ranepa.ru")
+    assert "отправил код на down@ranepa.ru" in reply.text and len(harness.mailer.messages) == 1
+
+
+async def test_a_refused_recipient_reads_as_a_letter_sent(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Else the answer would tell anyone whether a mailbox exists."""
+    async def no_such_mailbox(message: Any) -> None:
+        raise MailRecipientRefused("SMTP 127.0.0.1:25 refused ghost@ranepa.ru")
+
+    await harness.say("Мои заявки")
+    known = await harness.say("known@ranepa.ru")
+    monkeypatch.setattr(harness.mailer, "send", no_such_mailbox)
+    await harness.say("Мои заявки", peer="test:other")
+    ghost = await harness.say("ghost@ranepa.ru", peer="test:other")
+    assert ghost.text.replace("ghost", "known") == known.text and ghost.labels() == known.labels()
