@@ -238,14 +238,14 @@ class SqlStorage(ABC):
     def _sign_in(self, rows: SignInRows) -> Script[None]:
         if rows.put_binding is not None:
             yield q_changed(self.sql.put_binding, *rows.put_binding)
+        if rows.put_owner is not None:
+            yield q_changed(self.sql.put_owner, *rows.put_owner)
         if rows.delete_binding is not None:
             yield q_changed(self.sql.delete_binding, *rows.delete_binding)
         if rows.put_code is not None:
             yield q_changed(self.sql.put_code, *rows.put_code)
         if rows.delete_code is not None:
             yield q_changed(self.sql.delete_code, *rows.delete_code)
-        if rows.sends:
-            yield q_many(self.sql.record_code_sent, rows.sends)
 
     def _apply_outcome(self, outcome: OutcomeRows) -> Script[bool]:
         """Pending only: an item finished by another attempt, or dropped by an admin meanwhile, is
@@ -276,8 +276,12 @@ class SqlStorage(ABC):
         return None if found is None else Binding(*found)
 
     async def put_binding(self, binding: Binding) -> None:
-        await self._do(q_changed(self.sql.put_binding, binding.peer, binding.email, binding.caller_id, binding.name,
-                                 binding.bound_at), Kind.WRITE)
+        def put() -> Script[None]:
+            yield q_changed(self.sql.put_binding, binding.peer, binding.email, binding.caller_id, binding.name,
+                            binding.bound_at)
+            yield q_changed(self.sql.put_owner, binding.email, binding.peer, binding.bound_at)
+
+        await self._script(put, Kind.PUT_TX)
 
     async def delete_binding(self, peer: str) -> None:
         await self._do(q_changed(self.sql.delete_binding, peer), Kind.WRITE)
@@ -290,6 +294,18 @@ class SqlStorage(ABC):
             return None
         peer_, email, code_hash, salt, created_at, expires_at, attempts = found
         return PendingCode(peer_, email, bytes(code_hash), bytes(salt), created_at, expires_at, attempts)
+
+    async def reserve_send(self, peer: str, email: str, at: float, since: float, *, peer_cap: int,
+                           others_cap: int) -> bool:
+        def reserve() -> Script[bool]:
+            if self.sql.lock_address is not None:  # PostgreSQL: one reservation per address at a time
+                yield q_value(self.sql.lock_address, email)
+            return bool((yield q_changed(self.sql.reserve_send, peer, email, at, since, peer_cap, others_cap)) == 1)
+
+        return await self._script(reserve, Kind.WRITE)
+
+    async def release_send(self, peer: str, email: str, at: float) -> None:
+        await self._do(q_changed(self.sql.release_send, peer, email, at), Kind.PUT)
 
     async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats:
         """Sends at or after since: by this peer, to this email, by the pair, the pair's latest."""

@@ -87,10 +87,10 @@ class SignInRows(NamedTuple):
     delete by; None where the step left it alone."""
 
     put_binding: tuple[Any, ...] | None
+    put_owner: tuple[Any, ...] | None  # (email, peer, at): the binding proves the peer reads the address
     delete_binding: tuple[str] | None
     put_code: tuple[Any, ...] | None
     delete_code: tuple[str] | None
-    sends: list[tuple[str, str, float]]
 
 
 class StepRow(NamedTuple):
@@ -142,11 +142,11 @@ def sign_in_rows(writes: SignInWrites) -> SignInRows:
     return SignInRows(
         (binding.peer, binding.email, binding.caller_id, binding.name, binding.bound_at)
         if writes.binding_changed and binding is not None else None,
+        (binding.email, binding.peer, binding.bound_at) if writes.binding_changed and binding is not None else None,
         (peer,) if writes.binding_changed and binding is None else None,
         (code.peer, code.email, code.code_hash, code.salt, code.created_at, code.expires_at, code.attempts)
         if writes.code_changed and code is not None else None,
         (peer,) if writes.code_changed and code is None else None,
-        [(peer, email, at) for email, at in writes.sends],
     )
 
 

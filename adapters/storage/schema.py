@@ -180,6 +180,23 @@ _MIGRATIONS: Final[Migrations] = (
             )""",
         ),
     ),
+    (
+        7,
+        (
+            # Who has proved they read an address (signed in with a code sent there): they are
+            # not held back by the quota strangers share for that address.
+            """CREATE TABLE IF NOT EXISTS auth_owners (
+                email TEXT NOT NULL,
+                peer TEXT NOT NULL,
+                verified_at {real} NOT NULL,
+                PRIMARY KEY (email, peer)
+            )""",
+            # Everyone bound today has proved it.
+            # (WHERE true: SQLite's parser needs it before ON CONFLICT in INSERT … SELECT.)
+            "INSERT INTO auth_owners (email, peer, verified_at) SELECT email, peer, bound_at FROM bindings"
+            " WHERE true ON CONFLICT (email, peer) DO NOTHING",
+        ),
+    ),
 )
 
 

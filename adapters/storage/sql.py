@@ -102,7 +102,26 @@ class Sql:
         )
         self.get_code = q("SELECT " + CODE_COLUMNS + " FROM auth_codes WHERE peer = $1")
         self.delete_code = q("DELETE FROM auth_codes WHERE peer = $1")
-        self.record_code_sent = q("INSERT INTO auth_sends (peer, email, sent_at) VALUES ($1, $2, $3)")
+        # The caps checked and the send counted in one statement, under the address's lock where
+        # writers run at once (PostgreSQL; SQLite has one writer at a time anyway).
+        self.lock_address = (q("SELECT pg_advisory_xact_lock(hashtext('auth_sends:' || $1))")
+                             if dialect.name == "postgresql" else None)
+        # The cap of others is the strangers' (peers that never signed in with the address), shared
+        # by all of them, the asker's own sends included: an owner asking is not held back by it,
+        # and owners' sends do not use it up.
+        self.reserve_send = q(
+            "INSERT INTO auth_sends (peer, email, sent_at)"
+            " SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS {real})"
+            " WHERE (SELECT count(*) FROM auth_sends WHERE peer = $1 AND sent_at >= $4) < $5"
+            " AND (EXISTS (SELECT 1 FROM auth_owners WHERE email = $2 AND peer = $1)"
+            " OR (SELECT count(*) FROM auth_sends AS s WHERE s.email = $2 AND s.sent_at >= $4"
+            " AND NOT EXISTS (SELECT 1 FROM auth_owners AS o WHERE o.email = $2 AND o.peer = s.peer)) < $6)"
+        )
+        self.put_owner = q(
+            "INSERT INTO auth_owners (email, peer, verified_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (email, peer) DO UPDATE SET verified_at = excluded.verified_at"
+        )
+        self.release_send = q("DELETE FROM auth_sends WHERE peer = $1 AND email = $2 AND sent_at = $3")
         # Both indexes (by peer, by email) serve the OR.
         self.code_send_stats = q(
             "SELECT count(*) FILTER (WHERE peer = $1), count(*) FILTER (WHERE email = $2),"

@@ -36,6 +36,7 @@ TABLES: tuple[Table, ...] = (
     Table("bindings", ("peer", "email", "caller_id", "name", "bound_at")),
     Table("auth_codes", ("peer", "email", "code_hash", "salt", "created_at", "expires_at", "attempts")),
     Table("auth_sends", ("peer", "email", "sent_at")),
+    Table("auth_owners", ("email", "peer", "verified_at")),
     Table("inbox", ("seq", "event_id", "peer", "body", "received_at", "handled_at", "replies", "sent_at",
                     "version"),
           serial="seq"),

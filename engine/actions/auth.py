@@ -68,9 +68,10 @@ async def refresh(ctx: ActionContext) -> None:
 async def send_code(ctx: ActionContext) -> str:
     """Mail a fresh code to the address in slot `email`, within the cooldown and hourly cap.
 
-    The code and the send are committed with the step. If the process dies after the letter
-    went and before the commit, the event is handled again and a second letter goes: only its
-    code works, and the step's reply names that one letter."""
+    The send is claimed against the caps before the letter leaves (atomically across users and
+    workers) and taken back if the mail server is down; the code is committed with the step. If
+    the process dies after the letter went and before the commit, the event is handled again
+    and a second letter goes (counted too): only its code works, and the reply names that one."""
     policy = ctx.services.auth
     email = str(ctx.slots.get("email", "")).strip().lower()
     auth = ctx.record("auth")
@@ -79,27 +80,26 @@ async def send_code(ctx: ActionContext) -> str:
         return "bad_domain"
     now = ctx.services.clock()
     auth["minutes"] = max(1, round(policy.code_ttl / 60))
-    stats = await ctx.sign_in.send_stats(email, now - HOUR)
+    storage = ctx.services.storage
     pending = await ctx.sign_in.code()
     live = pending is not None and now < pending.expires_at and pending.attempts < policy.max_attempts
     auth["has_code"] = live
     # The cooldown is per peer and address, and only while that code can still be entered: a
     # mistyped address needs no wait, nor does a code that was used, locked or has expired.
-    if (live and pending is not None and pending.email == email and stats.last_pair_at is not None
-            and now - stats.last_pair_at < policy.resend_cooldown):
-        auth["wait_seconds"] = math.ceil(policy.resend_cooldown - (now - stats.last_pair_at))
+    if live and pending is not None and pending.email == email and now - pending.created_at < policy.resend_cooldown:
+        auth["wait_seconds"] = math.ceil(policy.resend_cooldown - (now - pending.created_at))
         return "cooldown"
     # Caps: one peer may ask for a few codes an hour; an address gets at most twice that from
-    # everyone else, so nobody can flood a mailbox, and one stranger alone cannot lock its owner out.
-    others = stats.by_email - stats.by_pair
-    frees: list[float] = []
-    if stats.by_peer >= policy.max_sends_per_hour and stats.first_peer_at is not None:
-        frees.append(stats.first_peer_at + HOUR)
-    if others >= 2 * policy.max_sends_per_hour and stats.first_others_at is not None:
-        frees.append(stats.first_others_at + HOUR)
-    if frees:
+    # everyone else, so nobody can flood a mailbox, and one stranger alone cannot lock its owner
+    # out. Claimed before the letter leaves, atomically across users and workers.
+    cap = policy.max_sends_per_hour
+    if not await storage.reserve_send(ctx.peer, email, now, now - HOUR, peer_cap=cap, others_cap=2 * cap):
+        stats = await storage.code_send_stats(ctx.peer, email, now - HOUR)
+        frees = [t + HOUR for t, full in ((stats.first_peer_at, stats.by_peer >= cap),
+                                          (stats.first_others_at, stats.by_email - stats.by_pair >= 2 * cap))
+                 if full and t is not None]
         # When the oldest send counted leaves the hour, so that the answer can say when.
-        auth["wait_minutes"] = max(1, math.ceil((max(frees) - now) / 60))
+        auth["wait_minutes"] = max(1, math.ceil((max(frees, default=now + 60) - now) / 60))
         return "too_many"
     code, salt = new_code(), secrets.token_bytes(16)
     code_hash = await asyncio.to_thread(hash_code, code, salt)
@@ -114,10 +114,10 @@ async def send_code(ctx: ActionContext) -> str:
         # exists would leak to whoever asks. The admin reads it in the log.
         log.warning("sign-in mail refused by the mail server for its recipient: %s", exc)
     except MailError as exc:
-        # No letter left: it costs the user nothing (no send counted, the earlier code stands).
+        # No letter left: it costs the user nothing (the send is taken back, the earlier code stands).
         log.warning("sign-in mail could not be handed to the mail server: %s", exc)
+        await storage.release_send(ctx.peer, email, now)
         return "mail_failed"
-    ctx.sign_in.count_send(email, now)
     ctx.sign_in.set_code(PendingCode(ctx.peer, email, code_hash, salt, now, now + policy.code_ttl))
     return "sent"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final, Literal, Protocol
 
-from engine.ports import Binding, PendingCode, SendStats, SignInWrites
+from engine.ports import Binding, PendingCode, SignInWrites
 
 
 class _Unread(Enum):
@@ -26,13 +26,12 @@ class SignInReader(Protocol):
 
     async def get_code(self, peer: str) -> PendingCode | None: ...
 
-    async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats: ...
 
 
 class SignInDraft:
-    """The peer's binding, pending code and code sends within one step."""
+    """The peer's binding and pending code within one step."""
 
-    __slots__ = ("_binding", "_binding_changed", "_code", "_code_changed", "_sends", "_store", "peer")
+    __slots__ = ("_binding", "_binding_changed", "_code", "_code_changed", "_store", "peer")
 
     def __init__(self, store: SignInReader, peer: str) -> None:
         self._store = store
@@ -41,7 +40,6 @@ class SignInDraft:
         self._code: PendingCode | Literal[_Unread.UNREAD] | None = _UNREAD
         self._binding_changed = False
         self._code_changed = False
-        self._sends: list[tuple[str, float]] = []
 
     async def binding(self) -> Binding | None:
         if self._binding is _UNREAD:
@@ -61,20 +59,6 @@ class SignInDraft:
         """The pending code as the step leaves it (None: gone)."""
         self._code, self._code_changed = code, True
 
-    async def send_stats(self, email: str, since: float) -> SendStats:
-        """Codes mailed since `since`, the committed ones and this step's."""
-        stats = await self._store.code_send_stats(self.peer, email, since)
-        mine = [at for e, at in self._sends if at >= since]
-        pair = [at for e, at in self._sends if at >= since and e == email]
-        last = max([*pair, *([stats.last_pair_at] if stats.last_pair_at is not None else [])], default=None)
-        first = min([*mine, *([stats.first_peer_at] if stats.first_peer_at is not None else [])], default=None)
-        return SendStats(stats.by_peer + len(mine), stats.by_email + len(pair), stats.by_pair + len(pair), last,
-                         first, stats.first_others_at)
-
-    def count_send(self, email: str, at: float) -> None:
-        """A code mailed (or tried) to `email`: counted against the caps when the step commits."""
-        self._sends.append((email, at))
-
     def writes(self) -> SignInWrites | None:
         """What the step changed, for its commit; None when nothing."""
         found = SignInWrites(
@@ -83,6 +67,5 @@ class SignInDraft:
             self._binding if self._binding is not _UNREAD else None,
             self._code_changed,
             self._code if self._code is not _UNREAD else None,
-            tuple(self._sends),
         )
         return found if found else None

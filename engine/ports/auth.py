@@ -47,17 +47,17 @@ class SendStats:
 @dataclass(frozen=True, slots=True)
 class SignInWrites:
     """What one step changed in its peer's sign-in, committed with the step (StepCommit.sign_in)
-    or not at all: the binding and the pending code as the step left them, and its sends."""
+    or not at all: the binding and the pending code as the step left them. (Code sends are not
+    here: a quota shared by all users is claimed before the letter leaves, SignInCodes.reserve_send.)"""
 
     peer: str
     binding_changed: bool = False
     binding: Binding | None = None  # when changed: the new binding, or None (signed out)
     code_changed: bool = False
     code: PendingCode | None = None  # when changed: the new code state, or None (gone)
-    sends: tuple[tuple[str, float], ...] = ()  # (email, sent_at) of codes this step mailed
 
     def __bool__(self) -> bool:
-        return self.binding_changed or self.code_changed or bool(self.sends)
+        return self.binding_changed or self.code_changed
 
 
 class Bindings(Protocol):
@@ -80,3 +80,16 @@ class SignInCodes(Protocol):
     async def get_code(self, peer: str) -> PendingCode | None: ...
 
     async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats: ...
+
+    async def reserve_send(self, peer: str, email: str, at: float, since: float, *, peer_cap: int,
+                           others_cap: int) -> bool:
+        """Count a code send (peer to email, at `at`) if, since `since`, the peer has sent fewer
+        than peer_cap, and strangers (peers that never signed in with the address, this one
+        included) fewer than others_cap to it, all together; a peer that signed in with the
+        address before is held only by its own cap. Atomic, whatever other users and workers do at the same moment;
+        False, counting nothing, when a cap is reached. Claimed before the letter leaves."""
+        ...
+
+    async def release_send(self, peer: str, email: str, at: float) -> None:
+        """Take back a reserved send whose letter did not leave (the mail server was down)."""
+        ...

@@ -6,6 +6,7 @@ The `storage` and `storage_backend` fixtures come from conftest.py, one run per 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -86,20 +87,65 @@ class TestCodes:
         assert (await storage.get_code("vk:1")).attempts == 2
         assert (await storage.get_code("vk:2")).attempts == 0
 
-    async def test_a_refused_step_writes_no_code_and_counts_no_send(self, storage: Any) -> None:
+    async def test_a_refused_step_writes_no_code(self, storage: Any) -> None:
         assert await commit(storage, "vk:1", 0)
-        writes = SignInWrites("vk:1", code_changed=True, code=make_code(), sends=(("a@ranepa.ru", 100.0),))
+        writes = SignInWrites("vk:1", code_changed=True, code=make_code())
         assert not await step(storage, "vk:1", 0, sign_in=writes)
         assert await storage.get_code("vk:1") is None
-        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(0, 0, 0, None)
 
-    async def test_one_step_writes_its_code_send_and_binding_together(self, storage: Any) -> None:
+    async def test_one_step_writes_its_code_and_binding_together(self, storage: Any) -> None:
         binding = Binding("vk:1", "a@ranepa.ru", "sys-1", "A", 1.0)
-        writes = SignInWrites("vk:1", True, binding, True, make_code(), (("a@ranepa.ru", 100.0),))
+        writes = SignInWrites("vk:1", True, binding, True, make_code())
         assert await step(storage, "vk:1", 0, sign_in=writes, event_id="ev-1")
         assert await storage.get_binding("vk:1") == binding
         assert await storage.get_code("vk:1") == make_code()
-        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(1, 1, 1, 100.0, 100.0)
+
+
+class TestReservedSends:
+    async def test_a_send_is_counted_within_the_caps_and_taken_back(self, storage: Any) -> None:
+        reserve = storage.reserve_send
+        assert await reserve("vk:1", "a@ranepa.ru", 100.0, 0.0, peer_cap=2, others_cap=3)
+        assert await reserve("vk:1", "b@ranepa.ru", 101.0, 0.0, peer_cap=2, others_cap=3)
+        assert not await reserve("vk:1", "a@ranepa.ru", 102.0, 0.0, peer_cap=2, others_cap=3)  # peer's cap
+        assert await reserve("vk:1", "a@ranepa.ru", 103.0, 101.5, peer_cap=2, others_cap=3)  # since: one left
+        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(3, 2, 2, 103.0, 100.0)
+        await storage.release_send("vk:1", "a@ranepa.ru", 103.0)
+        assert await storage.code_send_stats("vk:1", "a@ranepa.ru", 0.0) == SendStats(2, 1, 1, 100.0, 100.0)
+
+    async def test_strangers_share_one_cap_for_an_address(self, storage: Any) -> None:
+        for n in range(3):
+            assert await storage.reserve_send(f"vk:{n + 10}", "a@ranepa.ru", 100.0 + n, 0.0, peer_cap=5, others_cap=3)
+        assert not await storage.reserve_send("vk:20", "a@ranepa.ru", 110.0, 0.0, peer_cap=5, others_cap=3)
+        # A stranger that sent one already gets no more either: the cap is all strangers' together.
+        assert not await storage.reserve_send("vk:10", "a@ranepa.ru", 111.0, 0.0, peer_cap=5, others_cap=3)
+        # Four strangers taking turns cannot get past it.
+        for n in range(12):
+            await storage.reserve_send(f"vk:{30 + n % 4}", "b@ranepa.ru", 200.0 + n, 0.0, peer_cap=5, others_cap=10)
+        assert (await storage.code_send_stats("vk:99", "b@ranepa.ru", 0.0)).by_email == 10
+
+    async def test_strangers_cannot_lock_out_a_peer_that_signed_in_with_the_address(self, storage: Any) -> None:
+        owner = Binding("vk:1", "owner@ranepa.ru", "sys-1", "Владелец", 50.0)
+        await bind(storage, "vk:1", owner)
+        await bind(storage, "vk:1", None)  # signed out since: still the one who proved the address
+        for n in range(3):
+            assert await storage.reserve_send(f"vk:{n + 10}", "owner@ranepa.ru", 100.0 + n, 0.0,
+                                              peer_cap=5, others_cap=3)
+        assert not await storage.reserve_send("vk:20", "owner@ranepa.ru", 110.0, 0.0, peer_cap=5, others_cap=3)
+        # The strangers' cap is full; the owner has its own five.
+        for n in range(5):
+            assert await storage.reserve_send("vk:1", "owner@ranepa.ru", 120.0 + n, 0.0, peer_cap=5, others_cap=3)
+        assert not await storage.reserve_send("vk:1", "owner@ranepa.ru", 130.0, 0.0, peer_cap=5, others_cap=3)
+        # And the owner's letters do not use up the strangers' cap either.
+        assert await storage.release_send("vk:12", "owner@ranepa.ru", 102.0) is None
+        assert await storage.reserve_send("vk:21", "owner@ranepa.ru", 131.0, 0.0, peer_cap=5, others_cap=3)
+
+    async def test_the_caps_hold_however_many_ask_at_once(self, storage: Any) -> None:
+        """Forty users asking for a code for one address at the same moment: exactly the cap."""
+        results = await asyncio.gather(*(
+            storage.reserve_send(f"vk:{n}", "victim@ranepa.ru", 200.0 + n / 100, 0.0, peer_cap=5, others_cap=10)
+            for n in range(40)))
+        assert sum(results) == 10
+        assert (await storage.code_send_stats("vk:999", "victim@ranepa.ru", 0.0)).by_email == 10
 
 
 class TestSendStats:

@@ -105,7 +105,7 @@ async def drop_code(storage: Any, peer: str) -> None:
 
 
 async def code_sent(storage: Any, peer: str, email: str, at: float) -> None:
-    assert await sign_in_step(storage, SignInWrites(peer, sends=((email, at),)))
+    assert await storage.reserve_send(peer, email, at, 0.0, peer_cap=1000, others_cap=1000)
 
 
 async def bind(storage: Any, peer: str, binding: Binding | None) -> None:

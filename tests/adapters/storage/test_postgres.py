@@ -129,8 +129,8 @@ async def test_a_fresh_database_is_migrated(storage: PostgresStorage, db: Any) -
     versions = [r[0] for r in await db.fetch("SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == [v for v, _ in MIGRATIONS]
     tables = {r[0] for r in await db.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-    assert {"sessions", "bindings", "auth_codes", "auth_sends", "inbox", "cursors", "schema_migrations", "outbox",
-            "notices", "ticket_watch"} <= tables
+    assert {"sessions", "bindings", "auth_codes", "auth_sends", "auth_owners", "inbox", "cursors", "schema_migrations",
+            "outbox", "notices", "ticket_watch", "counters"} <= tables
 
 
 async def test_workers_starting_together_migrate_once(dsn: str, db: Any) -> None:

@@ -73,8 +73,8 @@ async def test_file_database_is_tuned_and_migrated(tmp_path: Path) -> None:
         versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
         tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert versions == [v for v, _ in MIGRATIONS]
-    assert {"sessions", "bindings", "auth_codes", "auth_sends", "inbox", "schema_migrations", "outbox", "notices",
-            "ticket_watch"} <= tables
+    assert {"sessions", "bindings", "auth_codes", "auth_sends", "auth_owners", "inbox", "schema_migrations", "outbox",
+            "notices", "ticket_watch", "counters"} <= tables
 
 
 async def test_a_database_at_schema_1_is_upgraded_keeping_its_data(tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ async def embedded(path: Path) -> None:
     await db.put_binding(Binding("vk:1", "a@ranepa.ru", "caller-1", "Анна", NOW))
     code = PendingCode("vk:2", "b@ranepa.ru", b"\x00hash\xff", b"salt", NOW, NOW + 600, 1)
     assert await db.commit_step(StepCommit(Session("vk:2", "auth.code", {}, "v1", NOW), 0, sign_in=SignInWrites(
-        "vk:2", code_changed=True, code=code, sends=(("b@ranepa.ru", NOW),)), counts=["hint_helped"]))
+        "vk:2", code_changed=True, code=code), counts=["hint_helped"]))
+    assert await db.reserve_send("vk:2", "b@ranepa.ru", NOW, NOW - 3600, peer_cap=5, others_cap=10)
     assert await db.inbox_add("ev-2", "vk:3", '{"type":"message_new"}')
     await db.notices_add([Notice("n-1", "vk:1", "Заявка INC0000001: новый статус — В работе.", NOW)])
     await db.put_cursor("longpoll:515", "1234")
@@ -57,8 +58,8 @@ async def test_everything_is_copied_and_works_on_postgres(tmp_path: Path, target
     source = tmp_path / "supportbot.db"
     await embedded(source)
     copied = await copy_sqlite_to_postgres(source, target)
-    assert copied == {"sessions": 2, "bindings": 1, "auth_codes": 1, "auth_sends": 1, "inbox": 2, "cursors": 1,
-                      "outbox": 2, "notices": 1, "counters": 1, "ticket_watch": 1}
+    assert copied == {"sessions": 2, "bindings": 1, "auth_codes": 1, "auth_sends": 1, "auth_owners": 1, "inbox": 2,
+                      "cursors": 1, "outbox": 2, "notices": 1, "counters": 1, "ticket_watch": 1}
     pg = await open_postgres(target)
     try:
         session = await pg.load_session("vk:1")

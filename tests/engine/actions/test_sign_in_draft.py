@@ -4,7 +4,7 @@ hands the commit exactly what changed."""
 from __future__ import annotations
 
 from engine.actions.sign_in_draft import SignInDraft
-from engine.ports import Binding, PendingCode, SendStats, SignInWrites
+from engine.ports import Binding, PendingCode, SignInWrites
 
 STORED = Binding("vk:1", "old@ranepa.ru", "sys-1", "Старый", 1.0)
 CODE = PendingCode("vk:1", "a@ranepa.ru", b"h" * 32, b"salt", 100.0, 700.0)
@@ -22,8 +22,6 @@ class Store:
         self.reads += 1
         return CODE
 
-    async def code_send_stats(self, peer: str, email: str, since: float) -> SendStats:
-        return SendStats(2, 3, 1, 50.0, 40.0, 30.0)
 
 
 async def test_nothing_read_or_changed_commits_nothing() -> None:
@@ -43,7 +41,7 @@ async def test_reads_go_to_storage_once_and_changes_are_seen_by_later_actions() 
     draft.set_code(None)
     assert await draft.code() is None
     assert store.reads == 2
-    assert draft.writes() == SignInWrites("vk:1", True, fresh, True, None, ())
+    assert draft.writes() == SignInWrites("vk:1", True, fresh, True, None)
 
 
 async def test_a_read_alone_changes_nothing() -> None:
@@ -58,12 +56,3 @@ async def test_unbinding_is_a_change_to_none() -> None:
     draft.bind(None)
     assert await draft.binding() is None
     assert draft.writes() == SignInWrites("vk:1", binding_changed=True, binding=None)
-
-
-async def test_send_stats_count_the_steps_own_sends() -> None:
-    draft = SignInDraft(Store(), "vk:1")
-    draft.count_send("a@ranepa.ru", 200.0)
-    draft.count_send("b@ranepa.ru", 210.0)
-    assert await draft.send_stats("a@ranepa.ru", 100.0) == SendStats(4, 4, 2, 200.0, 40.0, 30.0)
-    assert await draft.send_stats("a@ranepa.ru", 205.0) == SendStats(3, 3, 1, 50.0, 40.0, 30.0)
-    assert draft.writes() == SignInWrites("vk:1", sends=(("a@ranepa.ru", 200.0), ("b@ranepa.ru", 210.0)))

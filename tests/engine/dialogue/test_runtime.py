@@ -389,9 +389,9 @@ async def test_a_code_step_whose_commit_died_after_the_letter_went_mails_again_a
     assert len(harness.mailer.messages) == 1
     assert await harness.storage.get_code(harness.peer) is None
     stats = await harness.storage.code_send_stats(harness.peer, "redo@ranepa.ru", 0.0)
-    assert stats.by_peer == 0  # nor was the send counted
+    assert stats.by_peer == 1  # the send was claimed before the letter left: it counts
     first = harness.mailer.messages[-1].body.split(": ")[1][:6]
-    # Handled again: a second letter (no cooldown: the first send never committed).
+    # Handled again: a second letter (no cooldown: the first code was never committed), counted too.
     reply = await harness.send(event)
     assert "отправил код на redo@ranepa.ru" in reply.text and len(harness.mailer.messages) == 2
     second = harness.mailer.messages[-1].body.split(": ")[1][:6]
@@ -508,3 +508,24 @@ async def test_a_refused_recipient_reads_as_a_letter_sent(harness: Harness, monk
     await harness.say("Мои заявки", peer="test:other")
     ghost = await harness.say("ghost@ranepa.ru", peer="test:other")
     assert ghost.text.replace("ghost", "known") == known.text and ghost.labels() == known.labels()
+
+
+async def test_strangers_asking_for_codes_cannot_lock_out_the_addresses_owner(harness: Harness) -> None:
+    await harness.sign_in("owner@ranepa.ru")
+    await harness.say("Начать")
+    await harness.press("Выйти")
+    sent = len(harness.mailer.messages)
+    for n in range(4):  # strangers use up the address's shared quota (2 × 5 letters)
+        stranger = f"test:stranger{n}"
+        await harness.say("Мои заявки", peer=stranger)
+        await harness.say("owner@ranepa.ru", peer=stranger)
+        for _ in range(2):
+            harness.now[0] += 61
+            await harness.send(Incoming(text="Отправить код ещё раз"), peer=stranger)
+    assert len(harness.mailer.messages) - sent == 10
+    await harness.say("Мои заявки", peer="test:stranger9")
+    reply = await harness.say("owner@ranepa.ru", peer="test:stranger9")
+    assert "слишком часто" in reply.text
+    await harness.say("Мои заявки")
+    reply = await harness.say("owner@ranepa.ru")
+    assert "отправил код на owner@ranepa.ru" in reply.text
