@@ -50,6 +50,7 @@ IGNORED_KINDS = frozenset({"link"})
 VK_FILE_DOMAINS = ("vk.com", "vk.ru", "vk.me", "userapi.com", "vkuserphoto.ru", "vkuseraudio.net",
                    "vkuservideo.net", "vk-cdn.net", "mycdn.me")
 MAX_REDIRECTS = 3
+UNREADABLE = "file"  # the name said for an attachment whose description cannot be read (as clean_file_name)
 
 
 def largest_photo(photo: dict[str, Any]) -> str | None:
@@ -60,8 +61,13 @@ def largest_photo(photo: dict[str, Any]) -> str | None:
     sizes = [s for s in photo.get("sizes") or [] if isinstance(s, dict) and s.get("url")]
     if not sizes:
         return None
-    best = max(sizes, key=lambda s: int(s.get("width") or 0) * int(s.get("height") or 0))
+    best = max(sizes, key=lambda s: _whole(s.get("width")) * _whole(s.get("height")))
     return str(best["url"])
+
+
+def _whole(value: Any) -> int:
+    """A number VK should have sent as one; 0 for anything else (a forged "abc")."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def wanted(attachment: dict[str, Any]) -> _Wanted | _Unusable | str | None:
@@ -132,7 +138,11 @@ class AttachmentFetcher:
         out = Fetched()
         jobs: list[_Wanted] = []
         for attachment in attachments:
-            item = wanted(attachment)
+            try:
+                item = wanted(attachment)
+            except Exception:  # a field of a shape no real update has: that file failed, not the event
+                log.warning("attachment of an unreadable shape: %.200r", attachment, exc_info=True)
+                item = _Unusable(UNREADABLE)
             if isinstance(item, _Wanted):
                 if item.size is not None and item.size > self.max_bytes:
                     out.oversized.append((item.name, item.size))

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from adapters.vk.api import VkApi, VkError
-from adapters.vk.attachments import AttachmentFetcher, Fetched
+from adapters.vk.attachments import UNREADABLE, AttachmentFetcher, Fetched
 from adapters.vk.delivery import DeliveryLog
 from adapters.vk.dispatcher import PeerDispatcher
 from adapters.vk.sender import VkSender, reply_key
@@ -80,10 +80,16 @@ class VkBot:
             return
         if msg.is_cropped:
             msg = await self.uncropped(msg)
-        if prefetch is not None:
-            fetched = await prefetch
-        else:
-            fetched = await self.fetcher.fetch(msg.attachments) if msg.attachments else Fetched()
+        try:
+            if prefetch is not None:
+                fetched = await prefetch
+            else:
+                fetched = await self.fetcher.fetch(msg.attachments) if msg.attachments else Fetched()
+        except Exception:
+            # Whatever an update's attachments hold, the message is still handled (answered, and
+            # recorded as handled with its step): its files are said to have failed.
+            log.exception("attachments of event %s could not be read", msg.event_id)
+            fetched = Fetched(failed=[UNREADABLE] * len(msg.attachments))
         incoming = Incoming(text=msg.text, payload=msg.payload, files=fetched.files,
                             unsupported=fetched.unsupported, oversized=fetched.oversized,
                             failed=fetched.failed, event_id=msg.event_id)

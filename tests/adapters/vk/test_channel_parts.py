@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+
 from adapters.vk.api import TokenPacer
-from adapters.vk.attachments import _Unusable, _Wanted, host_allowed, largest_photo, wanted
+from adapters.vk.attachments import AttachmentFetcher, _Unusable, _Wanted, host_allowed, largest_photo, wanted
 from adapters.vk.dispatcher import PeerDispatcher
 from adapters.vk.updates import parse_update
 
@@ -178,3 +180,20 @@ async def test_downloads_are_capped_while_streaming_and_redirects_are_checked() 
             assert (await strict.fetch([doc("small.pdf", "/small.pdf")])).failed == ["small.pdf"]
     finally:
         await runner.cleanup()
+
+
+def test_a_photo_with_sizes_of_the_wrong_type_is_still_a_photo() -> None:
+    """A poison event of the attack run: width "abc" raised ValueError and the event was never answered."""
+    photo = {"id": 9, "sizes": [{"url": "https://sun9-1.userapi.com/a.jpg", "width": "abc", "height": None},
+                                {"url": "https://sun9-1.userapi.com/b.jpg", "width": 800, "height": 600},
+                                {"url": "https://sun9-1.userapi.com/c.jpg", "width": True, "height": 10**6}]}
+    assert largest_photo(photo) == "https://sun9-1.userapi.com/b.jpg"
+
+
+async def test_an_attachment_of_an_unreadable_shape_fails_alone() -> None:
+    async with aiohttp.ClientSession() as session:
+        fetcher = AttachmentFetcher(session, max_bytes=1024)
+        got = await fetcher.fetch([{"type": "doc", "doc": {"title": ["a"], "url": 123, "ext": {}, "size": "big"}},
+                                   {"type": "photo", "photo": {"id": 1, "sizes": "not a list"}},
+                                   {"type": "sticker", "sticker": {}}])
+    assert got.unsupported == ["sticker"] and len(got.failed) == 2
