@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.vk.api import TokenPacer
 from adapters.vk.attachments import AttachmentFetcher, _Unusable, _Wanted, host_allowed, largest_photo, wanted
@@ -197,3 +199,28 @@ async def test_an_attachment_of_an_unreadable_shape_fails_alone() -> None:
                                    {"type": "photo", "photo": {"id": 1, "sizes": "not a list"}},
                                    {"type": "sticker", "sticker": {}}])
     assert got.unsupported == ["sticker"] and len(got.failed) == 2
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(message=st.dictionaries(st.sampled_from(["peer_id", "from_id", "id", "text", "payload", "attachments", "out",
+                                                "is_cropped"]), _JSON, max_size=8),
+       attachments=st.lists(st.fixed_dictionaries({"type": st.sampled_from(["photo", "doc", "sticker", "link"])},
+                                                  optional={"photo": _JSON, "doc": _JSON, "sticker": _JSON}),
+                            max_size=3))
+def test_any_update_is_parsed_or_skipped_and_its_attachments_read_or_failed(
+        message: dict[str, object], attachments: list[dict[str, object]]) -> None:
+    """Random updates (wrong types, nesting, huge strings) never raise in parsing or in reading
+    what to download."""
+    update = {"type": "message_new", "event_id": "e1", "object": {"message": {**message, "attachments": attachments}}}
+    parsed = parse_update(update)
+    for attachment in (parsed.attachments if parsed is not None else attachments):
+        try:
+            wanted(attachment)
+        except Exception as exc:  # the fetcher turns these into a failed file; none should happen
+            raise AssertionError(f"{attachment!r}: {exc!r}") from exc
