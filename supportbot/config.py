@@ -47,7 +47,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AUTH_MAX_ATTEMPTS", "5", "Wrong entries allowed per code"),
     Setting("AUTH_RESEND_COOLDOWN_SECONDS", "60", "Wait before another code can be mailed"),
     Setting("AUTH_MAX_CODES_PER_HOUR", "5", "Codes mailed per user and per address in an hour"),
-    Setting("SESSION_IDLE_MINUTES", "30", "An idle dialogue restarts at the menu after this"),
+    Setting("SESSION_IDLE_MINUTES", "30", "After this a dialogue asks to go on or start again (its draft kept)"),
     Setting("SIMPLEONE_URL", None,
             "SimpleOne base URL, e.g. https://sd.ranepa.ru (unset in `chat`: an emulator runs in process)"),
     Setting("SIMPLEONE_TOKEN", None, "A static API token (instead of username and password)", secret=True),
