@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from engine.dialogue.inputs import check_file, check_text, limits
+from engine.dialogue.inputs import check_file, check_text, clean_text, limits
 from engine.flows.model import TYPED, FlowSet, InputSpec, SayPart
 from engine.ports import FileSpool, FileSpoolFull, Incoming, IncomingFile
 from engine.text_safety import clean_file_name
@@ -79,13 +79,18 @@ class Intake:
             self.speaker.say(inp.accepted if accepted is None else accepted,
                              {**limits(inp), **verdict.vars, "count": len(files), "left": inp.max_files - len(files)})
         self.slots[inp.slot] = files
-        text = incoming.text.strip()
-        if text and inp.ask_text and not candidates:
-            self.slots[TYPED] = text[: inp.max_length]
-            return True
+        text = clean_text(incoming.text)
         if text and inp.text_slot:
-            previous = str(self.slots.get(inp.text_slot) or "")
-            self.slots[inp.text_slot] = f"{previous}\n{text}".strip()[: inp.max_length]
+            # Never cut: text that would not fit with what is there already is not taken, and
+            # the user is told how long it would be (what was accepted stays exactly as it was).
+            combined = f"{str(self.slots.get(inp.text_slot) or '').strip()}\n{text}".strip()
+            if len(combined) > inp.max_length:
+                self.speaker.input_error(inp, "too_long", {"count": len(combined)})
+                return False
+            if inp.ask_text and not candidates:
+                self.slots[TYPED] = text
+                return True
+            self.slots[inp.text_slot] = combined
             self.speaker.say(inp.noted, {**limits(inp), "count": len(files)})
         elif text and not incoming.files:
             self.speaker.message("stray")

@@ -235,7 +235,8 @@ class Linter:
     def check_input(self, st: StateSpec) -> None:
         inp = st.input
         assert inp is not None
-        optional = {"too_short": inp.min_length > 0, "no_letters": inp.min_letters > 0}
+        optional = {"too_short": inp.min_length > 0, "no_letters": inp.min_letters > 0,
+                    "too_long": inp.kind != "attachments" or bool(inp.text_slot)}
         needed = [e for e in ERRORS_BY_KIND[inp.kind] if optional.get(e, True)]
         for key in needed:
             if key not in inp.errors:

@@ -102,7 +102,7 @@ ERRORS_BY_KIND: dict[str, tuple[str, ...]] = {
     "text": ("too_short", "too_long", "not_text", "no_letters"),
     "email": ("bad_email", "not_text"),
     "code": ("bad_code", "not_text"),
-    "attachments": ("too_many_files", "file_too_big", "bad_file_type"),
+    "attachments": ("too_many_files", "file_too_big", "bad_file_type", "too_long"),
 }
 
 

@@ -529,3 +529,32 @@ async def test_strangers_asking_for_codes_cannot_lock_out_the_addresses_owner(ha
     await harness.say("Мои заявки")
     reply = await harness.say("owner@ranepa.ru")
     assert "отправил код на owner@ranepa.ru" in reply.text
+
+
+async def test_text_that_does_not_fit_is_refused_with_its_length_never_cut(harness: Harness) -> None:
+    """A 9 000-character comment used to be answered 'Текст записан' and reach the journal cut."""
+    await describe(harness, "long@ranepa.ru", "2", "5", "Не открывается сетевая папка бухгалтерии")
+    await harness.press("Без файлов")
+    await harness.press("Отправить")
+    await harness.say("Главное меню")
+    await harness.press("Дополнить заявку")
+    await harness.say("1")
+    reply = await harness.say("я" * 9000)
+    assert "не записан" in reply.text and "9000 символов" in reply.text and "до 4000" in reply.text
+    first = "Первая часть: " + "б" * 3000
+    assert "Текст записан" in (await harness.say(first)).text
+    reply = await harness.say("в" * 1500)  # together with the first part it would not fit
+    assert "не записан" in reply.text and "4515 символов" in reply.text
+    await harness.press("Отправить")
+    await harness.outbox.drain()
+    [record] = harness.world.emulator.state.records("itsm_incident")
+    [entry] = harness.world.emulator.state.journal("itsm_incident", record["sys_id"])
+    assert first in entry.text and "ввв" not in entry.text
+
+
+async def test_a_caption_that_would_overflow_the_description_is_refused_and_the_file_kept(harness: Harness) -> None:
+    await describe(harness, "full@ranepa.ru", "2", "6", "Описание " + "д" * 3580)
+    reply = await harness.attach("shot.png", text="и ещё подпись к скриншоту")
+    assert "получен" in reply.text and "не добавлен" in reply.text and "3615 символов" in reply.text
+    reply = await harness.press("Готово")
+    assert "Файлы: shot.png" in reply.text and "подпись" not in reply.text
