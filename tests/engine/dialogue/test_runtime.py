@@ -29,6 +29,16 @@ async def describe(harness: Harness, email: str, group: str, entry: str, text: s
     await harness.describe(email, text, group, entry)
 
 
+async def comment_on_a_new_ticket(harness: Harness, email: str) -> None:
+    """A signed-in user creates a ticket and opens «Дополнить заявку» on it, at the comment."""
+    await describe(harness, email, "2", "5", "Не открывается сетевая папка бухгалтерии")
+    await harness.press("Без файлов")
+    await harness.press("Отправить")
+    await harness.say("Главное меню")
+    await harness.press("Дополнить заявку")
+    await harness.say("1")
+
+
 async def test_a_new_user_sees_the_menu_whatever_they_type(harness: Harness) -> None:
     reply = await harness.say("добрый день")
     assert "Главное меню" in reply.text
@@ -256,12 +266,7 @@ async def test_an_expired_simpleone_token_is_renewed_mid_dialogue(harness: Harne
 
 
 async def test_a_5xx_on_a_comment_keeps_the_text_and_adds_it_once(harness: Harness) -> None:
-    await describe(harness, "comment@ranepa.ru", "2", "5", "Не открывается сетевая папка бухгалтерии")
-    await harness.press("Без файлов")
-    await harness.press("Отправить")
-    await harness.say("Главное меню")
-    await harness.press("Дополнить заявку")
-    await harness.say("1")
+    await comment_on_a_new_ticket(harness, "comment@ranepa.ru")
     await harness.say("Папка \\\\fs01\\buh, ошибка 0x80070035")
     harness.world.emulator.faults.fail_next(1, method="PATCH")
     reply = await harness.press("Отправить")
@@ -464,12 +469,7 @@ async def test_the_subject_is_the_service_and_the_first_words(harness: Harness) 
 
 async def test_control_characters_never_reach_the_ticket_system(harness: Harness) -> None:
     """The comment path kept a NUL; now one sanitiser at the SimpleOne port takes every one out."""
-    await describe(harness, "nul@ranepa.ru", "2", "5", "Не открывается сетевая папка бухгалтерии")
-    await harness.press("Без файлов")
-    await harness.press("Отправить")
-    await harness.say("Главное меню")
-    await harness.press("Дополнить заявку")
-    await harness.say("1")
+    await comment_on_a_new_ticket(harness, "nul@ranepa.ru")
     await harness.say("Инв. номер\x00 000123\x1b[31m, кабинет\u0085 214\r\nвторая строка")
     await harness.press("Отправить")
     await harness.outbox.drain()
@@ -533,12 +533,7 @@ async def test_strangers_asking_for_codes_cannot_lock_out_the_addresses_owner(ha
 
 async def test_text_that_does_not_fit_is_refused_with_its_length_never_cut(harness: Harness) -> None:
     """A 9 000-character comment used to be answered 'Текст записан' and reach the journal cut."""
-    await describe(harness, "long@ranepa.ru", "2", "5", "Не открывается сетевая папка бухгалтерии")
-    await harness.press("Без файлов")
-    await harness.press("Отправить")
-    await harness.say("Главное меню")
-    await harness.press("Дополнить заявку")
-    await harness.say("1")
+    await comment_on_a_new_ticket(harness, "long@ranepa.ru")
     reply = await harness.say("я" * 9000)
     assert "не записан" in reply.text and "9000 символов" in reply.text and "до 4000" in reply.text
     first = "Первая часть: " + "б" * 3000
