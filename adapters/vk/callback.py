@@ -8,6 +8,7 @@ handled when it starts again.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -24,6 +25,7 @@ from engine.text_safety import loads_bounded
 log = logging.getLogger(__name__)
 # VK's events nest a few levels (an attachment's sizes are the deepest, about 7); far more is an attack.
 MAX_UPDATE_DEPTH = 32
+BODY_TIMEOUT = 10.0  # seconds for a whole event's body to arrive
 
 
 
@@ -34,14 +36,21 @@ def event_body(update: dict[str, object]) -> str:
 
 
 def make_callback_app(bot: VkBot, storage: Storage, *, group_id: int, secret: str, confirmation: str,
-                      path: str = "/") -> web.Application:
+                      path: str = "/", body_timeout: float = BODY_TIMEOUT) -> web.Application:
     secret_bytes = secret.encode()
 
     async def receive(request: web.Request) -> web.Response:
         try:
+            # A body trickled in slowly would hold a connection (a file descriptor) for as long
+            # as the sender likes: VK sends a whole event at once.
+            async with asyncio.timeout(body_timeout):
+                body = await request.text()
+        except TimeoutError:
+            return web.Response(status=408, text="body too slow")
+        try:
             # Bounded before parsing: deep nesting would exhaust the parser's recursion (a 500
             # and a traceback for anyone who can reach the endpoint, before any secret is checked).
-            update = loads_bounded(await request.text(), MAX_UPDATE_DEPTH)
+            update = loads_bounded(body, MAX_UPDATE_DEPTH)
         except (ValueError, UnicodeDecodeError):
             return web.Response(status=400, text="not JSON")
         if not isinstance(update, dict):

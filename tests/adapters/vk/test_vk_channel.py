@@ -447,3 +447,23 @@ async def test_a_cropped_message_is_read_whole(channel: Channel, vk: RunningVkEm
     # VK left the attachments out of the update (is_cropped): the bot reads the message whole.
     await user.send_doc("скрин.png", b"\x89PNG" + b"0" * 100, cropped=True)
     assert "Файл «скрин.png» получен" in (await user.wait_reply()).text
+
+
+async def test_a_body_trickled_in_slowly_is_cut_off(channel: Channel) -> None:
+    """Slow bodies held connections (and file descriptors) open for as long as the sender liked."""
+    app = make_callback_app(channel.bot, channel.storage, group_id=GROUP, secret=SECRET, confirmation=CONFIRMATION,
+                            body_timeout=0.3)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 5)
+        assert status.startswith(b"HTTP/1.1 408"), status
+        writer.close()
+    finally:
+        await runner.cleanup()
