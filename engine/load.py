@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.actions import REGISTRY
 from engine.actions.registry import ActionRegistry
+from engine.dialogue.catalog_search import index_of
 from engine.dialogue.machine import machine_of
 from engine.flows.build import build, flow_set_version
 from engine.flows.findings import Finding, Severity
@@ -100,5 +101,8 @@ def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) ->
         file_slots=file_slots,
         typed_commands=typed_commands(built.bot, states),
     )
-    machine_of(result.flow_set)  # compiled now, so a reload swaps in a flow set ready to run
+    # Compiled now, so that a reload swaps in a flow set ready to run and no user's message pays
+    # for it: the machine, and the catalogue's search index.
+    machine_of(result.flow_set)
+    index_of(result.flow_set)
     return result

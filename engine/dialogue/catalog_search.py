@@ -26,8 +26,9 @@ from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 from engine.flows.model import CatalogEntry, FlowSet
+from engine.flows.text import fold_case
 
-_WORD: Final = re.compile(r"[0-9a-zа-я]+")
+_WORD: Final = re.compile(r"[^\W_]+")  # letters and digits, of any script
 # Latin letters people type for Cyrillic ones in "1С" (the product is written both ways).
 _ONE_C: Final = re.compile(r"\b1c\b")
 
@@ -45,7 +46,7 @@ _english = Stemmer.Stemmer("english")
 
 def words(text: str) -> list[str]:
     """Lower-case words, ё as е, hyphenated ones also joined ("wi-fi" → wi, fi, wifi)."""
-    text = _ONE_C.sub("1с", text.casefold().replace("ё", "е"))
+    text = _ONE_C.sub("1\u0441", fold_case(text))  # the Cyrillic с of "1С"
     found: list[str] = []
     for chunk in text.split():
         parts = _WORD.findall(chunk)

@@ -65,6 +65,8 @@ class Turn:
         self.fresh = session is None
         self.resumed = False  # an idle dialogue taken up again (its draft kept)
         self.misunderstood = False  # the step answered that it did not understand
+        # A first message the start cannot take is answered with the start alone, not "не понял".
+        self.quiet_stray = False
         self.pending_discard: list[str] = []
         self.outbox: list[OutboxItem] = []  # work for SimpleOne, committed with this step
         self.settled: list[str] = []  # outbox items whose outcome this step tells
@@ -107,9 +109,12 @@ class Turn:
     def message(self, name: str, extra: dict[str, Any] | None = None) -> None:
         if name in MISUNDERSTOOD:
             self.misunderstood = True
-        tpl = self.flows.bot.messages.get(name)
-        if tpl is not None:
-            self.texts.append(tpl.render({**self.slots, **(extra or {})}))
+            if self.quiet_stray and name == "stray":
+                self.show_state = True
+                return
+        text = self.render_message(name, extra)
+        if text:
+            self.texts.append(text)
 
     def say(self, parts: Sequence[SayPart], extra: dict[str, Any] | None = None) -> None:
         text = render_say(parts, {**self.slots, **extra} if extra else self.slots)
@@ -136,10 +141,8 @@ class Turn:
                 # The first message is taken at the start like any other (a problem in the
                 # user's words starts a ticket); what the start cannot take shows it.
                 await self.arrive(self.flows.bot.start)
+                self.quiet_stray = True
                 await self.consume(incoming)
-                if self.misunderstood:
-                    self.texts = [t for t in self.texts if t != self.said_stray]
-                    self.show_state = True
             elif self.resumed:
                 await self.resume(incoming)
             else:
@@ -148,11 +151,6 @@ class Turn:
         except Exception:
             log.exception("step failed for %s in state %s", self.session.peer, self.session.state)
             return await self.recover()
-
-    @property
-    def said_stray(self) -> str:
-        tpl = self.flows.bot.messages.get("stray")
-        return tpl.render(self.slots) if tpl is not None else ""
 
     async def resume(self, incoming: Incoming) -> None:
         """An idle dialogue taken up again: the message where the user left off, with a word
@@ -170,9 +168,9 @@ class Turn:
         await self.arrive(resume)
         self.slots[RETURN_SLOT] = [left_at]
 
-    def render_message(self, name: str) -> str:
+    def render_message(self, name: str, extra: dict[str, Any] | None = None) -> str:
         tpl = self.flows.bot.messages.get(name)
-        return tpl.render(self.slots) if tpl is not None else ""
+        return tpl.render({**self.slots, **extra} if extra else self.slots) if tpl is not None else ""
 
     async def settle(self, items: Sequence[OutboxItem]) -> Reply | None:
         """Fire the outcome event of each finished item the current state waits for; None if it

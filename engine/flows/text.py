@@ -10,7 +10,12 @@ _WORDS = re.compile(r"\w+")
 _YO = str.maketrans({"\u0451": "\u0435"})
 
 
+def fold_case(text: str) -> str:
+    """text with case and the yo/ye difference folded away."""
+    return text.casefold().translate(_YO)
+
+
 @lru_cache(maxsize=4096)  # labels and commands repeat on every step
 def normalize_text(text: str) -> str:
     """Case, punctuation, emoji, extra spaces and yo/ye differences ignored."""
-    return " ".join(_WORDS.findall(text.casefold().translate(_YO)))
+    return " ".join(_WORDS.findall(fold_case(text)))

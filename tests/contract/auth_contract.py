@@ -136,7 +136,7 @@ class TestReservedSends:
             assert await storage.reserve_send("vk:1", "owner@ranepa.ru", 120.0 + n, 0.0, peer_cap=5, others_cap=3)
         assert not await storage.reserve_send("vk:1", "owner@ranepa.ru", 130.0, 0.0, peer_cap=5, others_cap=3)
         # And the owner's letters do not use up the strangers' cap either.
-        assert await storage.release_send("vk:12", "owner@ranepa.ru", 102.0) is None
+        await storage.release_send("vk:12", "owner@ranepa.ru", 102.0)
         assert await storage.reserve_send("vk:21", "owner@ranepa.ru", 131.0, 0.0, peer_cap=5, others_cap=3)
 
     async def test_the_caps_hold_however_many_ask_at_once(self, storage: Any) -> None:
