@@ -54,6 +54,13 @@ def resolve(flows: FlowSet, st: StateSpec, slots: dict[str, Any], offered: Seque
     for button in offered:
         if normalize_text(button.label) == norm:
             return button.event, button.index
+    # A label the step shows at other times for the same thing as a button shown now ("Готово"
+    # typed while «Без файлов» stands for it): that event too.
+    shown = {b.event for b in offered if b.index is None}
+    for row in st.buttons:
+        for spec in row:
+            if spec.event in shown and normalize_text(spec.label) == norm:
+                return spec.event, None
     if st.pick is not None:
         index = picker.match(picker.view(flows, st, slots), text, norm)
         if index is not None:
