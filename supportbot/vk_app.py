@@ -17,6 +17,7 @@ from adapters.vk.api import FatalVkError, VkApi, VkApiError, VkError
 from adapters.vk.attachments import AttachmentFetcher
 from adapters.vk.bot import VkBot
 from adapters.vk.callback import make_callback_app, resume_pending
+from adapters.vk.connection_guard import ConnectionGuard, connection_limit, descriptor_limit
 from adapters.vk.delivery import DeliveryLog, resend_unsent
 from adapters.vk.longpoll import DEFAULT_WAIT, LongPoller
 from adapters.vk.notices import run_notices
@@ -189,18 +190,22 @@ async def run_longpoll(app: App, vk: VkSettings) -> None:
 async def serve_callback(app: App, vk: VkSettings, host: str, port: int, path: str) -> None:
     channel = await start_channel(app, vk)
     assert vk.group_id is not None and vk.callback_secret and vk.confirmation_code
+    descriptors = descriptor_limit()
+    guard = ConnectionGuard(limit=connection_limit(descriptors))
     web_app = make_callback_app(channel.bot, app.storage, group_id=vk.group_id, secret=vk.callback_secret,
-                                confirmation=vk.confirmation_code, path=path)
+                                confirmation=vk.confirmation_code, path=path, guard=guard)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
+    assert runner.server is not None  # set up
     stop = _stop_on_signals()
     try:
         await resume_pending(channel.bot, app.storage)
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        log.info("callback endpoint for community %d listening on http://%s:%d%s", vk.group_id, host, port, path)
+        await guard.listen(runner.server, host, port)
+        log.info("callback endpoint for community %d listening on http://%s:%d%s (at most %d connections at "
+                 "once; open-file limit %d)", vk.group_id, host, port, path, guard.limit, descriptors)
         await stop.wait()
     finally:
-        await runner.cleanup()  # stop taking events first, then finish those in hand
+        await guard.close()  # stop taking events first, then finish those in hand
+        await runner.cleanup()
         await channel.close()
         log.info("callback endpoint stopped")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import signal
 import socket
 import sys
@@ -19,6 +20,7 @@ from aiosmtpd.controller import Controller
 
 from emulators.simpleone.server import RunningEmulator
 from emulators.vk.server import RunningVkEmulator
+from emulators.vk.users import FakeUser
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP = 515
@@ -100,13 +102,20 @@ def bot_env(tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, s
     return env
 
 
-async def start(args: list[str], env: dict[str, str], cwd: Path,
-                stderr: IO[bytes] | None = None) -> asyncio.subprocess.Process:
+async def start(args: list[str], env: dict[str, str], cwd: Path, stderr: IO[bytes] | None = None, *,
+                descriptors: int | None = None) -> asyncio.subprocess.Process:
     """`supportbot ARGS` as a process; its log goes to `stderr` (an open file) if given, else to a
-    pipe that stop() reads (fine for a short run: a full pipe would block a talkative process)."""
+    pipe that stop() reads (fine for a short run: a full pipe would block a talkative process).
+    descriptors: the process's limit on open files (RLIMIT_NOFILE, soft and hard), if it is to be lower."""
+
+    def limit_descriptors() -> None:
+        if descriptors is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (descriptors, descriptors))
+
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "supportbot.cli", *args, cwd=cwd, env=env, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE if stderr is None else stderr)
+        stderr=asyncio.subprocess.PIPE if stderr is None else stderr,
+        preexec_fn=limit_descriptors if descriptors is not None else None)
 
 
 async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> str:
@@ -115,3 +124,24 @@ async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> s
         proc.send_signal(sig)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     return err.decode() if err else ""
+
+
+async def start_serve(vk: RunningVkEmulator, env: dict[str, str], cwd: Path, *, stderr: IO[bytes] | None = None,
+                      descriptors: int | None = None) -> tuple[list[str], asyncio.subprocess.Process]:
+    """`supportbot serve` on a free port, confirmed by the fake VK as VK would."""
+    port = free_port()
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--path", "/vk"]
+    proc = await start(args, env, cwd, stderr, descriptors=descriptors)
+    for _ in range(200):
+        try:
+            await vk.use_callback(f"http://127.0.0.1:{port}/vk", SECRET, CONFIRMATION, retry_delay=0.2,
+                                  answer_timeout=2.0)
+            return args, proc
+        except Exception:
+            await asyncio.sleep(0.05)
+    raise AssertionError("serve did not come up")
+
+
+async def step(user: FakeUser, action: str, text: str) -> str:
+    await (user.say(text) if action == "say" else user.press(text))
+    return (await user.wait_reply(timeout=10)).text

@@ -18,6 +18,7 @@ import time
 from aiohttp import web
 
 from adapters.vk.bot import VkBot
+from adapters.vk.connection_guard import ConnectionGuard
 from adapters.vk.updates import parse_update
 from engine.ports import Storage
 from engine.text_safety import loads_bounded
@@ -36,7 +37,8 @@ def event_body(update: dict[str, object]) -> str:
 
 
 def make_callback_app(bot: VkBot, storage: Storage, *, group_id: int, secret: str, confirmation: str,
-                      path: str = "/", body_timeout: float = BODY_TIMEOUT) -> web.Application:
+                      path: str = "/", body_timeout: float = BODY_TIMEOUT,
+                      guard: ConnectionGuard | None = None) -> web.Application:
     secret_bytes = secret.encode()
 
     async def receive(request: web.Request) -> web.Response:
@@ -79,7 +81,7 @@ def make_callback_app(bot: VkBot, storage: Storage, *, group_id: int, secret: st
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="supportbot callback endpoint")
 
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[guard.middleware] if guard else [])
     app.router.add_post(path, receive)
     app.router.add_get(path, health)
     return app

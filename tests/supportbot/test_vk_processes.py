@@ -5,60 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from emulators.simpleone.server import RunningEmulator
-from emulators.vk.server import RunningVkEmulator, start_vk_emulator
+from emulators.vk.server import RunningVkEmulator
 from emulators.vk.users import FakeUser
 from tests.vk_processes import (
-    CONFIRMATION,
-    GROUP,
-    SECRET,
-    TOKEN,
     Mailbox,
     bot_env,
-    free_port,
-    smtp_mailbox,
     start,
+    start_serve,
+    step,
     stop,
 )
-
-
-@pytest.fixture
-async def mailbox() -> AsyncIterator[tuple[Mailbox, int]]:
-    async with smtp_mailbox() as box:
-        yield box
-
-
-@pytest.fixture
-async def vk() -> AsyncIterator[RunningVkEmulator]:
-    emulator = await start_vk_emulator(group_id=GROUP, tokens=(TOKEN,), max_wait=2.0)
-    yield emulator
-    await emulator.close()
-
-
-async def start_serve(vk: RunningVkEmulator, env: dict[str, str],
-                      cwd: Path) -> tuple[list[str], asyncio.subprocess.Process]:
-    """`supportbot serve` on a free port, confirmed by the fake VK as VK would."""
-    port = free_port()
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--path", "/vk"]
-    proc = await start(args, env, cwd)
-    for _ in range(200):
-        try:
-            await vk.use_callback(f"http://127.0.0.1:{port}/vk", SECRET, CONFIRMATION, retry_delay=0.2,
-                                  answer_timeout=2.0)
-            return args, proc
-        except Exception:
-            await asyncio.sleep(0.05)
-    raise AssertionError("serve did not come up")
-
-
-async def step(user: FakeUser, action: str, text: str) -> str:
-    await (user.say(text) if action == "say" else user.press(text))
-    return (await user.wait_reply(timeout=10)).text
 
 
 async def draft_phone_ticket(user: FakeUser, box: Mailbox, email: str, text: str) -> None:
