@@ -100,17 +100,11 @@ async def start_channel(app: App, vk: VkSettings) -> VkChannel:
     assert vk.group_id is not None
     try:
         await check_community(channel.api, vk.group_id)
-        catch_up: float | None = None
-        if app.storage.shared:
-            # Other workers hold answers they committed a moment ago and are about to send (or
-            # are waiting to replace with an outcome): those from before this start that are still
-            # unsent once they had time to go out were this worker's before it stopped.
-            catch_up = app.outbox.policy.wait + app.outbox.policy.handover_timeout + 5
-        else:
-            await resend_unsent(app.storage, channel.bot.sender, channel.delivery)
+        # What processes that are gone (this one's predecessor killed a moment ago among them)
+        # committed and never sent goes out now; other live workers' answers are theirs to send.
+        await resend_unsent(app.storage, channel.bot.sender, channel.delivery, gone_only=True)
         channel.notices = asyncio.create_task(run_notices(app.storage, channel.bot.sender))
-        recovery = recover_orphans(app.storage, channel.bot, channel.delivery, catch_up=catch_up)
-        channel.recovery = asyncio.create_task(recovery)
+        channel.recovery = asyncio.create_task(recover_orphans(app.storage, channel.bot, channel.delivery))
     except BaseException:
         await channel.close()
         raise
@@ -118,26 +112,20 @@ async def start_channel(app: App, vk: VkSettings) -> VkChannel:
 
 
 async def recover_orphans(storage: Storage, bot: VkBot, delivery: DeliveryLog, *, every: float = ORPHAN_SWEEP_SECONDS,
-                          older_than: float = ORPHAN_AGE_SECONDS, catch_up: float | None = None) -> None:
+                          older_than: float = ORPHAN_AGE_SECONDS) -> None:
     """What a worker that died left behind, taken up by one of the living (a lease) without
-    waiting for it to restart: answers it committed but never sent, and callbacks it answered
-    "ok" but never handled. The age keeps the sweep off what a live worker has in hand; the
-    engine's dedupe and VK's random_id make a race with one harmless. catch_up: first, after
-    that many seconds, send what was committed before this start and is still unsent."""
+    waiting for it to restart: answers it committed but never sent (at once if the storage
+    knows it is gone, else once they are older than anything a live worker has in hand), and
+    callbacks it answered "ok" but never handled (by age). The engine's dedupe and VK's
+    random_id make a race with a live worker harmless."""
     lease = JobLease(storage, "vk:orphans", ttl=2 * every)
-    started = time.time()
     try:
-        if catch_up is not None:
-            await asyncio.sleep(catch_up)
-            try:
-                await resend_unsent(storage, bot.sender, delivery, handled_before=started)
-            except Exception:
-                log.exception("sending the answers left unsent before this start failed; the sweep will")
         while True:
             await asyncio.sleep(every)
             try:
                 if await lease.hold():
                     cutoff = time.time() - older_than
+                    await resend_unsent(storage, bot.sender, delivery, gone_only=True)
                     await resend_unsent(storage, bot.sender, delivery, handled_before=cutoff)
                     await resume_pending(bot, storage, received_before=cutoff)
             except asyncio.CancelledError:

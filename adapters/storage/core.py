@@ -53,6 +53,7 @@ from engine.ports import (
     UnsentReplies,
     WatchedTicket,
 )
+from engine.work.leases import process_holder
 
 T = TypeVar("T")
 
@@ -136,7 +137,9 @@ class SqlStorage(ABC):
     # the same order and cannot deadlock on them (a stable sort: one peer's steps keep theirs).
     peer_order: ClassVar[bool] = False
 
-    def __init__(self, *, max_batch: int = 1000) -> None:
+    def __init__(self, *, max_batch: int = 1000, process: str | None = None) -> None:
+        # This process's name in what it writes (kept replies, outbox items in hand, leases).
+        self.process = process or process_holder()
         self._max_batch = max(1, max_batch)
         self._pending: list[tuple[StepRow, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -342,8 +345,10 @@ class SqlStorage(ABC):
     async def inbox_mark_handled(self, event_ids: Sequence[str]) -> None:
         await self._update_each(self.sql.mark_handled, event_ids)
 
-    async def replies_unsent(self, limit: int = 1000, handled_before: float = math.inf) -> list[UnsentReplies]:
-        found = await self._rows(self.sql.replies_unsent, limit, handled_before)
+    async def replies_unsent(self, limit: int = 1000, handled_before: float = math.inf, *,
+                             gone_only: bool = False) -> list[UnsentReplies]:
+        found = await (self._rows(self.sql.replies_unsent_gone, limit, self.process) if gone_only
+                       else self._rows(self.sql.replies_unsent, limit, handled_before))
         return [UnsentReplies(e, p or "", r, bool(o)) for e, p, r, o in found]
 
     async def replies_sent(self, event_ids: Sequence[str]) -> None:
@@ -380,7 +385,8 @@ class SqlStorage(ABC):
                                  json_text(item.progress), item.held, item.id), Kind.PUT)
 
     async def outbox_lease(self, item_id: str, held_until: float, until: float, attempts: int = 0) -> bool:
-        moved = await self._do(q_changed(self.sql.outbox_lease, until, attempts, attempts >= 0, item_id, held_until),
+        moved = await self._do(q_changed(self.sql.outbox_lease, until, attempts, attempts >= 0, item_id, held_until,
+                                         self.process),
                                Kind.WRITE)
         return bool(moved == 1)
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from adapters.storage.pg_presence import gone_sql
+
 _PARAMETER: Final = re.compile(r"\$(\d+)")
 
 
@@ -63,6 +65,9 @@ SQLITE: Final = Dialect(
         # The same words as the partial index outbox_untold, so that SQLite uses it.
         "untold": "told = 0",
         "greatest": "max",
+        # One process uses the file: what an earlier run held is freed when the file is opened.
+        "held_by_gone": "",
+        "holder_gone": "",
     },
     list_chunk=500,  # below SQLite's bound-parameter limit
 )
@@ -88,6 +93,10 @@ POSTGRESQL: Final = Dialect(
         "due_index": "",
         "untold": "NOT told",
         "greatest": "greatest",
+        # An item in the hands of a process that is gone is due at once, not when its lease ends.
+        "held_by_gone": " OR o.held AND " + gone_sql("o.held_by"),
+        # A lease whose holder is gone is free (pg_presence.py).
+        "holder_gone": " OR " + gone_sql("l.holder"),
     },
     list_chunk=None,
 )

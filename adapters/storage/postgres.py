@@ -53,10 +53,12 @@ import asyncpg  # type: ignore[import-untyped]
 from adapters.storage.core import CommitStats, Fetch, Kind, Query, Script, SqlStorage, StepResult, StorageClosed
 from adapters.storage.dialect import POSTGRESQL
 from adapters.storage.pg_peer_locks import AdvisoryPeerLocks
+from adapters.storage.pg_presence import Presence
 from adapters.storage.rows import StepRow, outbox_item
 from adapters.storage.schema import NEWER_SCHEMA, SCHEMA_MIGRATIONS, migrations
 from adapters.storage.sql import OUTBOX_COLUMNS, OUTBOX_DUE, Sql
 from engine.ports import OutboxItem
+from engine.work.leases import process_holder
 
 __all__ = [
     "MIGRATIONS",
@@ -124,13 +126,14 @@ def _with_mark(session_sql: str, first: int) -> str:
     event id, received_at, replies). The mark happens only if the session was written, and marks
     the event handled unless it is handled already; no row back means the step is refused (and
     a session already written is undone by the step's savepoint)."""
-    e, at, replies = (f"${first + n}" for n in range(3))
+    e, at, replies, by = (f"${first + n}" for n in range(4))
     return (
         f"WITH s AS ({session_sql})"
-        f" INSERT INTO inbox AS i (event_id, peer, received_at, handled_at, replies, version)"
-        f" SELECT {e}, s.peer, {at}, {at}, {replies}, s.version FROM s"
+        f" INSERT INTO inbox AS i (event_id, peer, received_at, handled_at, replies, version, handled_by)"
+        f" SELECT {e}, s.peer, {at}, {at}, {replies}, s.version, {by} FROM s"
         " ON CONFLICT (event_id) DO UPDATE SET handled_at = excluded.handled_at, body = NULL,"
-        " replies = excluded.replies, peer = coalesce(i.peer, excluded.peer), version = excluded.version"
+        " replies = excluded.replies, peer = coalesce(i.peer, excluded.peer), version = excluded.version,"
+        " handled_by = excluded.handled_by"
         " WHERE i.handled_at IS NULL RETURNING 1"
     )
 
@@ -143,7 +146,7 @@ _UPDATE_SESSION_MARK: Final = _with_mark(_UPDATE_SESSION, 7)
 _DUE_IDS: Final = POSTGRESQL.sql(OUTBOX_DUE.replace(", ".join(f"o.{c}" for c in OUTBOX_COLUMNS.split(", ")), "o.id"))
 _OUTBOX_TAKE: Final = (
     "WITH due AS (" + _DUE_IDS + " FOR UPDATE OF o SKIP LOCKED)"
-    " UPDATE outbox AS u SET attempts = u.attempts + 1, updated_at = $1, held = TRUE,"
+    " UPDATE outbox AS u SET attempts = u.attempts + 1, updated_at = $1, held = TRUE, held_by = $5,"
     " next_at = $1 + coalesce(($3::jsonb ->> u.kind)::double precision, $4)"
     " FROM due WHERE u.id = due.id RETURNING u.seq, " + ", ".join("u." + c for c in OUTBOX_COLUMNS.split(", "))
 )
@@ -169,6 +172,7 @@ async def open_postgres(
     max_batch: int = 1000,
     application_name: str = "supportbot",
     lock_connections: int = 2,
+    process: str | None = None,
 ) -> PostgresStorage:
     """Connect a pool to the database at dsn (a postgresql:// URL) and migrate its schema.
 
@@ -193,13 +197,23 @@ async def open_postgres(
         pool.terminate()
         raise
 
-    async def connect_locks() -> Any:
-        return await asyncpg.connect(url, timeout=command_timeout,
-                                     server_settings={"application_name": f"{application_name} peer locks",
-                                                      **_KEEPALIVES})
+    def connect(purpose: str) -> Callable[[], Awaitable[Any]]:
+        async def connect() -> Any:
+            return await asyncpg.connect(url, timeout=command_timeout,
+                                         server_settings={"application_name": f"{application_name} {purpose}",
+                                                          **_KEEPALIVES})
+        return connect
 
+    process = process or process_holder()
+    presence = Presence(connect("presence"), process)
+    try:
+        await presence.start()
+    except BaseException:
+        pool.terminate()
+        raise
     return PostgresStorage(pool, max_batch=max_batch, close_timeout=command_timeout,
-                           locks=AdvisoryPeerLocks(connect_locks, shards=lock_connections))
+                           locks=AdvisoryPeerLocks(connect("peer locks"), shards=lock_connections),
+                           presence=presence)
 
 
 async def _keep_session(conn: Any) -> None:
@@ -305,11 +319,12 @@ class PostgresStorage(SqlStorage):
     peer_order = True
     shared = True  # several worker processes on one database
 
-    def __init__(self, pool: Any, *, locks: AdvisoryPeerLocks, max_batch: int = 1000,
+    def __init__(self, pool: Any, *, locks: AdvisoryPeerLocks, presence: Presence, max_batch: int = 1000,
                  close_timeout: float = 30.0) -> None:
-        super().__init__(max_batch=max_batch)
+        super().__init__(max_batch=max_batch, process=presence.name)
         self._pool = pool
         self._locks = locks
+        self._presence = presence
         self._close_timeout = close_timeout
         self._calls = 0  # calls in flight, waited for by close()
         self._idle = asyncio.Event()
@@ -428,7 +443,7 @@ class PostgresStorage(SqlStorage):
             written = await conn.fetchval(sql, *session)
         else:
             sql = _INSERT_SESSION_MARK if expected == 0 else _UPDATE_SESSION_MARK
-            written = await conn.fetchval(sql, *session, event_id, received_at, replies)
+            written = await conn.fetchval(sql, *session, event_id, received_at, replies, self.process)
         if written is None:
             return False
         if step.has_rest:
@@ -442,7 +457,8 @@ class PostgresStorage(SqlStorage):
 
     async def outbox_take(self, now: float, leases: Mapping[str, float], limit: int = 100) -> list[OutboxItem]:
         longest = max(leases.values(), default=0.0)
-        found = await self._call(lambda conn: conn.fetch(_OUTBOX_TAKE, now, limit, json.dumps(dict(leases)), longest),
+        found = await self._call(lambda conn: conn.fetch(_OUTBOX_TAKE, now, limit, json.dumps(dict(leases)), longest,
+                                                         self.process),
                                  transaction=True, repeatable=False)
         return [outbox_item(r[1:]) for r in sorted(found, key=lambda r: r[0])]
 
@@ -466,3 +482,4 @@ class PostgresStorage(SqlStorage):
         except TimeoutError:
             log.warning("PostgreSQL pool did not close within %.0f s; terminating it", self._close_timeout)
             self._pool.terminate()
+        await self._presence.close()  # last: what is still held is others' from now on

@@ -197,6 +197,15 @@ _MIGRATIONS: Final[Migrations] = (
             " WHERE true ON CONFLICT (email, peer) DO NOTHING",
         ),
     ),
+    (
+        8,
+        (
+            # Which process committed an event's step, and which holds an outbox item: what a
+            # process that is gone left behind is taken up at once (adapters/storage/pg_presence.py).
+            "ALTER TABLE inbox {add_column} handled_by TEXT",
+            "ALTER TABLE outbox {add_column} held_by TEXT",
+        ),
+    ),
 )
 
 

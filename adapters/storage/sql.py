@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Final
 
 from adapters.storage.dialect import Dialect
+from adapters.storage.pg_presence import gone_sql
 
 OUTBOX_COLUMNS: Final = (
     "id, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress,"
@@ -22,7 +23,7 @@ _INSERT_OUTBOX: Final = (
 # enough (no aggregate, no DISTINCT) for PostgreSQL to take FOR UPDATE SKIP LOCKED with it.
 OUTBOX_DUE: Final = (
     "SELECT " + ", ".join(f"o.{c}" for c in OUTBOX_COLUMNS.split(", ")) + " FROM outbox AS o{due_index}"
-    " WHERE o.state = 'pending' AND o.next_at <= $1"
+    " WHERE o.state = 'pending' AND (o.next_at <= $1{held_by_gone})"
     " AND (o.record IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.record = o.record"
     " AND e.state = 'pending' AND e.seq < o.seq))"
     " ORDER BY o.seq LIMIT $2"
@@ -66,15 +67,22 @@ class Sql:
             "UPDATE inbox SET replies = $1, version = $2 WHERE event_id = $3 AND replies IS NOT NULL"
         )
         # Whether a later step of the peer has committed since these kept replies' step.
-        self.replies_unsent = q(
-            "SELECT event_id, peer, replies,"
-            " EXISTS (SELECT 1 FROM sessions AS s WHERE s.peer = i.peer AND s.version > i.version)"
-            " FROM inbox AS i WHERE replies IS NOT NULL AND handled_at < $2 ORDER BY seq LIMIT $1"
+        unsent = ("SELECT event_id, peer, replies,"
+                  " EXISTS (SELECT 1 FROM sessions AS s WHERE s.peer = i.peer AND s.version > i.version)"
+                  " FROM inbox AS i WHERE replies IS NOT NULL AND ")
+        self.replies_unsent = q(unsent + "handled_at < $2 ORDER BY seq LIMIT $1")
+        # Committed by another process that is gone: on SQLite any other (one process at a time).
+        self.replies_unsent_gone = q(
+            unsent + "handled_at IS NOT NULL AND coalesce(handled_by, '') <> $2"
+            + (" AND " + gone_sql("i.handled_by") if dialect.name == "postgresql" else "")
+            + " ORDER BY seq LIMIT $1"
         )
-        # Taken when free, run out, or held by the same holder already (a renewal).
+        # Taken when free, run out, held by the same holder already (a renewal), or by a process
+        # that is gone (PostgreSQL; SQLite runs no leases).
         self.acquire_lease = q(
             "INSERT INTO leases AS l (name, holder, until) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE"
             " SET holder = excluded.holder, until = excluded.until WHERE l.holder = excluded.holder OR l.until <= $4"
+            "{holder_gone}"
         )
         self.release_lease = q("DELETE FROM leases WHERE name = $1 AND holder = $2")
         self.get_cursor = q("SELECT value FROM cursors WHERE name = $1")
@@ -144,7 +152,7 @@ class Sql:
             " held = $6 WHERE id = $7 AND state = 'pending'"
         )
         self.outbox_lease = q(
-            "UPDATE outbox SET next_at = $1, attempts = {greatest}(0, attempts + $2), held = $3"
+            "UPDATE outbox SET next_at = $1, attempts = {greatest}(0, attempts + $2), held = $3, held_by = $6"
             " WHERE id = $4 AND state = 'pending' AND next_at = $5"
         )
         # The WHERE repeats the partial index's terms word for word, so the planner uses it.

@@ -67,12 +67,14 @@ _UPDATE_SESSION: Final = (
 # are not) — unless it is handled already: then nothing changes, and the step is undone. The
 # engine checks before it steps; this makes "handled once" hold even when two writers race.
 _MARK_HANDLED: Final = (
-    "INSERT INTO inbox (event_id, peer, received_at, handled_at, replies, version) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO inbox (event_id, peer, received_at, handled_at, replies, version, handled_by)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (event_id) DO UPDATE SET handled_at = excluded.handled_at, body = NULL,"
-    " replies = excluded.replies, peer = coalesce(inbox.peer, excluded.peer), version = excluded.version"
+    " replies = excluded.replies, peer = coalesce(inbox.peer, excluded.peer), version = excluded.version,"
+    " handled_by = excluded.handled_by"
     " WHERE inbox.handled_at IS NULL"
 )
-_TAKE: Final = "UPDATE outbox SET attempts = ?, next_at = ?, updated_at = ?, held = 1 WHERE id = ?"
+_TAKE: Final = "UPDATE outbox SET attempts = ?, next_at = ?, updated_at = ?, held = 1, held_by = ? WHERE id = ?"
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -225,7 +227,7 @@ class SqliteStorage(SqlStorage):
                 ok = cur.rowcount == 1
                 if ok and event_id is not None:
                     marked = conn.execute(_MARK_HANDLED, (event_id, peer, received_at, received_at, replies,
-                                                          expected + 1))
+                                                          expected + 1, self.process))
                     ok = marked.rowcount == 1
                 if ok and step.has_rest:
                     ok = _drive(conn, self._step_rest(step))
@@ -294,7 +296,7 @@ class SqliteStorage(SqlStorage):
                     item.next_at = now + leases.get(item.kind, longest)
                     item.updated_at = now
                     item.held = True
-                conn.executemany(_TAKE, [(i.attempts, i.next_at, i.updated_at, i.id) for i in items])
+                conn.executemany(_TAKE, [(i.attempts, i.next_at, i.updated_at, self.process, i.id) for i in items])
             return items
 
         return await self._run(take)

@@ -52,13 +52,14 @@ class DeliveryLog:
 
 
 async def resend_unsent(storage: Storage, sender: VkSender, delivery: DeliveryLog, *,
-                        handled_before: float = math.inf) -> int:
-    """Send the replies committed (before that time) but not confirmed sent; returns how many
-    events. Safe while other workers send: a reply sent twice has one key, and VK drops the copy."""
+                        handled_before: float = math.inf, gone_only: bool = False) -> int:
+    """Send the replies committed (before that time; or, gone_only, by processes that are gone)
+    but not confirmed sent; returns how many events. Safe while other workers send: a reply sent
+    twice has one key, and VK drops the copy."""
     resent = 0
     stuck = False
     while True:
-        unsent = await storage.replies_unsent(500, handled_before=handled_before)
+        unsent = await storage.replies_unsent(500, handled_before=handled_before, gone_only=gone_only)
         if not unsent:
             break
         for item in unsent:

@@ -54,9 +54,11 @@ class Inbox(Protocol):
         """Close events without a step (too old to replay, or not for the engine)."""
         ...
 
-    async def replies_unsent(self, limit: int = 1000, handled_before: float = math.inf) -> list[UnsentReplies]:
+    async def replies_unsent(self, limit: int = 1000, handled_before: float = math.inf, *,
+                             gone_only: bool = False) -> list[UnsentReplies]:
         """Replies kept by steps (committed before that time) and not yet marked sent, in the
-        order the events came."""
+        order the events came. gone_only: instead, those whose step another process committed
+        that is gone now (killed, or an earlier run of this one), whenever that was."""
         ...
 
     async def replies_sent(self, event_ids: Sequence[str]) -> None:

@@ -1,7 +1,9 @@
 """Jobs that one process at a time should do: the status poller, the notice sender, the long
 poll, housekeeping. On a storage several processes share, each round first takes (or renews) a
-lease in storage; a process that dies leaves the job to another once its lease runs out. On a
-storage only one process uses, the job is always this process's and costs no round trip.
+lease in storage under the storage's name for this process (Locks.process). A process that dies
+leaves the job to the next process that asks, its own successor included, at once (the storage
+knows it is gone); one that merely stops renewing, once its lease runs out. On a storage only
+one process uses, the job is always this process's and costs no round trip.
 
 A lease is an efficiency, not the only guard: each of these jobs is safe to run twice (notices
 and status changes are once-only by id, VK drops a resent random_id), so a holder that pauses past
@@ -23,11 +25,9 @@ log = logging.getLogger(__name__)
 
 
 def process_holder() -> str:
-    """This process's name as a lease holder: readable in the table, unique across restarts."""
+    """A name for a process (a storage's Locks.process): readable in the tables, unique across
+    restarts."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-_HOLDER = process_holder()
 
 
 class JobLease:
@@ -38,7 +38,7 @@ class JobLease:
         self.storage = storage
         self.name = name
         self.ttl = ttl
-        self.holder = holder or _HOLDER
+        self.holder = holder or storage.process
         self.clock = clock
         self.shared = storage.shared
         self._held = False

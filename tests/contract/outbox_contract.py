@@ -296,6 +296,20 @@ class TestOutboxQueue:
             for w in workers:
                 await w.close()
 
+    async def test_on_shared_storage_an_item_held_by_a_process_that_is_gone_is_due_at_once(
+            self, storage: Any, storage_backend: Any) -> None:
+        """Before: a killed worker's items waited out their leases (minutes for a ticket)."""
+        if not storage.shared:
+            pytest.skip("one process at a time: an earlier run's items wait out their leases")
+        other = await storage_backend.open()
+        assert await step(storage, "vk:1", 0, outbox=[make_item("ob-1", next_at=100.0)]) is True
+        assert await ids(other.outbox_take(150.0, {"ticket.create": 300.0})) == ["ob-1"]
+        assert await storage.outbox_take(160.0, {"ticket.create": 300.0}) == []  # in the other's hands
+        await other.close()  # gone, as a killed process is
+        [item] = await storage.outbox_take(170.0, {"ticket.create": 300.0})
+        assert (item.id, item.attempts, item.next_at) == ("ob-1", 2, 470.0)  # the attempt counted
+        assert await storage.outbox_take(180.0, {"ticket.create": 300.0}) == []  # now in this one's
+
     async def test_a_failed_item_keeps_its_error_and_result(self, storage: Any) -> None:
         item = make_item("ob-1")
         assert await step(storage, "vk:1", 0, outbox=[item]) is True

@@ -25,9 +25,9 @@ async def two_workers(vk: RunningVkEmulator, world: EmulatorWorld, flow_set: Flo
     dsn = scratch_postgres
     channels: list[Channel] = []
     try:
-        for n in range(2):
+        for _ in range(2):
             channel = await make_channel(vk, world, flow_set, await open_postgres(dsn))
-            lease = JobLease(channel.storage, f"vk:{GROUP}:longpoll", ttl=3.0, holder=f"worker-{n}")
+            lease = JobLease(channel.storage, f"vk:{GROUP}:longpoll", ttl=3.0)
             channel.poller = LongPoller(channel.api, channel.storage, channel.bot, group_id=GROUP, wait=1,
                                         backoff=0.05, lease=lease, lease_check_every=0.1)
             channel.poller_task = asyncio.create_task(channel.poller.run())

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from adapters.vk.delivery import resend_unsent
 from emulators.vk.server import RunningVkEmulator
 from engine.flows.model import FlowSet
 from engine.ports import Session, StepCommit
@@ -70,20 +71,30 @@ async def test_a_living_worker_sends_what_a_dead_one_committed_and_handles_what_
     assert len(waiter.replies) == 1 and len(asker.replies) == 1  # each once
 
 
-async def test_a_restarted_worker_catches_up_only_on_answers_from_before_its_start(
-        channel: Channel, vk: RunningVkEmulator) -> None:
-    await keep_unsent(channel, 1003, "ev-before", "Оставлено до перезапуска")
-    catching_up = asyncio.create_task(recover_orphans(channel.storage, channel.bot, channel.bot.delivery,  # type: ignore[arg-type]
-                                                      every=60.0, catch_up=0.3))
-    await asyncio.sleep(0.1)
-    # Committed after the start by a live worker that is about to send it itself.
-    await keep_unsent(channel, 1004, "ev-after", "Ещё в руках живого процесса")
+async def test_what_a_killed_worker_committed_goes_out_at_once_and_a_live_one_s_stays_its_own(
+        channel: Channel, vk: RunningVkEmulator, scratch_postgres: str) -> None:
+    """Before: a restarted worker waited ~20 s before it sent what its predecessor had left, and
+    never, if it was killed again meanwhile."""
+    from adapters.storage.postgres import open_postgres
+
+    killed, live = await open_postgres(scratch_postgres), await open_postgres(scratch_postgres)
     try:
-        assert (await vk.user(1003).wait_reply()).text == "Оставлено до перезапуска"
+        for storage, peer, text in ((killed, 1003, "Оставлено убитым процессом"),
+                                    (live, 1004, "Ещё в руках живого процесса")):
+            step = StepCommit(Session(f"vk:{peer}", "main.menu", {}, "v", 0.0), 0, event_id=f"ev-{peer}",
+                              replies=dump_replies([Reply(text)]))
+            assert await storage.commit_step(step)
+        killed._presence._conn.terminate()  # kill -9: its connections drop, nothing else happens
+        sent = await resend_unsent(channel.storage, channel.bot.sender, channel.bot.delivery,  # type: ignore[arg-type]
+                                   gone_only=True)
+        assert sent == 1
+        assert (await vk.user(1003).wait_reply()).text == "Оставлено убитым процессом"
+        await vk.user(1004).assert_no_reply(within=0.1)
+        await channel.bot.delivery.flush()  # type: ignore[union-attr]
+        assert [u.event_id for u in await channel.storage.replies_unsent()] == ["ev-1004"]
     finally:
-        await run_for(catching_up, 0.3)
-    await vk.user(1004).assert_no_reply(within=0.1)
-    assert [u.event_id for u in await channel.storage.replies_unsent()] == ["ev-after"]
+        await live.close()
+        await killed.close()
 
 
 async def test_an_answer_overtaken_by_a_later_step_is_sent_without_its_keyboard(

@@ -32,8 +32,8 @@ async def test_on_shared_storage_one_holder_at_a_time_and_a_dead_one_is_replaced
     now = [1000.0]
     one, two = await open_postgres(scratch_postgres), await open_postgres(scratch_postgres)
     try:
-        first = JobLease(one, "status_watch", ttl=30, holder="worker-1", clock=lambda: now[0])
-        second = JobLease(two, "status_watch", ttl=30, holder="worker-2", clock=lambda: now[0])
+        first = JobLease(one, "status_watch", ttl=30, clock=lambda: now[0])
+        second = JobLease(two, "status_watch", ttl=30, clock=lambda: now[0])
         with caplog.at_level(logging.INFO, logger="engine.work.leases"):
             assert await first.hold() is True
             assert await second.hold() is False
@@ -41,10 +41,10 @@ async def test_on_shared_storage_one_holder_at_a_time_and_a_dead_one_is_replaced
             assert await first.hold() is True  # renewed until 1050
             now[0] += 29
             assert await second.hold() is False
-            now[0] += 1  # worker-1 stopped renewing (died): its lease ran out
+            now[0] += 1  # the first stopped renewing (stuck, yet there): its lease ran out
             assert await second.hold() is True
             assert await first.hold() is False
-        assert "lease status_watch lost by worker-1" in caplog.text
+        assert f"lease status_watch lost by {one.process}" in caplog.text
         await second.release()  # a clean stop hands the job over at once
         assert await first.hold() is True
     finally:
@@ -59,6 +59,22 @@ async def test_a_storage_failure_skips_the_round(scratch_postgres: str) -> None:
     lease = JobLease(storage, "vk:notices", ttl=15)
     await storage.close()
     assert await lease.hold() is False
+
+
+async def test_a_killed_holder_s_successor_takes_the_lease_at_once(scratch_postgres: str) -> None:
+    """Before: a process killed and started again waited out its predecessor's lease (45 s for
+    the long poll)."""
+    from adapters.storage.postgres import open_postgres
+
+    killed = await open_postgres(scratch_postgres)
+    assert await JobLease(killed, "vk:1:longpoll", ttl=45).hold() is True
+    killed._presence._conn.terminate()  # as kill -9 leaves it: the connection drops, nothing else
+    successor = await open_postgres(scratch_postgres)
+    try:
+        assert await JobLease(successor, "vk:1:longpoll", ttl=45).hold() is True
+    finally:
+        await successor.close()
+        await killed.close()
 
 
 def test_holders_differ_between_processes_and_restarts() -> None:
