@@ -30,7 +30,7 @@ from supportbot.config import ConfigError, VkSettings
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 30.0  # on shutdown, how long events in hand may take to finish
-ORPHAN_SWEEP_SECONDS = 15.0
+ORPHAN_SWEEP_SECONDS = 5.0
 # Older than anything a live worker holds: an event waits in hand at most about its step, the
 # outcome wait and the handover (well under a minute); replies are marked sent within a second.
 ORPHAN_AGE_SECONDS = 60.0
@@ -114,10 +114,10 @@ async def start_channel(app: App, vk: VkSettings) -> VkChannel:
 async def recover_orphans(storage: Storage, bot: VkBot, delivery: DeliveryLog, *, every: float = ORPHAN_SWEEP_SECONDS,
                           older_than: float = ORPHAN_AGE_SECONDS) -> None:
     """What a worker that died left behind, taken up by one of the living (a lease) without
-    waiting for it to restart: answers it committed but never sent (at once if the storage
-    knows it is gone, else once they are older than anything a live worker has in hand), and
-    callbacks it answered "ok" but never handled (by age). The engine's dedupe and VK's
-    random_id make a race with a live worker harmless."""
+    waiting for it to restart: answers it committed but never sent and callbacks it answered
+    "ok" but never handled; at the next sweep if the storage knows it is gone, else once they
+    are older than anything a live worker has in hand. The engine's dedupe and VK's random_id
+    make a race with a live worker harmless."""
     lease = JobLease(storage, "vk:orphans", ttl=2 * every)
     try:
         while True:
@@ -127,6 +127,7 @@ async def recover_orphans(storage: Storage, bot: VkBot, delivery: DeliveryLog, *
                     cutoff = time.time() - older_than
                     await resend_unsent(storage, bot.sender, delivery, gone_only=True)
                     await resend_unsent(storage, bot.sender, delivery, handled_before=cutoff)
+                    await resume_pending(bot, storage, gone_only=True)
                     await resume_pending(bot, storage, received_before=cutoff)
             except asyncio.CancelledError:
                 raise
@@ -187,7 +188,7 @@ async def serve_callback(app: App, vk: VkSettings, host: str, port: int, path: s
     assert runner.server is not None  # set up
     stop = _stop_on_signals()
     try:
-        await resume_pending(channel.bot, app.storage)
+        await resume_pending(channel.bot, app.storage, gone_only=True)
         await guard.listen(runner.server, host, port)
         log.info("callback endpoint for community %d listening on http://%s:%d%s (at most %d connections at "
                  "once; open-file limit %d)", vk.group_id, host, port, path, guard.limit, descriptors)

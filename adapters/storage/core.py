@@ -335,11 +335,14 @@ class SqlStorage(ABC):
 
     async def inbox_add(self, event_id: str, peer: str, body: str) -> bool:
         # Not repeatable (a second run would answer "duplicate"): a WRITE.
-        added = await self._do(q_changed(self.sql.inbox_add, event_id, peer, body, time.time()), Kind.WRITE)
+        added = await self._do(q_changed(self.sql.inbox_add, event_id, peer, body, time.time(), self.process),
+                               Kind.WRITE)
         return bool(added == 1)
 
-    async def inbox_pending(self, limit: int = 1000, received_before: float = math.inf) -> list[InboxEvent]:
-        found = await self._rows(self.sql.inbox_pending, limit, received_before)
+    async def inbox_pending(self, limit: int = 1000, received_before: float = math.inf, *,
+                            gone_only: bool = False) -> list[InboxEvent]:
+        found = await (self._rows(self.sql.inbox_pending_gone, limit, self.process) if gone_only
+                       else self._rows(self.sql.inbox_pending, limit, received_before))
         return [InboxEvent(e, p or "", b or "", r) for e, p, b, r in found]
 
     async def inbox_mark_handled(self, event_ids: Sequence[str]) -> None:

@@ -203,6 +203,7 @@ _MIGRATIONS: Final[Migrations] = (
             # Which process committed an event's step, and which holds an outbox item: what a
             # process that is gone left behind is taken up at once (adapters/storage/pg_presence.py).
             "ALTER TABLE inbox {add_column} handled_by TEXT",
+            "ALTER TABLE inbox {add_column} received_by TEXT",
             "ALTER TABLE outbox {add_column} held_by TEXT",
         ),
     ),

@@ -139,12 +139,16 @@ class Sql:
         )
         self.seen_event = q("SELECT 1 FROM inbox WHERE event_id = $1 AND handled_at IS NOT NULL")
         self.inbox_add = q(
-            "INSERT INTO inbox (event_id, peer, body, received_at) VALUES ($1, $2, $3, $4)"
+            "INSERT INTO inbox (event_id, peer, body, received_at, received_by) VALUES ($1, $2, $3, $4, $5)"
             " ON CONFLICT (event_id) DO NOTHING"
         )
-        self.inbox_pending = q(
-            "SELECT event_id, peer, body, received_at FROM inbox WHERE handled_at IS NULL"
-            " AND received_at < $2 ORDER BY seq LIMIT $1"
+        pending = "SELECT event_id, peer, body, received_at FROM inbox WHERE handled_at IS NULL AND "
+        self.inbox_pending = q(pending + "received_at < $2 ORDER BY seq LIMIT $1")
+        # Received by another process that is gone (on SQLite: by any other).
+        self.inbox_pending_gone = q(
+            pending + "coalesce(received_by, '') <> $2"
+            + (" AND " + gone_sql("received_by") if dialect.name == "postgresql" else "")
+            + " ORDER BY seq LIMIT $1"
         )
         # Pending only: an item finished, retried or dropped meanwhile is not written back.
         self.outbox_save = q(

@@ -88,7 +88,7 @@ def make_callback_app(bot: VkBot, storage: Storage, *, group_id: int, secret: st
 
 
 async def resume_pending(bot: VkBot, storage: Storage, *, max_age: float = 900.0, limit: int = 100_000,
-                         received_before: float = math.inf) -> int:
+                         received_before: float = math.inf, gone_only: bool = False) -> int:
     """Hand the events that were answered but not handled before a restart to the bot, in order.
 
     They go through the engine's own dedupe (deduped=False): another worker, or this process's
@@ -97,7 +97,7 @@ async def resume_pending(bot: VkBot, storage: Storage, *, max_age: float = 900.0
     screen the user is on by now.
     """
     resumed = 0
-    pending = await storage.inbox_pending(limit, received_before=received_before)
+    pending = await storage.inbox_pending(limit, received_before=received_before, gone_only=gone_only)
     now = time.time()
     stale = [e.event_id for e in pending if now - e.received_at > max_age]
     if stale:

@@ -46,8 +46,10 @@ class Inbox(Protocol):
         (received or handled): a duplicate to drop."""
         ...
 
-    async def inbox_pending(self, limit: int = 1000, received_before: float = math.inf) -> list[InboxEvent]:
-        """Events received (before that time) but not handled yet, in the order they arrived."""
+    async def inbox_pending(self, limit: int = 1000, received_before: float = math.inf, *,
+                            gone_only: bool = False) -> list[InboxEvent]:
+        """Events received (before that time) but not handled yet, in the order they arrived.
+        gone_only: instead, those another process received that is gone now, whenever."""
         ...
 
     async def inbox_mark_handled(self, event_ids: Sequence[str]) -> None:

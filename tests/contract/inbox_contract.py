@@ -9,6 +9,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from engine.ports import (
     StepCommit,
 )
@@ -114,6 +116,29 @@ class TestKeptReplies:
         await storage.inbox_mark_handled(["old"])
         assert [e.event_id for e in await storage.inbox_pending()] == ["new"]
         assert await storage.seen_event("old") is True
+
+
+class TestWhatAGoneProcessLeft:
+    async def test_only_what_processes_that_are_gone_left_is_listed_as_theirs(
+            self, storage: Any, storage_backend: Any) -> None:
+        """A process that is gone: closed here (killed, in life); on SQLite, any earlier run."""
+        if not storage_backend.persistent:
+            pytest.skip("each open of an in-memory database is a database of its own")
+        gone = await storage_backend.open()
+        assert await gone.inbox_add("ev-gone", "vk:1", "{}")
+        assert await gone.commit_step(StepCommit(make_session("vk:2"), 0, event_id="ev-gone-r", replies="[]"))
+        await gone.close()
+        assert await storage.inbox_add("ev-mine", "vk:3", "{}")
+        assert await storage.commit_step(StepCommit(make_session("vk:4"), 0, event_id="ev-mine-r", replies="[]"))
+        live = await storage_backend.open()
+        try:
+            if storage.shared:  # a live process's are its own (on SQLite there is only one)
+                assert await live.inbox_add("ev-live", "vk:5", "{}")
+            assert [e.event_id for e in await storage.inbox_pending(gone_only=True)] == ["ev-gone"]
+            assert [u.event_id for u in await storage.replies_unsent(gone_only=True)] == ["ev-gone-r"]
+            assert {e.event_id for e in await storage.inbox_pending()} >= {"ev-gone", "ev-mine"}
+        finally:
+            await live.close()
 
 
 class TestCursors:

@@ -97,6 +97,32 @@ async def test_what_a_killed_worker_committed_goes_out_at_once_and_a_live_one_s_
         await killed.close()
 
 
+async def test_the_sweep_takes_up_what_a_killed_worker_left_without_waiting_for_its_age(
+        channel: Channel, vk: RunningVkEmulator, scratch_postgres: str) -> None:
+    """Before: a callback a dead worker had acknowledged waited a minute for the sweep."""
+    from adapters.storage.postgres import open_postgres
+
+    captured: list[dict[str, Any]] = []
+    vk.state.sink = captured.append
+    asker = vk.user(1006)
+    await asker.say("Начать")
+    [update] = captured
+    killed = await open_postgres(scratch_postgres)
+    try:
+        assert await killed.inbox_add(update["event_id"], "vk:1006", json.dumps(update))
+        killed._presence._conn.terminate()
+        sweep = asyncio.create_task(recover_orphans(channel.storage, channel.bot, channel.bot.delivery,  # type: ignore[arg-type]
+                                                    every=0.05, older_than=3600.0))
+        try:
+            assert "Главное меню" in (await asker.wait_reply()).text
+        finally:
+            await run_for(sweep, 0.2)
+    finally:
+        await killed.close()
+    assert await channel.storage.inbox_pending() == []
+    assert len(asker.replies) == 1
+
+
 async def test_an_answer_overtaken_by_a_later_step_is_sent_without_its_keyboard(
         channel: Channel, vk: RunningVkEmulator) -> None:
     """The dead worker's answer comes after the user already moved on with another worker: it
