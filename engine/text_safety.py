@@ -76,4 +76,9 @@ def loads_bounded(text: str, max_depth: int) -> Any:
     would exhaust the parser's recursion)."""
     if nesting(text) > max_depth:
         raise TooDeep(f"JSON nested deeper than {max_depth}")
-    return json.loads(text)
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (Python reads them by default): numbers no id or size can be."""
+    raise ValueError(f"{name} is not JSON")

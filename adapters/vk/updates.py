@@ -9,6 +9,17 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHAT_PEER_BASE = 2_000_000_000  # peer ids of group chats (conversations) start here
+MAX_ID = 2**53  # VK's ids are JSON numbers its own clients read exactly
+
+
+def _vk_id(value: Any) -> int | None:
+    """An id as VK sends it (an integer, or its digits as a string), or None: floats, booleans,
+    infinities and numbers beyond any VK id are not ids."""
+    if isinstance(value, str) and value.lstrip("-").isdigit() and len(value) < 20:
+        value = int(value)
+    if type(value) is not int or not -MAX_ID < value < MAX_ID:
+        return None
+    return value
 
 
 def peer_key(peer_id: int) -> str:
@@ -54,26 +65,27 @@ def parse_update(update: Any) -> InMessage | None:
     obj = update.get("object")
     message = obj.get("message") if isinstance(obj, dict) else None
     event_id = update.get("event_id")
-    if not isinstance(message, dict) or not isinstance(event_id, str) or not event_id:
+    # VK's event ids are 40 hex digits; a longer one is not VK's, and would be an inbox key.
+    if not isinstance(message, dict) or not isinstance(event_id, str) or not 0 < len(event_id) <= 128:
         log.warning("malformed message_new update skipped")
         return None
-    try:
-        peer_id = int(message["peer_id"])
-        from_id = int(message.get("from_id", peer_id))
-        message_id = int(message.get("id") or 0)
-    except (KeyError, TypeError, ValueError):
-        log.warning("message_new without a usable peer_id skipped (event %s)", event_id)
+    peer_id = _vk_id(message.get("peer_id"))
+    from_id = _vk_id(message.get("from_id", peer_id))
+    message_id = _vk_id(message.get("id") or 0)
+    if peer_id is None or peer_id <= 0 or from_id is None or message_id is None:
+        log.warning("message_new without a usable peer_id, from_id or id skipped (event %s)", event_id)
         return None
     if message.get("out") == 1 or from_id < 0:  # the community's own messages
         return None
     payload = message.get("payload")
     attachments = message.get("attachments")
+    text = message.get("text")
     return InMessage(
         event_id=event_id,
         peer_id=peer_id,
         from_id=from_id,
         message_id=message_id,
-        text=str(message.get("text") or ""),
+        text=text if isinstance(text, str) else "",  # VK's text is a string; anything else is no text
         payload=payload if isinstance(payload, str) else None,
         attachments=[a for a in attachments if isinstance(a, dict)] if isinstance(attachments, list) else [],
         is_cropped=bool(message.get("is_cropped")),

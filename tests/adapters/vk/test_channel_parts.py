@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -224,3 +225,17 @@ def test_any_update_is_parsed_or_skipped_and_its_attachments_read_or_failed(
             wanted(attachment)
         except Exception as exc:  # the fetcher turns these into a failed file; none should happen
             raise AssertionError(f"{attachment!r}: {exc!r}") from exc
+
+
+@pytest.mark.parametrize("peer_id", [float("inf"), 1.5, True, 2**60, -5, 0, "12a", None, [7]])
+def test_an_update_whose_ids_are_not_vk_ids_is_skipped(peer_id: object) -> None:
+    update = {"type": "message_new", "event_id": "e1", "object": {"message": {"peer_id": peer_id, "text": "hi"}}}
+    assert parse_update(update) is None
+
+
+def test_ids_and_text_are_taken_as_vk_sends_them() -> None:
+    message = {"peer_id": "7001", "from_id": 7001, "id": 5, "text": {"not": "text"}}
+    parsed = parse_update({"type": "message_new", "event_id": "e1", "object": {"message": message}})
+    assert parsed is not None and (parsed.peer_id, parsed.from_id, parsed.message_id) == (7001, 7001, 5)
+    assert parsed.text == ""  # not its repr
+    assert parse_update({"type": "message_new", "event_id": "e" * 129, "object": {"message": message}}) is None
