@@ -103,6 +103,7 @@ async def resume_pending(bot: VkBot, storage: Storage, *, max_age: float = 900.0
     if stale:
         log.warning("%d event(s) older than %.0f s were not handled and are dropped", len(stale), max_age)
         await storage.inbox_mark_handled(stale)
+    unreadable: list[str] = []
     for event in pending:
         if event.event_id in stale:
             continue
@@ -110,11 +111,14 @@ async def resume_pending(bot: VkBot, storage: Storage, *, max_age: float = 900.0
             msg = parse_update(json.loads(event.body))
         except ValueError:
             msg = None
-        if msg is None:
-            log.error("inbox event %s cannot be parsed; left as it is", event.event_id)
+        if msg is None:  # stored by a release that read it differently: closed, not retried forever
+            log.error("inbox event %s cannot be parsed; closed unhandled", event.event_id)
+            unreadable.append(event.event_id)
             continue
         bot.submit(msg, deduped=False)
         resumed += 1
+    if unreadable:
+        await storage.inbox_mark_handled(unreadable)
     if resumed:
         log.info("%d event(s) received before a restart are being handled", resumed)
     return resumed

@@ -392,6 +392,16 @@ async def test_old_unhandled_callback_events_are_dropped_not_replayed(channel: C
     await vk.user(1012).assert_no_reply(within=0.2)
 
 
+async def test_a_kept_event_that_cannot_be_read_is_closed_not_retried_at_every_sweep(
+        channel: Channel, caplog: pytest.LogCaptureFixture) -> None:
+    """Before: left pending, it was logged as an error at every start and every sweep."""
+    await channel.storage.inbox_add("d" * 40, "vk:1013", json.dumps({"type": "message_new", "object": {}}))
+    assert await resume_pending(channel.bot, channel.storage) == 0
+    assert await channel.storage.inbox_pending() == []
+    assert await resume_pending(channel.bot, channel.storage) == 0
+    assert caplog.text.count("cannot be parsed") == 1
+
+
 async def test_the_saved_ts_moves_only_past_handled_events(channel: Channel, vk: RunningVkEmulator) -> None:
     served: list[int] = []
     original = vk.state.updates.poll
