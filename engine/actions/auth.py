@@ -119,6 +119,7 @@ async def send_code(ctx: ActionContext) -> str:
         await storage.release_send(ctx.peer, email, now)
         return "mail_failed"
     ctx.sign_in.set_code(PendingCode(ctx.peer, email, code_hash, salt, now, now + policy.code_ttl))
+    auth["has_code"] = True
     return "sent"
 
 
@@ -132,6 +133,7 @@ async def verify_code(ctx: ActionContext) -> str:
     auth = ctx.record("auth")
     pending = await ctx.sign_in.code()
     now = ctx.services.clock()
+    auth["has_code"] = False  # unless the try below was merely wrong
     if pending is None or now >= pending.expires_at:
         if pending is not None:
             ctx.sign_in.set_code(None)
@@ -152,6 +154,7 @@ async def verify_code(ctx: ActionContext) -> str:
         return "locked"
     ctx.sign_in.set_code(dataclasses.replace(pending, attempts=attempts))
     auth["attempts_left"] = left
+    auth["has_code"] = True
     return "wrong"
 
 
