@@ -26,6 +26,7 @@ from emulators.vk.server import start_vk_emulator
 from engine.load import load_flow_set
 from supportbot.conversation_world import EmulatorWorld
 from tests.adapters.vk.test_vk_channel import CONFIRMATION, GROUP, SECRET, TOKEN, make_channel
+from tests.log_records import ErrorRecords
 
 FLOWS = Path(__file__).resolve().parents[3] / "flows"
 USER = object()  # stands for the example's own user id
@@ -76,20 +77,11 @@ def _put_user(value: Any, peer: int) -> Any:
     return value
 
 
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def test_any_update_posted_is_answered_or_recorded_and_the_user_goes_on(tmp_path: Path) -> None:
     flow_set = load_flow_set([FLOWS]).flow_set
     assert flow_set is not None
     loop = asyncio.new_event_loop()
-    errors = _Errors()
+    errors = ErrorRecords()
     logging.getLogger().addHandler(errors)
     peers = itertools.count(7001)
     events = itertools.count(1)

@@ -23,6 +23,7 @@ from engine.flows.source import StaticFlows
 from engine.load import load_flow_set
 from engine.ports import Binding, Incoming, IncomingFile, Session
 from supportbot.conversation_world import EmulatorWorld
+from tests.log_records import ErrorRecords
 
 FLOWS = Path(__file__).resolve().parents[3] / "flows"
 
@@ -61,21 +62,12 @@ incomings = st.builds(
 )
 
 
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def test_any_input_in_any_state_is_answered_and_the_menu_stays_reachable() -> None:
     flow_set = load_flow_set([FLOWS]).flow_set
     assert flow_set is not None
     states = sorted(flow_set.states)
     loop = asyncio.new_event_loop()
-    errors = _Errors()
+    errors = ErrorRecords()
     logging.getLogger("engine").addHandler(errors)
     try:
         world = loop.run_until_complete(EmulatorWorld.start(flow_set.tickets.tables))
