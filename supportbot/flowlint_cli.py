@@ -73,6 +73,16 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def _flows_given_as_a_path(args: argparse.Namespace) -> None:
+    """`flowlint test flows`, typed as `flowlint check flows` is: a flows directory's own tests,
+    run against it, rather than its flow files read as test files."""
+    if args.flows or len(args.paths) != 1:
+        return
+    given = Path(args.paths[0])
+    if (given / "tests").is_dir() and any(given.glob("*.yaml")):
+        args.flows, args.paths = str(given), []
+
+
 async def _run_tests(args: argparse.Namespace) -> int:
     from engine.actions.context import AuthPolicy
     from engine.convtest import load_conversations, run_all
@@ -145,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check(args)
         if args.command == "graph":
             return cmd_graph(args)
+        _flows_given_as_a_path(args)
         return asyncio.run(_run_tests(args))
     except SystemExit as exc:
         return int(exc.code or 0)

@@ -71,6 +71,14 @@ def test_shipped_conversations_pass(capsys: pytest.CaptureFixture[str]) -> None:
     assert "0 failed" in capsys.readouterr().err
 
 
+def test_a_flows_directory_given_to_test_runs_its_own_tests(flows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`flowlint test flows`, as `flowlint check flows` is typed: not 'tests is a required property'
+    for each flow file."""
+    assert main(["test", str(flows)]) == 0
+    err = capsys.readouterr()
+    assert "0 failed" in err.err and "F002" not in err.out
+
+
 def test_a_failing_conversation_names_its_line(flows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (flows / "tests" / "mine.yaml").write_text(
         "tests:\n  - name: wrong expectation\n    steps:\n      - send: Помощь\n"
