@@ -221,7 +221,7 @@ class SqlStorage(ABC):
         """What a step writes after its session and inbox mark: its outbox items, the outcomes
         it records, the replies it replaces. False: the step must be undone."""
         if step.outbox:  # most steps queue nothing: no statement for them at all
-            yield q_many(self.sql.insert_outbox, step.outbox)
+            yield q_many(self.sql.insert_outbox, [(*row, self.process) for row in step.outbox])
         if step.sign_in is not None:
             yield from self._sign_in(step.sign_in)
         if step.watch:
@@ -258,7 +258,7 @@ class SqlStorage(ABC):
         if outcome.notices:
             yield q_many(self.sql.insert_notice, outcome.notices)
         if outcome.follow_ups:
-            yield q_many(self.sql.insert_follow_up, outcome.follow_ups)
+            yield q_many(self.sql.insert_follow_up, [(*row, self.process) for row in outcome.follow_ups])
         if outcome.watch:
             yield q_many(self.sql.insert_watch, outcome.watch)
         return True

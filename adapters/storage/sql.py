@@ -15,9 +15,10 @@ OUTBOX_COLUMNS: Final = (
 )
 WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, active"
 CODE_COLUMNS: Final = "peer, email, code_hash, salt, created_at, expires_at, attempts"
+# held_by ($18): the process writing it, which has it in hand if it is written held.
 _INSERT_OUTBOX: Final = (
-    "INSERT INTO outbox (" + OUTBOX_COLUMNS + ", finished_at)"
-    " VALUES (" + ", ".join(f"${n}" for n in range(1, 18)) + ")"
+    "INSERT INTO outbox (" + OUTBOX_COLUMNS + ", finished_at, held_by)"
+    " VALUES (" + ", ".join(f"${n}" for n in range(1, 19)) + ")"
 )
 # Pending items due, oldest first, skipping any with an older pending item on its record. Plain
 # enough (no aggregate, no DISTINCT) for PostgreSQL to take FOR UPDATE SKIP LOCKED with it.

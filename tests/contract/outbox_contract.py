@@ -19,6 +19,7 @@ from engine.ports import (
     OUTBOX_FAILED,
     OUTBOX_PENDING,
     OutboxOutcome,
+    StepCommit,
 )
 from tests.contract.storage_values import (
     claim,
@@ -27,6 +28,7 @@ from tests.contract.storage_values import (
     ids,
     make_item,
     make_notice,
+    make_session,
     make_ticket,
     step,
 )
@@ -305,10 +307,23 @@ class TestOutboxQueue:
         assert await step(storage, "vk:1", 0, outbox=[make_item("ob-1", next_at=100.0)]) is True
         assert await ids(other.outbox_take(150.0, {"ticket.create": 300.0})) == ["ob-1"]
         assert await storage.outbox_take(160.0, {"ticket.create": 300.0}) == []  # in the other's hands
+        # One a step wrote in hand (the worker that took the user's «Отправить» runs it at once)
+        # is its writer's while the writer lives. Before: taken by another worker at once, and
+        # the user heard both the number and "принята, номер придёт позже".
+        in_hand = make_item("ob-2", peer="vk:2", next_at=400.0, held=True)
+        assert await step(other, "vk:2", 0, outbox=[in_hand]) is True
+        assert await storage.outbox_take(165.0, {"ticket.create": 300.0}) == []
+        # That step's answer, kept and not sent yet when its process died.
+        kept = StepCommit(make_session("vk:2"), 1, event_id="ev-submit", replies='[{"t":"принята"}]')
+        assert await other.commit_step(kept) is True
         await other.close()  # gone, as a killed process is
         [item] = await storage.outbox_take(170.0, {"ticket.create": 300.0})
         assert (item.id, item.attempts, item.next_at) == ("ob-1", 2, 470.0)  # the attempt counted
-        assert await storage.outbox_take(180.0, {"ticket.create": 300.0}) == []  # now in this one's
+        # The user's kept answer goes first (the sweep sends it within seconds), the outcome after.
+        assert await storage.outbox_take(175.0, {"ticket.create": 300.0}) == []
+        await storage.replies_sent(["ev-submit"])
+        assert await ids(storage.outbox_take(180.0, {"ticket.create": 300.0})) == ["ob-2"]
+        assert await storage.outbox_take(190.0, {"ticket.create": 300.0}) == []  # now in this one's
 
     async def test_a_failed_item_keeps_its_error_and_result(self, storage: Any) -> None:
         item = make_item("ob-1")
