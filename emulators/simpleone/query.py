@@ -13,8 +13,9 @@ Not supported: parentheses, `^NQ`, escaping `^` inside a value.
 
 Comparison rules: `=`/`!=` ignore case ([doc] the condition-operators page: `=` is
 case-insensitive; `!=` is its negation [guess]); `IN` compares text exactly;
-`LIKE`/`STARTSWITH`/`ENDSWITH` ignore case; `<`, `<=`, `>`, `>=` compare as numbers when both sides are plain decimals and as text
-otherwise, which orders "YYYY-MM-DD HH:MM:SS" timestamps correctly. Missing values are "".
+`LIKE`/`STARTSWITH`/`ENDSWITH` ignore case; `<`, `<=`, `>`, `>=` compare as numbers when
+both sides are plain decimals and as text otherwise, which orders "YYYY-MM-DD HH:MM:SS"
+timestamps correctly. Missing values are "".
 """
 
 from __future__ import annotations
