@@ -39,6 +39,7 @@ from adapters.simpleone.records import PERSON_FIELDS, TICKET_FIELDS, flag, perso
 from adapters.simpleone.records import text as as_str
 from adapters.simpleone.transport import AiohttpTransport, HttpAnswer, HttpFailure, HttpRequest, Transport
 from engine.ports import (
+    DEFAULT_PEOPLE_TABLES,
     Attachment,
     Person,
     Ticket,
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 LOGIN_PATH = "/rest/v1/auth/login"  # [seen] form-encoded; the fallback
 DOCUMENTED_LOGIN_PATH = "/v1/auth/login"  # [doc] JSON body, no /rest prefix; tried first
 # [doc] `employee` (a child table of `user`) first, then `user`: students may not be employees.
-PEOPLE_TABLES: tuple[str, ...] = ("employee", "user")
+PEOPLE_TABLES: tuple[str, ...] = DEFAULT_PEOPLE_TABLES
 ATTACHMENT_TABLE = "sys_attachment"
 USER_AGENT = "supportbot/0.1 (RANEPA IT support bot; SimpleOne adapter)"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")  # table and field names
