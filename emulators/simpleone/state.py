@@ -317,6 +317,10 @@ class EmulatorState:
             if ref_table is None or value == "":
                 out[name] = value
                 continue
+            # [doc] sysparm_display_value=1 gives display values, and a reference comes as
+            # {"value": sys_id, "link": ".../rest/v1/table/<table>/<sys_id>"} unless
+            # sysparm_exclude_reference_link=1; a display value beside a link is keyed
+            # "display_value" [guess].
             shown = self.display_value(ref_table, value) if display else value
             if not links:
                 out[name] = shown
