@@ -65,7 +65,18 @@ from engine.dialogue.sessions import SessionCache
 from engine.flows.model import FlowSet
 from engine.flows.source import StaticFlows
 from engine.load import load_flow_set
-from engine.ports import Attachment, Binding, Incoming, MailMessage, Person, Storage, Ticket, TicketRef, Upload
+from engine.ports import (
+    DEFAULT_PEOPLE_TABLES,
+    Attachment,
+    Binding,
+    Incoming,
+    MailMessage,
+    Person,
+    Storage,
+    Ticket,
+    TicketRef,
+    Upload,
+)
 from engine.work.ticket_outbox import ticket_outbox
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
@@ -87,7 +98,7 @@ class InProcessSimpleOne:
         self.state = EmulatorState(auto_users_domains=("ranepa.ru",))
         self.people: dict[str, str] = {}
 
-    async def find_person(self, email: str) -> Person | None:
+    async def find_person(self, email: str, tables: Sequence[str] = DEFAULT_PEOPLE_TABLES) -> Person | None:
         if email not in self.people:
             self.people[email] = self.state.add_user(email, "Bench", "User")
         return Person(self.people[email], email, "Bench User")

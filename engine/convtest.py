@@ -59,7 +59,8 @@ class ConversationWorld(Protocol):
     def fresh_mail_sink(self) -> MailSink: ...
 
     async def control(self, spec: Mapping[str, Any]) -> None:
-        """Change SimpleOne: {"outage": bool}, {"fail_next": n}, {"ticket_state": code}."""
+        """Change SimpleOne: {"outage": bool}, {"fail_next": n}, {"ticket_state": code},
+        {"add_person": {"email", "first_name", "last_name", "table"}}."""
         ...
 
     async def count_tickets(self, email: str) -> int: ...
@@ -153,7 +154,7 @@ class Runner:
         working = asyncio.create_task(worker.run())
         try:
             if test.signed_in:
-                person = await self.world.tickets.find_person(test.signed_in)
+                person = await self.world.tickets.find_person(test.signed_in, self.flow_set.tickets.people_tables)
                 if person is None:
                     raise AssertionError(f"no SimpleOne user {test.signed_in} to sign in")
                 await storage.put_binding(Binding(test.peer, test.signed_in, person.sys_id, person.name, now[0]))

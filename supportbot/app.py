@@ -96,7 +96,8 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
         so = config.simpleone
         client = SimpleOneClient(SimpleOneConfig(
             so.url, token=so.token, username=None if so.token else so.username,
-            password=None if so.token else so.password, read_timeout=so.timeout, ca_bundle=so.ca_bundle))
+            password=None if so.token else so.password, auth=so.auth, read_timeout=so.timeout,
+            ca_bundle=so.ca_bundle))
     storage = await open_storage(config.database_url, pool_size=config.pool_size)
     spool = DiskSpool(config.spool_dir, max_bytes=config.spool_max_bytes)
     services = Services(

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +53,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIMPLEONE_TOKEN", None, "A static API token (instead of username and password)", secret=True),
     Setting("SIMPLEONE_USERNAME", None, "API user for token login (with SIMPLEONE_PASSWORD)"),
     Setting("SIMPLEONE_PASSWORD", None, "Password of SIMPLEONE_USERNAME", secret=True),
+    Setting("SIMPLEONE_AUTH", None,
+            "token (SIMPLEONE_TOKEN), login (trade username and password for a token) or basic (HTTP Basic, "
+            "username and password on every request); default: token if SIMPLEONE_TOKEN is set, else login"),
     Setting("SIMPLEONE_TIMEOUT", "30", "Seconds to wait for a SimpleOne answer"),
     Setting("SIMPLEONE_CA_BUNDLE", None, "A CA file to verify SimpleOne's TLS certificate with (default: system)"),
     Setting("OUTBOX_WAIT_SECONDS", "5",
@@ -87,6 +90,10 @@ _EMAILISH = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}")
 
 
+SimpleOneAuth = Literal["token", "login", "basic"]
+SIMPLEONE_AUTH_MODES: tuple[SimpleOneAuth, ...] = ("token", "login", "basic")
+
+
 @dataclass(frozen=True, slots=True)
 class SimpleOneSettings:
     url: str
@@ -95,6 +102,7 @@ class SimpleOneSettings:
     password: str | None = field(repr=False)
     timeout: float
     ca_bundle: str | None
+    auth: SimpleOneAuth = "login"  # how the bot authenticates (SIMPLEONE_AUTH, or inferred)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,22 +252,37 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
 
     simpleone = None
     url = r.raw("SIMPLEONE_URL")
+    auth_raw = r.raw("SIMPLEONE_AUTH")
+    auth: SimpleOneAuth | None = None
+    if auth_raw:
+        if auth_raw.lower() in SIMPLEONE_AUTH_MODES:
+            auth = cast(SimpleOneAuth, auth_raw.lower())
+        else:
+            r.problems.append(f"SIMPLEONE_AUTH must be token, login or basic, got {auth_raw[:60]!r}")
     if url:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             r.problems.append(f"SIMPLEONE_URL must be an http(s) URL such as https://sd.example.ru, got {url!r}")
         token, user, password = r.raw("SIMPLEONE_TOKEN"), r.raw("SIMPLEONE_USERNAME"), r.raw("SIMPLEONE_PASSWORD")
+        mode: SimpleOneAuth = auth or ("token" if token else "login")
         if token and (user or password):
             r.problems.append("give SIMPLEONE_TOKEN or SIMPLEONE_USERNAME/SIMPLEONE_PASSWORD, not both")
-        elif not token and not (user or password):
+        elif auth is None and not token and not (user or password):
             r.problems.append("SIMPLEONE_URL needs SIMPLEONE_TOKEN, or SIMPLEONE_USERNAME and SIMPLEONE_PASSWORD")
-        elif bool(user) != bool(password):
-            r.problems.append("SIMPLEONE_USERNAME and SIMPLEONE_PASSWORD go together")
+        elif mode == "token" and not token:
+            r.problems.append("SIMPLEONE_AUTH=token needs SIMPLEONE_TOKEN (or use SIMPLEONE_AUTH=login or basic "
+                              "with SIMPLEONE_USERNAME and SIMPLEONE_PASSWORD)")
+        elif mode != "token" and token:
+            r.problems.append(f"SIMPLEONE_AUTH={mode} uses SIMPLEONE_USERNAME and SIMPLEONE_PASSWORD, "
+                              "not SIMPLEONE_TOKEN")
+        elif mode != "token" and not (user and password):
+            r.problems.append(f"SIMPLEONE_AUTH={mode} needs both SIMPLEONE_USERNAME and SIMPLEONE_PASSWORD"
+                              if auth else "SIMPLEONE_USERNAME and SIMPLEONE_PASSWORD go together")
         ca = r.raw("SIMPLEONE_CA_BUNDLE")
         if ca and not Path(ca).is_file():
             r.problems.append(f"SIMPLEONE_CA_BUNDLE must be a file, {ca!r} is not")
         simpleone = SimpleOneSettings(url.rstrip("/"), token, user, password,
-                                      r.number("SIMPLEONE_TIMEOUT", 1, 600), ca)
+                                      r.number("SIMPLEONE_TIMEOUT", 1, 600), ca, mode)
     else:
         r.number("SIMPLEONE_TIMEOUT", 1, 600)
 
@@ -370,8 +393,8 @@ def describe(config: Config) -> list[str]:
         f"database: {config.database_url}",
         f"flows: {config.flows_dir} (watch: {config.flows_watch})",
         f"sign-in domains: {', '.join(config.auth_domains)}",
-        "simpleone: " + (f"{so.url} ({'token' if so.token else 'user ' + str(so.username)})" if so
-                         else "in-process emulator"),
+        "simpleone: " + (f"{so.url} ({'token' if so.auth == 'token' else so.auth + ' as ' + str(so.username)})"
+                         if so else "in-process emulator"),
         "smtp: " + (f"{sm.host}:{sm.port} from {sm.sender} (starttls={sm.starttls}, tls={sm.tls})" if sm
                     else "letters printed to the terminal"),
         f"spool: {config.spool_dir} (max {config.spool_max_bytes // (1024 * 1024)} MB)",

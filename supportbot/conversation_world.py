@@ -46,6 +46,10 @@ class EmulatorWorld:
             state.faults.set_outage(bool(spec["outage"]))
         if "auto_users" in spec:
             state.auto_users_domains = self._domains if spec["auto_users"] else ()
+        if "add_person" in spec:
+            person = spec["add_person"]
+            state.add_user(str(person["email"]), str(person["first_name"]), str(person["last_name"]),
+                           table=str(person.get("table", "user")))
         if "fail_next" in spec:
             state.faults.fail_next(int(spec["fail_next"]))
         if "reject_next" in spec:

@@ -1,8 +1,13 @@
 """SimpleOne REST client: the engine's TicketSystem port over aiohttp (adapters/simpleone/transport.py).
 
 Follows shared/reference/simpleone-api.md: Table API under /rest/v1/table, attachments under
-/v1/attachments (no /rest prefix), a Bearer token that is either static or obtained from
-/rest/v1/auth/login and renewed once on 401.
+/v1/attachments (no /rest prefix). Three ways to authenticate (SimpleOneConfig.auth):
+- "token": a static Bearer token;
+- "login": a Bearer token from the documented JSON login, POST /v1/auth/login, or, where that
+  answers 404/405, from the form-encoded POST /rest/v1/auth/login public integrations use;
+  renewed once on 401;
+- "basic": HTTP Basic, the username and password on every request (a 401 rejects them).
+Non-empty envelope `messages` are logged as warnings.
 
 Failure mapping, which the outbox's retry logic relies on:
 - TicketSystemUnavailable (retry may help): timeouts, connection errors, 5xx, 429, redirects,
@@ -17,6 +22,7 @@ Tokens and passwords are never logged or put into exception messages.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import re
@@ -33,6 +39,7 @@ from adapters.simpleone.records import PERSON_FIELDS, TICKET_FIELDS, flag, perso
 from adapters.simpleone.records import text as as_str
 from adapters.simpleone.transport import AiohttpTransport, HttpAnswer, HttpFailure, HttpRequest, Transport
 from engine.ports import (
+    DEFAULT_PEOPLE_TABLES,
     Attachment,
     Person,
     Ticket,
@@ -47,7 +54,10 @@ __all__ = ["RecordNotFound", "SimpleOneClient", "SimpleOneConfig", "default_tran
 
 log = logging.getLogger(__name__)
 
-LOGIN_PATH = "/rest/v1/auth/login"
+LOGIN_PATH = "/rest/v1/auth/login"  # [seen] form-encoded; the fallback
+DOCUMENTED_LOGIN_PATH = "/v1/auth/login"  # [doc] JSON body, no /rest prefix; tried first
+# [doc] `employee` (a child table of `user`) first, then `user`: students may not be employees.
+PEOPLE_TABLES: tuple[str, ...] = DEFAULT_PEOPLE_TABLES
 ATTACHMENT_TABLE = "sys_attachment"
 USER_AGENT = "supportbot/0.1 (RANEPA IT support bot; SimpleOne adapter)"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")  # table and field names
@@ -62,6 +72,9 @@ FilePart = tuple[str, str, bytes]
 _FORM = ("Content-Type", "application/x-www-form-urlencoded")
 _JSON = ("Content-Type", "application/json")
 
+AuthMode = Literal["token", "login", "basic"]
+AUTH_MODES: tuple[AuthMode, ...] = ("token", "login", "basic")
+
 
 class RecordNotFound(TicketSystemRejected):
     """404: the table or record does not exist (or the sys_id cannot name one)."""
@@ -69,12 +82,18 @@ class RecordNotFound(TicketSystemRejected):
 
 @dataclass(frozen=True, slots=True)
 class SimpleOneConfig:
-    """How to reach SimpleOne. Give either `token`, or `username` and `password`."""
+    """How to reach SimpleOne. Give either `token`, or `username` and `password`.
+
+    auth: "token" (a static token), "login" (trade username and password for a token) or
+    "basic" (username and password on every request); None infers token or login from what
+    is given.
+    """
 
     base_url: str  # e.g. "https://sd.ranepa.ru"; API paths are appended to it
     token: str | None = field(default=None, repr=False)
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    auth: AuthMode | None = None
     language: str = "ru"
     connect_timeout: float = 5.0  # TCP connect and TLS handshake
     read_timeout: float = 30.0  # the longest silence while the answer is awaited or read
@@ -90,11 +109,16 @@ class SimpleOneConfig:
             raise ValueError(f"SimpleOne base_url must be an http(s) URL, got {self.base_url!r}")
         if parts.username or parts.password or parts.query or parts.fragment:
             raise ValueError("SimpleOne base_url must not carry credentials, a query or a fragment")
-        if self.token:
-            if self.username or self.password:
-                raise ValueError("give SimpleOne either a token or a username and password, not both")
-        elif not (self.username and self.password):
+        if self.auth is not None and self.auth not in AUTH_MODES:
+            raise ValueError(f"SimpleOne auth must be one of {', '.join(AUTH_MODES)}, got {self.auth!r}")
+        if self.token and (self.username or self.password):
+            raise ValueError("give SimpleOne either a token or a username and password, not both")
+        mode = self.auth_mode
+        if mode == "token" and not self.token:
             raise ValueError("SimpleOne needs a token, or a username and a password")
+        if mode != "token" and not (self.username and self.password):
+            raise ValueError(f"SimpleOne auth {mode!r} needs a username and a password"
+                             + (", not a token" if self.token else ""))
         for name in ("connect_timeout", "read_timeout", "pool_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SimpleOne {name} must be positive")
@@ -102,6 +126,13 @@ class SimpleOneConfig:
             raise ValueError("SimpleOne max_connections must be at least 1")
         if self.ca_bundle is not None and not self.verify_tls:
             raise ValueError("a SimpleOne ca_bundle means nothing with verify_tls off")
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        """`auth`, or when it is not given: token if there is one, else login."""
+        if self.auth is not None:
+            return self.auth
+        return "token" if self.token else "login"
 
     def tls_context(self) -> ssl.SSLContext | Literal[False]:
         """What servers are checked against: the CA bundle, else the system's store; False: nothing."""
@@ -177,9 +208,16 @@ class SimpleOneClient:
         self._base = config.base_url.rstrip("/")
         self._headers = (("User-Agent", config.user_agent), ("Accept", "application/json"))
         self._http: Transport = transport or default_transport(config)
+        self._mode: AuthMode = config.auth_mode
         self._token: str | None = config.token or None
-        self._can_login = not config.token
+        self._can_login = self._mode == "login"
         self._login_lock = asyncio.Lock()
+        # Where tokens come from: the documented login until it answers 404/405, then the fallback.
+        self._login_path = DOCUMENTED_LOGIN_PATH
+        self._basic = ""
+        if self._mode == "basic":
+            pair = f"{config.username}:{config.password}".encode()
+            self._basic = "Basic " + base64.b64encode(pair).decode("ascii")
 
     async def __aenter__(self) -> SimpleOneClient:
         return self
@@ -196,19 +234,40 @@ class SimpleOneClient:
 
     async def _login(self) -> str:
         config = self._config
+        path = self._login_path
+        if path == DOCUMENTED_LOGIN_PATH:
+            # [doc] SimpleRestRequest (1.27): JSON {"username", "password"}, token at data.auth_key.
+            credentials = {"username": config.username or "", "password": config.password or ""}
+            body = json.dumps(credentials, ensure_ascii=False).encode()
+            response = await self._transmit("POST", path, (), (*self._headers, _JSON), body)
+            if response.status not in (404, 405):
+                return self._token_from("POST", path, response)
+            log.info("SimpleOne answered %s to %s; logging in with %s from now on",
+                     response.status, path, LOGIN_PATH)
+            self._login_path = path = LOGIN_PATH
+        # [seen] public integrations: a form-encoded body with the language.
         form = {
             "username": config.username or "",
             "password": config.password or "",
             "language": config.language,
         }
         body = urlencode(form).encode("ascii")
-        response = await self._transmit("POST", LOGIN_PATH, (), (*self._headers, _FORM), body)
-        data = self._unwrap("POST", LOGIN_PATH, response, secret=True)
+        response = await self._transmit("POST", path, (), (*self._headers, _FORM), body)
+        return self._token_from("POST", path, response)
+
+    def _token_from(self, method: str, path: str, response: HttpAnswer) -> str:
+        data = self._unwrap(method, path, response, secret=True)
         token = data.get("auth_key") if isinstance(data, Mapping) else None
         if not isinstance(token, str) or not token:
-            raise TicketSystemUnavailable(f"POST {LOGIN_PATH}: the answer has no data.auth_key")
-        log.info("logged in to SimpleOne as %s", config.username)
+            raise TicketSystemUnavailable(f"{method} {path}: the answer has no data.auth_key")
+        log.info("logged in to SimpleOne as %s (%s)", self._config.username, path)
         return token
+
+    async def _authorization(self) -> str:
+        """The Authorization header's value for the next request."""
+        if self._mode == "basic":
+            return self._basic
+        return f"Bearer {await self._valid_token()}"
 
     async def _valid_token(self) -> str:
         token = self._token
@@ -252,13 +311,16 @@ class SimpleOneClient:
             headers.append(_JSON)
         query = list((params or {}).items())
         for attempt in (1, 2):
-            token = await self._valid_token()
-            response = await self._transmit(method, path, query, (*headers, ("Authorization", f"Bearer {token}")),
+            authorization = await self._authorization()
+            response = await self._transmit(method, path, query, (*headers, ("Authorization", authorization)),
                                             body)
             if response.status == 401 and attempt == 1 and self._can_login:
                 log.info("SimpleOne answered 401 to %s %s; logging in again", method, path)
-                await self._renew_token(token)
+                await self._renew_token(authorization.removeprefix("Bearer "))
                 continue
+            if response.status == 401 and self._mode == "basic":
+                log.warning("SimpleOne refused the username and password (HTTP Basic) of %s for %s %s",
+                            self._config.username, method, path)
             return response
         raise AssertionError("unreachable")  # the second attempt always returns
 
@@ -302,6 +364,10 @@ class SimpleOneClient:
         if not isinstance(envelope, Mapping) or envelope.get("status") != "OK":
             body = "(body withheld)" if secret else _excerpt(response.text)
             raise TicketSystemUnavailable(f"{method} {path} -> HTTP {response.status}: {problem}: {body}")
+        messages = envelope.get("messages")
+        if messages:  # [doc] the envelope's `messages` (empty in the documented examples)
+            shown = json.dumps(messages, ensure_ascii=False) if not isinstance(messages, str) else messages
+            log.warning("SimpleOne said on %s %s: %s", method, path, _excerpt(shown))
         return envelope.get("data")
 
     def _records(self, method: str, path: str, response: HttpAnswer) -> list[dict[str, Any]]:
@@ -416,20 +482,34 @@ class SimpleOneClient:
 
     # ----------------------------------------------------------------------- TicketSystem
 
-    async def find_person(self, email: str) -> Person | None:
-        """The active user with exactly this email (compared ignoring case), if any."""
+    async def find_person(self, email: str, tables: Sequence[str] = PEOPLE_TABLES) -> Person | None:
+        """The active person with exactly this email (compared ignoring case), from the first of
+        `tables` that has one (employee, then user: students may not be employees). A table the
+        instance does not have is skipped, unless none of them exists."""
         email = email.strip()
         if not email or "^" in email or "\n" in email or "\r" in email:
             return None
-        records = await self.list_records(
-            "user", query=f"email={email}", fields=PERSON_FIELDS, limit=10, exclude_reference_link=True
-        )
-        for record in records:
-            # The query is the server's business; which record we accept is ours.
-            if as_str(record.get("email")).lower() != email.lower() or not as_str(record.get("sys_id")):
+        missing: RecordNotFound | None = None
+        asked = False  # whether any of the tables exists
+        for table in tables:
+            try:
+                records = await self.list_records(
+                    table, query=f"active=1^email={email}", fields=PERSON_FIELDS, limit=10,
+                    exclude_reference_link=True,
+                )
+            except RecordNotFound as exc:
+                log.warning("SimpleOne has no people table %r (skipped): %s", table, exc)
+                missing = exc
                 continue
-            if flag(record.get("active"), default=True):
-                return person_from(record)
+            asked = True
+            for record in records:
+                # The query is the server's business; which record we accept is ours.
+                if as_str(record.get("email")).lower() != email.lower() or not as_str(record.get("sys_id")):
+                    continue
+                if flag(record.get("active"), default=True):
+                    return person_from(record)
+        if missing is not None and not asked:
+            raise missing
         return None
 
     async def create_ticket(self, table: str, fields: Mapping[str, str]) -> TicketRef:

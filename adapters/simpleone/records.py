@@ -23,13 +23,13 @@ TICKET_FIELDS: tuple[str, ...] = (
     "sys_updated_at",
     "active",
 )
+# [doc] the documented person fields (`employee` and `user`); `display_name` is not one of them.
 PERSON_FIELDS: tuple[str, ...] = (
     "sys_id",
     "email",
     "first_name",
     "last_name",
-    "display_name",
-    "name",
+    "username",
     "active",
 )
 
@@ -58,10 +58,10 @@ def flag(value: object, *, default: bool) -> bool:
 
 
 def person_from(record: Mapping[str, Any]) -> Person:
-    name = text(record.get("display_name")) or text(record.get("name"))
-    if not name:
-        name = f"{text(record.get('first_name'))} {text(record.get('last_name'))}".strip()
-    return Person(sys_id=text(record.get("sys_id")), email=text(record.get("email")), name=name)
+    """The name is built from first and last name [doc]; `display_name` is not documented."""
+    parts = (text(record.get("first_name")).strip(), text(record.get("last_name")).strip())
+    return Person(sys_id=text(record.get("sys_id")), email=text(record.get("email")),
+                  name=" ".join(part for part in parts if part))
 
 
 def ticket_from(table: str, record: Mapping[str, Any]) -> Ticket:

@@ -11,9 +11,11 @@ Grammar (ServiceNow-style, as seen against real SimpleOne instances):
 snake_case, which is what lets an operator follow a field without a separator (`stateIN2@3`).
 Not supported: parentheses, `^NQ`, escaping `^` inside a value.
 
-Comparison rules: `=`/`!=`/`IN` compare text exactly; `LIKE`/`STARTSWITH`/`ENDSWITH` ignore
-case; `<`, `<=`, `>`, `>=` compare as numbers when both sides are plain decimals and as text
-otherwise, which orders "YYYY-MM-DD HH:MM:SS" timestamps correctly. Missing values are "".
+Comparison rules: `=`/`!=` ignore case ([doc] the condition-operators page: `=` is
+case-insensitive; `!=` is its negation [guess]); `IN` compares text exactly;
+`LIKE`/`STARTSWITH`/`ENDSWITH` ignore case; `<`, `<=`, `>`, `>=` compare as numbers when
+both sides are plain decimals and as text otherwise, which orders "YYYY-MM-DD HH:MM:SS"
+timestamps correctly. Missing values are "".
 """
 
 from __future__ import annotations
@@ -96,10 +98,10 @@ class Condition:
     def matches(self, get: Getter) -> bool:
         text = as_text(get(self.field))
         op, value = self.op, self.value
-        if op == "=":
-            return text == value
-        if op == "!=":
-            return text != value
+        if op == "=":  # [doc] case-insensitive (condition operators)
+            return text.lower() == value.lower()
+        if op == "!=":  # [guess] the negation of `=`, so case-insensitive too
+            return text.lower() != value.lower()
         if op == "IN":
             return text in value.split("@")
         if op == "NOT IN":

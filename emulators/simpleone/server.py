@@ -57,12 +57,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # --------------------------------------------------------------------------- envelopes
 
 
-def ok(data: Any) -> web.Response:
-    return web.json_response({"status": "OK", "data": data})
+def ok(data: Any, messages: Sequence[Any] = ()) -> web.Response:
+    # [doc] the documented replies carry `messages` beside `status` and `data` (empty in examples).
+    return web.json_response({"messages": list(messages), "status": "OK", "data": data})
 
 
 def error(status: int, message: str) -> web.Response:
-    return web.json_response({"status": "ERROR", "error": {"message": message}}, status=status)
+    # [guess] the error body is not documented; `messages` is kept as in every other reply.
+    return web.json_response({"messages": [], "status": "ERROR", "error": {"message": message}}, status=status)
 
 
 HTML_PAGE = (
@@ -195,7 +197,8 @@ def _render_many(request: web.Request, table: str, records: Sequence[dict[str, s
         [
             state.render(table, record, base_url=base, fields=fields, display=display, links=links)
             for record in records
-        ]
+        ],
+        state.messages,
     )
 
 
@@ -225,7 +228,7 @@ def _issue_token(request: web.Request, username: object, password: object) -> we
     state = _state(request)
     if not state.check_password(username, password):
         raise ApiError(401, "Invalid username or password")
-    return ok({"auth_key": state.issue_token(username)})
+    return ok({"auth_key": state.issue_token(username)}, state.messages)
 
 
 async def list_records(request: web.Request) -> web.StreamResponse:
@@ -234,8 +237,8 @@ async def list_records(request: web.Request) -> web.StreamResponse:
     limit = _positive_int(request, "sysparm_limit", DEFAULT_LIMIT)
     page = _positive_int(request, "sysparm_page", 1)
     state.table(table)
-    if table == "user" and state.auto_users_domains:
-        state.auto_create_user(query)
+    if state.auto_users_domains:
+        state.auto_create_user(table, query)
     selected = state.select(table, query)
     return _render_many(request, table, selected[(page - 1) * limit : page * limit])
 
@@ -261,8 +264,9 @@ async def update_record(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_record(request: web.Request) -> web.StreamResponse:
-    _state(request).delete(request.match_info["table"], request.match_info["sys_id"])
-    return ok([])
+    state = _state(request)
+    state.delete(request.match_info["table"], request.match_info["sys_id"])
+    return ok([], state.messages)
 
 
 async def _read_part(part: BodyPartReader, limit: int) -> bytes:
@@ -346,7 +350,10 @@ async def control_add_user(request: web.Request) -> web.StreamResponse:
     values = [body.get(k) for k in ("email", "first_name", "last_name")]
     if not all(isinstance(v, str) for v in values):
         raise ApiError(400, "email, first_name and last_name are required strings")
-    sys_id = _state(request).add_user(*(str(v) for v in values))
+    table, active = body.get("table", "user"), body.get("active", True)
+    if table not in ("user", "employee") or not isinstance(active, bool):
+        raise ApiError(400, "table must be 'user' (a student) or 'employee'; active a boolean")
+    sys_id = _state(request).add_user(*(str(v) for v in values), active=active, table=str(table))
     return web.json_response({"sys_id": sys_id})
 
 
@@ -409,13 +416,15 @@ async def start_emulator(
     token: str | None = None,
     token_ttl: float | None = None,
     auto_users_domains: Sequence[str] = (),
+    auto_users_table: str = "employee",
     clock: Clock = utc_now,
     max_upload_bytes: int = 10 * 1024 * 1024,
     access_log: bool = False,
 ) -> RunningEmulator:
     """Start serving on host:port (0 = any free port) and return once it accepts connections."""
     state = EmulatorState(username=username, password=password, static_token=token, token_ttl=token_ttl,
-                          auto_users_domains=auto_users_domains, clock=clock, max_upload_bytes=max_upload_bytes)
+                          auto_users_domains=auto_users_domains, auto_users_table=auto_users_table, clock=clock,
+                          max_upload_bytes=max_upload_bytes)
     server = await runner.start_server(build_app(state), host, port, access_log=log if access_log else None)
     return RunningEmulator(server.url, state, server)
 

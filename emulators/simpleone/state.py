@@ -35,8 +35,10 @@ DEFAULT_REFERENCES: Mapping[str, str] = {
     "assignment_group": "sys_group",
     "service": "c_service",
 }
-# `employee` is a child table of `user` (shared/reference/simpleone-api.md, "ITSM tables"):
-# documented people are looked up there first; here it starts empty.
+# [doc] `employee` (Сотрудники) is a child table of `user` (shared/reference/simpleone-api.md,
+# "ITSM tables"): an employee's record is a user's record too, found under the same sys_id in
+# both tables; a plain user (a student) is only in `user`. Child table -> parent table.
+PARENT_TABLES: Mapping[str, str] = {"employee": "user"}
 DEFAULT_TABLES: tuple[str, ...] = (*NUMBER_PREFIXES, "user", "employee", "sys_attachment", "sys_group", "c_service")
 JOURNAL_FIELDS: frozenset[str] = frozenset({"additional_comments", "work_notes"})
 # Written by the platform, never by a Table API client.
@@ -104,6 +106,9 @@ class EmulatorState:
     static_token: str | None = None
     token_ttl: float | None = None  # seconds; None = tokens live until expired by a fault switch
     auto_users_domains: Sequence[str] = ()
+    # Where auto-created people go: "employee" (found in `employee` and `user`) or "user" (a
+    # student, found only in `user`).
+    auto_users_table: str = "employee"
     clock: Clock = utc_now
     references: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_REFERENCES))
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -112,6 +117,9 @@ class EmulatorState:
     journals: dict[tuple[str, str], list[JournalEntry]] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
     request_log: list[RequestLogEntry] = field(default_factory=list)
+    # What every successful reply carries in its `messages` list: [doc] the documented examples
+    # carry `"messages": []`; tests put something here to see the client log it.
+    messages: list[Any] = field(default_factory=list)
     _tokens: dict[str, _Token] = field(default_factory=dict)
     _numbers: dict[str, int] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(166031411802010329, 7))
@@ -122,6 +130,8 @@ class EmulatorState:
 
     def __post_init__(self) -> None:
         self.auto_users_domains = tuple(d.lower().lstrip("@") for d in self.auto_users_domains)
+        if self.auto_users_table not in (*PARENT_TABLES, *PARENT_TABLES.values()):
+            raise ValueError(f"auto_users_table must be a people table, not {self.auto_users_table!r}")
         self.reset()
 
     # -- housekeeping ------------------------------------------------------------------------
@@ -132,6 +142,7 @@ class EmulatorState:
         self.journals.clear()
         self.blobs.clear()
         self.request_log.clear()
+        self.messages.clear()
         self._numbers.clear()
         self.faults.clear()
 
@@ -200,6 +211,8 @@ class EmulatorState:
         record["sys_updated_at"] = now
         record.update(values)
         rows[record["sys_id"]] = record
+        for parent in self.ancestors(table):  # [doc] a child table's record is its parents' too
+            self.tables.setdefault(parent, {})[record["sys_id"]] = record
         for name, text in journal.items():
             self._append_journal(table, record["sys_id"], name, text, author)
         return record["sys_id"]
@@ -216,8 +229,10 @@ class EmulatorState:
         return record
 
     def delete(self, table: str, sys_id: str) -> None:
-        self.get(table, sys_id)
-        del self.tables[table][sys_id]
+        record = self.get(table, sys_id)
+        for rows in self.tables.values():  # the record leaves its parent and child tables too
+            if rows.get(sys_id) is record:
+                del rows[sys_id]
         self.journals.pop((table, sys_id), None)
         for att_id, att in list(self.tables[ATTACHMENT_TABLE].items()):
             if att.get("record_document_id") == sys_id:
@@ -227,6 +242,14 @@ class EmulatorState:
     def select(self, table: str, query: Query) -> list[dict[str, str]]:
         rows = self.table(table)
         return query.apply(rows.values(), lambda record: self.getter(table, record))
+
+    @staticmethod
+    def ancestors(table: str) -> list[str]:
+        """The tables `table` extends, nearest first (`employee` -> [`user`])."""
+        found: list[str] = []
+        while (table := PARENT_TABLES.get(table, "")) and table not in found:
+            found.append(table)
+        return found
 
     def _next_number(self, table: str) -> str:
         self._numbers[table] = self._numbers.get(table, 0) + 1
@@ -266,7 +289,8 @@ class EmulatorState:
         record = self.tables.get(table, {}).get(sys_id)
         if record is None:
             return sys_id
-        for name in ("display_name", "name", "number"):
+        # [doc] a person has first_name and last_name; `display_name` is not a documented field.
+        for name in ("name", "number"):
             if record.get(name):
                 return record[name]
         full = f"{record.get('first_name', '')} {record.get('last_name', '')}".strip()
@@ -293,6 +317,10 @@ class EmulatorState:
             if ref_table is None or value == "":
                 out[name] = value
                 continue
+            # [doc] sysparm_display_value=1 gives display values, and a reference comes as
+            # {"value": sys_id, "link": ".../rest/v1/table/<table>/<sys_id>"} unless
+            # sysparm_exclude_reference_link=1; a display value beside a link is keyed
+            # "display_value" [guess].
             shown = self.display_value(ref_table, value) if display else value
             if not links:
                 out[name] = shown
@@ -303,35 +331,43 @@ class EmulatorState:
 
     # -- users -------------------------------------------------------------------------------
 
-    def add_user(self, email: str, first_name: str, last_name: str, *, active: bool = True) -> str:
-        name = f"{first_name} {last_name}".strip()
+    def add_user(
+        self, email: str, first_name: str, last_name: str, *, active: bool = True, table: str = "user"
+    ) -> str:
+        """A person with the documented fields [doc]: table "user" makes a plain user (a student,
+        found only in `user`), "employee" an employee (found in `employee` and in `user`)."""
+        if table not in (*PARENT_TABLES, *PARENT_TABLES.values()):
+            raise ValueError(f"people live in {', '.join(sorted({*PARENT_TABLES, *PARENT_TABLES.values()}))}")
         return self.create(
-            "user",
+            table,
             {
                 "email": email,
+                "username": email.partition("@")[0],
                 "first_name": first_name,
                 "last_name": last_name,
-                "display_name": name,
-                "name": name,
                 "active": active,
             },
             author="seed",
         )
 
-    def auto_create_user(self, query: Query) -> None:
-        """Demo mode: `email=<addr>` at an allowed domain makes the user exist on first look-up."""
-        conditions = query.conditions()
-        if len(conditions) != 1 or conditions[0].field != "email" or conditions[0].op != "=":
+    def auto_create_user(self, table: str, query: Query) -> None:
+        """Demo mode: a look-up of `email=<addr>` (other conditions aside) at an allowed domain
+        makes the person exist, in `auto_users_table`, when `table` would show them."""
+        if table not in (self.auto_users_table, *self.ancestors(self.auto_users_table)):
             return
-        email = conditions[0].value
+        emails = [c.value for c in query.conditions() if c.field == "email" and c.op == "="]
+        if len(emails) != 1 or any(len(group) > 1 for group in query.groups):
+            return
+        email = emails[0]
         local, at, domain = email.rpartition("@")
         allowed = {d.lower().lstrip("@") for d in self.auto_users_domains}  # may be reassigned by callers
         if not at or not local or domain.lower() not in allowed:
             return
-        if any(u.get("email") == email for u in self.tables["user"].values()):
+        people = [self.auto_users_table, *self.ancestors(self.auto_users_table)]
+        if any(u.get("email", "").lower() == email.lower() for name in people for u in self.tables[name].values()):
             return
         parts = [p.capitalize() for p in local.replace("_", ".").split(".") if p]
-        self.add_user(email, parts[0] if parts else local, " ".join(parts[1:]))
+        self.add_user(email, parts[0] if parts else local, " ".join(parts[1:]), table=self.auto_users_table)
 
     # -- attachments -------------------------------------------------------------------------
 

@@ -166,7 +166,7 @@ async def bind(ctx: ActionContext) -> str:
     if not email:
         return "expired"
     try:
-        person = await ctx.services.tickets.find_person(str(email))
+        person = await ctx.services.tickets.find_person(str(email), ctx.flows.tickets.people_tables)
     except TicketSystemError as exc:
         log.warning("person look-up failed: %s", exc)
         return "unavailable"

@@ -40,6 +40,7 @@ from engine.flows.model import (
 from engine.flows.templates import Template
 from engine.flows.text import normalize_text
 from engine.flows.yamlsrc import JsonPath, YamlDoc
+from engine.ports.tickets import DEFAULT_PEOPLE_TABLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +333,7 @@ class _DocBuilder:
             list_limit=int(s.get("list_limit", 50)),
             status_labels={t: {str(k): v for k, v in m.items()} for t, m in s["status_labels"].items()},
             where=self.where(path, key=True),
+            people_tables=tuple(s.get("people_tables", DEFAULT_PEOPLE_TABLES)),
         )
 
 

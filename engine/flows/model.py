@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.flows.templates import Template, lookup
+from engine.ports.tickets import DEFAULT_PEOPLE_TABLES
 
 RETURN = "return"
 TYPED = "typed"  # the slot and the event of text an attachments input asks about (ask_text)
@@ -271,6 +272,8 @@ class TicketSettings:
     list_limit: int
     status_labels: Mapping[str, Mapping[str, str]]  # table (or "default") → code → label
     where: Where
+    # Where a user signing in is looked up by email, in order (simpleone.people_tables).
+    people_tables: tuple[str, ...] = DEFAULT_PEOPLE_TABLES
 
     def status_label(self, table: str, code: str) -> str:
         for key in (table, "default"):

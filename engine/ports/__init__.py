@@ -25,6 +25,7 @@ from engine.ports.outbox import (
 from engine.ports.sessions import Session, SessionStore, StepCommit
 from engine.ports.storage import Storage
 from engine.ports.tickets import (
+    DEFAULT_PEOPLE_TABLES,
     Attachment,
     Person,
     Ticket,
@@ -38,6 +39,7 @@ from engine.ports.tickets import (
 from engine.ticket_time import parse_updated_at
 
 __all__ = [
+    "DEFAULT_PEOPLE_TABLES",
     "OUTBOX_DONE",
     "OUTBOX_FAILED",
     "OUTBOX_PENDING",

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+# Where people are looked up by default: SimpleOne's `employee` (a child table of `user`), then
+# `user` (students may not be employees). The flows' simpleone.people_tables overrides it.
+DEFAULT_PEOPLE_TABLES: tuple[str, ...] = ("employee", "user")
+
 
 class TicketSystemError(Exception):
     """Base of every failure reported by the ticket system adapter."""
@@ -79,7 +83,9 @@ class Upload:
 class TicketSystem(Protocol):
     """SimpleOne, as the engine needs it."""
 
-    async def find_person(self, email: str) -> Person | None: ...
+    async def find_person(self, email: str, tables: Sequence[str] = DEFAULT_PEOPLE_TABLES) -> Person | None:
+        """The active person with this email (ignoring case), from the first of `tables` that has one."""
+        ...
 
     async def create_ticket(self, table: str, fields: Mapping[str, str]) -> TicketRef: ...
 

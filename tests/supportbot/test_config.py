@@ -46,6 +46,13 @@ def test_a_full_production_configuration() -> None:
     ({"SIMPLEONE_URL": "https://sd", "SIMPLEONE_USERNAME": "u"}, "SIMPLEONE_PASSWORD"),
     ({"SIMPLEONE_URL": "https://sd", "SIMPLEONE_TOKEN": "t", "SIMPLEONE_USERNAME": "u",
       "SIMPLEONE_PASSWORD": "p"}, "not both"),
+    ({"SIMPLEONE_URL": "https://sd", "SIMPLEONE_TOKEN": "t", "SIMPLEONE_AUTH": "bearer"}, "SIMPLEONE_AUTH must be"),
+    ({"SIMPLEONE_AUTH": "kerberos"}, "SIMPLEONE_AUTH must be token, login or basic"),
+    ({"SIMPLEONE_URL": "https://sd", "SIMPLEONE_TOKEN": "t", "SIMPLEONE_AUTH": "basic"},
+     "SIMPLEONE_AUTH=basic uses SIMPLEONE_USERNAME and SIMPLEONE_PASSWORD, not SIMPLEONE_TOKEN"),
+    ({"SIMPLEONE_URL": "https://sd", "SIMPLEONE_USERNAME": "u", "SIMPLEONE_PASSWORD": "p",
+      "SIMPLEONE_AUTH": "token"}, "SIMPLEONE_AUTH=token needs SIMPLEONE_TOKEN"),
+    ({"SIMPLEONE_URL": "https://sd", "SIMPLEONE_AUTH": "login"}, "SIMPLEONE_AUTH=login needs both"),
     ({"AUTH_EMAIL_DOMAINS": "ranepa"}, "AUTH_EMAIL_DOMAINS"),
     ({"AUTH_CODE_TTL_MINUTES": "0"}, "AUTH_CODE_TTL_MINUTES"),
     ({"AUTH_MAX_ATTEMPTS": "2.5"}, "AUTH_MAX_ATTEMPTS"),
@@ -58,6 +65,18 @@ def test_a_bad_value_names_its_variable(env: dict[str, str], named: str) -> None
     with pytest.raises(ConfigError) as info:
         load_config(env, env_file=None)
     assert named in str(info.value)
+
+
+@pytest.mark.parametrize("env, mode", [
+    ({"SIMPLEONE_TOKEN": "t"}, "token"),
+    ({"SIMPLEONE_USERNAME": "bot", "SIMPLEONE_PASSWORD": "p"}, "login"),
+    ({"SIMPLEONE_USERNAME": "bot", "SIMPLEONE_PASSWORD": "p", "SIMPLEONE_AUTH": "basic"}, "basic"),
+    ({"SIMPLEONE_USERNAME": "bot", "SIMPLEONE_PASSWORD": "p", "SIMPLEONE_AUTH": " Login "}, "login"),
+    ({"SIMPLEONE_TOKEN": "t", "SIMPLEONE_AUTH": "token"}, "token"),
+])
+def test_the_simpleone_auth_mode_is_set_or_inferred(env: dict[str, str], mode: str) -> None:
+    config = load_config({"SIMPLEONE_URL": "https://sd.ranepa.ru", **env}, env_file=None)
+    assert config.simpleone is not None and config.simpleone.auth == mode
 
 
 def test_all_problems_are_reported_at_once_and_secrets_are_not_echoed() -> None:

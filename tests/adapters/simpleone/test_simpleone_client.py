@@ -33,7 +33,7 @@ INCIDENT, REQUEST = "itsm_incident", "itsm_request"
 
 
 def logins(emulator: RunningEmulator) -> int:
-    return sum(1 for e in emulator.state.request_log if e.path == "/rest/v1/auth/login")
+    return sum(1 for e in emulator.state.request_log if e.path in ("/v1/auth/login", "/rest/v1/auth/login"))
 
 
 def api_calls(emulator: RunningEmulator) -> list[tuple[str, str]]:
@@ -316,7 +316,7 @@ async def test_logs_in_once_and_reuses_the_token(client: SimpleOneClient, emulat
         await client.list_records(INCIDENT)
     assert logins(emulator) == 1
     login = emulator.state.request_log[0]
-    assert (login.method, login.path, login.status) == ("POST", "/rest/v1/auth/login", 200)
+    assert (login.method, login.path, login.status) == ("POST", "/v1/auth/login", 200)  # the documented one
 
 
 async def test_relogs_in_once_after_tokens_expire(client: SimpleOneClient, emulator: RunningEmulator) -> None:
@@ -370,9 +370,9 @@ async def test_a_401_that_relogin_does_not_fix_is_rejected(
 
 async def test_wrong_password_is_rejected(make_client: Any, emulator: RunningEmulator) -> None:
     client = make_client(password="wrong")
-    with pytest.raises(TicketSystemRejected, match=r"POST /rest/v1/auth/login -> HTTP 401"):
+    with pytest.raises(TicketSystemRejected, match=r"POST /v1/auth/login -> HTTP 401"):
         await client.find_person("a@ranepa.ru")
-    assert api_calls(emulator) == [("POST", "/rest/v1/auth/login")]
+    assert api_calls(emulator) == [("POST", "/v1/auth/login")]
 
 
 async def test_static_token(make_client: Any, emulator: RunningEmulator, creds: Any) -> None:
@@ -390,7 +390,7 @@ async def test_static_token(make_client: Any, emulator: RunningEmulator, creds: 
 async def test_login_failure_is_unavailable_when_the_server_is_down(
     client: SimpleOneClient, emulator: RunningEmulator
 ) -> None:
-    emulator.faults.fail_next(path_prefix="/rest/v1/auth/login")
+    emulator.faults.fail_next(path_prefix="/v1/auth/login")
     with pytest.raises(TicketSystemUnavailable, match="auth/login -> HTTP 500"):
         await client.list_records(INCIDENT)
     assert await client.list_records(INCIDENT) == []  # the next call logs in afresh
@@ -405,7 +405,7 @@ async def test_secrets_never_reach_logs_or_errors(
     await client.list_records(INCIDENT)  # login
     emulator.faults.expire_tokens()
     await client.list_records(INCIDENT)  # 401, re-login
-    emulator.faults.html_next(status=200, path_prefix="/rest/v1/auth/login")
+    emulator.faults.html_next(status=200, path_prefix="/v1/auth/login")
     emulator.faults.expire_tokens()
     with pytest.raises(TicketSystemError) as failed:
         await client.list_records(INCIDENT)
@@ -753,4 +753,6 @@ def test_records_parse_reference_objects_and_plain_strings() -> None:
     ]
     assert text({"display_value": "Anna"}) == "Anna"
     assert person_from({"sys_id": "1", "email": "a@b", "first_name": "A", "last_name": "B"}).name == "A B"
-    assert person_from({"sys_id": "1", "email": "a@b", "name": "Full Name"}).name == "Full Name"
+    # [doc] the name is first and last name; an undocumented display_name is not relied on.
+    assert person_from({"sys_id": "1", "email": "a@b", "first_name": "A", "display_name": "X Y"}).name == "A"
+    assert person_from({"sys_id": "1", "email": "a@b", "last_name": " B ", "first_name": None}).name == "B"

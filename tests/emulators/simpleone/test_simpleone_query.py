@@ -118,13 +118,22 @@ def test_in_and_not_in_split_on_at_sign() -> None:
     assert not matches("stateNOT IN2@3", {"state": "2"})
 
 
-def test_text_operators_ignore_case_and_equality_does_not() -> None:
+def test_text_operators_ignore_case() -> None:
     record = {"subject": "Printer on floor 3 is JAMMED"}
     assert matches("subjectLIKEjammed", record)
     assert matches("subjectNOT LIKEscanner", record)
     assert matches("subjectSTARTSWITHprinter", record)
     assert matches("subjectENDSWITHjammed", record)
-    assert not matches("subject=printer on floor 3 is jammed", record)
+
+
+def test_equality_ignores_case_as_documented() -> None:
+    # [doc] condition operators: `=` is case-insensitive (an email typed in any case is found).
+    record = {"email": "Ivanov-II@RANEPA.ru"}
+    assert matches("email=ivanov-ii@ranepa.ru", record)
+    assert matches("email=IVANOV-II@ranepa.RU", record)
+    assert not matches("email!=ivanov-ii@ranepa.ru", record)
+    assert matches("email!=petrov@ranepa.ru", record)
+    assert not matches("email=ivanov-i@ranepa.ru", record)
 
 
 def test_empty_checks_treat_missing_and_none_as_empty() -> None:

@@ -283,7 +283,8 @@ async def test_users_table_and_auto_created_demo_users() -> None:
             query = {"sysparm_query": "email=anna.kuznetsova@ranepa.ru"}
             (user,) = data(await http.get("/rest/v1/table/user", params=query))
             assert user["first_name"] == "Anna" and user["last_name"] == "Kuznetsova"
-            assert user["display_name"] == "Anna Kuznetsova" and user["active"] == "1"
+            assert user["active"] == "1" and user["username"] == "anna.kuznetsova"
+            assert "display_name" not in user  # [doc] not a documented person field
             (again,) = data(await http.get("/rest/v1/table/user", params=query))
             assert again["sys_id"] == user["sys_id"]
             for other in ("email=someone@gmail.com", "email=@ranepa.ru", "emailLIKEx@ranepa.ru"):
@@ -291,6 +292,93 @@ async def test_users_table_and_auto_created_demo_users() -> None:
         assert len(emulator.state.records("user")) == 1
     finally:
         await emulator.close()
+
+
+PEOPLE_FIELDS = "sys_id,email,first_name,last_name,username,active"
+
+
+async def test_an_employee_is_found_in_employee_and_in_user_a_student_only_in_user(
+    raw: httpx.AsyncClient, emulator: RunningEmulator
+) -> None:
+    # [doc] `employee` is a child table of `user`: one record, one sys_id, seen through both.
+    staff = emulator.state.add_user("Ivanov-II@RANEPA.ru", "Иван", "Иванов", table="employee")
+    student = emulator.state.add_user("student@ranepa.ru", "Пётр", "Петров")
+    for table, expected in (("employee", [staff]), ("user", [staff, student])):
+        found = data(await raw.get(f"/rest/v1/table/{table}", params={"sysparm_fields": PEOPLE_FIELDS}))
+        assert [r["sys_id"] for r in found] == expected
+    # The documented look-up, typed in another case: [doc] `=` is case-insensitive.
+    query = {"sysparm_query": "active=1^email=ivanov-ii@ranepa.ru", "sysparm_fields": PEOPLE_FIELDS}
+    for table in ("employee", "user"):
+        (person,) = data(await raw.get(f"/rest/v1/table/{table}", params=query))
+        assert person == {"sys_id": staff, "email": "Ivanov-II@RANEPA.ru", "first_name": "Иван",
+                          "last_name": "Иванов", "username": "Ivanov-II", "active": "1"}
+    query["sysparm_query"] = "active=1^email=STUDENT@ranepa.ru"
+    assert data(await raw.get("/rest/v1/table/employee", params=query)) == []
+    assert [r["sys_id"] for r in data(await raw.get("/rest/v1/table/user", params=query))] == [student]
+    # Read one by sys_id through the parent; a change through one table shows in the other.
+    (read,) = data(await raw.get(f"/rest/v1/table/user/{staff}"))
+    assert read["last_name"] == "Иванов"
+    data(await raw.patch(f"/rest/v1/table/user/{staff}", json={"active": "0"}))
+    (changed,) = data(await raw.get(f"/rest/v1/table/employee/{staff}"))
+    assert changed["active"] == "0"
+    assert_error(await raw.get(f"/rest/v1/table/employee/{student}"), 404)
+    # A ticket's caller may be an employee: the reference (to `user`) resolves to the same record.
+    (ticket,) = data(await raw.post(INCIDENTS, json={"subject": "x", "caller": staff}))
+    (shown,) = data(await raw.get(f"{INCIDENTS}/{ticket['sys_id']}",
+                                  params={"sysparm_display_value": "1", "sysparm_fields": "caller,caller.email"}))
+    assert shown["caller"]["display_value"] == "Иван Иванов" and shown["caller.email"] == "Ivanov-II@RANEPA.ru"
+    # Deleted through the parent, the record leaves the child table too.
+    assert data(await raw.delete(f"/rest/v1/table/user/{staff}")) == []
+    assert_error(await raw.get(f"/rest/v1/table/employee/{staff}"), 404)
+
+
+@pytest.mark.parametrize("kind", ["employee", "user"])
+async def test_auto_created_people_can_be_employees_or_students(kind: str) -> None:
+    emulator = await start_emulator(auto_users_domains=["ranepa.ru"], auto_users_table=kind)
+    try:
+        async with httpx.AsyncClient(base_url=emulator.url, auth=("bot", "bot-password")) as http:
+            # The client's look-up: employee first, then user, with other conditions beside the email.
+            query = {"sysparm_query": "active=1^email=Olga.Smirnova@ranepa.ru"}
+            in_employee = data(await http.get("/rest/v1/table/employee", params=query))
+            (in_user,) = data(await http.get("/rest/v1/table/user", params=query))
+            assert in_user["first_name"] == "Olga" and in_user["last_name"] == "Smirnova"
+            assert [r["sys_id"] for r in in_employee] == ([in_user["sys_id"]] if kind == "employee" else [])
+            # The same address in another case is the same person, not a second one.
+            query = {"sysparm_query": "active=1^email=olga.smirnova@RANEPA.ru"}
+            (again,) = data(await http.get("/rest/v1/table/user", params=query))
+            assert again["sys_id"] == in_user["sys_id"]
+            query = {"sysparm_query": "email=a@ranepa.ru^ORemail=b@ranepa.ru"}
+            assert data(await http.get("/rest/v1/table/user", params=query)) == []
+        assert len(emulator.state.records("user")) == 1
+        assert len(emulator.state.records("employee")) == (1 if kind == "employee" else 0)
+    finally:
+        await emulator.close()
+    with pytest.raises(ValueError):
+        await start_emulator(auto_users_table="itsm_incident")
+
+
+async def test_every_reply_carries_messages_beside_status_and_data(
+    emulator: RunningEmulator, raw: httpx.AsyncClient
+) -> None:
+    # [doc] the documented replies are {"messages": [], "status": "OK", "data": [...]}.
+    (created,) = data(reply := await raw.post(INCIDENTS, json={"subject": "x"}))
+    replies = [
+        reply,
+        await raw.get(INCIDENTS),
+        await raw.get(f"{INCIDENTS}/{created['sys_id']}"),
+        await raw.patch(f"{INCIDENTS}/{created['sys_id']}", json={"subject": "y"}),
+        await raw.post(f"/v1/attachments/upload/itsm_incident/{created['sys_id']}",
+                       files={"files": ("a.txt", b"a", "text/plain")}),
+        await raw.delete(f"{INCIDENTS}/{created['sys_id']}"),
+        await raw.post("/rest/v1/auth/login", data={"username": USERNAME, "password": PASSWORD}),
+        await raw.post("/v1/auth/login", json={"username": USERNAME, "password": PASSWORD}),
+        await raw.get(f"{INCIDENTS}/{created['sys_id']}"),  # an error (404)
+    ]
+    for one in replies:
+        assert one.json()["messages"] == [], one.text
+    emulator.state.messages.append({"message": "Field 'x' is read-only"})
+    body = (await raw.get(INCIDENTS)).json()
+    assert body["messages"] == [{"message": "Field 'x' is read-only"}] and body["status"] == "OK"
 
 
 async def test_set_field_simulates_an_agent_and_bumps_updated_at(
@@ -478,10 +566,14 @@ async def test_faults_state_and_reset_over_http(raw: httpx.AsyncClient, emulator
                 "/_emulator/users", json={"email": "a@ranepa.ru", "first_name": "A", "last_name": "B"}
             )
         ).json()["sys_id"]
+        person = {"email": "e@ranepa.ru", "first_name": "E", "last_name": "F", "table": "employee"}
+        staff = (await control.post("/_emulator/users", json=person)).json()["sys_id"]
+        assert_error(await control.post("/_emulator/users", json={**person, "table": "itsm_incident"}), 400)
         data(await raw.post(INCIDENTS, json={"subject": "x", "caller": sys_id, "additional_comments": "hi"}))
         dump = (await control.get("/_emulator/state")).json()
         assert [r["subject"] for r in dump["tables"]["itsm_request"]] == ["r"]
-        assert [r["email"] for r in dump["tables"]["user"]] == ["a@ranepa.ru"]
+        assert [r["email"] for r in dump["tables"]["user"]] == ["a@ranepa.ru", "e@ranepa.ru"]
+        assert [r["sys_id"] for r in dump["tables"]["employee"]] == [staff]
         (journal,) = dump["journals"].values()
         assert journal[0]["text"] == "hi"
         assert ["GET", INCIDENTS, 429] in dump["requests"]

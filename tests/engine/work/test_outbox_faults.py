@@ -27,7 +27,7 @@ from engine.work.outbox import OutboxPolicy
 from supportbot.conversation_world import EmulatorWorld
 from tests.outbox_world import INCIDENTS, POLICY, QUEUED, Rig, User
 
-LOGIN = "/rest/v1/auth/login"
+LOGIN = "/v1/auth/login"  # the documented login, the one the client uses
 HANG = 1.0  # how long the emulator holds a hung request: well past the client's read timeout
 
 
