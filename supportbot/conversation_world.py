@@ -48,6 +48,8 @@ class EmulatorWorld:
             state.auto_users_domains = self._domains if spec["auto_users"] else ()
         if "fail_next" in spec:
             state.faults.fail_next(int(spec["fail_next"]))
+        if "fail_every" in spec:
+            state.faults.set_fail_every(int(spec["fail_every"]))
         if "reject_next" in spec:
             state.faults.fail_next(int(spec["reject_next"]), status=400, method="POST", path_prefix="/rest/v1/table/")
         if "ticket_state" in spec:

@@ -9,8 +9,14 @@ Failure mapping, which the outbox's retry logic relies on:
   any HTML page (a proxy or its login page, whatever the status), a body that is not JSON,
   an envelope whose `status` is not "OK" or whose shape is wrong.
 - TicketSystemRejected (permanent): any other 4xx, including a 401 that a fresh login does not
-  fix; RecordNotFound (a subclass) for 404. Nothing is retried here except that one 401, which
-  never follows a performed write, so a create is sent at most once per call.
+  fix; RecordNotFound (a subclass) for 404. No write is retried here except after that one 401,
+  which never follows a performed write, so a create is sent at most once per call: whether a
+  failed write is sent again is the outbox's decision.
+
+Reads (GET) are retried (`_read`): a 5xx, a timeout or a dropped connection is tried again up
+to `read_retries` times, after a jittered, doubling delay, and only while the retry can end
+within `read_budget` seconds of the read's start; so a SimpleOne that fails one request in
+three does not turn "Мои заявки" into "unavailable", and a user is not kept waiting for long.
 Tokens and passwords are never logged or put into exception messages.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
 import secrets
 import ssl
@@ -43,7 +50,7 @@ from engine.ports import (
 )
 from engine.text_safety import clean_file_name, clean_json_strings
 
-__all__ = ["RecordNotFound", "SimpleOneClient", "SimpleOneConfig", "default_transport"]
+__all__ = ["RecordNotFound", "ServerError", "SimpleOneClient", "SimpleOneConfig", "default_transport"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,10 @@ class RecordNotFound(TicketSystemRejected):
     """404: the table or record does not exist (or the sys_id cannot name one)."""
 
 
+class ServerError(TicketSystemUnavailable):
+    """A 5xx answer (JSON or a proxy's HTML page): another try of a read may get through."""
+
+
 @dataclass(frozen=True, slots=True)
 class SimpleOneConfig:
     """How to reach SimpleOne. Give either `token`, or `username` and `password`."""
@@ -83,6 +94,12 @@ class SimpleOneConfig:
     ca_bundle: str | Path | None = None  # a PEM file to trust instead of the system store
     user_agent: str = USER_AGENT
     max_connections: int = 20
+    # Reads only (writes are the outbox's to repeat): how often a transiently failed read is
+    # sent again, the delay before the first retry (doubled for each next, with jitter), and
+    # the time from a read's start within which every retry must end.
+    read_retries: int = 2
+    read_retry_delay: float = 0.2
+    read_budget: float = 10.0
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -100,6 +117,9 @@ class SimpleOneConfig:
                 raise ValueError(f"SimpleOne {name} must be positive")
         if self.max_connections < 1:
             raise ValueError("SimpleOne max_connections must be at least 1")
+        if self.read_retries < 0 or self.read_retry_delay < 0 or not self.read_budget > 0:
+            raise ValueError("SimpleOne read_retries and read_retry_delay must not be negative, "
+                             "read_budget must be positive")
         if self.ca_bundle is not None and not self.verify_tls:
             raise ValueError("a SimpleOne ca_bundle means nothing with verify_tls off")
 
@@ -119,6 +139,12 @@ def _name(value: str, what: str) -> str:
     if not _NAME_RE.fullmatch(value):
         raise TicketSystemRejected(f"invalid SimpleOne {what} name {value!r}")
     return value
+
+
+def _retryable(status: int) -> bool:
+    """An answer to a read that another try may change: a server error (not 429: being told to
+    slow down is not a reason to ask again at once)."""
+    return status >= 500
 
 
 def _form_param(value: str) -> str:
@@ -262,6 +288,48 @@ class SimpleOneClient:
             return response
         raise AssertionError("unreachable")  # the second attempt always returns
 
+    async def _read(self, path: str, params: Mapping[str, str] | None = None) -> HttpAnswer:
+        """GET, sent again after a transient failure (a 5xx, a timeout, a dropped connection).
+
+        The first try is bounded by the transport's timeouts; a retry is made only if its delay
+        leaves time before `read_budget` runs out, and it is cut off when the budget does. After
+        the last try its answer (a 5xx) or its failure goes to the caller as it came. Only for
+        reads: nothing a GET does can be done twice."""
+        config = self._config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.read_budget
+        retry = 0
+        while True:
+            try:
+                if retry == 0:
+                    response = await self._call("GET", path, params=params)
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        response = await self._call("GET", path, params=params)
+            except TicketSystemUnavailable as exc:
+                # No connection, no answer, a 5xx (of the login too): another try may help; a
+                # proxy's login page or a broken envelope would be the same again.
+                if not (isinstance(exc, ServerError) or isinstance(exc.__cause__, HttpFailure)):
+                    raise
+                failure: TicketSystemUnavailable | HttpAnswer = exc
+                reason = str(exc)
+            except TimeoutError:
+                raise TicketSystemUnavailable(
+                    f"GET {path}: no answer within the read budget ({config.read_budget:g} s, "
+                    f"{retry + 1} tries)") from None
+            else:
+                if not _retryable(response.status):
+                    return response
+                failure, reason = response, f"GET {path} -> HTTP {response.status}"
+            delay = config.read_retry_delay * 2.0**retry * (0.5 + random.random() / 2)
+            if retry >= config.read_retries or loop.time() + delay >= deadline:
+                if isinstance(failure, HttpAnswer):
+                    return failure  # the caller reports it as it reports any 5xx
+                raise failure
+            retry += 1
+            log.info("SimpleOne read failed (%s); retry %d of %d in %.2f s", reason, retry, config.read_retries, delay)
+            await asyncio.sleep(delay)
+
     def _check_status(
         self, method: str, path: str, response: HttpAnswer, *, secret: bool, api_answer: bool = True
     ) -> None:
@@ -279,11 +347,12 @@ class SimpleOneClient:
         # A proxy's page with a success or redirect status (a login page) stopped the request
         # before SimpleOne; so do 503 and 429 by their meaning. Other failures may follow a write.
         refused = status in (429, 503) or status < 400
+        unavailable = ServerError if status >= 500 else TicketSystemUnavailable
         if html:
-            raise TicketSystemUnavailable(f"{where}: an HTML page instead of the API (a proxy?): {body}",
-                                          maybe_done=not refused)
+            raise unavailable(f"{where}: an HTML page instead of the API (a proxy?): {body}",
+                              maybe_done=not refused)
         if status == 429 or status >= 500 or status < 200 or 300 <= status < 400:
-            raise TicketSystemUnavailable(f"{where}: {body}", maybe_done=not refused)
+            raise unavailable(f"{where}: {body}", maybe_done=not refused)
         if status == 404:
             raise RecordNotFound(f"{where}: {body}")
         if status >= 400:
@@ -367,7 +436,7 @@ class SimpleOneClient:
         params.update({"sysparm_limit": str(limit), "sysparm_page": str(page)})
         if query:
             params["sysparm_query"] = query
-        return self._records("GET", path, await self._call("GET", path, params=params))
+        return self._records("GET", path, await self._read(path, params))
 
     async def get_record(
         self,
@@ -381,7 +450,7 @@ class SimpleOneClient:
         """One record; RecordNotFound if there is none."""
         path = self._table_path(table, sys_id)
         params = self._view_params(fields, display_value, exclude_reference_link)
-        return self._one("GET", path, await self._call("GET", path, params=params))
+        return self._one("GET", path, await self._read(path, params))
 
     async def update_record(
         self, table: str, sys_id: str, values: Mapping[str, object], *, method: str = "PATCH"
@@ -410,7 +479,7 @@ class SimpleOneClient:
 
     async def download(self, attachment_sys_id: str) -> bytes:
         path = f"/v1/attachments/download/{_sys_id(attachment_sys_id)}"
-        response = await self._call("GET", path)
+        response = await self._read(path)
         self._check_status("GET", path, response, secret=False, api_answer=False)
         return response.content
 

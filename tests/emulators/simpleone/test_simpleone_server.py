@@ -448,6 +448,21 @@ async def test_a_random_error_rate_fails_about_that_share(raw: httpx.AsyncClient
         assert emulator.faults.error_rate == 0.0
 
 
+async def test_fail_every_fails_every_nth_request_before_it_is_handled(
+    raw: httpx.AsyncClient, emulator: RunningEmulator
+) -> None:
+    async with httpx.AsyncClient(base_url=emulator.url) as control:
+        assert (await control.post("/_emulator/faults", json={"fail_every": 3})).json()["fail_every"] == 3
+        assert_error(await control.post("/_emulator/faults", json={"fail_every": -1}), 400)
+        assert_error(await control.post("/_emulator/faults", json={"fail_every": "3"}), 400)
+        statuses = [(await raw.post(INCIDENTS, json={"subject": f"s{n}"})).status_code for n in range(9)]
+        assert [s == 500 for s in statuses] == [False, False, True] * 3
+        assert len(emulator.state.records("itsm_incident")) == 6  # a failed one was never handled
+        await control.post("/_emulator/faults", json={"clear": True})
+        assert emulator.faults.fail_every == 0
+        assert [(await raw.get(INCIDENTS)).status_code for _ in range(4)] == [200] * 4
+
+
 async def test_faults_state_and_reset_over_http(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:
     async with httpx.AsyncClient(base_url=emulator.url) as control:  # the control API needs no auth
         spec = {
