@@ -29,7 +29,8 @@ import random
 import re
 import secrets
 import ssl
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +45,7 @@ from engine.ports import (
     Person,
     Ticket,
     TicketRef,
+    TicketSystemError,
     TicketSystemRejected,
     TicketSystemUnavailable,
     Upload,
@@ -100,6 +102,14 @@ class SimpleOneConfig:
     read_retries: int = 2
     read_retry_delay: float = 0.2
     read_budget: float = 10.0
+    # Where the instance keeps its own labels of a ticket's state codes [doc: sys_choice]; the
+    # query's placeholders are {table}, {column} and {language} [guess: a real instance may
+    # need `table_id.name={table}^column_id.column_name={column}` if they are references].
+    choice_table: str = "sys_choice"
+    state_column: str = "state"
+    choice_query: str = "table_id={table}^column_id={column}^language={language}"
+    labels_ttl: float = 600.0  # how long the labels read are used before they are read again
+    labels_retry_after: float = 60.0  # after a failed read of them, how long until the next try
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -206,6 +216,10 @@ class SimpleOneClient:
         self._token: str | None = config.token or None
         self._can_login = not config.token
         self._login_lock = asyncio.Lock()
+        # table → (when to read again, code → label); one read at a time per table.
+        self._labels: dict[str, tuple[float, dict[str, str]]] = {}
+        self._labels_locks: dict[str, asyncio.Lock] = {}
+        self._monotonic: Callable[[], float] = time.monotonic
 
     async def __aenter__(self) -> SimpleOneClient:
         return self
@@ -597,6 +611,57 @@ class SimpleOneClient:
                 size = -1
             out.append(Attachment(as_str(r.get("file_name")), size))
         return out
+
+    async def state_labels(self, table: str) -> Mapping[str, str]:
+        """The instance's own labels of the table's state codes, from sys_choice (`choice_query`).
+
+        Read once per table and kept `labels_ttl` seconds, so lists and notices cost no extra
+        round trip. A failed read (after the client's retries) is logged and leaves what was
+        known before (or nothing) for `labels_retry_after` seconds: labels never fail a list."""
+        now = self._monotonic()
+        cached = self._labels.get(table)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        lock = self._labels_locks.setdefault(table, asyncio.Lock())
+        async with lock:
+            cached = self._labels.get(table)
+            now = self._monotonic()
+            if cached is not None and now < cached[0]:
+                return cached[1]  # another task read them while this one waited
+            known = cached[1] if cached is not None else {}
+            try:
+                labels = await self._read_state_labels(table)
+            except TicketSystemError as exc:
+                log.warning("cannot read the state labels of %s from SimpleOne (the flows' fallback labels "
+                            "are shown; next try in %g s): %s", table, self._config.labels_retry_after, exc)
+                self._labels[table] = (now + self._config.labels_retry_after, known)
+                return known
+            if not labels:
+                log.warning("SimpleOne has no state labels for %s in %s (the flows' fallback labels are shown)",
+                            table, self._config.choice_table)
+            self._labels[table] = (now + self._config.labels_ttl, labels)
+            return labels
+
+    def forget_state_labels(self) -> None:
+        """Drop the cached labels: the next state_labels call reads them again."""
+        self._labels.clear()
+
+    async def _read_state_labels(self, table: str) -> dict[str, str]:
+        config = self._config
+        query = config.choice_query.format(
+            table=_query_value(_name(table, "table"), "table"),
+            column=_query_value(_name(config.state_column, "field"), "state_column"),
+            language=_query_value(config.language, "language"),
+        )
+        records = await self.list_records(config.choice_table, query=query, fields=("value", "title", "language"),
+                                          limit=500, exclude_reference_link=True)
+        labels: dict[str, str] = {}
+        for record in records:
+            value, title = as_str(record.get("value")), " ".join(as_str(record.get("title")).split())
+            language = as_str(record.get("language"))
+            if value and title and language in ("", config.language):
+                labels.setdefault(value, title)
+        return labels
 
     async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None:
         parts: list[FilePart] = []

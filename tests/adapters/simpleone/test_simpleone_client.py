@@ -16,7 +16,7 @@ from adapters.simpleone.client import RecordNotFound, SimpleOneClient, SimpleOne
 from adapters.simpleone.records import flag, person_from, text, ticket_from
 from adapters.simpleone.transport import HttpAnswer, HttpRequest
 from emulators.simpleone.server import RunningEmulator, start_emulator
-from emulators.simpleone.state import ManualClock
+from emulators.simpleone.state import STATE_TITLES, ManualClock
 from engine.ports import (
     Attachment,
     Person,
@@ -542,6 +542,58 @@ async def test_client_errors_are_rejected(client: SimpleOneClient, emulator: Run
     with pytest.raises(TicketSystemRejected, match="invalid SimpleOne table"):
         await client.list_records("../etc")
     assert not issubclass(TicketSystemRejected, TicketSystemUnavailable)
+
+
+# --------------------------------------------------------------------------- state labels
+
+
+def choice_reads(emulator: RunningEmulator) -> int:
+    return table_reads(emulator, "sys_choice")
+
+
+async def test_state_labels_are_the_instances_own_read_once_per_table_for_a_while(
+    make_client: Any, emulator: RunningEmulator
+) -> None:
+    client = make_client(labels_ttl=600)
+    now = [1000.0]
+    client._monotonic = lambda: now[0]
+    labels = await asyncio.gather(*(client.state_labels(INCIDENT) for _ in range(5)))
+    assert all(found == STATE_TITLES for found in labels)
+    assert choice_reads(emulator) == 1  # at once or one after another: one read
+    assert (await client.state_labels(REQUEST))["7"] == "Выполнен"
+    now[0] += 599
+    await client.state_labels(INCIDENT)
+    assert choice_reads(emulator) == 2  # one per table
+    emulator.state.set_field("sys_choice", next(
+        r["sys_id"] for r in emulator.state.records("sys_choice", "table_id=itsm_incident^value=2")), "title", "Делаем")
+    now[0] += 2
+    assert (await client.state_labels(INCIDENT))["2"] == "Делаем"  # read again after the TTL
+    assert choice_reads(emulator) == 3
+
+
+async def test_state_labels_never_fail_and_keep_what_was_known(make_client: Any, emulator: RunningEmulator) -> None:
+    client = make_client(labels_ttl=600, labels_retry_after=60)
+    now = [1000.0]
+    client._monotonic = lambda: now[0]
+    emulator.faults.fail_next(1, status=403, method="GET", path_prefix="/rest/v1/table/sys_choice")
+    assert await client.state_labels(INCIDENT) == {}  # refused: nothing known, nothing raised
+    assert await client.state_labels(INCIDENT) == {}
+    assert choice_reads(emulator) == 1  # not asked again at once
+    now[0] += 61
+    assert await client.state_labels(INCIDENT) == STATE_TITLES
+    now[0] += 601
+    emulator.faults.fail_next(3, status=500, method="GET", path_prefix="/rest/v1/table/sys_choice")
+    assert await client.state_labels(INCIDENT) == STATE_TITLES  # down: the labels read before
+    assert choice_reads(emulator) == 2 + 3
+
+
+async def test_state_labels_are_asked_for_in_the_bots_language(emulator: RunningEmulator) -> None:
+    transport = _Recorder()
+    async with SimpleOneClient(SimpleOneConfig(emulator.url, token="x" * 32), transport=transport) as spy:
+        assert await spy.state_labels(INCIDENT) == {}  # the recorder answers 401: no labels, no failure
+    (request,) = transport.requests
+    assert request.url.endswith("/rest/v1/table/sys_choice")
+    assert ("sysparm_query", "table_id=itsm_incident^column_id=state^language=ru") in request.params
 
 
 # --------------------------------------------------------------------------- retries of reads
