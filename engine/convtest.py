@@ -59,7 +59,7 @@ class ConversationWorld(Protocol):
     def fresh_mail_sink(self) -> MailSink: ...
 
     async def control(self, spec: Mapping[str, Any]) -> None:
-        """Change SimpleOne: {"outage": bool}, {"fail_next": n}, {"ticket_state": code},
+        """Change SimpleOne: {"outage": bool}, {"fail_next": n}, {"fail_every": n}, {"ticket_state": code},
         {"add_person": {"email", "first_name", "last_name", "table"}}."""
         ...
 

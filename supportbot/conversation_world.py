@@ -52,6 +52,15 @@ class EmulatorWorld:
                            table=str(person.get("table", "user")))
         if "fail_next" in spec:
             state.faults.fail_next(int(spec["fail_next"]))
+        if "fail_every" in spec:
+            state.faults.set_fail_every(int(spec["fail_every"]))
+        if "state_labels" in spec:
+            # false: SimpleOne has no labels of its own for ticket states (the flows' fallback
+            # is shown); true: it has them again.
+            state.tables["sys_choice"].clear()
+            if spec["state_labels"]:
+                state.seed_state_choices()
+            self.tickets.forget_state_labels()
         if "reject_next" in spec:
             state.faults.fail_next(int(spec["reject_next"]), status=400, method="POST", path_prefix="/rest/v1/table/")
         if "ticket_state" in spec:
@@ -75,6 +84,7 @@ class EmulatorWorld:
     async def reset(self) -> None:
         self.emulator.state.reset()
         self.emulator.state.auto_users_domains = self._domains
+        self.tickets.forget_state_labels()
 
     async def close(self) -> None:
         await self.tickets.close()

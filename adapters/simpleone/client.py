@@ -14,8 +14,14 @@ Failure mapping, which the outbox's retry logic relies on:
   any HTML page (a proxy or its login page, whatever the status), a body that is not JSON,
   an envelope whose `status` is not "OK" or whose shape is wrong.
 - TicketSystemRejected (permanent): any other 4xx, including a 401 that a fresh login does not
-  fix; RecordNotFound (a subclass) for 404. Nothing is retried here except that one 401, which
-  never follows a performed write, so a create is sent at most once per call.
+  fix; RecordNotFound (a subclass) for 404. No write is retried here except after that one 401,
+  which never follows a performed write, so a create is sent at most once per call: whether a
+  failed write is sent again is the outbox's decision.
+
+Reads (GET) are retried (`_read`): a 5xx, a timeout or a dropped connection is tried again up
+to `read_retries` times, after a jittered, doubling delay, and only while the retry can end
+within `read_budget` seconds of the read's start; so a SimpleOne that fails one request in
+three does not turn "Мои заявки" into "unavailable", and a user is not kept waiting for long.
 Tokens and passwords are never logged or put into exception messages.
 """
 
@@ -25,10 +31,12 @@ import asyncio
 import base64
 import json
 import logging
+import random
 import re
 import secrets
 import ssl
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -44,13 +52,14 @@ from engine.ports import (
     Person,
     Ticket,
     TicketRef,
+    TicketSystemError,
     TicketSystemRejected,
     TicketSystemUnavailable,
     Upload,
 )
 from engine.text_safety import clean_file_name, clean_json_strings
 
-__all__ = ["RecordNotFound", "SimpleOneClient", "SimpleOneConfig", "default_transport"]
+__all__ = ["RecordNotFound", "ServerError", "SimpleOneClient", "SimpleOneConfig", "default_transport"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +89,10 @@ class RecordNotFound(TicketSystemRejected):
     """404: the table or record does not exist (or the sys_id cannot name one)."""
 
 
+class ServerError(TicketSystemUnavailable):
+    """A 5xx answer (JSON or a proxy's HTML page): another try of a read may get through."""
+
+
 @dataclass(frozen=True, slots=True)
 class SimpleOneConfig:
     """How to reach SimpleOne. Give either `token`, or `username` and `password`.
@@ -102,6 +115,20 @@ class SimpleOneConfig:
     ca_bundle: str | Path | None = None  # a PEM file to trust instead of the system store
     user_agent: str = USER_AGENT
     max_connections: int = 20
+    # Reads only (writes are the outbox's to repeat): how often a transiently failed read is
+    # sent again, the delay before the first retry (doubled for each next, with jitter), and
+    # the time from a read's start within which every retry must end.
+    read_retries: int = 2
+    read_retry_delay: float = 0.2
+    read_budget: float = 10.0
+    # Where the instance keeps its own labels of a ticket's state codes [doc: sys_choice]; the
+    # query's placeholders are {table}, {column} and {language} [guess: a real instance may
+    # need `table_id.name={table}^column_id.column_name={column}` if they are references].
+    choice_table: str = "sys_choice"
+    state_column: str = "state"
+    choice_query: str = "table_id={table}^column_id={column}^language={language}"
+    labels_ttl: float = 600.0  # how long the labels read are used before they are read again
+    labels_retry_after: float = 60.0  # after a failed read of them, how long until the next try
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -124,6 +151,9 @@ class SimpleOneConfig:
                 raise ValueError(f"SimpleOne {name} must be positive")
         if self.max_connections < 1:
             raise ValueError("SimpleOne max_connections must be at least 1")
+        if self.read_retries < 0 or self.read_retry_delay < 0 or not self.read_budget > 0:
+            raise ValueError("SimpleOne read_retries and read_retry_delay must not be negative, "
+                             "read_budget must be positive")
         if self.ca_bundle is not None and not self.verify_tls:
             raise ValueError("a SimpleOne ca_bundle means nothing with verify_tls off")
 
@@ -150,6 +180,12 @@ def _name(value: str, what: str) -> str:
     if not _NAME_RE.fullmatch(value):
         raise TicketSystemRejected(f"invalid SimpleOne {what} name {value!r}")
     return value
+
+
+def _retryable(status: int) -> bool:
+    """An answer to a read that another try may change: a server error (not 429: being told to
+    slow down is not a reason to ask again at once)."""
+    return status >= 500
 
 
 def _form_param(value: str) -> str:
@@ -218,6 +254,10 @@ class SimpleOneClient:
         if self._mode == "basic":
             pair = f"{config.username}:{config.password}".encode()
             self._basic = "Basic " + base64.b64encode(pair).decode("ascii")
+        # table → (when to read again, code → label); one read at a time per table.
+        self._labels: dict[str, tuple[float, dict[str, str]]] = {}
+        self._labels_locks: dict[str, asyncio.Lock] = {}
+        self._monotonic: Callable[[], float] = time.monotonic
 
     async def __aenter__(self) -> SimpleOneClient:
         return self
@@ -324,6 +364,48 @@ class SimpleOneClient:
             return response
         raise AssertionError("unreachable")  # the second attempt always returns
 
+    async def _read(self, path: str, params: Mapping[str, str] | None = None) -> HttpAnswer:
+        """GET, sent again after a transient failure (a 5xx, a timeout, a dropped connection).
+
+        The first try is bounded by the transport's timeouts; a retry is made only if its delay
+        leaves time before `read_budget` runs out, and it is cut off when the budget does. After
+        the last try its answer (a 5xx) or its failure goes to the caller as it came. Only for
+        reads: nothing a GET does can be done twice."""
+        config = self._config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.read_budget
+        retry = 0
+        while True:
+            try:
+                if retry == 0:
+                    response = await self._call("GET", path, params=params)
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        response = await self._call("GET", path, params=params)
+            except TicketSystemUnavailable as exc:
+                # No connection, no answer, a 5xx (of the login too): another try may help; a
+                # proxy's login page or a broken envelope would be the same again.
+                if not (isinstance(exc, ServerError) or isinstance(exc.__cause__, HttpFailure)):
+                    raise
+                failure: TicketSystemUnavailable | HttpAnswer = exc
+                reason = str(exc)
+            except TimeoutError:
+                raise TicketSystemUnavailable(
+                    f"GET {path}: no answer within the read budget ({config.read_budget:g} s, "
+                    f"{retry + 1} tries)") from None
+            else:
+                if not _retryable(response.status):
+                    return response
+                failure, reason = response, f"GET {path} -> HTTP {response.status}"
+            delay = config.read_retry_delay * 2.0**retry * (0.5 + random.random() / 2)
+            if retry >= config.read_retries or loop.time() + delay >= deadline:
+                if isinstance(failure, HttpAnswer):
+                    return failure  # the caller reports it as it reports any 5xx
+                raise failure
+            retry += 1
+            log.info("SimpleOne read failed (%s); retry %d of %d in %.2f s", reason, retry, config.read_retries, delay)
+            await asyncio.sleep(delay)
+
     def _check_status(
         self, method: str, path: str, response: HttpAnswer, *, secret: bool, api_answer: bool = True
     ) -> None:
@@ -341,11 +423,12 @@ class SimpleOneClient:
         # A proxy's page with a success or redirect status (a login page) stopped the request
         # before SimpleOne; so do 503 and 429 by their meaning. Other failures may follow a write.
         refused = status in (429, 503) or status < 400
+        unavailable = ServerError if status >= 500 else TicketSystemUnavailable
         if html:
-            raise TicketSystemUnavailable(f"{where}: an HTML page instead of the API (a proxy?): {body}",
-                                          maybe_done=not refused)
+            raise unavailable(f"{where}: an HTML page instead of the API (a proxy?): {body}",
+                              maybe_done=not refused)
         if status == 429 or status >= 500 or status < 200 or 300 <= status < 400:
-            raise TicketSystemUnavailable(f"{where}: {body}", maybe_done=not refused)
+            raise unavailable(f"{where}: {body}", maybe_done=not refused)
         if status == 404:
             raise RecordNotFound(f"{where}: {body}")
         if status >= 400:
@@ -433,7 +516,7 @@ class SimpleOneClient:
         params.update({"sysparm_limit": str(limit), "sysparm_page": str(page)})
         if query:
             params["sysparm_query"] = query
-        return self._records("GET", path, await self._call("GET", path, params=params))
+        return self._records("GET", path, await self._read(path, params))
 
     async def get_record(
         self,
@@ -447,7 +530,7 @@ class SimpleOneClient:
         """One record; RecordNotFound if there is none."""
         path = self._table_path(table, sys_id)
         params = self._view_params(fields, display_value, exclude_reference_link)
-        return self._one("GET", path, await self._call("GET", path, params=params))
+        return self._one("GET", path, await self._read(path, params))
 
     async def update_record(
         self, table: str, sys_id: str, values: Mapping[str, object], *, method: str = "PATCH"
@@ -476,7 +559,7 @@ class SimpleOneClient:
 
     async def download(self, attachment_sys_id: str) -> bytes:
         path = f"/v1/attachments/download/{_sys_id(attachment_sys_id)}"
-        response = await self._call("GET", path)
+        response = await self._read(path)
         self._check_status("GET", path, response, secret=False, api_answer=False)
         return response.content
 
@@ -608,6 +691,57 @@ class SimpleOneClient:
                 size = -1
             out.append(Attachment(as_str(r.get("file_name")), size))
         return out
+
+    async def state_labels(self, table: str) -> Mapping[str, str]:
+        """The instance's own labels of the table's state codes, from sys_choice (`choice_query`).
+
+        Read once per table and kept `labels_ttl` seconds, so lists and notices cost no extra
+        round trip. A failed read (after the client's retries) is logged and leaves what was
+        known before (or nothing) for `labels_retry_after` seconds: labels never fail a list."""
+        now = self._monotonic()
+        cached = self._labels.get(table)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        lock = self._labels_locks.setdefault(table, asyncio.Lock())
+        async with lock:
+            cached = self._labels.get(table)
+            now = self._monotonic()
+            if cached is not None and now < cached[0]:
+                return cached[1]  # another task read them while this one waited
+            known = cached[1] if cached is not None else {}
+            try:
+                labels = await self._read_state_labels(table)
+            except TicketSystemError as exc:
+                log.warning("cannot read the state labels of %s from SimpleOne (the flows' fallback labels "
+                            "are shown; next try in %g s): %s", table, self._config.labels_retry_after, exc)
+                self._labels[table] = (now + self._config.labels_retry_after, known)
+                return known
+            if not labels:
+                log.warning("SimpleOne has no state labels for %s in %s (the flows' fallback labels are shown)",
+                            table, self._config.choice_table)
+            self._labels[table] = (now + self._config.labels_ttl, labels)
+            return labels
+
+    def forget_state_labels(self) -> None:
+        """Drop the cached labels: the next state_labels call reads them again."""
+        self._labels.clear()
+
+    async def _read_state_labels(self, table: str) -> dict[str, str]:
+        config = self._config
+        query = config.choice_query.format(
+            table=_query_value(_name(table, "table"), "table"),
+            column=_query_value(_name(config.state_column, "field"), "state_column"),
+            language=_query_value(config.language, "language"),
+        )
+        records = await self.list_records(config.choice_table, query=query, fields=("value", "title", "language"),
+                                          limit=500, exclude_reference_link=True)
+        labels: dict[str, str] = {}
+        for record in records:
+            value, title = as_str(record.get("value")), " ".join(as_str(record.get("title")).split())
+            language = as_str(record.get("language"))
+            if value and title and language in ("", config.language):
+                labels.setdefault(value, title)
+        return labels
 
     async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None:
         parts: list[FilePart] = []

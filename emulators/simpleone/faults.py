@@ -51,7 +51,7 @@ class Faults(FaultSwitches[FaultRule]):
     """The emulator's fault switches. All of them are off after construction and `clear()`."""
 
     KINDS: ClassVar[tuple[str, ...]] = FAULT_KINDS
-    EXTRA_KEYS: ClassVar[frozenset[str]] = frozenset({"expire_tokens", "error_rate"})
+    EXTRA_KEYS: ClassVar[frozenset[str]] = frozenset({"expire_tokens", "error_rate", "fail_every"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,6 +61,10 @@ class Faults(FaultSwitches[FaultRule]):
         self.rng = random.Random(0)
         # Tokens carry the generation they were issued in; bumping it expires them all.
         self.token_generation: int = 0
+        # Every n-th API request (0: none) answers 500 before it is handled: a SimpleOne that
+        # fails one request in n, deterministically (a test switch, not a behaviour of SimpleOne).
+        self.fail_every: int = 0
+        self._requests_seen: int = 0
 
     # -- arming ------------------------------------------------------------------------------
 
@@ -106,6 +110,14 @@ class Faults(FaultSwitches[FaultRule]):
         """The next `count` matching writes are performed, then answered with `mode` instead."""
         return self.add(FaultRule(mode, count, status, method, path_prefix, True, seconds))
 
+    def set_fail_every(self, n: int) -> None:
+        """From now on every n-th API request (the n-th, 2n-th, … counted from here) answers
+        500 before it is handled; 0 turns it off."""
+        if n < 0:
+            raise ValueError("fail_every must not be negative")
+        self.fail_every = n
+        self._requests_seen = 0
+
     def expire_tokens(self) -> None:
         """Every token issued so far is refused from now on (401); new logins work."""
         self.token_generation += 1
@@ -114,6 +126,7 @@ class Faults(FaultSwitches[FaultRule]):
         """Disarm everything: rules, latency, outage, random errors. Issued tokens stay as they are."""
         super().clear()
         self.error_rate = 0.0
+        self.set_fail_every(0)
 
     # -- firing ------------------------------------------------------------------------------
 
@@ -125,13 +138,19 @@ class Faults(FaultSwitches[FaultRule]):
 
     def take(self, method: str, path: str, *, after_write: bool) -> FaultRule | None:
         """Consume one shot of the first armed rule of this phase that matches the request, or
-        draw a random error (error_rate), split evenly between the two phases."""
+        draw a random error (error_rate), split evenly between the two phases; every
+        fail_every-th request fails before it is handled."""
+        if self.fail_every and not after_write:
+            self._requests_seen += 1
+            if self._requests_seen % self.fail_every == 0:
+                return FaultRule("error", status=500)
         if self.error_rate and self.rng.random() < self.error_rate / 2:
             return FaultRule("error", status=500)
         return self.take_first(lambda rule: rule.after_write == after_write and rule.applies_to(method, path))
 
     # -- HTTP control ------------------------------------------------------------------------
     # e.g. {"clear": true, "latency": 0.2, "outage": false, "expire_tokens": true, "error_rate": 0.1,
+    #       "fail_every": 3,
     #       "add": [{"kind": "error", "count": 2, "status": 500, "method": "POST",
     #                "path_prefix": "/rest/v1/table/itsm_incident", "after_write": false}]}
 
@@ -139,15 +158,21 @@ class Faults(FaultSwitches[FaultRule]):
         rate = spec.get("error_rate")
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1):
             raise ValueError("error_rate must be a number from 0 to 1")
+        every = spec.get("fail_every")
+        if every is not None and integer("fail_every", every) < 0:
+            raise ValueError("fail_every must not be negative")
 
     def apply_extra(self, spec: Mapping[str, Any]) -> None:
         if spec.get("error_rate") is not None:
             self.set_error_rate(float(spec["error_rate"]))
         if spec.get("expire_tokens"):
             self.expire_tokens()
+        if spec.get("fail_every") is not None:
+            self.set_fail_every(int(spec["fail_every"]))
 
     def extra_snapshot(self) -> dict[str, Any]:
-        return {"error_rate": self.error_rate, "token_generation": self.token_generation}
+        return {"error_rate": self.error_rate, "token_generation": self.token_generation,
+                "fail_every": self.fail_every}
 
     def rule_from_json(self, item: object) -> FaultRule:
         fields = rule_object(item, RULE_KEYS, FAULT_KINDS)

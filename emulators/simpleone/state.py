@@ -39,7 +39,27 @@ DEFAULT_REFERENCES: Mapping[str, str] = {
 # "ITSM tables"): an employee's record is a user's record too, found under the same sys_id in
 # both tables; a plain user (a student) is only in `user`. Child table -> parent table.
 PARENT_TABLES: Mapping[str, str] = {"employee": "user"}
-DEFAULT_TABLES: tuple[str, ...] = (*NUMBER_PREFIXES, "user", "employee", "sys_attachment", "sys_group", "c_service")
+DEFAULT_TABLES: tuple[str, ...] = (*NUMBER_PREFIXES, "user", "employee", "sys_attachment", "sys_group", "c_service",
+                                   "sys_choice")
+# A choice field's labels live in `sys_choice` [doc: shared/reference/simpleone-api.md, "State
+# codes"]: table_id, column_id, value, language → title. Here table_id and column_id hold the
+# table's and the column's names [guess: a real instance may hold references to sys_db_table and
+# sys_db_column]. The state names are the documented ones [doc], in Russian [guess: the
+# instance's own wording]; the codes -2, 0, 2, 3, 4, 7, 10 were seen on real instances [seen],
+# 5 and 8 are [guess].
+CHOICE_TABLE = "sys_choice"
+STATE_TITLES: Mapping[str, str] = {
+    "-2": "Зарегистрирован",  # Registered
+    "0": "Назначен",  # Assigned
+    "2": "В работе",  # In Progress
+    "3": "Требуется информация",  # Information Needed
+    "4": "Отложен",  # Postponed
+    "5": "Внешняя обработка",  # External Processing
+    "7": "Выполнен",  # Completed
+    "8": "Отклонен пользователем",  # Rejected by User
+    "10": "Закрыт",  # Closed
+}
+CHOICE_LANGUAGE = "ru"
 JOURNAL_FIELDS: frozenset[str] = frozenset({"additional_comments", "work_notes"})
 # Written by the platform, never by a Table API client.
 SYSTEM_FIELDS: frozenset[str] = frozenset({"sys_id", "number", "sys_created_at", "sys_updated_at"})
@@ -145,6 +165,26 @@ class EmulatorState:
         self.messages.clear()
         self._numbers.clear()
         self.faults.clear()
+        self.seed_state_choices()
+
+    def seed_state_choices(self, tables: Sequence[str] = ("itsm_incident", "itsm_request")) -> None:
+        """The `state` column's labels of these tables in sys_choice (STATE_TITLES)."""
+        rows = self.tables[CHOICE_TABLE]
+        for table in tables:
+            for order, (value, title) in enumerate(STATE_TITLES.items()):
+                # Ids of their own, so records made in tests get the same ids as before.
+                sys_id = f"{166031411700000000 + len(rows)}"
+                self.create(CHOICE_TABLE, {"sys_id": sys_id, "table_id": table, "column_id": "state", "value": value,
+                                           "title": title, "language": CHOICE_LANGUAGE, "sequence": order * 10},
+                            author="seed", trusted=True)
+
+    def choice_title(self, table: str, column: str, value: str) -> str | None:
+        """The sys_choice label of a choice field's value, if it has one."""
+        for choice in self.tables.get(CHOICE_TABLE, {}).values():
+            if (choice.get("table_id"), choice.get("column_id"), choice.get("value"),
+                    choice.get("language")) == (table, column, value, CHOICE_LANGUAGE):
+                return choice.get("title") or None
+        return None
 
     def now_text(self) -> str:
         now = self.clock()
@@ -315,7 +355,9 @@ class EmulatorState:
                 continue
             value, ref_table = found
             if ref_table is None or value == "":
-                out[name] = value
+                # A choice field's display value is its sys_choice label [doc: sysparm_display_value].
+                title = self.choice_title(table, name, value) if display and "." not in name else None
+                out[name] = value if title is None else title
                 continue
             # [doc] sysparm_display_value=1 gives display values, and a reference comes as
             # {"value": sys_id, "link": ".../rest/v1/table/<table>/<sys_id>"} unless

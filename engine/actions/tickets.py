@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.actions import ticket_items
@@ -24,11 +25,25 @@ TICKETS = Shape.list_of(*TICKET_FIELDS)
 VALUE = Shape()
 
 
-def _ticket_slot(ticket: Ticket, ctx: ActionContext) -> dict[str, Any]:
+async def state_labels(ctx: ActionContext, tables: Iterable[str]) -> dict[str, Mapping[str, str]]:
+    """The ticket system's own state labels of these tables (cached by the adapter; empty
+    where it cannot say): what users read unless the flows override a code."""
+    labels: dict[str, Mapping[str, str]] = {}
+    for table in dict.fromkeys(tables):
+        try:
+            labels[table] = await ctx.services.tickets.state_labels(table)
+        except TicketSystemError as exc:  # the port says it does not raise; a label is not worth a failure
+            log.warning("state labels of %s: %s", table, exc)
+            labels[table] = {}
+    return labels
+
+
+def _ticket_slot(ticket: Ticket, ctx: ActionContext, labels: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    system_label = labels.get(ticket.table, {}).get(ticket.state, "")
     return {
         "number": ticket.number,
         "subject": ticket.subject,
-        "status": ctx.flows.tickets.status_label(ticket.table, ticket.state),
+        "status": ctx.flows.tickets.status_label(ticket.table, ticket.state, system_label),
         "table": ticket.table,
         "sys_id": ticket.sys_id,
         "created": local_time(ticket.created_at, ctx.flows.tickets.time_zone),
@@ -127,7 +142,8 @@ async def list_mine(ctx: ActionContext) -> str:
     ctx.watch.extend(WatchedTicket(t.table, t.sys_id, t.number, ctx.peer, t.state, t.updated_at, t.active)
                      for t in owned if t.active)
     owned.sort(key=lambda t: t.state in settings.finished_states)  # stable: newest first within each
-    mine = [_ticket_slot(t, ctx) for t in owned]
+    labels = await state_labels(ctx, (t.table for t in owned))
+    mine = [_ticket_slot(t, ctx, labels) for t in owned]
     ctx.slots["tickets"] = mine[: settings.list_limit]
     ctx.slots["tickets_more"] = len(mine) > settings.list_limit
     finished = sum(t.state in settings.finished_states for t in owned[: settings.list_limit])
@@ -157,7 +173,7 @@ async def find_number(ctx: ActionContext) -> str:
         return "unavailable"
     for ticket in found:
         if ticket.number.upper() == number and ticket.caller_id == binding.caller_id:
-            ctx.slots["ticket"] = _ticket_slot(ticket, ctx)
+            ctx.slots["ticket"] = _ticket_slot(ticket, ctx, await state_labels(ctx, [ticket.table]))
             return "found"
     return "not_found"
 
@@ -180,7 +196,9 @@ async def open_ticket(ctx: ActionContext) -> str:
         return "not_found"
     # The marker the outbox writes (to find a ticket it may have created already) is ours, not
     # the user's: it is not shown.
-    ctx.slots["ticket"] = {**_ticket_slot(ticket, ctx), "description": ticket_items.without_marker(ticket.description)}
+    labels = await state_labels(ctx, [ticket.table])
+    ctx.slots["ticket"] = {**_ticket_slot(ticket, ctx, labels),
+                           "description": ticket_items.without_marker(ticket.description)}
     return "opened"
 
 

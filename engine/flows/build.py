@@ -331,9 +331,10 @@ class _DocBuilder:
             description=self.template(s["description"], (*path, "description"), "ticket"),
             comment=self.template(s["comment"], (*path, "comment"), "ticket") if "comment" in s else None,
             list_limit=int(s.get("list_limit", 50)),
-            status_labels={t: {str(k): v for k, v in m.items()} for t, m in s["status_labels"].items()},
+            status_labels={t: {str(k): v for k, v in m.items()} for t, m in s.get("status_labels", {}).items()},
             where=self.where(path, key=True),
             people_tables=tuple(s.get("people_tables", DEFAULT_PEOPLE_TABLES)),
+            status_fallback={t: {str(k): v for k, v in m.items()} for t, m in s.get("status_fallback", {}).items()},
         )
 
 

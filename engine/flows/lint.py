@@ -489,8 +489,12 @@ class Linter:
                 self.add(tickets.where, "F070", "catalogue creates tickets in " + ", ".join(missing) +
                          ", which simpleone.ticket_tables does not list (users would not see them)")
             for table in tickets.tables:
-                if table not in tickets.status_labels and "default" not in tickets.status_labels:
-                    self.add(tickets.where, "F070", f"no status_labels for table '{table}'", Severity.WARNING)
+                # SimpleOne's own labels are shown when it can be asked; without any in the flows
+                # users would read raw codes while it cannot.
+                if not any(key in labels for key in (table, "default")
+                           for labels in (tickets.status_labels, tickets.status_fallback)):
+                    self.add(tickets.where, "F070", f"no status_labels or status_fallback for table '{table}'",
+                             Severity.WARNING)
 
 
 def _merge(a: Shape | None, b: Shape) -> Shape:

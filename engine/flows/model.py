@@ -270,17 +270,27 @@ class TicketSettings:
     description: Template
     comment: Template | None
     list_limit: int
-    status_labels: Mapping[str, Mapping[str, str]]  # table (or "default") → code → label
+    # Table (or "default") → code → label. status_labels override the ticket system's own
+    # labels (TicketSystem.state_labels); status_fallback is read only where it has none.
+    status_labels: Mapping[str, Mapping[str, str]]
     where: Where
     # Where a user signing in is looked up by email, in order (simpleone.people_tables).
     people_tables: tuple[str, ...] = DEFAULT_PEOPLE_TABLES
+    status_fallback: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
-    def status_label(self, table: str, code: str) -> str:
+    def status_label(self, table: str, code: str, system_label: str = "") -> str:
+        """What users read for a state: the flows' override of the code, else the ticket
+        system's own label (system_label), else the flows' fallback, else the code itself."""
+        return (self._label(self.status_labels, table, code) or system_label.strip()
+                or self._label(self.status_fallback, table, code) or code)
+
+    @staticmethod
+    def _label(labels: Mapping[str, Mapping[str, str]], table: str, code: str) -> str:
         for key in (table, "default"):
-            label = self.status_labels.get(key, {}).get(code)
+            label = labels.get(key, {}).get(code)
             if label:
                 return label
-        return code
+        return ""
 
 
 def render_say(parts: Sequence[SayPart], values: Mapping[str, Any]) -> str:

@@ -58,7 +58,7 @@ class Ticket:
     number: str
     subject: str
     description: str
-    state: str  # the raw state code as a string; labels come from flows/simpleone.yaml
+    state: str  # the raw state code as a string; its label: TicketSystem.state_labels + flows
     caller_id: str
     created_at: str  # "YYYY-MM-DD HH:MM:SS"
     updated_at: str
@@ -112,6 +112,15 @@ class TicketSystem(Protocol):
 
     async def list_attachments(self, table: str, sys_id: str) -> list[Attachment]:
         """The files attached to a record: how an unclear upload is settled before a retry."""
+        ...
+
+    async def state_labels(self, table: str) -> Mapping[str, str]:
+        """The system's own labels of the table's state codes (code → label, in the bot's
+        language), for TicketSettings.status_label to show unless flows override a code.
+
+        Cheap to call for every list or notice: the adapter caches them (no round trip per
+        call). Never raises: labels are cosmetic, so when the system cannot be asked the answer
+        is what was last known, or empty (the flows' fallback labels are shown then)."""
         ...
 
     async def close(self) -> None: ...

@@ -8,8 +8,9 @@ compares them with what was last seen:
 
 - same sys_updated_at (and state known): nothing to do;
 - stored state "" (the bot created the ticket and never saw it): record, no notice;
-- another state: a notice (text from flows: bot.notices.status_changed, the state's label from
-  the tickets' status_labels), then record;
+- another state: a notice (text from flows: bot.notices.status_changed; the state's label is
+  SimpleOne's own (TicketSystem.state_labels, cached by the adapter) unless the flows'
+  status_labels override it, with status_fallback where SimpleOne gives none), then record;
 - updated without a state change (a comment, a reassignment): record, no notice.
 
 Once-only across crashes and restarts: what was seen on a page and the notices it caused are
@@ -161,7 +162,7 @@ class StatusWatcher:
                 ticket = found.get(w.sys_id)
                 if ticket is None:
                     continue  # not confirmed either way: next round
-                new, notice = self._compare(w, ticket, flows, now)
+                new, notice = await self._compare(w, ticket, flows, now)
                 if notice is not None:
                     owner = await self._owner(w, ticket)
                     if owner is False:
@@ -222,8 +223,8 @@ class StatusWatcher:
             return None
         return binding.caller_id == ticket.caller_id
 
-    def _compare(self, old: WatchedTicket, ticket: Ticket, flows: FlowSet,
-                 now: float) -> tuple[WatchedTicket | None, Notice | None]:
+    async def _compare(self, old: WatchedTicket, ticket: Ticket, flows: FlowSet,
+                       now: float) -> tuple[WatchedTicket | None, Notice | None]:
         """What to record of this ticket (None: nothing new) and the notice it causes."""
         new = replace(
             old,
@@ -240,12 +241,21 @@ class StatusWatcher:
         values: dict[str, Any] = {"ticket": {
             "number": new.number,
             "subject": ticket.subject,
-            "status": flows.tickets.status_label(new.table, new.state),
+            "status": flows.tickets.status_label(new.table, new.state, await self._system_label(new.table, new.state)),
             "table": new.table,
             "sys_id": new.sys_id,
         }}
         text = flows.bot.notices[NOTICE].render(values)
         return new, Notice(notice_id(new), new.peer, text, now)
+
+    async def _system_label(self, table: str, code: str) -> str:
+        """SimpleOne's own label of a state (cached by the adapter), "" when it gives none."""
+        try:
+            labels = await self.tickets.state_labels(table)
+        except TicketSystemError as exc:  # the port says it does not raise; a label is not worth a round
+            log.warning("status watch: state labels of %s: %s", table, exc)
+            return ""
+        return labels.get(code, "")
 
     def _closed_long_ago(self, ticket: WatchedTicket, now: float) -> bool:
         updated = parse_updated_at(ticket.updated_at)

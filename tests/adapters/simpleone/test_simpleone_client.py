@@ -16,7 +16,7 @@ from adapters.simpleone.client import RecordNotFound, SimpleOneClient, SimpleOne
 from adapters.simpleone.records import flag, person_from, text, ticket_from
 from adapters.simpleone.transport import HttpAnswer, HttpRequest
 from emulators.simpleone.server import RunningEmulator, start_emulator
-from emulators.simpleone.state import ManualClock
+from emulators.simpleone.state import STATE_TITLES, ManualClock
 from engine.ports import (
     Attachment,
     Person,
@@ -388,8 +388,9 @@ async def test_static_token(make_client: Any, emulator: RunningEmulator, creds: 
 
 
 async def test_login_failure_is_unavailable_when_the_server_is_down(
-    client: SimpleOneClient, emulator: RunningEmulator
+    make_client: Any, emulator: RunningEmulator
 ) -> None:
+    client = make_client(read_retries=0)
     emulator.faults.fail_next(path_prefix="/v1/auth/login")
     with pytest.raises(TicketSystemUnavailable, match="auth/login -> HTTP 500"):
         await client.list_records(INCIDENT)
@@ -445,8 +446,9 @@ async def test_server_errors_are_unavailable(
 
 @pytest.mark.parametrize("status", [200, 502, 403])
 async def test_html_pages_are_unavailable_whatever_the_status(
-    client: SimpleOneClient, emulator: RunningEmulator, status: int
+    make_client: Any, emulator: RunningEmulator, status: int
 ) -> None:
+    client = make_client(read_retries=0)  # a 502 would be tried again (test_a_read_is_retried…)
     await client.list_records(INCIDENT)
     emulator.faults.html_next(status=status)
     with pytest.raises(TicketSystemUnavailable, match=rf"HTTP {status}: an HTML page.*Corporate proxy"):
@@ -494,7 +496,7 @@ async def test_outage_is_unavailable_until_it_ends(
 
 
 async def test_a_hang_is_a_timeout(make_client: Any, emulator: RunningEmulator) -> None:
-    client = make_client(read_timeout=0.2)
+    client = make_client(read_timeout=0.2, read_retries=0)
     await client.list_records(INCIDENT)
     emulator.faults.hang_next(method="GET")
     with pytest.raises(
@@ -504,9 +506,8 @@ async def test_a_hang_is_a_timeout(make_client: Any, emulator: RunningEmulator) 
     assert await client.list_records(INCIDENT) == []
 
 
-async def test_a_dropped_connection_is_unavailable(
-    client: SimpleOneClient, emulator: RunningEmulator
-) -> None:
+async def test_a_dropped_connection_is_unavailable(make_client: Any, emulator: RunningEmulator) -> None:
+    client = make_client(read_retries=0)
     await client.list_records(INCIDENT)
     # A read on a reused connection is retried once by the transport (a keep-alive race is
     # normal); a second drop is a failure. A write is never resent: its first drop fails.
@@ -541,6 +542,189 @@ async def test_client_errors_are_rejected(client: SimpleOneClient, emulator: Run
     with pytest.raises(TicketSystemRejected, match="invalid SimpleOne table"):
         await client.list_records("../etc")
     assert not issubclass(TicketSystemRejected, TicketSystemUnavailable)
+
+
+# --------------------------------------------------------------------------- state labels
+
+
+def choice_reads(emulator: RunningEmulator) -> int:
+    return table_reads(emulator, "sys_choice")
+
+
+async def test_state_labels_are_the_instances_own_read_once_per_table_for_a_while(
+    make_client: Any, emulator: RunningEmulator
+) -> None:
+    client = make_client(labels_ttl=600)
+    now = [1000.0]
+    client._monotonic = lambda: now[0]
+    labels = await asyncio.gather(*(client.state_labels(INCIDENT) for _ in range(5)))
+    assert all(found == STATE_TITLES for found in labels)
+    assert choice_reads(emulator) == 1  # at once or one after another: one read
+    assert (await client.state_labels(REQUEST))["7"] == "Выполнен"
+    now[0] += 599
+    await client.state_labels(INCIDENT)
+    assert choice_reads(emulator) == 2  # one per table
+    emulator.state.set_field("sys_choice", next(
+        r["sys_id"] for r in emulator.state.records("sys_choice", "table_id=itsm_incident^value=2")), "title", "Делаем")
+    now[0] += 2
+    assert (await client.state_labels(INCIDENT))["2"] == "Делаем"  # read again after the TTL
+    assert choice_reads(emulator) == 3
+
+
+async def test_state_labels_never_fail_and_keep_what_was_known(make_client: Any, emulator: RunningEmulator) -> None:
+    client = make_client(labels_ttl=600, labels_retry_after=60)
+    now = [1000.0]
+    client._monotonic = lambda: now[0]
+    emulator.faults.fail_next(1, status=403, method="GET", path_prefix="/rest/v1/table/sys_choice")
+    assert await client.state_labels(INCIDENT) == {}  # refused: nothing known, nothing raised
+    assert await client.state_labels(INCIDENT) == {}
+    assert choice_reads(emulator) == 1  # not asked again at once
+    now[0] += 61
+    assert await client.state_labels(INCIDENT) == STATE_TITLES
+    now[0] += 601
+    emulator.faults.fail_next(3, status=500, method="GET", path_prefix="/rest/v1/table/sys_choice")
+    assert await client.state_labels(INCIDENT) == STATE_TITLES  # down: the labels read before
+    assert choice_reads(emulator) == 2 + 3
+
+
+async def test_state_labels_are_asked_for_in_the_bots_language(emulator: RunningEmulator) -> None:
+    transport = _Recorder()
+    async with SimpleOneClient(SimpleOneConfig(emulator.url, token="x" * 32), transport=transport) as spy:
+        assert await spy.state_labels(INCIDENT) == {}  # the recorder answers 401: no labels, no failure
+    (request,) = transport.requests
+    assert request.url.endswith("/rest/v1/table/sys_choice")
+    assert ("sysparm_query", "table_id=itsm_incident^column_id=state^language=ru") in request.params
+
+
+# --------------------------------------------------------------------------- retries of reads
+
+
+def table_reads(emulator: RunningEmulator, table: str = INCIDENT) -> int:
+    return sum(1 for e in emulator.state.request_log if e.method == "GET" and e.path == f"/rest/v1/table/{table}")
+
+
+@pytest.mark.parametrize("arm", [
+    lambda f: f.fail_next(2, status=500, method="GET"),
+    lambda f: f.fail_next(2, status=503, method="GET"),
+    lambda f: f.html_next(2, status=502, method="GET"),  # a proxy's error page
+    lambda f: f.drop_next(4, method="GET"),  # aiohttp itself resends once on a reused connection
+    lambda f: f.hang_next(2, seconds=5, method="GET"),
+], ids=["500", "503", "html-502", "drop", "timeout"])
+async def test_a_read_is_retried_after_a_transient_failure(
+    make_client: Any, emulator: RunningEmulator, arm: Any
+) -> None:
+    client = make_client(read_timeout=0.3)
+    caller = emulator.state.add_user("a@ranepa.ru", "A", "B")
+    emulator.state.add_record(INCIDENT, {"subject": "s", "caller": caller})
+    await client.list_records(REQUEST)  # logged in
+    arm(emulator.faults)
+    (ticket,) = await client.list_tickets(caller, [INCIDENT], active_only=True, limit=10)
+    assert ticket.subject == "s"
+    assert emulator.faults.pending() == []  # every armed failure was met, and then one success
+
+
+async def test_a_read_gives_up_after_two_retries(client: SimpleOneClient, emulator: RunningEmulator) -> None:
+    await client.list_records(REQUEST)
+    emulator.faults.fail_next(3, status=500, method="GET")
+    with pytest.raises(TicketSystemUnavailable, match="HTTP 500"):
+        await client.list_records(INCIDENT)
+    assert table_reads(emulator) == 3
+    assert await client.list_records(INCIDENT) == []
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 429])
+async def test_a_read_refused_or_throttled_is_not_retried(
+    client: SimpleOneClient, emulator: RunningEmulator, status: int
+) -> None:
+    await client.list_records(REQUEST)
+    emulator.faults.fail_next(status=status, method="GET")
+    with pytest.raises(TicketSystemError):
+        await client.list_records(INCIDENT)
+    assert table_reads(emulator) == 1
+
+
+async def test_a_proxy_login_page_is_not_retried(client: SimpleOneClient, emulator: RunningEmulator) -> None:
+    await client.list_records(REQUEST)
+    emulator.faults.html_next(status=200, method="GET")  # the same page would come again
+    with pytest.raises(TicketSystemUnavailable, match="HTML page"):
+        await client.list_records(INCIDENT)
+    assert table_reads(emulator) == 1
+
+
+async def test_a_login_that_fails_with_a_5xx_inside_a_read_is_retried(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    await client.list_records(REQUEST)
+    emulator.faults.expire_tokens()
+    emulator.faults.fail_next(1, status=502, path_prefix="/rest/v1/auth/login")
+    assert await client.list_records(INCIDENT) == []
+    assert logins(emulator) == 3  # the first, the one that failed, and its retry
+
+
+async def test_my_tickets_list_works_while_one_request_in_three_fails(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    caller = emulator.state.add_user("a@ranepa.ru", "A", "B")
+    emulator.state.add_record(INCIDENT, {"subject": "inc", "caller": caller})
+    emulator.state.add_record(REQUEST, {"subject": "req", "caller": caller})
+    emulator.faults.set_fail_every(3)
+    for _ in range(10):
+        found = await client.list_tickets(caller, [INCIDENT, REQUEST], active_only=True, limit=10)
+        assert sorted(t.subject for t in found) == ["inc", "req"]
+    assert any(e.status == 500 for e in emulator.state.request_log)
+
+
+@pytest.mark.parametrize(("arm", "write"), [
+    (lambda f: f.fail_next(status=500, method="POST", path_prefix="/rest/v1/table/"), "create"),
+    (lambda f: f.fail_next(status=503, method="POST", path_prefix="/rest/v1/table/"), "create"),
+    (lambda f: f.drop_next(method="POST", path_prefix="/rest/v1/table/"), "create"),
+    (lambda f: f.fail_next(status=500, method="PATCH"), "comment"),
+    (lambda f: f.fail_next(status=500, method="POST", path_prefix="/v1/attachments/"), "upload"),
+])
+async def test_a_write_is_not_retried_by_the_client(
+    client: SimpleOneClient, emulator: RunningEmulator, arm: Any, write: str, tmp_path: Path
+) -> None:
+    ref = await client.create_ticket(INCIDENT, {"subject": "x"})
+    before = len(emulator.state.request_log)
+    arm(emulator.faults)
+    with pytest.raises(TicketSystemUnavailable):
+        if write == "create":
+            await client.create_ticket(INCIDENT, {"subject": "y"})
+        elif write == "comment":
+            await client.add_comment(INCIDENT, ref.sys_id, "additional_comments", "hello")
+        else:
+            (tmp_path / "a.txt").write_bytes(b"a")
+            await client.upload_files(INCIDENT, ref.sys_id, [Upload("a.txt", "text/plain", tmp_path / "a.txt")])
+    assert len(emulator.state.request_log) - before == 1  # sent once: the outbox decides about again
+
+
+async def test_retries_end_within_the_read_budget(make_client: Any, emulator: RunningEmulator) -> None:
+    client = make_client(read_budget=1.0, read_retry_delay=0.05)  # read_timeout stays 30 s
+    await client.list_records(REQUEST)
+    emulator.faults.fail_next(1, method="GET")
+    emulator.faults.hang_next(1, seconds=60, method="GET")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(TicketSystemUnavailable, match="read budget"):
+        await client.list_records(INCIDENT)
+    assert asyncio.get_running_loop().time() - started < 10  # the budget, not the 30 s read timeout
+    assert table_reads(emulator) == 2  # the retry was cut off; no third try past the budget
+
+
+async def test_no_retry_starts_that_could_not_end_within_the_budget(
+    make_client: Any, emulator: RunningEmulator
+) -> None:
+    client = make_client(read_budget=0.5, read_retry_delay=2.0)  # the first delay is 1 s at least
+    await client.list_records(REQUEST)
+    emulator.faults.fail_next(1, method="GET")
+    with pytest.raises(TicketSystemUnavailable, match="HTTP 500"):
+        await client.list_records(INCIDENT)
+    assert table_reads(emulator) == 1
+
+
+def test_retry_settings_are_checked(emulator: RunningEmulator) -> None:
+    for bad in ({"read_retries": -1}, {"read_retry_delay": -0.1}, {"read_budget": 0}):
+        with pytest.raises(ValueError, match="read_"):
+            SimpleOneConfig(emulator.url, token="x" * 32, **bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("mode", ["error", "html", "hang", "drop"])

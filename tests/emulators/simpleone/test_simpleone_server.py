@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from emulators.simpleone.server import RunningEmulator, serve_forever, start_emulator
-from emulators.simpleone.state import ManualClock
+from emulators.simpleone.state import STATE_TITLES, ManualClock
 from tests.simpleone_fixtures import PASSWORD, STATIC_TOKEN, USERNAME
 
 INCIDENTS = "/rest/v1/table/itsm_incident"
@@ -160,6 +160,29 @@ async def test_platform_fields_cannot_be_written_through_the_api(raw: httpx.Asyn
     (record,) = data(await raw.post(INCIDENTS, json=body))
     assert record["sys_id"] != "1" and record["number"] == "INC0000001"
     assert record["sys_created_at"] != "1999-01-01 00:00:00"
+
+
+async def test_state_labels_are_served_from_sys_choice(raw: httpx.AsyncClient) -> None:
+    query = "table_id=itsm_request^column_id=state^language=ru^ORDERBYsequence"
+    rows = data(await raw.get("/rest/v1/table/sys_choice", params={"sysparm_query": query,
+                                                                     "sysparm_fields": "value,title",
+                                                                     "sysparm_limit": "100"}))
+    assert {r["value"]: r["title"] for r in rows} == STATE_TITLES
+    assert rows[0] == {"value": "-2", "title": "Зарегистрирован"}
+    (one,) = data(await raw.get("/rest/v1/table/sys_choice", params={
+        "sysparm_query": "table_id=itsm_incident^column_id=state^value=2^language=ru"}))
+    assert one["title"] == "В работе" and len(one["sys_id"]) == 18
+
+
+async def test_a_state_display_value_is_its_label(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:
+    sys_id = emulator.state.add_record("itsm_incident", {"subject": "s", "state": "7"})
+    emulator.state.add_record("itsm_incident", {"subject": "unknown code", "state": "99"})
+    params = {"sysparm_fields": "subject,state", "sysparm_query": "ORDERBYsubject"}
+    assert [r["state"] for r in data(await raw.get(INCIDENTS, params=params))] == ["7", "99"]
+    shown = data(await raw.get(INCIDENTS, params={**params, "sysparm_display_value": "1"}))
+    assert [r["state"] for r in shown] == ["Выполнен", "99"]  # a code with no label shows as it is
+    (alone,) = data(await raw.get(f"{INCIDENTS}/{sys_id}", params={"sysparm_display_value": "1"}))
+    assert alone["state"] == "Выполнен" and alone["subject"] == "s"
 
 
 async def test_reference_shapes_display_values_and_dot_walked_fields(
@@ -536,6 +559,21 @@ async def test_a_random_error_rate_fails_about_that_share(raw: httpx.AsyncClient
         assert emulator.faults.error_rate == 0.0
 
 
+async def test_fail_every_fails_every_nth_request_before_it_is_handled(
+    raw: httpx.AsyncClient, emulator: RunningEmulator
+) -> None:
+    async with httpx.AsyncClient(base_url=emulator.url) as control:
+        assert (await control.post("/_emulator/faults", json={"fail_every": 3})).json()["fail_every"] == 3
+        assert_error(await control.post("/_emulator/faults", json={"fail_every": -1}), 400)
+        assert_error(await control.post("/_emulator/faults", json={"fail_every": "3"}), 400)
+        statuses = [(await raw.post(INCIDENTS, json={"subject": f"s{n}"})).status_code for n in range(9)]
+        assert [s == 500 for s in statuses] == [False, False, True] * 3
+        assert len(emulator.state.records("itsm_incident")) == 6  # a failed one was never handled
+        await control.post("/_emulator/faults", json={"clear": True})
+        assert emulator.faults.fail_every == 0
+        assert [(await raw.get(INCIDENTS)).status_code for _ in range(4)] == [200] * 4
+
+
 async def test_faults_state_and_reset_over_http(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:
     async with httpx.AsyncClient(base_url=emulator.url) as control:  # the control API needs no auth
         spec = {
@@ -580,7 +618,9 @@ async def test_faults_state_and_reset_over_http(raw: httpx.AsyncClient, emulator
 
         assert (await control.post("/_emulator/reset")).status_code == 200
         dump = (await control.get("/_emulator/state")).json()
-        assert all(rows == [] for rows in dump["tables"].values()) and dump["journals"] == {}
+        # Empty but for the instance's configuration: the state labels in sys_choice.
+        assert all(rows == [] for name, rows in dump["tables"].items() if name != "sys_choice")
+        assert dump["journals"] == {} and len(dump["tables"]["sys_choice"]) == 2 * len(STATE_TITLES)
         assert data(await raw.get(INCIDENTS)) == []
 
 

@@ -204,7 +204,39 @@ async def test_texts_come_from_the_flows_of_the_round(
     change(emulator, clock, INC, sys_id, state="4")
     assert await watcher.run_once() == 1
     number = record(emulator, INC, sys_id)["number"]
-    assert [n.text for n in await storage.notices_unsent()] == [f"{number}: Отложена (itsm_incident)"]
+    # The state's label is SimpleOne's own (its sys_choice), the flows having no override of "4".
+    assert [n.text for n in await storage.notices_unsent()] == [f"{number}: Отложен (itsm_incident)"]
+
+
+async def test_a_label_in_the_flows_overrides_simpleones_and_the_fallback_stands_in_for_it(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, client: SimpleOneClient,
+        flow_set: FlowSet) -> None:
+    class Reloadable:
+        def __init__(self) -> None:
+            self.current = flow_set
+
+    flows = Reloadable()
+    notices = {**flow_set.bot.notices, "status_changed": parse("{ticket.number}: {ticket.status}")}
+    tickets = replace(flow_set.tickets, status_labels={"itsm_incident": {"4": "На паузе"}},
+                      status_fallback={"default": {"2": "В работе (fallback)", "4": "Отложена (fallback)"}})
+    flows.current = replace(flow_set, bot=replace(flow_set.bot, notices=notices), tickets=tickets)
+    first, second = new_ticket(emulator), new_ticket(emulator)
+    await follow(storage, emulator, INC, first, peer=PEER)
+    await follow(storage, emulator, INC, second, peer="vk:200")
+    watcher = StatusWatcher(storage, client, flows, clock=lambda: clock.now.timestamp())
+    change(emulator, clock, INC, first, state="4")
+    change(emulator, clock, INC, second, state="7")
+    assert await watcher.run_once() == 2
+    one, two = record(emulator, INC, first)["number"], record(emulator, INC, second)["number"]
+    assert sorted(n.text for n in await storage.notices_unsent()) == [f"{one}: На паузе", f"{two}: Выполнен"]
+    # SimpleOne cannot be asked for its labels now: the fallback is shown, the override still wins.
+    client.forget_state_labels()
+    emulator.faults.fail_next(3, status=403, method="GET", path_prefix="/rest/v1/table/sys_choice")
+    change(emulator, clock, INC, second, state="2")
+    change(emulator, clock, INC, first, state="-2")
+    assert await watcher.run_once() == 2
+    texts = {n.text for n in await storage.notices_unsent()} - {f"{one}: На паузе", f"{two}: Выполнен"}
+    assert texts == {f"{one}: -2", f"{two}: В работе (fallback)"}  # -2 has no label anywhere: the code
 
 
 # --------------------------------------------------------------------------- crashes and outages
@@ -319,7 +351,7 @@ async def test_closed_tickets_are_dropped_after_the_horizon(
     change(emulator, clock, INC, sys_id, state="7", active="0")
     watcher = make_watcher(forget_closed_after=7 * DAY)
     assert await watcher.run_once() == 1
-    assert (await storage.notices_unsent())[0].text.endswith("новый статус — «Завершена».")
+    assert (await storage.notices_unsent())[0].text.endswith("новый статус — «Выполнен».")  # SimpleOne's own label
     row = (await watched(storage))[(INC, sys_id)]
     assert (row.state, row.active) == ("7", False)
 
@@ -339,7 +371,7 @@ async def test_a_ticket_closed_long_ago_is_told_and_dropped_in_one_round(
     clock.advance(8 * DAY)  # the bot was down all that time
     watcher = make_watcher()
     assert await watcher.run_once() == 1
-    assert (await storage.notices_unsent())[0].text.endswith("новый статус — «Закрыта».")
+    assert (await storage.notices_unsent())[0].text.endswith("новый статус — «Закрыт».")
     assert await watched(storage) == {}
 
 
@@ -414,7 +446,9 @@ async def test_every_page_and_table_is_checked_with_one_call_each(
     assert {w.state for w in (await watched(storage)).values()} == {"2"}
     # Pages (by table, sys_id): 3 incidents | 1 incident + 2 requests | 1 request.
     reads = [e.path for e in emulator.state.request_log if e.method == "GET"]
-    assert reads == [f"/rest/v1/table/{t}" for t in (INC, INC, REQ, REQ)]
+    # The notices' state labels cost one read per table for the whole round (cached after it).
+    assert [p for p in reads if not p.endswith("/sys_choice")] == [f"/rest/v1/table/{t}" for t in (INC, INC, REQ, REQ)]
+    assert reads.count("/rest/v1/table/sys_choice") == 2
 
 
 def test_parse_updated_at() -> None:
