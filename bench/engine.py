@@ -65,7 +65,19 @@ from engine.dialogue.sessions import SessionCache
 from engine.flows.model import FlowSet
 from engine.flows.source import StaticFlows
 from engine.load import load_flow_set
-from engine.ports import Attachment, Binding, Incoming, MailMessage, Person, Storage, Ticket, TicketRef, Upload
+from engine.ports import (
+    Attachment,
+    Binding,
+    Comment,
+    Incoming,
+    Journal,
+    MailMessage,
+    Person,
+    Storage,
+    Ticket,
+    TicketRef,
+    Upload,
+)
 from engine.work.ticket_outbox import ticket_outbox
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
@@ -118,6 +130,10 @@ class InProcessSimpleOne:
 
     async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None:
         return None
+
+    async def list_comments(self, table: str, sys_id: str, *, journal: Journal | None = None,
+                            after: str | None = None, limit: int = 50) -> list[Comment]:
+        return []
 
     async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None:
         return None

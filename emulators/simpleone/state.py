@@ -442,6 +442,11 @@ class EmulatorState:
             if self.tables[DB_TABLE].get(item.get("table_id", ""), {}).get("name") == table
         ]
 
+    def activity_type(self, name: str) -> str:
+        """The sys_id of the activity type called `name` (e.g. "additional_comments.itsm_incident"),
+        made on first use: for tests that seed journal entries by hand."""
+        return self._named(ACTIVITY_TYPE_TABLE, name)
+
     def find_ticket(self, ticket: str) -> tuple[str, str]:
         """(table, sys_id) of a ticket named by its number (INC0000001) or its sys_id."""
         for table in NUMBER_PREFIXES:

@@ -26,6 +26,8 @@ from engine.ports.sessions import Session, SessionStore, StepCommit
 from engine.ports.storage import Storage
 from engine.ports.tickets import (
     Attachment,
+    Comment,
+    Journal,
     Person,
     Ticket,
     TicketRef,
@@ -44,6 +46,7 @@ __all__ = [
     "Attachment",
     "Binding",
     "Bindings",
+    "Comment",
     "Counters",
     "Cursors",
     "DayCount",
@@ -53,6 +56,7 @@ __all__ = [
     "InboxEvent",
     "Incoming",
     "IncomingFile",
+    "Journal",
     "Locks",
     "MailError",
     "MailMessage",
