@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.flows.templates import Template, lookup
+from engine.ports.tickets import Journal
 
 RETURN = "return"
 TYPED = "typed"  # the slot and the event of text an attachments input asks about (ask_text)
@@ -271,6 +272,9 @@ class TicketSettings:
     list_limit: int
     status_labels: Mapping[str, Mapping[str, str]]  # table (or "default") → code → label
     where: Where
+    # Which journal entries may be read for a user (only `public` ones), and the tail the bot's
+    # own comments end with (the end of `comment:`), by which they are told apart.
+    journal: Journal = field(default_factory=Journal)
 
     def status_label(self, table: str, code: str) -> str:
         for key in (table, "default"):
