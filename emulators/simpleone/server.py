@@ -33,6 +33,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 
 from emulators import runner
+from emulators.simpleone.console import agent_console
 from emulators.simpleone.faults import FaultRule, Faults
 from emulators.simpleone.query import QueryError, parse_query
 from emulators.simpleone.state import DEMO_PASSWORD, DEMO_USER, ApiError, Clock, EmulatorState, RequestLogEntry, utc_now
@@ -441,8 +442,10 @@ async def serve_forever(
     username: str = DEMO_USER,
     password: str = DEMO_PASSWORD,
     token: str | None = None,
+    console: bool = False,
 ) -> None:
-    """Run the emulator until cancelled (the `supportbot simpleone-emulator` command)."""
+    """Run the emulator until cancelled (the `supportbot simpleone-emulator` command); with
+    `console`, stdin takes agent commands (emulators/simpleone/console.py) meanwhile."""
     emulator = await start_emulator(
         host,
         port,
@@ -462,7 +465,12 @@ async def serve_forever(
     )
     if auto_users_domains:
         log.warning("  any address at %s is a known user on first look-up", ", ".join(auto_users_domains))
-    await runner.serve_until_cancelled(emulator.close)
+    task = asyncio.create_task(agent_console(emulator.state)) if console else None
+    try:
+        await runner.serve_until_cancelled(emulator.close)
+    finally:
+        if task is not None:
+            task.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
