@@ -17,7 +17,8 @@ def seeded() -> tuple[EmulatorState, str]:
 
 def test_commands_act_as_an_agent_and_land_in_the_journal() -> None:
     state, sys_id = seeded()
-    assert run_command(state, "comment INC0000001 Проверьте кабель, пожалуйста") == f"ok: comment on INC0000001 ({sys_id})"
+    answer = run_command(state, "comment INC0000001 Проверьте кабель, пожалуйста")
+    assert answer == f"ok: comment on INC0000001 ({sys_id})"
     assert run_command(state, "note INC0000001 позвонить завхозу").startswith("ok: note")
     assert run_command(state, f"state {sys_id} 2").startswith("ok: state")
     feed = state.feed("itsm_incident", sys_id)
