@@ -59,7 +59,8 @@ class ConversationWorld(Protocol):
     def fresh_mail_sink(self) -> MailSink: ...
 
     async def control(self, spec: Mapping[str, Any]) -> None:
-        """Change SimpleOne: {"outage": bool}, {"fail_next": n}, {"ticket_state": code}."""
+        """Change SimpleOne: {"outage": bool}, {"fail_next": n}, {"ticket_state": code},
+        {"agent_comment": text}, {"work_note": text} (an agent's, on the newest ticket)."""
         ...
 
     async def count_tickets(self, email: str) -> int: ...
