@@ -69,7 +69,9 @@ from engine.ports import (
     DEFAULT_PEOPLE_TABLES,
     Attachment,
     Binding,
+    Comment,
     Incoming,
+    Journal,
     MailMessage,
     Person,
     Storage,
@@ -129,6 +131,10 @@ class InProcessSimpleOne:
 
     async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None:
         return None
+
+    async def list_comments(self, table: str, sys_id: str, *, journal: Journal | None = None,
+                            after: str | None = None, limit: int = 50) -> list[Comment]:
+        return []
 
     async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None:
         return None

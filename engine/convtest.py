@@ -60,7 +60,8 @@ class ConversationWorld(Protocol):
 
     async def control(self, spec: Mapping[str, Any]) -> None:
         """Change SimpleOne: {"outage": bool}, {"fail_next": n}, {"fail_every": n}, {"ticket_state": code},
-        {"add_person": {"email", "first_name", "last_name", "table"}}."""
+        {"add_person": {"email", "first_name", "last_name", "table"}},
+        {"agent_comment": text}, {"work_note": text} (an agent's, on the newest ticket)."""
         ...
 
     async def count_tickets(self, email: str) -> int: ...

@@ -102,26 +102,35 @@ async def _migrate(from_sqlite: Path | None) -> int:
     return 0
 
 
-async def _emulator(host: str, port: int, domains: list[str]) -> int:
+async def _emulator(host: str, port: int, domains: list[str], console: bool) -> int:
     from supportbot.demo import serve_simpleone
 
     _setup_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
-    await serve_simpleone(host, port, domains)
+    await serve_simpleone(host, port, domains, console=console)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from supportbot.demo import CONSOLE_HELP  # the emulator's agent console, for its --help
+
     parser = argparse.ArgumentParser(prog="supportbot", description="RANEPA IT-support bot")
     sub = parser.add_subparsers(dest="command", required=True)
     chat = sub.add_parser("chat", help="talk to the bot in this terminal (embedded defaults, no outside service)")
     chat.add_argument("--peer", default=os.environ.get("USER", "local"),
                       help="who you are to the bot (each peer has its own session)")
     chat.add_argument("-v", "--verbose", action="store_true", help="show the bot's log on stderr")
-    emu = sub.add_parser("simpleone-emulator", help="serve a SimpleOne API emulator for tests and demos")
+    emu = sub.add_parser(
+        "simpleone-emulator", help="serve a SimpleOne API emulator for tests and demos",
+        description="Serve a SimpleOne API emulator for tests and demos. Unless --no-console, stdin is\n"
+                    "an agent console: type commands to act as a support agent on the bot's tickets.",
+        epilog=CONSOLE_HELP + "\n\nThe same over HTTP: POST /_emulator/agent "
+               '{"action": "comment"|"note"|"state", "ticket": "INC0000001", "value": "..."}',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8090)
     emu.add_argument("--domains", default=DEFAULT_MAIL_DOMAIN,
                      help="comma-separated mail domains whose users exist on first look-up")
+    emu.add_argument("--no-console", action="store_true", help="do not read agent commands from stdin")
     sub.add_parser("run", help="the bot in the VK community over Bots Long Poll (one process per community)")
     serve = sub.add_parser("serve", help="the Callback API endpoint for the VK community")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (behind a TLS proxy)")
@@ -153,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_vk("serve", args.host, args.port, args.path))
         if args.command == "simpleone-emulator":
             domains = [d.strip() for d in args.domains.split(",") if d.strip()]
-            return asyncio.run(_emulator(args.host, args.port, domains))
+            return asyncio.run(_emulator(args.host, args.port, domains, not args.no_console))
         if args.command == "migrate":
             return asyncio.run(_migrate(args.from_sqlite))
         if args.command == "outbox":

@@ -72,6 +72,17 @@ class EmulatorWorld:
             if latest is None:
                 raise AssertionError("no ticket in the emulator to change the state of")
             state.set_field(latest[0], latest[1]["sys_id"], "state", str(spec["ticket_state"]))
+        for key, action in (("agent_comment", "comment"), ("work_note", "note")):
+            if key in spec:
+                state.act_as_agent(action, self._newest_ticket(), str(spec[key]))
+
+    def _newest_ticket(self) -> str:
+        """The sys_id of the ticket created last in the flows' tables."""
+        state = self.emulator.state
+        rows = [r for table in self.ticket_tables for r in state.records(table)]
+        if not rows:
+            raise AssertionError("no ticket in the emulator for an agent to write on")
+        return max(rows, key=lambda r: (r.get("sys_created_at", ""), r["sys_id"]))["sys_id"]
 
     async def count_tickets(self, email: str) -> int:
         state = self.emulator.state

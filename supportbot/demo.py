@@ -10,11 +10,13 @@ from typing import TextIO
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from emulators.mail_sink import ConsoleMailSink, MemoryMailSink
+from emulators.simpleone.console import CONSOLE_HELP
 from emulators.simpleone.server import RunningEmulator, serve_forever, start_emulator
 from emulators.simpleone.state import DEMO_PASSWORD, DEMO_USER
 from engine.ports import Mailer
 
 __all__ = [
+    "CONSOLE_HELP",
     "MemoryMailSink",
     "RunningEmulator",
     "serve_simpleone",
@@ -39,6 +41,7 @@ def terminal_mailer(stream: TextIO) -> Mailer:
     return ConsoleMailSink(stream)
 
 
-async def serve_simpleone(host: str, port: int, domains: Sequence[str]) -> None:
-    """The `supportbot simpleone-emulator` command: serve until cancelled."""
-    await serve_forever(host, port, auto_users_domains=domains)
+async def serve_simpleone(host: str, port: int, domains: Sequence[str], *, console: bool = False) -> None:
+    """The `supportbot simpleone-emulator` command: serve until cancelled; with `console`, act
+    as a support agent by typing commands on stdin."""
+    await serve_forever(host, port, auto_users_domains=domains, console=console)

@@ -3,4 +3,5 @@
 client.py          SimpleOneClient: the engine's TicketSystem port over aiohttp (+ generic Table API calls)
 transport.py       the HTTP transport: TLS, connection caps, timeouts, no proxies
 records.py         Table API records -> Person / Ticket
+journal.py         sys_activity_feed_item records -> Comment (public entries only)
 """

@@ -43,12 +43,15 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
+from adapters.simpleone.journal import FEED_FIELDS, comment_from, sys_id_key
 from adapters.simpleone.records import PERSON_FIELDS, TICKET_FIELDS, flag, person_from, ticket_from
 from adapters.simpleone.records import text as as_str
 from adapters.simpleone.transport import AiohttpTransport, HttpAnswer, HttpFailure, HttpRequest, Transport
 from engine.ports import (
     DEFAULT_PEOPLE_TABLES,
     Attachment,
+    Comment,
+    Journal,
     Person,
     Ticket,
     TicketRef,
@@ -72,6 +75,7 @@ USER_AGENT = "supportbot/0.1 (RANEPA IT support bot; SimpleOne adapter)"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")  # table and field names
 _SYS_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EXCERPT = 200
+_JOURNAL_PAGES = 10  # pages of entries read for one list_comments call, at most
 _MIME_RE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
 
 # A local file to send: (file name, MIME type, content).
@@ -674,6 +678,46 @@ class SimpleOneClient:
 
     async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None:
         await self.update_record(table, sys_id, {_name(field, "field"): text})
+
+    async def list_comments(
+        self, table: str, sys_id: str, *, journal: Journal | None = None, after: str | None = None,
+        limit: int = 50,
+    ) -> list[Comment]:
+        """The ticket's public comments after the entry `after`, oldest first, at most limit.
+
+        Reads the journal table (shared/reference/simpleone-api.md, "Comments") with
+        `type_id.name=<public>.<table>^record_id=<sys_id>^sys_id><after>^ORDERBYsys_id`, and
+        keeps only entries whose type and ticket it re-checks: work notes never come back, even
+        from a server that ignored the query. Pages on with `sys_id>` while the entries of a
+        full page were all left out."""
+        journal = journal or Journal()
+        if limit < 1:
+            return []
+        type_name = f"{_name(journal.public, 'journal field')}.{_name(table, 'table')}"
+        feed_table = _name(journal.table, "journal table")
+        record_id = _sys_id(sys_id)
+        cursor = None if after is None else _sys_id(after)
+        own = frozenset({self._config.username.lower()} if self._config.username else ())
+        found: list[Comment] = []
+        for _ in range(_JOURNAL_PAGES):
+            query = f"type_id.name={type_name}^record_id={record_id}"
+            if cursor is not None:
+                query += f"^sys_id>{cursor}"
+            records = await self.list_records(feed_table, query=query + "^ORDERBYsys_id", fields=FEED_FIELDS,
+                                              limit=limit, exclude_reference_link=True)
+            ids = [as_str(r.get("sys_id")) for r in records]
+            newer = [(r, i) for r, i in zip(records, ids, strict=True)
+                     if cursor is None or sys_id_key(i) > sys_id_key(cursor)]
+            newer.sort(key=lambda item: sys_id_key(item[1]))
+            for record, _id in newer:
+                comment = comment_from(record, type_name=type_name, record_id=record_id, own_authors=own,
+                                       bot_tail=journal.bot_tail)
+                if comment is not None:
+                    found.append(comment)
+            if len(records) < limit or len(found) >= limit or not newer:
+                break  # the last page, enough, or a server that does not move past `after`
+            cursor = newer[-1][1]
+        return found[:limit]
 
     async def list_attachments(self, table: str, sys_id: str) -> list[Attachment]:
         """The record's files, from the documented sys_attachment metadata table."""

@@ -4,18 +4,23 @@ Grammar (ServiceNow-style, as seen against real SimpleOne instances):
 
     query     := "" | segment ("^" segment)*
     segment   := condition | "OR" condition | "ORDERBY" field | "ORDERBYDESC" field | "EQ"
+               | "(" condition | "OR" condition ")"      (parentheses around one ^OR group)
     condition := field operator value
     field     := name ("." name)*        name := [a-z_][a-z0-9_]*
 
 `^OR` binds tighter than `^`, so `a^b^ORc` means a AND (b OR c). Field names are lower-case
 snake_case, which is what lets an operator follow a field without a separator (`stateIN2@3`).
-Not supported: parentheses, `^NQ`, escaping `^` inside a value.
+Parentheses may wrap one ^OR group, as a real activity-feed widget queries the journal [seen:
+shared/reference/simpleone-api.md, "Comments"]:
+`(type_id.name=additional_comments.itsm_incident^ORtype_id.name=history)^record_idIN1@2^sys_id>3`.
+Not supported: nested or AND-spanning parentheses, `^NQ`, escaping `^` inside a value.
 
 Comparison rules: `=`/`!=` ignore case ([doc] the condition-operators page: `=` is
 case-insensitive; `!=` is its negation [guess]); `IN` compares text exactly;
 `LIKE`/`STARTSWITH`/`ENDSWITH` ignore case; `<`, `<=`, `>`, `>=` compare as numbers when
 both sides are plain decimals and as text otherwise, which orders "YYYY-MM-DD HH:MM:SS"
-timestamps correctly. Missing values are "".
+timestamps correctly. Integers compare exactly: 18-digit sys_ids differ in digits a float
+cannot hold, and `sys_id>LAST` must see them [seen, same page]. Missing values are "".
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ OPERATORS: tuple[str, ...] = (
 _UNARY = frozenset({"ISEMPTY", "ISNOTEMPTY"})
 _FIELD_RE = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*")
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+_INTEGER_RE = re.compile(r"-?\d+")
 
 
 def as_text(value: object) -> str:
@@ -79,6 +85,9 @@ def as_text(value: object) -> str:
 
 
 def _number(text: str) -> float | None:
+    # An int where the text is one: exact, and Python compares int with float exactly too.
+    if _INTEGER_RE.fullmatch(text):
+        return int(text)
     return float(text) if _NUMBER_RE.fullmatch(text) else None
 
 
@@ -212,9 +221,25 @@ def parse_query(text: str) -> Query:
     groups: list[list[Condition]] = []
     order: list[Order] = []
     segments: Sequence[str] = text.split("^")
+    open_paren = False  # inside "(a^ORb…)": only ^OR segments may follow until ")"
     for index, segment in enumerate(segments):
         if segment == "":
             raise QueryError(f"empty segment at position {index} in {text!r}")
+        if open_paren and (not segment.startswith("OR") or segment.startswith("ORDERBY")):
+            raise QueryError(f"parentheses may only group ^OR conditions, got {segment!r} inside in {text!r}")
+        if segment.startswith("(") or (open_paren and segment.endswith(")")):
+            opens = segment.startswith("(")
+            if opens and open_paren:
+                raise QueryError(f"nested parentheses are not supported in {text!r}")
+            body = segment[1:] if opens else segment
+            closes = body.endswith(")")
+            body = body[:-1] if closes else body
+            if opens:
+                groups.append([_parse_condition(body, segment)])
+            else:
+                groups[-1].append(_parse_condition(body[2:], segment))
+            open_paren = not closes
+            continue
         if segment.startswith("ORDERBYDESC"):
             order.append(Order(_parse_field(segment[len("ORDERBYDESC") :], segment), True))
         elif segment.startswith("ORDERBY"):
@@ -228,4 +253,6 @@ def parse_query(text: str) -> Query:
             groups[-1].append(_parse_condition(segment[2:], segment))
         else:
             groups.append([_parse_condition(segment, segment)])
+    if open_paren:
+        raise QueryError(f"'(' is never closed in {text!r}")
     return Query(tuple(tuple(g) for g in groups), tuple(order))

@@ -9,7 +9,10 @@ Serves (see shared/reference/simpleone-api.md):
     GET  /v1/attachments/download/{attachment_sys_id}
 Control (no auth, never faulted):
     GET /_emulator/state, POST /_emulator/reset, GET|POST /_emulator/faults,
-    GET /_emulator/journal/{table}/{sys_id}, POST /_emulator/users, POST /_emulator/set_field
+    GET /_emulator/journal/{table}/{sys_id}, POST /_emulator/users, POST /_emulator/set_field,
+    POST /_emulator/agent  {"action": "comment"|"note"|"state", "ticket": number or sys_id,
+                            "value": text or state code}: act as a support agent (the entry
+                            lands in sys_activity_feed_item, as a real instance's does)
 
 Every API endpoint takes `Authorization: Bearer <token>` or HTTP Basic. Booleans are stored and
 returned as "1"/"0". This is a test double: bind it to loopback only.
@@ -30,6 +33,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 
 from emulators import runner
+from emulators.simpleone.console import agent_console
 from emulators.simpleone.faults import FaultRule, Faults
 from emulators.simpleone.query import QueryError, parse_query
 from emulators.simpleone.state import DEMO_PASSWORD, DEMO_USER, ApiError, Clock, EmulatorState, RequestLogEntry, utc_now
@@ -366,6 +370,15 @@ async def control_set_field(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "OK"})
 
 
+async def control_agent(request: web.Request) -> web.StreamResponse:
+    body = await _json_object(request)
+    action, ticket, value = body.get("action"), body.get("ticket"), body.get("value")
+    if not all(isinstance(v, str) for v in (action, ticket, value)):
+        raise ApiError(400, "action, ticket and value are required strings")
+    table, sys_id = _state(request).act_as_agent(str(action), str(ticket), str(value))
+    return web.json_response({"status": "OK", "table": table, "sys_id": sys_id})
+
+
 def build_app(state: EmulatorState) -> web.Application:
     # Uploads stream through the multipart reader; this caps JSON bodies only.
     app = runner.new_app([gate], client_max_size=2 * 1024 * 1024)
@@ -387,6 +400,7 @@ def build_app(state: EmulatorState) -> web.Application:
     r.add_get("/_emulator/journal/{table}/{sys_id}", control_journal)
     r.add_post("/_emulator/users", control_add_user)
     r.add_post("/_emulator/set_field", control_set_field)
+    r.add_post("/_emulator/agent", control_agent)
     return app
 
 
@@ -437,8 +451,10 @@ async def serve_forever(
     username: str = DEMO_USER,
     password: str = DEMO_PASSWORD,
     token: str | None = None,
+    console: bool = False,
 ) -> None:
-    """Run the emulator until cancelled (the `supportbot simpleone-emulator` command)."""
+    """Run the emulator until cancelled (the `supportbot simpleone-emulator` command); with
+    `console`, stdin takes agent commands (emulators/simpleone/console.py) meanwhile."""
     emulator = await start_emulator(
         host,
         port,
@@ -458,7 +474,12 @@ async def serve_forever(
     )
     if auto_users_domains:
         log.warning("  any address at %s is a known user on first look-up", ", ".join(auto_users_domains))
-    await runner.serve_until_cancelled(emulator.close)
+    task = asyncio.create_task(agent_console(emulator.state)) if console else None
+    try:
+        await runner.serve_until_cancelled(emulator.close)
+    finally:
+        if task is not None:
+            task.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

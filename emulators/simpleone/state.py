@@ -8,6 +8,7 @@ in a query), numbers as their decimal text, references as the referenced sys_id.
 from __future__ import annotations
 
 import itertools
+import json
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,13 +35,19 @@ DEFAULT_REFERENCES: Mapping[str, str] = {
     "assigned_user": "user",
     "assignment_group": "sys_group",
     "service": "c_service",
+    # [seen: shared/reference/simpleone-api.md, "Comments"] a journal entry's type_id references
+    # its activity type, whose `name` a query dot-walks to (`type_id.name=…`). The activity
+    # type's and the tables' table names are [guess]: only the `name` column is seen.
+    "type_id": "sys_activity_type",
+    "table_id": "sys_db_table",
 }
 # [doc] `employee` (Сотрудники) is a child table of `user` (shared/reference/simpleone-api.md,
 # "ITSM tables"): an employee's record is a user's record too, found under the same sys_id in
 # both tables; a plain user (a student) is only in `user`. Child table -> parent table.
 PARENT_TABLES: Mapping[str, str] = {"employee": "user"}
 DEFAULT_TABLES: tuple[str, ...] = (*NUMBER_PREFIXES, "user", "employee", "sys_attachment", "sys_group", "c_service",
-                                   "sys_choice")
+                                   "sys_choice", "sys_activity_feed_item", "sys_activity_type",
+                                   "sys_db_table")
 # A choice field's labels live in `sys_choice` [doc: shared/reference/simpleone-api.md, "State
 # codes"]: table_id, column_id, value, language → title. Here table_id and column_id hold the
 # table's and the column's names [guess: a real instance may hold references to sys_db_table and
@@ -61,6 +68,18 @@ STATE_TITLES: Mapping[str, str] = {
 }
 CHOICE_LANGUAGE = "ru"
 JOURNAL_FIELDS: frozenset[str] = frozenset({"additional_comments", "work_notes"})
+# [seen, same page] journal entries are records of this table: type_id, content (JSON text),
+# table_id, record_id (the ticket's sys_id), sys_created_at, sys_created_by.
+FEED_TABLE = "sys_activity_feed_item"
+ACTIVITY_TYPE_TABLE = "sys_activity_type"
+DB_TABLE = "sys_db_table"
+HISTORY_TYPE = "history"  # [seen] the activity type of field changes
+# [guess] which columns write a `history` entry when they change: real instances audit the
+# columns their admins choose; the emulator audits the state, what the bot tells users about.
+HISTORY_FIELDS: tuple[str, ...] = ("state",)
+AGENT = "agent"  # sys_created_by of what a test or a human does as a support agent
+# What an agent may do to a ticket through the control API and the console: the field it sets.
+AGENT_ACTIONS: Mapping[str, str] = {"comment": "additional_comments", "note": "work_notes", "state": "state"}
 # Written by the platform, never by a Table API client.
 SYSTEM_FIELDS: frozenset[str] = frozenset({"sys_id", "number", "sys_created_at", "sys_updated_at"})
 ATTACHMENT_TABLE = "sys_attachment"
@@ -132,6 +151,9 @@ class EmulatorState:
     clock: Clock = utc_now
     references: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_REFERENCES))
     max_upload_bytes: int = 10 * 1024 * 1024
+    # [seen] a comment entry's content is {"message": "…"} or {"message": {"display_value": "…"}};
+    # which one an instance writes is unknown, so either can be chosen (True: the nested one).
+    nested_journal_content: bool = False
     faults: Faults = field(default_factory=Faults)
     tables: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     journals: dict[tuple[str, str], list[JournalEntry]] = field(default_factory=dict)
@@ -264,6 +286,10 @@ class EmulatorState:
             values.pop(name, None)
         for name in JOURNAL_FIELDS & values.keys():
             self._append_journal(table, sys_id, name, values.pop(name), author)
+        changed = [(name, record.get(name, ""), values[name]) for name in HISTORY_FIELDS
+                   if table in NUMBER_PREFIXES and name in values and values[name] != record.get(name, "")]
+        if changed:
+            self._append_history(table, sys_id, changed, author)
         record.update(values)
         record["sys_updated_at"] = self.now_text()
         return record
@@ -274,6 +300,9 @@ class EmulatorState:
             if rows.get(sys_id) is record:
                 del rows[sys_id]
         self.journals.pop((table, sys_id), None)
+        feed = self.tables[FEED_TABLE]
+        for item_id in [i for i, item in feed.items() if item.get("record_id") == sys_id]:
+            del feed[item_id]
         for att_id, att in list(self.tables[ATTACHMENT_TABLE].items()):
             if att.get("record_document_id") == sys_id:
                 del self.tables[ATTACHMENT_TABLE][att_id]
@@ -300,6 +329,37 @@ class EmulatorState:
             return
         entry = JournalEntry(name, text, author, self.now_text())
         self.journals.setdefault((table, sys_id), []).append(entry)
+        # [doc] the field's value does not stay on the record: it becomes an activity-feed entry.
+        message: object = {"display_value": text} if self.nested_journal_content else text
+        self._append_feed_item(table, sys_id, f"{name}.{table}", {"message": message}, author)
+
+    def _append_history(self, table: str, sys_id: str, changes: Sequence[tuple[str, str, str]], author: str) -> None:
+        # [seen] {"history_items": [{column_id, old_db_value, new_db_value, old_display_value,
+        # new_display_value}]}; [guess] column_id holds the column's name, display values the raw
+        # values (labels live in sys_choice).
+        items = [{"column_id": name, "old_db_value": old, "new_db_value": new,
+                  "old_display_value": old, "new_display_value": new} for name, old, new in changes]
+        self._append_feed_item(table, sys_id, HISTORY_TYPE, {"history_items": items}, author)
+
+    def _append_feed_item(self, table: str, sys_id: str, type_name: str, content: object, author: str) -> str:
+        return self.create(
+            FEED_TABLE,
+            {
+                "type_id": self._named(ACTIVITY_TYPE_TABLE, type_name),
+                "content": json.dumps(content, ensure_ascii=False),
+                "table_id": self._named(DB_TABLE, table),
+                "record_id": sys_id,
+                "sys_created_by": author,
+            },
+            author=author,
+        )
+
+    def _named(self, table: str, name: str) -> str:
+        """The sys_id of the record called `name` in a lookup table, made on first use."""
+        for record in self.tables[table].values():
+            if record.get("name") == name:
+                return record["sys_id"]
+        return self.create(table, {"name": name}, author="system")
 
     # -- references and dot-walking ---------------------------------------------------------
 
@@ -352,6 +412,8 @@ class EmulatorState:
         for name in names:
             found = self.walk(table, record, name)
             if found is None:
+                if fields and name in JOURNAL_FIELDS:
+                    out[name] = ""  # [doc] a journal field reads back empty after the save
                 continue
             value, ref_table = found
             if ref_table is None or value == "":
@@ -448,6 +510,40 @@ class EmulatorState:
 
     def journal(self, table: str, sys_id: str) -> list[JournalEntry]:
         return list(self.journals.get((table, sys_id), []))
+
+    def feed(self, table: str, sys_id: str) -> list[dict[str, str]]:
+        """The record's sys_activity_feed_item rows, oldest first, with the type's name added."""
+        types = self.tables[ACTIVITY_TYPE_TABLE]
+        return [
+            {**item, "type_name": types.get(item.get("type_id", ""), {}).get("name", "")}
+            for item in self.select(FEED_TABLE, parse_query(f"record_id={sys_id}^ORDERBYsys_id"))
+            if self.tables[DB_TABLE].get(item.get("table_id", ""), {}).get("name") == table
+        ]
+
+    def activity_type(self, name: str) -> str:
+        """The sys_id of the activity type called `name` (e.g. "additional_comments.itsm_incident"),
+        made on first use: for tests that seed journal entries by hand."""
+        return self._named(ACTIVITY_TYPE_TABLE, name)
+
+    def find_ticket(self, ticket: str) -> tuple[str, str]:
+        """(table, sys_id) of a ticket named by its number (INC0000001) or its sys_id."""
+        for table in NUMBER_PREFIXES:
+            for record in self.tables.get(table, {}).values():
+                if ticket in (record.get("number"), record["sys_id"]):
+                    return table, record["sys_id"]
+        raise ApiError(404, f"No ticket {ticket!r}")
+
+    def act_as_agent(self, action: str, ticket: str, value: str, *, author: str = AGENT) -> tuple[str, str]:
+        """What a support agent does in SimpleOne's form: `comment` (public), `note` (a work note,
+        internal) or `state` (a new state code). Returns the ticket's (table, sys_id)."""
+        field_name = AGENT_ACTIONS.get(action)
+        if field_name is None:
+            raise ApiError(400, f"unknown agent action {action!r} (known: {', '.join(AGENT_ACTIONS)})")
+        if not value.strip():
+            raise ApiError(400, f"agent action {action!r} needs a text or a state code")
+        table, sys_id = self.find_ticket(ticket)
+        self.update(table, sys_id, {field_name: value}, author=author)
+        return table, sys_id
 
     def attachments(self, table: str, sys_id: str) -> list[dict[str, str]]:
         """Attachment records of one record (the `table` argument guards against id mix-ups)."""

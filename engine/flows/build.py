@@ -40,7 +40,7 @@ from engine.flows.model import (
 from engine.flows.templates import Template
 from engine.flows.text import normalize_text
 from engine.flows.yamlsrc import JsonPath, YamlDoc
-from engine.ports.tickets import DEFAULT_PEOPLE_TABLES
+from engine.ports.tickets import DEFAULT_PEOPLE_TABLES, Journal
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +321,7 @@ class _DocBuilder:
     def simpleone(self, data: dict[str, Any]) -> None:
         s = data["simpleone"]
         path: JsonPath = ("simpleone",)
+        comment = self.template(s["comment"], (*path, "comment"), "ticket") if "comment" in s else None
         self.out.tickets = TicketSettings(
             tables=tuple(s["ticket_tables"]),
             time_zone=str(s.get("time_zone", "Europe/Moscow")),
@@ -329,13 +330,36 @@ class _DocBuilder:
             subject=self.template(s["subject"], (*path, "subject"), "ticket"),
             subject_max_length=int(s.get("subject_max_length", 160)),
             description=self.template(s["description"], (*path, "description"), "ticket"),
-            comment=self.template(s["comment"], (*path, "comment"), "ticket") if "comment" in s else None,
+            comment=comment,
             list_limit=int(s.get("list_limit", 50)),
             status_labels={t: {str(k): v for k, v in m.items()} for t, m in s.get("status_labels", {}).items()},
             where=self.where(path, key=True),
             people_tables=tuple(s.get("people_tables", DEFAULT_PEOPLE_TABLES)),
             status_fallback={t: {str(k): v for k, v in m.items()} for t, m in s.get("status_fallback", {}).items()},
+            journal=self.journal(s.get("journal") or {}, (*path, "journal"), comment),
         )
+
+    def journal(self, j: dict[str, Any], path: JsonPath, comment: Template | None) -> Journal:
+        """`simpleone.journal`, with the end of the comment template as the bot's own tail."""
+        default = Journal()
+        journal = Journal(public=j.get("public", default.public), internal=j.get("internal", default.internal),
+                          table=j.get("table", default.table), bot_tail=_literal_tail(comment))
+        if journal.public == journal.internal:
+            self.error((*path, "internal"), "F070", f"journal: public and internal are both '{journal.public}': "
+                       "work notes would reach users")
+        return journal
+
+
+_MIN_TAIL = 8
+
+
+def _literal_tail(template: Template | None) -> str:
+    """The fixed text a template ends with (after its last placeholder), stripped; "" if none or
+    if it is too short to tell the bot's comments from an agent's (a full stop would match most)."""
+    if template is None or not template.parts or not isinstance(template.parts[-1], str):
+        return ""
+    tail = template.parts[-1].strip()
+    return tail if len(tail) >= _MIN_TAIL and sum(c.isalnum() for c in tail) >= _MIN_TAIL // 2 else ""
 
 
 def _mapping(data: Any) -> TicketMapping:

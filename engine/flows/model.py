@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.flows.templates import Template, lookup
-from engine.ports.tickets import DEFAULT_PEOPLE_TABLES
+from engine.ports.tickets import DEFAULT_PEOPLE_TABLES, Journal
 
 RETURN = "return"
 TYPED = "typed"  # the slot and the event of text an attachments input asks about (ask_text)
@@ -277,6 +277,9 @@ class TicketSettings:
     # Where a user signing in is looked up by email, in order (simpleone.people_tables).
     people_tables: tuple[str, ...] = DEFAULT_PEOPLE_TABLES
     status_fallback: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Which journal entries may be read for a user (only `public` ones), and the tail the bot's
+    # own comments end with (the end of `comment:`), by which they are told apart.
+    journal: Journal = field(default_factory=Journal)
 
     def status_label(self, table: str, code: str, system_label: str = "") -> str:
         """What users read for a state: the flows' override of the code, else the ticket

@@ -80,6 +80,30 @@ class Upload:
     path: Path
 
 
+@dataclass(frozen=True, slots=True)
+class Journal:
+    """Where a ticket's journal entries live and which of them a user may read
+    (flows/simpleone.yaml `journal`; instances customise journal columns)."""
+
+    public: str = "additional_comments"  # the caller sees it; the only entries ever read for a user
+    internal: str = "work_notes"  # agents only: never read for a user
+    table: str = "sys_activity_feed_item"
+    # The text the bot ends its own comments with (the end of flows' `comment:`): its own entries
+    # carry it. "" = tell them by the author alone.
+    bot_tail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    """One public journal entry of a ticket (never a work note)."""
+
+    sys_id: str  # the journal entry's: pass the last one seen as `after` to read only newer ones
+    text: str
+    author: str  # as the ticket system names who wrote it (sys_created_by)
+    created_at: str  # "YYYY-MM-DD HH:MM:SS", UTC
+    by_bot: bool  # written by the bot (its account, or its comment's tail), not by an agent
+
+
 class TicketSystem(Protocol):
     """SimpleOne, as the engine needs it."""
 
@@ -107,6 +131,15 @@ class TicketSystem(Protocol):
         ...
 
     async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None: ...
+
+    async def list_comments(
+        self, table: str, sys_id: str, *, journal: Journal | None = None, after: str | None = None,
+        limit: int = 50,
+    ) -> list[Comment]:
+        """The ticket's PUBLIC comments (journal.public entries only, never work notes), oldest
+        first, at most limit, only those after the entry `after` (a Comment.sys_id) if given;
+        journal None = Journal()'s defaults."""
+        ...
 
     async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None: ...
 

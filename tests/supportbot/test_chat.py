@@ -169,3 +169,37 @@ async def test_the_simpleone_emulator_command_serves_the_api(tmp_path: Path) -> 
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)
+
+
+async def test_the_simpleone_emulator_command_takes_agent_commands_on_stdin(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        *SUPPORTBOT, "simpleone-emulator", "--port", str(port), cwd=tmp_path, env=_env(tmp_path),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", auth=("bot", "bot-password")) as client:
+            for _ in range(100):
+                try:
+                    created = await client.post("/rest/v1/table/itsm_incident", json={"subject": "Принтер"})
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.05)
+            sys_id = created.json()["data"][0]["sys_id"]
+            proc.stdin.write("comment INC0000001 Проверьте кабель\n".encode())
+            await proc.stdin.drain()
+            answer = ""
+            while not answer.startswith("ok:"):
+                answer = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().strip()
+            feed = await client.get("/rest/v1/table/sys_activity_feed_item",
+                                    params={"sysparm_query": f"record_id={sys_id}", "sysparm_fields": "content"})
+            assert feed.json()["data"] == [{"content": '{"message": "Проверьте кабель"}'}]
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)

@@ -29,3 +29,12 @@ async def test_conversations_go_through_every_state(flow_set: FlowSet, world: Em
 async def test_conversation(conversation: Conversation, flow_set: FlowSet, world: EmulatorWorld) -> None:
     outcome = await Runner(flow_set, world).run(conversation)
     assert outcome.passed, "\n".join(str(f) for f in outcome.failures)
+
+
+async def test_a_conversation_can_have_an_agent_comment_and_note_on_the_newest_ticket(world: EmulatorWorld) -> None:
+    table = world.ticket_tables[0]
+    await world.tickets.create_ticket(table, {"subject": "Старая"})
+    ref = await world.tickets.create_ticket(table, {"subject": "Новая"})
+    await world.control({"agent_comment": "Уточните номер аудитории", "work_note": "звонил, не ответил"})
+    assert [c.text for c in await world.tickets.list_comments(table, ref.sys_id)] == ["Уточните номер аудитории"]
+    assert [e.field for e in world.emulator.state.journal(table, ref.sys_id)] == ["additional_comments", "work_notes"]

@@ -174,3 +174,28 @@ def test_missing_settings_file(flows: Path) -> None:
 def test_input_without_its_error_texts(flows: Path) -> None:
     edit(flows, "auth.yaml", '        bad_code: "Код — это 6 цифр из письма, например 123456."\n', "")
     assert any(c[:2] == ("auth.yaml", "F070") for c in codes(flows))
+
+
+def test_the_journal_comes_from_simpleone_yaml_with_the_bot_s_tail() -> None:
+    result = load_flow_set([FLOWS])
+    assert result.flow_set is not None
+    journal = result.flow_set.tickets.journal
+    assert (journal.public, journal.internal, journal.table) == (
+        "additional_comments", "work_notes", "sys_activity_feed_item")
+    assert journal.bot_tail == "(добавлено через бот ВКонтакте)"  # the end of `comment:`
+
+
+def test_a_journal_whose_public_field_is_the_internal_one_is_refused(flows: Path) -> None:
+    edit(flows, "simpleone.yaml", "    public: additional_comments\n", "    public: work_notes\n")
+    line = edit(flows, "simpleone.yaml", "    internal: work_notes\n", "    internal: work_notes\n")
+    assert ("simpleone.yaml", "F070", line) in codes(flows)
+    assert load_flow_set([flows]).flow_set is None
+
+
+def test_custom_journal_names_and_no_tail_without_a_fixed_comment_end(flows: Path) -> None:
+    edit(flows, "simpleone.yaml", "    public: additional_comments\n", "    public: u_public_notes\n")
+    edit(flows, "simpleone.yaml", "    (добавлено через бот ВКонтакте)\n", "    {user.email}\n")
+    result = load_flow_set([flows])
+    assert result.flow_set is not None, result.findings
+    journal = result.flow_set.tickets.journal
+    assert journal.public == "u_public_notes" and journal.bot_tail == ""

@@ -1,0 +1,75 @@
+"""A ticket's journal (sys_activity_feed_item records) -> the engine's Comment values.
+
+shared/reference/simpleone-api.md, "Comments": a journal field (`additional_comments`,
+`work_notes`) reads back empty after the save; each write is a record of
+`sys_activity_feed_item` whose `type_id.name` is `<field>.<table>` (or `history`), whose
+`content` is a JSON string, `{"message": "…"}` or `{"message": {"display_value": "…"}}` for a
+comment, and whose `record_id` is the ticket's sys_id.
+
+Everything here re-checks what the query already asked for: an entry is a comment for the user
+only if its type is exactly the public one and it belongs to the ticket. A work note can never
+pass, whatever the server returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.simpleone.records import text
+from engine.ports import Comment
+
+__all__ = ["FEED_FIELDS", "TYPE_NAME", "comment_from", "message_of", "sys_id_key"]
+
+log = logging.getLogger(__name__)
+
+TYPE_NAME = "type_id.name"  # dot-walked in sysparm_fields [doc] and in the query [seen]
+FEED_FIELDS: tuple[str, ...] = ("sys_id", TYPE_NAME, "content", "record_id", "sys_created_at", "sys_created_by")
+
+
+def sys_id_key(sys_id: str) -> tuple[int, int, str]:
+    """Orders sys_ids as the instance does (`ORDERBYsys_id`, `sys_id>`): numerically when they
+    are numbers (18 digits, [doc]), else as text after all numbers."""
+    if sys_id.isascii() and sys_id.isdigit():
+        return (0, int(sys_id), "")
+    return (1, 0, sys_id)
+
+
+def message_of(content: object) -> str | None:
+    """A comment's text from its content, either shape; None if it is not a comment's content."""
+    if isinstance(content, str):
+        try:
+            content = json.loads(content)
+        except ValueError:
+            return None
+    if not isinstance(content, Mapping):
+        return None
+    message = content.get("message")
+    if isinstance(message, Mapping):
+        message = message.get("display_value")
+    return message if isinstance(message, str) else None
+
+
+def comment_from(
+    record: Mapping[str, Any], *, type_name: str, record_id: str, own_authors: frozenset[str], bot_tail: str
+) -> Comment | None:
+    """The public comment this journal record is, or None (another type, another ticket, or a
+    content that cannot be read: that is logged, and never shown raw)."""
+    if text(record.get(TYPE_NAME)) != type_name or text(record.get("record_id")) != record_id:
+        return None
+    sys_id = text(record.get("sys_id"))
+    if not sys_id:
+        return None
+    message = message_of(record.get("content"))
+    if message is None:
+        log.warning("journal entry %s of %s: its content is not a comment's JSON; skipped", sys_id, record_id)
+        return None
+    message = message.strip()
+    if not message:
+        return None
+    author = text(record.get("sys_created_by"))
+    by_bot = author.lower() in own_authors or (bool(bot_tail) and message.endswith(bot_tail))
+    return Comment(sys_id=sys_id, text=message, author=author, created_at=text(record.get("sys_created_at")),
+                   by_bot=by_bot)
