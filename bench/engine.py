@@ -126,7 +126,8 @@ class InProcessSimpleOne:
     async def get_tickets(self, table: str, sys_ids: Sequence[str]) -> list[Ticket]:
         return []
 
-    async def list_attachments(self, table: str, sys_id: str) -> list[Attachment]:
+    async def find_attachments(self, table: str, sys_id: str, files: Sequence[Attachment], *,
+                               since: str, known: Sequence[Attachment] = ()) -> list[Attachment]:
         return []
 
     async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None:
@@ -136,8 +137,8 @@ class InProcessSimpleOne:
                             after: str | None = None, limit: int = 50) -> list[Comment]:
         return []
 
-    async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None:
-        return None
+    async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> list[Attachment]:
+        return []
 
     async def close(self) -> None:
         return None

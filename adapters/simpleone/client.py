@@ -553,13 +553,27 @@ class SimpleOneClient:
         self._unwrap("DELETE", path, response)
 
     async def upload(self, table: str, sys_id: str, files: Sequence[FilePart]) -> list[dict[str, Any]]:
-        """Attach files to a record; returns the created sys_attachment records."""
+        """Attach files to a record. The answer's body is undocumented: any 2xx is success, and
+        the sys_attachment records are returned when the body is the usual envelope holding
+        them, else [] (an empty body, other JSON, plain text). A 2xx HTML page is still an error:
+        it is a proxy's page, not SimpleOne's (had the upload landed, settling finds it)."""
         if not files:
             return []
         path = f"/v1/attachments/upload/{_name(table, 'table')}/{_sys_id(sys_id)}"
         names = ["files"] if len(files) == 1 else [f"files[{i}]" for i in range(1, len(files) + 1)]
         parts = list(zip(names, files, strict=True))
-        return self._records("POST", path, await self._call("POST", path, files=parts))
+        response = await self._call("POST", path, files=parts)
+        self._check_status("POST", path, response, secret=False)
+        try:
+            envelope = json.loads(response.content) if response.content.strip() else None
+        except ValueError:
+            envelope = None
+        data = envelope.get("data") if isinstance(envelope, Mapping) else None
+        if isinstance(envelope, Mapping) and envelope.get("status") not in (None, "OK"):
+            log.warning("POST %s -> HTTP %s (taken as success): %s", path, response.status, _excerpt(response.text))
+        if not isinstance(data, list):
+            return []
+        return [r for r in data if isinstance(r, dict)]
 
     async def download(self, attachment_sys_id: str) -> bytes:
         path = f"/v1/attachments/download/{_sys_id(attachment_sys_id)}"
@@ -719,23 +733,6 @@ class SimpleOneClient:
             cursor = newer[-1][1]
         return found[:limit]
 
-    async def list_attachments(self, table: str, sys_id: str) -> list[Attachment]:
-        """The record's files, from the documented sys_attachment metadata table."""
-        records = await self.list_records(
-            ATTACHMENT_TABLE, query=f"record_document_id={_sys_id(sys_id)}",
-            fields=("file_name", "size_bytes", "record_document_id"), limit=1000, exclude_reference_link=True,
-        )
-        out = []
-        for r in records:
-            if as_str(r.get("record_document_id")) not in ("", sys_id):
-                continue
-            try:
-                size = int(as_str(r.get("size_bytes")) or "-1")
-            except ValueError:
-                size = -1
-            out.append(Attachment(as_str(r.get("file_name")), size))
-        return out
-
     async def state_labels(self, table: str) -> Mapping[str, str]:
         """The instance's own labels of the table's state codes, from sys_choice (`choice_query`).
 
@@ -787,7 +784,82 @@ class SimpleOneClient:
                 labels.setdefault(value, title)
         return labels
 
-    async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None:
+    async def find_attachments(self, table: str, sys_id: str, files: Sequence[Attachment], *,
+                               since: str, known: Sequence[Attachment] = ()) -> list[Attachment]:
+        """Those of `files` (name and size) attached to the record at `since` or later (the
+        instance's time, "YYYY-MM-DD HH:MM:SS"; "" = any time): how the outbox settles an upload
+        whose answer was lost before it sends the file again.
+
+        sys_attachment names a record by its Document ID — a UUID the instance derives from the
+        table's and the record's ids (`ss.getDocIdByIds`) — not by its sys_id, and the REST API
+        documents no way to compute it ([doc], shared/reference/simpleone-api.md). So:
+        1. The Document ID is read off an attachment known to be on the record: a `known` one
+           carrying it; else the `known` ones with a sys_id (named by an upload's answer), read
+           back; else a `known` file without ids (an upload answered 2xx with no usable body)
+           whose name, size and time match exactly one sys_attachment row: that row is it.
+        2. With the Document ID, the record's own rows are listed: exact. The files come back
+           with their sys_id and Document ID.
+        3. Without it, rows are matched by name, size and `sys_created_at >= since` across the
+           whole instance, and come back without ids. Limit: a file of the same name and the
+           same byte size attached to another record within that window is taken for ours, and
+           ours is then not sent again (a file lost, never a duplicate). The window is as narrow
+           as `since` is recent: the outbox passes the ticket's sys_updated_at from just before
+           the files were queued, the instance's own clock, so the bot's clock plays no part.
+        Names are compared exactly after the same cleaning an upload applies (the server's `=`
+        ignores case); each row answers for one wanted file at most.
+        """
+        _sys_id(sys_id)
+        since = since if _TIME_RE.fullmatch(since) else ""
+        wanted = [f for f in files if f.size >= 0]
+        if not wanted:
+            return []
+        doc_id = await self._document_id(known, since)
+        if doc_id:
+            query = f"record_document_id={doc_id}" + (f"^sys_created_at>={since}" if since else "")
+            rows = await self.list_records(ATTACHMENT_TABLE, query=query, fields=_ATTACHMENT_FIELDS, limit=1000,
+                                           exclude_reference_link=True)
+            rows = [r for r in rows if as_str(r.get("record_document_id")) == doc_id]
+            return _match_rows(wanted, rows, since, with_ids=True)
+        found: list[Attachment] = []
+        for file in wanted:
+            rows = await self._rows_like(file, since)
+            found.extend(_match_rows([file], rows, since, with_ids=False))
+        return found
+
+    async def _document_id(self, known: Sequence[Attachment], since: str) -> str:
+        """The record's Document ID, read off files known to be on it; "" if none tells it."""
+        for attachment in known:
+            if _SYS_ID_RE.fullmatch(attachment.document_id):
+                return attachment.document_id
+        ids = [a.sys_id for a in known if _SYS_ID_RE.fullmatch(a.sys_id)][:50]
+        if ids:
+            rows = await self.list_records(ATTACHMENT_TABLE, query=f"sys_idIN{'@'.join(ids)}",
+                                           fields=_ATTACHMENT_FIELDS, limit=len(ids), exclude_reference_link=True)
+            for row in rows:
+                doc_id = as_str(row.get("record_document_id"))
+                if as_str(row.get("sys_id")) in ids and _SYS_ID_RE.fullmatch(doc_id):
+                    return doc_id
+        for attachment in known:
+            if attachment.sys_id:
+                continue
+            matches = _match_rows([attachment], await self._rows_like(attachment, since), since, with_ids=True,
+                                  every=True)
+            if len(matches) == 1 and _SYS_ID_RE.fullmatch(matches[0].document_id):
+                return matches[0].document_id
+        return ""
+
+    async def _rows_like(self, file: Attachment, since: str) -> list[dict[str, Any]]:
+        """sys_attachment rows of this size (and name, where it can go into a query), since `since`."""
+        query = f"size_bytes={file.size}"
+        name = clean_file_name(file.name)
+        if not any(c in name for c in "^@\n\r"):
+            query += f"^file_name={name}"
+        if since:
+            query += f"^sys_created_at>={since}"
+        return await self.list_records(ATTACHMENT_TABLE, query=query + "^ORDERBYsys_created_at",
+                                       fields=_ATTACHMENT_FIELDS, limit=100, exclude_reference_link=True)
+
+    async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> list[Attachment]:
         parts: list[FilePart] = []
         for upload in files:
             try:
@@ -795,4 +867,39 @@ class SimpleOneClient:
             except OSError as exc:
                 raise TicketSystemRejected(f"cannot read {upload.name!r} for upload: {exc.strerror}") from exc
             parts.append((upload.name, upload.mime, data))
-        await self.upload(table, sys_id, parts)
+        records = await self.upload(table, sys_id, parts)
+        # Bonus ids, when the undocumented answer names the new rows.
+        return [a for a in (_attachment_of(r, with_ids=True) for r in records) if a is not None and a.sys_id]
+
+
+_ATTACHMENT_FIELDS = ("sys_id", "file_name", "size_bytes", "record_document_id", "sys_created_at")
+_TIME_RE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+def _attachment_of(row: Mapping[str, Any], *, with_ids: bool) -> Attachment | None:
+    try:
+        size = int(as_str(row.get("size_bytes")))
+    except ValueError:
+        return None
+    if not with_ids:
+        return Attachment(as_str(row.get("file_name")), size)
+    return Attachment(as_str(row.get("file_name")), size, as_str(row.get("sys_id")),
+                      as_str(row.get("record_document_id")))
+
+
+def _match_rows(wanted: Sequence[Attachment], rows: Sequence[Mapping[str, Any]], since: str, *,
+                with_ids: bool, every: bool = False) -> list[Attachment]:
+    """The wanted files the rows show (as asked for: the wanted name), each row used once;
+    `every`: every matching row, not one per wanted file."""
+    found: list[Attachment] = []
+    left = [(seen, as_str(r.get("sys_created_at"))) for r in rows
+            if (seen := _attachment_of(r, with_ids=with_ids)) is not None]
+    for file in wanted:
+        name = clean_file_name(file.name)
+        for seen, created_at in list(left):
+            if seen.name == name and seen.size == file.size and created_at >= since:
+                left.remove((seen, created_at))
+                found.append(Attachment(file.name, file.size, seen.sys_id, seen.document_id))
+                if not every:
+                    break
+    return found

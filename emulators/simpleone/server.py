@@ -304,10 +304,16 @@ async def upload(request: web.Request) -> web.StreamResponse:
     if not received:
         raise ApiError(400, "No files in field 'files' or 'files[N]'")
     created = [state.add_attachment(table, sys_id, name, mime, data) for name, mime, data in received]
+    # [doc] the reply's body is not documented. [guess] "records": the envelope with the new
+    # sys_attachment records (as a create answers); "empty": 200 and no body (state.upload_reply).
+    if state.upload_reply == "empty":
+        return web.Response(status=200)
     return _render_many(request, "sys_attachment", [state.get("sys_attachment", a) for a in created])
 
 
 async def download(request: web.Request) -> web.StreamResponse:
+    """[doc] `GET /v1/attachments/download/{attachment_sys_id}`: the file's bytes. [guess] the
+    stored MIME type as Content-Type, the name in Content-Disposition; a JSON 404 if unknown."""
     state, att_id = _state(request), request.match_info["sys_id"]
     meta = state.get("sys_attachment", att_id)
     name = meta.get("file_name", "file")

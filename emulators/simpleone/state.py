@@ -7,13 +7,14 @@ in a query), numbers as their decimal text, references as the referenced sys_id.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
 from emulators.simpleone.faults import Faults
 from emulators.simpleone.query import Query, as_text, parse_query
@@ -83,6 +84,22 @@ AGENT_ACTIONS: Mapping[str, str] = {"comment": "additional_comments", "note": "w
 # Written by the platform, never by a Table API client.
 SYSTEM_FIELDS: frozenset[str] = frozenset({"sys_id", "number", "sys_created_at", "sys_updated_at"})
 ATTACHMENT_TABLE = "sys_attachment"
+# What the undocumented reply to an upload carries: "records" = the envelope with the new
+# sys_attachment records, "empty" = HTTP 200 with no body at all. [guess] both; a client must
+# treat any 2xx as success and depend on neither (shared/reference/simpleone-api.md, Attachments).
+UploadReply = Literal["records", "empty"]
+UPLOAD_REPLIES: tuple[str, ...] = get_args(UploadReply)
+
+
+def document_id(table_id: str, record_id: str) -> str:
+    """A record's Document ID, as `sys_attachment.record_document_id` holds it.
+
+    [doc] the field holds a Document ID: a 32-character UUID built from the table's and the
+    record's ids (`ss.getDocIdByIds`), not the record's sys_id. [guess] the derivation: the
+    instance's is unpublished, so here it is the MD5 of both ids, as 32 hex digits — what
+    matters is that it is neither the sys_id nor computable by a client that does not know it.
+    """
+    return hashlib.md5(f"{table_id}:{record_id}".encode(), usedforsecurity=False).hexdigest()
 
 
 def utc_now() -> datetime:
@@ -154,6 +171,7 @@ class EmulatorState:
     # [seen] a comment entry's content is {"message": "…"} or {"message": {"display_value": "…"}};
     # which one an instance writes is unknown, so either can be chosen (True: the nested one).
     nested_journal_content: bool = False
+    upload_reply: UploadReply = "records"
     faults: Faults = field(default_factory=Faults)
     tables: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     journals: dict[tuple[str, str], list[JournalEntry]] = field(default_factory=dict)
@@ -165,6 +183,9 @@ class EmulatorState:
     _tokens: dict[str, _Token] = field(default_factory=dict)
     _numbers: dict[str, int] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(166031411802010329, 7))
+    # Each table's own sys_id (a sys_db_table record on an instance), given on first use: the
+    # table half of a Document ID. Kept across reset(), like an instance's schema.
+    _table_ids: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # the full state is large and holds the password
         sizes = ", ".join(f"{name}={len(rows)}" for name, rows in self.tables.items() if rows)
@@ -303,8 +324,9 @@ class EmulatorState:
         feed = self.tables[FEED_TABLE]
         for item_id in [i for i, item in feed.items() if item.get("record_id") == sys_id]:
             del feed[item_id]
+        doc_id = self.document_id(table, sys_id)
         for att_id, att in list(self.tables[ATTACHMENT_TABLE].items()):
-            if att.get("record_document_id") == sys_id:
+            if att.get("record_document_id") == doc_id:
                 del self.tables[ATTACHMENT_TABLE][att_id]
                 self.blobs.pop(att_id, None)
 
@@ -475,12 +497,20 @@ class EmulatorState:
 
     # -- attachments -------------------------------------------------------------------------
 
+    def document_id(self, table: str, sys_id: str) -> str:
+        """The Document ID of a record of `table` (see `document_id`)."""
+        table_id = self._table_ids.get(table)
+        if table_id is None:
+            table_id = self._table_ids[table] = self.new_sys_id()
+        return document_id(table_id, sys_id)
+
     def add_attachment(self, table: str, sys_id: str, file_name: str, mime: str, data: bytes) -> str:
         self.get(table, sys_id)
         att_id = self.create(
             ATTACHMENT_TABLE,
             {
-                "record_document_id": sys_id,
+                # [doc] the Document ID of the record, not its sys_id (see `document_id`).
+                "record_document_id": self.document_id(table, sys_id),
                 "file_name": file_name,
                 "mime_content_type": mime,
                 "size_bytes": len(data),
@@ -548,7 +578,8 @@ class EmulatorState:
     def attachments(self, table: str, sys_id: str) -> list[dict[str, str]]:
         """Attachment records of one record (the `table` argument guards against id mix-ups)."""
         self.get(table, sys_id)
-        return [dict(a) for a in self.tables[ATTACHMENT_TABLE].values() if a["record_document_id"] == sys_id]
+        doc_id = self.document_id(table, sys_id)
+        return [dict(a) for a in self.tables[ATTACHMENT_TABLE].values() if a["record_document_id"] == doc_id]
 
     def attachment_bytes(self, attachment_sys_id: str) -> bytes:
         return self.blobs[attachment_sys_id]

@@ -67,8 +67,17 @@ class Ticket:
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
+    """A file on a record (a sys_attachment row), or one looked for (name and size alone).
+
+    sys_id and document_id (the row's record_document_id: the record's Document ID, which is
+    not its sys_id) are set only when the file is known to be on this record: named by an
+    upload's answer, or found through the record's Document ID. A file matched only by name,
+    size and time carries neither: it might be another record's."""
+
     name: str
     size: int
+    sys_id: str = ""
+    document_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +150,18 @@ class TicketSystem(Protocol):
         journal None = Journal()'s defaults."""
         ...
 
-    async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> None: ...
+    async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> list[Attachment]:
+        """Attach files to a record. Any 2xx answer is success; its body is undocumented, so
+        what is returned is the attachments it happened to name, with their ids (often none)."""
+        ...
 
-    async def list_attachments(self, table: str, sys_id: str) -> list[Attachment]:
-        """The files attached to a record: how an unclear upload is settled before a retry."""
+    async def find_attachments(self, table: str, sys_id: str, files: Sequence[Attachment], *,
+                               since: str, known: Sequence[Attachment] = ()) -> list[Attachment]:
+        """Those of `files` (by name and size; each at most as often as asked) attached to the
+        record at `since` or later — the instance's own time, "YYYY-MM-DD HH:MM:SS", "" for any
+        time: how an unclear upload is settled before it is tried again. `known`: files known
+        to be on the record (uploads answered 2xx), which let the record's files be told from
+        other records' (see the SimpleOne adapter for how, and the limits)."""
         ...
 
     async def state_labels(self, table: str) -> Mapping[str, str]:

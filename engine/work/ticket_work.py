@@ -5,7 +5,9 @@ again; none writes twice what got through:
 
 - a ticket carries the marker `[sb:<item id>]` in its description and is looked up by it before
   every create, and again after an unclear failure;
-- files are matched against the record's attachments (name and size) before each upload;
+- a file is marked as tried before its upload; a tried file is looked for on the record (name,
+  size, attached since the ticket's last change before the files were queued) before it is sent
+  again — see TicketSystem.find_attachments and the SimpleOne adapter for how and the limits;
 - a comment's write is bracketed by the ticket's sys_updated_at, saved before the write: after an
   unclear failure, a ticket unchanged since then did not get it (the journal itself cannot be
   read through the documented API, so a change made by someone else in that same window is
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from engine.actions.ticket_items import COMMENT, CREATE, UPLOAD, marker, record_of, spooled_files
 from engine.ports import (
+    Attachment,
     FileSpool,
     OutboxItem,
     SpooledFile,
@@ -41,11 +45,13 @@ SKEW_TOLERANCE = 5.0  # seconds SimpleOne's clock may run ahead of ours before w
 DESCRIPTION_LIMIT = 4000
 
 def upload_item(parent: OutboxItem, ref: TicketRef, files: list[SpooledFile], now: float,
-                vars_: dict[str, Any]) -> OutboxItem:
+                vars_: dict[str, Any], since: str = "") -> OutboxItem:
+    """since: the ticket's sys_updated_at as last read (SimpleOne's clock), before any of these
+    files can have reached it: where a search for a file whose upload went unanswered starts."""
     return OutboxItem(
         id=f"{parent.id}.files", peer=parent.peer, kind=UPLOAD, created_at=now, next_at=now, updated_at=now,
         record=record_of(ref.table, ref.sys_id),
-        payload={"table": ref.table, "sys_id": ref.sys_id, "number": ref.number,
+        payload={"table": ref.table, "sys_id": ref.sys_id, "number": ref.number, "since": since,
                  "files": [f.as_slot() for f in files], "gave_up": "files_failed",
                  # If it is given up, every file is named (the worker tells payload vars then).
                  "vars": {**vars_, "files": ", ".join(f.name for f in files)}},
@@ -88,7 +94,7 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
         now = clock()
         return WorkDone(
             {"event": "created", "vars": {"ticket": ticket}, "notice": "ticket_created"},
-            follow_ups=[upload_item(item, ref, files, now, {"ticket": ticket})] if files else [],
+            follow_ups=[upload_item(item, ref, files, now, {"ticket": ticket}, ref.updated_at)] if files else [],
             watch=[WatchedTicket(ref.table, ref.sys_id, ref.number, item.peer, ref.state, ref.updated_at)],
         )
 
@@ -97,26 +103,53 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
         table, sys_id = str(p["table"]), str(p["sys_id"])
         done: list[str] = list(item.progress.get("done") or [])
         failed: list[str] = list(item.progress.get("failed") or [])
-        pending = [f for f in spooled_files(p.get("files")) if f.id not in done and f.id not in failed]
-        if pending:
-            present = {(a.name, a.size) for a in await tickets.list_attachments(table, sys_id)}
-            for f in pending:
-                if (f.name, f.size) not in present:
-                    try:
-                        await tickets.upload_files(table, sys_id, [Upload(f.name, f.mime, spool.path(f.id))])
-                    except TicketSystemRejected as exc:
-                        log.error("file %s refused for %s: %s", f.name, p.get("number"), exc)
-                        failed.append(f.id)
-                        item.progress["failed"] = failed
-                        await checkpoint(item)
-                        continue
-                    except TicketSystemUnavailable:
-                        # Did it land anyway? Settled by the listing at the start of the next try.
-                        raise
-                done.append(f.id)
-                item.progress["done"] = done
-                await checkpoint(item)
-                await spool.discard(f.id)
+        # Files sent at least once (marked before the send), and what is known to be on the
+        # ticket: files whose upload was answered 2xx, with the ids the answer gave, if any.
+        tried: list[str] = list(item.progress.get("tried") or [])
+        sure = [Attachment(str(a.get("name", "")), int(a.get("size", -1)), str(a.get("sys_id", "")),
+                           str(a.get("document_id", ""))) for a in item.progress.get("sure") or []]
+        files = spooled_files(p.get("files"))
+        pending = [f for f in files if f.id not in done and f.id not in failed]
+        unclear = [f for f in pending if f.id in tried]
+        landed: Counter[tuple[str, int]] = Counter()
+        if unclear:
+            # Did an unanswered upload land anyway? Never send a file twice. Identical files (name
+            # and size) of this item already sent are looked for too, and counted out.
+            keys = {(f.name, f.size) for f in unclear}
+            twins = [f for f in files if f.id in done and (f.name, f.size) in keys]
+            found = await tickets.find_attachments(
+                table, sys_id, [Attachment(f.name, f.size) for f in unclear + twins],
+                since=str(p.get("since") or ""), known=sure)
+            landed.update((a.name, a.size) for a in found)
+            landed.subtract((f.name, f.size) for f in twins)
+            sure.extend(a for a in found if a.sys_id)  # found through the Document ID: surely there
+        for f in pending:
+            if f.id in tried and landed[(f.name, f.size)] > 0:
+                landed[(f.name, f.size)] -= 1
+                log.info("file %s for %s: an earlier upload got through", f.name, p.get("number"))
+            else:
+                if f.id not in tried:
+                    tried.append(f.id)
+                    item.progress["tried"] = tried
+                    await checkpoint(item)
+                try:
+                    answered = await tickets.upload_files(table, sys_id, [Upload(f.name, f.mime, spool.path(f.id))])
+                except TicketSystemRejected as exc:
+                    log.error("file %s refused for %s: %s", f.name, p.get("number"), exc)
+                    failed.append(f.id)
+                    item.progress["failed"] = failed
+                    await checkpoint(item)
+                    continue
+                except TicketSystemUnavailable:
+                    # Did it land anyway? Settled by find_attachments at the start of the next try.
+                    raise
+                sure.extend(answered or [Attachment(f.name, f.size)])
+                item.progress["sure"] = [{"name": a.name, "size": a.size, "sys_id": a.sys_id,
+                                          "document_id": a.document_id} for a in sure]
+            done.append(f.id)
+            item.progress["done"] = done
+            await checkpoint(item)
+            await spool.discard(f.id)
         names = [f.name for f in spooled_files(p.get("files")) if f.id in failed]
         for f in spooled_files(p.get("files")):
             if f.id in failed:
@@ -188,7 +221,8 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
         now = clock()
         return WorkDone(
             {"event": "added", "vars": {"ticket": ticket_vars}, "notice": "comment_added"},
-            follow_ups=[upload_item(item, ref, files, now, {"ticket": ticket_vars})] if files else [],
+            follow_ups=[upload_item(item, ref, files, now, {"ticket": ticket_vars}, ticket.updated_at)]
+            if files else [],
             watch=[WatchedTicket(table, sys_id, ticket.number, item.peer, ticket.state, ticket.updated_at,
                                  ticket.active)],
         )

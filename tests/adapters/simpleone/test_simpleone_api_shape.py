@@ -17,7 +17,7 @@ import pytest
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig, default_transport
 from adapters.simpleone.transport import HttpAnswer, HttpRequest
 from emulators.simpleone.server import RunningEmulator
-from engine.ports import Upload
+from engine.ports import Attachment, Upload
 
 REFERENCE = Path("/work/shared/reference/simpleone-api.md")
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
@@ -163,10 +163,13 @@ async def test_the_client_calls_only_documented_endpoints(
         # The re-login tries the documented login, and the fallback when it is not there.
         emulator.faults.fail_next(status=404, path_prefix="/v1/auth/login")
         await client.add_comment("itsm_incident", ref.sys_id, "additional_comments", "hi")
-        await client.upload_files("itsm_incident", ref.sys_id, [Upload("f.txt", "text/plain", upload_path)])
+        first = await client.upload_files("itsm_incident", ref.sys_id, [Upload("f.txt", "text/plain", upload_path)])
         await client.upload_files(
             "itsm_incident", ref.sys_id, [Upload("f.txt", "text/plain", upload_path)] * 2
         )
+        for known in ([], first):  # matched by name, size and time; through the Document ID
+            assert await client.find_attachments("itsm_incident", ref.sys_id, [Attachment("f.txt", 4)],
+                                                 since=ref.updated_at, known=known)
         record = await client.create_record("itsm_request", {"subject": "y"})
         await client.list_records("itsm_request", query="active=1", fields=["sys_id"], limit=2, page=2)
         await client.get_record("itsm_request", record["sys_id"])

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.simpleone.client import RecordNotFound, SimpleOneClient, SimpleOneConfig
+from adapters.simpleone.client import RecordNotFound, SimpleOneClient, SimpleOneConfig, default_transport
 from adapters.simpleone.records import flag, person_from, text, ticket_from
 from adapters.simpleone.transport import HttpAnswer, HttpRequest
 from emulators.simpleone.server import RunningEmulator, start_emulator
@@ -42,7 +42,8 @@ def api_calls(emulator: RunningEmulator) -> list[tuple[str, str]]:
 
 def test_client_satisfies_the_engine_port(client: SimpleOneClient) -> None:
     port: TicketSystem = client  # mypy checks the protocol; the runtime check is below
-    for name in ("find_person", "create_ticket", "list_tickets", "get_ticket", "add_comment", "upload_files"):
+    for name in ("find_person", "create_ticket", "list_tickets", "get_ticket", "add_comment", "upload_files",
+                 "find_attachments"):
         assert callable(getattr(port, name))
 
 
@@ -142,18 +143,128 @@ async def test_get_tickets_sends_the_documented_in_query(emulator: RunningEmulat
     assert dict(request.params)["sysparm_query"] == "sys_idIN111@222"  # the reference's list separator
 
 
-async def test_list_attachments_settles_an_unclear_upload(
+def _attachment_queries(requests: list[HttpRequest]) -> list[str]:
+    return [dict(r.params).get("sysparm_query", "") for r in requests if r.url.endswith("/sys_attachment")]
+
+
+class _Spy:
+    """A transport over the real one that keeps every request (the emulator still answers)."""
+
+    def __init__(self, config: SimpleOneConfig) -> None:
+        self.inner = default_transport(config)
+        self.requests: list[HttpRequest] = []
+
+    async def send(self, request: HttpRequest) -> HttpAnswer:
+        self.requests.append(request)
+        return await self.inner.send(request)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def _file(tmp_path: Path, name: str, content: bytes) -> Upload:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return Upload(name, "application/octet-stream", path)
+
+
+@pytest.mark.parametrize("mode", ["error", "drop"])
+async def test_find_attachments_settles_an_unclear_upload_without_the_sys_id(
+    client: SimpleOneClient, emulator: RunningEmulator, clock: ManualClock, tmp_path: Path, mode: str
+) -> None:
+    """Nothing known on the record: the file is found by name, size and time, as a real instance
+    allows (record_document_id is a Document ID, so a query by the sys_id finds nothing)."""
+    early = await client.create_ticket(INCIDENT, {"subject": "old"})
+    await client.upload_files(INCIDENT, early.sys_id, [_file(tmp_path, "скрин.png", b"\x89PNG" * 10)])
+    clock.advance(60)
+    ref = await client.create_ticket(INCIDENT, {"subject": "x"})
+    shot = _file(tmp_path, "скрин.png", b"\x89PNG" * 10)
+    emulator.faults.fail_after_write(1, mode=mode, method="POST", path_prefix="/v1/attachments/")  # type: ignore[arg-type]
+    with pytest.raises(TicketSystemUnavailable):
+        await client.upload_files(INCIDENT, ref.sys_id, [shot])
+    wanted = [Attachment("скрин.png", 40), Attachment("скрин.png", 41), Attachment("other.png", 40)]
+    # The same file on an older ticket is before `since`: only the unclear upload is found.
+    assert await client.find_attachments(INCIDENT, ref.sys_id, wanted, since=ref.updated_at) == [
+        Attachment("скрин.png", 40)]
+    assert len(emulator.state.records("sys_attachment")) == 2
+    assert await client.find_attachments(INCIDENT, ref.sys_id, [], since=ref.updated_at) == []
+
+
+async def test_find_attachments_reads_the_document_id_off_a_known_attachment(
     client: SimpleOneClient, emulator: RunningEmulator, tmp_path: Path
 ) -> None:
+    """A file the upload's answer named (with its id) tells the record's Document ID: the
+    record's own rows are listed, and the same file on another record is not taken for ours."""
     ref = await client.create_ticket(INCIDENT, {"subject": "x"})
     other = await client.create_ticket(INCIDENT, {"subject": "y"})
-    path = tmp_path / "скрин.png"
-    path.write_bytes(b"\x89PNG" * 10)
-    emulator.faults.fail_after_write(1, method="POST", path_prefix="/v1/attachments/")
+    (first,) = await client.upload_files(INCIDENT, ref.sys_id, [_file(tmp_path, "a.txt", b"a")])
+    doc_id = emulator.state.document_id(INCIDENT, ref.sys_id)
+    assert first.name == "a.txt" and first.size == 1 and first.sys_id and first.document_id == doc_id
+    log = _file(tmp_path, "log.txt", b"log")
+    await client.upload_files(INCIDENT, other.sys_id, [log])  # someone else's, same name and size
+    emulator.faults.fail_next(1, method="POST", path_prefix="/v1/attachments/")  # ours never landed
     with pytest.raises(TicketSystemUnavailable):
-        await client.upload_files(INCIDENT, ref.sys_id, [Upload("скрин.png", "image/png", path)])
-    assert await client.list_attachments(INCIDENT, ref.sys_id) == [Attachment("скрин.png", 40)]
-    assert await client.list_attachments(INCIDENT, other.sys_id) == []
+        await client.upload_files(INCIDENT, ref.sys_id, [log])
+    wanted = [Attachment("log.txt", 3)]
+    # The limit of matching by name, size and time alone:
+    assert await client.find_attachments(INCIDENT, ref.sys_id, wanted, since=ref.updated_at) == wanted
+    bare = Attachment(first.name, first.size, first.sys_id)  # the id alone: read back for its Document ID
+    for known in ([first], [bare]):
+        assert await client.find_attachments(INCIDENT, ref.sys_id, wanted, since=ref.updated_at, known=known) == []
+    await client.upload_files(INCIDENT, ref.sys_id, [log])
+    (found,) = await client.find_attachments(INCIDENT, ref.sys_id, wanted, since=ref.updated_at, known=[bare])
+    assert found.document_id == doc_id and found.sys_id != first.sys_id
+
+
+async def test_find_attachments_without_ids_from_the_upload_answer(
+    emulator: RunningEmulator, tmp_path: Path, creds: Any
+) -> None:
+    """The upload answers 200 with no body: a file known to have landed (no ids) whose name,
+    size and time match exactly one row gives the Document ID all the same."""
+    config = SimpleOneConfig(emulator.url, username=creds.username, password=creds.password)
+    spy = _Spy(config)
+    async with SimpleOneClient(config, transport=spy) as client:
+        emulator.state.upload_reply = "empty"
+        ref = await client.create_ticket(INCIDENT, {"subject": "x"})
+        other = await client.create_ticket(INCIDENT, {"subject": "y"})
+        assert await client.upload_files(INCIDENT, ref.sys_id, [_file(tmp_path, "a.txt", b"a")]) == []
+        log = _file(tmp_path, "log.txt", b"log")
+        await client.upload_files(INCIDENT, other.sys_id, [log])
+        emulator.faults.fail_next(1, method="POST", path_prefix="/v1/attachments/")
+        with pytest.raises(TicketSystemUnavailable):
+            await client.upload_files(INCIDENT, ref.sys_id, [log])
+        known = [Attachment("a.txt", 1)]
+        wanted = [Attachment("log.txt", 3)]
+        assert await client.find_attachments(INCIDENT, ref.sys_id, wanted, since=ref.updated_at, known=known) == []
+        doc_id = emulator.state.document_id(INCIDENT, ref.sys_id)
+        queries = _attachment_queries(spy.requests)
+        assert f"record_document_id={doc_id}^sys_created_at>={ref.updated_at}" in queries
+        assert not any(ref.sys_id in q for q in queries)  # never the sys_id for a Document ID
+
+
+async def test_upload_takes_any_2xx_for_success_whatever_the_body(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"x")
+    record = {"sys_id": "166031411802010400", "file_name": "a.txt", "size_bytes": "1",
+              "record_document_id": "0" * 32}
+    answers = [
+        (HttpAnswer(200), []),
+        (HttpAnswer(201, b"Created", "text/plain"), []),
+        (_json(200, {"status": "ERROR", "data": [record]}), [Attachment("a.txt", 1, record["sys_id"], "0" * 32)]),
+        (_json(200, {"files": ["a.txt"]}), []),
+        (_json(200, {"status": "OK", "data": [record, "junk"]}), [Attachment("a.txt", 1, record["sys_id"], "0" * 32)]),
+    ]
+    for answer, expected in answers:
+        async with SimpleOneClient(SimpleOneConfig("https://sd.example", token="t" * 32),
+                                   transport=_Recorder(answer)) as client:
+            assert await client.upload_files(INCIDENT, "166031411802010329",
+                                             [Upload("a.txt", "text/plain", path)]) == expected
+    # A 200 HTML page is a proxy's, not SimpleOne's: the upload surely did not get through.
+    async with SimpleOneClient(SimpleOneConfig("https://sd.example", token="t" * 32),
+                               transport=_Recorder(HttpAnswer(200, b"<html>login</html>", "text/html"))) as client:
+        with pytest.raises(TicketSystemUnavailable) as caught:
+            await client.upload_files(INCIDENT, "166031411802010329", [Upload("a.txt", "text/plain", path)])
+    assert caught.value.maybe_done is False
 
 
 async def test_get_ticket_is_none_when_absent_or_malformed(

@@ -431,7 +431,8 @@ async def test_upload_list_and_download_attachments(
     url = f"/v1/attachments/upload/itsm_incident/{ticket['sys_id']}"
     (one,) = data(await raw.post(url, files={"files": ("log.txt", b"hello", "text/plain")}))
     assert one["file_name"] == "log.txt" and one["mime_content_type"] == "text/plain"
-    assert one["size_bytes"] == "5" and one["record_document_id"] == ticket["sys_id"]
+    assert one["size_bytes"] == "5" and one["sys_created_at"]
+    doc_id = one["record_document_id"]
     several: Any = [
         ("files[1]", ("a.png", b"\x89PNG....", "image/png")),
         ("files[2]", ("b.pdf", b"%PDF-1.4", "application/pdf")),
@@ -439,7 +440,8 @@ async def test_upload_list_and_download_attachments(
     ]
     created = data(await raw.post(url, files=several))
     assert [a["file_name"] for a in created] == ["a.png", "b.pdf"]
-    query = {"sysparm_query": f"record_document_id={ticket['sys_id']}^ORDERBYfile_name"}
+    assert {a["record_document_id"] for a in created} == {doc_id}
+    query = {"sysparm_query": f"record_document_id={doc_id}^ORDERBYfile_name"}
     listed = data(await raw.get("/rest/v1/table/sys_attachment", params=query))
     assert [a["file_name"] for a in listed] == ["a.png", "b.pdf", "log.txt"]
     got = await raw.get(f"/v1/attachments/download/{created[0]['sys_id']}")
@@ -450,6 +452,47 @@ async def test_upload_list_and_download_attachments(
     )
     assert emulator.state.attachment_bytes(one["sys_id"]) == b"hello"
     assert len(emulator.state.attachments("itsm_incident", ticket["sys_id"])) == 3
+
+
+async def test_record_document_id_is_a_document_id_not_the_sys_id(
+    raw: httpx.AsyncClient, emulator: RunningEmulator
+) -> None:
+    """[doc] sys_attachment.record_document_id holds the record's Document ID, a 32-character
+    UUID built from the table's and the record's ids: the naive query by sys_id finds nothing."""
+    (ticket,) = data(await raw.post(INCIDENTS, json={"subject": "x"}))
+    (other,) = data(await raw.post(INCIDENTS, json={"subject": "y"}))
+    (request,) = data(await raw.post("/rest/v1/table/itsm_request", json={"subject": "z"}))
+    docs = {}
+    for table, record in (("itsm_incident", ticket), ("itsm_incident", other), ("itsm_request", request)):
+        url = f"/v1/attachments/upload/{table}/{record['sys_id']}"
+        (att,) = data(await raw.post(url, files={"files": ("a.txt", b"a", "text/plain")}))
+        docs[record["sys_id"]] = att["record_document_id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", att["record_document_id"])
+        assert att["record_document_id"] == emulator.state.document_id(table, record["sys_id"])
+    assert len(set(docs.values())) == 3  # one per record, the table's id taken in
+    attachments = "/rest/v1/table/sys_attachment"
+    naive = {"sysparm_query": f"record_document_id={ticket['sys_id']}"}
+    assert data(await raw.get(attachments, params=naive)) == []
+    by_doc = {"sysparm_query": f"record_document_id={docs[ticket['sys_id']]}"}
+    assert [a["file_name"] for a in data(await raw.get(attachments, params=by_doc))] == ["a.txt"]
+    # Deleting a record takes its attachments, and only its own.
+    assert (await raw.delete(f"{INCIDENTS}/{ticket['sys_id']}")).status_code == 200
+    assert len(emulator.state.records("sys_attachment")) == 2
+    assert len(emulator.state.attachments("itsm_incident", other["sys_id"])) == 1
+
+
+async def test_the_upload_answer_can_be_made_empty(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:
+    """The upload's reply body is undocumented: the emulator answers the envelope with the new
+    records by default, or (upload_reply = "empty") 200 and no body; the file is stored either way."""
+    (ticket,) = data(await raw.post(INCIDENTS, json={"subject": "x"}))
+    url = f"/v1/attachments/upload/itsm_incident/{ticket['sys_id']}"
+    emulator.state.upload_reply = "empty"
+    reply = await raw.post(url, files={"files": ("log.txt", b"hello", "text/plain")})
+    assert reply.status_code == 200 and reply.content == b""
+    (stored,) = emulator.state.attachments("itsm_incident", ticket["sys_id"])
+    got = await raw.get(f"/v1/attachments/download/{stored['sys_id']}")
+    assert got.status_code == 200 and got.content == b"hello"
+    assert "filename*=UTF-8''log.txt" in got.headers["content-disposition"]
 
 
 async def test_upload_errors(raw: httpx.AsyncClient, emulator: RunningEmulator) -> None:

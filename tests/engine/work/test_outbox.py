@@ -265,10 +265,15 @@ async def test_files_that_cannot_be_attached_at_all_are_named_to_the_user(harnes
     await harness.describe("files@ranepa.ru", "Не печатает принтер на третьем этаже")
     await harness.attach("скрин.png", "лог.txt")
     await harness.press("Готово")
-    # The attachment list cannot be read: the uploads are refused as a whole.
-    harness.world.emulator.faults.fail_next(1, status=403, method="GET", path_prefix="/rest/v1/table/sys_attachment")
+    # The first upload's answer is lost, and the attachments cannot be read to settle it: the
+    # uploads are refused as a whole.
+    faults = harness.world.emulator.faults
+    faults.fail_next(1, status=500, method="POST", path_prefix="/v1/attachments/upload/")
+    faults.fail_next(1, status=403, method="GET", path_prefix="/rest/v1/table/sys_attachment")
     reply = await harness.press("Отправить")
     assert "Заявка INC0000001 создана" in reply.text and "Файлы прикрепляются" in reply.text
+    await harness.outbox.drain()
+    harness.now[0] += 3600
     await harness.outbox.drain()
     notices = [n.text for n in await harness.storage.notices_unsent()]
     assert notices == ["К заявке INC0000001 не удалось прикрепить файлы: скрин.png, лог.txt. "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulators.simpleone.faults import FaultKind, FaultRule
+from emulators.simpleone.state import UploadReply
 from engine.flows.model import FlowSet
+from engine.ports import Attachment, Incoming, IncomingFile, Upload
 from engine.work.outbox import OutboxPolicy
 from supportbot.conversation_world import EmulatorWorld
 from tests.outbox_world import INCIDENTS, POLICY, QUEUED, Rig, User
@@ -258,6 +260,97 @@ async def test_two_comments_in_the_same_second_are_each_added_once(rig: Rig) -> 
     await rig.settle()
     journal = _journal(rig)
     assert [t.split("\n")[0] for t in journal] == [first, second]
+
+
+# ---------------------------------------------------------------------- files
+
+UPLOADS = "/v1/attachments/upload/"
+FILES = (("экран.png", 20000), ("лог.txt", 3000))
+
+
+async def _submit_with_files(rig: Rig) -> User:
+    """A user describes the problem, attaches FILES and submits (the ticket is created at once)."""
+    (user,) = await rig.sign_in_all(1)
+    for text in ("Начать", "Создать заявку", "2", "5", user.text):
+        await rig.say(user, text) if text != "Создать заявку" else await rig.press(user, text)
+    files = [IncomingFile(name, "application/octet-stream", bytes([n]) * size) for n, (name, size) in
+             enumerate(FILES)]
+    await rig.send(user, Incoming(files=files))
+    await rig.press(user, "Готово")
+    assert "Проверьте заявку" in user.last.text, user.last.text
+    reply = await rig.press(user, "Отправить")
+    assert "Заявка INC0000001 создана" in reply.text, reply.text
+    return user
+
+
+async def _files_on_the_ticket(rig: Rig) -> list[tuple[str, int]]:
+    """The ticket's files, found the way a real instance allows (not by the ticket's sys_id),
+    and checked against the emulator's own record of them."""
+    (ticket,) = [t for t in rig.tickets() if t["number"] == "INC0000001"]
+    wanted = [Attachment(name, size) for name, size in FILES]
+    found = await rig.client.find_attachments("itsm_incident", ticket["sys_id"], wanted,
+                                              since=ticket["sys_created_at"])
+    stored = rig.world.emulator.state.attachments("itsm_incident", ticket["sys_id"])
+    assert sorted((a["file_name"], int(a["size_bytes"])) for a in stored) == sorted((a.name, a.size) for a in found)
+    return sorted((a.name, a.size) for a in found)
+
+
+@pytest.mark.parametrize("reply", ["records", "empty"])
+async def test_a_conversation_with_files_ends_with_the_files_on_the_ticket(rig: Rig, reply: UploadReply) -> None:
+    rig.world.emulator.state.upload_reply = reply
+    mark = len(rig.world.emulator.state.request_log)
+    await _submit_with_files(rig)
+    await rig.settle()
+    assert statuses(rig, mark, "POST", UPLOADS) == [200, 200]
+    # Nothing to settle: no upload was unclear, so the attachments were never searched.
+    assert statuses(rig, mark, "GET", "/rest/v1/table/sys_attachment") == []
+    assert await _files_on_the_ticket(rig) == sorted(FILES)
+    assert [n.text for n in await rig.notices()] == []
+
+
+@pytest.mark.parametrize("reply", ["records", "empty"])
+@pytest.mark.parametrize("mode", ["hang", "error", "drop"])
+async def test_an_upload_stored_but_answered_badly_is_settled_not_repeated(
+        rig: Rig, mode: FaultKind, reply: UploadReply) -> None:
+    """Each upload is stored, then timed out (hang), answered 500 or dropped: the next try finds
+    the file on the ticket (by name, size and time, the ticket's Document ID being unknown to
+    the bot) and does not send it again."""
+    rig.world.emulator.state.upload_reply = reply
+    mark = len(rig.world.emulator.state.request_log)
+    rig.world.emulator.faults.fail_after_write(2, mode=mode, method="POST", path_prefix=UPLOADS, seconds=HANG)
+    await _submit_with_files(rig)
+    await rig.settle()
+    assert await _files_on_the_ticket(rig) == sorted(FILES)
+    assert statuses(rig, mark, "POST", UPLOADS) == [500 if mode == "error" else 499] * 2
+    assert [n.text for n in await rig.notices()] == []
+    items = await rig.storage.outbox_list(limit=1000)
+    assert [(i.kind, i.state) for i in items] == [("ticket.create", "done"), ("ticket.upload", "done")]
+
+
+@pytest.mark.parametrize("reply", ["records", "empty"])
+async def test_an_upload_that_never_landed_is_sent_again(
+        rig: Rig, reply: UploadReply, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second file's upload is dropped before it is stored. Another ticket got a file of the
+    same name and size meanwhile: matched by name, size and time alone it would be taken for
+    ours, but the first file (named by the upload's answer, or alone in matching its name, size
+    and time) gives away the ticket's Document ID, and the search on it finds nothing."""
+    state = rig.world.emulator.state
+    state.upload_reply = reply
+    other = state.add_record("itsm_incident", {"number": "INC0000900", "subject": "someone else's"})
+    state.add_attachment("itsm_incident", other, FILES[1][0], "text/plain", b"\1" * FILES[1][1])
+    real_upload = rig.client.upload_files
+
+    async def drop_the_next(table: str, sys_id: str, files: Sequence[Upload]) -> list[Attachment]:
+        answered = await real_upload(table, sys_id, files)
+        rig.world.emulator.faults.drop_next(1, method="POST", path_prefix=UPLOADS)
+        return answered
+
+    monkeypatch.setattr(rig.client, "upload_files", drop_the_next)
+    mark = len(state.request_log)
+    await _submit_with_files(rig)
+    await rig.settle()
+    assert statuses(rig, mark, "POST", UPLOADS) == [200, 499, 200]
+    assert await _files_on_the_ticket(rig) == sorted(FILES)
 
 
 # ---------------------------------------------------------------------- randomized schedules
