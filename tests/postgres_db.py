@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Any, Final
 
 import pytest
 
@@ -46,3 +46,27 @@ async def scratch_database() -> AsyncIterator[str]:
         yield dsn
     finally:
         await drop_database(admin, dsn)
+
+
+async def kill_presence(storage: Any, dsn: str, within: float = 10.0) -> None:
+    """Drop a PostgreSQL storage's presence as kill -9 would (its connection just goes), and wait
+    until the server has noticed: the backend ends a moment after the socket closes."""
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    from adapters.storage.pg_presence import PRESENCE_CLASS
+
+    storage._presence._conn.terminate()
+    conn = await asyncpg.connect(dsn)
+    try:
+        for _ in range(int(within / 0.02)):
+            held = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1"
+                " AND objid = hashtext($2)::oid AND objsubid = 2 AND granted", PRESENCE_CLASS, storage.process)
+            if held == 0:
+                return
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+    raise AssertionError(f"the presence of {storage.process} did not end within {within} s")

@@ -98,6 +98,10 @@ class Presence:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
+                # Unlocked before the connection closes: others see this process gone the moment
+                # close() returns, not when the server gets round to ending the session.
+                await asyncio.wait_for(conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))",
+                                                    PRESENCE_CLASS, self.name), 5)
                 await asyncio.wait_for(conn.close(), 5)
             except Exception:
                 conn.terminate()

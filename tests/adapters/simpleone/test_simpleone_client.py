@@ -767,7 +767,7 @@ async def test_a_login_that_fails_with_a_5xx_inside_a_read_is_retried(
 ) -> None:
     await client.list_records(REQUEST)
     emulator.faults.expire_tokens()
-    emulator.faults.fail_next(1, status=502, path_prefix="/rest/v1/auth/login")
+    emulator.faults.fail_next(1, status=502, path_prefix="/v1/auth/login")
     assert await client.list_records(INCIDENT) == []
     assert logins(emulator) == 3  # the first, the one that failed, and its retry
 

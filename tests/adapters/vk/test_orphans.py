@@ -19,6 +19,7 @@ from supportbot.conversation_world import EmulatorWorld
 from supportbot.vk_app import recover_orphans
 from tests.adapters.vk.test_vk_channel import Channel, make_channel
 from tests.adapters.vk.test_vk_channel import vk as vk  # this group's fake VK, not conftest's
+from tests.postgres_db import kill_presence
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ async def test_what_a_killed_worker_committed_goes_out_at_once_and_a_live_one_s_
             step = StepCommit(Session(f"vk:{peer}", "main.menu", {}, "v", 0.0), 0, event_id=f"ev-{peer}",
                               replies=dump_replies([Reply(text)]))
             assert await storage.commit_step(step)
-        killed._presence._conn.terminate()  # kill -9: its connections drop, nothing else happens
+        await kill_presence(killed, scratch_postgres)  # kill -9: its connections drop, nothing else happens
         sent = await resend_unsent(channel.storage, channel.bot.sender, channel.bot.delivery,  # type: ignore[arg-type]
                                    gone_only=True)
         assert sent == 1
@@ -110,7 +111,7 @@ async def test_the_sweep_takes_up_what_a_killed_worker_left_without_waiting_for_
     killed = await open_postgres(scratch_postgres)
     try:
         assert await killed.inbox_add(update["event_id"], "vk:1006", json.dumps(update))
-        killed._presence._conn.terminate()
+        await kill_presence(killed, scratch_postgres)
         sweep = asyncio.create_task(recover_orphans(channel.storage, channel.bot, channel.bot.delivery,  # type: ignore[arg-type]
                                                     every=0.05, older_than=3600.0))
         try:

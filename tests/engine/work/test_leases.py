@@ -10,6 +10,7 @@ import pytest
 
 from adapters.storage.sqlite import open_sqlite
 from engine.work.leases import JobLease, process_holder
+from tests.postgres_db import kill_presence
 
 
 async def test_on_storage_of_one_process_the_job_is_always_its_own(tmp_path: Path) -> None:
@@ -68,7 +69,7 @@ async def test_a_killed_holder_s_successor_takes_the_lease_at_once(scratch_postg
 
     killed = await open_postgres(scratch_postgres)
     assert await JobLease(killed, "vk:1:longpoll", ttl=45).hold() is True
-    killed._presence._conn.terminate()  # as kill -9 leaves it: the connection drops, nothing else
+    await kill_presence(killed, scratch_postgres)  # as kill -9 leaves it: the connection drops, nothing else
     successor = await open_postgres(scratch_postgres)
     try:
         assert await JobLease(successor, "vk:1:longpoll", ttl=45).hold() is True
