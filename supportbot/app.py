@@ -27,7 +27,7 @@ from engine.work.outbox import OutboxPolicy, OutboxWorker
 from engine.work.status_watch import StatusWatcher
 from engine.work.ticket_outbox import ticket_outbox
 from supportbot import demo
-from supportbot.config import Config, ConfigError, SmtpSettings, is_postgres_url
+from supportbot.config import Config, ConfigError, SimpleOneSettings, SmtpSettings, is_postgres_url
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,14 @@ def make_mailer(smtp: SmtpSettings | None, terminal: TextIO) -> Mailer:
                       starttls=smtp.starttls, use_tls=smtp.tls, timeout=smtp.timeout)
 
 
+def simpleone_client(so: SimpleOneSettings) -> SimpleOneClient:
+    """The client for the configured instance (the bot's, and `simpleone-check`'s)."""
+    return SimpleOneClient(SimpleOneConfig(
+        so.url, token=so.token, username=None if so.token else so.username,
+        password=None if so.token else so.password, auth=so.auth, read_timeout=so.timeout,
+        ca_bundle=so.ca_bundle))
+
+
 async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emulator: bool = False,
                     clock: Callable[[], float] | None = None) -> App:
     """Everything the bot needs, started. allow_emulator: run SimpleOne in process if no URL is set."""
@@ -93,11 +101,7 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
         emulator, client = await demo.start_simpleone(config.auth_domains)
         log.info("SimpleOne emulator running in process at %s", emulator.url)
     else:
-        so = config.simpleone
-        client = SimpleOneClient(SimpleOneConfig(
-            so.url, token=so.token, username=None if so.token else so.username,
-            password=None if so.token else so.password, auth=so.auth, read_timeout=so.timeout,
-            ca_bundle=so.ca_bundle))
+        client = simpleone_client(config.simpleone)
     storage = await open_storage(config.database_url, pool_size=config.pool_size)
     spool = DiskSpool(config.spool_dir, max_bytes=config.spool_max_bytes)
     services = Services(

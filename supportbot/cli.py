@@ -148,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                        ("retry", "try a failed item again at once"),
                        ("drop", "delete a pending or failed item and its files; the user is not told")):
         outbox_sub.add_parser(name, help=text).add_argument("id")
+    check = sub.add_parser("simpleone-check", help="try the configured SimpleOne instance, read-only: login, "
+                           "table rights, a caller look-up, state labels")
+    check.add_argument("--email", help="a corporate address to look up as a caller, as sign-in will")
     stats = sub.add_parser("stats", help="what the flows count, per day (e.g. hint_helped: tickets the hints saved)")
     stats.add_argument("--days", type=int, default=30, help="how many days back, today included")
     args = parser.parse_args(argv)
@@ -170,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(outbox_command(load_config(), args.outbox_action, getattr(args, "id", None),
                                               getattr(args, "state", "open"), sys.stdout))
+        if args.command == "simpleone-check":
+            from supportbot.simpleone_check import simpleone_check_command
+
+            return asyncio.run(simpleone_check_command(load_config(), args.email, sys.stdout))
         if args.command == "stats":
             from supportbot.stats_cli import stats_command
 

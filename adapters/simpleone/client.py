@@ -322,6 +322,22 @@ class SimpleOneClient:
                 self._token = await self._login()
             return self._token
 
+    @property
+    def account(self) -> str:
+        """Who the client is on the instance, for an administrator's eyes (no secret)."""
+        who = self._config.username or "a static token"
+        return f"{who} ({self._mode})"
+
+    @property
+    def choice_table(self) -> str:
+        return self._config.choice_table
+
+    async def authenticate(self) -> None:
+        """Log in now, as the first call would (login mode); with a static token or Basic, there
+        is nothing to trade, and the first read proves the credentials."""
+        if self._can_login:
+            await self._valid_token()
+
     async def _renew_token(self, stale: str) -> None:
         """Log in again unless another task already replaced `stale` while we waited."""
         async with self._login_lock:
