@@ -188,14 +188,17 @@ async def test_an_update_without_a_state_change_is_recorded_silently(
     assert (row.state, row.updated_at) == ("-2", "2025-01-15 09:01:00")
 
 
+class Reloadable:
+    """Flows as a hot reload holds them: `current` is replaced while the watcher runs."""
+
+    def __init__(self, flow_set: FlowSet) -> None:
+        self.current = flow_set
+
+
 async def test_texts_come_from_the_flows_of_the_round(
         emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, client: SimpleOneClient,
         flow_set: FlowSet) -> None:
-    class Reloadable:
-        def __init__(self) -> None:
-            self.current = flow_set
-
-    flows = Reloadable()
+    flows = Reloadable(flow_set)
     sys_id = new_ticket(emulator)
     await follow(storage, emulator, INC, sys_id)
     watcher = StatusWatcher(storage, client, flows, clock=lambda: clock.now.timestamp())
@@ -211,11 +214,7 @@ async def test_texts_come_from_the_flows_of_the_round(
 async def test_a_label_in_the_flows_overrides_simpleones_and_the_fallback_stands_in_for_it(
         emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, client: SimpleOneClient,
         flow_set: FlowSet) -> None:
-    class Reloadable:
-        def __init__(self) -> None:
-            self.current = flow_set
-
-    flows = Reloadable()
+    flows = Reloadable(flow_set)
     notices = {**flow_set.bot.notices, "status_changed": parse("{ticket.number}: {ticket.status}")}
     tickets = replace(flow_set.tickets, status_labels={"itsm_incident": {"4": "На паузе"}},
                       status_fallback={"default": {"2": "В работе (fallback)", "4": "Отложена (fallback)"}})
