@@ -89,6 +89,10 @@ AuthMode = Literal["token", "login", "basic"]
 AUTH_MODES: tuple[AuthMode, ...] = ("token", "login", "basic")
 
 
+class AccessDenied(TicketSystemRejected):
+    """403: the account may not do this (read rights on a table, say)."""
+
+
 class RecordNotFound(TicketSystemRejected):
     """404: the table or record does not exist (or the sys_id cannot name one)."""
 
@@ -451,6 +455,8 @@ class SimpleOneClient:
             raise unavailable(f"{where}: {body}", maybe_done=not refused)
         if status == 404:
             raise RecordNotFound(f"{where}: {body}")
+        if status == 403:
+            raise AccessDenied(f"{where}: {body}")
         if status >= 400:
             raise TicketSystemRejected(f"{where}: {body}")
 
@@ -602,20 +608,23 @@ class SimpleOneClient:
     async def find_person(self, email: str, tables: Sequence[str] = PEOPLE_TABLES) -> Person | None:
         """The active person with exactly this email (compared ignoring case), from the first of
         `tables` that has one (employee, then user: students may not be employees). A table the
-        instance does not have is skipped, unless none of them exists."""
+        instance does not have, or the account may not read, is skipped with a warning (an
+        account that reads only `user`, as before employee was asked, still signs people in),
+        unless no table answered."""
         email = email.strip()
         if not email or "^" in email or "\n" in email or "\r" in email:
             return None
-        missing: RecordNotFound | None = None
-        asked = False  # whether any of the tables exists
+        missing: RecordNotFound | AccessDenied | None = None
+        asked = False  # whether any of the tables answered
         for table in tables:
             try:
                 records = await self.list_records(
                     table, query=f"active=1^email={email}", fields=PERSON_FIELDS, limit=10,
                     exclude_reference_link=True,
                 )
-            except RecordNotFound as exc:
-                log.warning("SimpleOne has no people table %r (skipped): %s", table, exc)
+            except (RecordNotFound, AccessDenied) as exc:
+                log.warning("SimpleOne refused the people table %r (skipped; missing, or no read rights): %s",
+                            table, exc)
                 missing = exc
                 continue
             asked = True

@@ -96,7 +96,9 @@ POSTGRESQL: Final = Dialect(
         # An item in the hands of a process that is gone is due at once, not when its lease ends;
         # but after the answers that process kept for the same user unsent (sent by the sweep
         # within seconds): the user hears "принята, номер придёт" before the number, not after.
-        "held_by_gone": " OR o.held AND " + gone_sql("o.held_by")
+        # The grace: a live worker whose presence blinked (a database restart, a slow link) is
+        # back within it, and its attempt in flight is not run twice beside it.
+        "held_by_gone": " OR o.held AND o.updated_at <= $1 - 15 AND " + gone_sql("o.held_by")
                         + " AND NOT EXISTS (SELECT 1 FROM inbox AS i WHERE i.peer = o.peer AND i.replies IS NOT NULL"
                         + " AND " + gone_sql("i.handled_by") + ")",
         # A lease whose holder is gone is free (pg_presence.py).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,12 +11,13 @@ log = logging.getLogger(__name__)
 
 CHAT_PEER_BASE = 2_000_000_000  # peer ids of group chats (conversations) start here
 MAX_ID = 2**53  # VK's ids are JSON numbers its own clients read exactly
+_DIGITS = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only: str.isdigit() takes '²'
 
 
 def _vk_id(value: Any) -> int | None:
     """An id as VK sends it (an integer, or its digits as a string), or None: floats, booleans,
     infinities and numbers beyond any VK id are not ids."""
-    if isinstance(value, str) and value.lstrip("-").isdigit() and len(value) < 20:
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
         value = int(value)
     if type(value) is not int or not -MAX_ID < value < MAX_ID:
         return None

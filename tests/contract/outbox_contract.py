@@ -310,13 +310,16 @@ class TestOutboxQueue:
         # One a step wrote in hand (the worker that took the user's «Отправить» runs it at once)
         # is its writer's while the writer lives. Before: taken by another worker at once, and
         # the user heard both the number and "принята, номер придёт позже".
-        in_hand = make_item("ob-2", peer="vk:2", next_at=400.0, held=True)
+        in_hand = make_item("ob-2", peer="vk:2", next_at=400.0, held=True, updated_at=100.0)
         assert await step(other, "vk:2", 0, outbox=[in_hand]) is True
         assert await storage.outbox_take(165.0, {"ticket.create": 300.0}) == []
         # That step's answer, kept and not sent yet when its process died.
         kept = StepCommit(make_session("vk:2"), 1, event_id="ev-submit", replies='[{"t":"принята"}]')
         assert await other.commit_step(kept) is True
         await other.close()  # gone, as a killed process is
+        # Not in the first 15 s after its holder last touched it: a presence that blinked (a
+        # database restart) comes back within them, and an attempt in flight is not run twice.
+        assert await storage.outbox_take(164.0, {"ticket.create": 300.0}) == []
         [item] = await storage.outbox_take(170.0, {"ticket.create": 300.0})
         assert (item.id, item.attempts, item.next_at) == ("ob-1", 2, 470.0)  # the attempt counted
         # The user's kept answer goes first (the sweep sends it within seconds), the outcome after.

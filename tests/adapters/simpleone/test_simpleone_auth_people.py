@@ -162,7 +162,7 @@ async def test_a_people_table_the_instance_lacks_is_skipped(
     del emulator.state.tables["employee"]  # an instance without the employee table
     student = emulator.state.add_user("s@ranepa.ru", "S", "U")
     assert (await client.find_person("s@ranepa.ru")) == Person(student, "s@ranepa.ru", "S U")
-    assert "no people table 'employee'" in caplog.text
+    assert "refused the people table 'employee'" in caplog.text
     with pytest.raises(RecordNotFound):  # none of the tables exists: a configuration error
         await client.find_person("s@ranepa.ru", tables=["employee", "no_such_people"])
 
@@ -219,3 +219,14 @@ async def test_reference_fields_are_read_as_plain_strings_or_value_link_objects(
         (listed,) = await client.list_tickets(caller, [INCIDENT], active_only=True, limit=5)
         assert listed.caller_id == caller
         assert await client.find_ticket_by_marker(INCIDENT, caller, "[sb:9]") == ref
+
+
+async def test_a_people_table_the_account_may_not_read_is_skipped(
+    make_client: Any, emulator: RunningEmulator
+) -> None:
+    """An account that reads only `user` (as before employee was asked) still signs people in."""
+    client = make_client()
+    emulator.state.add_user("student@ranepa.ru", "S", "T", table="user")
+    emulator.faults.fail_next(10, status=403, path_prefix="/rest/v1/table/employee")
+    person = await client.find_person("student@ranepa.ru")
+    assert person is not None and person.email == "student@ranepa.ru"

@@ -227,7 +227,7 @@ def test_any_update_is_parsed_or_skipped_and_its_attachments_read_or_failed(
             raise AssertionError(f"{attachment!r}: {exc!r}") from exc
 
 
-@pytest.mark.parametrize("peer_id", [float("inf"), 1.5, True, 2**60, -5, 0, "12a", None, [7]])
+@pytest.mark.parametrize("peer_id", [float("inf"), 1.5, True, 2**60, -5, 0, "12a", None, [7], "--5", "²", "1" * 25])
 def test_an_update_whose_ids_are_not_vk_ids_is_skipped(peer_id: object) -> None:
     update = {"type": "message_new", "event_id": "e1", "object": {"message": {"peer_id": peer_id, "text": "hi"}}}
     assert parse_update(update) is None
