@@ -592,7 +592,11 @@ class SimpleOneClient:
             envelope = None
         data = envelope.get("data") if isinstance(envelope, Mapping) else None
         if isinstance(envelope, Mapping) and envelope.get("status") not in (None, "OK"):
-            log.warning("POST %s -> HTTP %s (taken as success): %s", path, response.status, _excerpt(response.text))
+            # A 2xx that says it failed: unclear, not done; the outbox settles it (finds the file
+            # if it landed after all) before it sends it again.
+            raise TicketSystemUnavailable(f"POST {path} -> HTTP {response.status} with status "
+                                          f"{str(envelope.get('status'))[:40]!r}: {_excerpt(response.text)}",
+                                          maybe_done=True)
         if not isinstance(data, list):
             return []
         return [r for r in data if isinstance(r, dict)]
@@ -845,11 +849,13 @@ class SimpleOneClient:
                                            exclude_reference_link=True)
             rows = [r for r in rows if as_str(r.get("record_document_id")) == doc_id]
             return _match_rows(wanted, rows, since, with_ids=True)
-        found: list[Attachment] = []
-        for file in wanted:
-            rows = await self._rows_like(file, since)
-            found.extend(_match_rows([file], rows, since, with_ids=False))
-        return found
+        # One pool of rows for all the wanted files, each row standing for one file at most: two
+        # identical files (same name and size) are two only if two rows show them.
+        pooled: dict[str, Mapping[str, Any]] = {}
+        for name, size in dict.fromkeys((clean_file_name(f.name), f.size) for f in wanted):
+            for row in await self._rows_like(Attachment(name, size), since):
+                pooled.setdefault(as_str(row.get("sys_id")) or f"row-{len(pooled)}", row)
+        return _match_rows(wanted, list(pooled.values()), since, with_ids=False)
 
     async def _document_id(self, known: Sequence[Attachment], since: str) -> str:
         """The record's Document ID, read off files known to be on it; "" if none tells it."""

@@ -243,6 +243,7 @@ async def test_find_attachments_without_ids_from_the_upload_answer(
 
 
 async def test_upload_takes_any_2xx_for_success_whatever_the_body(tmp_path: Path) -> None:
+    """Any 2xx, whatever its body, unless the body is the envelope saying it failed (see below)."""
     path = tmp_path / "a.txt"
     path.write_bytes(b"x")
     record = {"sys_id": "166031411802010400", "file_name": "a.txt", "size_bytes": "1",
@@ -250,7 +251,6 @@ async def test_upload_takes_any_2xx_for_success_whatever_the_body(tmp_path: Path
     answers = [
         (HttpAnswer(200), []),
         (HttpAnswer(201, b"Created", "text/plain"), []),
-        (_json(200, {"status": "ERROR", "data": [record]}), [Attachment("a.txt", 1, record["sys_id"], "0" * 32)]),
         (_json(200, {"files": ["a.txt"]}), []),
         (_json(200, {"status": "OK", "data": [record, "junk"]}), [Attachment("a.txt", 1, record["sys_id"], "0" * 32)]),
     ]
@@ -1051,3 +1051,25 @@ def test_records_parse_reference_objects_and_plain_strings() -> None:
     # [doc] the name is first and last name; an undocumented display_name is not relied on.
     assert person_from({"sys_id": "1", "email": "a@b", "first_name": "A", "display_name": "X Y"}).name == "A"
     assert person_from({"sys_id": "1", "email": "a@b", "last_name": " B ", "first_name": None}).name == "B"
+
+
+async def test_two_identical_files_are_two_only_if_two_rows_show_them(
+    client: SimpleOneClient, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """Without a Document ID, rows are matched by name and size: one landed row stands for one
+    of two identical wanted files, not both (the other, never sent, would be lost)."""
+    ref = await client.create_ticket(INCIDENT, {"subject": "x"})
+    await client.upload_files(INCIDENT, ref.sys_id, [_file(tmp_path, "scan.pdf", b"pdf")])
+    twins = [Attachment("scan.pdf", 3), Attachment("scan.pdf", 3)]
+    found = await client.find_attachments(INCIDENT, ref.sys_id, twins, since=ref.updated_at)
+    assert len(found) == 1
+
+
+async def test_an_upload_answered_2xx_with_a_failed_status_is_unclear_not_done(
+    client: SimpleOneClient, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    ref = await client.create_ticket(INCIDENT, {"subject": "x"})
+    emulator.faults.fail_next(1, status=200, method="POST", path_prefix="/v1/attachments/")
+    with pytest.raises(TicketSystemUnavailable) as raised:
+        await client.upload_files(INCIDENT, ref.sys_id, [_file(tmp_path, "a.txt", b"a")])
+    assert raised.value.maybe_done
