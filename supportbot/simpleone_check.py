@@ -55,10 +55,14 @@ async def check_instance(client: SimpleOneClient, settings: TicketSettings, emai
 
     try:
         await client.authenticate()
+        # A token or Basic credentials are proved by a read, not by a login: one is made here.
+        await client.list_records(settings.tables[0], limit=1, fields=("sys_id",))
         note(Finding(True, "login", f"as {client.account}"))
     except TicketSystemError as exc:
-        note(Finding(False, "login", _why(exc)))
-        return False  # nothing else can work
+        if "401" in str(exc) or isinstance(exc, TicketSystemUnavailable):
+            note(Finding(False, "login", _why(exc)))
+            return False  # nothing else can work
+        note(Finding(True, "login", f"as {client.account}"))  # refused the read, not the login
     tables: list[tuple[str, str]] = [(t, "tickets") for t in settings.tables]
     tables += [(t, "people (sign-in)") for t in settings.people_tables]
     tables += [(ATTACHMENT_TABLE, "files on tickets"), (settings.journal.table, "the tickets' journal"),

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # The first key of the two-key advisory lock form: presence locks, apart from every other lock.
 PRESENCE_CLASS: Final = 7386
+_ANNOUNCE_TIMEOUT: Final = 30.0
 _CHECK_EVERY: Final = 5.0  # seconds between checks that the connection still answers
 _RECONNECT_DELAYS: Final = (0.5, 1.0, 2.0, 5.0)
 
@@ -56,7 +57,10 @@ class Presence:
     async def _announce(self) -> None:
         conn = await self._connect()
         try:
-            await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", PRESENCE_CLASS, self.name)
+            # Bounded: a half-open session of this name (names are unique per run, so hardly
+            # ever) would otherwise hold the start until TCP keepalives end it.
+            await asyncio.wait_for(
+                conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", PRESENCE_CLASS, self.name), _ANNOUNCE_TIMEOUT)
         except BaseException:
             await conn.close()
             raise

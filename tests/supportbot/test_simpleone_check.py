@@ -68,3 +68,10 @@ async def test_the_command_line(simpleone: RunningEmulator, tmp_path: Path) -> N
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, (out.decode(), err.decode())
     assert "simpleone-check:" in out.decode() and "0 failed" in out.decode()
+
+
+async def test_a_wrong_static_token_fails_the_login_line(simpleone: RunningEmulator) -> None:
+    code, out = await check(simpleone, None, SIMPLEONE_TOKEN="x" * 32, SIMPLEONE_AUTH="token",
+                            SIMPLEONE_USERNAME="", SIMPLEONE_PASSWORD="")
+    assert code == 1
+    assert "FAIL  login: the credentials were refused" in out
