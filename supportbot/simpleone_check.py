@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from adapters.simpleone.client import ATTACHMENT_TABLE, SimpleOneClient
+from adapters.simpleone.client import ATTACHMENT_TABLE, AccessDenied, RecordNotFound, SimpleOneClient
 from engine.flows.model import TicketSettings
 from engine.load import load_flow_set
 from engine.ports import TicketSystemError, TicketSystemUnavailable
@@ -37,9 +37,9 @@ def _why(exc: TicketSystemError) -> str:
         return f"SimpleOne did not answer ({text})"
     if "401" in text:
         return f"the credentials were refused ({text})"
-    if "403" in text:
+    if isinstance(exc, AccessDenied):
         return f"the account may not read it ({text}); ask for read rights"
-    if "404" in text:
+    if isinstance(exc, RecordNotFound):
         return f"no such table on this instance ({text})"
     return text
 

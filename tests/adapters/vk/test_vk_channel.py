@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,18 @@ GROUP = 4242
 TOKEN = "community-token"
 SECRET = "s3cr3t-callback"
 CONFIRMATION = "a1b2c3d4"
+
+
+@asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[int]:
+    """The app over HTTP on a free loopback port for as long as the block runs; its port."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 @dataclass
@@ -180,12 +193,7 @@ async def test_the_whole_ticket_dialogue_over_callbacks_with_duplicates_and_rese
         channel: Channel, vk: RunningVkEmulator) -> None:
     app = make_callback_app(channel.bot, channel.storage, group_id=GROUP, secret=SECRET, confirmation=CONFIRMATION,
                             path="/vk")
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with served(app) as port:
         await vk.use_callback(f"http://127.0.0.1:{port}/vk", SECRET, CONFIRMATION, retry_delay=0.05)
         vk.duplicate_deliveries(50)
         vk.delay_resend(50, delay=0.05)
@@ -200,20 +208,14 @@ async def test_the_whole_ticket_dialogue_over_callbacks_with_duplicates_and_rese
         assert len(user.replies) == len(events)
         assert len(vk.deliveries) > 2 * len(events)
         no_keyboard_refused(vk)
-    finally:
-        await runner.cleanup()
 
 
 async def test_the_callback_endpoint_checks_confirmation_secret_and_group(channel: Channel) -> None:
     app = make_callback_app(channel.bot, channel.storage, group_id=GROUP, secret=SECRET, confirmation=CONFIRMATION)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
     event = {"type": "message_new", "group_id": GROUP, "event_id": "f" * 40, "v": "5.199",
              "object": {"message": {"id": 1, "peer_id": 5, "from_id": 5, "text": "Начать", "date": 1}}}
-    try:
+    async with served(app) as port:
+        url = f"http://127.0.0.1:{port}/"
         async with aiohttp.ClientSession() as http:
             async def post(body: object) -> tuple[int, str]:
                 async with http.post(url, json=body) as resp:
@@ -236,8 +238,6 @@ async def test_the_callback_endpoint_checks_confirmation_secret_and_group(channe
         assert await channel.storage.seen_event("f" * 40)
         stored = await channel.storage.load_session("vk:5")
         assert stored is not None and stored.version == 1  # handled once
-    finally:
-        await runner.cleanup()
 
 
 async def test_events_answered_but_not_handled_are_handled_after_a_restart(
@@ -463,17 +463,10 @@ async def test_a_body_trickled_in_slowly_is_cut_off(channel: Channel) -> None:
     """Slow bodies held connections (and file descriptors) open for as long as the sender liked."""
     app = make_callback_app(channel.bot, channel.storage, group_id=GROUP, secret=SECRET, confirmation=CONFIRMATION,
                             body_timeout=0.3)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with served(app) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
         await writer.drain()
         status = await asyncio.wait_for(reader.readline(), 5)
         assert status.startswith(b"HTTP/1.1 408"), status
         writer.close()
-    finally:
-        await runner.cleanup()
