@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 HELP = """console commands:
   1, 2, …          press the button with that number (in a list: the item with that number)
   a, b, …          in a list, press the other buttons (paging, Back…)
+  n1, n2, …        press a button under a notice (an agent's message, a status change)
   /attach PATH…    send files (add text after ' -- ' to send it with them)
   /sticker, /voice send an attachment the bot does not take
   /help            this list
@@ -48,6 +49,9 @@ class ConsoleChat:
         self.out = out
         self.echo = echo  # repeat the input: a piped transcript then reads as a dialogue
         self.keys: dict[str, Button] = {}  # what to type → the button it presses
+        # Buttons of notices ("Ответить" under an agent's message): n1, n2, … stay valid while
+        # the dialogue's own buttons change, as inline buttons in VK do.
+        self.notice_keys: dict[str, Button] = {}
 
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -78,7 +82,7 @@ class ConsoleChat:
     def parse(self, line: str) -> Incoming | None:
         """The user's line as an event; None for a console command handled here."""
         text = line.strip()
-        button = self.keys.get(text)
+        button = self.keys.get(text) or self.notice_keys.get(text)
         if button is not None:
             return Incoming(text=button.label, payload=button.payload)
         if text in ("/help", "/?"):
@@ -138,6 +142,13 @@ class ConsoleChat:
                     self.print()
                     for line in notice.text.splitlines() or [""]:
                         self.print(f"bot (notice): {line}")
+                    for row in notice.buttons:
+                        shown = []
+                        for button in row:
+                            key = f"n{len(self.notice_keys) + 1}"
+                            self.notice_keys[key] = button
+                            shown.append(f"[{key}] {button.label}")
+                        self.print("     " + "   ".join(shown))
                 if notices:
                     await storage.notices_sent([n.id for n in notices])
             except Exception:

@@ -32,11 +32,13 @@ from engine.ports import (
     Incoming,
     IncomingFile,
     MailMessage,
+    Notice,
     Storage,
     TicketSystem,
 )
 from engine.replies import Reply
 from engine.work.outbox import OutboxPolicy
+from engine.work.status_watch import StatusWatcher
 from engine.work.ticket_outbox import ticket_outbox
 from schema import FLOW_SCHEMA_PATH
 
@@ -65,6 +67,10 @@ class ConversationWorld(Protocol):
         ...
 
     async def count_tickets(self, email: str) -> int: ...
+
+    async def newest_ticket(self) -> tuple[str, list[str]] | None:
+        """The state code and the public comments (oldest first) of the ticket created last."""
+        ...
 
     async def reset(self) -> None: ...
 
@@ -151,6 +157,8 @@ class Runner:
         # The worker runs as in the bot; after each step it also catches up with the test's
         # clock, so that retries a `wait_minutes` made due happen before the expectations.
         worker = ticket_outbox(services, flows, OutboxPolicy(tell_grace=0.0))
+        # The ticket watcher too (status changes, agents' comments): one round after each step.
+        watcher = StatusWatcher(storage, self.world.tickets, flows, clock=lambda: now[0])
         engine = Engine(flows, services)
         working = asyncio.create_task(worker.run())
         try:
@@ -162,10 +170,11 @@ class Runner:
             # The user starts in front of the first screen, as in a chat window that is open.
             opening = await engine.handle(test.peer, Incoming())
             last: Reply | None = opening[-1] if opening else None
+            told: list[Notice] = []  # the last step's notices: their buttons can be pressed next
             for n, step in enumerate(test.steps, 1):
                 fail = _failer(outcome, test, step, n)
                 mails_before = len(mailer.messages)
-                incoming = await self._incoming(step.data, last, mailer, fail)
+                incoming = await self._incoming(step.data, last, mailer, fail, told)
                 if incoming is None:
                     break
                 if isinstance(incoming, Incoming):
@@ -173,8 +182,10 @@ class Runner:
                     last = replies[-1] if replies else last
                 now[0] += float(step.data.get("wait_minutes", 0)) * 60
                 await worker.drain()
+                await watcher.run_once()
                 notices = [n for n in await storage.notices_unsent(1000) if n.peer == test.peer]
                 await storage.notices_sent([n.id for n in notices])
+                told = notices or told
                 await self._check(step.data.get("expect") or {}, last, mailer, mails_before, test, fail,
                                   [n.text for n in notices])
                 if outcome.failures:
@@ -188,7 +199,7 @@ class Runner:
         return outcome
 
     async def _incoming(self, data: Mapping[str, Any], last: Reply | None, mailer: MailSink,
-                        fail: Callable[[str], None]) -> Incoming | _Skip | None:
+                        fail: Callable[[str], None], told: Sequence[Notice] = ()) -> Incoming | _Skip | None:
         """What the user does in this step; _SKIP for steps that only change the world."""
         if "simpleone" in data:
             await self.world.control(data["simpleone"])
@@ -204,7 +215,14 @@ class Runner:
                 for button in row:
                     if button.label == label:
                         return Incoming(text=button.label, payload=button.payload)
-            fail(f"no button '{label}' to press; shown: {_labels(last)}")
+            # A button under a notice (the newest notice first), as in VK's inline keyboards.
+            for notice in reversed(told):
+                for notice_row in notice.buttons:
+                    for button in notice_row:
+                        if button.label == label:
+                            return Incoming(text=button.label, payload=button.payload)
+            fail(f"no button '{label}' to press; shown: {_labels(last)}"
+                 + (f", under notices: {[b.label for n in told for r in n.buttons for b in r]}" if told else ""))
             return None
         if "code" in data:
             for message in reversed(mailer.messages):
@@ -251,6 +269,18 @@ class Runner:
             for fragment in wanted:
                 if not any(fragment.casefold() in n.casefold() for n in notices):
                     fail(f"expected a notice containing '{fragment}', got: {[_short(n) for n in notices]}")
+        if "ticket_state" in expect or "ticket_comments" in expect:
+            newest = await self.world.newest_ticket()
+            if newest is None:
+                fail("expected a ticket in SimpleOne, there is none")
+            else:
+                state, comments = newest
+                if "ticket_state" in expect and state != str(expect["ticket_state"]):
+                    fail(f"expected the ticket's state {expect['ticket_state']!r} in SimpleOne, it is {state!r}")
+                for fragment in _list(expect.get("ticket_comments")):
+                    if not any(fragment.casefold() in c.casefold() for c in comments):
+                        fail(f"expected a public comment containing '{fragment}' on the ticket, got: "
+                             f"{[_short(c) for c in comments]}")
         if "tickets" in expect:
             email = test.signed_in or _last_recipient(mailer)
             count = await self.world.count_tickets(email) if email else 0

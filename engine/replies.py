@@ -20,15 +20,21 @@ class Button:
     # Index into a pick list, for buttons generated from the catalogue or a ticket list.
     index: int | None = None
     color: str | None = None  # primary | secondary | positive | negative
+    # The ticket a notice's button is about ("Ответить" under an agent's message): its number,
+    # taken as if typed (a global event's slot `number`; the ticket is looked up among the
+    # user's own, so a forged one finds nothing).
+    number: str | None = None
 
     @property
     def payload(self) -> str:
         """The compact JSON payload a channel attaches to the button (VK caps it at 255)."""
-        if _PLAIN.fullmatch(self.event):  # every flow event: no escaping needed, built cheaply
+        if _PLAIN.fullmatch(self.event) and self.number is None:  # flow events: built cheaply
             return f'{{"e":"{self.event}"}}' if self.index is None else f'{{"e":"{self.event}","i":{self.index}}}'
         data: dict[str, object] = {"e": self.event}
         if self.index is not None:
             data["i"] = self.index
+        if self.number is not None:
+            data["n"] = self.number
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -45,13 +51,26 @@ class Reply:
     def as_data(self) -> dict[str, object]:
         """JSON-ready, to keep a reply until the channel has delivered it."""
         return {"t": self.text, "n": self.inline,
-                "b": [[[b.label, b.event, b.index, b.color] for b in row] for row in self.buttons]}
+                "b": buttons_data(self.buttons)}
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Reply:
-        rows = [[Button(str(label), str(event), index, color) for label, event, index, color in row]
-                for row in data.get("b", [])]
-        return cls(str(data.get("t", "")), rows, bool(data.get("n")))
+        return cls(str(data.get("t", "")), buttons_from_data(data.get("b", [])), bool(data.get("n")))
+
+
+def buttons_data(rows: list[list[Button]]) -> list[list[list[object]]]:
+    """A button grid as JSON-ready lists (a number only where a button has one)."""
+    def one(b: Button) -> list[object]:
+        data: list[object] = [b.label, b.event, b.index, b.color]
+        return [*data, b.number] if b.number is not None else data
+
+    return [[one(b) for b in row] for row in rows]
+
+
+def buttons_from_data(rows: Any) -> list[list[Button]]:
+    """The grid buttons_data wrote (rows kept before numbers existed have four fields)."""
+    return [[Button(str(b[0]), str(b[1]), b[2], b[3], str(b[4]) if len(b) > 4 and b[4] is not None else None)
+             for b in row] for row in rows]
 
 
 def dump_replies(replies: list[Reply]) -> str:

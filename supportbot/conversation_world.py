@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from adapters.simpleone.client import SimpleOneClient
+from adapters.simpleone.journal import message_of
 from adapters.spool import DiskSpool
 from adapters.storage.sqlite import open_sqlite
-from engine.ports import Storage
+from engine.ports import Journal, Storage
 from supportbot.config import DEFAULT_MAIL_DOMAIN
 from supportbot.demo import MemoryMailSink, RunningEmulator, start_simpleone
 
@@ -63,16 +64,8 @@ class EmulatorWorld:
             self.tickets.forget_state_labels()
         if "reject_next" in spec:
             state.faults.fail_next(int(spec["reject_next"]), status=400, method="POST", path_prefix="/rest/v1/table/")
-        if "ticket_state" in spec:
-            latest = max(
-                ((table, r) for table in self.ticket_tables for r in state.records(table)),
-                key=lambda item: (item[1].get("sys_created_at", ""), item[1]["sys_id"]),
-                default=None,
-            )
-            if latest is None:
-                raise AssertionError("no ticket in the emulator to change the state of")
-            state.set_field(latest[0], latest[1]["sys_id"], "state", str(spec["ticket_state"]))
-        for key, action in (("agent_comment", "comment"), ("work_note", "note")):
+        # An agent's comment first, then the state it leads to, as in SimpleOne's form.
+        for key, action in (("agent_comment", "comment"), ("work_note", "note"), ("ticket_state", "state")):
             if key in spec:
                 state.act_as_agent(action, self._newest_ticket(), str(spec[key]))
 
@@ -83,6 +76,17 @@ class EmulatorWorld:
         if not rows:
             raise AssertionError("no ticket in the emulator for an agent to write on")
         return max(rows, key=lambda r: (r.get("sys_created_at", ""), r["sys_id"]))["sys_id"]
+
+    async def newest_ticket(self) -> tuple[str, list[str]] | None:
+        state = self.emulator.state
+        rows = [(table, r) for table in self.ticket_tables for r in state.records(table)]
+        if not rows:
+            return None
+        table, newest = max(rows, key=lambda item: (item[1].get("sys_created_at", ""), item[1]["sys_id"]))
+        public = f"{Journal().public}.{table}"
+        comments = [message_of(item.get("content")) or "" for item in state.feed(table, newest["sys_id"])
+                    if item["type_name"] == public]
+        return newest.get("state", ""), comments
 
     async def count_tickets(self, email: str) -> int:
         state = self.emulator.state

@@ -32,10 +32,12 @@ from adapters.storage.rows import (
     SignInRows,
     StepRow,
     json_text,
+    notice_of,
     notice_row,
     outbox_item,
     outcome_rows,
     step_row,
+    watched_of,
 )
 from adapters.storage.rows import watch_row as _watch_row
 from adapters.storage.sql import Sql
@@ -430,7 +432,7 @@ class SqlStorage(ABC):
             await self._do(q_many(self.sql.insert_notice, [notice_row(n) for n in notices]), Kind.PUT_TX)
 
     async def notices_unsent(self, limit: int = 100) -> list[Notice]:
-        return [Notice(*r) for r in await self._rows(self.sql.notices_unsent, limit)]
+        return [notice_of(r) for r in await self._rows(self.sql.notices_unsent, limit)]
 
     async def notices_sent(self, notice_ids: Sequence[str]) -> None:
         await self._update_each(self.sql.notices_sent, notice_ids)
@@ -443,11 +445,14 @@ class SqlStorage(ABC):
             await self._do(q_many(self.sql.insert_watch, [_watch_row(t, now) for t in tickets]), Kind.PUT_TX)
 
     async def watch_list(self, after: tuple[str, str] = ("", ""), limit: int = 500) -> list[WatchedTicket]:
-        found = await self._rows(self.sql.watch_list, after[0], after[1], limit)
-        return [WatchedTicket(t, s, n, p, st, u, bool(a)) for t, s, n, p, st, u, a in found]
+        return [watched_of(r) for r in await self._rows(self.sql.watch_list, after[0], after[1], limit)]
+
+    async def watch_of_peer(self, peer: str) -> list[WatchedTicket]:
+        return [watched_of(r) for r in await self._rows(self.sql.watch_of_peer, peer)]
 
     async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice]) -> None:
-        updates = [(t.number, t.state, t.updated_at, t.active, t.table, t.sys_id) for t in seen]
+        updates = [(t.number, t.state, t.updated_at, t.active, t.comment_after, t.asked_at, t.table, t.sys_id)
+                   for t in seen]
         notice_rows = [notice_row(n) for n in notices]
 
         def update() -> Script[None]:

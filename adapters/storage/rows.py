@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from engine.ports import Notice, OutboxItem, OutboxOutcome, OutboxState, SignInWrites, StepCommit, WatchedTicket
+from engine.replies import buttons_data, buttons_from_data
 
 
 class OutboxRow(NamedTuple):
@@ -44,6 +45,7 @@ class NoticeRow(NamedTuple):
     peer: str
     text: str
     created_at: float
+    buttons: str  # JSON (engine.replies.buttons_data), "" for none
 
 
 class WatchRow(NamedTuple):
@@ -57,6 +59,7 @@ class WatchRow(NamedTuple):
     updated_at: str
     active: bool
     added_at: float
+    comment_after: str | None
 
 
 class FinishRow(NamedTuple):
@@ -185,9 +188,25 @@ def outbox_item(row: Sequence[Any]) -> OutboxItem:
 
 
 def notice_row(notice: Notice) -> NoticeRow:
-    return NoticeRow(notice.id, notice.peer, notice.text, notice.created_at)
+    buttons = json.dumps(buttons_data([list(row) for row in notice.buttons]), ensure_ascii=False,
+                         separators=(",", ":")) if notice.buttons else ""
+    return NoticeRow(notice.id, notice.peer, notice.text, notice.created_at, buttons)
+
+
+def notice_of(row: Sequence[Any]) -> Notice:
+    """A notices row (id, peer, text, created_at, buttons) as the port's value."""
+    nid, peer, text, created_at, buttons = row
+    grid = tuple(tuple(r) for r in buttons_from_data(json.loads(buttons))) if buttons else ()
+    return Notice(nid, peer, text, created_at, grid)
 
 
 def watch_row(ticket: WatchedTicket, added_at: float) -> WatchRow:
     return WatchRow(ticket.table, ticket.sys_id, ticket.number, ticket.peer, ticket.state, ticket.updated_at,
-                    ticket.active, added_at)
+                    ticket.active, added_at, ticket.comment_after)
+
+
+def watched_of(row: Sequence[Any]) -> WatchedTicket:
+    """A ticket_watch row (WATCH_COLUMNS) as the port's value."""
+    table, sys_id, number, peer, state, updated_at, active, comment_after, asked_at = row
+    return WatchedTicket(table, sys_id, number, peer, state, updated_at, bool(active), comment_after,
+                         float(asked_at or 0.0))

@@ -207,6 +207,17 @@ _MIGRATIONS: Final[Migrations] = (
             "ALTER TABLE outbox {add_column} held_by TEXT",
         ),
     ),
+    (
+        9,
+        (
+            # Two-way support: a notice's buttons (JSON, "" for none); a followed ticket's last
+            # journal entry seen (NULL: not known yet) and when an agent's message on it was told.
+            "ALTER TABLE notices {add_column} buttons TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE ticket_watch {add_column} comment_after TEXT",
+            "ALTER TABLE ticket_watch {add_column} asked_at {real} NOT NULL DEFAULT 0",
+            "CREATE INDEX IF NOT EXISTS ticket_watch_peer ON ticket_watch (peer)",
+        ),
+    ),
 )
 
 

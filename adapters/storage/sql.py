@@ -13,7 +13,7 @@ OUTBOX_COLUMNS: Final = (
     "id, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress,"
     " result, told, record, retried_at, held"
 )
-WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, active"
+WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, active, comment_after, asked_at"
 CODE_COLUMNS: Final = "peer, email, code_hash, salt, created_at, expires_at, attempts"
 # held_by ($18): the process writing it, which has it in hand if it is written held.
 _INSERT_OUTBOX: Final = (
@@ -54,13 +54,14 @@ class Sql:
             " held = FALSE, told = told OR $6, updated_at = $7, finished_at = $8 WHERE id = $9 AND state = 'pending'"
         )
         self.insert_notice = q(
-            "INSERT INTO notices (id, peer, text, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING"
+            "INSERT INTO notices (id, peer, text, created_at, buttons) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (id) DO NOTHING"
         )
         # A ticket followed already keeps what was last seen of it; it goes to the chat that
         # follows it now (its owner signed in there), so a chat they left hears no more of it.
         self.insert_watch = q(
-            "INSERT INTO ticket_watch (table_name, sys_id, number, peer, state, updated_at, active, added_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO ticket_watch (table_name, sys_id, number, peer, state, updated_at, active, added_at,"
+            " comment_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             " ON CONFLICT (table_name, sys_id) DO UPDATE SET peer = excluded.peer"
         )
         # A follow-up step's replies replace the earlier event's only while those are kept unsent.
@@ -179,7 +180,7 @@ class Sql:
             "DELETE FROM outbox WHERE id = $1 AND state IN ('pending', 'failed') RETURNING " + OUTBOX_COLUMNS
         )
         self.notices_unsent = q(
-            "SELECT id, peer, text, created_at FROM notices WHERE sent_at IS NULL ORDER BY seq LIMIT $1"
+            "SELECT id, peer, text, created_at, buttons FROM notices WHERE sent_at IS NULL ORDER BY seq LIMIT $1"
         )
         # A row value comparison walks the primary key from the last page's end.
         self.watch_list = q(
@@ -188,8 +189,12 @@ class Sql:
         )
         # An UPDATE, not an upsert: a ticket dropped while it was being looked at stays dropped.
         self.watch_update = q(
-            "UPDATE ticket_watch SET number = $1, state = $2, updated_at = $3, active = $4"
-            " WHERE table_name = $5 AND sys_id = $6"
+            "UPDATE ticket_watch SET number = $1, state = $2, updated_at = $3, active = $4, comment_after = $5,"
+            " asked_at = $6 WHERE table_name = $7 AND sys_id = $8"
+        )
+        self.watch_of_peer = q(
+            "SELECT " + WATCH_COLUMNS + " FROM ticket_watch WHERE peer = $1 ORDER BY asked_at DESC, added_at DESC"
+            " LIMIT 100"
         )
         self.watch_drop = q("DELETE FROM ticket_watch WHERE table_name = $1 AND sys_id = $2")
         self.prune = tuple(q(s) for s in (

@@ -12,11 +12,17 @@ import logging
 
 from adapters.vk.sender import VkSender
 from adapters.vk.updates import vk_peer_id
-from engine.ports import Storage
+from engine.ports import Notice, Storage
 from engine.replies import Reply
 from engine.work.leases import JobLease
 
 log = logging.getLogger(__name__)
+
+
+def notice_reply(notice: Notice) -> Reply:
+    """A notice as a message: its buttons, if any, inside it (an inline keyboard), so the
+    keyboard of the step the user is at stays as it was."""
+    return Reply(notice.text, [list(row) for row in notice.buttons], inline=True)
 
 
 async def send_notices(storage: Storage, sender: VkSender, *, batch: int = 100) -> int:
@@ -31,7 +37,8 @@ async def send_notices(storage: Storage, sender: VkSender, *, batch: int = 100) 
             peer_id = vk_peer_id(notice.peer)
             if peer_id is None:
                 log.error("notice %s is for %s, which is not a VK peer; dropped", notice.id, notice.peer)
-            elif not await sender.send(peer_id, Reply(notice.text), key=f"notice:{notice.id}", keyboard=False):
+            elif not await sender.send(peer_id, notice_reply(notice), key=f"notice:{notice.id}",
+                                       keyboard=bool(notice.buttons)):
                 continue  # VK keeps failing: left for the next round
             finished.append(notice.id)
         if finished:

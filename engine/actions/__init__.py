@@ -1,6 +1,6 @@
 """Named actions flows can run; importing this package registers all of them."""
 
-from engine.actions import auth, catalog, tickets
+from engine.actions import auth, catalog, ticket_moves, tickets
 from engine.actions.registry import REGISTRY, ActionInfo, ActionRegistry, action
 
-__all__ = ["REGISTRY", "ActionInfo", "ActionRegistry", "action", "auth", "catalog", "tickets"]
+__all__ = ["REGISTRY", "ActionInfo", "ActionRegistry", "action", "auth", "catalog", "ticket_moves", "tickets"]

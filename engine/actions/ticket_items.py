@@ -11,11 +11,13 @@ from typing import Final
 
 from engine.ports import SpooledFile
 
-__all__ = ["COMMENT", "CREATE", "UPLOAD", "marker", "record_of", "spooled_files", "without_marker"]
+__all__ = ["COMMENT", "CREATE", "MOVE", "UPLOAD", "marker", "record_of", "spooled_files", "without_marker"]
 
 CREATE = "ticket.create"
 COMMENT = "ticket.comment"
 UPLOAD = "ticket.upload"
+# The user's own move on a ticket (reopen, confirm, withdraw, rate): fields and a comment in one write.
+MOVE = "ticket.move"
 
 
 def marker(item_id: str) -> str:

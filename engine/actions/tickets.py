@@ -19,10 +19,11 @@ from engine.ticket_time import local_time
 
 log = logging.getLogger(__name__)
 
-TICKET_FIELDS = ("number", "subject", "status", "table", "sys_id", "created", "updated")
+TICKET_FIELDS = ("number", "subject", "status", "table", "sys_id", "created", "updated", "active")
 TICKET = Shape.record(*TICKET_FIELDS, "description", "files_failed", "outbox", "files")
 TICKETS = Shape.list_of(*TICKET_FIELDS)
 VALUE = Shape()
+ANSWERED = "answered"  # slot: ticket sys_id → when the user last wrote to it from this chat
 
 
 async def state_labels(ctx: ActionContext, tables: Iterable[str]) -> dict[str, Mapping[str, str]]:
@@ -48,7 +49,17 @@ def _ticket_slot(ticket: Ticket, ctx: ActionContext, labels: Mapping[str, Mappin
         "sys_id": ticket.sys_id,
         "created": local_time(ticket.created_at, ctx.flows.tickets.time_zone),
         "updated": local_time(ticket.updated_at, ctx.flows.tickets.time_zone),
+        "active": ticket.active,
     }
+
+
+def mark_answered(ctx: ActionContext, sys_id: str) -> None:
+    """The user wrote to this ticket: an agent's earlier message on it is answered."""
+    answered = ctx.slots.get(ANSWERED)
+    answered = dict(answered) if isinstance(answered, dict) else {}
+    answered[sys_id] = ctx.services.clock()
+    # Only the latest few matter (messages older than ANSWER_WINDOW are never offered).
+    ctx.slots[ANSWERED] = dict(sorted(answered.items(), key=lambda kv: kv[1])[-20:])
 
 
 def _files(ctx: ActionContext, slot: str) -> list[SpooledFile]:
@@ -231,4 +242,5 @@ async def add_comment(ctx: ActionContext) -> str:
         "caller_id": binding.caller_id, "field": settings.comment_field, "text": body,
         "files": _take_files(ctx, "comment_files"), "vars": {"ticket": ticket}, "gave_up": "comment_failed",
     }, record=ticket_items.record_of(table, str(picked["sys_id"])))
+    mark_answered(ctx, str(picked["sys_id"]))
     return "queued"

@@ -17,8 +17,7 @@ MAX_PAYLOAD_LENGTH = 1024
 MAX_PAYLOAD_DEPTH = 4  # ours is one object: {"e": …, "i": …}
 
 
-def parse_payload(raw: str) -> tuple[str, int | None] | None:
-    """A button's payload as (event, index); None for anything else, however malformed."""
+def _payload_data(raw: str) -> dict[str, Any] | None:
     if len(raw) > MAX_PAYLOAD_LENGTH:
         return None
     try:
@@ -27,10 +26,31 @@ def parse_payload(raw: str) -> tuple[str, int | None] | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("e"), str):
         return None
+    return data
+
+
+def parse_payload(raw: str) -> tuple[str, int | None] | None:
+    """A button's payload as (event, index); None for anything else, however malformed."""
+    data = _payload_data(raw)
+    if data is None:
+        return None
     index = data.get("i")
     if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
         return None
     return data["e"], index
+
+
+def payload_number(flows: FlowSet, raw: str) -> str | None:
+    """The ticket number a notice's button carries ("n"), if it has the shape of one (the
+    bot.patterns that fill the slot `number`); anything else is ignored, as if not there."""
+    data = _payload_data(raw)
+    number = data.get("n") if data is not None else None
+    if not isinstance(number, str) or len(number) > 64:
+        return None
+    for p in flows.bot.patterns:
+        if p.slot == "number" and p.regex.fullmatch(number.strip()):
+            return number.strip().upper()
+    return None
 
 
 def resolve(flows: FlowSet, st: StateSpec, slots: dict[str, Any], offered: Sequence[Button],

@@ -266,6 +266,11 @@ class Turn:
     def resolve(self, incoming: Incoming) -> tuple[str, int | None] | None:
         offered = [b for row in render.state_buttons(self.flows, self.state, self.slots) for b in row]
         resolved = matching.resolve(self.flows, self.state, self.slots, offered, incoming)
+        if resolved is not None and incoming.payload and resolved[0] in self.flows.bot.global_on:
+            # A notice's button names its ticket: as if its number were typed with the command.
+            number = matching.payload_number(self.flows, incoming.payload)
+            if number is not None:
+                self.slots["number"] = number
         if resolved is None and not incoming.payload:
             typed = matching.pattern(self.flows, self.state, incoming)
             if typed is not None:

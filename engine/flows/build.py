@@ -31,6 +31,7 @@ from engine.flows.model import (
     SayPart,
     StateSpec,
     TicketMapping,
+    TicketMove,
     TicketSettings,
     TransitionSpec,
     TypedPattern,
@@ -316,6 +317,8 @@ class _DocBuilder:
             where=self.where(path, key=True),
             patterns=tuple(patterns),
             resume=b.get("resume"),
+            notice_buttons={k: self.buttons(v, (*path, "notice_buttons", k))
+                            for k, v in (b.get("notice_buttons") or {}).items()},
         )
 
     def simpleone(self, data: dict[str, Any]) -> None:
@@ -337,6 +340,11 @@ class _DocBuilder:
             people_tables=tuple(s.get("people_tables", DEFAULT_PEOPLE_TABLES)),
             status_fallback={t: {str(k): v for k, v in m.items()} for t, m in s.get("status_fallback", {}).items()},
             journal=self.journal(s.get("journal") or {}, (*path, "journal"), comment),
+            waiting_states=frozenset(str(c) for c in s.get("waiting_states", ())),
+            moves={name: TicketMove({str(t): str(c) for t, c in (m.get("state") or {}).items()},
+                                    self.template(m["comment"], (*path, "moves", name, "comment"), "move")
+                                    if m.get("comment") else None, str(m.get("field", "")))
+                   for name, m in (s.get("moves") or {}).items()},
         )
 
     def journal(self, j: dict[str, Any], path: JsonPath, comment: Template | None) -> Journal:

@@ -33,7 +33,10 @@ SCOPE_VARS: dict[str, dict[str, Shape]] = {
     "message": {"file": Shape.record("name"), "number": VALUE, "count": VALUE},
     # What engine/work/ticket_work.py and engine/work/status_watch.py give a notice.
     "notice": {"ticket": Shape.record("number", "subject", "status", "table", "sys_id", "files"),
-               "files": VALUE, "status": VALUE},
+               "files": VALUE, "status": VALUE, "comment": Shape.record("text", "date", "earlier")},
+    # What engine/work/ticket_moves.py gives a move's comment.
+    "move": {"ticket": Shape.record("number", "subject", "status", "table", "sys_id"), "text": VALUE,
+             "rating": VALUE, "user": Shape.record("email", "name", "caller_id")},
     "input": {"min": VALUE, "max": VALUE, "max_files": VALUE, "max_mb": VALUE, "extensions": VALUE,
               "file": Shape.record("name", "size"), "count": VALUE, "left": VALUE},
 }
@@ -433,7 +436,7 @@ class Linter:
             source = use.scope[5:]
             item = CATALOG_ITEM if source == "catalog" else self._lists.get(source, Shape())
             return {**{f: VALUE for f in item.fields}, "n": VALUE}
-        if use.scope in ("mail", "notice"):
+        if use.scope in ("mail", "notice", "move"):
             return SCOPE_VARS[use.scope]
         if use.scope in ("input", "message"):
             return {**slots, **SCOPE_VARS[use.scope]}
@@ -471,6 +474,17 @@ class Linter:
                     if button.event not in bot.global_on:
                         self.add(button.where, "F014", f"footer button '{button.label}' raises "
                                  f"'{button.event}', which is not in bot.global")
+            for name, rows in bot.notice_buttons.items():
+                for row in rows:
+                    for button in row:
+                        self.check_button(button, f"notice {name}")
+                        if button.event not in bot.global_on:
+                            self.add(button.where, "F014", f"button '{button.label}' of notice {name} raises "
+                                     f"'{button.event}', which is not in bot.global (a notice's button is "
+                                     "pressed at any step)")
+                if sum(len(r) for r in rows) > 10 or len(rows) > 6:
+                    self.add(None, "F050", f"notice {name}: {sum(len(r) for r in rows)} buttons in {len(rows)} rows; "
+                             "a message's inline keyboard takes at most 10 buttons in 6 rows")
             for pattern in bot.patterns:
                 if pattern.event not in bot.global_on:
                     self.add(pattern.where, "F014", f"pattern '{pattern.regex.pattern}' raises '{pattern.event}', "

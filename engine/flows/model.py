@@ -255,6 +255,22 @@ class BotSettings:
     # Where an idle dialogue asks whether to go on or start again (None: the message is taken
     # where the user left off, or not understood there).
     resume: str | None = None
+    # Buttons under a notice, by notice name: each raises a global event about its ticket.
+    notice_buttons: Mapping[str, tuple[tuple[ButtonSpec, ...], ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketMove:
+    """A change the user makes to their ticket from the chat (reopen, confirm, withdraw, rate):
+    the state it sets (table or "default" → code; none: the state stays) and the public
+    comment written with it (over the dialogue's slots)."""
+
+    states: Mapping[str, str]
+    comment: Template | None
+    field: str = ""  # a field that takes the slot `rating` (rate: the instance's rating field)
+
+    def state_for(self, table: str) -> str:
+        return self.states.get(table) or self.states.get("default", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +296,12 @@ class TicketSettings:
     # Which journal entries may be read for a user (only `public` ones), and the tail the bot's
     # own comments end with (the end of `comment:`), by which they are told apart.
     journal: Journal = field(default_factory=Journal)
+    # States in which the agent waits for the user (Требуется информация): their notice carries
+    # the agent's last public comment and «Ответить».
+    waiting_states: frozenset[str] = frozenset()
+    # What the user's own moves on a ticket write: state codes per table ("default" for any),
+    # and the comment that goes with them (TicketMove).
+    moves: Mapping[str, TicketMove] = field(default_factory=dict)
 
     def status_label(self, table: str, code: str, system_label: str = "") -> str:
         """What users read for a state: the flows' override of the code, else the ticket

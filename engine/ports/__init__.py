@@ -37,6 +37,7 @@ from engine.ports.tickets import (
     TicketSystemRejected,
     TicketSystemUnavailable,
     Upload,
+    journal_order,
 )
 from engine.ticket_time import parse_updated_at
 
@@ -90,5 +91,6 @@ __all__ = [
     "UnsentReplies",
     "Upload",
     "WatchedTicket",
+    "journal_order",
     "parse_updated_at",
 ]

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.replies import Button
+
 
 @dataclass(frozen=True, slots=True)
 class Notice:
@@ -18,6 +20,9 @@ class Notice:
     peer: str
     text: str
     created_at: float
+    # Buttons under the message (VK: an inline keyboard), each naming its ticket: what the user
+    # can do about it ("Ответить", "Открыть заявку"). The user's keyboard stays as it was.
+    buttons: tuple[tuple[Button, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,13 @@ class WatchedTicket:
     state: str  # the raw state last seen (labels come from flows)
     updated_at: str  # SimpleOne's sys_updated_at last seen
     active: bool = True
+    # The last journal entry told or passed over: newer public comments are the agent's news.
+    # None: not known yet (a ticket followed from now on: its earlier comments are not news);
+    # "": from the first (a ticket the bot created: everything on it is news).
+    comment_after: str | None = None
+    # When an agent's message on it was last told to the user (0: never): a message the user
+    # types soon after is offered as the answer to it.
+    asked_at: float = 0.0
 
 
 class Notices(Protocol):
@@ -65,4 +77,8 @@ class TicketWatches(Protocol):
 
     async def watch_drop(self, keys: Sequence[tuple[str, str]]) -> None:
         """Stop following these (table, sys_id) tickets."""
+        ...
+
+    async def watch_of_peer(self, peer: str) -> list[WatchedTicket]:
+        """The tickets followed for this chat, the one asked most recently first."""
         ...

@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.flows.source import FlowSource
 from engine.ports import Notice, OutboxItem
+from engine.replies import Button
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,16 @@ def render_notice(flows: FlowSource, name: str, values: dict[str, Any]) -> str |
     return template.render(values)
 
 
+def notice_buttons(flows: FlowSource, name: str, values: dict[str, Any]) -> tuple[tuple[Button, ...], ...]:
+    """The notice's buttons (bot.notice_buttons), each naming the ticket in values, if any."""
+    ticket = values.get("ticket")
+    number = str(ticket.get("number") or "") if isinstance(ticket, dict) else ""
+    if not number:
+        return ()
+    rows = flows.current.bot.notice_buttons.get(name, ())
+    return tuple(tuple(Button(b.label, b.event, color=b.color, number=number) for b in row) for row in rows)
+
+
 def outbox_notices(flows: FlowSource, clock: Callable[[], float]) -> Callable[[OutboxItem, str], Notice | None]:
     """How the outbox worker tells an outcome nobody waited for: one notice per item and
     outcome, its id derived from both, so telling it twice stores it once."""
@@ -28,8 +39,12 @@ def outbox_notices(flows: FlowSource, clock: Callable[[], float]) -> Callable[[O
     def render(item: OutboxItem, name: str) -> Notice | None:
         if not name:
             return None
-        text = render_notice(flows, name, dict((item.result or {}).get("vars") or {}))
+        values = dict((item.result or {}).get("vars") or {})
+        text = render_notice(flows, name, values)
+        if text is None:
+            return None
         # The outcome is in the id: a failure told, then a success after an admin's retry, are two.
-        return None if text is None else Notice(f"outbox:{item.id}:{item.state}", item.peer, text, clock())
+        return Notice(f"outbox:{item.id}:{item.state}", item.peer, text, clock(),
+                      notice_buttons(flows, name, values))
 
     return render

@@ -1,4 +1,5 @@
-"""Status-change notices: tell users when a ticket they follow changes state in SimpleOne.
+"""Ticket notices: tell users when a ticket they follow changes state in SimpleOne, and relay
+the agents' public comments on it.
 
 SimpleOne has no outbound webhooks (see ../shared/reference/simpleone-api.md, "What the API does
 not give"), so the bot polls. Every `interval` seconds one round walks the followed tickets
@@ -12,6 +13,23 @@ compares them with what was last seen:
   SimpleOne's own (TicketSystem.state_labels, cached by the adapter) unless the flows'
   status_labels override it, with status_fallback where SimpleOne gives none), then record;
 - updated without a state change (a comment, a reassignment): record, no notice.
+
+Comments share the round: per table and page, the journal is read with one `journal_since`
+query for the tickets whose cursor (WatchedTicket.comment_after) is known, from the lowest of
+them; then one for tickets the bot just created ("": everything is news) or just started to
+follow (None: their earlier comments are not news, only the cursor is set). SimpleOne gives
+journal entries ids in time order (its own feed reads `sys_id>LAST`), so after a complete read
+every ticket of the query is known up to the highest entry returned, and all their cursors move
+there: a quiet ticket does not keep the query reading from far back. The fresh tickets' query
+runs second, so whatever the first one passed over existed when the second one looked.
+
+An agent's comment (Comment.by_bot false; work notes never come: the port reads public entries
+only) is told once, with buttons to answer and to open the ticket (bot.notice_buttons), at most
+MAX_COMMENTS per ticket and round (the first one told says how many earlier ones are only in
+the ticket). A state in simpleone.waiting_states is told with the agent's last comment and the
+button to answer; one in finished_states asks whether the problem is solved. Telling an agent's
+message marks the ticket asked (WatchedTicket.asked_at): what the user types next is offered as
+the answer to it.
 
 Once-only across crashes and restarts: what was seen on a page and the notices it caused are
 written by one Storage.watch_update call, in one transaction. A crash before it leaves the old
@@ -37,13 +55,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from engine.flows.model import FlowSet
 from engine.flows.source import FlowSource
 from engine.ports import (
     Bindings,
+    Comment,
+    Journal,
     Locks,
     Notice,
     Ticket,
@@ -52,13 +72,20 @@ from engine.ports import (
     TicketSystemUnavailable,
     TicketWatches,
     WatchedTicket,
+    journal_order,
 )
-from engine.ticket_time import parse_updated_at
+from engine.replies import Button
+from engine.ticket_time import local_time, parse_updated_at
 from engine.work.leases import JobLease
 
 log = logging.getLogger(__name__)
 
 NOTICE = "status_changed"  # the bot.notices template that tells a state change
+COMMENT_NOTICE = "agent_comment"
+WAITING_NOTICE = "status_waiting"
+RESOLVED_NOTICE = "status_resolved"
+MAX_COMMENTS = 5  # agent comments told one by one per ticket and round; older ones are counted
+JOURNAL_LIMIT = 200  # entries per journal query; a round that gets this many goes on next round
 
 
 class WatchStorage(TicketWatches, Bindings, Locks, Protocol):
@@ -68,6 +95,30 @@ class WatchStorage(TicketWatches, Bindings, Locks, Protocol):
 def notice_id(ticket: WatchedTicket) -> str:
     """One id per change (the new sys_updated_at and state): the same change is never told twice."""
     return f"status:{ticket.table}:{ticket.sys_id}:{ticket.updated_at}:{ticket.state}"
+
+
+def comment_notice_id(table: str, sys_id: str, comment: Comment) -> str:
+    """One id per journal entry: an agent's comment is never told twice."""
+    return f"comment:{table}:{sys_id}:{comment.sys_id}"
+
+
+def _later(a: str | None, b: str | None) -> str | None:
+    """The later of two journal cursors (None and "" are before every entry)."""
+    if not a:
+        return b if b else a
+    if not b:
+        return a
+    return a if journal_order(a) >= journal_order(b) else b
+
+
+@dataclass(slots=True)
+class _News:
+    """What the journal says of one table's tickets on a page: new comments per ticket, and
+    where each ticket's cursor moves to."""
+
+    comments: dict[str, list[Comment]] = field(default_factory=dict)
+    cursors: dict[str, str | None] = field(default_factory=dict)
+    quiet: set[str] = field(default_factory=set)  # first sight: the cursor moves, nothing is told
 
 
 class StatusWatcher:
@@ -153,6 +204,8 @@ class StatusWatcher:
             except TicketSystemError as exc:
                 rejected.append(f"{table}: {exc}")
                 continue  # an answer we did not get says nothing about these tickets
+            news = await self._news(table, [w for w in watched if w.sys_id in found], flows.tickets.journal,
+                                    rejected)
             for w in watched:
                 if w.sys_id in gone:
                     log.info("status watch: %s %s (%s) is gone from SimpleOne; no longer followed",
@@ -162,8 +215,8 @@ class StatusWatcher:
                 ticket = found.get(w.sys_id)
                 if ticket is None:
                     continue  # not confirmed either way: next round
-                new, notice = await self._compare(w, ticket, flows, now)
-                if notice is not None:
+                new, told = await self._compare(w, ticket, news, flows, now)
+                if told:
                     owner = await self._owner(w, ticket)
                     if owner is False:
                         # The chat is bound to someone else now: not theirs to hear, ever.
@@ -172,11 +225,14 @@ class StatusWatcher:
                         drop.append((table, w.sys_id))
                         continue
                     if owner is None:
-                        notice = None  # signed out: seen, not told; told again once signed back in
+                        # Signed out: seen, not told (a state change is told again once signed
+                        # back in and it changes again; comments stay in the ticket).
+                        told = []
+                        if new is not None:
+                            new = replace(new, asked_at=w.asked_at)
                 if new is not None:
                     seen.append(new)
-                if notice is not None:
-                    notices.append(notice)
+                notices.extend(told)
                 latest = new if new is not None else w
                 if not latest.active and self._closed_long_ago(latest, now):
                     drop.append((table, w.sys_id))
@@ -186,6 +242,131 @@ class StatusWatcher:
             # After the update: a crash in between drops nothing a notice was owed for.
             await self.storage.watch_drop(drop)
         return len(notices)
+
+    async def _news(self, table: str, watched: Sequence[WatchedTicket], journal: Journal,
+                    rejected: list[str]) -> _News:
+        """New public comments of these tickets, and their cursors after this read (see the
+        module's docstring). A refused journal read leaves the cursors as they were."""
+        news = _News()
+        known = [w for w in watched if w.comment_after]
+        fresh = [w for w in watched if not w.comment_after]
+        horizon: str | None = None
+        try:
+            if known:
+                after = min((w.comment_after or "" for w in known), key=journal_order)
+                horizon = await self._journal(table, known, after, journal, news)
+            if fresh:
+                horizon = _later(horizon, await self._journal(table, fresh, None, journal, news))
+        except TicketSystemUnavailable:
+            raise
+        except TicketSystemError as exc:
+            rejected.append(f"{table} journal: {exc}")
+            return _News()
+        for w in known + fresh:
+            if w.sys_id in news.cursors or horizon is not None:
+                news.cursors[w.sys_id] = _later(news.cursors.get(w.sys_id, w.comment_after), horizon)
+        news.quiet.update(w.sys_id for w in fresh if w.comment_after is None)
+        for w in fresh:
+            if w.comment_after is None and w.sys_id not in news.cursors:
+                news.cursors[w.sys_id] = ""  # no entries yet: from now on, everything is news
+        return news
+
+    async def _journal(self, table: str, watched: Sequence[WatchedTicket], after: str | None, journal: Journal,
+                       news: _News) -> str | None:
+        """One journal query for these tickets from `after`; the highest entry it covers."""
+        cursors = {w.sys_id: w.comment_after for w in watched}
+        entries = await self.tickets.journal_since(table, list(cursors), after=after, journal=journal,
+                                                   limit=JOURNAL_LIMIT)
+        horizon = after
+        for c in entries:
+            horizon = _later(horizon, c.sys_id)
+            own = cursors.get(c.record_id, "-")
+            if own == "-" or (own and journal_order(c.sys_id) <= journal_order(own)):
+                continue  # not asked for, or told before
+            news.comments.setdefault(c.record_id, []).append(c)
+        return horizon
+
+    async def _compare(self, old: WatchedTicket, ticket: Ticket, news: _News, flows: FlowSet,
+                       now: float) -> tuple[WatchedTicket | None, list[Notice]]:
+        """What to record of this ticket (None: nothing new) and the notices it causes."""
+        new = replace(
+            old,
+            number=ticket.number or old.number,
+            # A reply without the state says nothing about it: keep what we knew.
+            state=ticket.state or old.state,
+            updated_at=ticket.updated_at,
+            active=ticket.active,
+            comment_after=news.cursors.get(old.sys_id, old.comment_after),
+        )
+        comments = [] if old.sys_id in news.quiet else [
+            c for c in news.comments.get(old.sys_id, []) if not c.by_bot]
+        changed = bool(old.state) and new.state != old.state
+        if not comments and not changed:
+            return (None if new == old else new), []
+        values: dict[str, Any] = {"ticket": {
+            "number": new.number,
+            "subject": ticket.subject,
+            "status": flows.tickets.status_label(new.table, new.state, await self._system_label(new.table, new.state)),
+            "table": new.table,
+            "sys_id": new.sys_id,
+        }}
+        notices: list[Notice] = []
+        status: Notice | None = None
+        if changed:
+            name = (WAITING_NOTICE if new.state in flows.tickets.waiting_states
+                    else RESOLVED_NOTICE if new.state in flows.tickets.finished_states else NOTICE)
+            if name not in flows.bot.notices:
+                name = NOTICE
+            last: Comment | None = None
+            if name != NOTICE:
+                # The agent's last word goes with it: the question, or what was done.
+                last = comments.pop() if comments else await self._last_agent_comment(new, flows.tickets.journal)
+            status_values = {**values, "comment": self._comment_values(last, flows, 0)}
+            status = self._notice(flows, name, notice_id(new), new, status_values, now)
+            if name == WAITING_NOTICE:
+                new = replace(new, asked_at=now)
+        if comments and COMMENT_NOTICE in flows.bot.notices:
+            shown = comments[-MAX_COMMENTS:]
+            for i, c in enumerate(shown):
+                earlier = len(comments) - len(shown) if i == 0 else 0
+                notice = self._notice(flows, COMMENT_NOTICE, comment_notice_id(new.table, new.sys_id, c), new,
+                                      {**values, "comment": self._comment_values(c, flows, earlier)}, now)
+                if notice is not None:
+                    notices.append(notice)
+            new = replace(new, asked_at=now)
+        elif comments:
+            log.error("no notice %r in the flows: %d agent comment(s) on %s not told", COMMENT_NOTICE,
+                      len(comments), new.number)
+        if status is not None:
+            notices.append(status)  # after the comments that led to it
+        return new, notices
+
+    def _notice(self, flows: FlowSet, name: str, nid: str, ticket: WatchedTicket, values: dict[str, Any],
+                now: float) -> Notice | None:
+        template = flows.bot.notices.get(name)
+        if template is None:
+            return None
+        rows = flows.bot.notice_buttons.get(name, ())
+        buttons = tuple(tuple(Button(b.label, b.event, color=b.color, number=ticket.number) for b in row)
+                        for row in rows)
+        return Notice(nid, ticket.peer, template.render(values), now, buttons if ticket.number else ())
+
+    @staticmethod
+    def _comment_values(comment: Comment | None, flows: FlowSet, earlier: int) -> dict[str, Any]:
+        if comment is None:
+            return {"text": "", "date": "", "earlier": earlier}
+        return {"text": comment.text, "date": local_time(comment.created_at, flows.tickets.time_zone),
+                "earlier": earlier}
+
+    async def _last_agent_comment(self, ticket: WatchedTicket, journal: Journal) -> Comment | None:
+        """The agent's latest public comment on the ticket (one read; none if it fails)."""
+        try:
+            latest = await self.tickets.latest_comments(ticket.table, ticket.sys_id, journal=journal, limit=5)
+        except TicketSystemError as exc:
+            log.warning("status watch: last comment of %s: %s", ticket.number, exc)
+            return None
+        agents = [c for c in latest if not c.by_bot]
+        return agents[-1] if agents else None
 
     async def _read(self, table: str, watched: Sequence[WatchedTicket],
                     rejected: list[str]) -> tuple[dict[str, Ticket], set[str]]:
@@ -222,31 +403,6 @@ class StatusWatcher:
         if binding is None:
             return None
         return binding.caller_id == ticket.caller_id
-
-    async def _compare(self, old: WatchedTicket, ticket: Ticket, flows: FlowSet,
-                       now: float) -> tuple[WatchedTicket | None, Notice | None]:
-        """What to record of this ticket (None: nothing new) and the notice it causes."""
-        new = replace(
-            old,
-            number=ticket.number or old.number,
-            # A reply without the state says nothing about it: keep what we knew.
-            state=ticket.state or old.state,
-            updated_at=ticket.updated_at,
-            active=ticket.active,
-        )
-        if new == old:
-            return None, None
-        if not old.state or new.state == old.state:
-            return new, None  # first sight, or touched without a state change
-        values: dict[str, Any] = {"ticket": {
-            "number": new.number,
-            "subject": ticket.subject,
-            "status": flows.tickets.status_label(new.table, new.state, await self._system_label(new.table, new.state)),
-            "table": new.table,
-            "sys_id": new.sys_id,
-        }}
-        text = flows.bot.notices[NOTICE].render(values)
-        return new, Notice(notice_id(new), new.peer, text, now)
 
     async def _system_label(self, table: str, code: str) -> str:
         """SimpleOne's own label of a state (cached by the adapter), "" when it gives none."""

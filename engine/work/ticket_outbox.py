@@ -10,6 +10,7 @@ from engine.actions.context import Services
 from engine.flows.source import FlowSource
 from engine.work.notices import outbox_notices
 from engine.work.outbox import OutboxPolicy, OutboxWorker
+from engine.work.ticket_moves import move_executors
 from engine.work.ticket_work import ticket_executors
 
 __all__ = ["ticket_outbox"]
@@ -18,7 +19,9 @@ __all__ = ["ticket_outbox"]
 def ticket_outbox(services: Services, flows: FlowSource, policy: OutboxPolicy | None = None) -> OutboxWorker:
     """The outbox worker for ticket work, wired to the services and made their outbox queue
     (the caller runs `worker.run()` as a task)."""
-    worker = OutboxWorker(services.storage, ticket_executors(services.tickets, services.spool, services.clock),
+    executors = {**ticket_executors(services.tickets, services.spool, services.clock),
+                 **move_executors(services.tickets)}
+    worker = OutboxWorker(services.storage, executors,
                           outbox_notices(flows, services.clock), policy, clock=services.clock)
     services.outbox = worker
     return worker

@@ -95,7 +95,9 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
         return WorkDone(
             {"event": "created", "vars": {"ticket": ticket}, "notice": "ticket_created"},
             follow_ups=[upload_item(item, ref, files, now, {"ticket": ticket}, ref.updated_at)] if files else [],
-            watch=[WatchedTicket(ref.table, ref.sys_id, ref.number, item.peer, ref.state, ref.updated_at)],
+            # A ticket the bot created: everything on its journal is news to the user ("").
+            watch=[WatchedTicket(ref.table, ref.sys_id, ref.number, item.peer, ref.state, ref.updated_at,
+                                 comment_after="")],
         )
 
     async def upload(item: OutboxItem, checkpoint: Checkpoint) -> WorkDone:

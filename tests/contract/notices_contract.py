@@ -5,11 +5,14 @@ The `storage` and `storage_backend` fixtures come from conftest.py, one run per 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from engine.ports import (
+    Notice,
     WatchedTicket,
 )
+from engine.replies import Button
 from tests.contract.storage_values import (
     ids,
     make_notice,
@@ -84,3 +87,40 @@ class TestWatchedTickets:
         await storage.watch_update(seen[:1], [make_notice("n-s1", text="again")])
         assert await ids(storage.notices_unsent()) == ["n-s1"]
         assert (await storage.watch_list())[0] == seen[0]
+
+
+class TestTwoWay:
+    """What two-way support keeps: a notice's buttons, and each ticket's journal cursor and
+    when an agent's message on it was told."""
+
+    async def test_a_notice_keeps_its_buttons_each_naming_its_ticket(self, storage: Any) -> None:
+        grid = ((Button("Ответить", "answer", color="primary", number="INC0000123"),
+                 Button("Открыть заявку", "by_number", number="INC0000123")),)
+        await storage.notices_add([Notice("c-1", "vk:1", "Сообщение по заявке INC0000123: «Какой кабинет?»", 5.0,
+                                          grid),
+                                   make_notice("n-2")])
+        told = await storage.notices_unsent()
+        assert told == [Notice("c-1", "vk:1", "Сообщение по заявке INC0000123: «Какой кабинет?»", 5.0, grid),
+                        make_notice("n-2")]
+        assert told[0].buttons[0][0].payload == '{"e":"answer","n":"INC0000123"}'
+        assert told[1].buttons == ()
+
+    async def test_the_journal_cursor_and_the_time_asked_are_kept_per_ticket(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket("s1"), replace(make_ticket("s2"), comment_after="")])
+        # Not known (None) and "from the first" ("") are two things.
+        assert [t.comment_after for t in await storage.watch_list()] == [None, ""]
+        seen = replace(make_ticket("s1"), comment_after="000000000000000042", asked_at=1_700_000_000.5)
+        await storage.watch_update([seen], [])
+        assert (await storage.watch_list())[0] == seen
+        # Following it again keeps what was seen of it, the cursor included.
+        await storage.watch_add([make_ticket("s1")])
+        assert (await storage.watch_list())[0] == seen
+
+    async def test_a_chats_tickets_come_the_one_asked_last_first(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket("s1", peer="vk:1"), make_ticket("s2", peer="vk:1"),
+                                 make_ticket("s3", peer="vk:2")])
+        await storage.watch_update([replace(make_ticket("s2", peer="vk:1"), asked_at=50.0),
+                                    replace(make_ticket("s1", peer="vk:1"), asked_at=70.0)], [])
+        assert [t.sys_id for t in await storage.watch_of_peer("vk:1")] == ["s1", "s2"]
+        assert [t.sys_id for t in await storage.watch_of_peer("vk:2")] == ["s3"]
+        assert await storage.watch_of_peer("vk:nobody") == []
