@@ -111,6 +111,7 @@ class Comment:
     author: str  # as the ticket system names who wrote it (sys_created_by)
     created_at: str  # "YYYY-MM-DD HH:MM:SS", UTC
     by_bot: bool  # written by the bot (its account, or its comment's tail), not by an agent
+    record_id: str = ""  # the ticket's sys_id (journal_since reads several tickets at once)
 
 
 class TicketSystem(Protocol):
@@ -128,9 +129,11 @@ class TicketSystem(Protocol):
         ...
 
     async def list_tickets(
-        self, caller_id: str, tables: Sequence[str], *, active_only: bool, limit: int
+        self, caller_id: str, tables: Sequence[str], *, active_only: bool, limit: int,
+        closed_since: str = "",
     ) -> list[Ticket]:
-        """The caller's tickets across tables, newest first, at most limit."""
+        """The caller's tickets across tables, newest first, at most limit. closed_since
+        ("YYYY-MM-DD HH:MM:SS", UTC): only inactive tickets last updated then or later."""
         ...
 
     async def get_ticket(self, table: str, sys_id: str) -> Ticket | None: ...
@@ -148,6 +151,35 @@ class TicketSystem(Protocol):
         """The ticket's PUBLIC comments (journal.public entries only, never work notes), oldest
         first, at most limit, only those after the entry `after` (a Comment.sys_id) if given;
         journal None = Journal()'s defaults."""
+        ...
+
+    async def journal_since(
+        self, table: str, sys_ids: Sequence[str], *, after: str | None, journal: Journal | None = None,
+        limit: int = 200,
+    ) -> list[Comment]:
+        """PUBLIC comments of these tickets (all of one table) newer than the journal entry
+        `after` (None: from the first), oldest first (by entry sys_id), at most limit, each with
+        its record_id: how the comment watcher reads every followed ticket in one round, with
+        one query per batch of ids (`record_idIN…`). Work notes never come back."""
+        ...
+
+    async def latest_comments(
+        self, table: str, sys_id: str, *, journal: Journal | None = None, before: str | None = None,
+        limit: int = 5,
+    ) -> list[Comment]:
+        """The ticket's newest PUBLIC comments (before the entry `before`, if given), at most
+        limit, returned oldest first: a ticket's conversation as its details show it, and the
+        page before it for "Показать ещё"."""
+        ...
+
+    async def update_ticket(self, table: str, sys_id: str, fields: Mapping[str, str]) -> None:
+        """Write fields of a ticket (a state, a rating, a journal field) in one PATCH. A write:
+        never retried here (the outbox decides)."""
+        ...
+
+    async def list_attachment_names(self, table: str, sys_id: str) -> list[str]:
+        """Names of the files on the ticket, as far as the instance lets them be found (for a
+        ticket's details; may be incomplete, never raises for a missing Document ID)."""
         ...
 
     async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> list[Attachment]:
