@@ -4,7 +4,8 @@ shared/reference/simpleone-api.md, "Comments": a journal field (`additional_comm
 `work_notes`) reads back empty after the save; each write is a record of
 `sys_activity_feed_item` whose `type_id.name` is `<field>.<table>` (or `history`), whose
 `content` is a JSON string, `{"message": "…"}` or `{"message": {"display_value": "…"}}` for a
-comment, and whose `record_id` is the ticket's sys_id.
+comment, and whose `record_id` is the ticket's sys_id. The message may be HTML (agents write in
+a rich-text editor): it is turned into plain text.
 
 Everything here re-checks what the query already asked for: an entry is a comment for the user
 only if its type is exactly the public one and it belongs to the ticket. A work note can never
@@ -18,6 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from adapters.simpleone.html_text import html_to_text
 from adapters.simpleone.records import text
 from engine.ports import Comment
 
@@ -38,7 +40,9 @@ def sys_id_key(sys_id: str) -> tuple[int, int, str]:
 
 
 def message_of(content: object) -> str | None:
-    """A comment's text from its content, either shape; None if it is not a comment's content."""
+    """A comment's text from its content, either shape, as plain text (an agent's comment may
+    be the rich-text editor's HTML: adapters/simpleone/html_text.py); None if it is not a
+    comment's content."""
     if isinstance(content, str):
         try:
             content = json.loads(content)
@@ -49,7 +53,7 @@ def message_of(content: object) -> str | None:
     message = content.get("message")
     if isinstance(message, Mapping):
         message = message.get("display_value")
-    return message if isinstance(message, str) else None
+    return html_to_text(message) if isinstance(message, str) else None
 
 
 def comment_from(
