@@ -57,11 +57,13 @@ def message_of(content: object) -> str | None:
 
 
 def comment_from(
-    record: Mapping[str, Any], *, type_name: str, record_id: str, own_authors: frozenset[str], bot_tail: str
+    record: Mapping[str, Any], *, type_name: str, record_ids: frozenset[str], own_authors: frozenset[str],
+    bot_tail: str,
 ) -> Comment | None:
-    """The public comment this journal record is, or None (another type, another ticket, or a
-    content that cannot be read: that is logged, and never shown raw)."""
-    if text(record.get(TYPE_NAME)) != type_name or text(record.get("record_id")) != record_id:
+    """The public comment this journal record is, or None (another type, a ticket not among
+    `record_ids`, or a content that cannot be read: that is logged, and never shown raw)."""
+    record_id = text(record.get("record_id"))
+    if text(record.get(TYPE_NAME)) != type_name or not record_id or record_id not in record_ids:
         return None
     sys_id = text(record.get("sys_id"))
     if not sys_id:
@@ -76,4 +78,4 @@ def comment_from(
     author = text(record.get("sys_created_by"))
     by_bot = author.lower() in own_authors or (bool(bot_tail) and message.endswith(bot_tail))
     return Comment(sys_id=sys_id, text=message, author=author, created_at=text(record.get("sys_created_at")),
-                   by_bot=by_bot)
+                   by_bot=by_bot, record_id=record_id)
