@@ -117,7 +117,7 @@ class InProcessSimpleOne:
         return None
 
     async def list_tickets(self, caller_id: str, tables: Sequence[str], *, active_only: bool,
-                           limit: int) -> list[Ticket]:
+                           limit: int, closed_since: str = "") -> list[Ticket]:
         return []
 
     async def get_ticket(self, table: str, sys_id: str) -> Ticket | None:
@@ -136,6 +136,23 @@ class InProcessSimpleOne:
     async def list_comments(self, table: str, sys_id: str, *, journal: Journal | None = None,
                             after: str | None = None, limit: int = 50) -> list[Comment]:
         return []
+
+    async def journal_since(self, table: str, sys_ids: Sequence[str], *, after: str | None,
+                            journal: Journal | None = None, limit: int = 200) -> list[Comment]:
+        return []
+
+    async def latest_comments(self, table: str, sys_id: str, *, journal: Journal | None = None,
+                              before: str | None = None, limit: int = 5) -> list[Comment]:
+        return []
+
+    async def update_ticket(self, table: str, sys_id: str, fields: Mapping[str, str]) -> None:
+        return None
+
+    async def list_attachment_names(self, table: str, sys_id: str) -> list[str]:
+        return []
+
+    async def state_labels(self, table: str) -> Mapping[str, str]:
+        return {}
 
     async def upload_files(self, table: str, sys_id: str, files: Sequence[Upload]) -> list[Attachment]:
         return []

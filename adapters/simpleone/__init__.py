@@ -4,4 +4,5 @@ client.py          SimpleOneClient: the engine's TicketSystem port over aiohttp 
 transport.py       the HTTP transport: TLS, connection caps, timeouts, no proxies
 records.py         Table API records -> Person / Ticket
 journal.py         sys_activity_feed_item records -> Comment (public entries only)
+html_text.py       a comment's HTML (an agent's rich-text editor) -> plain text
 """

@@ -36,6 +36,7 @@ import re
 import secrets
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-from adapters.simpleone.journal import FEED_FIELDS, comment_from, sys_id_key
+from adapters.simpleone.journal import FEED_FIELDS, comment_from
 from adapters.simpleone.records import PERSON_FIELDS, TICKET_FIELDS, flag, person_from, ticket_from
 from adapters.simpleone.records import text as as_str
 from adapters.simpleone.transport import AiohttpTransport, HttpAnswer, HttpFailure, HttpRequest, Transport
@@ -59,6 +60,7 @@ from engine.ports import (
     TicketSystemRejected,
     TicketSystemUnavailable,
     Upload,
+    journal_order,
 )
 from engine.text_safety import clean_file_name, clean_json_strings
 
@@ -76,6 +78,8 @@ _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")  # table and field names
 _SYS_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EXCERPT = 200
 _JOURNAL_PAGES = 10  # pages of entries read for one list_comments call, at most
+_DOC_IDS_KEPT = 10_000  # Document IDs of records remembered (list_attachment_names)
+_IDS_PER_QUERY = 100  # sys_ids in one `fieldIN a@b@…` condition (get_tickets, journal_since)
 _MIME_RE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
 
 # A local file to send: (file name, MIME type, content).
@@ -266,6 +270,8 @@ class SimpleOneClient:
         self._labels: dict[str, tuple[float, dict[str, str]]] = {}
         self._labels_locks: dict[str, asyncio.Lock] = {}
         self._monotonic: Callable[[], float] = time.monotonic
+        # (table, sys_id) → the record's Document ID, as uploads and settled uploads showed it.
+        self._doc_ids: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     async def __aenter__(self) -> SimpleOneClient:
         return self
@@ -678,14 +684,25 @@ class SimpleOneClient:
         return None
 
     async def list_tickets(
-        self, caller_id: str, tables: Sequence[str], *, active_only: bool, limit: int
+        self, caller_id: str, tables: Sequence[str], *, active_only: bool, limit: int,
+        closed_since: str = "",
     ) -> list[Ticket]:
-        """The caller's tickets across tables, newest first, at most limit."""
+        """The caller's tickets across tables, newest first (by sys_created_at), at most limit.
+
+        closed_since ("YYYY-MM-DD HH:MM:SS", UTC, the instance's own time): only inactive
+        tickets last updated then or later (`active=0^sys_updated_at>=…`; the timestamps
+        compare in that format as they sort). It cannot go with active_only."""
+        if closed_since and not _TIME_RE.fullmatch(closed_since):
+            raise ValueError(f"closed_since must be 'YYYY-MM-DD HH:MM:SS', got {closed_since!r}")
+        if closed_since and active_only:
+            raise ValueError("closed_since lists inactive tickets: it cannot go with active_only")
         if limit < 1 or not tables:
             return []
         query = f"caller={_query_value(caller_id, 'caller_id')}"
         if active_only:
             query += "^active=1"
+        if closed_since:
+            query += f"^active=0^sys_updated_at>={closed_since}"
         query += "^ORDERBYDESCsys_created_at"
         found: list[Ticket] = []
         for table in tables:
@@ -693,8 +710,9 @@ class SimpleOneClient:
                 table, query=query, fields=TICKET_FIELDS, limit=limit, exclude_reference_link=True
             )
             tickets = (ticket_from(table, r) for r in records)
-            # Ownership is re-checked here rather than trusted to the server-side filter.
-            found.extend(t for t in tickets if t.caller_id == caller_id and (t.active or not active_only))
+            # Ownership (and the filter) is re-checked here rather than trusted to the server.
+            found.extend(t for t in tickets if t.caller_id == caller_id and (t.active or not active_only)
+                         and (not closed_since or (not t.active and t.updated_at >= closed_since)))
         found.sort(key=lambda t: t.created_at, reverse=True)  # stable: ties keep table order
         return found[:limit]
 
@@ -709,8 +727,8 @@ class SimpleOneClient:
         """These tickets as they are now, in pages of 100 ids (one `sys_idIN` query each)."""
         found: list[Ticket] = []
         ids = list(dict.fromkeys(_sys_id(i) for i in sys_ids))
-        for start in range(0, len(ids), 100):
-            chunk = ids[start : start + 100]
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
             records = await self.list_records(
                 table, query=f"sys_idIN{'@'.join(chunk)}", fields=TICKET_FIELDS, limit=len(chunk),
                 exclude_reference_link=True,
@@ -721,6 +739,14 @@ class SimpleOneClient:
 
     async def add_comment(self, table: str, sys_id: str, field: str, text: str) -> None:
         await self.update_record(table, sys_id, {_name(field, "field"): text})
+
+    async def update_ticket(self, table: str, sys_id: str, fields: Mapping[str, str]) -> None:
+        """Write these fields of a ticket in one PATCH (a journal field among them appends its
+        entry). A write: sent once, never retried here, failing as add_comment does
+        (TicketSystemUnavailable with maybe_done, TicketSystemRejected)."""
+        values = {_name(name, "field"): value for name, value in fields.items()}
+        if values:
+            await self.update_record(table, sys_id, values)
 
     async def list_comments(
         self, table: str, sys_id: str, *, journal: Journal | None = None, after: str | None = None,
@@ -733,33 +759,96 @@ class SimpleOneClient:
         keeps only entries whose type and ticket it re-checks: work notes never come back, even
         from a server that ignored the query. Pages on with `sys_id>` while the entries of a
         full page were all left out."""
+        record_id = _sys_id(sys_id)
+        return await self._read_journal(table, f"record_id={record_id}", frozenset({record_id}),
+                                        journal=journal, after=after, before=None, limit=limit)
+
+    async def journal_since(
+        self, table: str, sys_ids: Sequence[str], *, after: str | None, journal: Journal | None = None,
+        limit: int = 200,
+    ) -> list[Comment]:
+        """Public comments of these tickets (one table) after the entry `after`, oldest first
+        (by entry sys_id), at most limit, each with its record_id.
+
+        One query per batch of at most 100 ids, as the activity-feed widget reads its entries
+        ([seen], shared/reference/simpleone-api.md, "Comments"):
+        `type_id.name=<public>.<table>^record_idIN<id>@<id>…^sys_id><after>^ORDERBYsys_id`,
+        paged on with `sys_id>` like list_comments. Every entry is re-checked (exactly the public
+        type, a ticket among those asked). The batches' comments are merged, oldest first, and cut
+        at limit: each batch gives its own oldest `limit`, so the overall oldest are all there,
+        and whatever is left out is newer than the last one returned (the next `after`)."""
+        ids = list(dict.fromkeys(_sys_id(i) for i in sys_ids))
+        if limit < 1 or not ids:
+            return []
+        found: list[Comment] = []
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            found.extend(await self._read_journal(table, f"record_idIN{'@'.join(chunk)}", frozenset(chunk),
+                                                  journal=journal, after=after, before=None, limit=limit))
+        found.sort(key=lambda c: journal_order(c.sys_id))
+        return found[:limit]
+
+    async def latest_comments(
+        self, table: str, sys_id: str, *, journal: Journal | None = None, before: str | None = None,
+        limit: int = 5,
+    ) -> list[Comment]:
+        """The ticket's newest public comments (older than the entry `before`, if given), at
+        most limit, returned oldest first: `…^record_id=<sys_id>^sys_id<<before>^ORDERBYDESCsys_id`,
+        paged on downwards with `sys_id<` while a full page held no public comment."""
+        record_id = _sys_id(sys_id)
+        newest = await self._read_journal(table, f"record_id={record_id}", frozenset({record_id}),
+                                          journal=journal, after=None, before=before, limit=limit,
+                                          newest_first=True)
+        return newest[::-1]
+
+    async def _read_journal(
+        self, table: str, where: str, record_ids: frozenset[str], *, journal: Journal | None,
+        after: str | None, before: str | None, limit: int, newest_first: bool = False,
+    ) -> list[Comment]:
+        """Public comments of `record_ids` (which the condition `where` asks for) from the journal
+        table, strictly between the entries `after` and `before`, at most limit: the oldest ones,
+        oldest first, or with `newest_first` the newest ones, newest first.
+
+        Pages on, at most _JOURNAL_PAGES queries, moving the bound (`sys_id>` up, or `sys_id<`
+        down) past each page while a full page's entries were all left out (work notes, history,
+        other tickets'). The bounds are re-checked on what comes back, so a server that ignores
+        the query repeats nothing and shows nothing it should not."""
         journal = journal or Journal()
         if limit < 1:
             return []
         type_name = f"{_name(journal.public, 'journal field')}.{_name(table, 'table')}"
         feed_table = _name(journal.table, "journal table")
-        record_id = _sys_id(sys_id)
-        cursor = None if after is None else _sys_id(after)
+        lower = None if after is None else _sys_id(after)
+        upper = None if before is None else _sys_id(before)
         own = frozenset({self._config.username.lower()} if self._config.username else ())
         found: list[Comment] = []
         for _ in range(_JOURNAL_PAGES):
-            query = f"type_id.name={type_name}^record_id={record_id}"
-            if cursor is not None:
-                query += f"^sys_id>{cursor}"
-            records = await self.list_records(feed_table, query=query + "^ORDERBYsys_id", fields=FEED_FIELDS,
-                                              limit=limit, exclude_reference_link=True)
-            ids = [as_str(r.get("sys_id")) for r in records]
-            newer = [(r, i) for r, i in zip(records, ids, strict=True)
-                     if cursor is None or sys_id_key(i) > sys_id_key(cursor)]
-            newer.sort(key=lambda item: sys_id_key(item[1]))
-            for record, _id in newer:
-                comment = comment_from(record, type_name=type_name, record_id=record_id, own_authors=own,
+            query = f"type_id.name={type_name}^{where}"
+            if lower is not None:
+                query += f"^sys_id>{lower}"
+            if upper is not None:
+                query += f"^sys_id<{upper}"
+            query += "^ORDERBYDESCsys_id" if newest_first else "^ORDERBYsys_id"
+            records = await self.list_records(feed_table, query=query, fields=FEED_FIELDS, limit=limit,
+                                              exclude_reference_link=True)
+            inside: list[tuple[dict[str, Any], tuple[int, int, str]]] = []
+            for record in records:
+                key = journal_order(as_str(record.get("sys_id")))
+                if (lower is None or key > journal_order(lower)) and (upper is None or key < journal_order(upper)):
+                    inside.append((record, key))
+            inside.sort(key=lambda item: item[1], reverse=newest_first)
+            for record, _key in inside:
+                comment = comment_from(record, type_name=type_name, record_ids=record_ids, own_authors=own,
                                        bot_tail=journal.bot_tail)
                 if comment is not None:
                     found.append(comment)
-            if len(records) < limit or len(found) >= limit or not newer:
-                break  # the last page, enough, or a server that does not move past `after`
-            cursor = newer[-1][1]
+            if len(records) < limit or len(found) >= limit or not inside:
+                break  # the last page, enough, or a server that does not move past the bound
+            last = as_str(inside[-1][0].get("sys_id"))
+            if newest_first:
+                upper = last
+            else:
+                lower = last
         return found[:limit]
 
     async def state_labels(self, table: str) -> Mapping[str, str]:
@@ -844,6 +933,7 @@ class SimpleOneClient:
             return []
         doc_id = await self._document_id(known, since)
         if doc_id:
+            self._remember_document_id(table, sys_id, doc_id)
             query = f"record_document_id={doc_id}" + (f"^sys_created_at>={since}" if since else "")
             rows = await self.list_records(ATTACHMENT_TABLE, query=query, fields=_ATTACHMENT_FIELDS, limit=1000,
                                            exclude_reference_link=True)
@@ -856,6 +946,38 @@ class SimpleOneClient:
             for row in await self._rows_like(Attachment(name, size), since):
                 pooled.setdefault(as_str(row.get("sys_id")) or f"row-{len(pooled)}", row)
         return _match_rows(wanted, list(pooled.values()), since, with_ids=False)
+
+    async def list_attachment_names(
+        self, table: str, sys_id: str, *, known: Sequence[Attachment] = ()
+    ) -> list[str]:
+        """Names of the files on the ticket (oldest first), as far as the instance lets them be
+        found: sys_attachment rows whose record_document_id is the record's Document ID.
+
+        The REST API documents no way to learn a record's Document ID from its sys_id (see
+        find_attachments); it is read off files known to be on the record: `known` (not in the
+        engine's port yet), else what this client learnt from an upload's answer or a settled
+        upload (kept in memory: lost at a restart, not shared between processes). Without it
+        the answer is [] — incomplete, never an error; a failed read raises as any read does."""
+        _name(table, "table")
+        _sys_id(sys_id)
+        doc_id = await self._document_id(known, "") if known else ""
+        doc_id = doc_id or self._doc_ids.get((table, sys_id), "")
+        if not doc_id:
+            return []
+        self._remember_document_id(table, sys_id, doc_id)
+        rows = await self.list_records(ATTACHMENT_TABLE, query=f"record_document_id={doc_id}^ORDERBYsys_created_at",
+                                       fields=_ATTACHMENT_FIELDS, limit=1000, exclude_reference_link=True)
+        return [name for r in rows if as_str(r.get("record_document_id")) == doc_id
+                and (name := as_str(r.get("file_name")))]
+
+    def _remember_document_id(self, table: str, sys_id: str, doc_id: str) -> None:
+        """Keep a record's Document ID (a bounded memory, the least recently used forgotten)."""
+        if not _SYS_ID_RE.fullmatch(doc_id):
+            return
+        self._doc_ids[(table, sys_id)] = doc_id
+        self._doc_ids.move_to_end((table, sys_id))
+        while len(self._doc_ids) > _DOC_IDS_KEPT:
+            self._doc_ids.popitem(last=False)
 
     async def _document_id(self, known: Sequence[Attachment], since: str) -> str:
         """The record's Document ID, read off files known to be on it; "" if none tells it."""
@@ -900,7 +1022,10 @@ class SimpleOneClient:
             parts.append((upload.name, upload.mime, data))
         records = await self.upload(table, sys_id, parts)
         # Bonus ids, when the undocumented answer names the new rows.
-        return [a for a in (_attachment_of(r, with_ids=True) for r in records) if a is not None and a.sys_id]
+        landed = [a for a in (_attachment_of(r, with_ids=True) for r in records) if a is not None and a.sys_id]
+        for attachment in landed:  # the record's Document ID, for list_attachment_names
+            self._remember_document_id(table, sys_id, attachment.document_id)
+        return landed
 
 
 _ATTACHMENT_FIELDS = ("sys_id", "file_name", "size_bytes", "record_document_id", "sys_created_at")

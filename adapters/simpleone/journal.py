@@ -4,7 +4,8 @@ shared/reference/simpleone-api.md, "Comments": a journal field (`additional_comm
 `work_notes`) reads back empty after the save; each write is a record of
 `sys_activity_feed_item` whose `type_id.name` is `<field>.<table>` (or `history`), whose
 `content` is a JSON string, `{"message": "…"}` or `{"message": {"display_value": "…"}}` for a
-comment, and whose `record_id` is the ticket's sys_id.
+comment, and whose `record_id` is the ticket's sys_id. The message may be HTML (agents write in
+a rich-text editor): it is turned into plain text.
 
 Everything here re-checks what the query already asked for: an entry is a comment for the user
 only if its type is exactly the public one and it belongs to the ticket. A work note can never
@@ -18,10 +19,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from adapters.simpleone.html_text import html_to_text
 from adapters.simpleone.records import text
 from engine.ports import Comment
 
-__all__ = ["FEED_FIELDS", "TYPE_NAME", "comment_from", "message_of", "sys_id_key"]
+__all__ = ["FEED_FIELDS", "TYPE_NAME", "comment_from", "message_of"]
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +31,10 @@ TYPE_NAME = "type_id.name"  # dot-walked in sysparm_fields [doc] and in the quer
 FEED_FIELDS: tuple[str, ...] = ("sys_id", TYPE_NAME, "content", "record_id", "sys_created_at", "sys_created_by")
 
 
-def sys_id_key(sys_id: str) -> tuple[int, int, str]:
-    """Orders sys_ids as the instance does (`ORDERBYsys_id`, `sys_id>`): numerically when they
-    are numbers (18 digits, [doc]), else as text after all numbers."""
-    if sys_id.isascii() and sys_id.isdigit():
-        return (0, int(sys_id), "")
-    return (1, 0, sys_id)
-
-
 def message_of(content: object) -> str | None:
-    """A comment's text from its content, either shape; None if it is not a comment's content."""
+    """A comment's text from its content, either shape, as plain text (an agent's comment may
+    be the rich-text editor's HTML: adapters/simpleone/html_text.py); None if it is not a
+    comment's content."""
     if isinstance(content, str):
         try:
             content = json.loads(content)
@@ -49,15 +45,17 @@ def message_of(content: object) -> str | None:
     message = content.get("message")
     if isinstance(message, Mapping):
         message = message.get("display_value")
-    return message if isinstance(message, str) else None
+    return html_to_text(message) if isinstance(message, str) else None
 
 
 def comment_from(
-    record: Mapping[str, Any], *, type_name: str, record_id: str, own_authors: frozenset[str], bot_tail: str
+    record: Mapping[str, Any], *, type_name: str, record_ids: frozenset[str], own_authors: frozenset[str],
+    bot_tail: str,
 ) -> Comment | None:
-    """The public comment this journal record is, or None (another type, another ticket, or a
-    content that cannot be read: that is logged, and never shown raw)."""
-    if text(record.get(TYPE_NAME)) != type_name or text(record.get("record_id")) != record_id:
+    """The public comment this journal record is, or None (another type, a ticket not among
+    `record_ids`, or a content that cannot be read: that is logged, and never shown raw)."""
+    record_id = text(record.get("record_id"))
+    if text(record.get(TYPE_NAME)) != type_name or not record_id or record_id not in record_ids:
         return None
     sys_id = text(record.get("sys_id"))
     if not sys_id:
@@ -72,4 +70,4 @@ def comment_from(
     author = text(record.get("sys_created_by"))
     by_bot = author.lower() in own_authors or (bool(bot_tail) and message.endswith(bot_tail))
     return Comment(sys_id=sys_id, text=message, author=author, created_at=text(record.get("sys_created_at")),
-                   by_bot=by_bot)
+                   by_bot=by_bot, record_id=record_id)

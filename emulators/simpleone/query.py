@@ -20,7 +20,11 @@ case-insensitive; `!=` is its negation [guess]); `IN` compares text exactly;
 `LIKE`/`STARTSWITH`/`ENDSWITH` ignore case; `<`, `<=`, `>`, `>=` compare as numbers when
 both sides are plain decimals and as text otherwise, which orders "YYYY-MM-DD HH:MM:SS"
 timestamps correctly. Integers compare exactly: 18-digit sys_ids differ in digits a float
-cannot hold, and `sys_id>LAST` must see them [seen, same page]. Missing values are "".
+cannot hold, and `sys_id>LAST` must see them [seen, same page]. `sys_id<` (a ticket's comments
+before one already shown, newest first with `ORDERBYDESCsys_id`) is [guess]: the same
+comparison the other way; `ORDERBYDESC` itself is [seen] (the reference's query syntax).
+`sys_updated_at>…` on "YYYY-MM-DD HH:MM:SS" text is [seen] (polling for changes, the
+reference's "What the API does not give"); `>=` beside it is [guess]. Missing values are "".
 """
 
 from __future__ import annotations

@@ -565,7 +565,11 @@ class EmulatorState:
 
     def act_as_agent(self, action: str, ticket: str, value: str, *, author: str = AGENT) -> tuple[str, str]:
         """What a support agent does in SimpleOne's form: `comment` (public), `note` (a work note,
-        internal) or `state` (a new state code). Returns the ticket's (table, sys_id)."""
+        internal) or `state` (a new state code). Returns the ticket's (table, sys_id).
+
+        A comment's text is stored exactly as given, HTML included: agents type in a rich-text
+        editor, whose markup the journal keeps [guess: the brief of issue 14; no instance's
+        content was seen with markup], so a test can give the editor's HTML."""
         field_name = AGENT_ACTIONS.get(action)
         if field_name is None:
             raise ApiError(400, f"unknown agent action {action!r} (known: {', '.join(AGENT_ACTIONS)})")

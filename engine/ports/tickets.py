@@ -113,7 +113,6 @@ class Comment:
     by_bot: bool  # written by the bot (its account, or its comment's tail), not by an agent
     record_id: str = ""  # the ticket's sys_id (journal_since reads several tickets at once)
 
-
 def journal_order(sys_id: str) -> tuple[int, int, str]:
     """Orders journal entries as the ticket system does (`ORDERBYsys_id`, `sys_id>`): SimpleOne's
     sys_ids are 18-digit numbers, given out in time order (its own activity feed reads new

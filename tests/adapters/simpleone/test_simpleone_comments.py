@@ -189,3 +189,18 @@ async def test_the_bot_s_own_comments_are_told_by_account_or_by_tail(
     assert [c.by_bot for c in await by_token.list_comments(INCIDENT, sys_id)] == [False, False, False]
     by_login = make_client()  # signed in as USERNAME: its entries are its own without a tail
     assert [c.by_bot for c in await by_login.list_comments(INCIDENT, sys_id)] == [True, False, False]
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["plain content", "display_value content"])
+async def test_an_agent_s_html_comment_reads_as_plain_text(
+    client: SimpleOneClient, emulator: RunningEmulator, nested: bool
+) -> None:
+    emulator.state.nested_journal_content = nested
+    sys_id, number = new_ticket(emulator)
+    html = "<p>Здравствуйте!</p><p>Проверьте&nbsp;кабель:</p><ul><li>питание</li><li>сеть</li></ul><p><br></p>"
+    emulator.state.act_as_agent("comment", number, html)  # stored as given, as the editor sends it
+    emulator.state.act_as_agent("comment", number, "  Обычный текст &amp; <3  ")
+    assert emulator.state.journal(INCIDENT, sys_id)[0].text == html
+    comments = await client.list_comments(INCIDENT, sys_id)
+    assert [c.text for c in comments] == ["Здравствуйте!\nПроверьте кабель:\n• питание\n• сеть",
+                                          "Обычный текст &amp; <3"]

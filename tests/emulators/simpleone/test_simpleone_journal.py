@@ -169,3 +169,45 @@ async def test_the_control_api_lets_a_test_act_as_an_agent(raw: httpx.AsyncClien
                          ({"action": "comment", "ticket": ticket["number"], "value": "  "}, 400),
                          ({"action": "comment", "ticket": ticket["number"]}, 400)):
         assert (await raw.post("/_emulator/agent", json=body)).status_code == status
+
+
+# --------------------------------------------------------------------------- two-way support (issue 14)
+
+
+async def test_many_tickets_in_one_in_query_after_a_cursor(raw: httpx.AsyncClient) -> None:
+    tickets = [await new_incident(raw) for _ in range(120)]
+    for ticket in (tickets[110], tickets[3], tickets[60]):
+        path = f"{INCIDENTS}/{ticket['sys_id']}"
+        data(await raw.patch(path, json={"additional_comments": f"public {ticket['number']}"}))
+        data(await raw.patch(path, json={"work_notes": "secret"}))
+    asked = "@".join(t["sys_id"] for t in tickets[:100])  # the first batch: tickets[110] is not in it
+    entries = await feed(raw, f"type_id.name={PUBLIC}^record_idIN{asked}^ORDERBYsys_id")
+    assert [e["record_id"] for e in entries] == [tickets[3]["sys_id"], tickets[60]["sys_id"]]
+    later = await feed(raw, f"type_id.name={PUBLIC}^record_idIN{asked}^sys_id>{entries[0]['sys_id']}^ORDERBYsys_id")
+    assert later == entries[1:]
+
+
+async def test_the_newest_entries_first_and_the_page_before(raw: httpx.AsyncClient) -> None:
+    ticket = await new_incident(raw)
+    path = f"{INCIDENTS}/{ticket['sys_id']}"
+    for i in range(5):
+        data(await raw.patch(path, json={"additional_comments": f"c{i}"}))
+        data(await raw.patch(path, json={"work_notes": "secret"}))
+    query = f"type_id.name={PUBLIC}^record_id={ticket['sys_id']}"
+    newest = await feed(raw, f"{query}^ORDERBYDESCsys_id", sysparm_limit="2")
+    assert [json.loads(e["content"])["message"] for e in newest] == ["c4", "c3"]
+    assert int(newest[0]["sys_id"]) > int(newest[1]["sys_id"])  # 18-digit ids, compared as numbers
+    before = await feed(raw, f"{query}^sys_id<{newest[-1]['sys_id']}^ORDERBYDESCsys_id", sysparm_limit="2")
+    assert [json.loads(e["content"])["message"] for e in before] == ["c2", "c1"]
+    first = await feed(raw, f"{query}^sys_id<{before[-1]['sys_id']}^ORDERBYDESCsys_id", sysparm_limit="2")
+    assert [json.loads(e["content"])["message"] for e in first] == ["c0"]
+
+
+async def test_an_agent_s_comment_is_stored_as_given_html_included(
+    raw: httpx.AsyncClient, emulator: RunningEmulator
+) -> None:
+    ticket = await new_incident(raw)
+    html = "<p>Проверьте&nbsp;кабель</p><ul><li>питание</li></ul>"
+    emulator.state.act_as_agent("comment", ticket["number"], html)
+    (entry,) = await feed(raw, f"type_id.name={PUBLIC}^record_id={ticket['sys_id']}")
+    assert json.loads(entry["content"]) == {"message": html}

@@ -709,3 +709,17 @@ async def test_serve_forever_logs_url_and_credentials_and_stops_when_cancelled(
     async with httpx.AsyncClient(base_url=url) as http:
         with pytest.raises(httpx.ConnectError):
             await http.get(INCIDENTS)
+
+
+async def test_inactive_tickets_updated_since_a_time(
+    raw: httpx.AsyncClient, emulator: RunningEmulator, clock: ManualClock
+) -> None:
+    old = emulator.state.add_record("itsm_incident", {"subject": "old", "active": "0"})
+    clock.advance(3600)  # 10:00:00
+    recent = emulator.state.add_record("itsm_incident", {"subject": "recent"})
+    emulator.state.add_record("itsm_incident", {"subject": "open"})
+    emulator.state.set_field("itsm_incident", recent, "active", "0")
+    query = "active=0^sys_updated_at>=2025-01-15 10:00:00^ORDERBYDESCsys_updated_at"
+    assert [r["sys_id"] for r in data(await raw.get(INCIDENTS, params={"sysparm_query": query}))] == [recent]
+    query = "active=0^sys_updated_at>=2025-01-15 09:00:00^ORDERBYDESCsys_updated_at"
+    assert [r["sys_id"] for r in data(await raw.get(INCIDENTS, params={"sysparm_query": query}))] == [recent, old]
