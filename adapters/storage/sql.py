@@ -57,12 +57,18 @@ class Sql:
             "INSERT INTO notices (id, peer, text, created_at, buttons) VALUES ($1, $2, $3, $4, $5)"
             " ON CONFLICT (id) DO NOTHING"
         )
-        # A ticket followed already keeps what was last seen of it; it goes to the chat that
-        # follows it now (its owner signed in there), so a chat they left hears no more of it.
+        # A ticket followed already keeps what was last seen of it, unless this sight is later
+        # (the user saw it so: a list, their own move; not to be told again); its journal cursor
+        # stays. It goes to the chat that follows it now (its owner signed in there), so a chat
+        # they left hears no more of it.
+        later = "excluded.updated_at > ticket_watch.updated_at AND excluded.state <> ''"
         self.insert_watch = q(
             "INSERT INTO ticket_watch (table_name, sys_id, number, peer, state, updated_at, active, added_at,"
             " comment_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            " ON CONFLICT (table_name, sys_id) DO UPDATE SET peer = excluded.peer"
+            " ON CONFLICT (table_name, sys_id) DO UPDATE SET peer = excluded.peer,"
+            f" state = CASE WHEN {later} THEN excluded.state ELSE ticket_watch.state END,"
+            f" active = CASE WHEN {later} THEN excluded.active ELSE ticket_watch.active END,"
+            f" updated_at = CASE WHEN {later} THEN excluded.updated_at ELSE ticket_watch.updated_at END"
         )
         # A follow-up step's replies replace the earlier event's only while those are kept unsent.
         self.replace_replies = q(

@@ -49,6 +49,33 @@ class Template:
                        else _format(_lookup(values, part.path), part.filter, part.argument))
         return "".join(out)
 
+    def render_compact(self, values: Mapping[str, Any]) -> str:
+        """As render, leaving out the lines that consist of placeholders with nothing in them
+        (a notice's "{comment.text}" line when there is no comment); lines left empty on
+        purpose stay."""
+        lines: list[str] = []
+        line: list[str] = []
+        placeholders_only = True
+        has_ref = False
+        for part in self.parts:
+            if isinstance(part, Ref):
+                line.append(_format(_lookup(values, part.path), part.filter, part.argument))
+                has_ref = True
+                continue
+            pieces = part.split("\n")
+            for i, piece in enumerate(pieces):
+                if i:
+                    text = "".join(line)
+                    if text.strip() or not (has_ref and placeholders_only):
+                        lines.append(text)
+                    line, placeholders_only, has_ref = [], True, False
+                line.append(piece)
+                placeholders_only = placeholders_only and not piece.strip()
+        text = "".join(line)
+        if text.strip() or not (has_ref and placeholders_only):
+            lines.append(text)
+        return "\n".join(lines)
+
 
 def parse(source: str) -> Template:
     parts: list[str | Ref] = []

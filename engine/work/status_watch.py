@@ -349,7 +349,7 @@ class StatusWatcher:
         rows = flows.bot.notice_buttons.get(name, ())
         buttons = tuple(tuple(Button(b.label, b.event, color=b.color, number=ticket.number) for b in row)
                         for row in rows)
-        return Notice(nid, ticket.peer, template.render(values), now, buttons if ticket.number else ())
+        return Notice(nid, ticket.peer, template.render_compact(values), now, buttons if ticket.number else ())
 
     @staticmethod
     def _comment_values(comment: Comment | None, flows: FlowSet, earlier: int) -> dict[str, Any]:
@@ -359,14 +359,14 @@ class StatusWatcher:
                 "earlier": earlier}
 
     async def _last_agent_comment(self, ticket: WatchedTicket, journal: Journal) -> Comment | None:
-        """The agent's latest public comment on the ticket (one read; none if it fails)."""
+        """The ticket's latest public comment if an agent wrote it (one read; none if the user
+        has written since, as their answer, or if the read fails)."""
         try:
-            latest = await self.tickets.latest_comments(ticket.table, ticket.sys_id, journal=journal, limit=5)
+            latest = await self.tickets.latest_comments(ticket.table, ticket.sys_id, journal=journal, limit=1)
         except TicketSystemError as exc:
             log.warning("status watch: last comment of %s: %s", ticket.number, exc)
             return None
-        agents = [c for c in latest if not c.by_bot]
-        return agents[-1] if agents else None
+        return latest[-1] if latest and not latest[-1].by_bot else None
 
     async def _read(self, table: str, watched: Sequence[WatchedTicket],
                     rejected: list[str]) -> tuple[dict[str, Ticket], set[str]]:

@@ -17,6 +17,7 @@ from engine.ports import (
     OutboxItem,
     Ticket,
     TicketSystem,
+    TicketSystemError,
     TicketSystemRejected,
     TicketSystemUnavailable,
     WatchedTicket,
@@ -73,8 +74,14 @@ def move_executors(tickets: TicketSystem) -> dict[str, Executor]:
                     item.progress.pop("sent", None)
                     await checkpoint(item)
                 raise
+        # The ticket as the move left it: the change the user made is not told back to them.
+        try:
+            after = await tickets.get_ticket(table, sys_id) or ticket
+        except TicketSystemError as exc:
+            log.info("%s of %s: not read back (%s); its state change may be told", name, ticket.number, exc)
+            after = ticket
         return WorkDone({"event": "moved", "vars": result_vars, "notice": None},
-                        watch=[WatchedTicket(table, sys_id, ticket.number, item.peer, ticket.state,
-                                             ticket.updated_at, ticket.active)])
+                        watch=[WatchedTicket(table, sys_id, after.number, item.peer, after.state,
+                                             after.updated_at, after.active)])
 
     return {MOVE: move}

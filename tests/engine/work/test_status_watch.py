@@ -19,6 +19,7 @@ from engine.flows.model import FlowSet
 from engine.flows.source import StaticFlows
 from engine.flows.templates import parse
 from engine.ports import Binding, Notice, WatchedTicket
+from engine.replies import Button
 from engine.work.status_watch import StatusWatcher, parse_updated_at
 
 INC = "itsm_incident"
@@ -137,9 +138,11 @@ async def test_state_change_is_told_once_with_the_yaml_label(
     number = record(emulator, INC, sys_id)["number"]
     assert await storage.notices_unsent() == [Notice(
         status_id(INC, sys_id, updated, "2"), PEER,
-        f"Заявка {number} «Не печатает принтер»: новый статус — «В работе».", clock.now.timestamp())]
+        f"Заявка {number} «Не печатает принтер»: новый статус — «В работе».", clock.now.timestamp(),
+        ((Button("Открыть заявку", "by_number", number=number),),))]
     rows = await watched(storage)
-    assert rows[(INC, sys_id)] == WatchedTicket(INC, sys_id, number, PEER, "2", updated, True)
+    # No journal entries yet: its comments are read from the first from now on ("").
+    assert rows[(INC, sys_id)] == WatchedTicket(INC, sys_id, number, PEER, "2", updated, True, "")
     assert rows[(INC, other)].state == "-2"
 
     # Another round sees nothing new.
@@ -154,10 +157,10 @@ async def test_each_change_is_its_own_notice(
     watcher = make_watcher()
     change(emulator, clock, REQ, sys_id, state="2")
     assert await watcher.run_once() == 1
-    change(emulator, clock, REQ, sys_id, state="3")
+    change(emulator, clock, REQ, sys_id, state="5")
     assert await watcher.run_once() == 1
     texts = [n.text.rsplit("— ", 1)[1] for n in await storage.notices_unsent()]
-    assert texts == ["«В работе».", "«Требуется информация»."]
+    assert texts == ["«В работе».", "«Внешняя обработка»."]
 
 
 async def test_first_sight_of_a_created_ticket_records_without_a_notice(
@@ -216,8 +219,10 @@ async def test_a_label_in_the_flows_overrides_simpleones_and_the_fallback_stands
         flow_set: FlowSet) -> None:
     flows = Reloadable(flow_set)
     notices = {**flow_set.bot.notices, "status_changed": parse("{ticket.number}: {ticket.status}")}
+    # Every state is told as status_changed here (none waits for the user or asks to confirm).
     tickets = replace(flow_set.tickets, status_labels={"itsm_incident": {"4": "На паузе"}},
-                      status_fallback={"default": {"2": "В работе (fallback)", "4": "Отложена (fallback)"}})
+                      status_fallback={"default": {"2": "В работе (fallback)", "4": "Отложена (fallback)"}},
+                      finished_states=frozenset(), waiting_states=frozenset())
     flows.current = replace(flow_set, bot=replace(flow_set.bot, notices=notices), tickets=tickets)
     first, second = new_ticket(emulator), new_ticket(emulator)
     await follow(storage, emulator, INC, first, peer=PEER)
@@ -347,12 +352,12 @@ async def test_closed_tickets_are_dropped_after_the_horizon(
         emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
     sys_id = new_ticket(emulator)
     await follow(storage, emulator, INC, sys_id)
-    change(emulator, clock, INC, sys_id, state="7", active="0")
+    change(emulator, clock, INC, sys_id, state="10", active="0")
     watcher = make_watcher(forget_closed_after=7 * DAY)
     assert await watcher.run_once() == 1
-    assert (await storage.notices_unsent())[0].text.endswith("новый статус — «Выполнен».")  # SimpleOne's own label
+    assert (await storage.notices_unsent())[0].text.endswith("новый статус — «Закрыт».")  # SimpleOne's own label
     row = (await watched(storage))[(INC, sys_id)]
-    assert (row.state, row.active) == ("7", False)
+    assert (row.state, row.active) == ("10", False)
 
     clock.advance(7 * DAY - 61)
     assert await watcher.run_once() == 0
@@ -445,8 +450,12 @@ async def test_every_page_and_table_is_checked_with_one_call_each(
     assert {w.state for w in (await watched(storage)).values()} == {"2"}
     # Pages (by table, sys_id): 3 incidents | 1 incident + 2 requests | 1 request.
     reads = [e.path for e in emulator.state.request_log if e.method == "GET"]
-    # The notices' state labels cost one read per table for the whole round (cached after it).
-    assert [p for p in reads if not p.endswith("/sys_choice")] == [f"/rest/v1/table/{t}" for t in (INC, INC, REQ, REQ)]
+    # The notices' state labels cost one read per table for the whole round (cached after it);
+    # the journal, one read per page and table, after the tickets (no entries yet).
+    journal = "/rest/v1/table/sys_activity_feed_item"
+    assert [p for p in reads if not p.endswith("/sys_choice")] == [
+        f"/rest/v1/table/{INC}", journal, f"/rest/v1/table/{INC}", journal, f"/rest/v1/table/{REQ}", journal,
+        f"/rest/v1/table/{REQ}", journal]
     assert reads.count("/rest/v1/table/sys_choice") == 2
 
 
