@@ -8,6 +8,8 @@ again; none writes twice what got through:
 - a file is marked as tried before its upload; a tried file is looked for on the record (name,
   size, attached since the ticket's last change before the files were queued) before it is sent
   again — see TicketSystem.find_attachments and the SimpleOne adapter for how and the limits;
+  items queued by the previous release saved neither that time nor which files were tried: once
+  tried, all their pending files are looked for, from a minute before the item was written;
 - a comment's write is bracketed by the ticket's sys_updated_at, saved before the write: after an
   unclear failure, a ticket unchanged since then did not get it (the journal itself cannot be
   read through the documented API, so a change made by someone else in that same window is
@@ -20,6 +22,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.actions.ticket_items import COMMENT, CREATE, UPLOAD, marker, record_of, spooled_files
@@ -43,6 +46,19 @@ log = logging.getLogger(__name__)
 SKEW_TOLERANCE = 5.0  # seconds SimpleOne's clock may run ahead of ours before we stop waiting for it
 # Text fields of SimpleOne's ticket tables are commonly 4000 characters long.
 DESCRIPTION_LIMIT = 4000
+# How far before a legacy upload item's creation (our clock) its files are searched for: the item
+# was written before any of its files was sent, but SimpleOne stamps attachments by its own clock,
+# which may run behind ours; a minute covers the skew seen between hosts kept by NTP many times
+# over, and widens the search only by files of the same name and size attached in that minute.
+LEGACY_SINCE_MARGIN = 60.0
+
+
+def legacy_since(created_at: float) -> str:
+    """Where the search for the files of an upload item queued by the previous release starts
+    (it saved no `since`): its creation on our clock, less LEGACY_SINCE_MARGIN, as SimpleOne
+    writes times ("YYYY-MM-DD HH:MM:SS", UTC)."""
+    moment = datetime.fromtimestamp(max(created_at - LEGACY_SINCE_MARGIN, 0.0), UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 def upload_item(parent: OutboxItem, ref: TicketRef, files: list[SpooledFile], now: float,
                 vars_: dict[str, Any], since: str = "") -> OutboxItem:
@@ -110,6 +126,15 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
                            str(a.get("document_id", ""))) for a in item.progress.get("sure") or []]
         files = spooled_files(p.get("files"))
         pending = [f for f in files if f.id not in done and f.id not in failed]
+        since = str(p.get("since") or "")
+        if "since" not in p:
+            # Queued by the previous release, which kept no `tried` list and looked every file up
+            # on the ticket before sending it again. Once tried, any pending file may have landed:
+            # look for each before it is sent again, from a little before the item was written.
+            since = legacy_since(item.created_at)
+            if item.attempts > 1:
+                tried.extend(f.id for f in pending if f.id not in tried)
+                item.progress["tried"] = tried
         unclear = [f for f in pending if f.id in tried]
         landed: Counter[tuple[str, int]] = Counter()
         if unclear:
@@ -119,7 +144,7 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
             twins = [f for f in files if f.id in done and (f.name, f.size) in keys]
             found = await tickets.find_attachments(
                 table, sys_id, [Attachment(f.name, f.size) for f in unclear + twins],
-                since=str(p.get("since") or ""), known=sure)
+                since=since, known=sure)
             landed.update((a.name, a.size) for a in found)
             landed.subtract((f.name, f.size) for f in twins)
             sure.extend(a for a in found if a.sys_id)  # found through the Document ID: surely there

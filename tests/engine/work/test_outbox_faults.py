@@ -23,9 +23,11 @@ from hypothesis import strategies as st
 
 from emulators.simpleone.faults import FaultKind, FaultRule
 from emulators.simpleone.state import UploadReply
+from engine.actions.ticket_items import UPLOAD
 from engine.flows.model import FlowSet
-from engine.ports import Attachment, Incoming, IncomingFile, Upload
+from engine.ports import Attachment, Incoming, IncomingFile, OutboxItem, Upload
 from engine.work.outbox import OutboxPolicy
+from engine.work.ticket_work import ticket_executors
 from supportbot.conversation_world import EmulatorWorld
 from tests.outbox_world import INCIDENTS, POLICY, QUEUED, Rig, User
 
@@ -351,6 +353,46 @@ async def test_an_upload_that_never_landed_is_sent_again(
     await rig.settle()
     assert statuses(rig, mark, "POST", UPLOADS) == [200, 499, 200]
     assert await _files_on_the_ticket(rig) == sorted(FILES)
+
+
+@pytest.mark.parametrize("landed", [True, False])
+async def test_a_legacy_upload_item_looks_for_its_file_before_sending_it_again(rig: Rig, landed: bool) -> None:
+    """An upload item queued by the previous release has no `since` and no `tried` list. Tried
+    before (attempts > 1), its file is looked for on the ticket from a little before the item was
+    written: found there, it is not sent again; missing, it is sent once. The same file attached
+    ten minutes earlier (an older comment's) is before that and does not count."""
+    state = rig.world.emulator.state
+    data = b"\3" * 3000
+    ticket = state.add_record("itsm_incident", {"number": "INC0000001", "subject": "сетевая папка"})
+    state.add_attachment("itsm_incident", ticket, "лог.txt", "text/plain", data)
+    rig.now[0] += 600
+    queued_at = rig.now[0]
+    spooled = await rig.world.spool.put("fault:1", "лог.txt", "text/plain", data)
+    rig.now[0] += 5
+    if landed:  # the previous release's upload, whose answer was lost
+        state.add_attachment("itsm_incident", ticket, "лог.txt", "text/plain", data)
+    rig.now[0] += 60
+    item = OutboxItem(
+        id="legacy.files", peer="fault:1", kind=UPLOAD, created_at=queued_at, attempts=2,
+        record=f"itsm_incident/{ticket}",
+        payload={"table": "itsm_incident", "sys_id": ticket, "number": "INC0000001",
+                 "files": [spooled.as_slot()], "gave_up": "files_failed",
+                 "vars": {"ticket": {"number": "INC0000001"}, "files": "лог.txt"}},
+        progress={"done": []},
+    )
+    checkpoints: list[dict[str, object]] = []
+
+    async def checkpoint(saved: OutboxItem) -> None:
+        checkpoints.append(dict(saved.progress))
+
+    mark = len(state.request_log)
+    upload = ticket_executors(rig.client, rig.world.spool, lambda: rig.now[0])[UPLOAD]
+    done = await upload(item, checkpoint)
+    assert done.result["notice"] is None
+    assert statuses(rig, mark, "GET", "/rest/v1/table/sys_attachment") != []  # looked before sending
+    assert statuses(rig, mark, "POST", UPLOADS) == ([] if landed else [200])
+    assert [a["file_name"] for a in state.attachments("itsm_incident", ticket)] == ["лог.txt"] * 2
+    assert checkpoints[-1]["done"] == [spooled.id]
 
 
 # ---------------------------------------------------------------------- randomized schedules
