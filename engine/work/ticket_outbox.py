@@ -18,7 +18,9 @@ __all__ = ["ticket_outbox"]
 def ticket_outbox(services: Services, flows: FlowSource, policy: OutboxPolicy | None = None) -> OutboxWorker:
     """The outbox worker for ticket work, wired to the services and made their outbox queue
     (the caller runs `worker.run()` as a task)."""
-    worker = OutboxWorker(services.storage, ticket_executors(services.tickets, services.spool, services.clock),
-                          outbox_notices(flows, services.clock), policy, clock=services.clock)
+    executors = ticket_executors(services.tickets, services.spool, services.clock,
+                                 journal=lambda: flows.current.tickets.journal)
+    worker = OutboxWorker(services.storage, executors, outbox_notices(flows, services.clock), policy,
+                          clock=services.clock)
     services.outbox = worker
     return worker
