@@ -86,7 +86,8 @@ def simpleone_client(so: SimpleOneSettings) -> SimpleOneClient:
     return SimpleOneClient(SimpleOneConfig(
         so.url, token=so.token, username=None if so.token else so.username,
         password=None if so.token else so.password, auth=so.auth, read_timeout=so.timeout,
-        ca_bundle=so.ca_bundle))
+        ca_bundle=so.ca_bundle, read_budget=so.read_budget, labels_ttl=so.labels_ttl,
+        choice_query=so.choice_query))
 
 
 async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emulator: bool = False,

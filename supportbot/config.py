@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,9 @@ class Setting:
     secret: bool = False
 
 
+# The query for a table's state labels in sys_choice (SimpleOneConfig.choice_query's default).
+CHOICE_QUERY = "table_id={table}^column_id={column}^language={language}"
+CHOICE_FIELDS = ("table", "column", "language")
 POSTGRES_SCHEMES = ("postgresql", "postgres")  # URL schemes of a PostgreSQL database
 # The corporate mail domain: signing in, and the users the demo emulator knows, by default.
 DEFAULT_MAIL_DOMAIN = "ranepa.ru"
@@ -58,6 +62,11 @@ SETTINGS: tuple[Setting, ...] = (
             "username and password on every request); default: token if SIMPLEONE_TOKEN is set, else login"),
     Setting("SIMPLEONE_TIMEOUT", "30", "Seconds to wait for a SimpleOne answer"),
     Setting("SIMPLEONE_CA_BUNDLE", None, "A CA file to verify SimpleOne's TLS certificate with (default: system)"),
+    Setting("SIMPLEONE_READ_BUDGET", "10",
+            "Seconds from a read's start within which a read that failed (5xx, timeout, dropped) is tried again"),
+    Setting("SIMPLEONE_LABELS_TTL", "600", "Seconds the state labels read from SimpleOne (sys_choice) are kept"),
+    Setting("SIMPLEONE_CHOICE_QUERY", CHOICE_QUERY,
+            "The sys_choice query for a table's state labels; placeholders {table}, {column}, {language}"),
     Setting("OUTBOX_WAIT_SECONDS", "5",
             "How long a submit waits for SimpleOne before answering that the number will follow"),
     Setting("OUTBOX_GIVE_UP_HOURS", "24", "A ticket SimpleOne keeps failing on is reported failed after this"),
@@ -103,6 +112,9 @@ class SimpleOneSettings:
     timeout: float
     ca_bundle: str | None
     auth: SimpleOneAuth = "login"  # how the bot authenticates (SIMPLEONE_AUTH, or inferred)
+    read_budget: float = 10.0  # SIMPLEONE_READ_BUDGET
+    labels_ttl: float = 600.0  # SIMPLEONE_LABELS_TTL
+    choice_query: str = CHOICE_QUERY  # SIMPLEONE_CHOICE_QUERY
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +236,29 @@ class _Reader:
         return bool(self.parse(name, convert, "true or false", False))
 
 
+def choice_query(r: _Reader) -> str:
+    """SIMPLEONE_CHOICE_QUERY: a sysparm_query over {table} and {column} (the state column), and
+    optionally {language}; any other placeholder, or a stray brace, is a problem named now rather
+    than a failed label read later."""
+    query = r.raw("SIMPLEONE_CHOICE_QUERY") or CHOICE_QUERY
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(query)
+                  if name is not None]
+    except ValueError:  # a lone { or }: a literal brace is written twice
+        r.problems.append(f"SIMPLEONE_CHOICE_QUERY has an unpaired brace (write {{{{ or }}}} for a literal one): "
+                          f"{query[:120]!r}")
+        return CHOICE_QUERY
+    wrong = sorted({name for name, spec, conversion in fields if name not in CHOICE_FIELDS or spec or conversion})
+    missing = [name for name in ("table", "column") if name not in {f[0] for f in fields}]
+    if wrong or missing:
+        what = "; ".join([*([f"not a placeholder: {', '.join(repr(w) for w in wrong)}"] if wrong else []),
+                          *([f"missing: {', '.join('{' + m + '}' for m in missing)}"] if missing else [])])
+        r.problems.append(f"SIMPLEONE_CHOICE_QUERY must be a query over {{table}} and {{column}} (and "
+                          f"optionally {{language}}), such as {CHOICE_QUERY}; {what} in {query[:120]!r}")
+        return CHOICE_QUERY
+    return query
+
+
 def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Config:
     merged: dict[str, str] = {}
     if env_file is not None:
@@ -282,9 +317,14 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         if ca and not Path(ca).is_file():
             r.problems.append(f"SIMPLEONE_CA_BUNDLE must be a file, {ca!r} is not")
         simpleone = SimpleOneSettings(url.rstrip("/"), token, user, password,
-                                      r.number("SIMPLEONE_TIMEOUT", 1, 600), ca, mode)
-    else:
+                                      r.number("SIMPLEONE_TIMEOUT", 1, 600), ca, mode,
+                                      r.number("SIMPLEONE_READ_BUDGET", 1, 600),
+                                      r.number("SIMPLEONE_LABELS_TTL", 1, 86400), choice_query(r))
+    else:  # checked all the same: a wrong value is named before it is ever used
         r.number("SIMPLEONE_TIMEOUT", 1, 600)
+        r.number("SIMPLEONE_READ_BUDGET", 1, 600)
+        r.number("SIMPLEONE_LABELS_TTL", 1, 86400)
+        choice_query(r)
 
     smtp = None
     host = r.raw("SMTP_HOST")

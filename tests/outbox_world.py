@@ -89,7 +89,8 @@ class Rig:
                                                  connect_timeout=2.0, read_timeout=read_timeout))
         flows = StaticFlows(flow_set)
         services = Services(storage, client, MemoryMailSink(), world.spool, AuthPolicy(), clock=clock)
-        worker = OutboxWorker(storage, ticket_executors(client, world.spool, clock), outbox_notices(flows, clock),
+        executors = ticket_executors(client, world.spool, clock, journal=lambda: flows.current.tickets.journal)
+        worker = OutboxWorker(storage, executors, outbox_notices(flows, clock),
                               policy, clock=clock, monotonic=clock)
         services.outbox = worker
         task = asyncio.create_task(worker.run())

@@ -218,6 +218,15 @@ _MIGRATIONS: Final[Migrations] = (
             "CREATE INDEX IF NOT EXISTS ticket_watch_peer ON ticket_watch (peer)",
         ),
     ),
+    (
+        10,
+        (
+            # The due query looks, for each item held by a process that is gone, for kept replies
+            # of its user (dialect.py, held_by_gone): by peer among the unsent, not through all of
+            # them (a VK outage keeps thousands), nor the whole inbox (before its statistics).
+            "CREATE INDEX IF NOT EXISTS inbox_unsent_peer ON inbox (peer) WHERE replies IS NOT NULL",
+        ),
+    ),
 )
 
 

@@ -19,9 +19,10 @@ __all__ = ["ticket_outbox"]
 def ticket_outbox(services: Services, flows: FlowSource, policy: OutboxPolicy | None = None) -> OutboxWorker:
     """The outbox worker for ticket work, wired to the services and made their outbox queue
     (the caller runs `worker.run()` as a task)."""
-    executors = {**ticket_executors(services.tickets, services.spool, services.clock),
+    executors = {**ticket_executors(services.tickets, services.spool, services.clock,
+                                    journal=lambda: flows.current.tickets.journal),
                  **move_executors(services.tickets)}
-    worker = OutboxWorker(services.storage, executors,
-                          outbox_notices(flows, services.clock), policy, clock=services.clock)
+    worker = OutboxWorker(services.storage, executors, outbox_notices(flows, services.clock), policy,
+                          clock=services.clock)
     services.outbox = worker
     return worker

@@ -8,10 +8,14 @@ again; none writes twice what got through:
 - a file is marked as tried before its upload; a tried file is looked for on the record (name,
   size, attached since the ticket's last change before the files were queued) before it is sent
   again — see TicketSystem.find_attachments and the SimpleOne adapter for how and the limits;
-- a comment's write is bracketed by the ticket's sys_updated_at, saved before the write: after an
-  unclear failure, a ticket unchanged since then did not get it (the journal itself cannot be
-  read through the documented API, so a change made by someone else in that same window is
-  taken for ours — see README, "What happens when SimpleOne is down").
+  items queued by the previous release saved neither that time nor which files were tried: once
+  tried, all their pending files are looked for, from a minute before the item was written;
+- a comment's write is settled by the ticket's journal: the newest public entry is saved before
+  the write, and after an unclear failure the comment counts as written only if an entry after
+  that one has its text. A comment written to a field that is not the journal's public one
+  cannot be read back: it is bracketed by the ticket's sys_updated_at instead, saved before the
+  write, and a ticket unchanged since then did not get it (a change made by someone else in that
+  window is taken for ours) — see docs/architecture.md, "The outbox".
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.actions.ticket_items import COMMENT, CREATE, UPLOAD, marker, record_of, spooled_files
 from engine.ports import (
     Attachment,
     FileSpool,
+    Journal,
     OutboxItem,
     SpooledFile,
     TicketRef,
@@ -43,6 +49,22 @@ log = logging.getLogger(__name__)
 SKEW_TOLERANCE = 5.0  # seconds SimpleOne's clock may run ahead of ours before we stop waiting for it
 # Text fields of SimpleOne's ticket tables are commonly 4000 characters long.
 DESCRIPTION_LIMIT = 4000
+# How far before a legacy upload item's creation (our clock) its files are searched for: the item
+# was written before any of its files was sent, but SimpleOne stamps attachments by its own clock,
+# which may run behind ours; a minute covers the skew seen between hosts kept by NTP many times
+# over, and widens the search only by files of the same name and size attached in that minute.
+LEGACY_SINCE_MARGIN = 60.0
+# Public journal entries read per request, and requests at most, while settling a comment's write.
+JOURNAL_PAGE = 100
+JOURNAL_PAGES = 10
+
+
+def legacy_since(created_at: float) -> str:
+    """Where the search for the files of an upload item queued by the previous release starts
+    (it saved no `since`): its creation on our clock, less LEGACY_SINCE_MARGIN, as SimpleOne
+    writes times ("YYYY-MM-DD HH:MM:SS", UTC)."""
+    moment = datetime.fromtimestamp(max(created_at - LEGACY_SINCE_MARGIN, 0.0), UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 def upload_item(parent: OutboxItem, ref: TicketRef, files: list[SpooledFile], now: float,
                 vars_: dict[str, Any], since: str = "") -> OutboxItem:
@@ -58,8 +80,11 @@ def upload_item(parent: OutboxItem, ref: TicketRef, files: list[SpooledFile], no
     )
 
 
-def ticket_executors(tickets: TicketSystem, spool: FileSpool,
-                     clock: Callable[[], float]) -> dict[str, Executor]:
+def ticket_executors(tickets: TicketSystem, spool: FileSpool, clock: Callable[[], float],
+                     journal: Callable[[], Journal] = Journal) -> dict[str, Executor]:
+    """journal: the flows' journal settings in force (simpleone.journal; a hot reload may change
+    them), by which an unclear comment write is settled."""
+
     async def find(table: str, caller: str, mark: str) -> TicketRef | None:
         try:
             return await tickets.find_ticket_by_marker(table, caller, mark)
@@ -112,6 +137,15 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
                            str(a.get("document_id", ""))) for a in item.progress.get("sure") or []]
         files = spooled_files(p.get("files"))
         pending = [f for f in files if f.id not in done and f.id not in failed]
+        since = str(p.get("since") or "")
+        if "since" not in p:
+            # Queued by the previous release, which kept no `tried` list and looked every file up
+            # on the ticket before sending it again. Once tried, any pending file may have landed:
+            # look for each before it is sent again, from a little before the item was written.
+            since = legacy_since(item.created_at)
+            if item.attempts > 1:
+                tried.extend(f.id for f in pending if f.id not in tried)
+                item.progress["tried"] = tried
         unclear = [f for f in pending if f.id in tried]
         landed: Counter[tuple[str, int]] = Counter()
         if unclear:
@@ -121,7 +155,7 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
             twins = [f for f in files if f.id in done and (f.name, f.size) in keys]
             found = await tickets.find_attachments(
                 table, sys_id, [Attachment(f.name, f.size) for f in unclear + twins],
-                since=str(p.get("since") or ""), known=sure)
+                since=since, known=sure)
             landed.update((a.name, a.size) for a in found)
             landed.subtract((f.name, f.size) for f in twins)
             sure.extend(a for a in found if a.sys_id)  # found through the Document ID: surely there
@@ -159,45 +193,107 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
         result_vars = {**p.get("vars", {}), "files": ", ".join(names)}
         return WorkDone({"event": "uploaded", "vars": result_vars, "notice": "files_failed" if names else None})
 
+    async def newest_comment(table: str, sys_id: str, j: Journal) -> str | None:
+        """The id of the ticket's newest public journal entry ("" if it has none), read before a
+        write so that an unclear one is settled by what came after it; None if the journal
+        cannot serve that (the account may not read it, or the ticket has more entries than
+        are worth paging through), and the write is bracketed by sys_updated_at instead."""
+        cursor: str | None = None
+        try:
+            for _ in range(JOURNAL_PAGES):
+                page = await tickets.list_comments(table, sys_id, journal=j, after=cursor, limit=JOURNAL_PAGE)
+                if page:
+                    cursor = page[-1].sys_id
+                if len(page) < JOURNAL_PAGE:
+                    return cursor or ""
+        except TicketSystemRejected as exc:
+            log.warning("the journal of %s/%s cannot be read (%s): a comment's unclear write is settled by "
+                        "the ticket's sys_updated_at", table, sys_id, exc)
+            return None
+        log.warning("%s/%s has over %d public comments: a comment's unclear write is settled by the "
+                    "ticket's sys_updated_at", table, sys_id, JOURNAL_PAGES * JOURNAL_PAGE)
+        return None
+
+    async def comment_landed(table: str, sys_id: str, j: Journal, after: str, text: str) -> bool:
+        """Whether a public journal entry after `after` ("" = any) is ours: our exact text
+        (strip()ed, as journals keep it); the author cannot tell, an agent may have pasted it,
+        but the text is what a duplicate would repeat."""
+        cursor: str | None = after or None
+        try:
+            for _ in range(JOURNAL_PAGES):
+                page = await tickets.list_comments(table, sys_id, journal=j, after=cursor, limit=JOURNAL_PAGE)
+                for c in page:
+                    if c.text.strip() == text.strip():
+                        log.info("comment on %s/%s: an earlier write got through (entry %s, by %s%s)", table,
+                                 sys_id, c.sys_id, c.author or "?", ", the bot" if c.by_bot else "")
+                        return True
+                if len(page) < JOURNAL_PAGE:
+                    return False
+                cursor = page[-1].sys_id
+        except TicketSystemRejected as exc:
+            # It was readable just before the write: a passing refusal, settled on the next try.
+            raise TicketSystemUnavailable(f"reading the journal of {table}/{sys_id} failed: {exc}") from exc
+        raise TicketSystemUnavailable(f"over {JOURNAL_PAGES * JOURNAL_PAGE} comments on {table}/{sys_id} "
+                                      "since an unclear write; not settled")
+
     async def write_comment(item: OutboxItem, checkpoint: Checkpoint, updated_at: str, text: str) -> bool:
-        """Write the comment unless an earlier, unclear write got through; True when it is in."""
+        """Write the comment unless an earlier, unclear write got through; True when it is in.
+
+        Before the write the newest public journal entry is saved (`unclear_after`); after an
+        unclear failure, now or on the next try, the comment counts as written only if an entry
+        after that one has our text. A comment written to a field that is not the journal's
+        public one cannot be read back: there the write is bracketed by the ticket's
+        sys_updated_at (`unclear_since`), and a change by anyone in that window is taken for it."""
         p = item.payload
-        table, sys_id = str(p["table"]), str(p["sys_id"])
-        unclear = item.progress.get("unclear_since")
-        if unclear is not None:
-            if updated_at != unclear:
+        table, sys_id, field = str(p["table"]), str(p["sys_id"]), str(p["field"])
+        j = journal()
+        progress = item.progress
+        if "unclear_since" in progress:  # bracketed (or saved so by the previous release)
+            if updated_at != progress["unclear_since"]:
                 log.warning("comment %s: ticket %s changed since a write whose answer was lost; taken as "
                             "written", item.id, p.get("number"))
                 return True
-            item.progress.pop("unclear_since")
-        # sys_updated_at counts whole seconds: a write in the second of the ticket's last change
-        # could not be told from no write. Wait for the next second (clocks a few seconds apart
-        # only delay it; beyond that, go ahead).
-        changed, now = parse_updated_at(updated_at), clock()
-        if changed is not None and math.floor(now) <= changed < now + SKEW_TOLERANCE:
-            raise Defer(max(changed, math.floor(now)) + 1.05, f"ticket {p.get('number')} changed this second")
+            progress.pop("unclear_since")
+        if "unclear_after" in progress:
+            if await comment_landed(table, sys_id, j, str(progress["unclear_after"]), text):
+                return True
+            progress.pop("unclear_after")
+        newest = await newest_comment(table, sys_id, j) if field == j.public else None
+        if newest is not None:
+            progress["unclear_after"] = newest
+        else:
+            # sys_updated_at counts whole seconds: a write in the second of the ticket's last
+            # change could not be told from no write. Wait for the next second (clocks a few
+            # seconds apart only delay it; beyond that, go ahead).
+            changed, now = parse_updated_at(updated_at), clock()
+            if changed is not None and math.floor(now) <= changed < now + SKEW_TOLERANCE:
+                raise Defer(max(changed, math.floor(now)) + 1.05, f"ticket {p.get('number')} changed this second")
+            progress["unclear_since"] = updated_at
         # Saved before the write: a crash during it is settled by the next try, as above.
-        item.progress["unclear_since"] = updated_at
         await checkpoint(item)
         try:
-            await tickets.add_comment(table, sys_id, str(p["field"]), text)
+            await tickets.add_comment(table, sys_id, field, text)
         except TicketSystemRejected as exc:
             raise WorkFailed(str(exc), {"event": "not_found", "vars": dict(p.get("vars") or {}),
                                         "notice": "comment_failed"}) from exc
         except TicketSystemUnavailable as exc:
-            if not exc.maybe_done:  # it never reached SimpleOne: simply try again
-                item.progress.pop("unclear_since", None)
-                await checkpoint(item)
-                raise
-            # Settle it now, while the window in which someone else could change the ticket is
-            # short; if SimpleOne cannot be read either, the next try settles it.
-            after = await tickets.get_ticket(table, sys_id)
-            if after is not None and after.updated_at != updated_at:
-                log.warning("comment %s: the write's answer was lost but the ticket changed; taken as written",
-                            item.id)
-                return True
-            item.progress.pop("unclear_since", None)
+            if exc.maybe_done:
+                # Settle it now; if SimpleOne cannot be read either, the next try settles it.
+                if newest is not None:
+                    landed = await comment_landed(table, sys_id, j, newest, text)
+                else:
+                    after = await tickets.get_ticket(table, sys_id)
+                    landed = after is not None and after.updated_at != updated_at
+                    if landed:
+                        log.warning("comment %s: the write's answer was lost but the ticket changed; taken "
+                                    "as written", item.id)
+                if landed:
+                    return True
+            progress.pop("unclear_since", None)
+            progress.pop("unclear_after", None)
             await checkpoint(item)
+            if not exc.maybe_done:  # it never reached SimpleOne: simply try again
+                raise
             return False
         return True
 
@@ -215,6 +311,7 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool,
             if await write_comment(item, checkpoint, ticket.updated_at, text):
                 item.progress["written"] = True
                 item.progress.pop("unclear_since", None)
+                item.progress.pop("unclear_after", None)
                 await checkpoint(item)
             else:
                 raise TicketSystemUnavailable(f"comment {item.id}: the write did not get through; trying again")

@@ -53,6 +53,17 @@ def test_a_full_production_configuration() -> None:
     ({"SIMPLEONE_URL": "https://sd", "SIMPLEONE_USERNAME": "u", "SIMPLEONE_PASSWORD": "p",
       "SIMPLEONE_AUTH": "token"}, "SIMPLEONE_AUTH=token needs SIMPLEONE_TOKEN"),
     ({"SIMPLEONE_URL": "https://sd", "SIMPLEONE_AUTH": "login"}, "SIMPLEONE_AUTH=login needs both"),
+    ({"SIMPLEONE_READ_BUDGET": "0"}, "SIMPLEONE_READ_BUDGET must be a number from 1 to 600"),
+    ({"SIMPLEONE_URL": "https://sd", "SIMPLEONE_TOKEN": "t", "SIMPLEONE_READ_BUDGET": "ten"},
+     "SIMPLEONE_READ_BUDGET must be a number"),
+    ({"SIMPLEONE_LABELS_TTL": "-5"}, "SIMPLEONE_LABELS_TTL must be a number from 1 to 86400"),
+    ({"SIMPLEONE_CHOICE_QUERY": "table_id={table}"}, "SIMPLEONE_CHOICE_QUERY must be a query over {table} and "
+     "{column} (and optionally {language}), such as table_id={table}^column_id={column}^language={language}; "
+     "missing: {column}"),
+    ({"SIMPLEONE_CHOICE_QUERY": "table_id={table}^column_id={col}"}, "not a placeholder: 'col'; missing: {column}"),
+    ({"SIMPLEONE_CHOICE_QUERY": "table_id={table!r}^column_id={column}"}, "not a placeholder: 'table'"),
+    ({"SIMPLEONE_URL": "https://sd", "SIMPLEONE_TOKEN": "t", "SIMPLEONE_CHOICE_QUERY": "table_id={table^{column}"},
+     "SIMPLEONE_CHOICE_QUERY has an unpaired brace"),
     ({"AUTH_EMAIL_DOMAINS": "ranepa"}, "AUTH_EMAIL_DOMAINS"),
     ({"AUTH_CODE_TTL_MINUTES": "0"}, "AUTH_CODE_TTL_MINUTES"),
     ({"AUTH_MAX_ATTEMPTS": "2.5"}, "AUTH_MAX_ATTEMPTS"),
@@ -77,6 +88,27 @@ def test_a_bad_value_names_its_variable(env: dict[str, str], named: str) -> None
 def test_the_simpleone_auth_mode_is_set_or_inferred(env: dict[str, str], mode: str) -> None:
     config = load_config({"SIMPLEONE_URL": "https://sd.ranepa.ru", **env}, env_file=None)
     assert config.simpleone is not None and config.simpleone.auth == mode
+
+
+def test_the_simpleone_client_knobs_default_to_the_clients_own_and_can_be_set() -> None:
+    from adapters.simpleone.client import SimpleOneConfig
+    from supportbot.app import simpleone_client
+
+    base = {"SIMPLEONE_URL": "https://sd.ranepa.ru", "SIMPLEONE_TOKEN": "t"}
+    so = load_config(base, env_file=None).simpleone
+    default = SimpleOneConfig("https://sd.ranepa.ru", token="t")
+    assert so is not None
+    assert (so.read_budget, so.labels_ttl, so.choice_query) == (default.read_budget, default.labels_ttl,
+                                                                default.choice_query)
+    query = "table_id.name={table}^column_id.column_name={column}^language={language}"
+    so = load_config({**base, "SIMPLEONE_READ_BUDGET": "2.5", "SIMPLEONE_LABELS_TTL": " 3600 ",
+                      "SIMPLEONE_CHOICE_QUERY": query}, env_file=None).simpleone
+    assert so is not None
+    assert (so.read_budget, so.labels_ttl, so.choice_query) == (2.5, 3600.0, query)
+    config = simpleone_client(so)._config  # what the bot's client is built with
+    assert (config.read_budget, config.labels_ttl, config.choice_query) == (2.5, 3600.0, query)
+    # A literal brace, written twice, is not a placeholder.
+    assert load_config({**base, "SIMPLEONE_CHOICE_QUERY": "{{x}}^" + query}, env_file=None).simpleone is not None
 
 
 def test_all_problems_are_reported_at_once_and_secrets_are_not_echoed() -> None:

@@ -23,9 +23,11 @@ from hypothesis import strategies as st
 
 from emulators.simpleone.faults import FaultKind, FaultRule
 from emulators.simpleone.state import UploadReply
+from engine.actions.ticket_items import UPLOAD
 from engine.flows.model import FlowSet
-from engine.ports import Attachment, Incoming, IncomingFile, Upload
+from engine.ports import Attachment, Incoming, IncomingFile, Journal, OutboxItem, Upload
 from engine.work.outbox import OutboxPolicy
+from engine.work.ticket_work import ticket_executors
 from supportbot.conversation_world import EmulatorWorld
 from tests.outbox_world import INCIDENTS, POLICY, QUEUED, Rig, User
 
@@ -252,14 +254,92 @@ async def test_two_comments_in_the_same_second_are_each_added_once(rig: Rig) -> 
     assert "Готово: заявка INC0000001 дополнена" in reply.text
     await rig.press(user, "Дополнить ещё")
     await rig.say(user, second)
-    # The clock has not moved: the second write would land in the same second as the first, so
-    # the worker puts it off to the next second, where an unclear write can be settled.
+    # The clock has not moved: the second write lands in the same second as the first. Its
+    # answer is lost; the journal tells it from the first all the same, at once.
+    mark = len(rig.world.emulator.state.request_log)
     rig.world.emulator.faults.fail_after_write(1, mode="error", method="PATCH")
     reply = await rig.press(user, "Отправить")
-    assert "Дополнение к заявке INC0000001 принято" in reply.text
+    await rig.settle()
+    assert [t.split("\n")[0] for t in _journal(rig)] == [first, second]
+    assert statuses(rig, mark, "PATCH") == [500]
+    _told_once(reply.text, [n.text for n in await rig.notices()])
+
+
+FEED = "/rest/v1/table/sys_activity_feed_item"
+
+
+def _agent_acts_after_the_write(rig: Rig, monkeypatch: pytest.MonkeyPatch, *, unreadable: bool) -> None:
+    """The bot's next comment write fails (as the faults armed say); right after it, before the
+    bot can look, an agent changes the ticket's state and adds a public comment of their own.
+    unreadable: the journal then cannot be read for a while, so the write is settled by a later try."""
+    state = rig.world.emulator.state
+    real_add_comment = rig.client.add_comment
+
+    async def then_the_agent(table: str, sys_id: str, field: str, text: str) -> None:
+        try:
+            await real_add_comment(table, sys_id, field, text)
+        finally:
+            monkeypatch.setattr(rig.client, "add_comment", real_add_comment)  # the agent acts once
+            state.update(table, sys_id, {"state": "2", "additional_comments": "Агент: смотрю"}, author="agent")
+            if unreadable:
+                rig.world.emulator.faults.fail_next(10, method="GET", path_prefix=FEED)
+
+    monkeypatch.setattr(rig.client, "add_comment", then_the_agent)
+
+
+@pytest.mark.parametrize("unreadable", [False, True])
+@pytest.mark.parametrize("mode", ["hang", "error", "drop"])
+async def test_a_lost_answer_to_a_comment_that_landed_is_not_written_again_after_an_agents_change(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch, mode: FaultKind, unreadable: bool) -> None:
+    comment = "Папка \\\\fs01\\hr, ошибка 0x80070035"
+    user = await _create_then_compose(rig, comment)
+    mark = len(rig.world.emulator.state.request_log)
+    rig.world.emulator.faults.fail_after_write(1, mode=mode, method="PATCH", seconds=HANG)
+    _agent_acts_after_the_write(rig, monkeypatch, unreadable=unreadable)
+    reply = await rig.press(user, "Отправить")
     await rig.settle()
     journal = _journal(rig)
-    assert [t.split("\n")[0] for t in journal] == [first, second]
+    assert [t.split("\n")[0] for t in journal] == [comment, "Агент: смотрю"]
+    assert statuses(rig, mark, "PATCH") == [500 if mode == "error" else 499]  # the bot's: written once
+    _told_once(reply.text, [n.text for n in await rig.notices()])
+
+
+@pytest.mark.parametrize("unreadable", [False, True])
+async def test_a_comment_write_that_never_landed_is_written_once_though_an_agent_changed_the_ticket(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch, unreadable: bool) -> None:
+    """The connection drops before the write is handled: the bot cannot tell it from a write
+    whose answer was lost. The ticket changed meanwhile (by an agent), which the sys_updated_at
+    bracket took for our write; the journal shows only the agent's comment, so ours is written."""
+    comment = "Папка \\\\fs01\\hr, ошибка 0x80070035"
+    user = await _create_then_compose(rig, comment)
+    mark = len(rig.world.emulator.state.request_log)
+    rig.world.emulator.faults.drop_next(1, method="PATCH")
+    _agent_acts_after_the_write(rig, monkeypatch, unreadable=unreadable)
+    reply = await rig.press(user, "Отправить")
+    await rig.settle()
+    journal = _journal(rig)
+    assert [t.split("\n")[0] for t in journal] == ["Агент: смотрю", comment]
+    assert statuses(rig, mark, "PATCH") == [499, 200]
+    (item,) = await rig.comment_items()
+    assert item.state == "done" and item.told
+    _told_once(reply.text, [n.text for n in await rig.notices()])
+
+
+async def test_a_comment_to_a_field_the_journal_does_not_show_is_settled_by_the_tickets_change(rig: Rig) -> None:
+    """Written to a field that is not the journal's public one, a comment cannot be read back:
+    its unclear write is settled by the ticket's sys_updated_at, the journal never read."""
+    rig.worker.executors = ticket_executors(rig.client, rig.world.spool, lambda: rig.now[0],
+                                            journal=lambda: Journal(public="u_public_comments"))
+    comment = "Папка \\\\fs01\\hr, ошибка 0x80070035"
+    user = await _create_then_compose(rig, comment)
+    mark = len(rig.world.emulator.state.request_log)
+    rig.world.emulator.faults.fail_after_write(1, mode="error", method="PATCH")
+    reply = await rig.press(user, "Отправить")
+    await rig.settle()
+    assert [t.split("\n")[0] for t in _journal(rig)] == [comment]
+    assert statuses(rig, mark, "PATCH") == [500]
+    assert statuses(rig, mark, "GET", FEED) == []
+    _told_once(reply.text, [n.text for n in await rig.notices()])
 
 
 # ---------------------------------------------------------------------- files
@@ -351,6 +431,46 @@ async def test_an_upload_that_never_landed_is_sent_again(
     await rig.settle()
     assert statuses(rig, mark, "POST", UPLOADS) == [200, 499, 200]
     assert await _files_on_the_ticket(rig) == sorted(FILES)
+
+
+@pytest.mark.parametrize("landed", [True, False])
+async def test_a_legacy_upload_item_looks_for_its_file_before_sending_it_again(rig: Rig, landed: bool) -> None:
+    """An upload item queued by the previous release has no `since` and no `tried` list. Tried
+    before (attempts > 1), its file is looked for on the ticket from a little before the item was
+    written: found there, it is not sent again; missing, it is sent once. The same file attached
+    ten minutes earlier (an older comment's) is before that and does not count."""
+    state = rig.world.emulator.state
+    data = b"\3" * 3000
+    ticket = state.add_record("itsm_incident", {"number": "INC0000001", "subject": "сетевая папка"})
+    state.add_attachment("itsm_incident", ticket, "лог.txt", "text/plain", data)
+    rig.now[0] += 600
+    queued_at = rig.now[0]
+    spooled = await rig.world.spool.put("fault:1", "лог.txt", "text/plain", data)
+    rig.now[0] += 5
+    if landed:  # the previous release's upload, whose answer was lost
+        state.add_attachment("itsm_incident", ticket, "лог.txt", "text/plain", data)
+    rig.now[0] += 60
+    item = OutboxItem(
+        id="legacy.files", peer="fault:1", kind=UPLOAD, created_at=queued_at, attempts=2,
+        record=f"itsm_incident/{ticket}",
+        payload={"table": "itsm_incident", "sys_id": ticket, "number": "INC0000001",
+                 "files": [spooled.as_slot()], "gave_up": "files_failed",
+                 "vars": {"ticket": {"number": "INC0000001"}, "files": "лог.txt"}},
+        progress={"done": []},
+    )
+    checkpoints: list[dict[str, object]] = []
+
+    async def checkpoint(saved: OutboxItem) -> None:
+        checkpoints.append(dict(saved.progress))
+
+    mark = len(state.request_log)
+    upload = ticket_executors(rig.client, rig.world.spool, lambda: rig.now[0])[UPLOAD]
+    done = await upload(item, checkpoint)
+    assert done.result["notice"] is None
+    assert statuses(rig, mark, "GET", "/rest/v1/table/sys_attachment") != []  # looked before sending
+    assert statuses(rig, mark, "POST", UPLOADS) == ([] if landed else [200])
+    assert [a["file_name"] for a in state.attachments("itsm_incident", ticket)] == ["лог.txt"] * 2
+    assert checkpoints[-1]["done"] == [spooled.id]
 
 
 # ---------------------------------------------------------------------- randomized schedules
