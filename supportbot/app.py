@@ -127,8 +127,11 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
     if config.flows_watch:
         app.tasks.append(asyncio.create_task(holder.watch()))
     app.tasks.append(asyncio.create_task(worker.run()))
-    if config.status_poll > 0:
-        watcher = StatusWatcher(storage, client, holder, interval=config.status_poll, clock=services.clock)
+    polls = [p for p in (config.status_poll, config.comment_poll) if p > 0]
+    if polls:
+        # One round reads states and journals: as often as the more frequent of the two asks.
+        watcher = StatusWatcher(storage, client, holder, interval=min(polls), clock=services.clock,
+                                comments=config.comment_poll > 0)
         app.tasks.append(asyncio.create_task(watcher.run()))
     app.tasks.append(asyncio.create_task(housekeeping(storage, spool, config.session_idle)))
     return app

@@ -72,6 +72,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OUTBOX_GIVE_UP_HOURS", "24", "A ticket SimpleOne keeps failing on is reported failed after this"),
     Setting("OUTBOX_RETRY_MAX_SECONDS", "300", "Longest pause between tries while SimpleOne is down"),
     Setting("STATUS_POLL_SECONDS", "60", "How often ticket states are checked for status notices (0: never)"),
+    Setting("COMMENT_POLL_SECONDS", "30",
+            "How often the journals of followed tickets are read for agents' comments (0: never); one round "
+            "reads states and comments, every min(STATUS_POLL_SECONDS, COMMENT_POLL_SECONDS)"),
     Setting("SMTP_HOST", None, "Mail server for sign-in codes (unset in `chat`: letters are printed)"),
     Setting("SMTP_PORT", None, "Mail server port (default 587, or 465 with SMTP_TLS)"),
     Setting("SMTP_USER", None, "Mail server login"),
@@ -164,6 +167,7 @@ class Config:
     outbox_give_up: float = 86400.0
     outbox_retry_max: float = 300.0
     status_poll: float = 60.0
+    comment_poll: float = 30.0
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -371,6 +375,7 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         outbox_give_up=r.number("OUTBOX_GIVE_UP_HOURS", 0.1, 24 * 30) * 3600,
         outbox_retry_max=r.number("OUTBOX_RETRY_MAX_SECONDS", 1, 3600),
         status_poll=r.number("STATUS_POLL_SECONDS", 0, 86400),
+        comment_poll=r.number("COMMENT_POLL_SECONDS", 0, 86400),
     )
     if r.problems:
         raise ConfigError(r.problems)
@@ -440,7 +445,8 @@ def describe(config: Config) -> list[str]:
         f"spool: {config.spool_dir} (max {config.spool_max_bytes // (1024 * 1024)} MB)",
         f"outbox: answer waits {config.outbox_wait:g} s, retries up to every {config.outbox_retry_max:g} s, "
         f"gives up after {config.outbox_give_up / 3600:g} h; status checked "
-        + (f"every {config.status_poll:g} s" if config.status_poll else "never"),
+        + (f"every {config.status_poll:g} s" if config.status_poll else "never") + "; agents' comments read "
+        + (f"every {config.comment_poll:g} s" if config.comment_poll else "never"),
         "vk: " + (f"group {config.vk.group_id}, {len(config.vk.tokens)} token(s), {config.vk.api_url}"
                   if config.vk.tokens else "not configured"),
     ]

@@ -126,7 +126,8 @@ class StatusWatcher:
 
     def __init__(self, storage: WatchStorage, tickets: TicketSystem, flows: FlowSource, *, interval: float = 60.0,
                  clock: Callable[[], float] = time.time, page: int = 500,
-                 forget_closed_after: float = 7 * 86400, lease: JobLease | None = None) -> None:
+                 forget_closed_after: float = 7 * 86400, lease: JobLease | None = None,
+                 comments: bool = True) -> None:
         if interval <= 0 or page < 1:
             raise ValueError("the status watcher needs interval > 0 and page >= 1")
         self.storage = storage
@@ -136,6 +137,7 @@ class StatusWatcher:
         self.clock = clock
         self.page = page
         self.forget_closed_after = forget_closed_after
+        self.comments = comments  # read the journals for agents' comments too (COMMENT_POLL_SECONDS)
         # Several workers on one database: one polls at a time (a round may outlast an interval,
         # so the lease covers a few; a holder that dies is replaced after that).
         self.lease = lease if lease is not None else JobLease(storage, "status_watch", ttl=3 * interval + 30)
@@ -204,8 +206,8 @@ class StatusWatcher:
             except TicketSystemError as exc:
                 rejected.append(f"{table}: {exc}")
                 continue  # an answer we did not get says nothing about these tickets
-            news = await self._news(table, [w for w in watched if w.sys_id in found], flows.tickets.journal,
-                                    rejected)
+            news = (await self._news(table, [w for w in watched if w.sys_id in found], flows.tickets.journal,
+                                     rejected) if self.comments else _News())
             for w in watched:
                 if w.sys_id in gone:
                     log.info("status watch: %s %s (%s) is gone from SimpleOne; no longer followed",

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.storage.sqlite import SqliteStorage, open_sqlite
-from emulators.simpleone.server import RunningEmulator, start_emulator
+from adapters.simpleone.client import SimpleOneClient
+from adapters.storage.sqlite import SqliteStorage
+from emulators.simpleone.server import RunningEmulator
 from emulators.simpleone.state import ManualClock
 from engine.flows.model import FlowSet
 from engine.flows.source import StaticFlows
@@ -21,60 +20,7 @@ from engine.flows.templates import parse
 from engine.ports import Binding, Notice, WatchedTicket
 from engine.replies import Button
 from engine.work.status_watch import StatusWatcher, parse_updated_at
-
-INC = "itsm_incident"
-REQ = "itsm_request"
-PEER = "vk:100"
-DAY = 86400.0
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def emulator(clock: ManualClock) -> AsyncIterator[RunningEmulator]:
-    running = await start_emulator(clock=clock)
-    yield running
-    await running.close()
-
-
-@pytest.fixture
-async def client(emulator: RunningEmulator) -> AsyncIterator[SimpleOneClient]:
-    made = SimpleOneClient(SimpleOneConfig(emulator.url, username="bot", password="bot-password", read_timeout=5.0))
-    yield made
-    await made.close()
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    opened = await open_sqlite(tmp_path / "db")
-    for peer in (PEER, "vk:200"):  # signed in as the tickets' caller
-        await opened.put_binding(Binding(peer, f"{peer[3:]}@ranepa.ru", "caller-1", "Caller", 0.0))
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-def make_watcher(storage: SqliteStorage, client: SimpleOneClient, flow_set: FlowSet,
-                 clock: ManualClock) -> Any:
-    def make(store: Any = None, **options: Any) -> StatusWatcher:
-        # The watcher's clock is the emulator's: sys_updated_at and "now" agree.
-        return StatusWatcher(store or storage, client, StaticFlows(flow_set), clock=lambda: clock.now.timestamp(),
-                             **options)
-
-    return make
-
-
-def new_ticket(emulator: RunningEmulator, table: str = INC, subject: str = "Не печатает принтер") -> str:
-    return emulator.state.add_record(table, {"subject": subject, "caller": "caller-1"})
-
-
-def record(emulator: RunningEmulator, table: str, sys_id: str) -> dict[str, str]:
-    found = emulator.state.record(table, sys_id)
-    assert found is not None
-    return found
+from tests.engine.work.watching import DAY, INC, PEER, REQ, CrashingStorage, new_ticket, record, watched
 
 
 async def follow(storage: SqliteStorage, emulator: RunningEmulator, table: str, sys_id: str, *,
@@ -94,29 +40,8 @@ def change(emulator: RunningEmulator, clock: ManualClock, table: str, sys_id: st
         emulator.state.set_field(table, sys_id, name, value)
 
 
-async def watched(storage: SqliteStorage) -> dict[tuple[str, str], WatchedTicket]:
-    return {(w.table, w.sys_id): w for w in await storage.watch_list(limit=10_000)}
-
-
 def status_id(table: str, sys_id: str, updated_at: str, state: str) -> str:
     return f"status:{table}:{sys_id}:{updated_at}:{state}"
-
-
-class CrashingStorage:
-    """SQLite whose watch_update fails `crashes` times before anything is written (a crash)."""
-
-    def __init__(self, inner: SqliteStorage, crashes: int = 1) -> None:
-        self.inner = inner
-        self.crashes = crashes
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice]) -> None:
-        if self.crashes > 0:
-            self.crashes -= 1
-            raise RuntimeError("process killed before the commit")
-        await self.inner.watch_update(seen, notices)
 
 
 # --------------------------------------------------------------------------- notices
