@@ -18,6 +18,8 @@ from engine.ports import Incoming, IncomingFile, Storage
 from engine.replies import Button, Reply
 
 Handler = Callable[[str, Incoming], Awaitable[list[Reply]]]
+# A support agent's command on the SimpleOne the chat talks to (the in-process emulator's console).
+AgentConsole = Callable[[str], str]
 log = logging.getLogger(__name__)
 
 HELP = """console commands:
@@ -26,6 +28,7 @@ HELP = """console commands:
   n1, n2, …        press a button under a notice (an agent's message, a status change)
   /attach PATH…    send files (add text after ' -- ' to send it with them)
   /sticker, /voice send an attachment the bot does not take
+  /agent COMMAND   act as a support agent on the in-process SimpleOne (/agent help)
   /help            this list
   /quit            leave (so does end of input)"""
 
@@ -43,8 +46,10 @@ async def stdin_lines(stream: TextIO = sys.stdin) -> AsyncIterator[str]:
 
 
 class ConsoleChat:
-    def __init__(self, handle: Handler, peer: str, out: TextIO, *, echo: bool = False) -> None:
+    def __init__(self, handle: Handler, peer: str, out: TextIO, *, echo: bool = False,
+                 agent: AgentConsole | None = None) -> None:
         self.handle = handle
+        self.agent = agent
         self.peer = peer
         self.out = out
         self.echo = echo  # repeat the input: a piped transcript then reads as a dialogue
@@ -90,6 +95,15 @@ class ConsoleChat:
             return None
         if text in ("/sticker", "/voice"):
             return Incoming(unsupported=["sticker" if text == "/sticker" else "audio_message"])
+        if text == "/agent" or text.startswith("/agent "):
+            command = text[len("/agent"):].strip() or "help"
+            if self.agent is None:
+                self.print("(/agent works with the in-process SimpleOne emulator; with another instance, act "
+                           "there, or in `supportbot simpleone-emulator`'s console)")
+            else:
+                for line in self.agent(command).splitlines() or [""]:
+                    self.print(f"agent: {line}")
+            return None
         if text.startswith("/attach"):
             return self.attach(text[len("/attach"):].strip())
         return Incoming(text=line)

@@ -8,6 +8,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,11 +31,19 @@ def quiet_transitions() -> None:
     logging.getLogger("transitions").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
+def _unless_set(name: str, chat_default: float, configured: float) -> float:
+    return configured if os.environ.get(name) else chat_default
+
+
 async def _chat(peer: str, verbose: bool) -> int:
     from adapters.console import ConsoleChat, stdin_lines
     from supportbot.app import build_app, install_reload_signal
 
     config = load_config()
+    if config.simpleone is None:
+        # The in-process SimpleOne, played by /agent: what the agent does shows in seconds.
+        config = replace(config, status_poll=_unless_set("STATUS_POLL_SECONDS", 3.0, config.status_poll),
+                         comment_poll=_unless_set("COMMENT_POLL_SECONDS", 3.0, config.comment_poll))
     # Logs go to stderr; in the chat they would drown the dialogue unless asked for.
     _setup_logging(config.log_level if verbose else "WARNING")
     app = await build_app(config, terminal=sys.stdout, allow_emulator=True)
@@ -43,7 +53,13 @@ async def _chat(peer: str, verbose: bool) -> int:
         if interactive:
             print("supportbot terminal chat — " + "; ".join(describe(config)))
             print("type a message, a button's number or label; /help for console commands, /quit to leave")
-        chat = ConsoleChat(app.engine.handle, peer, sys.stdout, echo=not interactive)
+        agent = None
+        if app.emulator is not None:
+            from emulators.simpleone.console import run_command
+
+            state = app.emulator.state
+            agent = partial(run_command, state)
+        chat = ConsoleChat(app.engine.handle, peer, sys.stdout, echo=not interactive, agent=agent)
         app.tasks.append(asyncio.create_task(chat.show_notices(app.storage)))
         await chat.run(stdin_lines())
     finally:

@@ -88,6 +88,36 @@ async def test_a_piped_session_signs_in_and_creates_a_ticket(tmp_path: Path) -> 
     assert not list((tmp_path / "spool").rglob("*.png")), "uploaded files leave the spool"
 
 
+async def test_one_terminal_plays_the_user_and_the_agent(tmp_path: Path) -> None:
+    """/agent acts on the in-process SimpleOne; the agent's comment comes back as a notice with
+    its buttons, and «Ответить» (typed as its key) takes the answer to the ticket."""
+    chat = await _start(tmp_path)
+    await chat.expect(r"\[1\] Создать заявку")
+    await chat.send("Не приходят письма на корпоративную почту со вчерашнего дня")
+    await chat.send("agent@ranepa.ru")
+    code = (await chat.expect(r"входа в бот IT-поддержки РАНХиГС во ВКонтакте: (\d{6})")).group(1)
+    await chat.send(code)
+    await chat.expect(r"Выберите услугу")
+    await chat.send("1")
+    await chat.expect(r"Без файлов")
+    await chat.send("Без файлов")
+    await chat.expect(r"Проверьте заявку")
+    await chat.send("Отправить")
+    await chat.expect(r"Заявка INC0000001 создана")
+    await chat.send("/agent comment INC0000001 С какого адреса не приходят письма?")
+    await chat.expect(r"agent: ok: comment on INC0000001")
+    await chat.expect(r"bot \(notice\): С какого адреса не приходят письма\?")
+    key = (await chat.expect(r"\[(n\d+)\] Ответить")).group(1)
+    await chat.send(key)
+    await chat.expect(r"Ваш ответ по заявке INC0000001")
+    await chat.send("С адреса rector@ranepa.ru")
+    await chat.send("Отправить")
+    await chat.expect(r"заявка INC0000001 дополнена")
+    await chat.send("/agent journal INC0000001")
+    await chat.expect(r"by bot: .*С адреса rector@ranepa.ru")
+    await chat.finish()
+
+
 async def test_the_dialogue_survives_a_restart_of_the_chat(tmp_path: Path) -> None:
     chat = await _start(tmp_path)
     await chat.expect(r"\[1\] Создать заявку")
