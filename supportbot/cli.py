@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -55,10 +54,9 @@ async def _chat(peer: str, verbose: bool) -> int:
             print("type a message, a button's number or label; /help for console commands, /quit to leave")
         agent = None
         if app.emulator is not None:
-            from emulators.simpleone.console import run_command
+            from supportbot.demo import agent_console
 
-            state = app.emulator.state
-            agent = partial(run_command, state)
+            agent = agent_console(app.emulator)
         chat = ConsoleChat(app.engine.handle, peer, sys.stdout, echo=not interactive, agent=agent)
         app.tasks.append(asyncio.create_task(chat.show_notices(app.storage)))
         await chat.run(stdin_lines())

@@ -4,13 +4,14 @@ list; `supportbot simpleone-emulator` serves the emulator. Production paths neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TextIO
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from emulators.mail_sink import ConsoleMailSink, MemoryMailSink
-from emulators.simpleone.console import CONSOLE_HELP
+from emulators.simpleone.console import CONSOLE_HELP, run_command
 from emulators.simpleone.server import RunningEmulator, serve_forever, start_emulator
 from emulators.simpleone.state import DEMO_PASSWORD, DEMO_USER
 from engine.ports import Mailer
@@ -34,6 +35,11 @@ async def start_simpleone(
     if read_timeout is not None:
         config = replace(config, read_timeout=read_timeout)
     return emulator, SimpleOneClient(config)
+
+
+def agent_console(emulator: RunningEmulator) -> Callable[[str], str]:
+    """The emulator's agent console as a function of one command line (the chat's /agent)."""
+    return partial(run_command, emulator.state)
 
 
 def terminal_mailer(stream: TextIO) -> Mailer:

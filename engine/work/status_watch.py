@@ -86,6 +86,7 @@ WAITING_NOTICE = "status_waiting"
 RESOLVED_NOTICE = "status_resolved"
 MAX_COMMENTS = 5  # agent comments told one by one per ticket and round; older ones are counted
 JOURNAL_LIMIT = 200  # entries per journal query; a round that gets this many goes on next round
+FRESH_PAGES = 50  # journal pages read at most for tickets seen for the first time
 
 
 class WatchStorage(TicketWatches, Bindings, Locks, Protocol):
@@ -256,9 +257,16 @@ class StatusWatcher:
         try:
             if known:
                 after = min((w.comment_after or "" for w in known), key=journal_order)
-                horizon = await self._journal(table, known, after, journal, news)
+                horizon, _ = await self._journal(table, known, after, journal, news)
             if fresh:
-                horizon = _later(horizon, await self._journal(table, fresh, None, journal, news))
+                # Read to the end (bounded): a history must not come back as news next round.
+                cursor: str | None = None
+                for _ in range(FRESH_PAGES):
+                    reached, full = await self._journal(table, fresh, cursor, journal, news)
+                    horizon = _later(horizon, reached)
+                    if not full or reached == cursor:
+                        break
+                    cursor = reached
         except TicketSystemUnavailable:
             raise
         except TicketSystemError as exc:
@@ -274,8 +282,9 @@ class StatusWatcher:
         return news
 
     async def _journal(self, table: str, watched: Sequence[WatchedTicket], after: str | None, journal: Journal,
-                       news: _News) -> str | None:
-        """One journal query for these tickets from `after`; the highest entry it covers."""
+                       news: _News) -> tuple[str | None, bool]:
+        """One journal query for these tickets from `after`: the highest entry it covers, and
+        whether it was full (more may follow)."""
         cursors = {w.sys_id: w.comment_after for w in watched}
         entries = await self.tickets.journal_since(table, list(cursors), after=after, journal=journal,
                                                    limit=JOURNAL_LIMIT)
@@ -286,7 +295,7 @@ class StatusWatcher:
             if own == "-" or (own and journal_order(c.sys_id) <= journal_order(own)):
                 continue  # not asked for, or told before
             news.comments.setdefault(c.record_id, []).append(c)
-        return horizon
+        return horizon, len(entries) >= JOURNAL_LIMIT
 
     async def _compare(self, old: WatchedTicket, ticket: Ticket, news: _News, flows: FlowSet,
                        now: float) -> tuple[WatchedTicket | None, list[Notice]]:

@@ -13,7 +13,7 @@ from adapters.storage.sqlite import SqliteStorage
 from emulators.simpleone.server import RunningEmulator
 from emulators.simpleone.state import ManualClock
 from engine.ports import Binding, Notice, WatchedTicket
-from engine.work.status_watch import MAX_COMMENTS
+from engine.work.status_watch import JOURNAL_LIMIT, MAX_COMMENTS
 from tests.engine.work.watching import INC, PEER, CrashingStorage, new_ticket, record, watched
 from tests.postgres_db import scratch_database
 
@@ -206,3 +206,17 @@ async def test_two_workers_on_postgresql_tell_each_comment_once(
         finally:
             await first.close()
             await second.close()
+
+
+async def test_a_long_history_of_a_ticket_followed_later_is_never_news(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    for n in range(JOURNAL_LIMIT + 5):  # more than one journal page
+        emulator.state.act_as_agent("comment", sys_id, f"Давнее сообщение {n}")
+    await follow(storage, emulator, sys_id, cursor=None)
+    watcher = make_watcher()
+    assert await watcher.run_once() == 0
+    assert await watcher.run_once() == 0
+    agent(emulator, clock, sys_id, "comment", "Новое")
+    assert await watcher.run_once() == 1
+    assert texts(await unsent(storage))[0].endswith("Новое")
