@@ -14,6 +14,8 @@ from typing import Any
 from engine.actions import ticket_items
 from engine.actions.context import ActionContext
 from engine.actions.registry import Shape, action
+from engine.flows.model import FlowSet
+from engine.flows.text import normalize_text
 from engine.ports import Binding, OutboxItem, SpooledFile, Ticket, TicketSystemError, WatchedTicket
 from engine.ticket_time import local_time
 
@@ -60,6 +62,27 @@ def mark_answered(ctx: ActionContext, sys_id: str) -> None:
     answered[sys_id] = ctx.services.clock()
     # Only the latest few matter (messages older than ANSWER_WINDOW are never offered).
     ctx.slots[ANSWERED] = dict(sorted(answered.items(), key=lambda kv: kv[1])[-20:])
+
+
+MAX_GREETING_WORDS = 3
+
+
+def without_greeting(flows: FlowSet, text: str) -> str:
+    """The text without the greetings it opens with ("Здравствуйте! Добрый день, …"): the words
+    bot.commands take for `start`, with the punctuation after them; the rest starts with a
+    capital. Text that is all greeting stays as it was."""
+    rest, greeted = text.strip(), False
+    for _ in range(3):  # "Добрый день, здравствуйте, …"
+        words = rest.split()
+        for n in range(min(MAX_GREETING_WORDS, len(words) - 1), 0, -1):
+            if flows.typed_commands.get(normalize_text(" ".join(words[:n]))) == "start":
+                rest, greeted = " ".join(words[n:]).lstrip(" ,.!?;:—–-"), True
+                break
+        else:
+            break
+    if not greeted or not rest:
+        return text.strip()
+    return rest[0].upper() + rest[1:]
 
 
 def _files(ctx: ActionContext, slot: str) -> list[SpooledFile]:
@@ -113,7 +136,10 @@ async def create(ctx: ActionContext) -> str:
     if not str(ctx.slots.get("description") or "").strip():
         return "no_description"
     settings = ctx.flows.tickets
-    subject = " ".join(settings.subject.render(ctx.slots).split())
+    # The subject is read in every list and notice: a greeting the problem began with says nothing.
+    description = str(ctx.slots.get("description") or "")
+    subject_values = {**ctx.slots, "description": without_greeting(ctx.flows, description)}
+    subject = " ".join(settings.subject.render(subject_values).split())
     if len(subject) > settings.subject_max_length:
         subject = subject[: settings.subject_max_length - 1] + "…"
     fields = {
