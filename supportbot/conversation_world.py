@@ -15,7 +15,7 @@ from adapters.spool import DiskSpool
 from adapters.storage.sqlite import open_sqlite
 from engine.ports import Journal, Storage
 from supportbot.config import DEFAULT_MAIL_DOMAIN
-from supportbot.demo import MemoryMailSink, RunningEmulator, start_simpleone
+from supportbot.demo import AGENT, FaultRule, MemoryMailSink, RunningEmulator, start_simpleone
 
 
 class EmulatorWorld:
@@ -27,6 +27,7 @@ class EmulatorWorld:
         self._spool_dir = spool_dir
         self._domains = tuple(emulator.state.auto_users_domains)
         self.spool = DiskSpool(spool_dir)
+        self._journal_fault: FaultRule | None = None
 
     @classmethod
     async def start(cls, ticket_tables: Sequence[str],
@@ -68,6 +69,18 @@ class EmulatorWorld:
         for key, action in (("agent_comment", "comment"), ("work_note", "note"), ("ticket_state", "state")):
             if key in spec:
                 state.act_as_agent(action, self._newest_ticket(), str(spec[key]))
+        if "ticket_active" in spec:
+            # SimpleOne marks a closed ticket inactive (active=0): it leaves the open list.
+            table, sys_id = state.find_ticket(self._newest_ticket())
+            state.update(table, sys_id, {"active": "1" if spec["ticket_active"] else "0"}, author=AGENT)
+        if "journal_down" in spec:
+            # Every read of tickets' journals fails (HTTP 500) until it is switched off again.
+            if self._journal_fault is not None:
+                self._journal_fault.count = 0
+                self._journal_fault = None
+            if spec["journal_down"]:
+                self._journal_fault = state.faults.fail_next(
+                    1_000_000, path_prefix=f"/rest/v1/table/{Journal().table}")
 
     def _newest_ticket(self) -> str:
         """The sys_id of the ticket created last in the flows' tables."""
@@ -98,6 +111,7 @@ class EmulatorWorld:
 
     async def reset(self) -> None:
         self.emulator.state.reset()
+        self._journal_fault = None
         self.emulator.state.auto_users_domains = self._domains
         self.tickets.forget_state_labels()
 

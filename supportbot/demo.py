@@ -12,12 +12,15 @@ from typing import TextIO
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from emulators.mail_sink import ConsoleMailSink, MemoryMailSink
 from emulators.simpleone.console import CONSOLE_HELP, run_command
+from emulators.simpleone.faults import FaultRule
 from emulators.simpleone.server import RunningEmulator, serve_forever, start_emulator
-from emulators.simpleone.state import DEMO_PASSWORD, DEMO_USER
+from emulators.simpleone.state import AGENT, DEMO_PASSWORD, DEMO_USER
 from engine.ports import Mailer
 
 __all__ = [
+    "AGENT",
     "CONSOLE_HELP",
+    "FaultRule",
     "MemoryMailSink",
     "RunningEmulator",
     "serve_simpleone",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.actions import ticket_items
@@ -187,6 +188,33 @@ async def list_mine(ctx: ActionContext) -> str:
     ctx.slots["tickets_open"] = len(ctx.slots["tickets"]) - finished
     ctx.slots["tickets_finished"] = finished
     return "listed" if mine else "empty"
+
+
+CLOSED_DAYS = 90  # how far back «Закрытые заявки» reaches
+
+
+@action("tickets.list_closed", emits={"listed", "empty", "unavailable", "signed_out"},
+        writes={"closed_tickets": TICKETS, "closed_more": VALUE, "closed_days": VALUE})
+async def list_closed(ctx: ActionContext) -> str:
+    """The signed-in user's closed (inactive) tickets last updated within CLOSED_DAYS days,
+    newest first (closed_days: how many days, for the texts); closed_more if the limit cut some off."""
+    binding = await ctx.sign_in.binding()
+    if binding is None:
+        return "signed_out"
+    settings = ctx.flows.tickets
+    since = datetime.fromtimestamp(ctx.services.clock() - CLOSED_DAYS * 86400, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    ctx.slots["closed_days"] = CLOSED_DAYS
+    try:
+        found = await ctx.services.tickets.list_tickets(
+            binding.caller_id, settings.tables, active_only=False, limit=settings.list_limit + 1, closed_since=since)
+    except TicketSystemError as exc:
+        log.warning("listing closed tickets failed: %s", exc)
+        return "unavailable"
+    owned = [t for t in found if t.caller_id == binding.caller_id and not t.active]
+    labels = await state_labels(ctx, (t.table for t in owned))
+    ctx.slots["closed_tickets"] = [_ticket_slot(t, ctx, labels) for t in owned[: settings.list_limit]]
+    ctx.slots["closed_more"] = len(owned) > settings.list_limit
+    return "listed" if owned else "empty"
 
 
 MAX_BY_NUMBER = 500  # a user's tickets looked through for one typed number

@@ -108,6 +108,8 @@ class _DocBuilder:
         for i, item in enumerate(value):
             if isinstance(item, str):
                 parts.append(SayPart(self.template(item, (*path, i), scope)))
+            elif "each" in item:
+                parts.append(self.say_each(item, (*path, i), scope))
             else:
                 for key in ("when", "unless"):
                     where = self.where((*path, i, key)) if key in item else None
@@ -120,6 +122,21 @@ class _DocBuilder:
                 parts.append(SayPart(self.template(item["text"], (*path, i, "text"), scope),
                                      condition(item.get("when")), condition(item.get("unless"))))
         return tuple(parts)
+
+    def say_each(self, item: dict[str, Any], path: JsonPath, scope: str) -> SayPart:
+        """`{each: <list slot>, say: …}`: the inner say over the slots and each item's fields."""
+        name = str(item["each"])
+        for key in ("each", "when", "unless"):
+            for ref in condition(item.get(key)):
+                if scope == "slots":
+                    self.out.slot_refs.append((ref, self.where((*path, key))))
+                else:
+                    self.out.scoped_refs.append((ref, scope, self.where((*path, key))))
+        if scope != "slots":
+            self.error((*path, "each"), "F070", "each: works only in the say of a transition or of a step "
+                       "without input (and not inside another each)")
+        return SayPart(templates.parse(""), condition(item.get("when")), condition(item.get("unless")),
+                       each=name, parts=self.say(item["say"], (*path, "say"), f"each:{name}"))
 
     def buttons(self, rows: Any, path: JsonPath) -> tuple[tuple[ButtonSpec, ...], ...]:
         for r, row in enumerate(rows or []):

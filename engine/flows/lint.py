@@ -407,7 +407,7 @@ class Linter:
     def check_templates(self) -> None:
         slots = self.known_slots()
         refs = [(dotted, where, slots) for dotted, where in self.built.slot_refs]
-        refs += [(dotted, where, {**slots, **SCOPE_VARS.get(scope, {})})
+        refs += [(dotted, where, {**slots, **self.item_vars(scope), **SCOPE_VARS.get(scope, {})})
                  for dotted, scope, where in self.built.scoped_refs]
         for dotted, where, names in refs:
             head, _, tail = dotted.partition(".")
@@ -417,8 +417,13 @@ class Linter:
                 self.add(where, "F030", f"unknown slot '{dotted}'")
             elif field and known.fields and field not in known.fields:
                 self.add(where, "F030", f"'{head}' has no field '{field}' (it has: {', '.join(sorted(known.fields))})")
+        not_lists: set[str] = set()
         for use in self.built.uses:
             scope = self.scope(use, slots)
+            each = use.scope[5:] if use.scope.startswith("each:") else ""
+            if each and each.partition(".")[0] in slots and each not in self._lists and each not in not_lists:
+                not_lists.add(each)
+                self.add(use.where, "F031", f"each: needs a list, and '{each}' is not one")
             for ref in use.template.refs:
                 root, *rest = ref.path
                 shape = scope.get(root)
@@ -431,7 +436,15 @@ class Linter:
                 elif ref.filter in ("count", "names") and not shape.is_list:
                     self.add(use.where, "F031", f"filter '{ref.filter}' needs a list, and '{root}' is not one")
 
+    def item_vars(self, scope: str) -> dict[str, Shape]:
+        """The fields of an `each:` list's items, as data in the inner say."""
+        if not scope.startswith("each:"):
+            return {}
+        return {f: VALUE for f in self._lists.get(scope[5:], Shape()).fields}
+
     def scope(self, use: TemplateUse, slots: Mapping[str, Shape]) -> Mapping[str, Shape]:
+        if use.scope.startswith("each:"):
+            return {**slots, **self.item_vars(use.scope)}
         if use.scope.startswith("item:"):
             source = use.scope[5:]
             item = CATALOG_ITEM if source == "catalog" else self._lists.get(source, Shape())

@@ -44,6 +44,10 @@ class SayPart:
     template: Template
     when: Condition = ()
     unless: Condition = ()
+    # `each: <list slot>`: `parts` said once per item of the list, with the item's fields as
+    # data (over the slots); the part's own template is then empty.
+    each: str = ""
+    parts: tuple[SayPart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,12 +324,21 @@ class TicketSettings:
 
 def render_say(parts: Sequence[SayPart], values: Mapping[str, Any]) -> str:
     """What a `say` says over values: its parts whose when/unless hold, one per line."""
-    out = []
+    return "\n".join(_say_lines(parts, values)).strip()
+
+
+def _say_lines(parts: Sequence[SayPart], values: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
     for part in parts:
         if not holds(values, part.when, part.unless):
             continue
-        out.append(part.template.render(values))
-    return "\n".join(out).strip()
+        if not part.each:
+            out.append(part.template.render(values))
+            continue
+        items = lookup(values, part.each)
+        for item in items if isinstance(items, list) else ():
+            out.extend(_say_lines(part.parts, {**values, **item} if isinstance(item, Mapping) else values))
+    return out
 
 
 # Compared by identity, and weakly referenced by the machine compiled from it

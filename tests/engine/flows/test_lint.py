@@ -115,6 +115,31 @@ def test_unknown_slot_and_broken_template(flows: Path) -> None:
     assert ("my_tickets.yaml", "F031", line2) in found
 
 
+def test_each_is_checked_over_the_list_and_its_items_fields(flows: Path) -> None:
+    """`each:` names a list; its inner say may name the items' fields and the slots, nothing else."""
+    line = edit(flows, "my_tickets.yaml", '"{date} — Вы: {text|short:300}"', '"{dat} — Вы: {text|short:300}"')
+    line2 = edit(flows, "my_tickets.yaml", "            unless: mine\n", "            unless: mien\n")
+    found = codes(flows)
+    assert ("my_tickets.yaml", "F030", line) in found and ("my_tickets.yaml", "F030", line2) in found, found
+    assert len(found) == 2, found
+
+
+def test_each_over_what_is_not_a_list(flows: Path) -> None:
+    line = edit(flows, "my_tickets.yaml", "      - each: talk\n", "      - each: talk_more\n")
+    found = _messages(flows)
+    assert any(where[1] == "F031" and where[2] > line and "not one" in message for where, message in found), found
+    line2 = edit(flows, "my_tickets.yaml", "      - each: talk_more\n", "      - each: tlak\n")
+    assert ("my_tickets.yaml", "F030", line2) in codes(flows)
+
+
+def test_each_inside_each_is_refused(flows: Path) -> None:
+    inner = "          - text: \"{date} — Вы: {text|short:300}\"\n"
+    line = edit(flows, "my_tickets.yaml", inner, "          - each: talk\n            say: \"{date}\"\n" + inner)
+    found = codes(flows)
+    # The schema points at the say that holds it.
+    assert [(name, code) for name, code, at in found] == [("my_tickets.yaml", "F002")] and found[0][2] < line, found
+
+
 def test_duplicate_state_flow_and_catalogue_ids(flows: Path) -> None:
     text = flows.joinpath("main.yaml").read_text(encoding="utf-8")
     flows.joinpath("main_copy.yaml").write_text(text, encoding="utf-8")

@@ -90,3 +90,16 @@ def test_short_cuts_at_a_word() -> None:
 def test_a_filter_with_a_wrong_argument_is_refused(source: str) -> None:
     with pytest.raises(TemplateError):
         parse(source)
+
+
+def test_each_says_its_parts_for_every_item_in_order_with_the_items_fields() -> None:
+    from engine.flows.model import SayPart, render_say
+
+    line = (SayPart(parse("{date} — Вы: {text}"), when=("mine",)),
+            SayPart(parse("{date} — Специалист: {text}"), unless=("mine",)))
+    say = (SayPart(parse("Заявка {number}")), SayPart(parse(""), each="talk", parts=line),
+           SayPart(parse("конец"), when=("text",)))
+    talk = [{"date": "1", "text": "а", "mine": False}, {"date": "2", "text": "б", "mine": True}]
+    assert render_say(say, {"number": "INC1", "talk": talk}) == "Заявка INC1\n1 — Специалист: а\n2 — Вы: б"
+    # No list (or not a list): nothing is said for it, and an item's fields do not leak out.
+    assert render_say(say, {"number": "INC1"}) == render_say(say, {"number": "INC1", "talk": "x"}) == "Заявка INC1"
