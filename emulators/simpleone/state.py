@@ -67,6 +67,9 @@ STATE_TITLES: Mapping[str, str] = {
     "8": "Отклонен пользователем",  # Rejected by User
     "10": "Закрыт",  # Closed
 }
+# [guess] States that end a ticket: ITSM's task logic clears `active` when a ticket is closed or
+# cancelled (`10` is "Отменено"/closed in the doc examples); a state set back revives it.
+INACTIVE_STATES: frozenset[str] = frozenset({"10", "Closed", "Cancelled"})
 CHOICE_LANGUAGE = "ru"
 JOURNAL_FIELDS: frozenset[str] = frozenset({"additional_comments", "work_notes"})
 # [seen, same page] journal entries are records of this table: type_id, content (JSON text),
@@ -311,6 +314,8 @@ class EmulatorState:
                    if table in NUMBER_PREFIXES and name in values and values[name] != record.get(name, "")]
         if changed:
             self._append_history(table, sys_id, changed, author)
+            if "active" not in values:
+                values["active"] = "0" if values["state"] in INACTIVE_STATES else "1"
         record.update(values)
         record["sys_updated_at"] = self.now_text()
         return record

@@ -118,6 +118,14 @@ async def test_a_state_change_writes_one_history_entry(raw: httpx.AsyncClient) -
     }]}
 
 
+async def test_a_closing_state_makes_the_ticket_inactive_and_reopening_revives_it(raw: httpx.AsyncClient) -> None:
+    ticket = await new_incident(raw)
+    path = f"{INCIDENTS}/{ticket['sys_id']}"
+    assert data(await raw.patch(path, json={"state": "7"}))[0]["active"] == "1"  # done, awaiting confirmation
+    assert data(await raw.patch(path, json={"state": "10"}))[0]["active"] == "0"
+    assert data(await raw.patch(path, json={"state": "2"}))[0]["active"] == "1"
+
+
 async def test_the_widget_query_reads_public_and_history_entries_incrementally(raw: httpx.AsyncClient) -> None:
     first, second, other = await new_incident(raw), await new_incident(raw), await new_incident(raw)
     for ticket in (first, second, other):
