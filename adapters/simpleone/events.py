@@ -10,8 +10,8 @@ of a ticket the bot already follows; one for a ticket not followed changes nothi
 the same either way, so the endpoint tells nobody which tickets are followed.
 
 The shared secret (SIMPLEONE_WEBHOOK_SECRET) comes in the X-Supportbot-Secret header and is
-compared in constant time before the body is read. The body is small and bounded before it is
-parsed (size, time to arrive, nesting). Refusals are logged at warning at most once a second,
+compared in constant time before anything else is looked at. The body is small and bounded
+before it is parsed (size, time to arrive, nesting). Refusals are logged at warning at most once a second,
 with how many there were: a storm of forged requests does not flood the log.
 
     {"event": "ticket_changed" | "comment_added", "table": "<a flows ticket table>", "sys_id": "<digits>"}
@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Callable
 
-from aiohttp import StreamReader, web
+from aiohttp import web
 
 from engine.flows.source import FlowSource
 from engine.ports import TicketWatches
@@ -99,17 +99,21 @@ def add_events_route(app: web.Application, watches: TicketWatches, flows: FlowSo
 
     async def receive(request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogatepass")
-        # Constant time (no timing oracle), and before the body is read: a stranger costs nothing.
+        # Constant time (no timing oracle), and first: a stranger's body is never parsed.
         if not hmac.compare_digest(given, secret_bytes):
             return refuse(request, 403, "wrong or missing secret")
         if request.content_length is not None and request.content_length > MAX_BODY:
             return refuse(request, 413, "body too large")
         try:
+            # request.read(): the app's own limit (client_max_size) holds a body without a length;
+            # serve's connection guard has read it already (it is kept), within its own time limit.
             async with asyncio.timeout(body_timeout):
-                raw = await _read_at_most(request.content, MAX_BODY)
+                raw = await request.read()
         except TimeoutError:
             return refuse(request, 408, "body too slow")
-        if raw is None:
+        except web.HTTPRequestEntityTooLarge:
+            return refuse(request, 413, "body too large")
+        if len(raw) > MAX_BODY:
             return refuse(request, 413, "body too large")
         try:
             body = loads_bounded(raw.decode("utf-8"), MAX_DEPTH)
@@ -129,16 +133,6 @@ def add_events_route(app: web.Application, watches: TicketWatches, flows: FlowSo
         return web.json_response({"ok": True})  # the same either way: it tells nothing
 
     app.router.add_post(path, receive)
-
-
-async def _read_at_most(content: StreamReader, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it is longer than `limit` bytes."""
-    data = bytearray()
-    while chunk := await content.read(limit + 1 - len(data)):
-        data += chunk
-        if len(data) > limit:
-            return None
-    return bytes(data)
 
 
 __all__ = ["EVENTS_PATH", "SECRET_HEADER", "RefusalLog", "add_events_route", "parse_event"]
