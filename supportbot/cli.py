@@ -176,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             if not args.path.startswith("/"):
                 parser.error(f"--path must start with '/', got {args.path!r}")
+            if args.path.rstrip("/") == "/simpleone/events":
+                parser.error("--path /simpleone/events is where SimpleOne's events are taken; choose another")
             return asyncio.run(_vk("serve", args.host, args.port, args.path))
         if args.command == "simpleone-emulator":
             domains = [d.strip() for d in args.domains.split(",") if d.strip()]

@@ -38,6 +38,7 @@ CHOICE_FIELDS = ("table", "column", "language")
 POSTGRES_SCHEMES = ("postgresql", "postgres")  # URL schemes of a PostgreSQL database
 # The corporate mail domain: signing in, and the users the demo emulator knows, by default.
 DEFAULT_MAIL_DOMAIN = "ranepa.ru"
+WEBHOOK_SECRET_MIN = 16  # characters of SIMPLEONE_WEBHOOK_SECRET
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("SUPPORTBOT_DATABASE_URL", "sqlite:///supportbot.db",
@@ -67,6 +68,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIMPLEONE_LABELS_TTL", "600", "Seconds the state labels read from SimpleOne (sys_choice) are kept"),
     Setting("SIMPLEONE_CHOICE_QUERY", CHOICE_QUERY,
             "The sys_choice query for a table's state labels; placeholders {table}, {column}, {language}"),
+    Setting("SIMPLEONE_WEBHOOK_SECRET", None,
+            "Shared secret (16+ characters) of SimpleOne's push events: with it, `supportbot serve` takes "
+            "POST /simpleone/events from the instance's business rule (header X-Supportbot-Secret)", secret=True),
     Setting("OUTBOX_WAIT_SECONDS", "5",
             "How long a submit waits for SimpleOne before answering that the number will follow"),
     Setting("OUTBOX_GIVE_UP_HOURS", "24", "A ticket SimpleOne keeps failing on is reported failed after this"),
@@ -168,6 +172,8 @@ class Config:
     outbox_retry_max: float = 300.0
     status_poll: float = 60.0
     comment_poll: float = 30.0
+    # SIMPLEONE_WEBHOOK_SECRET: push events from SimpleOne are taken (by `serve`) only with it.
+    simpleone_webhook_secret: str | None = field(default=None, repr=False)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -350,6 +356,12 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
 
     vk = _vk(r)
 
+    webhook_secret = r.raw("SIMPLEONE_WEBHOOK_SECRET")
+    if webhook_secret is not None and len(webhook_secret) < WEBHOOK_SECRET_MIN:
+        r.problems.append(f"SIMPLEONE_WEBHOOK_SECRET must be at least {WEBHOOK_SECRET_MIN} characters "
+                          f"(a random one: python -c 'import secrets; print(secrets.token_urlsafe(32))'), "
+                          f"got {len(webhook_secret)}")
+
     log_level = (r.raw("LOG_LEVEL") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
@@ -376,6 +388,7 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         outbox_retry_max=r.number("OUTBOX_RETRY_MAX_SECONDS", 1, 3600),
         status_poll=r.number("STATUS_POLL_SECONDS", 0, 86400),
         comment_poll=r.number("COMMENT_POLL_SECONDS", 0, 86400),
+        simpleone_webhook_secret=webhook_secret,
     )
     if r.problems:
         raise ConfigError(r.problems)
@@ -446,7 +459,8 @@ def describe(config: Config) -> list[str]:
         f"outbox: answer waits {config.outbox_wait:g} s, retries up to every {config.outbox_retry_max:g} s, "
         f"gives up after {config.outbox_give_up / 3600:g} h; status checked "
         + (f"every {config.status_poll:g} s" if config.status_poll else "never") + "; agents' comments read "
-        + (f"every {config.comment_poll:g} s" if config.comment_poll else "never"),
+        + (f"every {config.comment_poll:g} s" if config.comment_poll else "never")
+        + ("; push events taken (`serve`)" if config.simpleone_webhook_secret else ""),
         "vk: " + (f"group {config.vk.group_id}, {len(config.vk.tokens)} token(s), {config.vk.api_url}"
                   if config.vk.tokens else "not configured"),
     ]

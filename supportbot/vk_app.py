@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from adapters.simpleone.events import EVENTS_PATH, add_events_route
 from adapters.vk.api import FatalVkError, VkApi, VkApiError, VkError
 from adapters.vk.attachments import AttachmentFetcher
 from adapters.vk.bot import VkBot
@@ -183,6 +184,10 @@ async def serve_callback(app: App, vk: VkSettings, host: str, port: int, path: s
     guard = ConnectionGuard(limit=connection_limit(descriptors))
     web_app = make_callback_app(channel.bot, app.storage, group_id=vk.group_id, secret=vk.callback_secret,
                                 confirmation=vk.confirmation_code, path=path, guard=guard)
+    push = app.config.simpleone_webhook_secret
+    if push:
+        # SimpleOne's business rule says a ticket changed: the status watcher looks at it now.
+        add_events_route(web_app, app.storage, app.flows, secret=push)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     assert runner.server is not None  # set up
@@ -192,6 +197,8 @@ async def serve_callback(app: App, vk: VkSettings, host: str, port: int, path: s
         await guard.listen(runner.server, host, port)
         log.info("callback endpoint for community %d listening on http://%s:%d%s (at most %d connections at "
                  "once; open-file limit %d)", vk.group_id, host, port, path, guard.limit, descriptors)
+        if push:
+            log.info("SimpleOne events taken at http://%s:%d%s", host, port, EVENTS_PATH)
         await stop.wait()
     finally:
         await guard.close()  # stop taking events first, then finish those in hand

@@ -450,19 +450,31 @@ class SqlStorage(ABC):
     async def watch_of_peer(self, peer: str) -> list[WatchedTicket]:
         return [watched_of(r) for r in await self._rows(self.sql.watch_of_peer, peer)]
 
-    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice]) -> None:
-        updates = [(t.number, t.state, t.updated_at, t.active, t.comment_after, t.asked_at, t.table, t.sys_id)
-                   for t in seen]
+    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice], *,
+                           started: float | None = None, checked: Sequence[tuple[str, str]] = ()) -> None:
+        before = -1.0 if started is None else started  # no poke is made before 0
+        updates = [(t.number, t.state, t.updated_at, t.active, t.comment_after, t.asked_at, t.table, t.sys_id,
+                    before) for t in seen]
         notice_rows = [notice_row(n) for n in notices]
+        unpokes = [(table, sys_id, before) for table, sys_id in checked] if started is not None else []
 
         def update() -> Script[None]:
             if updates:
                 yield q_many(self.sql.watch_update, updates)
+            if unpokes:
+                yield q_many(self.sql.watch_unpoke, unpokes)
             if notice_rows:
                 yield q_many(self.sql.insert_notice, notice_rows)
 
-        if updates or notice_rows:
+        if updates or notice_rows or unpokes:
             await self._script(update, Kind.PUT_TX)
+
+    async def watch_poke(self, table: str, sys_id: str) -> bool:
+        poked = await self._do(q_changed(self.sql.watch_poke, time.time(), table, sys_id), Kind.PUT)
+        return bool(poked)
+
+    async def watch_poked(self, limit: int = 500) -> list[WatchedTicket]:
+        return [watched_of(r) for r in await self._rows(self.sql.watch_poked, limit)]
 
     async def watch_drop(self, keys: Sequence[tuple[str, str]]) -> None:
         if keys:

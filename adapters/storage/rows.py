@@ -207,6 +207,6 @@ def watch_row(ticket: WatchedTicket, added_at: float) -> WatchRow:
 
 def watched_of(row: Sequence[Any]) -> WatchedTicket:
     """A ticket_watch row (WATCH_COLUMNS) as the port's value."""
-    table, sys_id, number, peer, state, updated_at, active, comment_after, asked_at = row
+    table, sys_id, number, peer, state, updated_at, active, comment_after, asked_at, poked_at = row
     return WatchedTicket(table, sys_id, number, peer, state, updated_at, bool(active), comment_after,
-                         float(asked_at or 0.0))
+                         float(asked_at or 0.0), None if poked_at is None else float(poked_at))

@@ -227,6 +227,16 @@ _MIGRATIONS: Final[Migrations] = (
             "CREATE INDEX IF NOT EXISTS inbox_unsent_peer ON inbox (peer) WHERE replies IS NOT NULL",
         ),
     ),
+    (
+        11,
+        (
+            # Push (SimpleOne's business rule calls POST /simpleone/events): when a followed
+            # ticket was said to have changed and not looked at since (NULL: not poked). The
+            # poller asks for the poked ones every second, by this partial index.
+            "ALTER TABLE ticket_watch {add_column} poked_at {real}",
+            "CREATE INDEX IF NOT EXISTS ticket_watch_poked ON ticket_watch (poked_at) WHERE poked_at IS NOT NULL",
+        ),
+    ),
 )
 
 

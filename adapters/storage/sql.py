@@ -13,7 +13,9 @@ OUTBOX_COLUMNS: Final = (
     "id, peer, kind, payload, state, attempts, next_at, created_at, updated_at, last_error, progress,"
     " result, told, record, retried_at, held"
 )
-WATCH_COLUMNS: Final = "table_name, sys_id, number, peer, state, updated_at, active, comment_after, asked_at"
+WATCH_COLUMNS: Final = (
+    "table_name, sys_id, number, peer, state, updated_at, active, comment_after, asked_at, poked_at"
+)
 CODE_COLUMNS: Final = "peer, email, code_hash, salt, created_at, expires_at, attempts"
 # held_by ($18): the process writing it, which has it in hand if it is written held.
 _INSERT_OUTBOX: Final = (
@@ -194,9 +196,25 @@ class Sql:
             " ORDER BY table_name, sys_id LIMIT $3"
         )
         # An UPDATE, not an upsert: a ticket dropped while it was being looked at stays dropped.
+        # A poke made at or before the round began ($9) is answered by it; a later one stays for
+        # the next round (what it announced may have come after this round's read).
         self.watch_update = q(
             "UPDATE ticket_watch SET number = $1, state = $2, updated_at = $3, active = $4, comment_after = $5,"
-            " asked_at = $6 WHERE table_name = $7 AND sys_id = $8"
+            " asked_at = $6, poked_at = CASE WHEN poked_at <= $9 THEN NULL ELSE poked_at END"
+            " WHERE table_name = $7 AND sys_id = $8"
+        )
+        self.watch_unpoke = q(
+            "UPDATE ticket_watch SET poked_at = NULL WHERE table_name = $1 AND sys_id = $2 AND poked_at <= $3"
+        )
+        # Followed tickets only: an id the bot does not follow changes nothing. The later of two
+        # pokes stays, so one made during a round outlives that round.
+        self.watch_poke = q(
+            "UPDATE ticket_watch SET poked_at = CASE WHEN poked_at IS NULL OR poked_at < $1 THEN $1"
+            " ELSE poked_at END WHERE table_name = $2 AND sys_id = $3"
+        )
+        self.watch_poked = q(
+            "SELECT " + WATCH_COLUMNS + " FROM ticket_watch WHERE poked_at IS NOT NULL"
+            " ORDER BY poked_at, table_name, sys_id LIMIT $1"
         )
         self.watch_of_peer = q(
             "SELECT " + WATCH_COLUMNS + " FROM ticket_watch WHERE peer = $1 ORDER BY asked_at DESC, added_at DESC"

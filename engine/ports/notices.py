@@ -43,6 +43,9 @@ class WatchedTicket:
     # When an agent's message on it was last told to the user (0: never): a message the user
     # types soon after is offered as the answer to it.
     asked_at: float = 0.0
+    # When SimpleOne said it changed (a push event, TicketWatches.watch_poke) and no round has
+    # looked at it since; None: not poked.
+    poked_at: float | None = None
 
 
 class Notices(Protocol):
@@ -71,8 +74,23 @@ class TicketWatches(Protocol):
         """Followed tickets ordered by (table, sys_id), from just after that key: pages of a scan."""
         ...
 
-    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice]) -> None:
-        """Record what was seen of followed tickets and the notices it caused, at once."""
+    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice], *,
+                           started: float | None = None, checked: Sequence[tuple[str, str]] = ()) -> None:
+        """Record what was seen of followed tickets and the notices it caused, at once.
+
+        With `started` (when the round that looked began, by the clock watch_poke uses), the poke
+        of each ticket recorded, and of each (table, sys_id) in `checked` (looked at, nothing to
+        record), is cleared if it was made at or before then: that round answered it. A poke made
+        later stays for the next round: what it announced may have come after the round's read."""
+        ...
+
+    async def watch_poke(self, table: str, sys_id: str) -> bool:
+        """Mark a followed ticket as changed in SimpleOne (a push event): the poller looks at it
+        soon. True if it is followed; an unknown ticket changes nothing (False)."""
+        ...
+
+    async def watch_poked(self, limit: int = 500) -> list[WatchedTicket]:
+        """The poked tickets, the longest waiting first (an indexed read, cheap to ask often)."""
         ...
 
     async def watch_drop(self, keys: Sequence[tuple[str, str]]) -> None:

@@ -43,6 +43,16 @@ no longer visible to the bot) is dropped in the round that finds it missing, but
 call answered (a failed call leaves every ticket it asked for as it was) and a read of that one
 ticket confirms it is gone: a bulk query answered wrongly must not forget everything at once.
 
+Push, where an instance's admin added the business rule (README; POST /simpleone/events): an
+event only marks a followed ticket poked (Storage.watch_poke). Between rounds the lease holder
+asks for poked tickets about once a second (watch_poked, an indexed read) and runs the same page
+check over just those at once (run_poked); its watch_update clears the pokes made at or before
+that round began, so one made during it (a change after the read) gets a round of its own. The
+event's body is never read for content: what is told comes from SimpleOne, as in a normal round.
+Polling stays the guarantee: a lost or refused event only means the change waits for its round.
+A poked round that SimpleOne fails or refuses clears its pokes too (no retry every second
+against an outage): the next normal round takes those tickets up.
+
 A SimpleOne outage (TicketSystemUnavailable) ends the round where it is, logged once at warning;
 the pages already done stay done and the next round starts over. A refusal (TicketSystemRejected)
 skips that table's tickets on the page and the round goes on; the refusals are logged once per
@@ -87,6 +97,7 @@ RESOLVED_NOTICE = "status_resolved"
 MAX_COMMENTS = 5  # agent comments told one by one per ticket and round; older ones are counted
 JOURNAL_LIMIT = 200  # entries per journal query; a round that gets this many goes on next round
 FRESH_PAGES = 50  # journal pages read at most for tickets seen for the first time
+POKE_EVERY = 1.0  # seconds between looks for poked tickets (push) while waiting for the next round
 
 
 class WatchStorage(TicketWatches, Bindings, Locks, Protocol):
@@ -128,9 +139,9 @@ class StatusWatcher:
     def __init__(self, storage: WatchStorage, tickets: TicketSystem, flows: FlowSource, *, interval: float = 60.0,
                  clock: Callable[[], float] = time.time, page: int = 500,
                  forget_closed_after: float = 7 * 86400, lease: JobLease | None = None,
-                 comments: bool = True) -> None:
-        if interval <= 0 or page < 1:
-            raise ValueError("the status watcher needs interval > 0 and page >= 1")
+                 comments: bool = True, poke_every: float = POKE_EVERY) -> None:
+        if interval <= 0 or page < 1 or poke_every <= 0:
+            raise ValueError("the status watcher needs interval > 0, page >= 1 and poke_every > 0")
         self.storage = storage
         self.tickets = tickets
         self.flows = flows
@@ -142,7 +153,10 @@ class StatusWatcher:
         # Several workers on one database: one polls at a time (a round may outlast an interval,
         # so the lease covers a few; a holder that dies is replaced after that).
         self.lease = lease if lease is not None else JobLease(storage, "status_watch", ttl=3 * interval + 30)
+        self.poke_every = poke_every
         self.rounds = 0  # rounds finished or stopped by SimpleOne, for tests and health checks
+        self.poked_rounds = 0  # rounds over poked tickets only (push), likewise
+        self._poke_failing = False  # a failing look for pokes is logged once, not every second
         self.last_error: str | None = None  # SimpleOne's complaint in the last round, if any
 
     async def run(self) -> None:
@@ -158,9 +172,52 @@ class StatusWatcher:
                     raise
                 except Exception:
                     log.exception("status watch round failed; trying again next round")
-                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+                await self._until(started + self.interval)
         finally:
             await self.lease.release()
+
+    async def _until(self, deadline: float) -> None:
+        """Wait for the next round (time.monotonic() `deadline`), running a round over the
+        poked tickets as soon as there are any: about once a second, the lease holder only (any
+        worker's endpoint pokes in the shared storage; the holder sees it there)."""
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(self.poke_every, left))
+            if not self.lease.held or time.monotonic() >= deadline:
+                continue  # not ours; or the normal round is due, and it looks at everything
+            try:
+                made = await self.run_poked()
+                if made:
+                    log.info("status watch: %d notice(s) made on push", made)
+                self._poke_failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if not self._poke_failing:
+                    log.exception("status watch: looking at poked tickets failed; the normal round still runs")
+                self._poke_failing = True
+
+    async def run_poked(self) -> int:
+        """One round over the poked tickets only (push); returns the notices made. Their pokes are
+        cleared whatever SimpleOne answers: polling is the guarantee, a poke only hurries it."""
+        started = time.time()  # watch_poke's clock; before the read, so every poke cleared was read after
+        rows = await self.storage.watch_poked(limit=self.page)
+        if not rows:
+            return 0
+        flows = self.flows.current
+        rejected: list[str] = []
+        try:
+            made = await self._check_page(rows, flows, rejected, started=started)
+        except TicketSystemUnavailable as exc:
+            log.warning("status watch: SimpleOne unavailable for %d poked ticket(s); they wait for the next "
+                        "round: %s", len(rows), str(exc) or type(exc).__name__)
+            await self.storage.watch_update([], [], started=started, checked=[(w.table, w.sys_id) for w in rows])
+            made = 0
+        else:
+            if rejected:
+                log.warning("status watch: %d read(s) of poked tickets failed or untrusted, those tickets wait "
+                            "for the next round: %s", len(rejected), rejected[0])
+        self.poked_rounds += 1
+        return made
 
     async def run_once(self) -> int:
         """One pass over every followed ticket; returns the notices made."""
@@ -191,7 +248,10 @@ class StatusWatcher:
         self.rounds += 1
         return made
 
-    async def _check_page(self, rows: Sequence[WatchedTicket], flows: FlowSet, rejected: list[str]) -> int:
+    async def _check_page(self, rows: Sequence[WatchedTicket], flows: FlowSet, rejected: list[str], *,
+                          started: float | None = None) -> int:
+        """Look at these tickets and record what is new. With `started` (a round over poked tickets),
+        the pokes made before it are cleared on every one of them, looked at or refused."""
         by_table: dict[str, list[WatchedTicket]] = {}
         for row in rows:
             by_table.setdefault(row.table, []).append(row)
@@ -239,8 +299,10 @@ class StatusWatcher:
                 latest = new if new is not None else w
                 if not latest.active and self._closed_long_ago(latest, now):
                     drop.append((table, w.sys_id))
-        if seen or notices:
-            await self.storage.watch_update(seen, notices)  # a change and its notice, at once
+        checked = [(w.table, w.sys_id) for w in rows] if started is not None else []
+        if seen or notices or checked:
+            # A change and its notice, at once (and the pokes this round answered).
+            await self.storage.watch_update(seen, notices, started=started, checked=checked)
         if drop:
             # After the update: a crash in between drops nothing a notice was owed for.
             await self.storage.watch_drop(drop)

@@ -5,6 +5,7 @@ The `storage` and `storage_backend` fixtures come from conftest.py, one run per 
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -124,3 +125,79 @@ class TestTwoWay:
         assert [t.sys_id for t in await storage.watch_of_peer("vk:1")] == ["s1", "s2"]
         assert [t.sys_id for t in await storage.watch_of_peer("vk:2")] == ["s3"]
         assert await storage.watch_of_peer("vk:nobody") == []
+
+
+class TestPokes:
+    """Push: SimpleOne says a ticket changed (watch_poke); the poller reads the poked tickets
+    (watch_poked) and a round that looked at them clears the pokes it answered (watch_update)."""
+
+    async def test_only_a_followed_ticket_is_poked(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket("s1"), make_ticket("s2", "itsm_request")])
+        assert await storage.watch_poked() == []
+        before = time.time()
+        assert await storage.watch_poke("itsm_incident", "s1") is True
+        # A forged or foreign id, or a followed id under another table: nothing changes.
+        assert await storage.watch_poke("itsm_incident", "s-unknown") is False
+        assert await storage.watch_poke("itsm_incident", "s2") is False
+        assert await storage.watch_poke("x'); DROP TABLE ticket_watch; --", "s1") is False
+        (poked,) = await storage.watch_poked()
+        assert replace(poked, poked_at=None) == make_ticket("s1")
+        assert poked.poked_at is not None and before <= poked.poked_at <= time.time()
+        # The list shows the poke too; nothing else about the tickets changed.
+        assert [t.poked_at is not None for t in await storage.watch_list()] == [True, False]
+
+    async def test_poked_tickets_come_the_longest_waiting_first_and_a_poke_again_keeps_one_row(
+            self, storage: Any) -> None:
+        await storage.watch_add([make_ticket(s) for s in ("s1", "s2", "s3")])
+        for sys_id in ("s3", "s1", "s3"):
+            assert await storage.watch_poke("itsm_incident", sys_id)
+            later_than((await storage.watch_poked())[-1].poked_at)
+        assert [t.sys_id for t in await storage.watch_poked()] == ["s1", "s3"]
+        assert [t.sys_id for t in await storage.watch_poked(limit=1)] == ["s1"]
+
+    async def test_a_round_clears_the_pokes_it_answered_and_keeps_a_later_one(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket(s) for s in ("s1", "s2", "s3", "s4")])
+        for sys_id in ("s1", "s2", "s3"):
+            await storage.watch_poke("itsm_incident", sys_id)
+        started = later_than(max(t.poked_at or 0.0 for t in await storage.watch_poked()))
+        # During the round, after its reads: s2 is poked again, s4 for the first time.
+        later_than(started)
+        await storage.watch_poke("itsm_incident", "s2")
+        await storage.watch_poke("itsm_incident", "s4")
+        seen = [make_ticket("s1", state="in_progress"), make_ticket("s2", state="in_progress")]
+        await storage.watch_update(seen, [make_notice("n-1")], started=started,
+                                   checked=[("itsm_incident", "s3"), ("itsm_incident", "s4"),
+                                            ("itsm_incident", "s-unknown")])
+        # s1 (recorded) and s3 (looked at, nothing new) are answered; s2's and s4's pokes came
+        # after the round began: what they announce may be newer than what it read.
+        assert [t.sys_id for t in await storage.watch_poked()] == ["s2", "s4"]
+        assert [t.state for t in await storage.watch_list()] == ["in_progress", "in_progress", "new", "new"]
+        assert await ids(storage.notices_unsent()) == ["n-1"]
+        # The next round answers them.
+        await storage.watch_update([], [], started=time.time(), checked=[("itsm_incident", "s2"),
+                                                                          ("itsm_incident", "s4")])
+        assert await storage.watch_poked() == []
+
+    async def test_an_update_without_the_round_start_leaves_pokes_alone(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket("s1"), make_ticket("s2")])
+        await storage.watch_poke("itsm_incident", "s1")
+        await storage.watch_poke("itsm_incident", "s2")
+        await storage.watch_update([make_ticket("s1", state="closed")], [], checked=[("itsm_incident", "s2")])
+        assert [t.sys_id for t in await storage.watch_poked()] == ["s1", "s2"]
+        assert (await storage.watch_list())[0].state == "closed"
+
+    async def test_a_dropped_ticket_is_no_longer_poked(self, storage: Any) -> None:
+        await storage.watch_add([make_ticket("s1")])
+        await storage.watch_poke("itsm_incident", "s1")
+        await storage.watch_drop([("itsm_incident", "s1")])
+        assert await storage.watch_poked() == []
+        assert await storage.watch_poke("itsm_incident", "s1") is False
+
+
+def later_than(moment: float | None) -> float:
+    """A time.time() strictly after `moment` (the clock watch_poke stamps with; it moves on
+    within microseconds)."""
+    assert moment is not None
+    while (now := time.time()) <= moment:
+        pass
+    return now

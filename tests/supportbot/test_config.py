@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from supportbot.config import SETTINGS, ConfigError, load_config
+from supportbot.config import SETTINGS, ConfigError, describe, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -187,3 +187,14 @@ async def test_run_without_vk_settings_stops_with_a_clear_message(tmp_path: Path
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert "VK_TOKEN is required" in err.decode() and "Traceback" not in err.decode()
+
+
+def test_the_simpleone_webhook_secret_is_optional_and_long_enough() -> None:
+    assert load_config({}, env_file=None).simpleone_webhook_secret is None
+    secret = "a-long-random-shared-secret"
+    config = load_config({"SIMPLEONE_WEBHOOK_SECRET": secret}, env_file=None)
+    assert config.simpleone_webhook_secret == secret
+    assert secret not in repr(config) and secret not in "\n".join(describe(config))
+    with pytest.raises(ConfigError, match="SIMPLEONE_WEBHOOK_SECRET must be at least 16") as info:
+        load_config({"SIMPLEONE_WEBHOOK_SECRET": "short-secret"}, env_file=None)
+    assert "short-secret" not in str(info.value)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
+
+import aiohttp
 
 from emulators.simpleone.server import RunningEmulator
 from emulators.vk.server import RunningVkEmulator
@@ -187,3 +190,38 @@ async def test_a_kill_between_the_outbox_write_and_the_send_loses_nothing(
         err = await stop(proc)
     assert proc.returncode == 0, err
     assert len(simpleone.state.records("itsm_incident")) == 1
+
+
+async def test_serve_takes_simpleones_events_and_tells_an_agents_comment_at_once(
+        tmp_path: Path, vk: RunningVkEmulator, simpleone: RunningEmulator, mailbox: tuple[Mailbox, int]) -> None:
+    box, smtp_port = mailbox
+    push = "push-secret-for-the-serve-test"
+    env = bot_env(tmp_path, vk, simpleone, smtp_port) | {"SIMPLEONE_WEBHOOK_SECRET": push,
+                                                         "STATUS_POLL_SECONDS": "3600"}
+    args, proc = await start_serve(vk, env, tmp_path)
+    url = f"http://127.0.0.1:{args[args.index('--port') + 1]}/simpleone/events"
+    try:
+        user = vk.user(33)
+        assert "Заявка INC0000001 создана" in await dialogue(user, box, "push-user@ranepa.ru")
+        (ticket,) = simpleone.state.records("itsm_incident")
+        simpleone.state.act_as_agent("comment", ticket["number"], "Какой номер телефона?")
+        event = {"event": "comment_added", "table": "itsm_incident", "sys_id": ticket["sys_id"]}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json=event, headers={"X-Supportbot-Secret": "not-the-secret"}) as answer:
+                assert answer.status == 403
+            await user.assert_no_reply(within=1.5)  # a forged event changes nothing
+            start = time.monotonic()
+            async with http.post(url, json=event, headers={"X-Supportbot-Secret": push}) as answer:
+                assert (answer.status, await answer.json()) == (200, {"ok": True})
+            told = await user.wait_reply(timeout=5)
+            waited = time.monotonic() - start
+            # The status round is an hour away: the event made the bot look now.
+            assert "Какой номер телефона?" in told.text and waited < 3
+            async with http.post(url, json=event, headers={"X-Supportbot-Secret": push}) as answer:
+                assert answer.status == 200
+            await user.assert_no_reply(within=1.5)  # the same event again tells nothing twice
+    finally:
+        err = await stop(proc)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "SimpleOne events taken at" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -19,6 +20,7 @@ from engine.flows.source import StaticFlows
 from engine.flows.templates import parse
 from engine.ports import Binding, Notice, WatchedTicket
 from engine.replies import Button
+from engine.work.leases import JobLease
 from engine.work.status_watch import StatusWatcher, parse_updated_at
 from tests.engine.work.watching import DAY, INC, PEER, REQ, CrashingStorage, new_ticket, record, watched
 
@@ -406,3 +408,187 @@ async def test_a_peer_that_signed_out_or_changed_hands_hears_nothing(
     await storage.put_binding(Binding(PEER, "back@ranepa.ru", "caller-1", "Back", 0.0))
     change(emulator, clock, INC, mine, state="3")
     assert await make_watcher().run_once() == 1  # signed back in: told again
+
+
+# --------------------------------------------------------------------------- push (pokes)
+
+
+class OtherHolds:
+    """Shared storage whose status_watch lease another worker holds."""
+
+    shared = True
+    process = "this-worker"
+
+    async def lease_acquire(self, name: str, holder: str, now: float, until: float) -> bool:
+        return False
+
+    async def lease_release(self, name: str, holder: str) -> None:
+        return None
+
+
+async def running(watcher: StatusWatcher) -> asyncio.Task[None]:
+    """The watcher's loop, started and past its first (normal) round."""
+    task = asyncio.create_task(watcher.run())
+    for _ in range(500):
+        if watcher.rounds:
+            return task
+        await asyncio.sleep(0.01)
+    raise AssertionError("the first round never finished")
+
+
+async def stopped(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def told(storage: SqliteStorage, count: int = 1, within: float = 5.0) -> float:
+    """Seconds until `count` notices are stored (failing after `within`)."""
+    start = time.monotonic()
+    while len(await storage.notices_unsent()) < count:
+        assert time.monotonic() - start < within, "not told in time"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - start
+
+
+async def test_a_poked_ticket_is_told_within_about_a_second_not_after_the_interval(
+        emulator: RunningEmulator, storage: SqliteStorage, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, INC, sys_id)
+    watcher = make_watcher(interval=3600)  # the next normal round is an hour away
+    task = await running(watcher)
+    try:
+        emulator.state.act_as_agent("comment", sys_id, "Какой у вас кабинет?")
+        assert await storage.watch_poke(INC, sys_id)
+        waited = await told(storage)
+    finally:
+        await stopped(task)
+    # One look a second (POKE_EVERY): told at the first look after the poke.
+    assert waited < 2.0
+    (notice,) = await storage.notices_unsent()
+    assert "Какой у вас кабинет?" in notice.text and notice.peer == PEER
+    assert (watcher.rounds, watcher.poked_rounds) == (1, 1)
+    assert await storage.watch_poked() == []
+
+
+async def test_a_poke_for_an_unknown_ticket_changes_nothing(
+        emulator: RunningEmulator, storage: SqliteStorage, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    stranger = new_ticket(emulator, subject="Чужая заявка")  # exists in SimpleOne, not followed
+    await follow(storage, emulator, INC, sys_id)
+    watcher = make_watcher(interval=3600, poke_every=0.01)
+    task = await running(watcher)
+    before = await watched(storage)  # after the first round (which set the journal cursor)
+    try:
+        emulator.state.act_as_agent("comment", stranger, "Чужой комментарий")
+        emulator.state.request_log.clear()
+        assert not await storage.watch_poke(INC, stranger)
+        assert not await storage.watch_poke(REQ, sys_id)  # a followed id under another table
+        assert not await storage.watch_poke(INC, "1" * 18)
+        await asyncio.sleep(0.2)  # some twenty looks
+    finally:
+        await stopped(task)
+    assert watcher.poked_rounds == 0
+    assert emulator.state.request_log == []  # SimpleOne was not even asked
+    assert await storage.notices_unsent() == []
+    assert await watched(storage) == before
+
+
+async def test_duplicate_pokes_make_one_round_and_one_notice(
+        emulator: RunningEmulator, storage: SqliteStorage, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, INC, sys_id)
+    watcher = make_watcher()
+    assert await watcher.run_once() == 0  # the cursor is set: comments from now on are news
+    emulator.state.act_as_agent("comment", sys_id, "Перезагрузите компьютер")
+    for _ in range(3):  # the rule fires on the ticket and on the journal entry; SimpleOne resends
+        assert await storage.watch_poke(INC, sys_id)
+    emulator.state.request_log.clear()
+    assert await watcher.run_poked() == 1
+    assert await watcher.run_poked() == 0  # nothing poked: not even a round
+    assert watcher.poked_rounds == 1
+    reads = len(emulator.state.request_log)
+    # The same event again after it was handled: a round that finds nothing new.
+    assert await storage.watch_poke(INC, sys_id)
+    assert await watcher.run_poked() == 0
+    assert watcher.poked_rounds == 2
+    assert 0 < len(emulator.state.request_log) - reads <= reads  # the same reads (labels cached)
+    assert len(await storage.notices_unsent()) == 1
+
+
+class PokedDuringTheRound:
+    """SQLite where, after the round's reads and before its write, an agent comments again and
+    SimpleOne's event for it arrives (a second poke)."""
+
+    def __init__(self, inner: SqliteStorage, emulator: RunningEmulator, sys_id: str) -> None:
+        self.inner = inner
+        self.emulator = emulator
+        self.sys_id = sys_id
+        self.armed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice], **poked: Any) -> None:
+        if self.armed:
+            self.armed = False
+            self.emulator.state.act_as_agent("comment", self.sys_id, "И ещё: какой этаж?")
+            assert await self.inner.watch_poke(INC, self.sys_id)
+        await self.inner.watch_update(seen, notices, **poked)
+
+
+async def test_a_poke_that_arrives_during_a_round_gets_a_round_of_its_own(
+        emulator: RunningEmulator, storage: SqliteStorage, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, INC, sys_id)
+    watcher = make_watcher(PokedDuringTheRound(storage, emulator, sys_id))
+    assert await watcher.run_once() == 0  # the cursor is set: comments from now on are news
+    emulator.state.act_as_agent("comment", sys_id, "Какой кабинет?")
+    await storage.watch_poke(INC, sys_id)
+    store = watcher.storage
+    assert isinstance(store, PokedDuringTheRound)
+    store.armed = True
+    assert await watcher.run_poked() == 1
+    # The comment made after this round's read was not told by it; its poke is still there.
+    assert len(await storage.watch_poked()) == 1
+    assert await watcher.run_poked() == 1
+    assert await storage.watch_poked() == []
+    texts = [n.text for n in await storage.notices_unsent()]
+    assert ["Какой кабинет?" in texts[0], "какой этаж?" in texts[1]] == [True, True]
+
+
+async def test_only_the_lease_holder_looks_at_pokes(
+        emulator: RunningEmulator, storage: SqliteStorage, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, INC, sys_id)
+    lease = JobLease(OtherHolds(), "status_watch", ttl=60)
+    watcher = make_watcher(interval=3600, poke_every=0.01, lease=lease)
+    task = asyncio.create_task(watcher.run())
+    try:
+        emulator.state.act_as_agent("comment", sys_id, "Какой кабинет?")
+        assert await storage.watch_poke(INC, sys_id)
+        await asyncio.sleep(0.2)
+    finally:
+        await stopped(task)
+    assert (watcher.rounds, watcher.poked_rounds) == (0, 0)
+    assert await storage.notices_unsent() == []
+    assert len(await storage.watch_poked()) == 1  # left for the worker that holds the lease
+
+
+async def test_a_poked_round_during_an_outage_waits_for_the_normal_round(
+        emulator: RunningEmulator, storage: SqliteStorage, make_watcher: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, INC, sys_id)
+    watcher = make_watcher()
+    await watcher.run_once()
+    emulator.state.act_as_agent("comment", sys_id, "Какой кабинет?")
+    await storage.watch_poke(INC, sys_id)
+    emulator.faults.outage = True
+    caplog.set_level(logging.WARNING, logger="engine.work.status_watch")
+    assert await watcher.run_poked() == 0
+    # Not tried again every second against an outage: the poke is answered, polling takes over.
+    assert await storage.watch_poked() == []
+    assert [r.levelno for r in caplog.records if r.name == "engine.work.status_watch"] == [logging.WARNING]
+    emulator.faults.outage = False
+    assert await watcher.run_once() == 1

@@ -41,8 +41,8 @@ class CrashingStorage:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice]) -> None:
+    async def watch_update(self, seen: Sequence[WatchedTicket], notices: Sequence[Notice], **poked: Any) -> None:
         if self.crashes > 0:
             self.crashes -= 1
             raise RuntimeError("process killed before the commit")
-        await self.inner.watch_update(seen, notices)
+        await self.inner.watch_update(seen, notices, **poked)
