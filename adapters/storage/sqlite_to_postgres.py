@@ -44,11 +44,19 @@ TABLES: tuple[Table, ...] = (
     Table("outbox", ("seq", "id", "peer", "kind", "payload", "state", "attempts", "next_at", "created_at",
                      "updated_at", "finished_at", "last_error", "progress", "result", "told", "record",
                      "retried_at", "held"), serial="seq", flags=("told", "held")),
-    Table("notices", ("seq", "id", "peer", "text", "created_at", "sent_at"), serial="seq"),
+    Table("notices", ("seq", "id", "peer", "text", "created_at", "sent_at", "buttons"), serial="seq"),
     Table("counters", ("name", "day", "count")),
-    Table("ticket_watch", ("table_name", "sys_id", "number", "peer", "state", "updated_at", "active", "added_at"),
+    Table("ticket_watch", ("table_name", "sys_id", "number", "peer", "state", "updated_at", "active", "added_at",
+                           "comment_after", "asked_at"),
           flags=("active",)),
 )
+# Columns deliberately not copied, and why: each names a running process (gone once the embedded
+# deployment is stopped) or a moment's request that the next poll repeats.
+NOT_COPIED: dict[str, frozenset[str]] = {
+    "inbox": frozenset({"handled_by", "received_by"}),
+    "outbox": frozenset({"held_by"}),
+    "ticket_watch": frozenset({"poked_at"}),
+}
 
 
 class TargetNotEmpty(RuntimeError):

@@ -20,6 +20,7 @@ from engine.ports import (
     StepCommit,
     WatchedTicket,
 )
+from engine.replies import Button
 
 NOW = 1_900_000_000.0
 
@@ -49,7 +50,10 @@ async def embedded(path: Path) -> None:
         "vk:2", code_changed=True, code=code), counts=["hint_helped"]))
     assert await db.reserve_send("vk:2", "b@ranepa.ru", NOW, NOW - 3600, peer_cap=5, others_cap=10)
     assert await db.inbox_add("ev-2", "vk:3", '{"type":"message_new"}')
-    await db.notices_add([Notice("n-1", "vk:1", "Заявка INC0000001: новый статус — В работе.", NOW)])
+    await db.notices_add([Notice("n-1", "vk:1", "Заявка INC0000001: новый статус — В работе.", NOW,
+                                 ((Button("Ответить", "answer", number="INC0000001"),),))])
+    await db.watch_update([WatchedTicket("itsm_incident", "7", "INC0000001", "vk:1", "-2", "2026-01-01 10:00:00",
+                                         comment_after="000000000000000042", asked_at=NOW)], [])
     await db.put_cursor("longpoll:515", "1234")
     await db.close()
 
@@ -76,8 +80,11 @@ async def test_everything_is_copied_and_works_on_postgres(tmp_path: Path, target
         assert items["ob-done"].state == "done" and items["ob-done"].told is True
         assert (items["ob-wait"].record, items["ob-wait"].attempts) == ("itsm_incident/7", 2)
         assert [i.id for i in await pg.outbox_due(NOW + 120)] == ["ob-wait"]
-        assert [n.id for n in await pg.notices_unsent()] == ["n-1"]
-        assert [(w.number, w.active) for w in await pg.watch_list()] == [("INC0000001", True)]
+        assert [(n.id, n.buttons[0][0].payload) for n in await pg.notices_unsent()] == [
+            ("n-1", '{"e":"answer","n":"INC0000001"}')]
+        # The journal cursor and the question asked go along: nothing is told twice, nor lost.
+        assert [(w.number, w.active, w.comment_after, w.asked_at) for w in await pg.watch_list()] == [
+            ("INC0000001", True, "000000000000000042", NOW)]
         assert await pg.get_cursor("longpoll:515") == "1234"
         # The bot goes on there: new rows come after the copied ones.
         assert await pg.inbox_add("ev-3", "vk:3", "{}")
@@ -105,3 +112,26 @@ async def test_a_database_in_use_is_not_copied_into(tmp_path: Path, target: str)
 async def test_a_missing_source_is_named(tmp_path: Path, target: str) -> None:
     with pytest.raises(FileNotFoundError, match="no SQLite database"):
         await copy_sqlite_to_postgres(tmp_path / "nope.db", target)
+
+
+async def test_every_column_of_the_schema_is_copied_or_left_out_on_purpose(tmp_path: Path) -> None:
+    """A column a migration adds must be copied too (or be named in NOT_COPIED with its reason):
+    journal cursors, notice buttons and the like were once left behind."""
+    import sqlite3
+
+    from adapters.storage.sqlite_to_postgres import NOT_COPIED, TABLES
+
+    await (await open_sqlite(tmp_path / "schema.db")).close()
+    conn = sqlite3.connect(tmp_path / "schema.db")
+    try:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        schema = {name: {r[1] for r in conn.execute(f"PRAGMA table_info({name})")} for name in names}
+    finally:
+        conn.close()
+    copied = {t.name: set(t.columns) for t in TABLES}
+    for name, columns in schema.items():
+        if name in ("leases", "schema_migrations") or name.startswith("sqlite_"):
+            continue  # the processes' own, and the schema's
+        assert name in copied, f"table {name} is not copied"
+        left = columns - copied[name] - NOT_COPIED.get(name, frozenset())
+        assert not left, f"{name}: {sorted(left)} are neither copied nor left out on purpose"
