@@ -22,7 +22,7 @@ from engine.ticket_time import local_time
 
 log = logging.getLogger(__name__)
 
-TICKET_FIELDS = ("number", "subject", "status", "table", "sys_id", "created", "updated", "active")
+TICKET_FIELDS = ("number", "subject", "status", "table", "sys_id", "created", "updated", "active", "finished")
 TICKET = Shape.record(*TICKET_FIELDS, "description", "files_failed", "outbox", "files")
 TICKETS = Shape.list_of(*TICKET_FIELDS)
 VALUE = Shape()
@@ -53,6 +53,8 @@ def _ticket_slot(ticket: Ticket, ctx: ActionContext, labels: Mapping[str, Mappin
         "created": local_time(ticket.created_at, ctx.flows.tickets.time_zone),
         "updated": local_time(ticket.updated_at, ctx.flows.tickets.time_zone),
         "active": ticket.active,
+        # Done, awaiting the user's confirmation (simpleone.finished_states).
+        "finished": ticket.active and ticket.state in ctx.flows.tickets.finished_states,
     }
 
 
