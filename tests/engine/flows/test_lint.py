@@ -171,8 +171,8 @@ def test_keyboards_over_vk_limits(flows: Path) -> None:
 
 
 def test_inline_keyboards_have_stricter_limits(flows: Path) -> None:
-    edit(flows, "my_tickets.yaml", "  detail:\n", "  detail:\n    inline: true\n")
-    assert codes(flows) == []  # 3 rows, 3 buttons: fine inline
+    edit(flows, "add_to_ticket.yaml", "  done:\n", "  done:\n    inline: true\n")
+    assert codes(flows) == []  # 2 rows, 3 buttons with the footer: fine inline
     rows = "".join(f"      - [{{label: Кнопка {i}, event: menu}}]\n" for i in range(6))
     line = edit(flows, "my_tickets.yaml", "  empty:\n",
                 "  crowded:\n    inline: true\n    say: много кнопок\n    buttons:\n" + rows + "  empty:\n")
