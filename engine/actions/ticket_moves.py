@@ -16,9 +16,9 @@ from typing import Any
 from engine.actions import ticket_items
 from engine.actions.context import ActionContext
 from engine.actions.registry import Shape, action
-from engine.actions.tickets import ANSWERED, TICKET, _new_item, _owned, _ticket_slot, mark_answered, state_labels
+from engine.actions.tickets import ANSWERED, TICKET, _new_item, _ticket_slot, mark_answered, picked_ticket, state_labels
 from engine.flows.model import TicketMove
-from engine.ports import Binding, Ticket, TicketSystemError
+from engine.ports import Binding, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +61,12 @@ async def take_as_answer(ctx: ActionContext) -> str:
 
 
 async def _fresh(ctx: ActionContext, binding: Binding) -> Ticket | str:
-    """The ticket in slot `ticket`, read afresh and checked to be the user's; else an outcome."""
-    picked = ctx.slots.get("ticket")
-    if not isinstance(picked, dict) or not picked.get("sys_id"):
-        return "not_found"
-    try:
-        ticket = await _owned(ctx, binding, str(picked.get("table")), str(picked["sys_id"]))
-    except TicketSystemError as exc:
-        log.warning("reading a ticket failed: %s", exc)
-        return "unavailable"
-    if ticket is None:
-        return "not_found"
-    ctx.slots["ticket"] = {**picked, **_ticket_slot(ticket, ctx, await state_labels(ctx, [ticket.table]))}
+    """The ticket in slot `ticket`, read afresh and checked to be the user's, its slot brought up
+    to date; else an outcome."""
+    ticket = await picked_ticket(ctx, binding)
+    if not isinstance(ticket, str):
+        ctx.slots["ticket"] = {**ctx.slots["ticket"],
+                               **_ticket_slot(ticket, ctx, await state_labels(ctx, [ticket.table]))}
     return ticket
 
 

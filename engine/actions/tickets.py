@@ -104,6 +104,20 @@ async def _owned(ctx: ActionContext, binding: Binding, table: str, sys_id: str) 
     return ticket
 
 
+async def picked_ticket(ctx: ActionContext, binding: Binding) -> Ticket | str:
+    """The ticket in slot `ticket`, read afresh from SimpleOne and checked to be the user's; or
+    the outcome that says why not (not_found, unavailable)."""
+    picked = ctx.slots.get("ticket")
+    if not isinstance(picked, dict) or not picked.get("sys_id"):
+        return "not_found"
+    try:
+        ticket = await _owned(ctx, binding, str(picked.get("table")), str(picked["sys_id"]))
+    except TicketSystemError as exc:
+        log.warning("reading a ticket failed: %s", exc)
+        return "unavailable"
+    return "not_found" if ticket is None else ticket
+
+
 def _new_item(ctx: ActionContext, kind: str, payload: dict[str, Any], record: str | None = None) -> OutboxItem:
     now = ctx.services.clock()
     item = OutboxItem(id=secrets.token_hex(8), peer=ctx.peer, kind=kind, payload=payload, created_at=now,
@@ -251,16 +265,9 @@ async def open_ticket(ctx: ActionContext) -> str:
     binding = await ctx.sign_in.binding()
     if binding is None:
         return "signed_out"
-    picked = ctx.slots.get("ticket")
-    if not isinstance(picked, dict) or not picked.get("sys_id"):
-        return "not_found"
-    try:
-        ticket = await _owned(ctx, binding, str(picked.get("table")), str(picked["sys_id"]))
-    except TicketSystemError as exc:
-        log.warning("reading a ticket failed: %s", exc)
-        return "unavailable"
-    if ticket is None:
-        return "not_found"
+    ticket = await picked_ticket(ctx, binding)
+    if isinstance(ticket, str):
+        return ticket
     # The marker the outbox writes (to find a ticket it may have created already) is ours, not
     # the user's: it is not shown.
     labels = await state_labels(ctx, [ticket.table])
