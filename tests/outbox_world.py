@@ -31,6 +31,7 @@ from engine.ports import OUTBOX_DONE, OUTBOX_PENDING, Binding, Incoming, Notice,
 from engine.replies import Reply
 from engine.work.notices import outbox_notices
 from engine.work.outbox import OutboxPolicy, OutboxWorker
+from engine.work.ticket_moves import move_executors
 from engine.work.ticket_work import ticket_executors
 from supportbot.conversation_world import EmulatorWorld
 
@@ -89,7 +90,8 @@ class Rig:
                                                  connect_timeout=2.0, read_timeout=read_timeout))
         flows = StaticFlows(flow_set)
         services = Services(storage, client, MemoryMailSink(), world.spool, AuthPolicy(), clock=clock)
-        executors = ticket_executors(client, world.spool, clock, journal=lambda: flows.current.tickets.journal)
+        executors = {**ticket_executors(client, world.spool, clock, journal=lambda: flows.current.tickets.journal),
+                     **move_executors(client)}
         worker = OutboxWorker(storage, executors, outbox_notices(flows, clock),
                               policy, clock=clock, monotonic=clock)
         services.outbox = worker

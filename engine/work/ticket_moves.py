@@ -3,8 +3,9 @@ fields (a state, a rating) and the public comment that goes with them.
 
 Exactly once, like the other ticket work: a PATCH of one record is applied whole or not at all,
 so after an unclear failure (an answer lost) the next try looks before writing again: a move
-that sets a state landed if the ticket is in that state; one that only comments landed if the
-ticket's newest public comments hold one with this text.
+that sets a state landed if the ticket is in that state; any move landed if the ticket's newest
+public comments hold one with its text (a confirm's state may be refused and its comment written
+alone).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ RECENT = 20  # newest public comments looked through for a comment-only move's t
 
 def move_executors(tickets: TicketSystem) -> dict[str, Executor]:
     async def landed(ticket: Ticket, fields: dict[str, str], text: str) -> bool:
-        if "state" in fields:
-            return ticket.state == fields["state"]
+        if "state" in fields and ticket.state == fields["state"]:
+            return True
         if not text:
             return False  # fields alone: writing them again changes nothing
+        # The comment alone may have landed (a confirm whose state the instance refused). By
+        # text: the bot's own entries cannot always be told by author (a static token).
         recent = await tickets.latest_comments(ticket.table, ticket.sys_id, limit=RECENT)
-        # By text alone: the bot's own entries cannot always be told by author (a static token).
         return any(c.text.strip() == text.strip() for c in recent)
 
     async def move(item: OutboxItem, checkpoint: Checkpoint) -> WorkDone:
