@@ -63,6 +63,9 @@ class EmulatorWorld:
             if spec["state_labels"]:
                 state.seed_state_choices()
             self.tickets.forget_state_labels()
+        if "reject_uploads" in spec:
+            state.faults.fail_next(int(spec["reject_uploads"]), status=400, method="POST",
+                                   path_prefix="/v1/attachments/upload/")
         if "reject_next" in spec:
             state.faults.fail_next(int(spec["reject_next"]), status=400, method="POST", path_prefix="/rest/v1/table/")
         # An agent's comment first, then the state it leads to, as in SimpleOne's form.
