@@ -151,7 +151,7 @@ def _shorten(line: str) -> str:
     for i, word in enumerate(words):
         candidate = f"{out} {word}".strip()
         if i >= TITLE_WORDS or len(candidate) > TITLE_CHARS:
-            return out.rstrip(",.:;—–-") + "…"
+            return out.rstrip(",.:;—–- …") + "…"
         out = candidate
     return out
 
@@ -197,7 +197,7 @@ class _Reader:
 
     def title(self, state: str) -> str:
         st = self.states.get(state)
-        return title_of(st) if st else state
+        return title_of(st) if st else state.split(".", 1)[-1]
 
     def node(self, st: StateSpec) -> dict[str, Any]:
         flow, state = st.name.split(".", 1)
