@@ -11,7 +11,7 @@ from engine.actions import REGISTRY
 from engine.actions.registry import ActionRegistry
 from engine.dialogue.catalog_search import index_of
 from engine.dialogue.machine import machine_of
-from engine.flows.build import build, flow_set_version
+from engine.flows.build import Built, build, flow_set_version
 from engine.flows.findings import Finding, Severity
 from engine.flows.lint import lint
 from engine.flows.model import BotSettings, FlowSet, StateSpec
@@ -106,3 +106,23 @@ def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) ->
     machine_of(result.flow_set)
     index_of(result.flow_set)
     return result
+
+
+def build_alone(paths: Sequence[Path]) -> tuple[Built | None, list[Finding]]:
+    """The flows of these files read on their own, without the rest of the set and unlinted
+    (for drawing one file: steps of flows not given stay references). None if a file is not
+    valid YAML of the schema."""
+    files, findings = collect_files(paths)
+    docs: list[tuple[str, YamlDoc]] = []
+    for path in files:
+        doc, problems = load_yaml_file(path)
+        findings.extend(problems)
+        if doc is None:
+            continue
+        kind, problems = check_schema(doc)
+        findings.extend(problems)
+        if kind is not None and not problems:
+            docs.append((kind, doc))
+    if findings or not docs:
+        return None, findings
+    return build(docs), findings

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from engine.flows.findings import Finding, Severity
 from engine.load import load_flow_set
@@ -57,15 +58,93 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if result.findings else EXIT_CLEAN
 
 
-def cmd_graph(args: argparse.Namespace) -> int:
-    from engine.flows.graph import dot, mermaid
+README_BEGIN = "<!-- flowlint graph: begin (flowlint graph --write-readme regenerates this block) -->"
+README_END = "<!-- flowlint graph: end -->"
 
-    result = load_flow_set(_paths(args.paths, default_flows()))
-    if result.flow_set is None:
-        for finding in result.errors:
+
+def _graph_model(paths: list[Path]) -> tuple[dict[str, Any], list[str] | None] | int:
+    """The map model to draw, and the flows to draw (None: all). Files given are drawn alone:
+    the whole directory is loaded for the other flows' steps they lead to, and if it does not
+    load (or the file is not in one), the file is read on its own and those steps are references."""
+    from engine.flows.readable import readable_model, readable_model_of
+    from engine.load import build_alone
+
+    files = [p for p in paths if p.is_file()]
+    if not files:
+        result = load_flow_set(paths)
+        if result.flow_set is None:
+            for finding in result.errors:
+                print(_line(finding), file=sys.stderr)
+            return EXIT_FINDINGS
+        return readable_model(result.flow_set), None
+    alone, findings = build_alone(files)
+    if alone is None:
+        for finding in findings:
             print(_line(finding), file=sys.stderr)
         return EXIT_FINDINGS
-    text = mermaid(result.flow_set) if args.format == "mermaid" else dot(result.flow_set)
+    wanted = list(alone.flows)
+    if not wanted:
+        return _usage(f"no flow (top-level key 'flow') in {', '.join(map(str, files))}")
+    around = sorted({p.parent for p in files} | {p for p in paths if p.is_dir()})
+    whole = load_flow_set(around)
+    if whole.flow_set is not None and all(name in whole.flow_set.flows for name in wanted):
+        return readable_model(whole.flow_set), wanted
+    print(f"flowlint: {', '.join(map(str, files))} drawn on its own (the flows around it do not load); "
+          "steps of other flows are drawn as references", file=sys.stderr)
+    return readable_model_of(alone.flows, alone.bot), wanted
+
+
+def _render(model: dict[str, Any], fmt: str, flows: list[str] | None) -> str:
+    from engine.flows.graph import dot, mermaid
+    from engine.flows.map_svg import render_svg
+
+    if flows is not None and len(flows) > 1:
+        model = {**model, "flows": {name: model["flows"][name] for name in flows}}
+    flow = flows[0] if flows is not None and len(flows) == 1 else None
+    draw = {"mermaid": mermaid, "dot": dot, "svg": render_svg}[fmt]
+    return draw(model, flow)
+
+
+def readme_block(diagram: str) -> str:
+    return f"{README_BEGIN}\n```mermaid\n{diagram}```\n{README_END}"
+
+
+def _readme(args: argparse.Namespace, model: dict[str, Any]) -> int:
+    from engine.flows.graph import mermaid
+
+    path = Path(args.check_readme or args.write_readme)
+    text = path.read_text(encoding="utf-8")
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        return _usage(f"{path}: no diagram block: put the lines\n  {README_BEGIN}\n  {README_END}\n"
+                      "where the diagram goes, then run flowlint graph --write-readme")
+    fresh = text[:begin] + readme_block(mermaid(model)) + text[end + len(README_END):]
+    if fresh == text:
+        return EXIT_CLEAN
+    if args.write_readme:
+        path.write_text(fresh, encoding="utf-8")
+        print(f"flowlint: {path}: diagram updated", file=sys.stderr)
+        return EXIT_CLEAN
+    line = text.count("\n", 0, begin) + 1
+    print(f"{path}:{line}:1: the diagram is out of date with the flows; "
+          f"update it with: flowlint graph --write-readme {path}")
+    return EXIT_FINDINGS
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    readme = args.check_readme or args.write_readme
+    fallback = Path(readme).parent if readme and not args.paths else default_flows()
+    found = _graph_model(_paths(args.paths, fallback))
+    if isinstance(found, int):
+        return found
+    model, flows = found
+    if readme:
+        return _readme(args, model)
+    if args.flow:
+        if args.flow not in model["flows"]:
+            return _usage(f"no flow '{args.flow}' (flows: {', '.join(model['flows'])})")
+        flows = [args.flow]
+    text = _render(model, args.format, flows)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -139,10 +218,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate flow files (exit 0 clean, 1 findings, 2 usage error)")
     check.add_argument("paths", nargs="*", help="files or directories (default: flows/)")
     check.add_argument("--format", choices=("text", "json"), default="text")
-    graph = sub.add_parser("graph", help="draw the flows")
-    graph.add_argument("paths", nargs="*", help="files or directories (default: flows/)")
-    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    graph = sub.add_parser("graph", help="draw the flows: steps by what they say, arrows by the buttons that lead on")
+    graph.add_argument("paths", nargs="*", help="files or directories (default: flows/); a flow file: draw that flow")
+    graph.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
+    graph.add_argument("--flow", help="draw only this flow (its name, e.g. create_ticket)")
     graph.add_argument("-o", "--output", help="write to this file instead of stdout")
+    readme = graph.add_mutually_exclusive_group()
+    readme.add_argument("--check-readme", metavar="README",
+                        help="exit 1 if the diagram block in this file is not what flowlint draws now")
+    readme.add_argument("--write-readme", metavar="README", help="regenerate the diagram block in this file")
     test = sub.add_parser("test", help="run conversation tests (default: flows/tests/)")
     test.add_argument("paths", nargs="*", help="test files or directories (default: <flows>/tests)")
     test.add_argument("--flows", help="the flows directory (default: flows/)")

@@ -1,79 +1,101 @@
-"""The flow set as a diagram: Mermaid through transitions' diagram extension, or Graphviz DOT."""
+"""The map of the flows (engine.flows.readable) as text: Mermaid for the README, DOT for Graphviz.
+
+Steps are named by what they say, edges by the buttons or input that take them; `to: return`
+and going back are dashed; events that work on every step are one legend, not edges.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from transitions.extensions.diagrams import HierarchicalGraphMachine
-from transitions.extensions.nesting import NestedState
+from engine.flows.readable import BACK
 
-from engine.flows.model import RETURN, FlowSet
+LEGEND = "any_step"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
-ANY_STATE = "any_state"
-RETURN_NODE = "return_to_caller"
-SEP = "__"  # state names contain "_" (transitions' default separator), so nest with "__"
-_STYLE = re.compile(r"^\s*(classDef|Class) ")
-
-
-class _State(NestedState):
-    separator = SEP
+# Mermaid node shapes by kind of step: open and close around the quoted title.
+_SHAPES = {
+    "ask": ("(", ")"), "pick": ("[[", "]]"), "buttons": ("[", "]"), "action": ("{{", "}}"),
+    "end": ("([", "])"), "stub": (">", "]"), "return": (">", "]"),
+}
 
 
-class _Machine(HierarchicalGraphMachine):
-    state_cls = _State
+def node_id(node: str) -> str:
+    """An identifier Mermaid and DOT take: create_ticket.describe → create_ticket__describe."""
+    return _UNSAFE.sub("_", node.replace(".", "__").replace(">", "_to_"))
 
 
-class _Model:
-    pass
+def _flows(model: dict[str, Any], flow: str | None) -> list[dict[str, Any]]:
+    if flow is None:
+        return list(model["flows"].values())
+    if flow not in model["flows"]:
+        raise KeyError(flow)
+    return [model["flows"][flow]]
 
 
-def _node(name: str) -> str:
-    return RETURN_NODE if name == RETURN else name.replace(".", SEP)
+def display_title(node: dict[str, Any]) -> str:
+    if node["kind"] == "stub":
+        return f"↗ {node['flow']}: {node['title']}"
+    if node["kind"] == "return":
+        return f"↩ {node['title']}"
+    return str(node["title"])
 
 
-def edges(flow_set: FlowSet) -> list[tuple[str, str, str]]:
-    """(source, event, dest) for every transition; global events start from one 'any state' node."""
-    out: list[tuple[str, str, str]] = []
-    for name, st in flow_set.states.items():
-        for event, alternatives in st.on.items():
-            for t in alternatives:
-                out.append((name, event, t.to))
-                if t.then and t.to != RETURN:
-                    # After the called state returns, the user goes on to `then`.
-                    out.append((t.to, "then", t.then))
-    for event, alternatives in flow_set.bot.global_on.items():
-        for t in alternatives:
-            out.append((ANY_STATE, event, t.to))
-    return out
+def legend_lines(model: dict[str, Any]) -> list[str]:
+    return [f"{', '.join(item['labels'])} → {item['title']}" for item in model.get("global", [])]
 
 
-def mermaid(flow_set: FlowSet) -> str:
-    states: list[Any] = [{"name": flow, "children": [s.split(".", 1)[1] for s in spec.states]}
-                         for flow, spec in flow_set.flows.items()]
-    states += [ANY_STATE, RETURN_NODE]
-    machine = _Machine(model=_Model(), states=states, initial=_node(flow_set.bot.start),
-                       auto_transitions=False, graph_engine="mermaid", show_state_attributes=False)
-    for source, event, dest in edges(flow_set):
-        machine.add_transition(event, _node(source), _node(dest))
-    graph: Any = machine.get_combined_graph(title="supportbot flows")
-    # Styling marks the model's "current" state; a diagram of flows has none, so drop it all.
-    lines = [line for line in str(graph.source).splitlines() if not _STYLE.match(line)]
+def _mq(text: str) -> str:
+    return '"' + text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;") + '"'
+
+
+def mermaid(model: dict[str, Any], flow: str | None = None) -> str:
+    """A Mermaid flowchart of every flow (or one), left to right."""
+    lines = ["flowchart LR"]
+    for spec in _flows(model, flow):
+        lines.append(f"  subgraph flow_{node_id(spec['name'])}[{_mq(spec['name'])}]")
+        for node in spec["nodes"]:
+            opening, closing = _SHAPES.get(node["kind"], ("[", "]"))
+            lines.append(f"    {node_id(node['id'])}{opening}{_mq(display_title(node))}{closing}")
+        lines.append("  end")
+        for e in spec["edges"]:
+            arrow = "-.->" if e["kind"] == BACK else "-->"
+            lines.append(f"  {node_id(e['from'])} {arrow}|{_mq(e['label'])}| {node_id(e['to'])}")
+    legend = legend_lines(model)
+    if legend and flow is None:
+        lines.append(f"  subgraph {LEGEND}[{_mq('На любом шаге')}]")
+        lines += [f"    {LEGEND}_{i}[{_mq(line)}]" for i, line in enumerate(legend, 1)]
+        lines.append("  end")
     return "\n".join(lines) + "\n"
 
 
-def dot(flow_set: FlowSet) -> str:
-    lines = ["digraph flows {", "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="sans-serif"];']
-    for flow, spec in flow_set.flows.items():
-        lines.append(f'  subgraph "cluster_{flow}" {{')
-        lines.append(f'    label="{flow}";')
-        for name in spec.states:
-            lines.append(f'    "{_node(name)}" [label="{name.split(".", 1)[1]}"];')
+def _dq(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+_DOT_SHAPES = {"ask": "box", "pick": "box3d", "buttons": "box", "action": "hexagon", "end": "box",
+               "stub": "cds", "return": "cds"}
+
+
+def dot(model: dict[str, Any], flow: str | None = None) -> str:
+    """Graphviz DOT of every flow (or one), a cluster per flow; back edges do not rank."""
+    lines = ["digraph flows {", "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="sans-serif"];',
+             '  edge [fontname="sans-serif", fontsize=10];']
+    for spec in _flows(model, flow):
+        lines.append(f'  subgraph "cluster_{spec["name"]}" {{')
+        lines.append(f"    label={_dq(spec['name'])};")
+        for node in spec["nodes"]:
+            style = ', style="rounded,dashed"' if node["stub"] else ""
+            lines.append(f'    {_dq(node_id(node["id"]))} [label={_dq(display_title(node))}, '
+                         f"shape={_DOT_SHAPES.get(node['kind'], 'box')}{style}];")
         lines.append("  }")
-    lines.append(f'  "{ANY_STATE}" [shape=ellipse, label="any state"];')
-    lines.append(f'  "{RETURN_NODE}" [shape=ellipse, label="return"];')
-    lines.append(f'  start [shape=point]; start -> "{_node(flow_set.bot.start)}";')
-    for source, event, dest in edges(flow_set):
-        lines.append(f'  "{_node(source)}" -> "{_node(dest)}" [label="{event}"];')
+        for e in spec["edges"]:
+            extra = ", style=dashed, constraint=false" if e["kind"] == BACK else ""
+            lines.append(f"  {_dq(node_id(e['from']))} -> {_dq(node_id(e['to']))} [label={_dq(e['label'])}{extra}];")
+    legend = legend_lines(model)
+    if legend and flow is None:
+        text = "На любом шаге:\\l" + "".join(_dq(line)[1:-1] + "\\l" for line in legend)
+        lines.append(f'  {LEGEND} [shape=note, label="{text}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"

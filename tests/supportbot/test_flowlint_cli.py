@@ -55,15 +55,103 @@ def test_junk_inputs_never_crash(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert out.count("\n") == 4 and "Traceback" not in out
 
 
-def test_graph_mermaid_and_dot(capsys: pytest.CaptureFixture[str]) -> None:
+MERMAID_NODE = re.compile(r"^    (\w+)(?:\(\(|\(\[|\[\[|\{\{|[\[(>])\"")
+MERMAID_EDGE = re.compile(r'^  (\w+) (?:-->|-\.->)\|"[^"]*"\| (\w+)$')
+
+
+def mermaid_ids(text: str) -> tuple[set[str], set[str]]:
+    """(declared nodes, nodes used by edges) of a flowchart flowlint drew; fails on other lines."""
+    lines = text.splitlines()
+    assert lines[0] == "flowchart LR"
+    declared, used = set(), set()
+    for line in lines[1:]:
+        if node := MERMAID_NODE.match(line):
+            declared.add(node.group(1))
+        elif edge := MERMAID_EDGE.match(line):
+            used |= {edge.group(1), edge.group(2)}
+        else:
+            assert re.match(r'^  (subgraph \w+\["[^"]+"\]|end)$', line), line
+    return declared, used
+
+
+def test_graph_mermaid_reads_as_the_user_sees_it(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["graph", str(FLOWS)]) == 0
     mermaid = capsys.readouterr().out
-    assert "stateDiagram-v2" in mermaid
-    assert re.search(r"any_state --> auth__gate: .*create", mermaid)
-    assert re.search(r"any_state --> main__menu: .*menu", mermaid)
+    declared, used = mermaid_ids(mermaid)
+    assert used <= declared
+    assert 'create_ticket__confirm -->|"«Отправить»"| create_ticket__submit' in mermaid
+    assert 'create_ticket__describe("Опишите проблему' in mermaid
+    # Events that work everywhere are one legend, not an edge from every step.
+    assert "any_state" not in mermaid and '"«Главное меню»' in mermaid
+
+
+def test_graph_dot(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["graph", "--format", "dot", str(FLOWS)]) == 0
     dot = capsys.readouterr().out
-    assert dot.startswith("digraph flows {") and '"create_ticket__confirm" -> "create_ticket__submit"' in dot
+    assert dot.startswith("digraph flows {")
+    assert '"create_ticket__confirm" -> "create_ticket__submit" [label="«Отправить»"];' in dot
+    assert re.search(r'"create_ticket__describe" -> "create_ticket__choose_service" .*style=dashed', dot)
+
+
+@pytest.mark.parametrize("how", [["--flow", "create_ticket", str(FLOWS)], [str(FLOWS / "create_ticket.yaml")]])
+def test_graph_of_one_flow(how: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", *how]) == 0
+    out = capsys.readouterr()
+    declared, used = mermaid_ids(out.out)
+    assert used <= declared and out.err == ""
+    assert {d.split("_to_")[0].split("__")[0] for d in declared} == {"create_ticket"}
+    assert "create_ticket__submit" in declared and '"↗ auth: проверка входа"' in out.out
+
+
+def test_one_file_alone_is_drawn_with_other_flows_as_references(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Not F070 (no bot settings) or F011 (unknown flow 'main') for the flows that are not there."""
+    alone = tmp_path / "create_ticket.yaml"
+    alone.write_text((FLOWS / "create_ticket.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    assert main(["graph", str(alone)]) == 0
+    out = capsys.readouterr()
+    declared, used = mermaid_ids(out.out)
+    assert used <= declared and "F0" not in out.out + out.err
+    assert 'create_ticket_to_main__menu>"↗ main: menu"]' in out.out
+    assert main(["graph", "--format", "dot", str(alone)]) == 0
+    assert '"create_ticket__confirm" -> "create_ticket__submit"' in capsys.readouterr().out
+
+
+def test_graph_svg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import xml.etree.ElementTree as ET
+
+    target = tmp_path / "map.svg"
+    assert main(["graph", "--format", "svg", "-o", str(target), str(FLOWS / "create_ticket.yaml")]) == 0
+    root = ET.fromstring(target.read_text(encoding="utf-8"))
+    nodes = {g.get("data-state"): g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("data-state")}
+    assert "create_ticket.describe" in nodes and nodes["create_ticket.describe"].get("data-stub") is None
+    assert nodes["main.menu"].get("data-stub") == "true"  # the step of another flow it leads to
+
+
+def test_an_unknown_flow_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", "--flow", "nope", str(FLOWS)]) == 2
+    assert "create_ticket" in capsys.readouterr().err
+
+
+def test_the_readmes_diagram_is_what_flowlint_draws_now(capsys: pytest.CaptureFixture[str]) -> None:
+    """flows/README.md's diagram is generated: after a change to the flows, run
+    `flowlint graph --write-readme flows/README.md`."""
+    assert main(["graph", "--check-readme", str(FLOWS / "README.md")]) == 0, capsys.readouterr().out
+    text = (FLOWS / "README.md").read_text(encoding="utf-8")
+    block = text.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    declared, used = mermaid_ids(block)
+    assert used <= declared
+
+
+def test_a_stale_readme_diagram_fails_and_is_rewritten(flows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = flows / "create_ticket.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace('"Отправить"', '"Отправить заявку"'), encoding="utf-8")
+    readme = flows / "README.md"
+    assert main(["graph", "--check-readme", str(readme)]) == 1
+    assert "--write-readme" in capsys.readouterr().out
+    assert main(["graph", "--write-readme", str(readme)]) == 0
+    assert main(["graph", "--check-readme", str(readme)]) == 0
+    assert "«Отправить заявку»" in readme.read_text(encoding="utf-8")
 
 
 def test_shipped_conversations_pass(capsys: pytest.CaptureFixture[str]) -> None:
