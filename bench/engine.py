@@ -145,6 +145,9 @@ class InProcessSimpleOne:
                               before: str | None = None, limit: int = 5) -> list[Comment]:
         return []
 
+    async def state_changed_by_bot(self, table: str, sys_id: str, journal: Journal | None = None) -> bool:
+        return False
+
     async def update_ticket(self, table: str, sys_id: str, fields: Mapping[str, str]) -> None:
         return None
 

@@ -44,7 +44,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-from adapters.simpleone.journal import FEED_FIELDS, comment_from
+from adapters.simpleone.journal import FEED_FIELDS, comment_from, history_columns
 from adapters.simpleone.records import PERSON_FIELDS, TICKET_FIELDS, flag, person_from, ticket_from
 from adapters.simpleone.records import text as as_str
 from adapters.simpleone.transport import AiohttpTransport, HttpAnswer, HttpFailure, HttpRequest, Transport
@@ -800,6 +800,25 @@ class SimpleOneClient:
                                           journal=journal, after=None, before=before, limit=limit,
                                           newest_first=True)
         return newest[::-1]
+
+    async def state_changed_by_bot(self, table: str, sys_id: str, journal: Journal | None = None) -> bool:
+        """The newest `history` entries of the ticket ([seen]: type_id.name=history, content
+        {"history_items": [{column_id, …}]}, sys_created_by): whether the latest one that changed
+        `state` was written by this client's account."""
+        own = self._config.username.lower() if self._config.username else ""
+        if not own:
+            return False
+        record_id = _sys_id(sys_id)
+        feed_table = _name((journal or Journal()).table, "journal table")
+        records = await self.list_records(
+            feed_table, query=f"type_id.name=history^record_id={record_id}^ORDERBYDESCsys_id",
+            fields=("sys_id", "record_id", "content", "sys_created_by"), limit=10, exclude_reference_link=True)
+        records = [r for r in records if as_str(r.get("record_id")) == record_id]
+        records.sort(key=lambda r: journal_order(as_str(r.get("sys_id"))), reverse=True)
+        for record in records:
+            if "state" in history_columns(record.get("content")):
+                return as_str(record.get("sys_created_by")).lower() == own
+        return False
 
     async def _read_journal(
         self, table: str, where: str, record_ids: frozenset[str], *, journal: Journal | None,

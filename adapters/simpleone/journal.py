@@ -23,12 +23,26 @@ from adapters.simpleone.html_text import html_to_text
 from adapters.simpleone.records import text
 from engine.ports import Comment
 
-__all__ = ["FEED_FIELDS", "TYPE_NAME", "comment_from", "message_of"]
+__all__ = ["FEED_FIELDS", "TYPE_NAME", "comment_from", "history_columns", "message_of"]
 
 log = logging.getLogger(__name__)
 
 TYPE_NAME = "type_id.name"  # dot-walked in sysparm_fields [doc] and in the query [seen]
 FEED_FIELDS: tuple[str, ...] = ("sys_id", TYPE_NAME, "content", "record_id", "sys_created_at", "sys_created_by")
+
+
+def history_columns(content: object) -> set[str]:
+    """The columns a `history` entry's content says were changed ([seen]: {"history_items":
+    [{"column_id": …}, …]}); empty if it cannot be read."""
+    if isinstance(content, str):
+        try:
+            content = json.loads(content)
+        except ValueError:
+            return set()
+    items = content.get("history_items") if isinstance(content, Mapping) else None
+    if not isinstance(items, list):
+        return set()
+    return {str(i.get("column_id")) for i in items if isinstance(i, Mapping) and i.get("column_id")}
 
 
 def message_of(content: object) -> str | None:

@@ -180,6 +180,12 @@ class TicketSystem(Protocol):
         page before it for "Показать ещё"."""
         ...
 
+    async def state_changed_by_bot(self, table: str, sys_id: str, journal: Journal | None = None) -> bool:
+        """Whether the ticket's latest state change was the bot's own (its account wrote the
+        history entry): a user's reopen, confirm or withdraw, not to be told back to them. False
+        when it cannot be told (no history, a static token with no account name)."""
+        ...
+
     async def update_ticket(self, table: str, sys_id: str, fields: Mapping[str, str]) -> None:
         """Write fields of a ticket (a state, a rating, a journal field) in one PATCH. A write:
         never retried here (the outbox decides)."""

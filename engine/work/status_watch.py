@@ -374,6 +374,8 @@ class StatusWatcher:
         comments = [] if old.sys_id in news.quiet else [
             c for c in news.comments.get(old.sys_id, []) if not c.by_bot]
         changed = bool(old.state) and new.state != old.state
+        if changed and await self._own_change(new, flows.tickets.journal):
+            changed = False  # the user's own reopen, confirm or withdraw: recorded, not told back
         if not comments and not changed:
             return (None if new == old else new), []
         values: dict[str, Any] = {"ticket": {
@@ -430,6 +432,15 @@ class StatusWatcher:
             return {"text": "", "date": "", "earlier": earlier}
         return {"text": comment.text, "date": local_time(comment.created_at, flows.tickets.time_zone),
                 "earlier": earlier}
+
+    async def _own_change(self, ticket: WatchedTicket, journal: Journal) -> bool:
+        """Whether the bot itself made the ticket's latest state change (a move of the user's
+        whose record in storage may not have caught up yet); a failed read says no."""
+        try:
+            return await self.tickets.state_changed_by_bot(ticket.table, ticket.sys_id, journal)
+        except TicketSystemError as exc:
+            log.warning("status watch: who changed the state of %s: %s", ticket.number, exc)
+            return False
 
     async def _last_agent_comment(self, ticket: WatchedTicket, journal: Journal) -> Comment | None:
         """The ticket's latest public comment if an agent wrote it (one read; none if the user

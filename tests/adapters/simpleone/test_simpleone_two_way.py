@@ -249,6 +249,19 @@ async def test_update_ticket_changes_the_state_and_writes_a_comment(
     assert emulator.state.request_log == []
 
 
+async def test_who_made_the_latest_state_change_is_read_from_the_history(
+    client: SimpleOneClient, emulator: RunningEmulator
+) -> None:
+    sys_id = new_ticket(emulator)
+    assert await client.state_changed_by_bot(INCIDENT, sys_id) is False  # no history yet
+    await client.update_ticket(INCIDENT, sys_id, {"state": "10", "additional_comments": "Подтверждено"})
+    assert await client.state_changed_by_bot(INCIDENT, sys_id) is True
+    comment(emulator, sys_id, "Комментарий после")  # not a state change: does not count
+    assert await client.state_changed_by_bot(INCIDENT, sys_id) is True
+    emulator.state.act_as_agent("state", sys_id, "2")
+    assert await client.state_changed_by_bot(INCIDENT, sys_id) is False
+
+
 async def test_update_ticket_is_never_retried_and_fails_as_add_comment_does(
     client: SimpleOneClient, emulator: RunningEmulator
 ) -> None:

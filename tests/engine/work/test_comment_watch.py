@@ -220,3 +220,22 @@ async def test_a_long_history_of_a_ticket_followed_later_is_never_news(
     agent(emulator, clock, sys_id, "comment", "Новое")
     assert await watcher.run_once() == 1
     assert texts(await unsent(storage))[0].endswith("Новое")
+
+
+async def test_the_users_own_state_change_is_not_told_back_even_before_its_record_catches_up(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, sys_id)
+    watcher = make_watcher()
+    agent(emulator, clock, sys_id, "state", "7")
+    assert await watcher.run_once() == 1  # the agent's: told
+    await storage.notices_sent([n.id for n in await unsent(storage)])
+    # The user's confirm (the bot's account writes state and comment in one PATCH), seen by the
+    # watcher before the outbox has recorded the ticket as the move left it.
+    clock.advance(30)
+    emulator.state.update(INC, sys_id, {"state": "10", "additional_comments": "Пользователь подтвердил"},
+                          author="bot")
+    assert await watcher.run_once() == 0
+    assert (await watched(storage))[(INC, sys_id)].state == "10"
+    agent(emulator, clock, sys_id, "state", "2")  # an agent reopens it: told
+    assert await watcher.run_once() == 1
