@@ -32,6 +32,7 @@ STUDIO_KEY = web.AppKey("studio", Studio)
 TOKEN_KEY = web.AppKey("token", str)
 MAX_BODY = 60 * 1024 * 1024  # files of up to 10 MB each, five at a time, as base64
 LOOPBACK_NAMES = ("localhost",)
+CLOSE = "close"  # ends the event streams
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -168,6 +169,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         while True:
             try:
                 kind = await asyncio.wait_for(queue.get(), 15)
+                if kind == CLOSE:
+                    break
                 await response.write(f"event: {kind}\ndata: {{}}\n\n".encode())
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
@@ -178,10 +181,16 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _close_streams(app: web.Application) -> None:
+    """At shutdown the event streams end at once (the server would wait a minute for them)."""
+    app[STUDIO_KEY].publish(CLOSE)
+
+
 def studio_app(studio: Studio, token: str = "") -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[STUDIO_KEY] = studio
     app[TOKEN_KEY] = token
+    app.on_shutdown.append(_close_streams)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC)
     app.router.add_get("/api/info", info)
