@@ -124,6 +124,12 @@ async def _emulator(host: str, port: int, domains: list[str], console: bool) -> 
     return 0
 
 
+def _loopback(host: str) -> bool:
+    from adapters.web.server import is_loopback
+
+    return is_loopback(host)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from supportbot.demo import CONSOLE_HELP  # the emulator's agent console, for its --help
 
@@ -165,6 +171,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("simpleone-check", help="try the configured SimpleOne instance, read-only: login, "
                            "table rights, a caller look-up, state labels")
     check.add_argument("--email", help="a corporate address to look up as a caller, as sign-in will")
+    studio = sub.add_parser(
+        "studio", help="a page for support leads: the flows' map, findings, a simulator, the conversation tests",
+        description="Serve the studio page: the flows' map and findings, live as files are saved; a chat "
+                    "with the bot on these flows (SimpleOne emulated in process unless SIMPLEONE_URL is set); "
+                    "the conversation tests of FLOWS_DIR/tests.")
+    studio.add_argument("flows_dir", nargs="?", type=Path, metavar="FLOWS_DIR",
+                        help="the flows to work on (default: FLOWS_DIR from the configuration, or flows/)")
+    studio.add_argument("--host", default="127.0.0.1", help="address to listen on (not loopback: needs --token)")
+    studio.add_argument("--port", type=int, default=8088)
+    studio.add_argument("--token", help="the token the page asks for (or SUPPORTBOT_STUDIO_TOKEN)")
     stats = sub.add_parser("stats", help="what the flows count, per day (e.g. hint_helped: tickets the hints saved)")
     stats.add_argument("--days", type=int, default=30, help="how many days back, today included")
     args = parser.parse_args(argv)
@@ -193,6 +209,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from supportbot.simpleone_check import simpleone_check_command
 
             return asyncio.run(simpleone_check_command(load_config(), args.email, sys.stdout))
+        if args.command == "studio":
+            from supportbot.studio_cli import TOKEN_ENV, studio_command
+
+            token = args.token or os.environ.get(TOKEN_ENV, "")
+            if not _loopback(args.host) and not token:
+                parser.error(f"--host {args.host} is not loopback: give --token (or {TOKEN_ENV}) too")
+            if args.flows_dir is not None and not args.flows_dir.is_dir():
+                parser.error(f"FLOWS_DIR {str(args.flows_dir)!r} is not a directory")
+            _setup_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
+            return asyncio.run(studio_command(load_config(), args.flows_dir, args.host, args.port, token))
         if args.command == "stats":
             from supportbot.stats_cli import stats_command
 
