@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from adapters.web.studio_map import MAP_READY
 from supportbot.studio_cli import RunningStudio
 from tests.supportbot.studio_fixtures import ROOT, TICKET, start_studio
 
@@ -76,15 +75,11 @@ async def test_the_map_a_conversation_to_a_ticket_and_a_finding_that_comes_and_g
     await expect(page.locator("#findings")).to_contain_text("Ошибок нет.")
     # The map: every flow and its states, with their labels.
     the_map = page.locator("#map")
-    if MAP_READY:
-        await expect(the_map.locator('[data-state="main.menu"]').first).to_be_visible()
-        assert await the_map.locator("[data-state]").count() >= 40
-        await expect(the_map).to_contain_text("Создать заявку")
-        await the_map.locator('[data-state="main.menu"]').first.click()
-        await expect(page.locator("#state-info")).to_contain_text("main.yaml:")
-    else:  # FALLBACK (until map_svg lands): the Mermaid text names the flows and their states
-        for name in ('state "main"', 'state "menu"', 'state "create_ticket"', 'state "ask_email"'):
-            await expect(the_map).to_contain_text(name)
+    await expect(the_map.locator('[data-state="main.menu"]').first).to_be_visible()
+    assert await the_map.locator("[data-state]").count() >= 40
+    await expect(the_map).to_contain_text("Создать заявку")
+    await the_map.locator('[data-state="main.menu"]').first.click()
+    await expect(page.locator("#state-info")).to_contain_text("main.yaml:")
 
     # A conversation, clicked and typed as a lead would, to a ticket number.
     await press(page, "Создать заявку")

@@ -52,7 +52,6 @@ async function loadMap() {
   const flow = $("map-flow").value;
   const data = await api("/api/map" + (flow ? `?flow=${encodeURIComponent(flow)}` : ""));
   $("map").innerHTML = data.svg;
-  $("map").classList.toggle("fallback", data.fallback);
   $("version").textContent = `версия диалогов ${data.version}`;
   const select = $("map-flow");
   const known = new Set([...select.options].map((o) => o.value));
