@@ -36,6 +36,8 @@ class YamlDoc:
     key_positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
     # (key, where, first occurrence): PyYAML would silently keep the last duplicate.
     duplicates: list[tuple[str, tuple[int, int], tuple[int, int]]] = field(default_factory=list)
+    # Where each text value is written in source (start and end character), block indicator included.
+    spans: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
 
     def pos(self, path: JsonPath, *, key: bool = False) -> tuple[int, int]:
         """Position of the node at path, or of its nearest ancestor that has one."""
@@ -48,6 +50,11 @@ class YamlDoc:
                 return self.positions[p]
             p = p[:-1]
         return self.positions.get((), (1, 1))
+
+    def raw(self, path: JsonPath) -> tuple[str, tuple[int, int]]:
+        """The text value at path as written in the file, and the line and column it starts at."""
+        start, end = self.spans.get(tuple(path), (0, 0))
+        return self.source[start:end], self.pos(path)
 
 
 class _TooBig(Exception):
@@ -69,6 +76,8 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise _TooBig(f"nested deeper than {MAX_DEPTH} levels", line, col)
         self.doc.positions.setdefault(path, (line, col))
+        if isinstance(node, yaml.ScalarNode):
+            self.doc.spans.setdefault(path, (node.start_mark.index, node.end_mark.index))
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
