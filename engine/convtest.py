@@ -23,6 +23,7 @@ from engine.actions.context import AuthPolicy, Services
 from engine.dialogue.runtime import Engine
 from engine.flows.findings import Finding
 from engine.flows.model import FlowSet
+from engine.flows.schema import schema_findings
 from engine.flows.source import StaticFlows
 from engine.flows.yamlsrc import load_yaml_file
 from engine.load import collect_files
@@ -123,11 +124,8 @@ def load_conversations(paths: Sequence[Path]) -> tuple[list[Conversation], list[
         findings.extend(problems)
         if doc is None:
             continue
-        errors = list(_validator().iter_errors(doc.data))
-        for error in errors:
-            line, col = doc.pos(tuple(error.absolute_path))
-            where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-            findings.append(Finding(doc.path, line, col, "F002", f"{where}: {error.message[:300]}"))
+        errors = schema_findings(doc, _validator())
+        findings.extend(errors)
         if errors:
             continue
         for i, item in enumerate(doc.data["tests"]):

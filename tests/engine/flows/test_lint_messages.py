@@ -120,3 +120,62 @@ def test_unknown_slot_in_a_condition_suggests_the_nearest_slot(flows: Path) -> N
                 "      clear: [servise, description, files]\n")
     found = lines(flows, "F030")
     assert found == [f"bot.yaml:{line}:15: F030 unknown slot 'servise' (did you mean service?)"]
+
+
+# ---------------------------------------------------------------- F002: the schema in plain words
+
+
+def test_unknown_key_in_a_state_names_the_state_and_the_key_meant(flows: Path) -> None:
+    line = edit(flows, "create_ticket.yaml", "  describe:\n    say: |", "  describe:\n    sya: |") + 1
+    assert lines(flows, "F002") == [
+        f"create_ticket.yaml:{line}:5: F002 unknown key 'sya' in state 'describe': did you mean say? "
+        "(allowed: say, enter, input, pick, buttons, footer, free_text, on, inline)"]
+
+
+def test_a_wrong_type_says_what_is_wanted_and_what_was_written(flows: Path) -> None:
+    line = edit(flows, "create_ticket.yaml", "      slot: description\n",
+                "      slot: description\n      max_length: десять\n") + 1
+    assert lines(flows, "F002") == [
+        f"create_ticket.yaml:{line}:19: F002 'max_length' must be a whole number, got 'десять' "
+        "(in state 'describe', input)"]
+
+
+def test_a_value_not_in_the_list_suggests_the_one_meant(flows: Path) -> None:
+    line = edit(flows, "create_ticket.yaml", "      kind: text\n      slot: description\n",
+                "      kind: txt\n      slot: description\n")
+    assert lines(flows, "F002") == [
+        f"create_ticket.yaml:{line}:13: F002 'kind' must be one of text, email, code, attachments, got 'txt' "
+        "(did you mean text?) (in state 'describe', input)"]
+
+
+def test_a_button_s_unknown_key_names_its_row_and_place(flows: Path) -> None:
+    line = edit(flows, "main.yaml", '{label: "Помощь", event: help}', '{lable: "Помощь", event: help}')
+    found = lines(flows, "F002")
+    assert len(found) == 1 and found[0].startswith(f"main.yaml:{line}:")
+    assert found[0].split(": F002 ")[1] == (
+        "unknown key 'lable' in state 'menu', buttons, row 3, button 1: did you mean label? "
+        "(allowed: label, event, color, when, unless)")
+
+
+def test_a_missing_key_of_a_catalogue_entry_names_the_entry(flows: Path) -> None:
+    line = edit(flows, "catalog.yaml", '          name: "Сайт ranepa.ru"\n', "") - 1
+    found = lines(flows, "F002")
+    assert found == [f"catalog.yaml:{line}:11: F002 missing 'name' in group 'websites', entry 'ranepa_site' "
+                     "(it must be given)"], found
+
+
+def test_a_conversation_test_s_misspelt_keys_are_named_by_test_and_step(tmp_path: Path) -> None:
+    from engine.convtest import load_conversations
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("tests:\n  - name: typos\n    steps:\n      - send: Помощь\n        expcet: {says: Бот}\n"
+                    "      - atach: [{name: a.pdf}]\n      - expect: {says: 1}\n", encoding="utf-8")
+    _, findings = load_conversations([path])
+    allowed = "(allowed: send, press, code, attach, sticker, payload, show, simpleone, text, wait_minutes, expect)"
+    assert [str(f).removeprefix(str(tmp_path) + "/") for f in findings] == [
+        f"mine.yaml:5:9: F002 unknown key 'expcet' in test 1, step 1: did you mean expect? {allowed}",
+        f"mine.yaml:6:9: F002 unknown key 'atach' in test 1, step 2: did you mean attach? {allowed}",
+        "mine.yaml:7:9: F002 test 1, step 3 needs one of the keys send, press, code, attach, sticker, payload, "
+        "show, simpleone, wait_minutes",
+        "mine.yaml:7:24: F002 'says' must be text or a list, got 1 (in test 1, step 3, expect)",
+    ]
