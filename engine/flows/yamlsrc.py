@@ -116,6 +116,30 @@ def _scalar(node: yaml.Node) -> Any:
     return value
 
 
+_INDENTATION = ("did not find expected key", "did not find expected '-'", "bad indentation", "expected <block end>")
+
+
+def _advice(text: str, line: int, col: int, problem: str) -> str:
+    """What a support lead can do about a syntax error, where its usual cause is clear."""
+    lines = text.splitlines()
+    here = lines[line - 1] if 0 < line <= len(lines) else ""
+    indent = here[: len(here) - len(here.lstrip())]
+    if "\t" in indent or "tab" in problem or here[col - 1 : col] == "\t":
+        return "; YAML does not allow tabs for indentation: use spaces"
+    if "mapping values are not allowed" in problem:
+        if ": " in here[: col - 1].lstrip("- "):
+            return ("; a text that contains ': ' must be put in quotes, e.g. say: \"Время: 10:00\"; "
+                    "or check this line's indentation against the line above")
+        return "; check this line's indentation against the line above"
+    if any(p in problem for p in _INDENTATION):
+        return "; check this line's indentation against the line above (keys of one level start in one column)"
+    if "expected ',' or ']'" in problem or "expected ',' or '}'" in problem:
+        return "; a '[' or '{' above is not closed"
+    if "quoted scalar" in problem:
+        return "; a quote opened above is never closed"
+    return ""
+
+
 def parse_yaml(text: str, path: str) -> tuple[YamlDoc | None, list[Finding]]:
     """Parse one document; on any problem return findings instead of raising."""
     try:
@@ -124,7 +148,8 @@ def parse_yaml(text: str, path: str) -> tuple[YamlDoc | None, list[Finding]]:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        return None, [Finding(path, line, col, "F001", f"YAML syntax error: {problem}")]
+        advice = _advice(text, line, col, f"{exc.problem} {exc.context}")
+        return None, [Finding(path, line, col, "F001", f"YAML syntax error: {problem}{advice}")]
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         return None, [Finding(path, 1, 1, "F001", f"YAML error: {str(exc).splitlines()[0][:200]}")]
     if node is None:
