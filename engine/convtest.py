@@ -19,10 +19,12 @@ from typing import Any, Protocol
 
 from jsonschema import Draft202012Validator
 
+from engine import convreport as report
 from engine.actions.context import AuthPolicy, Services
 from engine.dialogue.runtime import Engine
-from engine.flows.findings import Finding
+from engine.flows.findings import Finding, nearest
 from engine.flows.model import FlowSet
+from engine.flows.schema import schema_findings
 from engine.flows.source import StaticFlows
 from engine.flows.yamlsrc import load_yaml_file
 from engine.load import collect_files
@@ -123,11 +125,8 @@ def load_conversations(paths: Sequence[Path]) -> tuple[list[Conversation], list[
         findings.extend(problems)
         if doc is None:
             continue
-        errors = list(_validator().iter_errors(doc.data))
-        for error in errors:
-            line, col = doc.pos(tuple(error.absolute_path))
-            where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-            findings.append(Finding(doc.path, line, col, "F002", f"{where}: {error.message[:300]}"))
+        errors = schema_findings(doc, _validator())
+        findings.extend(errors)
         if errors:
             continue
         for i, item in enumerate(doc.data["tests"]):
@@ -188,8 +187,6 @@ class Runner:
                 told = notices or told
                 await self._check(step.data.get("expect") or {}, last, mailer, mails_before, test, fail,
                                   [n.text for n in notices])
-                if outcome.failures:
-                    break
         finally:
             working.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -221,8 +218,12 @@ class Runner:
                     for button in notice_row:
                         if button.label == label:
                             return Incoming(text=button.label, payload=button.payload)
-            fail(f"no button '{label}' to press; shown: {_labels(last)}"
-                 + (f", under notices: {[b.label for n in told for r in n.buttons for b in r]}" if told else ""))
+            lines = report.shown(last.buttons if last else [])
+            for notice in told:
+                lines += report.shown(notice.buttons, "under a notice:")
+            near = nearest(label, [*_labels(last), *(b.label for n in told for r in n.buttons for b in r)])
+            fail(report.detail(f"no button '{label}' to press" + (f" (did you mean '{near}'?)" if near else "")
+                               + "; the test stops here", lines))
             return None
         if "code" in data:
             for message in reversed(mailer.messages):
@@ -246,18 +247,24 @@ class Runner:
                      notices: Sequence[str] = ()) -> None:
         text = reply.text if reply else ""
         labels = reply.labels() if reply else []
+        rows = reply.buttons if reply else []
+        whole = ["the reply:", *report.reply_block(text)]  # shown once, under the step's first failure
         for fragment in _list(expect.get("says")):
             if fragment.casefold() not in text.casefold():
-                fail(f"expected the reply to contain '{fragment}', got: {_short(text)}")
+                fail(report.detail(f"the reply does not say '{fragment}'", [*report.missing(fragment, text), *whole]))
+                whole = []
         for fragment in _list(expect.get("not_says")):
             if fragment.casefold() in text.casefold():
-                fail(f"expected the reply not to contain '{fragment}', got: {_short(text)}")
-        for label in _list(expect.get("buttons")):
-            if label not in labels:
-                fail(f"expected a button '{label}', shown: {labels}")
-        for label in _list(expect.get("no_buttons")):
-            if label in labels:
-                fail(f"expected no button '{label}', shown: {labels}")
+                fail(report.detail(f"the reply says '{fragment}', which it must not", ["the reply:",
+                                   *report.reply_block(text, fragment)]))
+        absent = [label for label in _list(expect.get("buttons")) if label not in labels]
+        if absent:
+            fail(report.detail("no button " + ", ".join(f"'{label}'" for label in absent),
+                               report.buttons(_list(expect.get("buttons")), rows)))
+        present = [label for label in _list(expect.get("no_buttons")) if label in labels]
+        if present:
+            fail(report.detail("a button that must not be shown: " + ", ".join(f"'{label}'" for label in present),
+                               report.shown(rows)))
         if "mail" in expect:
             sent = len(mailer.messages) > mails_before
             if sent != bool(expect["mail"]):

@@ -42,6 +42,20 @@ def _line(f: Finding) -> str:
     return f"{f.path}:{f.line}:{f.col}: {f.code} {prefix}{f.message}"
 
 
+LOG_FORMAT = "    log %(levelname)s %(name)s: %(message)s"
+
+
+class _Captured(logging.Handler):
+    """The bot's log lines during one conversation test, to show if it fails."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"log {record.levelname} {record.name}: {record.getMessage()}")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     paths = _paths(args.paths, default_flows())
     started = time.perf_counter()
@@ -163,13 +177,28 @@ def _flows_given_as_a_path(args: argparse.Namespace) -> None:
 
 
 async def _run_tests(args: argparse.Namespace) -> int:
+    # The bot's own warnings and errors (an emulated outage, a refusal a test provokes) are expected
+    # here: they are kept and shown only under a test that fails; -v shows everything as it happens.
+    captured = _Captured()
+    root = logging.getLogger()
+    level = root.level
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
+    else:
+        root.addHandler(captured)
+        root.setLevel(logging.WARNING)
+    try:
+        return await _run_tests_logged(args, captured)
+    finally:
+        root.removeHandler(captured)
+        root.setLevel(level)
+
+
+async def _run_tests_logged(args: argparse.Namespace, captured: _Captured) -> int:
     from engine.actions.context import AuthPolicy
     from engine.convtest import load_conversations, run_all
     from supportbot.conversation_world import EmulatorWorld
 
-    # The bot's own warnings (an emulated outage…) are expected here; -v shows them.
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, stream=sys.stderr,
-                        format="    log %(levelname)s %(name)s: %(message)s")
     flows = Path(args.flows) if args.flows else default_flows()
     if not flows.exists():
         return _usage(f"no such flows directory: {flows}")
@@ -185,6 +214,7 @@ async def _run_tests(args: argparse.Namespace) -> int:
     if args.k:
         tests = [t for t in tests if args.k.casefold() in t.name.casefold()]
     world = await EmulatorWorld.start(result.flow_set.tickets.tables, args.domains.split(","))
+    captured.lines.clear()
     failed = 0
 
     def report(outcome: object) -> None:
@@ -199,7 +229,15 @@ async def _run_tests(args: argparse.Namespace) -> int:
             failed += 1
             print(f"FAIL  {outcome.test.path}:{outcome.test.line}: {outcome.test.name}")
             for finding in outcome.failures:
-                print("      " + _line(finding))
+                first, *details = _line(finding).split("\n")
+                print("      " + first)
+                for detail in details:
+                    print(("      " + detail).rstrip())
+            if captured.lines:
+                print("      the bot's log during this test:")
+                for line in captured.lines:
+                    print("      " + line)
+        captured.lines.clear()
 
     try:
         started = time.perf_counter()

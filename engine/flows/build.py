@@ -38,7 +38,7 @@ from engine.flows.model import (
     Where,
     condition,
 )
-from engine.flows.templates import Template
+from engine.flows.templates import Ref, Template
 from engine.flows.text import normalize_text
 from engine.flows.yamlsrc import JsonPath, YamlDoc
 from engine.ports.tickets import DEFAULT_PEOPLE_TABLES, Journal
@@ -49,6 +49,23 @@ class TemplateUse:
     template: Template
     where: Where
     scope: str  # "slots" | "item:<list source>" | "mail" | "input" | "message" | "ticket"
+    raw: str = ""  # the text as written in the file (quotes or block indicator included), from where
+
+    def place(self, ref: Ref) -> Where:
+        """Where a placeholder is written: its own line and column, also inside a block text."""
+        source = self.template.source
+        end = source.find("}", ref.offset) + 1
+        written = source[ref.offset:end]
+        nth = source.count(written, 0, ref.offset)
+        at = -1
+        for _ in range(nth + 1):
+            at = self.raw.find(written, at + 1)
+            if at < 0:
+                return self.where
+        line = self.where.line + self.raw.count("\n", 0, at)
+        newline = self.raw.rfind("\n", 0, at)
+        col = self.where.col + at if newline < 0 else at - newline
+        return Where(self.where.path, line, col)
 
 
 @dataclass(slots=True)
@@ -63,6 +80,8 @@ class Built:
     # Conditions of texts said with values of their own (an input's {count}, {left}…): (name, scope, where).
     scoped_refs: list[tuple[str, str, Where]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    # Every `table:` the catalogue writes, with whose it is ("entry 'wifi'") and where, for the linter.
+    catalog_tables: list[tuple[str, str, Where]] = field(default_factory=list)
     # Where each kind of settings file was first seen, to report a second one.
     seen_kinds: dict[str, Where] = field(default_factory=dict)
 
@@ -96,7 +115,7 @@ class _DocBuilder:
         except templates.TemplateError as exc:
             self.error(path, "F031", f"{exc} (at character {exc.offset + 1})")
             return templates.parse(source.replace("{", "{{").replace("}", "}}"))
-        self.out.uses.append(TemplateUse(tpl, self.where(path), scope))
+        self.out.uses.append(TemplateUse(tpl, self.where(path), scope, self.doc.raw(path)[0]))
         return tpl
 
     def say(self, value: Any, path: JsonPath, scope: str = "slots") -> tuple[SayPart, ...]:
@@ -283,8 +302,12 @@ class _DocBuilder:
     def catalog(self, doc: dict[str, Any]) -> None:
         data = doc["catalog"]
         base = _mapping(data.get("defaults"))
+        self.catalog_table(data.get("defaults"), ("catalog", "defaults"), "defaults")
         groups: list[CatalogGroup] = []
         for gi, g in enumerate(data["groups"]):
+            self.catalog_table(g.get("map"), ("catalog", "groups", gi, "map"), f"group '{g['id']}'")
+            for ei, e in enumerate(g["entries"]):
+                self.catalog_table(e.get("map"), ("catalog", "groups", gi, "entries", ei, "map"), f"entry '{e['id']}'")
             gmap = _mapping(g.get("map")).over(base)
             entries = tuple(
                 CatalogEntry(e["id"], e["name"], g["id"], g["name"], _mapping(e.get("map")).over(gmap),
@@ -296,6 +319,10 @@ class _DocBuilder:
             groups.append(CatalogGroup(g["id"], g["name"], entries, self.where(("catalog", "groups", gi)),
                                        g.get("label", ""), tuple(g.get("keywords", ()))))
         self.out.catalog = Catalog(tuple(groups), tuple((data.get("search") or {}).get("ignore", ())))
+
+    def catalog_table(self, data: Any, path: JsonPath, owner: str) -> None:
+        if isinstance(data, dict) and data.get("table"):
+            self.out.catalog_tables.append((str(data["table"]), owner, self.where((*path, "table"))))
 
     def bot(self, data: dict[str, Any]) -> None:
         b = data["bot"]

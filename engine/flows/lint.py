@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from engine.actions.registry import VALUE, ActionRegistry, Shape
 from engine.flows.build import Built, TemplateUse
-from engine.flows.findings import Finding, Severity
+from engine.flows.findings import Finding, Severity, did_you_mean, nearest
 from engine.flows.model import (
     ERRORS_BY_KIND,
     HERE,
@@ -89,10 +89,12 @@ class Linter:
             return
         flow, _, state = target.partition(".")
         if flow not in self.built.flows:
-            known = ", ".join(sorted(self.built.flows)) or "none"
-            self.add(where, "F011", f"unknown flow '{flow}' in target '{target}' (flows: {known})")
+            guess = nearest(flow, self.built.flows)
+            hint = f"did you mean {guess}?" if guess else "flows: " + (", ".join(sorted(self.built.flows)) or "none")
+            self.add(where, "F011", f"unknown flow '{flow}' in target '{target}' ({hint})")
         elif target not in self.states:
-            self.add(where, "F010", f"unknown state '{state}' in flow '{flow}'")
+            names = [s.partition(".")[2] for s in self.states if s.startswith(f"{flow}.")]
+            self.add(where, "F010", f"unknown state '{state}' in flow '{flow}'{did_you_mean(state, names)}")
 
     def transitions(self) -> Iterable[tuple[StateSpec | None, TransitionSpec]]:
         for st in self.states.values():
@@ -175,6 +177,9 @@ class Linter:
             rows.extend(self.built.bot.footer)
         return rows
 
+    def handled_events(self, st: StateSpec) -> list[str]:
+        return [*st.on, *(self.built.bot.global_on if self.built.bot else ())]
+
     def handled(self, st: StateSpec, event: str) -> bool:
         return event in st.on or bool(self.built.bot and event in self.built.bot.global_on)
 
@@ -186,8 +191,10 @@ class Linter:
             for name, where in zip(st.enter, st.enter_where, strict=True):
                 info = self.registry.get(name)
                 if info is None:
-                    known = ", ".join(a.name for a in self.registry.all())
-                    self.add(where, "F020", f"{st.name}: unknown action '{name}' (known: {known})")
+                    names = [a.name for a in self.registry.all()]
+                    guess = nearest(name, names)
+                    hint = f"did you mean {guess}?" if guess else "known: " + ", ".join(names)
+                    self.add(where, "F020", f"{st.name}: unknown action '{name}' ({hint})")
                     continue
                 for ev in sorted(info.emits):
                     if not self.handled(st, ev):
@@ -197,11 +204,13 @@ class Linter:
                 for button in row:
                     if not self.handled(st, button.event):
                         self.add(button.where, "F014",
-                                 f"{st.name}: button '{button.label}' raises '{button.event}' but nothing handles it")
+                                 f"{st.name}: button '{button.label}' raises '{button.event}' but nothing handles it"
+                                 + did_you_mean(button.event, self.handled_events(st)))
             for ev, alternatives in st.on.items():
                 if ev not in raised and ev not in commands and ev not in global_events:
                     self.add(alternatives[0].where, "F014", f"{st.name}: 'on: {ev}' can never happen here (no "
-                             "button, input, pick, action or command raises it)", Severity.WARNING)
+                             "button, input, pick, action or command raises it)"
+                             + did_you_mean(ev, [e for e in raised if e not in st.on]), Severity.WARNING)
             if st.pick and st.input and st.input.kind != "text":
                 self.add(st.where, "F070", f"{st.name}: a list takes only a text input beside it (typed words "
                          "that are no item, e.g. a search)")
@@ -414,9 +423,9 @@ class Linter:
             known = names.get(head)
             field = tail.split(".")[0]
             if known is None:
-                self.add(where, "F030", f"unknown slot '{dotted}'")
+                self.add(where, "F030", f"unknown slot '{dotted}'{did_you_mean(head, names)}")
             elif field and known.fields and field not in known.fields:
-                self.add(where, "F030", f"'{head}' has no field '{field}' (it has: {', '.join(sorted(known.fields))})")
+                self.add(where, "F030", _no_field(head, field, known))
         not_lists: set[str] = set()
         for use in self.built.uses:
             scope = self.scope(use, slots)
@@ -428,11 +437,11 @@ class Linter:
                 root, *rest = ref.path
                 shape = scope.get(root)
                 if shape is None:
-                    self.add(use.where, "F030", f"unknown slot '{'.'.join(ref.path)}' in text "
-                             f"'{_excerpt(use.template.source)}'")
+                    self.add(use.place(ref), "F030", f"unknown slot '{'.'.join(ref.path)}'"
+                             f"{did_you_mean(root, scope)} in text '{_around(use.template.source, ref.offset)}'")
                 elif rest and shape.fields and rest[0] not in shape.fields:
-                    self.add(use.where, "F030", f"'{root}' has no field '{rest[0]}' "
-                             f"(it has: {', '.join(sorted(shape.fields))})")
+                    self.add(use.place(ref), "F030", _no_field(root, rest[0], shape)
+                             + f" in text '{_around(use.template.source, ref.offset)}'")
                 elif ref.filter in ("count", "names") and not shape.is_list:
                     self.add(use.where, "F031", f"filter '{ref.filter}' needs a list, and '{root}' is not one")
 
@@ -486,7 +495,8 @@ class Linter:
                     self.check_button(button, "footer")
                     if button.event not in bot.global_on:
                         self.add(button.where, "F014", f"footer button '{button.label}' raises "
-                                 f"'{button.event}', which is not in bot.global")
+                                 f"'{button.event}', which is not in bot.global"
+                                 + did_you_mean(button.event, bot.global_on))
             for name, rows in bot.notice_buttons.items():
                 for row in rows:
                     for button in row:
@@ -494,14 +504,15 @@ class Linter:
                         if button.event not in bot.global_on:
                             self.add(button.where, "F014", f"button '{button.label}' of notice {name} raises "
                                      f"'{button.event}', which is not in bot.global (a notice's button is "
-                                     "pressed at any step)")
+                                     "pressed at any step)" + did_you_mean(button.event, bot.global_on))
                 if sum(len(r) for r in rows) > 10 or len(rows) > 6:
                     self.add(None, "F050", f"notice {name}: {sum(len(r) for r in rows)} buttons in {len(rows)} rows; "
                              "a message's inline keyboard takes at most 10 buttons in 6 rows")
             for pattern in bot.patterns:
                 if pattern.event not in bot.global_on:
                     self.add(pattern.where, "F014", f"pattern '{pattern.regex.pattern}' raises '{pattern.event}', "
-                             "which is not in bot.global (a pattern works at every step)")
+                             "which is not in bot.global (a pattern works at every step)"
+                             + did_you_mean(pattern.event, bot.global_on))
             for ev in set(bot.commands.values()):
                 local = any(ev in st.on or ev in self.raised_events(st) for st in self.states.values())
                 if ev not in bot.global_on and not local:
@@ -510,11 +521,18 @@ class Linter:
             self.add(tickets.where, "F070", f"simpleone.time_zone '{tickets.time_zone}' is not a known time zone "
                      "(an IANA name such as Europe/Moscow)")
         if tickets and self.built.catalog:
-            tables = {e.mapping.table for g in self.built.catalog.groups for e in g.entries if e.mapping.table}
-            missing = sorted(t for t in tables if t not in tickets.tables)
-            if missing:
-                self.add(tickets.where, "F070", "catalogue creates tickets in " + ", ".join(missing) +
-                         ", which simpleone.ticket_tables does not list (users would not see them)")
+            for table, owner, where in self.built.catalog_tables:
+                if table in tickets.tables:
+                    continue
+                known = ", ".join(tickets.tables) or "none"
+                guess = nearest(table, tickets.tables)
+                if guess:
+                    self.add(where, "F070", f"catalogue {owner}: table '{table}' is not one of the ticket tables "
+                             f"({known}); the name may be misspelt: did you mean {guess}?")
+                else:
+                    self.add(where, "F070", f"catalogue {owner}: table '{table}' is not one of the ticket tables "
+                             f"({known}); if it is a new table, add it to ticket_tables in simpleone.yaml too "
+                             "(or users would not see these tickets)")
             for table in tickets.tables:
                 # SimpleOne's own labels are shown when it can be asked; without any in the flows
                 # users would read raw codes while it cannot.
@@ -530,9 +548,22 @@ def _merge(a: Shape | None, b: Shape) -> Shape:
     return Shape(a.fields | b.fields, a.is_list or b.is_list)
 
 
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= 50 else text[:47] + "..."
+def _no_field(head: str, field: str, shape: Shape) -> str:
+    guess = nearest(field, shape.fields)
+    hint = f"did you mean {head}.{guess}? " if guess else ""
+    return f"'{head}' has no field '{field}' ({hint}it has: {', '.join(sorted(shape.fields))})"
+
+
+def _around(text: str, offset: int, width: int = 25) -> str:
+    """The text on both sides of a placeholder, on one line: what to look for in the file."""
+    end = text.find("}", offset) + 1 or len(text)
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_end = text.find("\n", end) % (len(text) + 1)
+    start, stop = max(line_start, offset - width), min(line_end, end + width)
+    before = " ".join(text[start:offset].split()) + (" " if text[start:offset][-1:].isspace() else "")
+    after = (" " if text[end:stop][:1].isspace() else "") + " ".join(text[end:stop].split())
+    return ("…" if start > line_start else "") + (before + text[offset:end] + after).strip() + (
+        "…" if stop < line_end else "")
 
 
 def lint(built: Built, registry: ActionRegistry, origin: str = "flows") -> list[Finding]:

@@ -36,6 +36,8 @@ class YamlDoc:
     key_positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
     # (key, where, first occurrence): PyYAML would silently keep the last duplicate.
     duplicates: list[tuple[str, tuple[int, int], tuple[int, int]]] = field(default_factory=list)
+    # Where each text value is written in source (start and end character), block indicator included.
+    spans: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
 
     def pos(self, path: JsonPath, *, key: bool = False) -> tuple[int, int]:
         """Position of the node at path, or of its nearest ancestor that has one."""
@@ -48,6 +50,11 @@ class YamlDoc:
                 return self.positions[p]
             p = p[:-1]
         return self.positions.get((), (1, 1))
+
+    def raw(self, path: JsonPath) -> tuple[str, tuple[int, int]]:
+        """The text value at path as written in the file, and the line and column it starts at."""
+        start, end = self.spans.get(tuple(path), (0, 0))
+        return self.source[start:end], self.pos(path)
 
 
 class _TooBig(Exception):
@@ -69,6 +76,8 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise _TooBig(f"nested deeper than {MAX_DEPTH} levels", line, col)
         self.doc.positions.setdefault(path, (line, col))
+        if isinstance(node, yaml.ScalarNode):
+            self.doc.spans.setdefault(path, (node.start_mark.index, node.end_mark.index))
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -107,6 +116,30 @@ def _scalar(node: yaml.Node) -> Any:
     return value
 
 
+_INDENTATION = ("did not find expected key", "did not find expected '-'", "bad indentation", "expected <block end>")
+
+
+def _advice(text: str, line: int, col: int, problem: str) -> str:
+    """What a support lead can do about a syntax error, where its usual cause is clear."""
+    lines = text.splitlines()
+    here = lines[line - 1] if 0 < line <= len(lines) else ""
+    indent = here[: len(here) - len(here.lstrip())]
+    if "\t" in indent or "tab" in problem or here[col - 1 : col] == "\t":
+        return "; YAML does not allow tabs for indentation: use spaces"
+    if "mapping values are not allowed" in problem:
+        if ": " in here[: col - 1].lstrip("- "):
+            return ("; a text that contains ': ' must be put in quotes, e.g. say: \"Время: 10:00\"; "
+                    "or check this line's indentation against the line above")
+        return "; check this line's indentation against the line above"
+    if any(p in problem for p in _INDENTATION):
+        return "; check this line's indentation against the line above (keys of one level start in one column)"
+    if "expected ',' or ']'" in problem or "expected ',' or '}'" in problem:
+        return "; a '[' or '{' above is not closed"
+    if "quoted scalar" in problem:
+        return "; a quote opened above is never closed"
+    return ""
+
+
 def parse_yaml(text: str, path: str) -> tuple[YamlDoc | None, list[Finding]]:
     """Parse one document; on any problem return findings instead of raising."""
     try:
@@ -115,7 +148,8 @@ def parse_yaml(text: str, path: str) -> tuple[YamlDoc | None, list[Finding]]:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        return None, [Finding(path, line, col, "F001", f"YAML syntax error: {problem}")]
+        advice = _advice(text, line, col, f"{exc.problem} {exc.context}")
+        return None, [Finding(path, line, col, "F001", f"YAML syntax error: {problem}{advice}")]
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         return None, [Finding(path, 1, 1, "F001", f"YAML error: {str(exc).splitlines()[0][:200]}")]
     if node is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -181,3 +182,63 @@ def test_a_malformed_conversation_file_is_a_finding(flows: Path, capsys: pytest.
                                               encoding="utf-8")
     assert main(["test", "--flows", str(flows), str(flows / "tests" / "bad.yaml")]) == 1
     assert "bad.yaml:4" in capsys.readouterr().out
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "flowlint_test_failure.txt"
+STALE = """\
+tests:
+  - name: a lead's expectations gone stale
+    steps:
+      - send: Начать
+        expect:
+          says: [Главное менюшка, Опишите проблемму]
+          buttons: [Создать заявку, Мои заявкиi]
+          no_buttons: [Помощь]
+      - press: Создать заявку
+        expect:
+          not_says: корпоративной почте
+      - press: Отправить
+      - send: never reached
+        expect:
+          says: nothing
+  - name: a refused ticket, expected to be taken
+    signed_in: kuznetsov@ranepa.ru
+    steps:
+      - press: Создать заявку
+      - send: "2"
+      - send: "2"
+      - send: Заблокирована учётная запись после смены пароля
+      - press: Без файлов
+      - simpleone: {reject_next: 1}
+      - press: Отправить
+        expect:
+          says: Заявка создана
+          tickets: 1
+  - name: a refusal provoked on purpose passes quietly
+    signed_in: kuznetsov@ranepa.ru
+    steps:
+      - press: Создать заявку
+      - send: "2"
+      - send: "2"
+      - send: Заблокирована учётная запись после смены пароля
+      - press: Без файлов
+      - simpleone: {reject_next: 1}
+      - press: Отправить
+        expect:
+          says: не приняла заявку
+"""
+
+
+def test_failure_output_matches_the_golden_file(flows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every failing step is told, with the whole reply and what differs; the bot's log is shown only
+    under a failing test, and a passing test that provokes an error on purpose prints nothing.
+    Regenerate with UPDATE_GOLDEN=1 after a deliberate change, and read the diff."""
+    (flows / "tests" / "stale.yaml").write_text(STALE, encoding="utf-8")
+    assert main(["test", "--flows", str(flows), str(flows / "tests" / "stale.yaml")]) == 1
+    captured = capsys.readouterr()
+    text = (captured.out + "--- stderr\n" + captured.err).replace(str(flows), "flows")
+    text = re.sub(r"in \d+\.\d s$", "in N s", text, flags=re.MULTILINE)
+    text = re.sub(r"outbox [0-9a-f]{16} ", "outbox <id> ", text)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert text == GOLDEN.read_text(encoding="utf-8")

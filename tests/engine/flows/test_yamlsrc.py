@@ -61,3 +61,30 @@ def test_deep_nesting_and_alias_bombs_are_refused_quickly() -> None:
 def test_merge_keys_are_refused_not_misread() -> None:
     _, findings = parse_yaml("base: &b {x: 1}\nother:\n  <<: *b\n", "f.yaml")
     assert findings and findings[0].code == "F003" and findings[0].line == 3
+
+
+def _said(text: str) -> list[str]:
+    return [str(f) for f in parse_yaml(text, "f.yaml")[1]]
+
+
+def test_a_misindented_key_is_told_to_be_checked_against_the_line_above() -> None:
+    assert _said("states:\n  menu:\n    say: hi\n      footer: false\n") == [
+        "f.yaml:4:13: F001 YAML syntax error: mapping values are not allowed in this context; "
+        "check this line's indentation against the line above"]
+    assert _said("states:\n  menu:\n    say: hi\n  footer: false\n buttons: []\n") == [
+        "f.yaml:5:2: F001 YAML syntax error: did not find expected key; "
+        "check this line's indentation against the line above (keys of one level start in one column)"]
+
+
+def test_a_colon_in_an_unquoted_text_is_told_to_be_quoted() -> None:
+    assert _said("states:\n  menu:\n    say: Время работы: 9-18\n") == [
+        "f.yaml:3:22: F001 YAML syntax error: mapping values are not allowed in this context; a text that "
+        "contains ': ' must be put in quotes, e.g. say: \"Время: 10:00\"; or check this line's indentation "
+        "against the line above"]
+
+
+def test_a_tab_in_the_indentation_is_named() -> None:
+    assert _said("states:\n\tmenu:\n    say: hi\n") == [
+        "f.yaml:2:1: F001 YAML syntax error: found character that cannot start any token; "
+        "YAML does not allow tabs for indentation: use spaces"]
+    assert _said("states:\n  menu: 1\n  \thelp: 2\n")[0].endswith("use spaces")
