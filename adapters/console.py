@@ -20,6 +20,8 @@ from engine.replies import Button, Reply
 Handler = Callable[[str, Incoming], Awaitable[list[Reply]]]
 # A support agent's command on the SimpleOne the chat talks to (the in-process emulator's console).
 AgentConsole = Callable[[str], str]
+# Re-read the flows as SIGHUP does; what to print (the new version, or why the files were refused).
+Reloader = Callable[[], Awaitable[str]]
 log = logging.getLogger(__name__)
 
 HELP = """console commands:
@@ -29,6 +31,7 @@ HELP = """console commands:
   /attach PATH…    send files (add text after ' -- ' to send it with them)
   /sticker, /voice send an attachment the bot does not take
   /agent COMMAND   act as a support agent on the in-process SimpleOne (/agent help)
+  /reload          read flows/ again (as SIGHUP does); files with errors are refused
   /help            this list
   /quit            leave (so does end of input)"""
 
@@ -47,9 +50,10 @@ async def stdin_lines(stream: TextIO = sys.stdin) -> AsyncIterator[str]:
 
 class ConsoleChat:
     def __init__(self, handle: Handler, peer: str, out: TextIO, *, echo: bool = False,
-                 agent: AgentConsole | None = None) -> None:
+                 agent: AgentConsole | None = None, reload: Reloader | None = None) -> None:
         self.handle = handle
         self.agent = agent
+        self.reload = reload
         self.peer = peer
         self.out = out
         self.echo = echo  # repeat the input: a piped transcript then reads as a dialogue
@@ -142,9 +146,24 @@ class ConsoleChat:
                 break
             if not line.strip():
                 continue
+            if line.strip() == "/reload":
+                await self.reload_flows()
+                continue
             incoming = self.parse(line)
             if incoming is not None:
                 await self.send(incoming)
+
+    async def reload_flows(self) -> None:
+        if self.reload is None:
+            self.print("(/reload is not available here)")
+            return
+        try:
+            said = await self.reload()
+        except Exception as exc:  # a bug in reloading must not end the chat
+            log.exception("reloading the flows failed")
+            said = f"reloading the flows failed: {exc}"
+        for line in said.splitlines() or [""]:
+            self.print(f"({line})")
 
     async def show_notices(self, storage: Storage, *, every: float = 0.5) -> None:
         """Print what the bot sends unasked to this peer (a late ticket number, a status change)

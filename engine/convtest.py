@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,7 +27,7 @@ from engine.flows.findings import Finding, nearest
 from engine.flows.model import FlowSet
 from engine.flows.schema import schema_findings
 from engine.flows.source import StaticFlows
-from engine.flows.yamlsrc import load_yaml_file
+from engine.flows.yamlsrc import YamlDoc, load_yaml_file
 from engine.load import collect_files
 from engine.ports import (
     Binding,
@@ -80,7 +81,8 @@ class ConversationWorld(Protocol):
 @dataclass(slots=True)
 class Step:
     data: dict[str, Any]
-    line: int
+    line: int  # in the test's file (a fragment's steps: the line of the `use:` that brought them)
+    origin: str = ""  # a fragment's step: which fragment, and where the step is written
 
 
 @dataclass(slots=True)
@@ -118,8 +120,16 @@ def _validator() -> Draft202012Validator:
 
 
 def load_conversations(paths: Sequence[Path]) -> tuple[list[Conversation], list[Finding]]:
+    """The tests of the files named by paths, their `use:` steps replaced by the fragments they
+    name: a file's own `fragments:`, and those of _fragments.yaml beside it (read even when only
+    the file is named)."""
     files, findings = collect_files(paths)
-    tests: list[Conversation] = []
+    seen = {f.resolve() for f in files}
+    for shared in dict.fromkeys(f.parent / SHARED_FRAGMENTS for f in files):
+        if shared.is_file() and shared.resolve() not in seen:
+            files.append(shared)
+            seen.add(shared.resolve())
+    docs: list[YamlDoc] = []
     for path in files:
         doc, problems = load_yaml_file(path)
         findings.extend(problems)
@@ -127,13 +137,131 @@ def load_conversations(paths: Sequence[Path]) -> tuple[list[Conversation], list[
             continue
         errors = schema_findings(doc, _validator())
         findings.extend(errors)
-        if errors:
-            continue
-        for i, item in enumerate(doc.data["tests"]):
-            steps = [Step(s, doc.pos(("tests", i, "steps", j))[0]) for j, s in enumerate(item["steps"])]
+        if not errors:
+            docs.append(doc)
+    shared_fragments: dict[str, Fragment] = {}
+    for doc in docs:
+        if Path(doc.path).name == SHARED_FRAGMENTS:
+            _add_fragments(doc, shared_fragments, findings)
+    tests: list[Conversation] = []
+    for doc in docs:
+        scope = dict(shared_fragments)
+        if Path(doc.path).name != SHARED_FRAGMENTS:
+            _add_fragments(doc, scope, findings)
+        for i, item in enumerate(doc.data.get("tests", ())):
+            raw = [(s, *doc.pos(("tests", i, "steps", j))) for j, s in enumerate(item["steps"])]
+            steps = _Expander(scope, findings).expand(raw, doc.path)
             tests.append(Conversation(item["name"], doc.path, doc.pos(("tests", i))[0], item.get("signed_in"),
                                       item.get("peer", "test:user"), steps))
     return tests, findings
+
+
+SHARED_FRAGMENTS = "_fragments.yaml"  # fragments every test file beside it may use
+_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+MAX_FRAGMENT_DEPTH = 8
+
+
+@dataclass(slots=True)
+class Fragment:
+    """Named steps (`fragments:` in a test file) that a step `use: NAME` stands for."""
+
+    name: str
+    path: str
+    line: int
+    steps: list[tuple[dict[str, Any], int, int]]  # each step's data, line and column
+    params: frozenset[str]  # its {placeholders}
+
+
+def _add_fragments(doc: YamlDoc, scope: dict[str, Fragment], findings: list[Finding]) -> None:
+    for name, steps in (doc.data.get("fragments") or {}).items():
+        line, col = doc.pos(("fragments", name), key=True)
+        first = scope.get(name)
+        if first is not None:
+            findings.append(Finding(doc.path, line, col, "F040", f"fragment '{name}' is already defined in "
+                                    f"{first.path}:{first.line}"))
+            continue
+        raw = [(s, *doc.pos(("fragments", name, j))) for j, s in enumerate(steps)]
+        scope[name] = Fragment(name, doc.path, line, raw, frozenset(_placeholders(steps)))
+
+
+def _placeholders(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return set(_PLACEHOLDER.findall(value))
+    if isinstance(value, dict):
+        return {p for k, v in value.items() if k != "use" for p in _placeholders(v)}
+    if isinstance(value, list):
+        return {p for v in value for p in _placeholders(v)}
+    return set()
+
+
+def _fill(value: Any, args: Mapping[str, Any]) -> Any:
+    """value with each {name} of args replaced by its value (a text that is one placeholder takes
+    the value as it is, a number stays a number)."""
+    if isinstance(value, str):
+        whole = _PLACEHOLDER.fullmatch(value)
+        if whole and whole[1] in args:
+            return args[whole[1]]
+        return _PLACEHOLDER.sub(lambda m: str(args[m[1]]) if m[1] in args else m[0], value)
+    if isinstance(value, dict):
+        return {k: _fill(v, args) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, args) for v in value]
+    return value
+
+
+class _Expander:
+    """`use:` steps replaced by their fragments' steps, findings for those that cannot be."""
+
+    def __init__(self, scope: Mapping[str, Fragment], findings: list[Finding]) -> None:
+        self.scope = scope
+        self.findings = findings
+
+    def expand(self, raw: Sequence[tuple[dict[str, Any], int, int]], path: str, at: int | None = None,
+               origin: Fragment | None = None, chain: tuple[str, ...] = ()) -> list[Step]:
+        """raw: steps written in path (data, line, column); at: the line in the test's file that
+        stands for them all (they come from fragment `origin`)."""
+        out: list[Step] = []
+        for data, line, col in raw:
+            if "use" not in data:
+                where = f"fragment {origin.name}, {origin.path}:{line}" if origin else ""
+                out.append(Step(data, line if at is None else at, where))
+                continue
+            fragment = self.fragment(data, path, line, col, chain)
+            if fragment is None:
+                continue
+            args = dict(data.get("with") or {})
+            filled = [(_fill(d, args), n, c) for d, n, c in fragment.steps]
+            steps = self.expand(filled, fragment.path, line if at is None else at, fragment, (*chain, fragment.name))
+            if steps and "expect" in data:
+                last = steps[-1]
+                steps[-1] = Step({**last.data, "expect": {**(last.data.get("expect") or {}), **data["expect"]}},
+                                 last.line, last.origin)
+            out.extend(steps)
+        return out
+
+    def fragment(self, data: Mapping[str, Any], path: str, line: int, col: int,
+                 chain: tuple[str, ...]) -> Fragment | None:
+        name = str(data["use"])
+        fragment = self.scope.get(name)
+        problem = ""
+        if fragment is None:
+            close = difflib.get_close_matches(name, list(self.scope), n=1)
+            known = ", ".join(sorted(self.scope)) or f"none: define them under `fragments:` or in {SHARED_FRAGMENTS}"
+            problem = (f"unknown fragment '{name}'" + (f"; did you mean '{close[0]}'?" if close else "")
+                       + f" (fragments: {known})")
+        elif name in chain or len(chain) >= MAX_FRAGMENT_DEPTH:
+            problem = f"fragment '{name}' uses itself (through {' → '.join(chain)})"
+        else:
+            given = set(data.get("with") or {})
+            if given - fragment.params:
+                problem = (f"fragment '{name}' has no placeholder {', '.join(sorted(given - fragment.params))} "
+                           f"(it has: {', '.join(sorted(fragment.params)) or 'none'})")
+            elif fragment.params - given:
+                problem = f"fragment '{name}' needs with: {', '.join(sorted(fragment.params - given))}"
+        if problem:
+            self.findings.append(Finding(path, line, col, "T002", problem))
+            return None
+        return fragment
 
 
 class Runner:
@@ -304,7 +432,8 @@ _SKIP = _Skip()
 
 def _failer(outcome: Outcome, test: Conversation, step: Step, n: int) -> Callable[[str], None]:
     def fail(message: str) -> None:
-        outcome.failures.append(Finding(test.path, step.line, 1, "T001", f"'{test.name}' step {n}: {message}"))
+        via = f" ({step.origin})" if step.origin else ""
+        outcome.failures.append(Finding(test.path, step.line, 1, "T001", f"'{test.name}' step {n}{via}: {message}"))
 
     return fail
 

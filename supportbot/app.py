@@ -167,6 +167,21 @@ async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: f
 _reloads: set[asyncio.Task[object]] = set()
 
 
+async def reload_report(holder: FlowHolder) -> str:
+    """Re-read the flows as SIGHUP does (the terminal chat's /reload); what happened, to print."""
+    result = await holder.reload()
+    if result.flow_set is None:
+        errors = result.errors or result.findings
+        lines = [f"flows refused: {len(errors)} error(s); the previous flows keep running"]
+        lines += [str(f) for f in errors[:10]]
+        if len(errors) > 10:
+            lines.append(f"… and {len(errors) - 10} more: flowlint check")
+        return "\n".join(lines)
+    warnings = len(result.findings)
+    return (f"flows reloaded: version {result.flow_set.version}, {len(result.flow_set.states)} steps"
+            + (f", {warnings} warning(s): flowlint check" if warnings else ""))
+
+
 def install_reload_signal(holder: FlowHolder) -> None:
     """SIGHUP re-reads the flows; an invalid set is refused and logged, the old one keeps serving."""
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,7 +37,7 @@ def _unless_set(name: str, chat_default: float, configured: float) -> float:
 
 async def _chat(peer: str, verbose: bool) -> int:
     from adapters.console import ConsoleChat, stdin_lines
-    from supportbot.app import build_app, install_reload_signal
+    from supportbot.app import build_app, install_reload_signal, reload_report
 
     config = load_config()
     if config.simpleone is None:
@@ -57,7 +58,8 @@ async def _chat(peer: str, verbose: bool) -> int:
             from supportbot.demo import agent_console
 
             agent = agent_console(app.emulator)
-        chat = ConsoleChat(app.engine.handle, peer, sys.stdout, echo=not interactive, agent=agent)
+        chat = ConsoleChat(app.engine.handle, peer, sys.stdout, echo=not interactive, agent=agent,
+                           reload=partial(reload_report, app.flows))
         app.tasks.append(asyncio.create_task(chat.show_notices(app.storage)))
         await chat.run(stdin_lines())
     finally:

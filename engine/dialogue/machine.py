@@ -9,7 +9,9 @@ everything about an event; nothing beside it second-guesses it:
   guarded transition per place the stack's top may name, then the 'else' again;
 - global events (bot.global) are transitions from every state that lacks its own (or whose own
   are all guarded), added last, so a state's own transition wins; taking one drops the stack;
-- arriving notes the state whose enter actions are to run.
+- arriving notes the state whose enter actions are to run;
+- flows' drafts (`draft:` in a flow file) are forgotten by the same callback, by the rules of
+  `forgotten_flows` below.
 Paging within a pick list is the picker's (engine/dialogue/picker.py): it changes no state, and
 as internal transitions it cost one more trigger per pick; a choice comes back
 to the machine as the event 'chosen'.
@@ -19,7 +21,7 @@ No model is attached and none is ever added: the engine triggers an event on a t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
@@ -58,6 +60,20 @@ def _set_stack(slots: dict[str, Any], stack: list[str]) -> None:
         slots.pop(RETURN_SLOT, None)
 
 
+def flow_of(state: str) -> str:
+    return state.partition(".")[0]
+
+
+def forgotten_flows(drafts: Mapping[str, Sequence[str]], source_flow: str, stack_before: Sequence[str],
+                    dest_flow: str, stack_after: Sequence[str]) -> list[str]:
+    """The flows with a draft that a move leaves with no way back: open before it (the flow of the
+    step it is from, or named on the return stack: a detour with `then:` comes back to it) and
+    not after it."""
+    open_before = {source_flow, *(flow_of(s) for s in stack_before)}
+    open_after = {dest_flow, *(flow_of(s) for s in stack_after)}
+    return [flow for flow in drafts if flow in open_before and flow not in open_after]
+
+
 _compiled: WeakKeyDictionary[FlowSet, DialogueMachine] = WeakKeyDictionary()
 
 
@@ -81,6 +97,9 @@ class DialogueMachine:
         self.global_on = flows.bot.global_on
         self.start = flows.bot.start
         self.file_slots = flows.file_slots
+        # Each flow's draft, and all of them (what a global event or the main menu forgets).
+        self.drafts = {name: flow.draft for name, flow in flows.flows.items() if flow.draft}
+        self.all_drafts = tuple(dict.fromkeys(slot for draft in self.drafts.values() for slot in draft))
         # What a slot's text inputs allow, for text appended to it by a transition.
         self.text_limits: dict[str, int] = {}
         for st in flows.states.values():
@@ -161,7 +180,8 @@ class DialogueMachine:
                                             conditions=[_stack_empty, *guards["conditions"]], unless=guards["unless"])
                 for target in self.return_targets:
                     self.machine.add_transition(event, source, target,
-                                                before=[self._take(spec, event, source, target, is_global, pop=True)],
+                                                before=[self._take(spec, event, source, target, is_global, pop=True,
+                                                                   returning=True)],
                                                 conditions=[self._returns_to(target), *guards["conditions"]],
                                                 unless=guards["unless"])
             self.machine.add_transition(event, source, fallback, before=[to_fallback], **guards)
@@ -184,14 +204,20 @@ class DialogueMachine:
     # ------------------------------------------------------------------ callbacks
 
     def _take(self, spec: TransitionSpec, event_name: str, source: str, dest: str, is_global: bool, *,
-              pop: bool) -> Callback:
+              pop: bool, returning: bool = False) -> Callback:
         """Taking the transition, in one callback run before the state changes: its effect on the
         slots and the return stack, what it says, then arriving at dest (one callback rather than
-        a state's on_enter too: each costs transitions a resolve per trigger)."""
+        a state's on_enter too: each costs transitions a resolve per trigger). `returning`: to the
+        place the top of the return stack names."""
         dest_spec = self.states[dest]
         to_start = dest == self.start
         # A detour taken again from where it leads (help from help) keeps the way back it had.
         detour_in_place = spec.then == HERE and source == dest
+        # Every draft is forgotten by a global event that is no detour, and on arriving at the
+        # start other than back from a detour; otherwise those of the flows left (forgotten_flows).
+        forget_all = bool(self.all_drafts) and ((is_global and spec.then != HERE) or (to_start and not returning))
+        source_flow, dest_flow = flow_of(source), flow_of(dest)
+        forget_own = self.drafts.get(source_flow, ()) if spec.forget_draft else ()
         # A list keeps its page and group when the user steps back into it (Назад from the
         # description, К списку from a ticket, also through a step that reads the list again);
         # any other way in starts afresh.
@@ -203,7 +229,8 @@ class DialogueMachine:
             slots = dialogue.slots
             # A global event (menu, help, cancel…) abandons any call in progress, and so must
             # the places it would have returned to.
-            stack = [] if is_global and not detour_in_place else _stack(slots)
+            before = _stack(slots)
+            stack = [] if is_global and not detour_in_place else list(before)
             if pop and stack:
                 stack.pop()
             if spec.then and not detour_in_place:
@@ -214,7 +241,14 @@ class DialogueMachine:
             text = render_say(spec.say, slots)
             if text:
                 dialogue.said.append(text)
-            for name in spec.clear:
+            if forget_all:
+                forget: Iterable[str] = (*spec.clear, *self.all_drafts)
+            elif self.drafts:
+                left = forgotten_flows(self.drafts, source_flow, before, dest_flow, [] if to_start else stack)
+                forget = (*spec.clear, *forget_own, *(slot for flow in left for slot in self.drafts[flow]))
+            else:
+                forget = spec.clear
+            for name in forget:
                 value = slots.pop(name, None)
                 if name in self.file_slots:
                     dialogue.discard.extend(slot_file_ids(value))

@@ -243,7 +243,9 @@ class Turn:
             return
         start = self.flows.states[self.flows.bot.start]
         if inp is None and self.state.free_text and start.input is not None and (incoming.text.strip() or has_files):
-            # A dialogue has ended here: what the user writes next is a new request, as at the start.
+            # A dialogue has ended here: what the user writes next is a new request, as at the start,
+            # which forgets every draft as a move to the start does (machine.py).
+            await self.forget(machine_of(self.flows).all_drafts)
             await self.arrive(start.name)
             await self.consume(incoming)
             return
@@ -311,6 +313,14 @@ class Turn:
         self.session.state = self.flows.bot.start
         self.message("error")
         return True
+
+    async def forget(self, names: Sequence[str]) -> None:
+        """Clear these slots, discarding the spooled files of file slots."""
+        for name in names:
+            value = self.slots.pop(name, None)
+            if name in self.flows.file_slots:
+                for file_id in slot_file_ids(value):
+                    await self.services.spool.discard(file_id)
 
     def page(self, st: StateSpec, event: str, index: int | None) -> tuple[bool, str]:
         """A pick list's own events: paging, opening a group, Назад inside a group. (True, _)

@@ -206,6 +206,7 @@ class _DocBuilder:
             clear=tuple(value.get("clear", [])),
             append=dict(value.get("append", {})),
             count=value.get("count"),
+            forget_draft=bool(value.get("forget_draft", False)),
             when=condition(value.get("when")),
             unless=condition(value.get("unless")),
             where=self.where(path),
@@ -240,7 +241,9 @@ class _DocBuilder:
             qname = f"{name}.{sname}"
             path: JsonPath = ("states", sname)
             states[qname] = self.state(name, qname, sdata, path)
-        self.out.flows[name] = FlowSpec(name, f"{name}.{data['start']}", states, self.where(("flow",)))
+        draft = tuple(data.get("draft", ()))
+        self.out.flows[name] = FlowSpec(name, f"{name}.{data['start']}", states, self.where(("flow",)), draft,
+                                        tuple(self.where(("draft", i)) for i in range(len(draft))))
 
     def state(self, flow: str, qname: str, data: dict[str, Any], path: JsonPath) -> StateSpec:
         inp = self.input(data["input"], (*path, "input")) if "input" in data else None

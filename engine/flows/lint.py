@@ -52,6 +52,7 @@ class Linter:
         self.origin = origin  # where set-wide findings (a missing settings file) point
         self.findings: list[Finding] = []
         self._settled: dict[str, dict[str, Where]] | None = None
+        self._known: dict[str, Shape] | None = None  # known_slots(), worked out once
         self.states: dict[str, StateSpec] = {
             name: st for flow in built.flows.values() for name, st in flow.states.items()
         }
@@ -74,6 +75,7 @@ class Linter:
         self.check_states()
         self.check_reachability()
         self.check_templates()
+        self.check_drafts()
         self.check_catalog()
         self.check_catalog_labels()
         self.check_settings()
@@ -372,6 +374,8 @@ class Linter:
     # ------------------------------------------------------------------ templates
 
     def known_slots(self) -> dict[str, Shape]:
+        if self._known is not None:
+            return self._known
         known: dict[str, Shape] = dict(BUILTIN_SLOTS)
         lists: dict[str, Shape] = {}
         for info in self.registry.all():
@@ -411,6 +415,7 @@ class Linter:
                     picked = Shape(item.fields if item else frozenset())
                 known[st.pick.slot] = _merge(known.get(st.pick.slot), picked)
         self._lists = lists
+        self._known = known
         return known
 
     def check_templates(self) -> None:
@@ -444,6 +449,30 @@ class Linter:
                              + f" in text '{_around(use.template.source, ref.offset)}'")
                 elif ref.filter in ("count", "names") and not shape.is_list:
                     self.add(use.where, "F031", f"filter '{ref.filter}' needs a list, and '{root}' is not one")
+
+    def check_drafts(self) -> None:
+        """Flows' `draft:` lists, and `forget_draft` where there is a draft to forget."""
+        written = self.known_slots()
+        owner: dict[str, tuple[str, Where]] = {}
+        for flow in self.built.flows.values():
+            for slot, where in zip(flow.draft, flow.draft_where, strict=True):
+                if slot not in written:
+                    self.add(where, "F030", f"flow {flow.name}: draft slot '{slot}' is written by nothing (no input, "
+                             "pick, set or action fills it)", Severity.WARNING)
+                if slot in owner:
+                    other, at = owner[slot]
+                    self.add(where, "F040", f"flow {flow.name}: slot '{slot}' is already in the draft of flow "
+                             f"{other} ({at.path}:{at.line}); a slot belongs to one flow's draft")
+                else:
+                    owner[slot] = (flow.name, where)
+        for st, t in self.transitions():
+            if not t.forget_draft:
+                continue
+            if st is None:
+                self.add(t.where, "F070", "forget_draft in bot.global: a global event forgets every draft already")
+            elif not self.built.flows[st.name.partition(".")[0]].draft:
+                self.add(t.where, "F070", f"{st.name}: forget_draft, but flow {st.name.partition('.')[0]} has no "
+                         "'draft:' list", Severity.WARNING)
 
     def item_vars(self, scope: str) -> dict[str, Shape]:
         """The fields of an `each:` list's items, as data in the inner say."""

@@ -73,6 +73,8 @@ class TransitionSpec:
     clear: tuple[str, ...] = ()
     append: Mapping[str, str] = field(default_factory=dict)  # target slot ← source slot's text
     count: str | None = None  # a counter counted once more when the transition is taken
+    # The draft of the flow the transition is from is done with (sent, or no longer needed).
+    forget_draft: bool = False
     # Guards over the session's slots: taken only when all of `when` are set and none of `unless`.
     when: Condition = ()
     unless: Condition = ()
@@ -143,6 +145,10 @@ class FlowSpec:
     start: str  # qualified
     states: Mapping[str, StateSpec]
     where: Where
+    # Slots forgotten when the user leaves the flow with no way back, and on `forget_draft`
+    # (engine/dialogue/drafts.py).
+    draft: tuple[str, ...] = ()
+    draft_where: tuple[Where, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from adapters.console import ConsoleChat
@@ -91,3 +92,24 @@ async def test_notices_for_this_peer_are_printed_once(tmp_path: Path) -> None:
     assert "чужое" not in out.getvalue()
     assert [n.id for n in await storage.notices_unsent()] == ["b"]
     await storage.close()
+
+
+async def test_reload_asks_the_app_to_read_the_flows_again_and_prints_what_it_says() -> None:
+    out = io.StringIO()
+    calls: list[int] = []
+
+    async def reload() -> str:
+        calls.append(1)
+        return "flows reloaded: version abc"
+
+    async def lines() -> AsyncIterator[str]:
+        for line in ("/reload", "/help"):
+            yield line
+
+    chat = ConsoleChat(_noop, "console:t", out, reload=reload)
+    await chat.run(lines(), greet=False)
+    assert calls == [1] and "(flows reloaded: version abc)" in out.getvalue()
+    assert "/reload" in out.getvalue()  # in the help too
+    bare = io.StringIO()
+    await ConsoleChat(_noop, "console:t", bare).run(lines(), greet=False)
+    assert "(/reload is not available here)" in bare.getvalue()

@@ -172,6 +172,35 @@ async def test_sighup_reloads_the_flows_and_refuses_a_broken_set(tmp_path: Path)
     await chat.finish()
 
 
+async def test_reload_typed_in_the_chat_reads_the_flows_again_or_refuses_a_broken_set(tmp_path: Path) -> None:
+    import shutil
+
+    flows = tmp_path / "flows"
+    shutil.copytree(ROOT / "flows", flows)
+    env = _env(tmp_path)
+    env["FLOWS_DIR"] = str(flows)
+    proc = await asyncio.create_subprocess_exec(
+        *SUPPORTBOT, "chat", cwd=tmp_path, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    chat = Chat(proc)
+    await chat.expect(r"Главное меню IT-поддержки")
+    menu = flows / "main.yaml"
+    menu.write_text(menu.read_text(encoding="utf-8").replace("Главное меню IT-поддержки РАНХиГС.",
+                                                             "Меню поддержки, версия два."), encoding="utf-8")
+    await chat.send("/reload")
+    await chat.expect(r"\(flows reloaded: version [0-9a-f]+")
+    await chat.send("меню")
+    await chat.expect(r"Меню поддержки, версия два")
+    menu.write_text(menu.read_text(encoding="utf-8").replace("    on:\n", "    on:\n      nowhere: auth.nowhere\n", 1),
+                    encoding="utf-8")
+    await chat.send("/reload")
+    await chat.expect(r"\(flows refused: 1 error\(s\); the previous flows keep running\)")
+    await chat.expect(r"main\.yaml:\d+:\d+: F010 unknown state 'nowhere'")
+    await chat.send("меню")
+    await chat.expect(r"Меню поддержки, версия два")
+    await chat.finish()
+
+
 async def test_the_simpleone_emulator_command_serves_the_api(tmp_path: Path) -> None:
     import socket
 

@@ -44,7 +44,7 @@ def test_schema_violation_points_at_the_key(flows: Path) -> None:
 
 def test_unknown_target_state_and_flow(flows: Path) -> None:
     line = edit(flows, "create_ticket.yaml", "      done: {to: confirm,", "      done: {to: confrim,")
-    line2 = edit(flows, "my_tickets.yaml", "add: {to: add_to_ticket.compose,", "add: {to: add_to_tiket.compose,")
+    line2 = edit(flows, "my_tickets.yaml", "add: add_to_ticket.compose", "add: add_to_tiket.compose")
     found = codes(flows)
     assert ("create_ticket.yaml", "F010", line) in found
     assert ("my_tickets.yaml", "F011", line2) in found
@@ -99,10 +99,10 @@ def _messages(flows: Path) -> list[tuple[tuple[str, str, int], str]]:
 
 def test_conditions_and_cleared_slots_are_checked(flows: Path) -> None:
     line = edit(flows, "main.yaml", "event: sign_out, when: user.email}", "event: sign_out, when: user.emial}")
-    line2 = edit(flows, "bot.yaml", "      clear: [service, description, files]\n",
-                 "      clear: [servise, description, files]\n")
+    line2 = edit(flows, "create_ticket.yaml", "drop_files: {to: attach, clear: [files]}",
+                 "drop_files: {to: attach, clear: [fiels]}")
     found = codes(flows)
-    assert ("main.yaml", "F030", line) in found and ("bot.yaml", "F030", line2) in found, found
+    assert ("main.yaml", "F030", line) in found and ("create_ticket.yaml", "F030", line2) in found, found
 
 
 def test_unknown_slot_and_broken_template(flows: Path) -> None:
@@ -224,3 +224,26 @@ def test_custom_journal_names_and_no_tail_without_a_fixed_comment_end(flows: Pat
     assert result.flow_set is not None, result.findings
     journal = result.flow_set.tickets.journal
     assert journal.public == "u_public_notes" and journal.bot_tail == ""
+
+
+def test_drafts_name_slots_something_writes_each_in_one_flow(flows: Path) -> None:
+    line = edit(flows, "feedback.yaml", "draft: [rating, reason]", "draft: [rating, reason, raeson, comment]")
+    result = load_flow_set([flows])
+    found = [(Path(f.path).name, f.code, f.line, f.severity) for f in result.findings]
+    assert ("feedback.yaml", "F030", line, Severity.WARNING) in found  # raeson: written by nothing
+    assert ("feedback.yaml", "F040", line, Severity.ERROR) in found  # comment: add_to_ticket's already
+    assert any("'raeson' is written by nothing" in f.message for f in result.findings)
+
+
+def test_a_draft_is_a_list_of_slot_names(flows: Path) -> None:
+    line = edit(flows, "feedback.yaml", "draft: [rating, reason]", "draft: {rating: keep}")
+    assert ("feedback.yaml", "F002", line) in codes(flows)
+
+
+def test_forget_draft_needs_a_draft_and_a_flow(flows: Path) -> None:
+    line = edit(flows, "bot.yaml", "    menu: main.menu\n", "    menu: {to: main.menu, forget_draft: true}\n")
+    line2 = edit(flows, "my_tickets.yaml", "      closed: closed\n", "      closed: {to: closed, forget_draft: true}\n")
+    result = load_flow_set([flows])
+    found = [(Path(f.path).name, f.code, f.line, f.severity) for f in result.findings]
+    assert ("bot.yaml", "F070", line, Severity.ERROR) in found
+    assert ("my_tickets.yaml", "F070", line2, Severity.WARNING) in found
