@@ -198,8 +198,14 @@ class Sql:
         # An UPDATE, not an upsert: a ticket dropped while it was being looked at stays dropped.
         # A poke made at or before the round began ($9) is answered by it; a later one stays for
         # the next round (what it announced may have come after this round's read).
+        # What a round saw never overwrites a later sight recorded meanwhile (the user's own move,
+        # read back by the outbox after the round read the ticket): the state goes only forward
+        # in SimpleOne's time. The journal cursor and the time asked are the round's own.
+        not_older = "$3 >= updated_at"
         self.watch_update = q(
-            "UPDATE ticket_watch SET number = $1, state = $2, updated_at = $3, active = $4, comment_after = $5,"
+            f"UPDATE ticket_watch SET number = $1, state = CASE WHEN {not_older} THEN $2 ELSE state END,"
+            f" active = CASE WHEN {not_older} THEN $4 ELSE active END,"
+            f" updated_at = CASE WHEN {not_older} THEN $3 ELSE updated_at END, comment_after = $5,"
             " asked_at = $6, poked_at = CASE WHEN poked_at <= $9 THEN NULL ELSE poked_at END"
             " WHERE table_name = $7 AND sys_id = $8"
         )

@@ -96,9 +96,13 @@ async def _queue(ctx: ActionContext, name: str, text: str) -> str:
         fields[move.field] = str(rating)
     if not fields and not comment:
         return "nothing"
+    # Where the move still makes sense when the worker gets to it: a second «Да, решена» tapped
+    # before the first was written, or an agent's change meanwhile, must not write twice.
+    applies = sorted(settings.finished_states) if name in ("reopen", "confirm") else []
     _new_item(ctx, ticket_items.MOVE, {
         "table": ticket.table, "sys_id": ticket.sys_id, "number": ticket.number, "caller_id": binding.caller_id,
         "move": name, "fields": fields, "field": settings.journal.public, "text": comment,
+        "applies_in": applies, "active_only": name != "rate",
         "vars": {"ticket": ticket_vars}, "gave_up": "move_failed",
     }, record=ticket_items.record_of(ticket.table, ticket.sys_id))
     mark_answered(ctx, ticket.sys_id)

@@ -40,6 +40,12 @@ def parse_payload(raw: str) -> tuple[str, int | None] | None:
     return data["e"], index
 
 
+def payload_names_ticket(raw: str) -> bool:
+    """Whether the payload carries a ticket number ("n"): a notice's button."""
+    data = _payload_data(raw)
+    return data is not None and "n" in data
+
+
 def payload_number(flows: FlowSet, raw: str) -> str | None:
     """The ticket number a notice's button carries ("n"), if it has the shape of one (the
     bot.patterns that fill the slot `number`); anything else is ignored, as if not there."""
@@ -63,6 +69,10 @@ def resolve(flows: FlowSet, st: StateSpec, slots: dict[str, Any], offered: Seque
         parsed = parse_payload(incoming.payload)
         if parsed is not None:
             event, index = parsed
+            if index is None and event in flows.bot.global_on and payload_names_ticket(incoming.payload):
+                # A notice's button (it names its ticket): the global event, whatever the step
+                # the user is at does with an event of that name.
+                return parsed
             if any(b.event == event and b.index == index for b in offered):
                 return parsed
             if index is None and event in flows.bot.global_on:

@@ -268,11 +268,15 @@ class Turn:
     def resolve(self, incoming: Incoming) -> tuple[str, int | None] | None:
         offered = [b for row in render.state_buttons(self.flows, self.state, self.slots) for b in row]
         resolved = matching.resolve(self.flows, self.state, self.slots, offered, incoming)
-        if resolved is not None and incoming.payload and resolved[0] in self.flows.bot.global_on:
+        if (resolved is not None and incoming.payload and resolved[0] in self.flows.bot.global_on
+                and matching.payload_names_ticket(incoming.payload)):
             # A notice's button names its ticket: as if its number were typed with the command.
+            # One that is not a ticket number leaves none (never a number typed earlier).
             number = matching.payload_number(self.flows, incoming.payload)
             if number is not None:
                 self.slots["number"] = number
+            else:
+                self.slots.pop("number", None)
         if resolved is None and not incoming.payload:
             typed = matching.pattern(self.flows, self.state, incoming)
             if typed is not None:

@@ -25,7 +25,7 @@ runs second, so whatever the first one passed over existed when the second one l
 
 An agent's comment (Comment.by_bot false; work notes never come: the port reads public entries
 only) is told once, with buttons to answer and to open the ticket (bot.notice_buttons), at most
-MAX_COMMENTS per ticket and round (the first one told says how many earlier ones are only in
+MAX_COMMENTS per ticket and round (a notice before them says how many earlier ones are only in
 the ticket). A state in simpleone.waiting_states is told with the agent's last comment and the
 button to answer; one in finished_states asks whether the problem is solved. Telling an agent's
 message marks the ticket asked (WatchedTicket.asked_at): what the user types next is offered as
@@ -92,6 +92,7 @@ log = logging.getLogger(__name__)
 
 NOTICE = "status_changed"  # the bot.notices template that tells a state change
 COMMENT_NOTICE = "agent_comment"
+SKIPPED_NOTICE = "comments_skipped"  # how many agent comments of a round were not told one by one
 WAITING_NOTICE = "status_waiting"
 RESOLVED_NOTICE = "status_resolved"
 MAX_COMMENTS = 5  # agent comments told one by one per ticket and round; older ones are counted
@@ -315,7 +316,8 @@ class StatusWatcher:
         news = _News()
         known = [w for w in watched if w.comment_after]
         fresh = [w for w in watched if not w.comment_after]
-        horizon: str | None = None
+        horizon: str | None = None  # how far the known tickets' query read, complete
+        fresh_horizon: str | None = None  # how far the fresh tickets' query read, complete
         try:
             if known:
                 after = min((w.comment_after or "" for w in known), key=journal_order)
@@ -325,7 +327,7 @@ class StatusWatcher:
                 cursor: str | None = None
                 for _ in range(FRESH_PAGES):
                     reached, full = await self._journal(table, fresh, cursor, journal, news)
-                    horizon = _later(horizon, reached)
+                    fresh_horizon = _later(fresh_horizon, reached)
                     if not full or reached == cursor:
                         break
                     cursor = reached
@@ -334,9 +336,15 @@ class StatusWatcher:
         except TicketSystemError as exc:
             rejected.append(f"{table} journal: {exc}")
             return _News()
-        for w in known + fresh:
-            if w.sys_id in news.cursors or horizon is not None:
-                news.cursors[w.sys_id] = _later(news.cursors.get(w.sys_id, w.comment_after), horizon)
+        # Each query vouches only for the tickets it asked about: a known ticket moves to where its
+        # own (perhaps full) query stopped, never past it. A fresh ticket may also move to the
+        # known query's mark: its query ran later and read all its entries, those below included.
+        for w in known:
+            news.cursors[w.sys_id] = _later(w.comment_after, horizon)
+        for w in fresh:
+            reached = _later(fresh_horizon, horizon)
+            if reached is not None:
+                news.cursors[w.sys_id] = _later(w.comment_after, reached)
         news.quiet.update(w.sys_id for w in fresh if w.comment_after is None)
         for w in fresh:
             if w.comment_after is None and w.sys_id not in news.cursors:
@@ -402,10 +410,20 @@ class StatusWatcher:
                 new = replace(new, asked_at=now)
         if comments and COMMENT_NOTICE in flows.bot.notices:
             shown = comments[-MAX_COMMENTS:]
-            for i, c in enumerate(shown):
-                earlier = len(comments) - len(shown) if i == 0 else 0
+            earlier = len(comments) - len(shown)
+            if earlier:
+                # Said once, before the ones shown: the rest are in the ticket, not lost.
+                skipped = self._notice(flows, SKIPPED_NOTICE, "skipped:" + comment_notice_id(new.table, new.sys_id,
+                                                                                            shown[0]),
+                                       new, {**values, "comment": self._comment_values(None, flows, earlier)}, now)
+                if skipped is not None:
+                    notices.append(skipped)
+                else:
+                    log.warning("%d earlier agent comment(s) on %s not told one by one (no notice %r)", earlier,
+                                new.number, SKIPPED_NOTICE)
+            for c in shown:
                 notice = self._notice(flows, COMMENT_NOTICE, comment_notice_id(new.table, new.sys_id, c), new,
-                                      {**values, "comment": self._comment_values(c, flows, earlier)}, now)
+                                      {**values, "comment": self._comment_values(c, flows, 0)}, now)
                 if notice is not None:
                     notices.append(notice)
             new = replace(new, asked_at=now)

@@ -52,8 +52,13 @@ def move_executors(tickets: TicketSystem) -> dict[str, Executor]:
         if ticket is None or ticket.caller_id != caller:
             raise WorkFailed(f"ticket {p.get('number')} is gone or not the caller's",
                              {"event": "move_failed", "vars": result_vars, "notice": "move_failed"})
+        applies_in = [str(s) for s in p.get("applies_in") or []]
         if item.progress.get("sent") and await landed(ticket, fields, text):
             log.info("%s of %s: an earlier try got through", name, ticket.number)
+        elif (applies_in and ticket.state not in applies_in) or (p.get("active_only") and not ticket.active):
+            # Moved on since the step (an earlier tap of the same button, an agent): nothing to do.
+            log.info("%s of %s: no longer applies (state %s, active %s); not written", name, ticket.number,
+                     ticket.state, ticket.active)
         else:
             if "state" in fields and ticket.state == fields["state"]:
                 fields.pop("state")  # already there (an agent did it): the comment still goes

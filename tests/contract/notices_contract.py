@@ -201,3 +201,20 @@ def later_than(moment: float | None) -> float:
     while (now := time.time()) <= moment:
         pass
     return now
+
+
+class TestLaterSights:
+    async def test_a_round_never_overwrites_a_later_sight_recorded_meanwhile(self, storage: Any) -> None:
+        """A round read the ticket at 10:00 (state 7); meanwhile the user's move recorded it as
+        it left it at 10:05 (state 10): the round's older sight must not bring 7 back."""
+        await storage.watch_add([make_ticket("s1", state="7", updated_at="2026-01-01 10:00:00")])
+        await storage.watch_add([make_ticket("s1", state="10", updated_at="2026-01-01 10:05:00", active=False)])
+        seen = replace(make_ticket("s1", state="7", updated_at="2026-01-01 10:00:00"), comment_after="0042",
+                       asked_at=5.0)
+        await storage.watch_update([seen], [])
+        (row,) = await storage.watch_list()
+        assert (row.state, row.updated_at, row.active) == ("10", "2026-01-01 10:05:00", False)
+        assert (row.comment_after, row.asked_at) == ("0042", 5.0)  # the round's own, always
+        later = replace(make_ticket("s1", state="2", updated_at="2026-01-01 10:09:00"), comment_after="0042")
+        await storage.watch_update([later], [])
+        assert (await storage.watch_list())[0].state == "2"

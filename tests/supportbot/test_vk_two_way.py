@@ -71,7 +71,7 @@ async def test_an_agents_question_reaches_vk_the_user_answers_then_confirms_and_
     (ticket,) = simpleone.state.records(INC)
     assert ticket["state"] == "10"
     comments = journal(simpleone, sys_id)
-    assert any("подтвердил, что проблема решена" in c for c in comments)
+    assert any("Проблема решена, спасибо" in c for c in comments)
     assert any("Оценка работы поддержки: 5 из 5" in c for c in comments)
     # Each agent comment was told once: two messages from the bot unasked.
     unasked = [m.text for m in user.replies if m.text.startswith(("Сообщение по заявке", "Заявка INC0000001 «"))]

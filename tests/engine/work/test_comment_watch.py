@@ -59,7 +59,7 @@ async def test_an_agents_comment_is_told_once_with_buttons_naming_its_ticket(
     assert notice.peer == PEER
     assert notice.text == f"Сообщение по заявке {number} «Не работает Wi-Fi»:\nУточните номер комнаты, пожалуйста."
     assert [[(b.label, b.event, b.number) for b in row] for row in notice.buttons] == [
-        [("Ответить", "answer", number), ("Открыть заявку", "by_number", number)]]
+        [("Ответить", "notice_answer", number), ("Открыть заявку", "by_number", number)]]
     assert notice.id.startswith(f"comment:{INC}:{sys_id}:")
     # Told: the ticket is asked; another round tells nothing again.
     row = (await watched(storage))[(INC, sys_id)]
@@ -123,9 +123,10 @@ async def test_many_new_comments_are_told_in_order_the_oldest_counted(
     await follow(storage, emulator, sys_id)
     for n in range(MAX_COMMENTS + 3):
         agent(emulator, clock, sys_id, "comment", f"Сообщение {n}")
-    assert await make_watcher().run_once() == MAX_COMMENTS
+    assert await make_watcher().run_once() == MAX_COMMENTS + 1  # and the one that counts the rest
     told = await unsent(storage)
-    assert [t.rsplit(" ", 1)[1] for t in texts(told)] == [str(n) for n in range(3, MAX_COMMENTS + 3)]
+    assert told[0].text.endswith("ещё 3 сообщения от специалиста — они в заявке.")
+    assert [t.rsplit(" ", 1)[1] for t in texts(told[1:])] == [str(n) for n in range(3, MAX_COMMENTS + 3)]
 
 
 async def test_information_needed_carries_the_question_and_resolved_asks_to_confirm(
@@ -148,7 +149,7 @@ async def test_information_needed_carries_the_question_and_resolved_asks_to_conf
     assert await watcher.run_once() == 1
     [resolved] = await unsent(storage)
     assert resolved.text.endswith("выполнена.\nПроблема решена?")
-    assert [b.event for row in resolved.buttons for b in row] == ["solved", "not_solved"]
+    assert [b.event for row in resolved.buttons for b in row] == ["notice_solved", "notice_not_solved"]
 
 
 async def test_a_signed_out_chat_hears_nothing_and_is_not_told_later(
@@ -239,3 +240,24 @@ async def test_the_users_own_state_change_is_not_told_back_even_before_its_recor
     assert (await watched(storage))[(INC, sys_id)].state == "10"
     agent(emulator, clock, sys_id, "state", "2")  # an agent reopens it: told
     assert await watcher.run_once() == 1
+
+
+async def test_a_backlog_on_a_followed_ticket_is_not_skipped_when_a_new_ticket_reads_further(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    """Found by review: a full page for the known tickets and a later mark for a new one must not
+    move the known tickets' cursors past what their own query read."""
+    a = new_ticket(emulator, subject="A")
+    await follow(storage, emulator, a)
+    watcher = make_watcher()
+    agent(emulator, clock, a, "comment", "первое")
+    assert await watcher.run_once() == 1
+    for n in range(JOURNAL_LIMIT + 10):  # a backlog longer than one page (the bot was down)
+        emulator.state.act_as_agent("comment", a, f"A{n}")
+    b = new_ticket(emulator, subject="B")
+    await follow(storage, emulator, b)  # created by the bot: "" (everything is news)
+    agent(emulator, clock, b, "comment", "B0")
+    for _ in range(3):
+        await watcher.run_once()
+    told = texts(await unsent(storage))
+    assert any(t.endswith("\nA209") for t in told), told[-4:]  # the newest of the backlog is told
+    assert any(t.endswith("\nB0") for t in told)

@@ -56,7 +56,7 @@ async def test_a_confirm_answered_badly_lands_once(rig: Rig, mode: FaultKind) ->
     await rig.settle()
     record = rig.world.emulator.state.record("itsm_incident", sys_id)
     assert record is not None and record["state"] == "10"
-    confirms = [c for c in public(rig, sys_id) if "подтвердил, что проблема решена" in c]
+    confirms = [c for c in public(rig, sys_id) if "Проблема решена, спасибо" in c]
     assert len(confirms) == 1, public(rig, sys_id)
 
 
@@ -67,7 +67,7 @@ async def test_a_confirm_whose_state_the_instance_refuses_writes_the_comment_alo
     await rig.settle()
     record = rig.world.emulator.state.record("itsm_incident", sys_id)
     assert record is not None and record["state"] == "7"  # not the caller's to close here
-    assert sum("подтвердил, что проблема решена" in c for c in public(rig, sys_id)) == 1
+    assert sum("Проблема решена, спасибо" in c for c in public(rig, sys_id)) == 1
     assert [i.state for i in await rig.storage.outbox_list(limit=100) if i.kind == "ticket.move"] == ["done"]
 
 
