@@ -13,7 +13,7 @@ from typing import Any
 from engine.actions.context import ActionContext
 from engine.actions.registry import VALUE, Shape, action
 from engine.actions.tickets import _owned
-from engine.ports import Comment, TicketSystemError
+from engine.ports import Comment, TicketSystemError, author_names
 from engine.ticket_time import local_time
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ async def _show(ctx: ActionContext, *, earlier: bool) -> str:
             ctx.slots["talk_more"] = True
         return "shown"
     shown = comments[-PAGE:]
-    ctx.slots["talk"] = [item for c in shown if (item := _item(ctx, c))]
+    mine = author_names(binding.email)
+    ctx.slots["talk"] = [item for c in shown if (item := _item(ctx, c, mine))]
     ctx.slots["talk_more"] = len(comments) > PAGE
     ctx.slots["talk_earlier"] = bool(before)
     if shown:
@@ -84,9 +85,10 @@ async def _show(ctx: ActionContext, *, earlier: bool) -> str:
     return "shown"
 
 
-def _item(ctx: ActionContext, comment: Comment) -> dict[str, Any] | None:
-    """A comment as the details show it: the user's own (written through the bot) without the
-    tail the bot adds, so that it reads as typed; None if nothing is left of it."""
+def _item(ctx: ActionContext, comment: Comment, mine: frozenset[str]) -> dict[str, Any] | None:
+    """A comment as the details show it: the user's own (written through the bot, without the
+    tail it adds, so that it reads as typed; or in the portal under their login: `mine`); None
+    if nothing is left of it."""
     text = comment.text.strip()
     tail = ctx.flows.tickets.journal.bot_tail
     if comment.by_bot and tail and text.endswith(tail):
@@ -94,4 +96,4 @@ def _item(ctx: ActionContext, comment: Comment) -> dict[str, Any] | None:
     if not text:
         return None
     return {"date": local_time(comment.created_at, ctx.flows.tickets.time_zone), "text": text,
-            "mine": comment.by_bot}
+            "mine": comment.by_bot or comment.author.lower() in mine}

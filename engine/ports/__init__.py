@@ -37,6 +37,7 @@ from engine.ports.tickets import (
     TicketSystemRejected,
     TicketSystemUnavailable,
     Upload,
+    author_names,
     journal_order,
 )
 from engine.ticket_time import parse_updated_at
@@ -91,6 +92,7 @@ __all__ = [
     "UnsentReplies",
     "Upload",
     "WatchedTicket",
+    "author_names",
     "journal_order",
     "parse_updated_at",
 ]

@@ -113,6 +113,14 @@ class Comment:
     by_bot: bool  # written by the bot (its account, or its comment's tail), not by an agent
     record_id: str = ""  # the ticket's sys_id (journal_since reads several tickets at once)
 
+def author_names(email: str) -> frozenset[str]:
+    """How the ticket system may name a person as an entry's author (sys_created_by: the login,
+    commonly the address or its part before @), lower case: to tell a user's own comments,
+    written in the portal or by mail, from an agent's."""
+    email = email.strip().lower()
+    return frozenset({email, email.split("@", 1)[0]}) if email else frozenset()
+
+
 def journal_order(sys_id: str) -> tuple[int, int, str]:
     """Orders journal entries as the ticket system does (`ORDERBYsys_id`, `sys_id>`): SimpleOne's
     sys_ids are 18-digit numbers, given out in time order (its own activity feed reads new

@@ -82,6 +82,7 @@ from engine.ports import (
     TicketSystemUnavailable,
     TicketWatches,
     WatchedTicket,
+    author_names,
     journal_order,
 )
 from engine.replies import Button
@@ -279,7 +280,8 @@ class StatusWatcher:
                 ticket = found.get(w.sys_id)
                 if ticket is None:
                     continue  # not confirmed either way: next round
-                new, told = await self._compare(w, ticket, news, flows, now)
+                caller = await self._caller_names(w.peer) if news.comments.get(w.sys_id) else frozenset()
+                new, told = await self._compare(w, ticket, news, flows, now, caller)
                 if told:
                     owner = await self._owner(w, ticket)
                     if owner is False:
@@ -368,8 +370,9 @@ class StatusWatcher:
         return horizon, len(entries) >= JOURNAL_LIMIT
 
     async def _compare(self, old: WatchedTicket, ticket: Ticket, news: _News, flows: FlowSet,
-                       now: float) -> tuple[WatchedTicket | None, list[Notice]]:
-        """What to record of this ticket (None: nothing new) and the notices it causes."""
+                       now: float, caller: frozenset[str] = frozenset()) -> tuple[WatchedTicket | None, list[Notice]]:
+        """What to record of this ticket (None: nothing new) and the notices it causes. caller:
+        the names the user's own entries carry (written in SimpleOne's portal or by mail)."""
         new = replace(
             old,
             number=ticket.number or old.number,
@@ -380,7 +383,7 @@ class StatusWatcher:
             comment_after=news.cursors.get(old.sys_id, old.comment_after),
         )
         comments = [] if old.sys_id in news.quiet else [
-            c for c in news.comments.get(old.sys_id, []) if not c.by_bot]
+            c for c in news.comments.get(old.sys_id, []) if not c.by_bot and c.author.lower() not in caller]
         changed = bool(old.state) and new.state != old.state
         if changed and await self._own_change(new, flows.tickets.journal):
             changed = False  # the user's own reopen, confirm or withdraw: recorded, not told back
@@ -498,6 +501,13 @@ class StatusWatcher:
             rejected.append(f"{table}: the bulk read left out {w.sys_id}, which exists; not trusting it this round")
             break
         return found, gone
+
+    async def _caller_names(self, peer: str) -> frozenset[str]:
+        """How SimpleOne may name the signed-in user as an entry's author (sys_created_by: their
+        login, which is commonly the address or its part before @); their own comments written
+        in the portal or by mail are not an agent's message."""
+        binding = await self.storage.get_binding(peer)
+        return author_names(binding.email) if binding is not None else frozenset()
 
     async def _owner(self, watched: WatchedTicket, ticket: Ticket) -> bool | None:
         """Whether the chat is signed in as the ticket's caller; None when nobody is signed in."""

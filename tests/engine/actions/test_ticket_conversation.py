@@ -81,6 +81,17 @@ async def test_the_newest_comments_of_both_sides_then_the_page_before(harness: H
     assert [c["text"] for c in ctx.slots["talk"]] == ["Проверяем.", "Жду", "Квоту увеличили."]
 
 
+async def test_the_users_own_comment_written_in_the_portal_is_theirs(harness: Harness) -> None:
+    state = harness.world.emulator.state
+    sys_id, ticket = await own_ticket(harness)
+    state.act_as_agent("comment", sys_id, "Добавила скриншот на портале", author="anna")  # her login
+    state.act_as_agent("comment", sys_id, "Спасибо, посмотрим.")
+    ctx = context(harness, {"ticket": ticket})
+    assert await ticket_conversation.conversation(ctx) == "shown"
+    assert [(c["text"], c["mine"]) for c in ctx.slots["talk"]] == [
+        ("Добавила скриншот на портале", True), ("Спасибо, посмотрим.", False)]
+
+
 async def test_a_ticket_without_comments_shows_its_files(harness: Harness, tmp_path: Path) -> None:
     sys_id, ticket = await own_ticket(harness)
     photo = tmp_path / "photo.jpg"
