@@ -41,6 +41,7 @@ SAVED_TESTS = "studio.yaml"
 _CODE = re.compile(r"\b(\d{6})\b")
 # What differs from one run to the next (a ticket's number, a sign-in code): not expected in a saved test.
 _VOLATILE = re.compile(r"\b[A-Z]{2,6}\d{5,}\b|\b\d{6}\b")
+_QUOTED = re.compile(r"'(.+)'")  # the expected words quoted in a report's summary line
 _GOT = re.compile(r"^(?P<expected>.*?),? (?:got|shown|found|it is)[: ] ?(?P<got>.*)$", re.S)
 
 
@@ -298,8 +299,17 @@ class Studio:
 
 
 def failure_data(f: Finding) -> dict[str, Any]:
-    """A failed step, with its expectation and what came instead where the words tell them apart."""
+    """A failed step, with its expectation and what came instead where the words tell them apart:
+    flowlint's report (engine/convreport.py) is a summary line, details, and the whole reply as
+    lines starting with "| "; older one-line messages read "expected …, got: …"."""
     data: dict[str, Any] = {"text": finding_line(f), "where": f"{f.path}:{f.line}", "message": f.message}
+    summary, *details = f.message.splitlines()
+    reply = [line.strip()[2:] for line in details if line.strip().startswith("| ")]
+    if reply:
+        quoted = _QUOTED.search(summary)
+        data["expected"] = quoted.group(1) if quoted else summary
+        data["got"] = "\n".join(reply)
+        return data
     found = _GOT.match(f.message)
     if found:
         data["expected"], data["got"] = found["expected"], found["got"]

@@ -114,11 +114,11 @@ class Comment:
     record_id: str = ""  # the ticket's sys_id (journal_since reads several tickets at once)
 
 def author_names(email: str) -> frozenset[str]:
-    """How the ticket system may name a person as an entry's author (sys_created_by: the login,
-    commonly the address or its part before @), lower case: to tell a user's own comments,
-    written in the portal or by mail, from an agent's."""
+    """How the ticket system names a person as an entry's author (sys_created_by) when it is
+    sure to be them, lower case: their address. (Their login is not known to the bot, and the
+    part before @ may be an agent's login too: an agent's message must never be hidden.)"""
     email = email.strip().lower()
-    return frozenset({email, email.split("@", 1)[0]}) if email else frozenset()
+    return frozenset({email}) if email else frozenset()
 
 
 def journal_order(sys_id: str) -> tuple[int, int, str]:

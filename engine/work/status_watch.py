@@ -503,9 +503,9 @@ class StatusWatcher:
         return found, gone
 
     async def _caller_names(self, peer: str) -> frozenset[str]:
-        """How SimpleOne may name the signed-in user as an entry's author (sys_created_by: their
-        login, which is commonly the address or its part before @); their own comments written
-        in the portal or by mail are not an agent's message."""
+        """How SimpleOne names the signed-in user as an entry's author when it is surely them
+        (engine.ports.author_names): their own comments written in the portal or by mail under
+        that name are not an agent's message."""
         binding = await self.storage.get_binding(peer)
         return author_names(binding.email) if binding is not None else frozenset()
 

@@ -84,7 +84,7 @@ async def test_the_newest_comments_of_both_sides_then_the_page_before(harness: H
 async def test_the_users_own_comment_written_in_the_portal_is_theirs(harness: Harness) -> None:
     state = harness.world.emulator.state
     sys_id, ticket = await own_ticket(harness)
-    state.act_as_agent("comment", sys_id, "Добавила скриншот на портале", author="anna")  # her login
+    state.act_as_agent("comment", sys_id, "Добавила скриншот на портале", author="anna@ranepa.ru")
     state.act_as_agent("comment", sys_id, "Спасибо, посмотрим.")
     ctx = context(harness, {"ticket": ticket})
     assert await ticket_conversation.conversation(ctx) == "shown"

@@ -44,7 +44,7 @@ def test_schema_violation_points_at_the_key(flows: Path) -> None:
 
 def test_unknown_target_state_and_flow(flows: Path) -> None:
     line = edit(flows, "create_ticket.yaml", "      done: {to: confirm,", "      done: {to: confrim,")
-    line2 = edit(flows, "my_tickets.yaml", "add: add_to_ticket.compose", "add: add_to_tiket.compose")
+    line2 = edit(flows, "my_tickets.yaml", "add: {to: add_to_ticket.compose", "add: {to: add_to_tiket.compose")
     found = codes(flows)
     assert ("create_ticket.yaml", "F010", line) in found
     assert ("my_tickets.yaml", "F011", line2) in found

@@ -116,10 +116,10 @@ def test_unknown_action_suggests_the_nearest_action(flows: Path) -> None:
 
 
 def test_unknown_slot_in_a_condition_suggests_the_nearest_slot(flows: Path) -> None:
-    line = edit(flows, "bot.yaml", "      clear: [service, description, files]\n",
-                "      clear: [servise, description, files]\n")
+    line = edit(flows, "create_ticket.yaml", "      drop_files: {to: attach, clear: [files]}\n",
+                "      drop_files: {to: attach, clear: [filez]}\n")
     found = lines(flows, "F030")
-    assert found == [f"bot.yaml:{line}:15: F030 unknown slot 'servise' (did you mean service?)"]
+    assert found == [f"create_ticket.yaml:{line}:40: F030 unknown slot 'filez' (did you mean files?)"]
 
 
 # ---------------------------------------------------------------- F002: the schema in plain words
@@ -171,11 +171,12 @@ def test_a_conversation_test_s_misspelt_keys_are_named_by_test_and_step(tmp_path
     path.write_text("tests:\n  - name: typos\n    steps:\n      - send: Помощь\n        expcet: {says: Бот}\n"
                     "      - atach: [{name: a.pdf}]\n      - expect: {says: 1}\n", encoding="utf-8")
     _, findings = load_conversations([path])
-    allowed = "(allowed: send, press, code, attach, sticker, payload, show, simpleone, text, wait_minutes, expect)"
+    allowed = ("(allowed: send, press, code, attach, sticker, payload, show, simpleone, text, wait_minutes, use, with, "
+               "expect)")
     assert [str(f).removeprefix(str(tmp_path) + "/") for f in findings] == [
         f"mine.yaml:5:9: F002 unknown key 'expcet' in test 1, step 1: did you mean expect? {allowed}",
         f"mine.yaml:6:9: F002 unknown key 'atach' in test 1, step 2: did you mean attach? {allowed}",
         "mine.yaml:7:9: F002 test 1, step 3 needs one of the keys send, press, code, attach, sticker, payload, "
-        "show, simpleone, wait_minutes",
+        "show, simpleone, wait_minutes, use",
         "mine.yaml:7:24: F002 'says' must be text or a list, got 1 (in test 1, step 3, expect)",
     ]

@@ -263,12 +263,21 @@ async def test_a_backlog_on_a_followed_ticket_is_not_skipped_when_a_new_ticket_r
     assert any(t.endswith("\nB0") for t in told)
 
 
+async def test_an_agent_whose_login_is_the_users_name_before_at_is_still_an_agent(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, sys_id)  # PEER is signed in as 100@ranepa.ru
+    clock.advance(30)
+    emulator.state.act_as_agent("comment", sys_id, "Перезагрузите роутер", author="100")
+    assert await make_watcher().run_once() == 1
+
+
 async def test_the_users_own_comment_written_in_the_portal_is_not_an_agents_message(
         emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
     sys_id = new_ticket(emulator)
     await follow(storage, emulator, sys_id)  # PEER is signed in as 100@ranepa.ru
     clock.advance(30)
-    emulator.state.act_as_agent("comment", sys_id, "Дополняю: ошибка 0x80070035", author="100")
+    emulator.state.act_as_agent("comment", sys_id, "Дополняю: ошибка 0x80070035", author="100@ranepa.ru")
     agent(emulator, clock, sys_id, "comment", "Спасибо, смотрим.")
     assert await make_watcher().run_once() == 1
     assert texts(await unsent(storage))[0].endswith("Спасибо, смотрим.")
