@@ -60,10 +60,10 @@ def typed_commands(bot: BotSettings, states: Mapping[str, StateSpec]) -> dict[st
     return typed
 
 
-def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) -> LoadResult:
+def _schema_docs(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[str, YamlDoc]], list[Finding]]:
+    """The files found, each one's YAML that passes the schema with its kind, and the findings."""
     files, findings = collect_files(paths)
     docs: list[tuple[str, YamlDoc]] = []
-    texts: list[tuple[str, str]] = []
     for path in files:
         doc, problems = load_yaml_file(path)
         findings.extend(problems)
@@ -73,7 +73,12 @@ def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) ->
         findings.extend(problems)
         if kind is not None and not problems:
             docs.append((kind, doc))
-            texts.append((path.name, doc.source))
+    return files, docs, findings
+
+
+def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) -> LoadResult:
+    files, docs, findings = _schema_docs(paths)
+    texts = [(Path(doc.path).name, doc.source) for _, doc in docs]
     if len(docs) != len(files) or not files:
         # Cross-file checks on a partial set would only echo the errors above as unknown targets.
         if not files:
@@ -112,17 +117,7 @@ def build_alone(paths: Sequence[Path]) -> tuple[Built | None, list[Finding]]:
     """The flows of these files read on their own, without the rest of the set and unlinted
     (for drawing one file: steps of flows not given stay references). None if a file is not
     valid YAML of the schema."""
-    files, findings = collect_files(paths)
-    docs: list[tuple[str, YamlDoc]] = []
-    for path in files:
-        doc, problems = load_yaml_file(path)
-        findings.extend(problems)
-        if doc is None:
-            continue
-        kind, problems = check_schema(doc)
-        findings.extend(problems)
-        if kind is not None and not problems:
-            docs.append((kind, doc))
+    _files, docs, findings = _schema_docs(paths)
     if findings or not docs:
         return None, findings
     return build(docs), findings
