@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,9 @@ from engine.ports import Comment
 __all__ = ["FEED_FIELDS", "TYPE_NAME", "comment_from", "history_columns", "message_of"]
 
 log = logging.getLogger(__name__)
+
+# A picture in an agent's rich text: the only thing in a comment that is otherwise empty.
+_IMAGE = re.compile(r"<img\b", re.IGNORECASE)
 
 TYPE_NAME = "type_id.name"  # dot-walked in sysparm_fields [doc] and in the query [seen]
 FEED_FIELDS: tuple[str, ...] = ("sys_id", TYPE_NAME, "content", "record_id", "sys_created_at", "sys_created_by")
@@ -79,9 +83,10 @@ def comment_from(
         log.warning("journal entry %s of %s: its content is not a comment's JSON; skipped", sys_id, record_id)
         return None
     message = message.strip()
-    if not message:
+    image_only = not message and bool(_IMAGE.search(str(record.get("content") or "")))
+    if not message and not image_only:
         return None
     author = text(record.get("sys_created_by"))
     by_bot = author.lower() in own_authors or (bool(bot_tail) and message.endswith(bot_tail))
     return Comment(sys_id=sys_id, text=message, author=author, created_at=text(record.get("sys_created_at")),
-                   by_bot=by_bot, record_id=record_id)
+                   by_bot=by_bot, record_id=record_id, image_only=image_only)

@@ -15,6 +15,7 @@ from engine.actions.registry import VALUE, Shape, action
 from engine.actions.tickets import _owned
 from engine.ports import Comment, TicketSystemError, author_names
 from engine.ticket_time import local_time
+from engine.work.status_watch import comment_text
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ def _item(ctx: ActionContext, comment: Comment, mine: frozenset[str]) -> dict[st
     tail = ctx.flows.tickets.journal.bot_tail
     if comment.by_bot and tail and text.endswith(tail):
         text = text[: -len(tail)].strip()
+    if not text:
+        text = comment_text(ctx.flows, comment)
     if not text:
         return None
     return {"date": local_time(comment.created_at, ctx.flows.tickets.time_zone), "text": text,

@@ -112,6 +112,9 @@ class Comment:
     created_at: str  # "YYYY-MM-DD HH:MM:SS", UTC
     by_bot: bool  # written by the bot (its account, or its comment's tail), not by an agent
     record_id: str = ""  # the ticket's sys_id (journal_since reads several tickets at once)
+    # Nothing but pictures (an agent pasted a screenshot into the editor): no text to show, but
+    # the user is told there is something to look at (flows: bot.messages.agent_image).
+    image_only: bool = False
 
 def author_names(email: str) -> frozenset[str]:
     """How the ticket system names a person as an entry's author (sys_created_by) when it is

@@ -94,6 +94,7 @@ log = logging.getLogger(__name__)
 NOTICE = "status_changed"  # the bot.notices template that tells a state change
 COMMENT_NOTICE = "agent_comment"
 SKIPPED_NOTICE = "comments_skipped"  # how many agent comments of a round were not told one by one
+IMAGE_MESSAGE = "agent_image"  # bot.messages: said for an agent's comment of pictures alone
 WAITING_NOTICE = "status_waiting"
 RESOLVED_NOTICE = "status_resolved"
 MAX_COMMENTS = 5  # agent comments told one by one per ticket and round; older ones are counted
@@ -109,6 +110,15 @@ class WatchStorage(TicketWatches, Bindings, Locks, Protocol):
 def notice_id(ticket: WatchedTicket) -> str:
     """One id per change (the new sys_updated_at and state): the same change is never told twice."""
     return f"status:{ticket.table}:{ticket.sys_id}:{ticket.updated_at}:{ticket.state}"
+
+
+def comment_text(flows: FlowSet, comment: Comment) -> str:
+    """What the user reads of a comment: its text, or for one of pictures alone the flows' word
+    that there is one to look at in the ticket."""
+    if comment.text or not comment.image_only:
+        return comment.text
+    template = flows.bot.messages.get(IMAGE_MESSAGE)
+    return template.render({}) if template is not None else ""
 
 
 def comment_notice_id(table: str, sys_id: str, comment: Comment) -> str:
@@ -451,7 +461,7 @@ class StatusWatcher:
     def _comment_values(comment: Comment | None, flows: FlowSet, earlier: int) -> dict[str, Any]:
         if comment is None:
             return {"text": "", "date": "", "earlier": earlier}
-        return {"text": comment.text, "date": local_time(comment.created_at, flows.tickets.time_zone),
+        return {"text": comment_text(flows, comment), "date": local_time(comment.created_at, flows.tickets.time_zone),
                 "earlier": earlier}
 
     async def _own_change(self, ticket: WatchedTicket, journal: Journal) -> bool:

@@ -282,3 +282,14 @@ async def test_the_users_own_comment_written_in_the_portal_is_not_an_agents_mess
     assert await make_watcher().run_once() == 1
     assert texts(await unsent(storage))[0].endswith("Спасибо, смотрим.")
     assert (await watched(storage))[(INC, sys_id)].asked_at > 0
+
+
+async def test_an_agents_comment_of_a_picture_alone_says_there_is_one_to_look_at(
+        emulator: RunningEmulator, storage: SqliteStorage, clock: ManualClock, make_watcher: Any) -> None:
+    sys_id = new_ticket(emulator)
+    await follow(storage, emulator, sys_id)
+    agent(emulator, clock, sys_id, "comment", '<p><img src="/sys_attachment/42/screenshot.png"></p>')
+    assert await make_watcher().run_once() == 1
+    (told,) = await unsent(storage)
+    assert told.text.endswith("Специалист прислал изображение — его можно посмотреть в заявке на портале поддержки.")
+    assert "<img" not in told.text and "screenshot.png" not in told.text
