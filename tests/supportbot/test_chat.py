@@ -143,29 +143,43 @@ async def test_a_bad_configuration_stops_with_a_clear_message(tmp_path: Path) ->
     assert "Traceback" not in err.decode()
 
 
-async def test_sighup_reloads_the_flows_and_refuses_a_broken_set(tmp_path: Path) -> None:
+async def _chat_on_a_copy(tmp_path: Path, *extra: str) -> tuple[Chat, Path]:
+    """A chat on a copy of the flows (to edit while it runs), at its menu; the copy's main.yaml."""
     import shutil
-    import signal
 
     flows = tmp_path / "flows"
     shutil.copytree(ROOT / "flows", flows)
     env = _env(tmp_path)
     env["FLOWS_DIR"] = str(flows)
     proc = await asyncio.create_subprocess_exec(
-        *SUPPORTBOT, "chat", "--verbose", cwd=tmp_path, env=env,
+        *SUPPORTBOT, "chat", *extra, cwd=tmp_path, env=env,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     chat = Chat(proc)
     await chat.expect(r"Главное меню IT-поддержки")
-    menu = flows / "main.yaml"
+    return chat, flows / "main.yaml"
+
+
+def _rename_menu(menu: Path) -> None:
     menu.write_text(menu.read_text(encoding="utf-8").replace("Главное меню IT-поддержки РАНХиГС.",
                                                              "Меню поддержки, версия два."), encoding="utf-8")
-    proc.send_signal(signal.SIGHUP)
+
+
+def _break_menu(menu: Path) -> None:
+    menu.write_text(menu.read_text(encoding="utf-8").replace("    on:\n", "    on:\n      nowhere: auth.nowhere\n", 1),
+                    encoding="utf-8")
+
+
+async def test_sighup_reloads_the_flows_and_refuses_a_broken_set(tmp_path: Path) -> None:
+    import signal
+
+    chat, menu = await _chat_on_a_copy(tmp_path, "--verbose")
+    _rename_menu(menu)
+    chat.proc.send_signal(signal.SIGHUP)
     await chat.expect(r"flow set reloaded")
     await chat.send("меню")
     await chat.expect(r"Меню поддержки, версия два")
-    menu.write_text(menu.read_text(encoding="utf-8").replace("    on:\n", "    on:\n      nowhere: auth.nowhere\n", 1),
-                    encoding="utf-8")
-    proc.send_signal(signal.SIGHUP)
+    _break_menu(menu)
+    chat.proc.send_signal(signal.SIGHUP)
     await chat.expect(r"flow reload refused")
     await chat.send("меню")
     await chat.expect(r"Меню поддержки, версия два")
@@ -173,26 +187,13 @@ async def test_sighup_reloads_the_flows_and_refuses_a_broken_set(tmp_path: Path)
 
 
 async def test_reload_typed_in_the_chat_reads_the_flows_again_or_refuses_a_broken_set(tmp_path: Path) -> None:
-    import shutil
-
-    flows = tmp_path / "flows"
-    shutil.copytree(ROOT / "flows", flows)
-    env = _env(tmp_path)
-    env["FLOWS_DIR"] = str(flows)
-    proc = await asyncio.create_subprocess_exec(
-        *SUPPORTBOT, "chat", cwd=tmp_path, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    chat = Chat(proc)
-    await chat.expect(r"Главное меню IT-поддержки")
-    menu = flows / "main.yaml"
-    menu.write_text(menu.read_text(encoding="utf-8").replace("Главное меню IT-поддержки РАНХиГС.",
-                                                             "Меню поддержки, версия два."), encoding="utf-8")
+    chat, menu = await _chat_on_a_copy(tmp_path)
+    _rename_menu(menu)
     await chat.send("/reload")
     await chat.expect(r"\(flows reloaded: version [0-9a-f]+")
     await chat.send("меню")
     await chat.expect(r"Меню поддержки, версия два")
-    menu.write_text(menu.read_text(encoding="utf-8").replace("    on:\n", "    on:\n      nowhere: auth.nowhere\n", 1),
-                    encoding="utf-8")
+    _break_menu(menu)
     await chat.send("/reload")
     await chat.expect(r"\(flows refused: 1 error\(s\); the previous flows keep running\)")
     await chat.expect(r"main\.yaml:\d+:\d+: F010 unknown state 'nowhere'")

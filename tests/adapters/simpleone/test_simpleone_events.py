@@ -9,7 +9,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +27,13 @@ from engine.flows.model import FlowSet
 from engine.flows.source import StaticFlows
 from engine.ports import Binding, WatchedTicket
 from engine.work.status_watch import StatusWatcher
+from tests.http_served import served
 from tests.simpleone_fixtures import PASSWORD, USERNAME
 
 INC = "itsm_incident"
 PEER = "vk:100"
 SECRET = "push-secret-0123456789-abcdef"
 
-
-@asynccontextmanager
-async def served(app: web.Application) -> AsyncIterator[str]:
-    """The app over HTTP on a free loopback port for as long as the block runs; its URL."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}{EVENTS_PATH}"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
@@ -59,8 +48,8 @@ async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
 async def endpoint(storage: SqliteStorage, flow_set: FlowSet) -> AsyncIterator[str]:
     app = web.Application()
     add_events_route(app, storage, StaticFlows(flow_set), secret=SECRET)
-    async with served(app) as url:
-        yield url
+    async with served(app) as port:
+        yield f"http://127.0.0.1:{port}{EVENTS_PATH}"
 
 
 @pytest.fixture
@@ -263,7 +252,7 @@ def test_no_body_ever_gets_a_server_error(flow_set: FlowSet, tmp_path: Path) -> 
         app = web.Application()
         add_events_route(app, storage, StaticFlows(flow_set), secret=SECRET)
         context = served(app)
-        url = loop.run_until_complete(context.__aenter__())
+        url = f"http://127.0.0.1:{loop.run_until_complete(context.__aenter__())}{EVENTS_PATH}"
 
         async def session() -> aiohttp.ClientSession:
             return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))

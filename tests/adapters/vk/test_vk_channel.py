@@ -7,13 +7,11 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from adapters.storage.sqlite import open_sqlite
 from adapters.vk.api import VkApi
@@ -33,23 +31,13 @@ from engine.flows.source import StaticFlows
 from engine.ports import Storage
 from engine.work.ticket_outbox import ticket_outbox
 from supportbot.conversation_world import EmulatorWorld
+from tests.http_served import served
 
 GROUP = 4242
 TOKEN = "community-token"
 SECRET = "s3cr3t-callback"
 CONFIRMATION = "a1b2c3d4"
 
-
-@asynccontextmanager
-async def served(app: web.Application) -> AsyncIterator[int]:
-    """The app over HTTP on a free loopback port for as long as the block runs; its port."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
 
 
 @dataclass
