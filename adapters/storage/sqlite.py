@@ -1,25 +1,38 @@
-"""SQLite storage: the embedded default (WAL, one connection on its own thread).
+"""SQLite storage: the embedded default (WAL, one connection on the event loop's thread).
 
 The calls and the group commit are the storage core's (core.py); what is SQLite's is how they
-run. One connection, used only on its worker thread (sqlite_worker.py): a call's statements,
-however many, run there in one hop, and so does a whole group-commit batch — all its version-checked session
-writes and inbox marks plus one COMMIT — so the batch grows with the load while each step costs
-one write:
+run. One connection, used on the event loop's own thread: a call's statements, however many,
+run at once, and so does a whole group-commit batch — all its version-checked session writes
+and inbox marks plus one COMMIT — so the batch grows with the load while each step costs one
+write:
 
 - a failed version check answers False to that caller only; an exception rolls the whole batch
   back and is raised to every caller in it;
 - a step's outbox items, its "told" marks and its follow-up replies are written inside the
   step's savepoint, after its version check and inbox mark: a refused step leaves none of them.
 
+Why on the loop's thread: in WAL mode with synchronous=NORMAL a commit writes to the WAL and
+does not wait for the disk (tens of microseconds), less than handing the work to a thread and
+back costs when both want the GIL (bench/sqlite_hops.py). What waits for the disk is SQLite's
+automatic checkpoint (every 1000 WAL pages, a few hundred steps: the pages copied into the
+database file and fsynced, a millisecond or two on the loop). A checkpoint on a thread of its own
+was tried: with the loop writing all the while it never caught up with the WAL's end, so the WAL
+was never restarted and grew without bound (52 MB after 3 000 steps). Upkeep that may touch many
+rows (prune) deletes in bounded chunks, the loop running between them.
+
 One process owns an SQLite file, so sessions may be cached in process (shared = False), peer
 locks are the engine's own, and bindings are cached here.
 
-synchronous=NORMAL in WAL mode keeps every commit across a process crash; an OS crash or power
-loss may drop the last few commits (pass synchronous="FULL" where that matters more than speed).
+synchronous=NORMAL in WAL mode keeps every commit across a process crash (kill -9 included: the
+WAL is in the operating system's hands once the commit returns); an OS crash or power loss may
+drop the commits since the last checkpoint (pass synchronous="FULL" to fsync every commit, on the
+loop's thread, where that matters more than speed).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import time
 from collections import OrderedDict
@@ -27,7 +40,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, Final, Literal, Protocol, TypeVar, cast
 from urllib.parse import unquote
 
 from adapters.storage.core import CommitStats, Fetch, Kind, Query, Script, SqlStorage, StepResult, StorageClosed
@@ -48,6 +61,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 MIGRATIONS: Final = migrations(SQLITE)
 SQL: Final = Sql(SQLITE)
@@ -74,6 +88,22 @@ _MARK_HANDLED: Final = (
     " handled_by = excluded.handled_by"
     " WHERE inbox.handled_at IS NULL"
 )
+PRUNE_CHUNK: Final = 2000
+
+
+def _chunked(delete: str) -> str:
+    """DELETE FROM t WHERE … as the same delete of at most PRUNE_CHUNK rows."""
+    table, _, where = delete.removeprefix("DELETE FROM ").partition(" WHERE ")
+    return f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where} LIMIT {PRUNE_CHUNK})"
+
+
+_PRUNE_CHUNKS: Final = tuple(_chunked(statement) for statement in SQL.prune)
+
+
+def _single_change(sql: str, *args: Any) -> Script[int]:
+    return int((yield Query(sql, args, Fetch.CHANGED)))
+
+
 _TAKE: Final = "UPDATE outbox SET attempts = ?, next_at = ?, updated_at = ?, held = 1, held_by = ? WHERE id = ?"
 
 
@@ -96,13 +126,18 @@ async def open_sqlite(
     busy_timeout_ms: int = 5000,
     max_batch: int = 1000,
 ) -> SqliteStorage:
-    """Open (creating if needed) the database at path, or ":memory:", and migrate its schema."""
+    """Open (creating if needed) the database at path, or ":memory:", and migrate its schema.
+
+    NORMAL: the connection runs on the event loop's thread. FULL: every commit waits for the disk,
+    so the connection runs on a thread of its own (sqlite_worker.py)."""
     if synchronous not in ("NORMAL", "FULL"):
         raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
-    if str(path) != ":memory:":
+    memory = str(path) == ":memory:"
+    if not memory:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: no implicit transactions; each call below states its own.
-    db = await SqliteWorker.open(path, isolation_level=None)
+    db: SqliteRunner = (await SqliteWorker.open(path, isolation_level=None) if synchronous == "FULL"
+                        else LoopConnection(sqlite3.connect(path, isolation_level=None)))
     storage = SqliteStorage(db, max_batch=max_batch)
     try:
         await storage._run(lambda conn: _prepare(conn, synchronous, busy_timeout_ms))
@@ -110,6 +145,34 @@ async def open_sqlite(
         await db.close()
         raise
     return storage
+
+
+class SqliteRunner(Protocol):
+    """Where the connection's work runs: the loop's thread (LoopConnection) or a thread of its own."""
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def close(self) -> None: ...
+
+
+class LoopConnection:
+    """The connection used on the event loop's thread: a call runs where it is made."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn: sqlite3.Connection | None = conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # Still a point where other tasks run, as a hop to a thread was: a task making storage
+        # calls one after another must not keep the others waiting, and none may rely on it.
+        await asyncio.sleep(0)
+        if self._conn is None:
+            raise ValueError("SQLite connection closed")
+        return fn(self._conn)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
 
 
 def _prepare(conn: sqlite3.Connection, synchronous: str, busy_timeout_ms: int) -> None:
@@ -185,7 +248,7 @@ class SqliteStorage(SqlStorage):
     backend = "SQLite"
     shared = False  # one process per file
 
-    def __init__(self, db: SqliteWorker, *, max_batch: int = 1000,
+    def __init__(self, db: SqliteRunner, *, max_batch: int = 1000,
                  binding_cache_size: int = 10_000, binding_ttl: float = 60.0) -> None:
         super().__init__(max_batch=max_batch)
         self._db = db
@@ -195,7 +258,7 @@ class SqliteStorage(SqlStorage):
         self._closed = False
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run fn(conn) on the connection's thread: one hop, however many statements."""
+        """Run fn(conn) where the connection runs: however many statements, at once."""
         if self._closed:
             raise StorageClosed("SQLite storage is closed")
         return await self._db.run(fn)
@@ -283,6 +346,19 @@ class SqliteStorage(SqlStorage):
     async def peer_lock(self, peer: str) -> AsyncIterator[None]:
         # One process per SQLite file: the engine's in-process lock is all it takes.
         yield
+
+    async def prune(self, older_than: float) -> int:
+        """The core's prune, in chunks of PRUNE_CHUNK rows, each its own transaction, the event
+        loop running in between: a first prune after a long time must not stall every user."""
+        deleted = 0
+        for statement in _PRUNE_CHUNKS:
+            while True:
+                count = await self._script(partial(_single_change, statement, older_than), Kind.WRITE)
+                deleted += count
+                if count < PRUNE_CHUNK:
+                    break
+                await asyncio.sleep(0)
+        return deleted
 
     async def outbox_take(self, now: float, leases: Mapping[str, float], limit: int = 100) -> list[OutboxItem]:
         longest = max(leases.values(), default=0.0)

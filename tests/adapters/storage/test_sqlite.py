@@ -156,10 +156,45 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         await open_sqlite(path)
 
 
-async def test_worker_helper_runs_on_the_connection_thread(storage: SqliteStorage) -> None:
-    worker = await storage._run(lambda conn: threading.get_ident())
-    assert worker != threading.get_ident()
-    assert await storage._run(lambda conn: conn.execute("SELECT 41 + 1").fetchone()[0]) == 42
+async def test_normal_runs_on_the_loop_thread_and_full_on_its_own(tmp_path: Path) -> None:
+    normal = await open_sqlite(tmp_path / "normal.db")
+    full = await open_sqlite(tmp_path / "full.db", synchronous="FULL")
+    try:
+        assert await normal._run(lambda conn: threading.get_ident()) == threading.get_ident()
+        assert await full._run(lambda conn: threading.get_ident()) != threading.get_ident()
+        assert await full._run(lambda conn: conn.execute("SELECT 41 + 1").fetchone()[0]) == 42
+        assert await full.commit_step(step("vk:1"))
+    finally:
+        await normal.close()
+        await full.close()
+
+
+async def test_the_wal_is_checkpointed_and_stays_short(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    storage = await open_sqlite(path)
+    try:
+        big = {"text": "x" * 3000}  # about a page per step
+        for n in range(3000):
+            assert await storage.commit_step(step(f"vk:{n}", slots=big))
+        # Checkpointed pages are reused: the WAL stays near SQLite's 1000 pages between two
+        # checkpoints, not the 3 000+ pages of all the steps (4 KiB pages).
+        assert (tmp_path / "bot.db-wal").stat().st_size < 1500 * 4096
+    finally:
+        await storage.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 3000
+
+
+async def test_prune_deletes_in_chunks_and_all_of_them(storage: SqliteStorage) -> None:
+    total = 2 * 2000 + 17  # two whole chunks and a part
+    await storage._run(lambda conn: conn.executemany(
+        "INSERT INTO inbox (event_id, peer, received_at, handled_at) VALUES (?, 'vk:1', 1.0, 2.0)",
+        [(f"e{n}",) for n in range(total)]))
+    await storage._run(lambda conn: conn.execute(
+        "INSERT INTO inbox (event_id, peer, received_at) VALUES ('unhandled', 'vk:1', 1.0)"))
+    assert await storage.prune(10.0) == total
+    left = await storage._run(lambda conn: conn.execute("SELECT event_id FROM inbox").fetchall())
+    assert left == [("unhandled",)]
 
 
 # --------------------------------------------------------------------------- group commit
