@@ -29,6 +29,11 @@ class EmulatorWorld:
         self.spool = DiskSpool(spool_dir)
         self._journal_fault: FaultRule | None = None
 
+    @property
+    def spool_dir(self) -> Path:
+        """Where the spool keeps files (tests look at what is left there)."""
+        return self._spool_dir
+
     @classmethod
     async def start(cls, ticket_tables: Sequence[str],
                     domains: Sequence[str] = (DEFAULT_MAIL_DOMAIN,)) -> EmulatorWorld:

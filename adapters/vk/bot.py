@@ -26,8 +26,7 @@ log = logging.getLogger(__name__)
 class Handler(Protocol):
     """Engine.handle, as the channel calls it."""
 
-    def __call__(self, peer: str, incoming: Incoming, *, deduped: bool = ...,
-                 keep_replies: bool = ...) -> Awaitable[list[Reply]]: ...
+    def __call__(self, peer: str, incoming: Incoming, *, keep_replies: bool = ...) -> Awaitable[list[Reply]]: ...
 
 
 
@@ -49,7 +48,7 @@ class VkBot:
         self.delivery = delivery
         self._chats_told: OrderedDict[int, float] = OrderedDict()  # bounded: oldest forgotten
 
-    def submit(self, msg: InMessage, *, deduped: bool, done: Callable[[], None] | None = None) -> None:
+    def submit(self, msg: InMessage, *, done: Callable[[], None] | None = None) -> None:
         """Queue a message behind the same peer's earlier ones; done() runs when it is handled.
 
         Files start downloading at once, before the message's turn: a slow download must not
@@ -59,7 +58,7 @@ class VkBot:
 
         async def job() -> None:
             try:
-                await self.process(msg, deduped=deduped, prefetch=prefetch)
+                await self.process(msg, prefetch=prefetch)
             except Exception:
                 # Handled as far as it goes: the error is logged by the dispatcher and the
                 # user had an answer or none; a replay would not do better.
@@ -73,8 +72,7 @@ class VkBot:
 
         self.dispatcher.submit(msg.peer, job)
 
-    async def process(self, msg: InMessage, *, deduped: bool,
-                      prefetch: asyncio.Future[Fetched] | None = None) -> None:
+    async def process(self, msg: InMessage, *, prefetch: asyncio.Future[Fetched] | None = None) -> None:
         if msg.in_group_chat:
             await self.point_to_private(msg)
             return
@@ -93,7 +91,7 @@ class VkBot:
         incoming = Incoming(text=msg.text, payload=msg.payload, files=fetched.files,
                             unsupported=fetched.unsupported, oversized=fetched.oversized,
                             failed=fetched.failed, event_id=msg.event_id)
-        replies = await self.handle(msg.peer, incoming, deduped=deduped, keep_replies=self.delivery is not None)
+        replies = await self.handle(msg.peer, incoming, keep_replies=self.delivery is not None)
         settled = True
         for i, reply in enumerate(replies):
             settled = await self.sender.send(msg.peer_id, reply, key=reply_key(msg.event_id, i, reply)) and settled

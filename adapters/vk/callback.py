@@ -70,10 +70,10 @@ def make_callback_app(bot: VkBot, storage: Storage, *, group_id: int, secret: st
         if msg is None:
             return web.Response(text="ok")  # other event types: acknowledged, not used
         if msg.in_group_chat:
-            bot.submit(msg, deduped=True)  # a courtesy pointer, not worth an inbox row
+            bot.submit(msg)  # a courtesy pointer, not worth an inbox row
             return web.Response(text="ok")
         if await storage.inbox_add(msg.event_id, msg.peer, event_body(update)):
-            bot.submit(msg, deduped=True)
+            bot.submit(msg)
         else:
             log.debug("duplicate callback event %s dropped", msg.event_id)
         return web.Response(text="ok")
@@ -91,8 +91,8 @@ async def resume_pending(bot: VkBot, storage: Storage, *, max_age: float = 900.0
                          received_before: float = math.inf, gone_only: bool = False) -> int:
     """Hand the events that were answered but not handled before a restart to the bot, in order.
 
-    They go through the engine's own dedupe (deduped=False): another worker, or this process's
-    endpoint once it listens, may hand over the same event, and only one may step the session.
+    Another worker, or this process's endpoint once it listens, may hand over the same event:
+    the engine's commit lets only one step the session (the inbox's key decides).
     Events older than max_age are closed unhandled: an old "Отправить" must not land on whatever
     screen the user is on by now.
     """
@@ -115,7 +115,7 @@ async def resume_pending(bot: VkBot, storage: Storage, *, max_age: float = 900.0
             log.error("inbox event %s cannot be parsed; closed unhandled", event.event_id)
             unreadable.append(event.event_id)
             continue
-        bot.submit(msg, deduped=False)
+        bot.submit(msg)
         resumed += 1
     if unreadable:
         await storage.inbox_mark_handled(unreadable)

@@ -64,7 +64,7 @@ async def refresh(ctx: ActionContext) -> None:
 
 
 @action("auth.send_code", emits={"sent", "bad_domain", "cooldown", "too_many", "mail_failed"},
-        writes={"auth": AUTH})
+        writes={"auth": AUTH}, outside=True)
 async def send_code(ctx: ActionContext) -> str:
     """Mail a fresh code to the address in slot `email`, within the cooldown and hourly cap.
 

@@ -47,6 +47,9 @@ class ActionInfo:
     # Events fired later, in the state the action's outcome led to, when the SimpleOne work it
     # queued has an outcome within the wait (see Engine.settle).
     settles: frozenset[str] = frozenset()
+    # It acts outside the step's commit (mails a letter, writes storage itself): run only for an
+    # event made sure to be new (Turn.confirm_new), never for a duplicate on its way to refusal.
+    outside: bool = False
 
 
 class ActionRegistry:
@@ -55,14 +58,14 @@ class ActionRegistry:
 
     def register(
         self, name: str, *, emits: set[str], writes: Mapping[str, Shape] | None = None,
-        settles: set[str] | None = None,
+        settles: set[str] | None = None, outside: bool = False,
     ) -> Callable[[ActionFn], ActionFn]:
         def decorate(fn: ActionFn) -> ActionFn:
             if name in self._actions:
                 raise ValueError(f"action {name!r} registered twice")
             doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
             self._actions[name] = ActionInfo(name, frozenset(emits), dict(writes or {}), fn, doc,
-                                             frozenset(settles or ()))
+                                             frozenset(settles or ()), outside)
             return fn
 
         return decorate

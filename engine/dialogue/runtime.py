@@ -15,7 +15,7 @@ from engine.actions import REGISTRY
 from engine.actions.context import Services
 from engine.actions.registry import ActionRegistry
 from engine.dialogue.sessions import PeerLocks, SessionCache
-from engine.dialogue.turn import Turn
+from engine.dialogue.turn import AlreadyHandled, Turn
 from engine.flows.source import FlowSource
 from engine.ports import Incoming
 from engine.replies import Button, Reply, dump_replies
@@ -39,53 +39,55 @@ class Engine:
         # for checking that conversation tests reach every state.
         self.entered: Counter[str] = Counter()
 
-    async def handle(self, peer: str, incoming: Incoming, *, deduped: bool = False,
-                     keep_replies: bool = False) -> list[Reply]:
+    async def handle(self, peer: str, incoming: Incoming, *, keep_replies: bool = False) -> list[Reply]:
         """Handle one user event; the replies are returned only after the step is committed.
 
-        An event whose id was handled before is dropped (no replies). deduped: the channel has
-        already made sure of that (the callback inbox, a long-poll batch check), saving a read —
-        on storage of one process only.
+        An event whose id was handled before is dropped (no replies): the inbox's key decides at
+        the commit, which refuses a second step for the same event, so no read comes before it
+        (DESIGN, invariant 3). Until the commit a step changes nothing outside it: files it
+        discards go after the commit, files it stored go if it is refused, and an action that
+        acts outside the step (a sign-in letter) first makes sure the event is new.
         keep_replies: the replies are committed with the step, for the channel to resend after a
         crash until it marks them sent (Storage.replies_sent).
         """
         async with self.locks.hold(peer):
             try:
                 async with self.services.storage.peer_lock(peer):
-                    return await self._handle(peer, incoming, deduped=deduped, keep_replies=keep_replies)
+                    return await self._handle(peer, incoming, keep_replies=keep_replies)
             except Exception:
                 log.exception("storage failed for %s; the step was not saved", peer)
                 self.sessions.forget(peer)
             return [self.unsaved_reply()]
 
-    async def _handle(self, peer: str, incoming: Incoming, *, deduped: bool, keep_replies: bool) -> list[Reply]:
+    async def _handle(self, peer: str, incoming: Incoming, *, keep_replies: bool) -> list[Reply]:
         """handle() under the peer's locks, in this process and across processes."""
-        # On shared storage a channel's check proves nothing: another process may take up the
-        # same event meanwhile (a restarted worker resuming its inbox, a second poller). Under
-        # the peer's lock this read is the one that counts.
-        if (incoming.event_id and (not deduped or self.shared)
-                and await self.services.storage.seen_event(incoming.event_id)):
-            log.debug("event %s already handled; dropped", incoming.event_id)
-            return []
-        # A version conflict means another writer stepped this session: redo on fresh
-        # data. Actions that read SimpleOne or mail a code would run again; the peer's
-        # lock across processes keeps that to a lock lost with its connection.
-        for attempt in range(self.max_redo):
-            if attempt and incoming.event_id and await self.services.storage.seen_event(incoming.event_id):
-                log.info("event %s was handled by another writer; dropped", incoming.event_id)
-                return []
+        # A refused commit means the event was handled already (a duplicate), or another writer
+        # stepped this session: then the step is redone on fresh data. Actions that read
+        # SimpleOne would run again; the peer's lock across processes keeps that to a lock lost
+        # with its connection.
+        for _ in range(self.max_redo):
             turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
-            reply = await turn.run(incoming)
+            try:
+                reply = await turn.run(incoming)
+            except AlreadyHandled:
+                log.info("event %s was handled already; dropped", incoming.event_id)
+                await turn.refused()
+                return []
             kept = dump_replies([reply]) if keep_replies and incoming.event_id else None
             queue = self.services.outbox
             reserved = bool(turn.outbox) and queue is not None and queue.reserve(turn.outbox)
             if await self.sessions.commit(turn.session, turn.expected_version, incoming.event_id, kept,
                                           outbox=turn.outbox, sign_in=turn.sign_in.writes(), watch=turn.watch,
                                           counts=turn.counts):
+                await turn.committed()
                 if turn.outbox:
                     return [await self.settle(peer, turn, reply, incoming.event_id if kept else None,
                                               reserved)]
                 return [reply]
+            await turn.refused()
+            if incoming.event_id and await self.services.storage.seen_event(incoming.event_id):
+                log.info("event %s was handled already; dropped", incoming.event_id)
+                return []
             log.warning("session of %s was changed by another writer; redoing the step", peer)
         log.error("could not commit a step for %s after %d tries", peer, self.max_redo)
         return [self.unsaved_reply()]
@@ -115,6 +117,7 @@ class Engine:
         # The worker left these outcomes for this step to record: told and recorded at once.
         handed = queue.handed_over(list(done))
         recorded = False
+        follow: Turn | None = None
         try:
             follow = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
             settled = await follow.settle(list(done.values()))
@@ -137,6 +140,8 @@ class Engine:
             self.sessions.forget(peer)
         finally:
             queue.acknowledge([o.item.id for o in handed], recorded)
+            if follow is not None:
+                await (follow.committed() if recorded else follow.refused())
         return reply
 
     def message(self, name: str) -> Reply:

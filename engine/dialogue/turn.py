@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from engine.actions.context import ActionContext, Services
@@ -19,7 +20,7 @@ from engine.dialogue.model import Dialogue
 from engine.dialogue.sessions import copy_json
 from engine.flows.model import TYPED, FlowSet, InputSpec, SayPart, StateSpec, render_say
 from engine.ports import Incoming, OutboxItem, Session, WatchedTicket
-from engine.ports.files import slot_file_ids
+from engine.ports.files import FileSpool, SpooledFile, slot_file_ids
 from engine.replies import Reply
 from engine.text_safety import clean_file_name
 
@@ -29,6 +30,46 @@ MAX_HOPS = 12  # transitions chained by outcomes within one event
 # Messages that say the step did not understand what the user sent.
 MISUNDERSTOOD = frozenset({"stray", "stale_button"})
 KEEP_ON_RESET = ("user",)
+
+
+class AlreadyHandled(Exception):
+    """The event was handled before (a duplicate): its step must not go on."""
+
+
+class StepSpool:
+    """The file spool as one step uses it: nothing it does outlives a step that is not
+    committed. Files it stores are remembered (discarded if the step is refused), files it
+    discards are only noted (discarded once the step is committed)."""
+
+    def __init__(self, spool: FileSpool) -> None:
+        self.spool = spool
+        self.stored: list[str] = []
+        self.discarded: list[str] = []
+
+    async def put(self, peer: str, name: str, mime: str, data: bytes) -> SpooledFile:
+        stored = await self.spool.put(peer, name, mime, data)
+        self.stored.append(stored.id)
+        return stored
+
+    def path(self, file_id: str) -> Path:
+        return self.spool.path(file_id)
+
+    async def discard(self, file_id: str) -> None:
+        self.discarded.append(file_id)
+
+    def undo(self) -> None:
+        """The step is undone (after a bug): the files it stored go at its commit, and the
+        draft keeps those it would have discarded."""
+        self.discarded = list(self.stored)
+
+    async def finish(self, committed: bool) -> None:
+        """After the commit (or the refusal) of the step: discard what it let go."""
+        for file_id in self.discarded if committed else self.stored:
+            try:
+                await self.spool.discard(file_id)
+            except Exception:  # a file left behind is swept by housekeeping; the step stands
+                log.exception("discarding spooled file %s failed", file_id)
+        self.stored, self.discarded = [], []
 
 
 class SessionReader(Protocol):
@@ -49,7 +90,7 @@ class TurnHost(Protocol):
 
     @property
     def entered(self) -> Counter[str]:
-        """How often each state was entered."""
+        """How often each state was entered (by committed steps)."""
         ...
 
 
@@ -67,7 +108,10 @@ class Turn:
         self.misunderstood = False  # the step answered that it did not understand
         # A first message the start cannot take is answered with the start alone, not "не понял".
         self.quiet_stray = False
-        self.pending_discard: list[str] = []
+        self.spool = StepSpool(engine.services.spool)
+        self.entered: Counter[str] = Counter()  # added to the engine's when the step commits
+        self.event_id: str | None = None
+        self.new_event = False  # made sure the event was never handled (see confirm_new)
         self.outbox: list[OutboxItem] = []  # work for SimpleOne, committed with this step
         self.settled: list[str] = []  # outbox items whose outcome this step tells
         self.sign_in = SignInDraft(self.services.storage, peer)  # committed with this step
@@ -100,7 +144,7 @@ class Turn:
     def _reset(self, session: Session, notice: str) -> None:
         for name, value in session.slots.items():
             if name in self.flows.file_slots:
-                self.pending_discard.extend(slot_file_ids(value))
+                self.spool.discarded.extend(slot_file_ids(value))
         session.slots = {k: session.slots[k] for k in KEEP_ON_RESET if k in session.slots}
         session.state = self.flows.bot.start
         self.fresh = True
@@ -129,14 +173,14 @@ class Turn:
         self.texts.append(tpl.render({**self.slots, **limits(inp), **extra}))
 
     def intake(self) -> Intake:
-        return Intake(self.flows, self.services.spool, self.session.peer, self.slots, self)
+        return Intake(self.flows, self.spool, self.session.peer, self.slots, self)
 
     # ------------------------------------------------------------------ the step
 
     async def run(self, incoming: Incoming) -> Reply:
+        """The step, not committed yet; raises AlreadyHandled for a duplicate found on the way."""
+        self.event_id = incoming.event_id
         try:
-            for file_id in self.pending_discard:
-                await self.services.spool.discard(file_id)
             if self.fresh:
                 # The first message is taken at the start like any other (a problem in the
                 # user's words starts a ticket); what the start cannot take shows it.
@@ -148,9 +192,27 @@ class Turn:
             else:
                 await self.consume(incoming)
             return self.reply()
+        except AlreadyHandled:
+            raise
         except Exception:
             log.exception("step failed for %s in state %s", self.session.peer, self.session.state)
             return await self.recover()
+
+    async def committed(self) -> None:
+        self.engine.entered.update(self.entered)
+        await self.spool.finish(True)
+
+    async def refused(self) -> None:
+        await self.spool.finish(False)
+
+    async def confirm_new(self) -> None:
+        """Before anything that acts outside the step (a letter sent): make sure the event was
+        not handled already, since the commit that would refuse a duplicate comes after it."""
+        if self.event_id is None or self.new_event:
+            return
+        if await self.services.storage.seen_event(self.event_id):
+            raise AlreadyHandled(self.event_id)
+        self.new_event = True
 
     async def resume(self, incoming: Incoming) -> None:
         """An idle dialogue taken up again: the message where the user left off, with a word
@@ -212,6 +274,8 @@ class Turn:
         self.texts = []
         self.show_state = False
         self.outbox.clear()  # the step is undone, and so is what it queued: the draft still has it
+        self.spool.undo()
+        self.entered.clear()
         self.message("error")
         return self.reply()
 
@@ -308,7 +372,7 @@ class Turn:
             self.counts.extend(dialogue.counted)
             self.show_state = self.show_state or dialogue.show_state
             for file_id in dialogue.discard:
-                await self.services.spool.discard(file_id)
+                await self.spool.discard(file_id)
             outcome = await self.run_actions(dialogue.arrived) if dialogue.arrived else None
             if outcome is None:
                 return True
@@ -324,7 +388,7 @@ class Turn:
             value = self.slots.pop(name, None)
             if name in self.flows.file_slots:
                 for file_id in slot_file_ids(value):
-                    await self.services.spool.discard(file_id)
+                    await self.spool.discard(file_id)
 
     def page(self, st: StateSpec, event: str, index: int | None) -> tuple[bool, str]:
         """A pick list's own events: paging, opening a group, Назад inside a group. (True, _)
@@ -355,11 +419,13 @@ class Turn:
 
     async def run_actions(self, state: str) -> str | None:
         """The entered state's actions, in order, up to the first that ends with an outcome."""
-        self.engine.entered[state] += 1
+        self.entered[state] += 1
         for name in self.flows.states[state].enter:
             info = self.engine.registry.get(name)
             if info is None:
                 raise LookupError(f"unknown action {name!r} in {state}")
+            if info.outside:
+                await self.confirm_new()
             outcome = await info.fn(ActionContext(self.session.peer, self.slots, self.flows, self.services,
                                                   self.sign_in, self.outbox, self.watch))
             if outcome:

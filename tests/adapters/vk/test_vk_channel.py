@@ -422,12 +422,12 @@ async def test_a_job_cut_short_does_not_move_the_ts(channel: Channel, vk: Runnin
     batch = tracker.add("7", 1)
     started = asyncio.Event()
 
-    async def stuck(msg: InMessage, *, deduped: bool, prefetch: object = None) -> None:
+    async def stuck(msg: InMessage, *, prefetch: object = None) -> None:
         started.set()
         await asyncio.sleep(3600)
 
     channel.bot.process = stuck  # type: ignore[method-assign]
-    channel.bot.submit(InMessage("e" * 40, 5, 5, 1, "hi", None), deduped=True, done=lambda: tracker.done(batch))
+    channel.bot.submit(InMessage("e" * 40, 5, 5, 1, "hi", None), done=lambda: tracker.done(batch))
     await started.wait()
     await channel.bot.dispatcher.cancel()
     assert tracker.safe is None  # the event was not handled: the ts stays before it

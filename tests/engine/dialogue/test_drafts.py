@@ -147,6 +147,8 @@ async def test_text_after_a_finished_dialogue_starts_afresh_without_old_drafts(s
                                                100.0, 1))
     await t.consume(Incoming(text="..."))  # no words for a problem: the menu asks again
     assert t.session.state == "main.menu" and "comment" not in t.slots and "files" not in t.slots
+    assert spool.discarded == []  # the files go once the step is committed, not before
+    await t.committed()
     assert spool.discarded == ["f1", "f2"]
 
 

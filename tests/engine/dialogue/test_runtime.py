@@ -16,7 +16,7 @@ from engine.actions.sign_in_draft import SignInDraft
 from engine.dialogue.runtime import Engine
 from engine.flows.model import FlowSet
 from engine.load import load_flow_set
-from engine.ports import Incoming, MailError, MailRecipientRefused, Session, StepCommit
+from engine.ports import Incoming, IncomingFile, MailError, MailRecipientRefused, Session, StepCommit
 from engine.replies import Reply
 from engine.work.ticket_work import ticket_executors
 from tests.conftest import Harness
@@ -76,6 +76,36 @@ async def test_a_duplicate_event_is_handled_once(harness: Harness) -> None:
     again = await harness.engine.handle(harness.peer, Incoming(text="Помощь", event_id="vk:42"))
     assert len(first) == 1 and again == []
     assert await harness.storage.seen_event("vk:42")
+
+
+async def test_a_duplicate_reaching_a_stale_copy_sends_no_second_letter(harness: Harness) -> None:
+    """No read comes before a step: the commit refuses a handled event. A step that would act
+    outside its commit (mail a sign-in code) first makes sure its event is new: here a second
+    engine (another worker) still has the session at the address step when the event that
+    mailed the code comes to it again."""
+    other = Engine(harness.engine.flows, harness.engine.services)
+    await harness.send(Incoming(text="Мои заявки", event_id="e1"))
+    assert await other.sessions.load(harness.peer) is not None  # its copy: the address step
+    typed = Incoming(text="dup@ranepa.ru", event_id="e2")
+    assert "отправил код" in (await harness.send(typed)).text
+    assert len(harness.mailer.messages) == 1
+    entered = sum(other.entered.values())
+    harness.now[0] += 120  # past the resend cooldown: the stale copy would mail a new code
+    assert await other.handle(harness.peer, typed) == []
+    assert len(harness.mailer.messages) == 1
+    assert sum(other.entered.values()) == entered  # a step that never committed counts for nothing
+
+
+async def test_a_refused_duplicate_leaves_no_file_behind(harness: Harness, tmp_path: Path) -> None:
+    await harness.describe("files@ranepa.ru", "Не печатает принтер на третьем этаже")
+    other = Engine(harness.engine.flows, harness.engine.services)
+    assert await other.sessions.load(harness.peer) is not None  # its copy: before the file
+    event = Incoming(text="", files=[IncomingFile("скрин.png", "image/png", b"x" * 100)], event_id="e-file")
+    assert "скрин.png" in (await harness.send(event)).text
+    spooled = [p for p in harness.world.spool_dir.rglob("*") if p.is_file()]
+    assert len(spooled) == 1
+    assert await other.handle(harness.peer, event) == []  # stored again, refused, removed
+    assert [p for p in harness.world.spool_dir.rglob("*") if p.is_file()] == spooled
 
 
 async def test_one_users_messages_are_handled_one_at_a_time_in_order(harness: Harness) -> None:

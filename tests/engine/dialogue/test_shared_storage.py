@@ -83,12 +83,13 @@ async def test_steps_of_one_peer_alternating_between_workers_see_each_others_wri
 
 async def test_a_channel_dedupe_counts_for_nothing_when_another_worker_took_the_event_meanwhile(
         workers: tuple[list[Worker], MemoryMailSink]) -> None:
-    """The callback endpoint stored the event and hands it over as deduped; meanwhile a restarted
-    worker resumed it from the inbox and handled it. Under the peer's lock, the engine looks again."""
+    """The callback endpoint stored the event and hands it over; meanwhile a restarted worker
+    resumed it from the inbox and handled it. The commit refuses the second step (the inbox's
+    key decides), and nothing of it counts."""
     (one, two), _ = workers
     event = Incoming(text="Начать", event_id="ev-resumed")
     assert len(await one.engine.handle("vk:9", event)) == 1
-    assert await two.engine.handle("vk:9", event, deduped=True) == []
+    assert await two.engine.handle("vk:9", event) == []
     assert sum(two.engine.entered.values()) == 0  # not stepped again (its actions not run twice)
     stored = await two.storage.load_session("vk:9")
     assert stored is not None and stored.version == 1
