@@ -128,7 +128,8 @@ def json_text(value: object) -> str:
 
 def step_row(step: StepCommit) -> StepRow:
     session = step.session
-    return StepRow(session.peer, session.state, json_text(session.slots), session.flow_version, session.updated_at,
+    slots = json_text(session.slots) if step.slots_text is None else step.slots_text
+    return StepRow(session.peer, session.state, slots, session.flow_version, session.updated_at,
                    step.expected_version, step.event_id, step.replies, tuple(outbox_row(item) for item in step.outbox),
                    step.reply_of, tuple(outcome_rows(outcome) for outcome in step.finish),
                    None if not step.sign_in else sign_in_rows(step.sign_in),

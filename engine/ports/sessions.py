@@ -53,6 +53,9 @@ class StepCommit:
     watch: Sequence[WatchedTicket] = ()
     # Counters the step's transitions named (`count:` in YAML), each counted once more today.
     counts: Sequence[str] = ()
+    # session.slots already serialised as compact JSON (engine.dialogue.sessions.slots_text), to
+    # be written as it is: the engine's cache keeps the same text, so it is made once.
+    slots_text: str | None = None
 
 
 class SessionStore(Protocol):
