@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from engine.dialogue import picker
 from engine.dialogue.inputs import limits
@@ -11,19 +12,36 @@ from engine.dialogue.machine import machine_of
 from engine.flows.model import FlowSet, StateSpec, holds, render_say
 from engine.replies import Button, Reply
 
+# A flow set's own button rows per state and outcome of their conditions: built once, shared by
+# every reply that shows them (no one changes a reply's buttons); they live as long as the flow set.
+_OwnRows = dict[tuple[str, tuple[bool, ...]], list[list[Button]]]
+_own_rows: WeakKeyDictionary[FlowSet, _OwnRows] = WeakKeyDictionary()
+
 
 def state_buttons(flows: FlowSet, st: StateSpec, slots: dict[str, Any]) -> list[list[Button]]:
     """The state's buttons as the user sees them now: the pick list's, its own, the footer."""
-    rows: list[list[Button]] = []
-    if st.pick is not None:
-        v = picker.view(flows, st, slots)
-        rows.extend(picker.buttons(flows, st, v, machine_of(flows).handles(st.name, "back")))
+    own = own_buttons(flows, st, slots)
+    if st.pick is None:
+        return own
+    v = picker.view(flows, st, slots)
+    return [*picker.buttons(flows, st, v, machine_of(flows).handles(st.name, "back")), *own]
+
+
+def own_buttons(flows: FlowSet, st: StateSpec, slots: dict[str, Any]) -> list[list[Button]]:
+    """The state's own buttons and the footer, as their conditions on the slots leave them."""
     specs = [*st.buttons, *(flows.bot.footer if st.footer else ())]
-    for row in specs:
-        shown = [Button(b.label, b.event, color=b.color) for b in row
-                 if holds(slots, b.when, b.unless)]
-        if shown:
-            rows.append(shown)
+    key = (st.name, tuple(holds(slots, b.when, b.unless) for row in specs for b in row if b.when or b.unless))
+    cache = _own_rows.get(flows)
+    if cache is None:
+        cache = _own_rows[flows] = {}
+    rows = cache.get(key)
+    if rows is None:
+        rows = []
+        for row in specs:
+            shown = [Button(b.label, b.event, color=b.color) for b in row if holds(slots, b.when, b.unless)]
+            if shown:
+                rows.append(shown)
+        cache[key] = rows
     return rows
 
 
