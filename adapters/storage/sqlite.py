@@ -277,28 +277,44 @@ class SqliteStorage(SqlStorage):
         return await self._run(partial(self._write_steps, steps=batch, received_at=time.time()))
 
     def _write_steps(self, conn: sqlite3.Connection, steps: Sequence[StepRow], received_at: float) -> list[StepResult]:
-        """One group commit: every step's version-checked write, then one COMMIT."""
+        """One group commit: every step's version-checked write, then one COMMIT. A batch of one
+        (users stepping one after another) needs no savepoint: the transaction is its own."""
+        if len(steps) == 1:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ok = self._write_step(conn, steps[0], received_at)
+                conn.execute("COMMIT" if ok else "ROLLBACK")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return [ok]
         results: list[StepResult] = []
         with _transaction(conn):
             for step in steps:
-                peer, state, slots, flow, updated_at, expected, event_id, replies = step[:8]
                 conn.execute("SAVEPOINT step")  # each step stands or falls alone within the batch
-                if expected == 0:
-                    cur = conn.execute(_INSERT_SESSION, (peer, state, slots, flow, updated_at))
-                else:
-                    cur = conn.execute(_UPDATE_SESSION, (state, slots, flow, updated_at, expected + 1, peer, expected))
-                ok = cur.rowcount == 1
-                if ok and event_id is not None:
-                    marked = conn.execute(_MARK_HANDLED, (event_id, peer, received_at, received_at, replies,
-                                                          expected + 1, self.process))
-                    ok = marked.rowcount == 1
-                if ok and step.has_rest:
-                    ok = _drive(conn, self._step_rest(step))
+                ok = self._write_step(conn, step, received_at)
                 conn.execute("RELEASE step" if ok else "ROLLBACK TO step")
                 if not ok:
                     conn.execute("RELEASE step")
                 results.append(ok)
         return results
+
+    def _write_step(self, conn: sqlite3.Connection, step: StepRow, received_at: float) -> bool:
+        """A step's writes; False (for the caller to undo them) if it must not stand."""
+        peer, state, slots, flow, updated_at, expected, event_id, replies = step[:8]
+        if expected == 0:
+            cur = conn.execute(_INSERT_SESSION, (peer, state, slots, flow, updated_at))
+        else:
+            cur = conn.execute(_UPDATE_SESSION, (state, slots, flow, updated_at, expected + 1, peer, expected))
+        ok = cur.rowcount == 1
+        if ok and event_id is not None:
+            marked = conn.execute(_MARK_HANDLED, (event_id, peer, received_at, received_at, replies,
+                                                  expected + 1, self.process))
+            ok = marked.rowcount == 1
+        if ok and step.has_rest:
+            ok = _drive(conn, self._step_rest(step))
+        return ok
 
     # ----------------------------------------------------------------- bindings, cached
 
