@@ -117,8 +117,9 @@ def chat_round(tree: Tree) -> tuple[float, float]:
 def import_round(tree: Tree) -> tuple[float, dict[str, float], list[tuple[str, float]]]:
     """`import supportbot.cli` under -X importtime: its total (s), the self time by top-level
     package (s) and the heaviest modules by cumulative time."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import supportbot.cli"], env=tree.env(),
-                          capture_output=True, text=True, timeout=TIMEOUT, check=True)
+    tree.work.mkdir(parents=True, exist_ok=True)  # not the current directory: `-c` puts it first on sys.path
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import supportbot.cli"], cwd=tree.work,
+                          env=tree.env(), capture_output=True, text=True, timeout=TIMEOUT, check=True)
     rows: list[tuple[int, float, float, str]] = []  # depth, self, cumulative, name
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:

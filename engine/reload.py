@@ -11,19 +11,12 @@ from pathlib import Path
 
 from engine.actions import REGISTRY
 from engine.actions.registry import ActionRegistry
-from engine.flows.findings import Finding
+from engine.flows.findings import FlowSetInvalid
 from engine.flows.model import FlowSet
 from engine.flows.schema import ValidFlowCache
 from engine.load import SUFFIXES, LoadResult, load_flow_set
 
 log = logging.getLogger(__name__)
-
-
-class FlowSetInvalid(Exception):
-    def __init__(self, findings: Sequence[Finding]) -> None:
-        self.findings = list(findings)
-        lines = "\n".join(str(f) for f in self.findings[:50])
-        super().__init__(f"the flow set has {len(self.findings)} error(s):\n{lines}")
 
 
 class FlowHolder:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.smtp import SmtpMailer
 from adapters.spool import DiskSpool
 from adapters.storage.sqlite import open_sqlite, sqlite_path_from_url
 from engine.actions.context import AuthPolicy, Services
@@ -78,6 +77,8 @@ async def open_storage(url: str, *, pool_size: int = 10) -> Storage:
 def make_mailer(smtp: SmtpSettings | None, terminal: TextIO) -> Mailer:
     if smtp is None:
         return demo.terminal_mailer(terminal)
+    from adapters.smtp import SmtpMailer  # aiosmtplib and email.mime only where mail is sent
+
     return SmtpMailer(smtp.host, smtp.port, from_addr=smtp.sender, username=smtp.user, password=smtp.password,
                       starttls=smtp.starttls, use_tls=smtp.tls, timeout=smtp.timeout)
 

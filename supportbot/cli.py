@@ -13,8 +13,8 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from engine.flows.schema import ValidFlowCache, default_cache_dir
-from engine.reload import FlowSetInvalid
+# Only what every command needs: each command imports its own modules (a start pays for what it uses).
+from engine.flows.findings import FlowSetInvalid
 from supportbot.config import DEFAULT_MAIL_DOMAIN, ConfigError, describe, is_postgres_url, load_config
 
 
@@ -38,6 +38,7 @@ def _unless_set(name: str, chat_default: float, configured: float) -> float:
 
 async def _chat(peer: str, verbose: bool) -> int:
     from adapters.console import ConsoleChat, stdin_lines
+    from engine.flows.schema import ValidFlowCache, default_cache_dir
     from supportbot.app import build_app, install_reload_signal, reload_report
 
     config = load_config()
@@ -70,6 +71,7 @@ async def _chat(peer: str, verbose: bool) -> int:
 
 
 async def _vk(mode: str, host: str = "", port: int = 0, path: str = "/") -> int:
+    from engine.flows.schema import ValidFlowCache, default_cache_dir
     from supportbot.app import build_app, install_reload_signal
     from supportbot.config import require_vk
     from supportbot.vk_app import run_longpoll, serve_callback
