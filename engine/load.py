@@ -15,7 +15,7 @@ from engine.flows.build import Built, build, flow_set_version
 from engine.flows.findings import Finding, Severity
 from engine.flows.lint import lint
 from engine.flows.model import BotSettings, FlowSet, StateSpec
-from engine.flows.schema import check_schema
+from engine.flows.schema import ValidFlowCache, check_schema
 from engine.flows.text import normalize_text
 from engine.flows.yamlsrc import YamlDoc, load_yaml_file
 
@@ -60,7 +60,8 @@ def typed_commands(bot: BotSettings, states: Mapping[str, StateSpec]) -> dict[st
     return typed
 
 
-def _schema_docs(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[str, YamlDoc]], list[Finding]]:
+def _schema_docs(paths: Sequence[Path], cache: ValidFlowCache | None = None
+                 ) -> tuple[list[Path], list[tuple[str, YamlDoc]], list[Finding]]:
     """The files found, each one's YAML that passes the schema with its kind, and the findings."""
     files, findings = collect_files(paths)
     docs: list[tuple[str, YamlDoc]] = []
@@ -69,15 +70,18 @@ def _schema_docs(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[str, Yam
         findings.extend(problems)
         if doc is None:
             continue
-        kind, problems = check_schema(doc)
+        kind, problems = check_schema(doc, cache)
         findings.extend(problems)
         if kind is not None and not problems:
             docs.append((kind, doc))
     return files, docs, findings
 
 
-def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY) -> LoadResult:
-    files, docs, findings = _schema_docs(paths)
+def load_flow_set(paths: Sequence[Path], registry: ActionRegistry = REGISTRY, *,
+                  schema_cache: ValidFlowCache | None = None) -> LoadResult:
+    """schema_cache: files jsonschema passed before, by their exact content (the bot's commands
+    keep one; without it every file is validated)."""
+    files, docs, findings = _schema_docs(paths, schema_cache)
     texts = [(Path(doc.path).name, doc.source) for _, doc in docs]
     if len(docs) != len(files) or not files:
         # Cross-file checks on a partial set would only echo the errors above as unknown targets.

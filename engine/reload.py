@@ -6,30 +6,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from engine.actions import REGISTRY
 from engine.actions.registry import ActionRegistry
-from engine.flows.findings import Finding
+from engine.flows.findings import FlowSetInvalid
 from engine.flows.model import FlowSet
+from engine.flows.schema import ValidFlowCache
 from engine.load import SUFFIXES, LoadResult, load_flow_set
 
 log = logging.getLogger(__name__)
 
 
-class FlowSetInvalid(Exception):
-    def __init__(self, findings: Sequence[Finding]) -> None:
-        self.findings = list(findings)
-        lines = "\n".join(str(f) for f in self.findings[:50])
-        super().__init__(f"the flow set has {len(self.findings)} error(s):\n{lines}")
-
-
 class FlowHolder:
     """Holds the running flow set; the engine reads `current` once per event."""
 
-    def __init__(self, paths: Sequence[Path], registry: ActionRegistry = REGISTRY) -> None:
+    def __init__(self, paths: Sequence[Path], registry: ActionRegistry = REGISTRY, *,
+                 schema_cache: ValidFlowCache | None = None) -> None:
         self.paths = list(paths)
         self.registry = registry
+        self.schema_cache = schema_cache
         self._current: FlowSet | None = None
         self._lock = asyncio.Lock()
         self.refusals = 0
@@ -42,7 +39,7 @@ class FlowHolder:
 
     def load(self) -> FlowSet:
         """First load at start: an invalid set is fatal, with every error listed."""
-        result = load_flow_set(self.paths, self.registry)
+        result = load_flow_set(self.paths, self.registry, schema_cache=self.schema_cache)
         if result.flow_set is None:
             raise FlowSetInvalid(result.errors or result.findings)
         for finding in result.findings:
@@ -56,7 +53,8 @@ class FlowHolder:
         """Validate the files again; swap only if the whole set is valid."""
         async with self._lock:
             started = time.perf_counter()
-            result = await asyncio.to_thread(load_flow_set, self.paths, self.registry)
+            result = await asyncio.to_thread(partial(load_flow_set, self.paths, self.registry,
+                                                     schema_cache=self.schema_cache))
             took = (time.perf_counter() - started) * 1000
             if result.flow_set is None:
                 self.refusals += 1

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
-from adapters.smtp import SmtpMailer
 from adapters.spool import DiskSpool
 from adapters.storage.sqlite import open_sqlite, sqlite_path_from_url
 from engine.actions.context import AuthPolicy, Services
 from engine.actions.ticket_items import UPLOAD, spooled_files
 from engine.dialogue.runtime import Engine
+from engine.flows.schema import ValidFlowCache
 from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Mailer, Storage
 from engine.reload import FlowHolder
 from engine.work.leases import JobLease
@@ -77,6 +77,8 @@ async def open_storage(url: str, *, pool_size: int = 10) -> Storage:
 def make_mailer(smtp: SmtpSettings | None, terminal: TextIO) -> Mailer:
     if smtp is None:
         return demo.terminal_mailer(terminal)
+    from adapters.smtp import SmtpMailer  # aiosmtplib and email.mime only where mail is sent
+
     return SmtpMailer(smtp.host, smtp.port, from_addr=smtp.sender, username=smtp.user, password=smtp.password,
                       starttls=smtp.starttls, use_tls=smtp.tls, timeout=smtp.timeout)
 
@@ -91,9 +93,10 @@ def simpleone_client(so: SimpleOneSettings) -> SimpleOneClient:
 
 
 async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emulator: bool = False,
-                    clock: Callable[[], float] | None = None) -> App:
-    """Everything the bot needs, started. allow_emulator: run SimpleOne in process if no URL is set."""
-    holder = FlowHolder([config.flows_dir])
+                    clock: Callable[[], float] | None = None, schema_cache: ValidFlowCache | None = None) -> App:
+    """Everything the bot needs, started. allow_emulator: run SimpleOne in process if no URL is set.
+    schema_cache: flow files validated before (the commands keep one; see ValidFlowCache)."""
+    holder = FlowHolder([config.flows_dir], schema_cache=schema_cache)
     holder.load()
     emulator: demo.RunningEmulator | None = None
     if config.simpleone is None:

@@ -13,7 +13,8 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from engine.reload import FlowSetInvalid
+# Only what every command needs: each command imports its own modules (a start pays for what it uses).
+from engine.flows.findings import FlowSetInvalid
 from supportbot.config import DEFAULT_MAIL_DOMAIN, ConfigError, describe, is_postgres_url, load_config
 
 
@@ -37,6 +38,7 @@ def _unless_set(name: str, chat_default: float, configured: float) -> float:
 
 async def _chat(peer: str, verbose: bool) -> int:
     from adapters.console import ConsoleChat, stdin_lines
+    from engine.flows.schema import ValidFlowCache, default_cache_dir
     from supportbot.app import build_app, install_reload_signal, reload_report
 
     config = load_config()
@@ -46,7 +48,8 @@ async def _chat(peer: str, verbose: bool) -> int:
                          comment_poll=_unless_set("COMMENT_POLL_SECONDS", 3.0, config.comment_poll))
     # Logs go to stderr; in the chat they would drown the dialogue unless asked for.
     _setup_logging(config.log_level if verbose else "WARNING")
-    app = await build_app(config, terminal=sys.stdout, allow_emulator=True)
+    app = await build_app(config, terminal=sys.stdout, allow_emulator=True,
+                          schema_cache=ValidFlowCache(default_cache_dir()))
     install_reload_signal(app.flows)
     interactive = sys.stdin.isatty()
     try:
@@ -68,6 +71,7 @@ async def _chat(peer: str, verbose: bool) -> int:
 
 
 async def _vk(mode: str, host: str = "", port: int = 0, path: str = "/") -> int:
+    from engine.flows.schema import ValidFlowCache, default_cache_dir
     from supportbot.app import build_app, install_reload_signal
     from supportbot.config import require_vk
     from supportbot.vk_app import run_longpoll, serve_callback
@@ -83,7 +87,7 @@ async def _vk(mode: str, host: str = "", port: int = 0, path: str = "/") -> int:
         log.warning("VK_API_URL is plain http to %s: the token travels unencrypted", api.hostname)
     if vk.rate_limit > 20:
         log.warning("VK_RATE_LIMIT %g is above the ~20 calls/s VK allows a token: expect error 6", vk.rate_limit)
-    app = await build_app(config)
+    app = await build_app(config, schema_cache=ValidFlowCache(default_cache_dir()))
     install_reload_signal(app.flows)
     try:
         if mode == "run":

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.simpleone.client import SimpleOneClient
 from adapters.simpleone.journal import message_of
@@ -15,7 +15,10 @@ from adapters.spool import DiskSpool
 from adapters.storage.sqlite import open_sqlite
 from engine.ports import Journal, Storage
 from supportbot.config import DEFAULT_MAIL_DOMAIN
-from supportbot.demo import AGENT, FaultRule, MemoryMailSink, RunningEmulator, start_simpleone
+from supportbot.demo import AGENT, FaultRule, MemoryMailSink, start_simpleone
+
+if TYPE_CHECKING:
+    from supportbot.demo import RunningEmulator
 
 
 class EmulatorWorld:

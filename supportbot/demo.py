@@ -7,15 +7,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from emulators.mail_sink import ConsoleMailSink, MemoryMailSink
 from emulators.simpleone.console import CONSOLE_HELP, run_command
 from emulators.simpleone.faults import FaultRule
-from emulators.simpleone.server import RunningEmulator, serve_forever, start_emulator
 from emulators.simpleone.state import AGENT, DEMO_PASSWORD, DEMO_USER
 from engine.ports import Mailer
+
+if TYPE_CHECKING:  # aiohttp's client and server are imported by what starts them, not by `supportbot --help`
+    from adapters.simpleone.client import SimpleOneClient
+    from emulators.simpleone.server import RunningEmulator
 
 __all__ = [
     "AGENT",
@@ -33,6 +35,9 @@ async def start_simpleone(
 ) -> tuple[RunningEmulator, SimpleOneClient]:
     """A SimpleOne emulator on loopback in which any address at `domains` is a known user, and
     the real client signed in to it."""
+    from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
+    from emulators.simpleone.server import start_emulator
+
     emulator = await start_emulator(auto_users_domains=domains)  # with the emulator's own account
     config = SimpleOneConfig(emulator.url, username=DEMO_USER, password=DEMO_PASSWORD)
     if read_timeout is not None:
@@ -53,4 +58,6 @@ def terminal_mailer(stream: TextIO) -> Mailer:
 async def serve_simpleone(host: str, port: int, domains: Sequence[str], *, console: bool = False) -> None:
     """The `supportbot simpleone-emulator` command: serve until cancelled; with `console`, act
     as a support agent by typing commands on stdin."""
+    from emulators.simpleone.server import serve_forever
+
     await serve_forever(host, port, auto_users_domains=domains, console=console)

@@ -235,7 +235,9 @@ def _query_value(value: str, what: str) -> str:
 def default_transport(config: SimpleOneConfig) -> AiohttpTransport:
     """The HTTP layer the client uses unless given another: aiohttp, set up from the config."""
     return AiohttpTransport(
-        tls=config.tls_context(),
+        # Plain http (the chat's emulator on loopback) never speaks TLS (redirects are not
+        # followed): no CA store to load for it (~20 ms at start).
+        tls=config.tls_context() if urlsplit(config.base_url).scheme == "https" else False,
         max_connections=config.max_connections,
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -69,3 +69,13 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     """' (did you mean X?)' for the nearest known name, or '' when none is near."""
     found = nearest(name, known)
     return f" (did you mean {found}?)" if found else ""
+
+
+class FlowSetInvalid(Exception):
+    """A flow set refused at start, with its errors (here, so that the command line can catch
+    it without importing the loader)."""
+
+    def __init__(self, findings: Sequence[Finding]) -> None:
+        self.findings = list(findings)
+        lines = "\n".join(str(f) for f in self.findings[:50])
+        super().__init__(f"the flow set has {len(self.findings)} error(s):\n{lines}")

@@ -2,33 +2,116 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.util
 import json
+import logging
+import os
 from functools import lru_cache
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine.flows.findings import Finding, nearest
 from engine.flows.yamlsrc import JsonPath, YamlDoc
 from schema import FLOW_SCHEMA_PATH
 
+if TYPE_CHECKING:  # jsonschema is imported where a file is validated: a start with every file known valid skips it
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+
 KINDS = ("flow", "catalog", "bot", "simpleone")
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def _schema_bytes() -> bytes:
+    """The schema as read once per process: what validates and what keys the cache are the same bytes."""
+    return FLOW_SCHEMA_PATH.read_bytes()
 
 
 @lru_cache(maxsize=1)
 def _schema() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(FLOW_SCHEMA_PATH.read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(_schema_bytes().decode("utf-8"))
     return data
 
 
 @lru_cache(maxsize=len(KINDS))
 def _validator(kind: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     # Validating against the one sub-schema the file declares gives precise messages; the
     # top-level oneOf would only say "not valid under any of the given schemas".
     whole = _schema()
     sub = {"$schema": whole["$schema"], "$defs": whole["$defs"], "$ref": f"#/$defs/{kind}File"}
     return Draft202012Validator(sub)
+
+
+@lru_cache(maxsize=1)
+def _validator_stamp() -> bytes:
+    """Which jsonschema does the validating, without importing it: where it is installed and its
+    validating modules' sizes and times (an upgrade or an edit changes them)."""
+    spec = importlib.util.find_spec("jsonschema")
+    if spec is None or spec.origin is None:
+        return b"jsonschema: not found"
+    package = Path(spec.origin).parent
+    parts = [str(package)]
+    for name in ("validators.py", "_keywords.py", "_types.py", "_format.py"):
+        try:
+            st = (package / name).stat()
+        except OSError:
+            parts.append(f"{name}: missing")
+            continue
+        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return "\n".join(parts).encode()
+
+
+class ValidFlowCache:
+    """Flow files jsonschema has found valid, so that a start with files validated before does
+    not validate them again (nor import jsonschema).
+
+    An entry is an empty file named by the SHA-256 of everything the verdict depends on: the
+    exact text of the flow file, the kind it declares, the exact bytes of the schema and which
+    jsonschema validated it. An edited file, schema or jsonschema gives another name, so an
+    entry can only ever vouch for the very content it was written for. Only passes are kept:
+    a file with errors is validated every time, for its findings. A directory that cannot be
+    written only costs the saving.
+    """
+
+    FORMAT = b"supportbot valid flow file 1"  # bump if what an entry means changes
+    MAX_ENTRIES = 500  # a long studio session writes one per saved edit: the oldest go
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def key(self, kind: str, doc: YamlDoc) -> str:
+        digest = hashlib.sha256(self.FORMAT)
+        for part in (_validator_stamp(), _schema_bytes(), kind.encode(), doc.source.encode("utf-8")):
+            digest.update(len(part).to_bytes(8, "big"))  # lengths first: no two inputs read alike
+            digest.update(part)
+        return digest.hexdigest()
+
+    def known_valid(self, kind: str, doc: YamlDoc) -> bool:
+        return (self.directory / self.key(kind, doc)).is_file()
+
+    def remember_valid(self, kind: str, doc: YamlDoc) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / self.key(kind, doc)).touch()
+            entries = list(self.directory.iterdir())
+            if len(entries) > self.MAX_ENTRIES:
+                entries.sort(key=lambda p: p.stat().st_mtime_ns)
+                for old in entries[: len(entries) - self.MAX_ENTRIES]:
+                    with contextlib.suppress(OSError):
+                        old.unlink()
+        except OSError as exc:
+            log.debug("flow validation cache %s not written: %s", self.directory, exc)
+
+
+def default_cache_dir() -> Path:
+    """Where the bot's commands keep the cache: $XDG_CACHE_HOME/supportbot, else ~/.cache/supportbot."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "supportbot" / "valid-flows"
 
 
 def file_kind(doc: YamlDoc) -> str | None:
@@ -39,13 +122,18 @@ def file_kind(doc: YamlDoc) -> str | None:
     return None
 
 
-def check_schema(doc: YamlDoc) -> tuple[str | None, list[Finding]]:
+def check_schema(doc: YamlDoc, cache: ValidFlowCache | None = None) -> tuple[str | None, list[Finding]]:
     kind = file_kind(doc)
     if kind is None:
         line, col = doc.pos(())
         return None, [Finding(doc.path, line, col, "F002",
                               "not a flow file: expected one of the top-level keys " + ", ".join(KINDS))]
-    return kind, schema_findings(doc, _validator(kind))
+    if cache is not None and cache.known_valid(kind, doc):
+        return kind, []
+    findings = schema_findings(doc, _validator(kind))
+    if cache is not None and not findings:
+        cache.remember_valid(kind, doc)
+    return kind, findings
 
 
 def schema_findings(doc: YamlDoc, validator: Draft202012Validator) -> list[Finding]:
