@@ -16,7 +16,8 @@ Each bot runs in a process of its own per round, and in that process everything 
 Users: after a warm-up (10 users at once, untimed), `--users` users × the 7-step create-ticket
 dialogue one user at a time (each step sent when the last was answered, users one after
 another), then as many others all at once (each user's next step sent when their last was
-answered). Every reply is checked against the dialogue: a broken bot fails the run, it is not
+answered); the two modes take turns three times per process, new users each time. Every reply
+is checked against the dialogue: a broken bot fails the run, it is not
 measured. Printed: events/s and CPU per event (the whole process: the bot, the in-process VK
 and the users, the same harness for both bots) per bot and mode, median and range over
 `--rounds` rounds (bots interleaved, the order rotating), and the ratios supportbot/vkbottle
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -66,6 +68,7 @@ LONG_POLL_SERVER = "in-process://vk/lp"
 API_URL = "in-process://vk/method/"
 DESCRIPTION = "Не запускается Microsoft Word на ноутбуке в ауд. 305, пишет ошибку лицензии."
 WARMUP_USERS = 10
+REPEAT = 3  # each mode this many times per process, new users each time
 KINDS = ("supportbot", "vkbottle")
 MODES = {"seq": "one user at a time", "conc": "all users at once"}
 # The issue's targets for supportbot / vkbottle in events/s (issue 16).
@@ -327,6 +330,11 @@ class Measured:
     seconds: float
     cpu: float  # seconds of CPU of the whole process (all threads)
 
+    def add(self, other: Measured) -> None:
+        self.events += other.events
+        self.seconds += other.seconds
+        self.cpu += other.cpu
+
     def as_dict(self) -> dict[str, float]:
         return {"events": self.events, "seconds": self.seconds, "cpu": self.cpu}
 
@@ -337,35 +345,39 @@ async def timed(users: Sequence[int], run: Callable[[], Awaitable[None]]) -> Mea
     return Measured(len(users) * len(STEPS), time.perf_counter() - wall, time.process_time() - cpu)
 
 
-async def measure(kind: str, users: int, tmp: Path, *, warmup: int = WARMUP_USERS) -> dict[str, Measured]:
-    """One bot: warm-up, then `users` users one at a time, then `users` others all at once."""
+async def measure(kind: str, users: int, tmp: Path, *, warmup: int = WARMUP_USERS,
+                  repeat: int = REPEAT) -> dict[str, Measured]:
+    """One bot: warm-up, then `repeat` times `users` users one at a time and `users` others all at
+    once, each time new users (an at-once phase alone is over in a fraction of a second)."""
     from bench.engine import InProcessSimpleOne
 
     vk = InProcessVk()
     tickets = InProcessSimpleOne()
     warm = list(range(1, warmup + 1))
-    one_by_one = list(range(warmup + 1, warmup + 1 + users))
-    at_once = list(range(warmup + 1 + users, warmup + 1 + 2 * users))
+    batches = [list(range(warmup + 1 + n * users, warmup + 1 + (n + 1) * users)) for n in range(2 * repeat)]
     callers: Callers = {}
-    for peer in warm + one_by_one + at_once:
+    for peer in warm + [p for batch in batches for p in batch]:
         person = await tickets.find_person(f"u{peer}@ranepa.ru")
         assert person is not None
         callers[peer] = (person.sys_id, person.email)
 
-    async def sequential() -> None:
-        for peer in one_by_one:
+    async def sequential(peers: Sequence[int]) -> None:
+        for peer in peers:
             await dialogue(vk.user(peer))
 
     async def concurrent(peers: Sequence[int]) -> None:
         await asyncio.gather(*(dialogue(vk.user(peer)) for peer in peers))
 
+    done = {mode: Measured(0, 0.0, 0.0) for mode in MODES}
     async with BOTS[kind](vk, tickets, callers, tmp):
         await concurrent(warm)
-        seq = await timed(one_by_one, sequential)
-        conc = await timed(at_once, lambda: concurrent(at_once))
+        for n in range(repeat):  # the modes take turns: a slow spell hits both
+            one_by_one, at_once = batches[2 * n], batches[2 * n + 1]
+            done["seq"].add(await timed(one_by_one, functools.partial(sequential, one_by_one)))
+            done["conc"].add(await timed(at_once, functools.partial(concurrent, at_once)))
         await asyncio.sleep(0.2)  # anything sent late or twice would come now
-    check_nothing_more(vk, warm + one_by_one + at_once)
-    return {"seq": seq, "conc": conc}
+    check_nothing_more(vk, warm + [p for batch in batches for p in batch])
+    return done
 
 
 def child(kind: str, users: int) -> None:

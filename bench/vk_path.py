@@ -25,6 +25,7 @@ import asyncio
 import collections
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -62,6 +63,7 @@ asyncio.run(main())
 
 
 LP_COUNT = [0]
+PROFILE: dict[str, str] = {}  # "tool": py-spy or cprofile, "dir": where profiles go (--profile)
 KINDS = ("supportbot", "vkbottle", "supportbot-base", "supportbot-vkbottle-keyboard", "supportbot-vkbottle-updates",
          "supportbot-vkbottle-import")
 CPU: dict[str, list[float]] = {kind: [] for kind in KINDS}
@@ -128,12 +130,25 @@ async def run_users(vk: RunningVkEmulator, peers: list[int]) -> float:
 async def start_bot(kind: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
     if kind in ("supportbot", "supportbot-base"):  # the base tree's is on its PYTHONPATH
         cmd = [sys.executable, "-m", "supportbot.cli", "run"]
+        if kind == "supportbot" and PROFILE.get("tool") == "cprofile":  # written when it stops (SIGTERM)
+            out = Path(PROFILE["dir"]) / f"supportbot-{time.strftime('%H%M%S')}.prof"
+            cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "supportbot.cli", "run"]
     elif kind.startswith("supportbot-vkbottle-"):
         cmd = [sys.executable, str(ROOT / "bench" / "vk_variants.py"), "--" + kind.rsplit("-", 1)[1]]
     else:
         cmd = [sys.executable, str(ROOT / "bench" / "vkbottle_bot.py")]
     return await asyncio.create_subprocess_exec(*cmd, cwd=cwd, env=env, stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.PIPE)
+
+
+async def start_py_spy(pid: int) -> asyncio.subprocess.Process:
+    """py-spy sampling the bot while the users run (not its start-up or warm-up)."""
+    out = Path(PROFILE["dir"]) / f"supportbot-{pid}.txt"
+    spy = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+        "--output", str(out), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await asyncio.sleep(0.5)  # attached before the first user writes
+    return spy
 
 
 async def stop(proc: asyncio.subprocess.Process) -> None:
@@ -169,7 +184,11 @@ async def phase(kind: str, vk: RunningVkEmulator, env: dict[str, str], cwd: Path
         bot_before, here_before = cpu_seconds(proc.pid), time.process_time()
         calls_before = len(vk.state.calls)
         lp_before = LP_COUNT[0]
+        spy = await start_py_spy(proc.pid) if kind == "supportbot" and PROFILE.get("tool") == "py-spy" else None
         rate = await run_users(vk, peers)
+        if spy is not None:  # SIGINT: py-spy writes what it sampled and detaches; the bot runs on
+            spy.send_signal(signal.SIGINT)
+            await spy.wait()
         calls = collections.Counter(m for m, _ in vk.state.calls[calls_before:])
         print(f"    {kind}: VK API calls {dict(calls)}, long-poll answers {LP_COUNT[0] - lp_before}", flush=True)
         bot_cpu, here_cpu = cpu_seconds(proc.pid) - bot_before, time.process_time() - here_before
@@ -434,6 +453,10 @@ if __name__ == "__main__":
                         help=f"bots to run, comma-separated, of {', '.join(KINDS)}")
     parser.add_argument("--base", type=Path, help="another tree (e.g. the previous commit's, /work/wt/base): its "
                                                  "supportbot runs in the same rounds (kind supportbot-base)")
+    parser.add_argument("--profile", choices=("py-spy", "cprofile"),
+                        help="profile supportbot's process: py-spy samples it while the users run (raw collapsed "
+                             "stacks, one file per round), cProfile the whole process; see bench/README.md, Profiling")
+    parser.add_argument("--profile-dir", type=Path, default=Path("profiles"), help="where profiles go")
     parser.add_argument("--all", action="store_true",
                         help="every ratio of issue 16 in one run: this comparison, bench/in_process.py, "
                              "bench/engine.py (PostgreSQL workers, memory) and bench/startup.py, then one table")
@@ -442,6 +465,9 @@ if __name__ == "__main__":
     if set(kinds) - set(KINDS):
         parser.error(f"unknown kinds {sorted(set(kinds) - set(KINDS))}")
     base = args.base.resolve() if args.base else None
+    if args.profile:
+        args.profile_dir.mkdir(parents=True, exist_ok=True)
+        PROFILE.update(tool=args.profile, dir=str(args.profile_dir.resolve()))
     if args.all:
         run_all(args.users, max(1, args.rounds), args.reference_http, base)
     else:

@@ -13,8 +13,8 @@ from bench.in_process import STEPS, DialogueError, InProcessVk, check_nothing_mo
 @pytest.mark.parametrize("kind", ["supportbot", "vkbottle"])
 async def test_two_users_through_the_dialogue(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # vkbottle's polling saves its ts under the working directory
-    done = await measure(kind, 2, tmp_path, warmup=1)  # raises on any reply the dialogue does not say
-    assert {mode: m.events for mode, m in done.items()} == {"seq": 2 * len(STEPS), "conc": 2 * len(STEPS)}
+    done = await measure(kind, 2, tmp_path, warmup=1, repeat=2)  # raises on any reply the dialogue does not say
+    assert {mode: m.events for mode, m in done.items()} == {"seq": 2 * 2 * len(STEPS), "conc": 2 * 2 * len(STEPS)}
 
 
 async def test_a_wrong_reply_fails_the_run() -> None:
