@@ -479,8 +479,10 @@ def cost(what: str, size: int, rounds: Sequence[Round], cheap: str, dear: str) -
 # ----------------------------------------------------------------- the whole bench
 
 
-def main(sizes: list[int], users: int, databases: set[str], admin: str | None, rounds: int, split: bool) -> None:
+def main(sizes: list[int], users: int, databases: set[str], admin: str | None, rounds: int, split: bool,
+         as_json: bool = False) -> None:
     began = time.perf_counter()
+    memory: list[float] = []  # bytes per cached session, per size (SQLite)
     flow_set = load_flow_set([FLOWS]).flow_set
     assert flow_set is not None
     print(f"engine path: {users} users × {len(DIALOGUE)}-step create-ticket dialogue one after another, "
@@ -499,6 +501,7 @@ def main(sizes: list[int], users: int, databases: set[str], admin: str | None, r
             if "sqlite" in databases:
                 done, kib = run(measure_sqlite(flow_set, size, users, Path(tmp)))
                 report("sqlite", AS_DEPLOYED, size, [done], kib)
+                memory.append(kib * 1024)
             if "postgres" in databases:
                 assert admin is not None
                 rounds_done = measure_postgres(admin, flow_set, size, users, variants, rounds, Path(tmp))
@@ -511,6 +514,10 @@ def main(sizes: list[int], users: int, databases: set[str], admin: str | None, r
     if "postgres" not in databases:
         print("(PostgreSQL not measured: set SUPPORTBOT_TEST_POSTGRES_URL or pass --postgres URL)")
     print(f"total {time.perf_counter() - began:.0f} s")
+    if as_json:  # last line, for bench/vk_path.py --all
+        figures = {"memory_per_session_bytes": {"median": statistics.median(memory), "min": min(memory),
+                                                "max": max(memory)}} if memory else {}
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":
@@ -524,6 +531,7 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3, help="PostgreSQL runs per variant")
     parser.add_argument("--split", action=argparse.BooleanOptionalAction, default=True,
                         help="also run PostgreSQL without the peer lock, and without it with the session cache")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures measured")
     args = parser.parse_args()
     database = args.database or ("both" if args.postgres else "sqlite")
     if database != "sqlite" and not args.postgres:
@@ -532,6 +540,6 @@ if __name__ == "__main__":
     try:
         main([int(s) for s in args.sizes.split(",")], args.users,
              {"sqlite", "postgres"} if database == "both" else {database}, args.postgres, max(1, args.rounds),
-             args.split)
+             args.split, args.json)
     except (KeyboardInterrupt, Terminated):
         sys.exit("interrupted (scratch databases dropped)")
