@@ -6,8 +6,9 @@ costs. Numbers only; nothing is asserted (DESIGN: "Speed and size").
 
 SQLite, and PostgreSQL as several workers use it: there every step also takes the peer's lock
 across processes (advisory locks, Storage.peer_lock) and reads the session afresh (no session
-cache when storage.shared); bindings are not cached there either (read a few times per
-dialogue). One engine process is measured, so the lock is taken and released but never
+cache when storage.shared; since migration 12 the lock's round trip brings the session along);
+bindings are not cached there either (read a few times per dialogue). One engine process is
+measured, so the lock is taken and released but never
 contended. The PostgreSQL server is the one SUPPORTBOT_TEST_POSTGRES_URL (or --postgres) names;
 a scratch database per number of stored sessions is created there and dropped afterwards, also
 on Ctrl-C or failure.
@@ -27,6 +28,18 @@ and the database's, not the loopback's.
 Run: .venv/bin/python bench/engine.py [--sizes 1000,100000,1000000] [--users 100]
          [--database sqlite|postgres|both] [--postgres URL] [--rounds 3] [--no-split]
 (--database defaults to both when a PostgreSQL URL is given, else sqlite)
+
+Several workers: --workers 1,2 [--base /work/wt/base] [--users 400] [--rounds 5] [--json] runs
+PostgreSQL only, with that many engine worker PROCESSES on one scratch database, the users split
+between them: half of them each worker's share one after another, the other half all at once;
+events/s are all workers' events over the time from the first one's start to the last one's
+end. --base runs another tree's code (engine, storage, flows: a checkout of an older commit) the
+same way on a database of its own, the trees taking turns within each round (which goes first
+alternates), and prints the ratios: this tree's one worker against the base's, and two workers
+against one (median and range of the rounds' ratios). --json ends with one JSON line:
+"pg_one_worker_vs_base", "pg_two_vs_one" (one after another; "…_at_once" for at once, "…_base"
+for the base tree's own scaling), each {"median", "min", "max"}, and "events_per_s" (per
+"tree/workers/phase", the rounds' rates). Each round's users are stored sessions not used before.
 """
 
 from __future__ import annotations

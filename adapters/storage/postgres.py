@@ -4,10 +4,13 @@ It behaves as SqliteStorage does (tests/contract is the judge): the calls and th
 are the storage core's (core.py). What is particular to it:
 
 Write path. `commit_step` commits the steps of concurrent peers together, as SQLite does: the
-calls queue, one flusher task per process writes everything queued in one transaction with a
-SAVEPOINT per step (a refused or failing step stands or falls alone), and each caller is
-answered only after COMMIT returned. A step is its session write and its inbox mark in one
-statement, its outbox items, outcomes and follow-up replies after it. Unlike SQLite, a step
+calls queue, one flusher task per process writes everything queued in one statement, a call of
+the server-side function sb_commit_steps in autocommit (pg_step_commit.py): each step in a block
+of its own (a refused or failing step stands or falls alone), and each caller is answered only
+after the statement returned, committed. A batch carrying a value that call cannot (a NUL in a
+session's text, a lone surrogate) is written the savepoint way instead: one transaction, a
+SAVEPOINT per step, a step's session write and inbox mark in one statement, its outbox items,
+outcomes and follow-up replies after it. Unlike SQLite, a step
 whose own data fails (a duplicate outbox id, text PostgreSQL refuses) fails only its caller; a
 batch-wide failure (the connection, a timeout) is raised to every caller in the batch. Within a
 batch the steps are written in peer order, so two workers' batches lock sessions in the same
@@ -22,11 +25,18 @@ where that cannot do anything twice:
 - every other write runs in a transaction, retried when the connection broke before its COMMIT
   was sent: PostgreSQL rolls back a transaction whose connection is gone, so nothing of it
   stayed. A COMMIT whose answer was lost may have committed: that error is raised, not retried;
+- a step batch's one statement, always: it records its token first, so if the first call
+  committed the second is answered with its results and writes nothing (and if the first is
+  still running, the second waits for it on the token's key);
 - a failure to get a connection at all (refused, too many clients, the server starting), and a
   deadlock or serialization failure (rolled back by the server), always.
 A statement timeout (command_timeout) is raised, never retried. After a network partition the
 old backend may hold its locks until the server notices the connection is gone; the retry waits
 for them (bounded by command_timeout).
+
+Sessions are not cached (another worker may step a session meanwhile): the peer lock's round
+trip reads the session after taking the lock (pg_peer_locks.py), and the step's load_session
+takes that row, once.
 
 Bindings are not cached: with several workers, a sign-out on one must be seen by the next step
 on every other; the read is one indexed lookup.
