@@ -6,8 +6,9 @@ costs. Numbers only; nothing is asserted (DESIGN: "Speed and size").
 
 SQLite, and PostgreSQL as several workers use it: there every step also takes the peer's lock
 across processes (advisory locks, Storage.peer_lock) and reads the session afresh (no session
-cache when storage.shared); bindings are not cached there either (read a few times per
-dialogue). One engine process is measured, so the lock is taken and released but never
+cache when storage.shared; since migration 12 the lock's round trip brings the session along);
+bindings are not cached there either (read a few times per dialogue). One engine process is
+measured, so the lock is taken and released but never
 contended. The PostgreSQL server is the one SUPPORTBOT_TEST_POSTGRES_URL (or --postgres) names;
 a scratch database per number of stored sessions is created there and dropped afterwards, also
 on Ctrl-C or failure.
@@ -27,6 +28,18 @@ and the database's, not the loopback's.
 Run: .venv/bin/python bench/engine.py [--sizes 1000,100000,1000000] [--users 100]
          [--database sqlite|postgres|both] [--postgres URL] [--rounds 3] [--no-split]
 (--database defaults to both when a PostgreSQL URL is given, else sqlite)
+
+Several workers: --workers 1,2 [--base /work/wt/base] [--users 400] [--rounds 5] [--json] runs
+PostgreSQL only, with that many engine worker PROCESSES on one scratch database, the users split
+between them: half of them each worker's share one after another, the other half all at once;
+events/s are all workers' events over the time from the first one's start to the last one's
+end. --base runs another tree's code (engine, storage, flows: a checkout of an older commit) the
+same way on a database of its own, the trees taking turns within each round (which goes first
+alternates), and prints the ratios: this tree's one worker against the base's, and two workers
+against one (median and range of the rounds' ratios). --json ends with one JSON line:
+"pg_one_worker_vs_base", "pg_two_vs_one" (one after another; "…_at_once" for at once, "…_base"
+for the base tree's own scaling), each {"median", "min", "max"}, and "events_per_s" (per
+"tree/workers/phase", the rounds' rates). Each round's users are stored sessions not used before.
 """
 
 from __future__ import annotations
@@ -42,6 +55,7 @@ import random
 import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +65,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# A worker process of --base runs this file with SUPPORTBOT_BENCH_TREE naming the tree whose code
+# (engine, adapters, flows) it measures.
+sys.path.insert(0, os.environ.get("SUPPORTBOT_BENCH_TREE") or str(Path(__file__).resolve().parent.parent))
 
 from adapters.spool import DiskSpool
 from adapters.storage.postgres import open_postgres
@@ -81,7 +97,9 @@ from engine.ports import (
 )
 from engine.work.ticket_outbox import ticket_outbox
 
-FLOWS = Path(__file__).resolve().parent.parent / "flows"
+TREE = Path(sys.path[0])
+THIS_FILE = Path(__file__).resolve()
+FLOWS = TREE / "flows"
 # The 7-step create-ticket dialogue of a signed-in user.
 DIALOGUE = ["Начать", "Создать заявку", "2", "6",
             "Не запускается Microsoft Word на ноутбуке в ауд. 305, пишет ошибку лицензии.",
@@ -520,6 +538,190 @@ def main(sizes: list[int], users: int, databases: set[str], admin: str | None, r
         print(json.dumps(figures))
 
 
+# ----------------------------------------------------------------- several worker processes
+
+
+async def worker_process(spec: dict[str, Any]) -> None:
+    """One engine worker process on spec["dsn"] (a --workers run): signs its users in, warms up,
+    then runs each phase the parent names on stdin ("seq": its users one after another; "conc":
+    its other users all at once) and prints its start, end (time.monotonic, one clock for all
+    processes of the machine) and events as a JSON line."""
+    flow_set = load_flow_set([FLOWS]).flow_set
+    assert flow_set is not None
+    storage = await open_postgres(spec["dsn"], application_name="bench-engine-worker")
+    tickets = InProcessSimpleOne()
+    with tempfile.TemporaryDirectory(prefix="supportbot-bench-worker-") as spool:
+        services = Services(storage, tickets, NoMail(), DiskSpool(Path(spool)), AuthPolicy(), idle_timeout=1e9)
+        flows = StaticFlows(flow_set)
+        outbox = ticket_outbox(services, flows)
+        working = asyncio.create_task(outbox.run())
+        engine = Engine(flows, services)
+        unnumbered = 0  # submits answered "accepted" (another process's outbox worker took the item)
+
+        async def dialogue(peer: str) -> None:
+            nonlocal unnumbered
+            for text in DIALOGUE:
+                replies = await engine.handle(peer, Incoming(text=text))
+                assert replies, text
+            if "создана" not in replies[0].text:
+                unnumbered += 1
+
+        try:
+            peers = {phase: list(spec[phase]) for phase in ("seq", "conc")}
+            for peer in [*peers["seq"], *peers["conc"], *spec["warm"]]:
+                person = await tickets.find_person(f"{peer.replace(':', '-')}@ranepa.ru")
+                assert person is not None
+                await storage.put_binding(Binding(peer, person.email, person.sys_id, person.name, time.time()))
+            await asyncio.gather(*(dialogue(peer) for peer in spec["warm"]))
+            print("ready", flush=True)
+            loop = asyncio.get_running_loop()
+            while (phase := (await loop.run_in_executor(None, sys.stdin.readline)).strip()) in peers:
+                started = time.monotonic()
+                if phase == "seq":
+                    for peer in peers[phase]:
+                        await dialogue(peer)
+                else:
+                    await asyncio.gather(*(dialogue(peer) for peer in peers[phase]))
+                print(json.dumps({"start": started, "end": time.monotonic(),
+                                  "events": len(peers[phase]) * len(DIALOGUE), "unnumbered": unnumbered}),
+                      flush=True)
+        finally:
+            working.cancel()
+            await asyncio.gather(working, return_exceptions=True)
+            await storage.close()
+
+
+async def run_workers(tree: Path, dsn: str, count: int, users: list[str], offset: int) -> dict[str, float]:
+    """count worker processes of tree's code on dsn, users split between them: events/s of all
+    of them together, one after another (each worker its share in turn) and at once."""
+    half = len(users) // 2
+    shares = [{"seq": users[:half][n::count], "conc": users[half:][n::count],
+               "warm": [f"warm:{offset}:{n}:{k}" for k in range(WARMUP_USERS // count)], "dsn": dsn}
+              for n in range(count)]
+    env = {**os.environ, "SUPPORTBOT_BENCH_TREE": str(tree), "PYTHONPATH": str(tree)}
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, str(THIS_FILE), "--worker", json.dumps(share), env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE) for share in shares]
+    rates: dict[str, float] = {}
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await proc.stdout.readline()
+            if line.strip() != b"ready":
+                raise RuntimeError(f"a worker of {tree} did not start: {line!r}")
+        for phase in ("seq", "conc"):
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write(f"{phase}\n".encode())
+                await proc.stdin.drain()
+            done = []
+            for proc in procs:
+                assert proc.stdout is not None
+                done.append(json.loads(await proc.stdout.readline()))
+            wall = max(d["end"] for d in done) - min(d["start"] for d in done)
+            rates[phase] = sum(d["events"] for d in done) / wall
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"quit\n")
+            await proc.stdin.drain()
+        for proc in procs:
+            if await proc.wait() != 0:
+                raise RuntimeError(f"a worker of {tree} failed")
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    return rates
+
+
+def ratio_stats(ratios: Sequence[float]) -> dict[str, float]:
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
+def measure_workers(admin: str, counts: list[int], base: Path | None, users: int, rounds: int,
+                    as_json: bool) -> None:
+    """--workers: rounds rounds; in each, every tree (this one, and --base if given, the first
+    to run alternating) runs count worker processes for each count, one after another and at
+    once, on a database of its own (a tree's schema may be newer than the other's)."""
+    this = THIS_FILE.parent.parent
+    trees = {"this": this, **({"base": base.resolve()} if base is not None else {})}
+    size = rounds * len(counts) * users + 1000  # every run's users are stored sessions of their own
+    dsns: dict[str, str] = {}
+    # (tree, workers, phase) → the rounds' events/s
+    rates: dict[tuple[str, int, str], list[float]] = {}
+    print(f"engine workers on PostgreSQL: {users} users per run split between the workers (half one after "
+          f"another, half at once), {len(DIALOGUE)}-step dialogue; {rounds} round(s); {os.cpu_count()} CPUs "
+          f"shared with the server", flush=True)
+    cpu_before, started = cpu_sample(), time.perf_counter()
+    try:
+        for name in trees:
+            dsns[name] = run(create_scratch_database(admin))
+            # The schema by that tree's own code, in a process of its own.
+            code = ("import asyncio, sys; from adapters.storage.postgres import open_postgres\n"
+                    "async def main():\n    await (await open_postgres(sys.argv[1])).close()\nasyncio.run(main())")
+            subprocess.run([sys.executable, "-c", code, dsns[name]], check=True, cwd=trees[name],
+                           env={**os.environ, "PYTHONPATH": str(trees[name])})
+            run(populate_postgres_rows(dsns[name], size))
+        for n in range(rounds):
+            order = list(trees) if n % 2 == 0 else list(reversed(trees))
+            for k, count in enumerate(counts):
+                for name in order:
+                    first = (n * len(counts) + k) * users
+                    peers = [f"idle:{i}" for i in range(first, first + users)]
+                    got = run(run_workers(trees[name], dsns[name], count, peers, first))
+                    for phase, rate in got.items():
+                        rates.setdefault((name, count, phase), []).append(rate)
+                    print(f"  round {n + 1}: {name:<4} × {count} worker(s): {got['seq']:,.0f} events/s one after "
+                          f"another, {got['conc']:,.0f} at once", flush=True)
+    finally:
+        with signals_deferred():
+            for dsn in dsns.values():
+                asyncio.run(drop_database(admin, dsn))
+    cpu_after, wall = cpu_sample(), time.perf_counter() - started
+    busy = "?" if cpu_before is None or cpu_after is None else \
+        f"{(cpu_after[0] - cpu_before[0]) / max(1, cpu_after[1] - cpu_before[1]) * 100:.0f} %"
+    print(f"  ({wall:.0f} s; the machine's CPUs busy {busy})")
+
+    def ratios(a: tuple[str, int, str], b: tuple[str, int, str]) -> list[float]:
+        return [x / y for x, y in zip(rates[a], rates[b], strict=True)]
+
+    summary: dict[str, Any] = {"events_per_s": {f"{t}/{c}/{p}": r for (t, c, p), r in rates.items()}}
+    for phase, words in (("seq", "one after another"), ("conc", "at once")):
+        for (t, c, p), r in sorted(rates.items()):
+            if p == phase:
+                print(f"{t:<4} × {c} worker(s), {words}: median {statistics.median(r):,.0f} events/s "
+                      f"({min(r):,.0f}–{max(r):,.0f})")
+        suffix = "" if phase == "seq" else "_at_once"
+        if "base" in trees and 1 in counts:
+            stats = ratio_stats(ratios(("this", 1, phase), ("base", 1, phase)))
+            summary[f"pg_one_worker_vs_base{suffix}"] = stats
+            print(f"  this tree ÷ base, one worker, {words}: ×{stats['median']:.2f} "
+                  f"({stats['min']:.2f}–{stats['max']:.2f}; target ≥ 2)")
+        if 1 in counts and 2 in counts:
+            for name in trees:
+                stats = ratio_stats(ratios((name, 2, phase), (name, 1, phase)))
+                summary[f"pg_two_vs_one{suffix}" + ("" if name == "this" else "_base")] = stats
+                print(f"  {name}: two workers ÷ one, {words}: ×{stats['median']:.2f} "
+                      f"({stats['min']:.2f}–{stats['max']:.2f}; target ≥ 1.6)")
+    if as_json:
+        print(json.dumps(summary))
+
+
+async def populate_postgres_rows(dsn: str, count: int) -> None:
+    """Stored sessions, the schema being there already (made by the tree under test)."""
+    import asyncpg
+
+    flow_set = load_flow_set([FLOWS]).flow_set
+    assert flow_set is not None
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.copy_records_to_table("sessions", records=stored_rows(count, flow_set.version), columns=COLUMNS)
+        await conn.execute("VACUUM ANALYZE sessions")
+    finally:
+        await conn.close()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,100000,1000000", help="stored sessions, comma-separated")
@@ -531,8 +733,26 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3, help="PostgreSQL runs per variant")
     parser.add_argument("--split", action=argparse.BooleanOptionalAction, default=True,
                         help="also run PostgreSQL without the peer lock, and without it with the session cache")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures measured")
+    parser.add_argument("--workers", help="PostgreSQL only: numbers of engine worker processes, e.g. 1,2")
+    parser.add_argument("--base", type=Path, help="with --workers: a tree (e.g. /work/wt/base) run the same way,"
+                                                   " interleaved, for ratios against it")
+    parser.add_argument("--json", action="store_true",
+                        help="end with one JSON line of the figures measured (with --workers: ratios, events/s)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # a worker process of --workers
     args = parser.parse_args()
+    if args.worker:
+        asyncio.run(worker_process(json.loads(args.worker)))
+        sys.exit(0)
+    if args.workers:
+        if not args.postgres:
+            parser.error("--workers needs a server: set SUPPORTBOT_TEST_POSTGRES_URL or pass --postgres URL")
+        signal.signal(signal.SIGTERM, terminate)
+        try:
+            measure_workers(args.postgres, [int(n) for n in args.workers.split(",")], args.base, args.users,
+                            max(1, args.rounds), args.json)
+        except (KeyboardInterrupt, Terminated):
+            sys.exit("interrupted (scratch databases dropped)")
+        sys.exit(0)
     database = args.database or ("both" if args.postgres else "sqlite")
     if database != "sqlite" and not args.postgres:
         parser.error(f"--database {database} needs a server: set SUPPORTBOT_TEST_POSTGRES_URL or pass --postgres URL")

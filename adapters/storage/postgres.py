@@ -4,10 +4,13 @@ It behaves as SqliteStorage does (tests/contract is the judge): the calls and th
 are the storage core's (core.py). What is particular to it:
 
 Write path. `commit_step` commits the steps of concurrent peers together, as SQLite does: the
-calls queue, one flusher task per process writes everything queued in one transaction with a
-SAVEPOINT per step (a refused or failing step stands or falls alone), and each caller is
-answered only after COMMIT returned. A step is its session write and its inbox mark in one
-statement, its outbox items, outcomes and follow-up replies after it. Unlike SQLite, a step
+calls queue, one flusher task per process writes everything queued in one statement, a call of
+the server-side function sb_commit_steps in autocommit (pg_step_commit.py): each step in a block
+of its own (a refused or failing step stands or falls alone), and each caller is answered only
+after the statement returned, committed. A batch carrying a value that call cannot (a NUL in a
+session's text, a lone surrogate) is written the savepoint way instead: one transaction, a
+SAVEPOINT per step, a step's session write and inbox mark in one statement, its outbox items,
+outcomes and follow-up replies after it. Unlike SQLite, a step
 whose own data fails (a duplicate outbox id, text PostgreSQL refuses) fails only its caller; a
 batch-wide failure (the connection, a timeout) is raised to every caller in the batch. Within a
 batch the steps are written in peer order, so two workers' batches lock sessions in the same
@@ -22,11 +25,18 @@ where that cannot do anything twice:
 - every other write runs in a transaction, retried when the connection broke before its COMMIT
   was sent: PostgreSQL rolls back a transaction whose connection is gone, so nothing of it
   stayed. A COMMIT whose answer was lost may have committed: that error is raised, not retried;
+- a step batch's one statement, always: it records its token first, so if the first call
+  committed the second is answered with its results and writes nothing (and if the first is
+  still running, the second waits for it on the token's key);
 - a failure to get a connection at all (refused, too many clients, the server starting), and a
   deadlock or serialization failure (rolled back by the server), always.
 A statement timeout (command_timeout) is raised, never retried. After a network partition the
 old backend may hold its locks until the server notices the connection is gone; the retry waits
 for them (bounded by command_timeout).
+
+Sessions are not cached (another worker may step a session meanwhile): the peer lock's round
+trip reads the session after taking the lock (pg_peer_locks.py), and the step's load_session
+takes that row, once.
 
 Bindings are not cached: with several workers, a sign-out on one must be seen by the next step
 on every other; the read is one indexed lookup.
@@ -44,20 +54,31 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar, cast
 
 import asyncpg  # type: ignore[import-untyped]
 
-from adapters.storage.core import CommitStats, Fetch, Kind, Query, Script, SqlStorage, StepResult, StorageClosed
+from adapters.storage.core import (
+    CommitStats,
+    Fetch,
+    Kind,
+    Query,
+    Script,
+    SqlStorage,
+    StepResult,
+    StorageClosed,
+    q_changed,
+)
 from adapters.storage.dialect import POSTGRESQL
-from adapters.storage.pg_peer_locks import AdvisoryPeerLocks
+from adapters.storage.pg_peer_locks import UNREAD, AdvisoryPeerLocks
 from adapters.storage.pg_presence import Presence
+from adapters.storage.pg_step_commit import COMMIT_CALL, PRUNE_BATCHES, commit_args, new_token, step_results
 from adapters.storage.rows import StepRow, outbox_item
 from adapters.storage.schema import NEWER_SCHEMA, SCHEMA_MIGRATIONS, migrations
 from adapters.storage.sql import OUTBOX_COLUMNS, OUTBOX_DUE, Sql
-from engine.ports import OutboxItem
+from engine.ports import OutboxItem, Session, StepCommit
 from engine.work.leases import process_holder
 
 __all__ = [
@@ -212,7 +233,8 @@ async def open_postgres(
         pool.terminate()
         raise
     return PostgresStorage(pool, max_batch=max_batch, close_timeout=command_timeout,
-                           locks=AdvisoryPeerLocks(connect("peer locks"), shards=lock_connections),
+                           locks=AdvisoryPeerLocks(connect("peer locks"), shards=lock_connections,
+                                                   read_sessions=True),
                            presence=presence)
 
 
@@ -331,6 +353,8 @@ class PostgresStorage(SqlStorage):
         self._idle.set()
         self._closer: asyncio.Future[None] | None = None
         self._closed = False
+        # Sessions read with their peer's lock, for the step's load_session (peer_lock).
+        self._fresh: dict[str, tuple[Any, ...] | None] = {}
 
     async def _script(self, script: Callable[[], Script[T]], kind: Kind) -> T:
         return await self._call(lambda conn: _drive(conn, script()), transaction=kind in (Kind.PUT_TX, Kind.WRITE),
@@ -394,6 +418,24 @@ class PostgresStorage(SqlStorage):
 
 
     async def _write_batch(self, batch: Sequence[StepRow]) -> list[StepResult]:
+        """The batch in one statement (pg_step_commit.py): sent again after a lost connection
+        with the same token, so a first call that committed is answered, never applied twice.
+        A value the call cannot carry (a NUL or a lone surrogate in a session's text, a float
+        JSON cannot write) fails the whole call before anything is written: such a batch is
+        written the savepoint way, where each step stands or falls alone."""
+        try:
+            args = (new_token(), self.process, time.time(), *commit_args(batch))
+        except ValueError:
+            return await self._write_batch_savepoints(batch)
+        try:
+            answers = await self._call(lambda conn: conn.fetchval(COMMIT_CALL, *args), transaction=False,
+                                       repeatable=True)
+        except _STEP_ERRORS as exc:
+            log.debug("PostgreSQL step batch written the savepoint way (%s: %s)", type(exc).__name__, exc)
+            return await self._write_batch_savepoints(batch)
+        return step_results(answers)
+
+    async def _write_batch_savepoints(self, batch: Sequence[StepRow]) -> list[StepResult]:
         async def write(conn: Any) -> list[StepResult]:
             return await self._write_steps(conn, batch, time.time())
 
@@ -452,8 +494,38 @@ class PostgresStorage(SqlStorage):
 
     # ----------------------------------------------------------------- one process at a time
 
-    def peer_lock(self, peer: str) -> AbstractAsyncContextManager[None]:
-        return self._locks.hold(peer)
+    @asynccontextmanager
+    async def peer_lock(self, peer: str) -> AsyncIterator[None]:
+        """The peer's lock across processes; its round trip also reads the peer's session, which
+        the step's load_session then takes instead of a read of its own."""
+        async with self._locks.hold(peer) as session:
+            if session is not UNREAD:
+                self._fresh[peer] = session
+            try:
+                yield
+            finally:
+                self._fresh.pop(peer, None)
+
+    async def load_session(self, peer: str) -> Session | None:
+        """The session read with the peer's lock, once (a second load, e.g. after the step
+        committed, reads afresh); else a read of its own."""
+        found = self._fresh.pop(peer, UNREAD)
+        if found is UNREAD:
+            return await super().load_session(peer)
+        if found is None:
+            return None
+        peer_, state, slots, flow_version, updated_at, version = found
+        return Session(peer_, state, json.loads(slots), flow_version, updated_at, version)
+
+    async def commit_step(self, step: StepCommit) -> bool:
+        self._fresh.pop(step.session.peer, None)  # what was read with the lock is older than this step
+        return await super().commit_step(step)
+
+    async def prune(self, older_than: float) -> int:
+        """SqlStorage.prune, and the tokens of old step batches (not counted: bookkeeping)."""
+        deleted = await super().prune(older_than)
+        await self._do(q_changed(PRUNE_BATCHES, older_than), Kind.PUT)
+        return deleted
 
     async def outbox_take(self, now: float, leases: Mapping[str, float], limit: int = 100) -> list[OutboxItem]:
         longest = max(leases.values(), default=0.0)

@@ -13,8 +13,15 @@ from __future__ import annotations
 from typing import Final
 
 from adapters.storage.dialect import Dialect
+from adapters.storage.pg_step_commit import COMMIT_FUNCTION, LOCK_FUNCTION, STEP_BATCHES_INDEX, STEP_BATCHES_TABLE
 
 Migrations = tuple[tuple[int, tuple[str, ...]], ...]
+
+
+class PostgresOnly(str):
+    """A statement only PostgreSQL runs (its server-side functions); on SQLite the migration
+    records its version and does nothing else."""
+
 
 _MIGRATIONS: Final[Migrations] = (
     (
@@ -237,12 +244,26 @@ _MIGRATIONS: Final[Migrations] = (
             "CREATE INDEX IF NOT EXISTS ticket_watch_poked ON ticket_watch (poked_at) WHERE poked_at IS NOT NULL",
         ),
     ),
+    (
+        12,
+        (
+            # A step's commit in one round trip, and its peer's lock with its session in another
+            # (pg_step_commit.py); step_batches makes a commit sent again after a lost answer
+            # answer as the first one did instead of writing twice.
+            PostgresOnly(STEP_BATCHES_TABLE),
+            PostgresOnly(STEP_BATCHES_INDEX),
+            PostgresOnly(COMMIT_FUNCTION),
+            PostgresOnly(LOCK_FUNCTION),
+        ),
+    ),
 )
 
 
 def migrations(dialect: Dialect) -> Migrations:
     """Every schema change, in order, as this dialect runs it."""
-    return tuple((version, tuple(dialect.sql(s) for s in statements)) for version, statements in _MIGRATIONS)
+    return tuple((version, tuple(dialect.sql(str(s)) for s in statements
+                                 if dialect.name == "postgresql" or not isinstance(s, PostgresOnly)))
+                 for version, statements in _MIGRATIONS)
 
 
 SCHEMA_MIGRATIONS: Final = (

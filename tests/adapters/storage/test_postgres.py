@@ -269,6 +269,7 @@ class FlakyPool:
         self.refuse = 0
         self.lose_commit = 0
         self.deadlock = 0
+        self.lose_answer = 0  # of the next fetchval: a statement run in autocommit that committed
         self.acquired = 0
 
     async def acquire(self) -> Any:
@@ -301,6 +302,13 @@ class FlakyConnection:
 
     def transaction(self) -> FlakyTransaction:
         return FlakyTransaction(self.inner.transaction(), self.pool)
+
+    async def fetchval(self, *args: Any) -> Any:
+        answer = await self.inner.fetchval(*args)
+        if self.pool.lose_answer:
+            self.pool.lose_answer -= 1
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("injected: the answer lost")
+        return answer
 
 
 class FlakyTransaction:
@@ -340,13 +348,20 @@ async def test_a_write_whose_commit_answer_was_lost_is_not_tried_again(storage: 
     assert [e.event_id for e in await storage.inbox_pending()] == ["ev-1"]
 
 
-async def test_a_step_whose_commit_answer_was_lost_raises(storage: PostgresStorage, flaky: FlakyPool) -> None:
-    flaky.lose_commit = 1
-    with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):
-        await storage.commit_step(step("vk:1", event_id="ev-1"))
-    assert flaky.acquired == 1
+async def test_a_step_whose_answer_was_lost_is_answered_once_written(storage: PostgresStorage,
+                                                                      flaky: FlakyPool) -> None:
+    # The step's one statement committed and its answer was lost: sent again with the same
+    # token, it is answered as the first call was, and nothing is written twice.
+    flaky.lose_answer = 1
+    assert await storage.commit_step(step("vk:1", event_id="ev-1")) is True
+    assert flaky.acquired == 2
     loaded = await storage.load_session("vk:1")
-    assert loaded is not None and loaded.version == 1  # the engine reloads and sees it committed
+    assert loaded is not None and loaded.version == 1
+    # A refused step's answer likewise: refused again, not written by the second call.
+    flaky.lose_answer = 1
+    assert await storage.commit_step(step("vk:1", 0, event_id="ev-2", state="late")) is False
+    assert flaky.acquired == 5  # the first step twice, the load, this step twice
+    assert not await storage.seen_event("ev-2")
 
 
 async def test_a_repeatable_write_whose_commit_answer_was_lost_is_tried_again(storage: PostgresStorage,
@@ -662,3 +677,138 @@ async def test_a_wait_given_up_leaves_no_lock_behind(dsn: str) -> None:
     finally:
         await one.close()
         await two.close()
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+class Counted:
+    """A connection that counts its round trips: each statement sent, and a transaction's BEGIN
+    and COMMIT (or ROLLBACK)."""
+
+    def __init__(self, inner: Any, counter: list[int]) -> None:
+        self.inner = inner
+        self.counter = counter
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("fetch", "fetchval", "fetchrow", "execute", "executemany"):
+            self.counter[0] += 1
+        return getattr(self.inner, name)
+
+    def transaction(self) -> Any:
+        self.counter[0] += 2
+        return self.inner.transaction()
+
+
+class CountingPool:
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.counter = [0]
+
+    @property
+    def trips(self) -> int:
+        return self.counter[0]
+
+    async def acquire(self) -> Counted:
+        return Counted(await self.pool.acquire(), self.counter)
+
+    async def release(self, conn: Counted) -> None:
+        await self.pool.release(conn.inner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pool, name)
+
+
+def count_lock_trips(storage: PostgresStorage) -> list[int]:
+    counter = [0]
+    for shard in storage._locks._shards:
+        connect = shard._connect
+
+        async def counted(connect: Any = connect) -> Counted:
+            return Counted(await connect(), counter)
+
+        shard._connect = counted
+        shard._conn = None  # the next round connects through the counter
+    return counter
+
+
+async def test_a_step_is_one_round_trip_for_lock_and_session_and_one_for_its_commit(storage: PostgresStorage) -> None:
+    item = OutboxItem("ob-1", "vk:1", "ticket.create", {"n": 1}, 1.0, next_at=1.0)
+    assert await storage.commit_step(step("vk:1", state="a", slots={"k": "v"}))
+    pool = CountingPool(storage._pool)
+    storage._pool = pool
+    lock_trips = count_lock_trips(storage)
+    async with storage.peer_lock("vk:1"):
+        assert lock_trips[0] == 1
+        loaded = await storage.load_session("vk:1")
+        assert loaded is not None and (loaded.state, loaded.slots, loaded.version) == ("a", {"k": "v"}, 1)
+        assert pool.trips == 0  # read with the lock
+        # A plain step, then one with more to write (an outbox item, a counter, kept replies).
+        assert await storage.commit_step(step("vk:1", 1, state="b", event_id="ev-1", replies="[]"))
+        assert pool.trips == 1
+        assert await storage.commit_step(step("vk:1", 2, state="c", event_id="ev-2", replies="[]", outbox=[item],
+                                              counts=["hint"]))
+        assert pool.trips == 2
+        # A second load (after the step committed) reads afresh.
+        again = await storage.load_session("vk:1")
+        assert again is not None and (again.state, again.version) == ("c", 3)
+        assert pool.trips == 3
+    # A batch of many steps is one round trip too.
+    assert all(await asyncio.gather(*(storage.commit_step(step(f"vk:{n}", event_id=f"ev-b{n}"))
+                                      for n in range(10, 30))))
+    assert pool.trips == 4
+    # No session yet: known from the lock's round trip too.
+    async with storage.peer_lock("vk:new"):
+        assert await storage.load_session("vk:new") is None
+    assert pool.trips == 4
+
+
+async def test_the_session_read_with_the_lock_is_what_the_last_holder_committed(dsn: str) -> None:
+    a, b = await open_storage(dsn), await open_storage(dsn)
+    try:
+        for n in range(20):
+            holder = (a, b)[n % 2]
+            async with holder.peer_lock("vk:1"):
+                loaded = await holder.load_session("vk:1")
+                assert (loaded.version if loaded is not None else 0) == n
+                assert await holder.commit_step(step("vk:1", n, state=f"s{n}"))
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_steps_own_errors_in_one_statement_fail_alone(storage: PostgresStorage) -> None:
+    item = OutboxItem("ob-1", "vk:1", "ticket.create", {}, 1.0)
+    assert await storage.commit_step(step("vk:1", outbox=[item]))
+    assert await storage.commit_step(step("vk:7", event_id="ev-7"))
+    pool = CountingPool(storage._pool)
+    storage._pool = pool
+    results = await asyncio.gather(
+        storage.commit_step(step("vk:2", event_id="ev-2")),
+        storage.commit_step(step("vk:3", event_id="ev-3", outbox=[item])),  # its id exists
+        storage.commit_step(step("vk:4", event_id="ev-4", replies="[]", counts=["c"],
+                                 outbox=[OutboxItem("ob-4", "vk:4", "k", {"nul": "a\x00b"}, 1.0)])),
+        storage.commit_step(step("vk:5", event_id="ev-7")),  # handled already: refused
+        storage.commit_step(step("vk:6", event_id=secrets.token_hex(4500))),  # too long for its index
+        return_exceptions=True,
+    )
+    assert pool.trips == 1  # no fallback: every value could be sent
+    assert results[0] is True and results[2] is True and results[3] is False
+    assert isinstance(results[1], asyncpg.UniqueViolationError)
+    assert isinstance(results[4], asyncpg.exceptions.ProgramLimitExceededError)
+    assert await storage.load_session("vk:3") is None and await storage.load_session("vk:5") is None
+    assert await storage.seen_events(["ev-2", "ev-3", "ev-4"]) == {"ev-2", "ev-4"}
+    four = await storage.outbox_get("ob-4")
+    assert four is not None and four.payload == {"nul": "a\x00b"}
+    assert [(c.name, c.count) for c in await storage.counts()] == [("c", 1)]
+
+
+async def test_a_step_error_whose_answer_was_lost_is_raised_again(storage: PostgresStorage,
+                                                                  flaky: FlakyPool) -> None:
+    item = OutboxItem("ob-1", "vk:1", "ticket.create", {}, 1.0)
+    assert await storage.commit_step(step("vk:1", outbox=[item]))
+    flaky.lose_answer = 1
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await storage.commit_step(step("vk:2", outbox=[item]))
+    assert flaky.acquired == 3  # the first step, then the step twice
+    assert await storage.load_session("vk:2") is None
