@@ -323,18 +323,6 @@ class SqlStorage(ABC):
     async def seen_event(self, event_id: str) -> bool:
         return await self._do(q_value(self.sql.seen_event, event_id), Kind.READ) is not None
 
-    async def seen_events(self, event_ids: Sequence[str]) -> set[str]:
-        ids = list(dict.fromkeys(event_ids))
-
-        def query() -> Script[set[str]]:
-            found: set[str] = set()
-            for chunk in self.sql.dialect.chunks(ids):
-                found.update(str(r[0]) for r in (yield q_rows(self.sql.seen_events(len(chunk)),
-                                                            *self.sql.dialect.list_args(chunk))))
-            return found
-
-        return await self._script(query, Kind.READ) if ids else set()
-
     async def inbox_add(self, event_id: str, peer: str, body: str) -> bool:
         # Not repeatable (a second run would answer "duplicate"): a WRITE.
         added = await self._do(q_changed(self.sql.inbox_add, event_id, peer, body, time.time(), self.process),

@@ -238,11 +238,6 @@ class Sql:
             "DELETE FROM outbox WHERE state = 'done' AND told AND finished_at < $1",
         ))
 
-    def seen_events(self, count: int) -> str:
-        return self.dialect.sql(
-            "SELECT event_id FROM inbox WHERE handled_at IS NOT NULL AND " + self.dialect.any_of("event_id", 1, count)
-        )
-
     def mark_handled(self, count: int) -> str:
         return self.dialect.sql(
             "UPDATE inbox SET handled_at = $1, body = NULL WHERE handled_at IS NULL AND "

@@ -37,10 +37,6 @@ class Inbox(Protocol):
         """True if event_id was handled (its step committed)."""
         ...
 
-    async def seen_events(self, event_ids: Sequence[str]) -> set[str]:
-        """The handled ones among event_ids, in one round trip (a long-poll batch)."""
-        ...
-
     async def inbox_add(self, event_id: str, peer: str, body: str) -> bool:
         """Record an event on receipt, before it is handled; False if the id is already known
         (received or handled): a duplicate to drop."""
