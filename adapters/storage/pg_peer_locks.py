@@ -27,7 +27,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from adapters.storage.pg_step_commit import LOCK_CALL
 
@@ -60,6 +60,14 @@ _ROUND: Final = (
 
 # What hold() yields when the session was not read with the lock (read_sessions off).
 UNREAD: Final[Any] = object()
+
+
+class LockedRead(NamedTuple):
+    """What the lock's round trip read of its peer (read_sessions): the columns of its session
+    and of its binding, each None if there is none."""
+
+    session: tuple[Any, ...] | None
+    binding: tuple[Any, ...] | None
 
 
 class PeerLockTimeout(TimeoutError):
@@ -162,8 +170,10 @@ class _Shard:
             if not self._read_sessions:
                 return [(bool(r[0]), UNREAD) for r in await self._conn.fetch(_ROUND, keys, takes)]
             rows = await self._conn.fetch(LOCK_CALL, keys, takes, peers)
-        # A lock taken: its peer's session columns, or None (no session); a lock not had: nothing read.
-        return [(bool(r[0]), (None if r[1] is None else tuple(r[1:])) if r[0] else UNREAD) for r in rows]
+        # A lock taken: its peer's session and binding as read with it; a lock not had: nothing read.
+        return [(bool(r[0]), LockedRead(None if r[1] is None else tuple(r[1:7]),
+                                        None if r[7] is None else tuple(r[7:12])) if r[0] else UNREAD)
+                for r in rows]
 
     def _fail(self, tries: dict[int, list[tuple[str, asyncio.Future[tuple[bool, Any]]]]],
               exc: BaseException) -> None:
@@ -216,7 +226,8 @@ class AdvisoryPeerLocks:
 
     @asynccontextmanager
     async def hold(self, peer: str) -> AsyncIterator[Any]:
-        """The peer's lock; yields the peer's session as read with it (UNREAD without read_sessions)."""
+        """The peer's lock; yields the peer's session and binding as read with it (a LockedRead;
+        UNREAD without read_sessions)."""
         key = peer_key(peer)
         shard = self._shards[key % len(self._shards)]
         loop = asyncio.get_running_loop()

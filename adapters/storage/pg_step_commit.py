@@ -211,7 +211,8 @@ $fn$"""
 
 LOCK_FUNCTION: Final = """CREATE OR REPLACE FUNCTION sb_peer_locks(p_keys BIGINT[], p_takes BOOLEAN[], p_peers TEXT[])
 RETURNS TABLE (o_taken BOOLEAN, o_peer TEXT, o_state TEXT, o_slots TEXT, o_flow_version TEXT,
-               o_updated_at DOUBLE PRECISION, o_version BIGINT)
+               o_updated_at DOUBLE PRECISION, o_version BIGINT,
+               o_bound_peer TEXT, o_email TEXT, o_caller_id TEXT, o_name TEXT, o_bound_at DOUBLE PRECISION)
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_answers BOOLEAN[] := ARRAY[]::BOOLEAN[];
@@ -224,12 +225,14 @@ BEGIN
             v_answers := v_answers || pg_advisory_unlock(p_keys[n]);
         END IF;
     END LOOP;
-    -- A statement of its own, so its snapshot is taken after the locks were had: a session
-    -- committed before its lock was let go is seen.
+    -- A statement of its own, so its snapshot is taken after the locks were had: a session (or a
+    -- binding) committed before its lock was let go is seen.
     RETURN QUERY
-        SELECT t.answer, s.peer, s.state, s.slots, s.flow_version, s.updated_at, s.version
+        SELECT t.answer, s.peer, s.state, s.slots, s.flow_version, s.updated_at, s.version,
+               b.peer, b.email, b.caller_id, b.name, b.bound_at
         FROM unnest(v_answers, p_peers) WITH ORDINALITY AS t(answer, peer, n)
         LEFT JOIN sessions AS s ON t.answer AND s.peer = t.peer
+        LEFT JOIN bindings AS b ON t.answer AND b.peer = t.peer
         ORDER BY t.n;
 END
 $fn$"""

@@ -78,7 +78,7 @@ from adapters.storage.pg_step_commit import COMMIT_CALL, PRUNE_BATCHES, commit_a
 from adapters.storage.rows import StepRow, outbox_item
 from adapters.storage.schema import NEWER_SCHEMA, SCHEMA_MIGRATIONS, migrations
 from adapters.storage.sql import OUTBOX_COLUMNS, OUTBOX_DUE, Sql
-from engine.ports import OutboxItem, Session, StepCommit
+from engine.ports import Binding, OutboxItem, Session, StepCommit
 from engine.work.leases import process_holder
 
 __all__ = [
@@ -355,6 +355,9 @@ class PostgresStorage(SqlStorage):
         self._closed = False
         # Sessions read with their peer's lock, for the step's load_session (peer_lock).
         self._fresh: dict[str, tuple[Any, ...] | None] = {}
+        # Bindings read with their peer's lock, good while it is held: under it only the peer's
+        # own steps change the binding, and a step that does is committed through this object.
+        self._bound: dict[str, Binding | None] = {}
 
     async def _script(self, script: Callable[[], Script[T]], kind: Kind) -> T:
         return await self._call(lambda conn: _drive(conn, script()), transaction=kind in (Kind.PUT_TX, Kind.WRITE),
@@ -497,14 +500,30 @@ class PostgresStorage(SqlStorage):
     @asynccontextmanager
     async def peer_lock(self, peer: str) -> AsyncIterator[None]:
         """The peer's lock across processes; its round trip also reads the peer's session, which
-        the step's load_session then takes instead of a read of its own."""
-        async with self._locks.hold(peer) as session:
-            if session is not UNREAD:
-                self._fresh[peer] = session
+        the step's load_session then takes instead of a read of its own, and the peer's binding,
+        which get_binding answers from while the lock is held."""
+        async with self._locks.hold(peer) as read:
+            if read is not UNREAD:
+                self._fresh[peer] = read.session
+                self._bound[peer] = None if read.binding is None else Binding(*read.binding)
             try:
                 yield
             finally:
                 self._fresh.pop(peer, None)
+                self._bound.pop(peer, None)
+
+    async def get_binding(self, peer: str) -> Binding | None:
+        if peer in self._bound:
+            return self._bound[peer]
+        return await super().get_binding(peer)
+
+    async def put_binding(self, binding: Binding) -> None:
+        self._bound.pop(binding.peer, None)  # read again: an admin's change may come some other way too
+        await super().put_binding(binding)
+
+    async def delete_binding(self, peer: str) -> None:
+        self._bound.pop(peer, None)
+        await super().delete_binding(peer)
 
     async def load_session(self, peer: str) -> Session | None:
         """The session read with the peer's lock, once (a second load, e.g. after the step
@@ -519,6 +538,10 @@ class PostgresStorage(SqlStorage):
 
     async def commit_step(self, step: StepCommit) -> bool:
         self._fresh.pop(step.session.peer, None)  # what was read with the lock is older than this step
+        sign_in = step.sign_in
+        if sign_in is None or not sign_in.binding_changed:
+            return await super().commit_step(step)
+        self._bound.pop(sign_in.peer, None)  # forgotten first: a step that fails must not leave it
         return await super().commit_step(step)
 
     async def prune(self, older_than: float) -> int:

@@ -25,7 +25,7 @@ from adapters.storage.postgres import (
     open_postgres,
     postgres_dsn_from_url,
 )
-from engine.ports import Notice, OutboxItem, Session, StepCommit, WatchedTicket
+from engine.ports import Binding, Notice, OutboxItem, Session, SignInWrites, StepCommit, WatchedTicket
 from tests.postgres_db import create_scratch_database, drop_database, postgres_admin_url
 
 # The application_name of the storages under test: how their backends are found to be killed.
@@ -761,6 +761,28 @@ async def test_a_step_is_one_round_trip_for_lock_and_session_and_one_for_its_com
     async with storage.peer_lock("vk:new"):
         assert await storage.load_session("vk:new") is None
     assert pool.trips == 4
+
+
+async def test_the_binding_is_read_with_the_lock_and_follows_the_steps_own_change(storage: PostgresStorage) -> None:
+    bound = Binding("vk:1", "a@ranepa.ru", "caller-1", "Анна", 5.0)
+    await storage.put_binding(bound)
+    pool = CountingPool(storage._pool)
+    storage._pool = pool
+    async with storage.peer_lock("vk:1"):
+        assert await storage.get_binding("vk:1") == bound
+        assert await storage.get_binding("vk:1") == bound  # as often as a step asks
+        assert pool.trips == 0  # read with the lock
+        # The step signs the peer out: from its commit on, the binding is read afresh.
+        signed_out = SignInWrites("vk:1", binding_changed=True, binding=None)
+        assert await storage.commit_step(StepCommit(Session("vk:1", "s", {}, "v1", 1.0), 0, sign_in=signed_out))
+        assert await storage.get_binding("vk:1") is None
+        assert pool.trips == 2
+    # Without the lock, a read of its own.
+    assert await storage.get_binding("vk:1") is None
+    assert pool.trips == 3
+    async with storage.peer_lock("vk:none"):
+        assert await storage.get_binding("vk:none") is None
+    assert pool.trips == 3
 
 
 async def test_the_session_read_with_the_lock_is_what_the_last_holder_committed(dsn: str) -> None:
