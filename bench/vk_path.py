@@ -14,7 +14,10 @@ Keyboard builder), `supportbot-vkbottle-updates` (updates parsed by vkbottle's t
 `supportbot-vkbottle-import` (vkbottle imported, nothing else), to see what using vkbottle there
 would cost (bench/vk_variants.py).
 
-Run: .venv/bin/python bench/vk_path.py [--users 100] [--rounds 5] [--kinds supportbot,vkbottle]
+`--kinds supportbot,base,vkbottle --base ROOT` adds the bot of another tree (its supportbot
+run with PYTHONPATH=ROOT), for a before/after in the same run.
+
+Run: .venv/bin/python bench/vk_path.py [--users 100] [--rounds 5] [--kinds supportbot,vkbottle] [--base ROOT]
 (vkbottle and httpx come with the bench extra: .venv/bin/pip install -e '.[bench]'.)
 """
 
@@ -38,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.storage.sqlite import open_sqlite  # noqa: E402
+from emulators.vk.keyboard import labels  # noqa: E402
 from emulators.vk.server import RunningVkEmulator, start_vk_emulator  # noqa: E402
 from emulators.vk.users import FakeUser  # noqa: E402
 from engine.ports import Binding  # noqa: E402
@@ -47,8 +51,9 @@ TOKEN = "bench-token"
 DIALOGUE: list[tuple[str, str]] = [
     ("say", "Начать"),
     ("press", "Создать заявку"),
-    ("press", "Сервисы сотрудника"),
-    ("press", "Программы (ПО)"),
+    # The flows' labels, or the reference bot's (bench/vkbottle_bot.py keeps the older ones).
+    ("press", "Сервисы сотрудника|2. Сопровождение сервисов сотрудника"),
+    ("press", "Программы (ПО)|6. Программное обеспечение (ПО)"),
     ("say", "Не запускается Microsoft Word на ноутбуке в ауд. 305, пишет ошибку лицензии."),
     ("press", "Без файлов"),
     ("press", "Отправить"),
@@ -56,7 +61,7 @@ DIALOGUE: list[tuple[str, str]] = [
 
 
 LP_COUNT = [0]
-KINDS = ("supportbot", "vkbottle", "supportbot-vkbottle-keyboard", "supportbot-vkbottle-updates",
+KINDS = ("supportbot", "base", "vkbottle", "supportbot-vkbottle-keyboard", "supportbot-vkbottle-updates",
          "supportbot-vkbottle-import")
 CPU: dict[str, list[float]] = {kind: [] for kind in KINDS}
 
@@ -111,7 +116,9 @@ async def user_dialogue(user: FakeUser) -> None:
         if kind == "say":
             await user.say(text)
         else:
-            await user.press(text)
+            shown = user.state.last_keyboard(user.peer_id)
+            on_it = labels(shown.keyboard) if shown is not None and shown.keyboard is not None else []
+            await user.press(next((label for label in text.split("|") if label in on_it), text))
         reply = await user.wait_reply(timeout=60)
     if "создана" not in reply.text:
         raise RuntimeError(f"peer {user.peer_id}: the dialogue did not end with a ticket: {reply.text[:120]!r}")
@@ -125,7 +132,7 @@ async def run_users(vk: RunningVkEmulator, peers: list[int]) -> float:
 
 
 async def start_bot(kind: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    if kind == "supportbot":
+    if kind in ("supportbot", "base"):  # base: the same bot from the --base tree (PYTHONPATH)
         cmd = [sys.executable, "-m", "supportbot.cli", "run"]
     elif kind.startswith("supportbot-vkbottle-"):
         cmd = [sys.executable, str(ROOT / "bench" / "vk_variants.py"), "--" + kind.rsplit("-", 1)[1]]
@@ -181,7 +188,7 @@ async def phase(kind: str, vk: RunningVkEmulator, env: dict[str, str], cwd: Path
         await stop(proc)
 
 
-async def main(users: int, rounds: int, reference_http: str, kinds: list[str]) -> None:
+async def main(users: int, rounds: int, reference_http: str, kinds: list[str], base: str | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="supportbot-vkbench-"))
     so_port = free_port()
     env_base = {k: v for k, v in os.environ.items() if not k.startswith(("VK_", "SIMPLEONE_", "SMTP_", "SUPPORTBOT_"))}
@@ -205,7 +212,9 @@ async def main(users: int, rounds: int, reference_http: str, kinds: list[str]) -
                 callers = await simpleone_users(so_url, warmup + peers)
                 env = {**env_base, "VK_API_URL": vk.api_url, "VK_TOKEN": TOKEN, "VK_GROUP_ID": str(GROUP),
                        "SIMPLEONE_URL": so_url, "LOG_LEVEL": "WARNING"}
-                if kind.startswith("supportbot"):
+                if kind == "base":
+                    env["PYTHONPATH"] = str(base)
+                if kind.startswith("supportbot") or kind == "base":
                     db = work / f"bot-{round_no}.db"
                     storage = await open_sqlite(db)
                     for peer, caller in callers.items():
@@ -221,7 +230,7 @@ async def main(users: int, rounds: int, reference_http: str, kinds: list[str]) -
                 rate = await phase(kind, vk, env, work, warmup, peers)
                 results[kind].append(rate)
                 print(f"round {round_no + 1}: {kind:<10} {rate:8.0f} events/s", flush=True)
-        for variant in (k for k in kinds if k.startswith("supportbot-") and "supportbot" in kinds):
+        for variant in (k for k in kinds if (k.startswith("supportbot-") or k == "base") and "supportbot" in kinds):
             plain, other = statistics.median(results["supportbot"]), statistics.median(results[variant])
             cpu_plain, cpu_other = statistics.median(CPU["supportbot"]), statistics.median(CPU[variant])
             # Each round's variant against the same round's supportbot: the machine's load drifts
@@ -257,8 +266,11 @@ if __name__ == "__main__":
                              "comparison) or plain httpx")
     parser.add_argument("--kinds", default="supportbot,vkbottle",
                         help=f"bots to run, comma-separated, of {', '.join(KINDS)}")
+    parser.add_argument("--base", help="another tree's root: kind `base` runs its supportbot (a same-run before/after)")
     args = parser.parse_args()
     kinds = args.kinds.split(",")
+    if "base" in kinds and not args.base:
+        parser.error("kind base needs --base ROOT")
     if set(kinds) - set(KINDS):
         parser.error(f"unknown kinds {sorted(set(kinds) - set(KINDS))}")
-    asyncio.run(main(args.users, args.rounds, args.reference_http, kinds))
+    asyncio.run(main(args.users, args.rounds, args.reference_http, kinds, args.base))
