@@ -44,6 +44,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 # The tree whose supportbot a child measures comes first on the path (the parent names it in
 # BENCH_TREE); this harness's own code is always this file's.
@@ -161,6 +162,26 @@ class InstantVkApi(VkApi):
             return self.vk.call(method, params)
         except EmulatedVkError as exc:
             raise VkApiError(exc.code, exc.message, method) from None
+
+    async def call_form(self, method: str, form: str) -> Any:
+        """The sender's form-encoded calls: messages.send, and `execute` of several of them (the
+        fake VK server's VKScript subset, emulators/vk/execute.py), each call failing alone."""
+        params = dict(parse_qsl(form, keep_blank_values=True))
+        if method != "execute":
+            return await self.call(method, params)
+        # Only trees whose sender batches get here (a tree from before has neither of these).
+        from adapters.vk.api import ExecuteResult
+        from emulators.vk.execute import parse_script
+
+        results: list[Any] = []
+        errors: list[dict[str, Any]] = []
+        for inner, inner_params in parse_script(params.get("code", "")):
+            try:
+                results.append(self.vk.call(inner, inner_params))
+            except EmulatedVkError as exc:
+                results.append(False)
+                errors.append({"method": inner, "error_code": exc.code, "error_msg": exc.message})
+        return ExecuteResult(results, errors or None)
 
 
 class InProcessLongPoller(LongPoller):

@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import aiohttp
+from yarl import URL
 
 __all__ = ["KEEPALIVE", "AiohttpTransport", "HttpAnswer", "HttpFailure", "HttpRequest", "Transport"]
 
 KEEPALIVE = 15.0  # seconds an idle connection is kept for reuse
+URLS_KEPT = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,17 @@ class AiohttpTransport:
         # waiting for a connection is one bounded wait here.
         self._slots = asyncio.Semaphore(max_connections)
         self._session: aiohttp.ClientSession | None = None
+        # Parsed URLs by their text: aiohttp takes a yarl.URL as it is, and parses a str (by
+        # regex) on every request. Bounded: a record's URL names its sys_id.
+        self._urls: dict[str, URL] = {}
+
+    def _url(self, text: str) -> URL:
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) >= URLS_KEPT:
+                self._urls.clear()
+            url = self._urls[text] = URL(text)
+        return url
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -121,7 +134,7 @@ class AiohttpTransport:
                               f"({self._max_connections} in use)", maybe_sent=False) from None
         try:
             async with self._open().request(
-                request.method, request.url, params=list(request.params), headers=list(request.headers),
+                request.method, self._url(request.url), params=list(request.params), headers=list(request.headers),
                 data=request.body, allow_redirects=False,
             ) as response:
                 content = await response.read()

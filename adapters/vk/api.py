@@ -13,11 +13,13 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus
 
 import aiohttp
+from yarl import URL
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,15 @@ class TokenPacer:
         return token
 
 
+@dataclass(frozen=True, slots=True)
+class ExecuteResult:
+    """What `execute` answered: the script's return value and the errors of the calls in it
+    that failed (each is `false` in the value): [{"method", "error_code", "error_msg"}, ...]."""
+
+    response: Any
+    errors: Any
+
+
 class VkApi:
     def __init__(self, session: aiohttp.ClientSession, tokens: Sequence[str], *,
                  api_url: str = DEFAULT_API_URL, version: str = DEFAULT_VERSION,
@@ -96,32 +107,56 @@ class VkApi:
         self.version = version
         self.pacer = TokenPacer(tokens, rate)
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        # Built once: each method's URL (aiohttp takes a yarl.URL as it is; a str is parsed on
+        # every request) and each token's tail of the form.
+        self._urls: dict[str, URL] = {}
+        self._auth = {token: f"&access_token={quote_plus(token)}&v={quote_plus(version)}" for token in tokens}
+
+    def url(self, method: str) -> URL:
+        url = self._urls.get(method)
+        if url is None:
+            url = self._urls[method] = URL(self.api_url + method)
+        return url
 
     async def call(self, method: str, params: Mapping[str, Any]) -> Any:
         """The `response` of one method call; raises VkApiError or VkTransportError."""
+        return await self.call_form(method, form_fields(params))
+
+    async def call_form(self, method: str, form: str) -> Any:
+        """As `call`, with the parameters already form-encoded ("a=1&b=2", without the token)."""
         token = await self.pacer.acquire()
-        fields = [(k, _form(v)) for k, v in params.items() if v is not None]
-        fields += [("access_token", token), ("v", self.version)]
-        form = "&".join(f"{quote_plus(k)}={_quoted(v)}" for k, v in fields).encode("ascii")
+        body = (form + self._auth[token] if form else self._auth[token][1:]).encode("ascii")
         try:
-            async with self.session.post(self.api_url + method, data=form, headers=_FORM,
+            async with self.session.post(self.url(method), data=body, headers=_FORM,
                                          timeout=self.timeout) as resp:
-                body = await resp.text()
+                body_text = await resp.text()
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise VkTransportError(f"{method}: {exc.__class__.__name__}: {exc}") from None
-        if status >= 500:
-            raise VkTransportError(f"{method}: HTTP {status}")
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            raise VkTransportError(f"{method}: HTTP {status}, not JSON: {body[:120]!r}") from None
-        if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
-            error = answer["error"]
-            raise VkApiError(int(error.get("error_code", 0)), str(error.get("error_msg", "")), method)
-        if not isinstance(answer, dict) or "response" not in answer:
-            raise VkTransportError(f"{method}: HTTP {status}, no response in {body[:120]!r}")
-        return answer["response"]
+        return _answer(method, status, body_text)
+
+
+def _answer(method: str, status: int, body: str) -> Any:
+    if status >= 500:
+        raise VkTransportError(f"{method}: HTTP {status}")
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        raise VkTransportError(f"{method}: HTTP {status}, not JSON: {body[:120]!r}") from None
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        error = answer["error"]
+        raise VkApiError(int(error.get("error_code", 0)), str(error.get("error_msg", "")), method)
+    if not isinstance(answer, dict) or "response" not in answer:
+        raise VkTransportError(f"{method}: HTTP {status}, no response in {body[:120]!r}")
+    if method == "execute":
+        # Calls inside that failed are `false` in the response, their errors listed apart.
+        return ExecuteResult(answer["response"], answer.get("execute_errors"))
+    return answer["response"]
+
+
+def form_fields(params: Mapping[str, Any]) -> str:
+    """Parameters form-encoded, None left out."""
+    return "&".join(f"{quote_plus(k)}={_quoted(_form(v))}" for k, v in params.items() if v is not None)
 
 
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}

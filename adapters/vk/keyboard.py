@@ -45,22 +45,45 @@ def _fit(rows: list[list[Button]], max_rows: int, max_buttons: int) -> list[list
     return packed[:max_rows]
 
 
-def render(reply: Reply) -> VkMessage:
-    max_rows, max_buttons = KEYBOARD_LIMITS[reply.inline]
-    rows = [[b for b in row if len(b.payload) <= MAX_PAYLOAD] for row in reply.buttons]
-    if sum(map(len, rows)) != sum(map(len, reply.buttons)):
+# A keyboard's JSON and the labels it shortened, by the grid it was rendered from: a state's
+# buttons repeat from reply to reply, and rendering them (payloads, shortening, JSON) was a
+# twentieth of the bot's CPU under load. Bounded: the oldest entry goes when it is full.
+_Grid = tuple[bool, tuple[tuple[Button, ...], ...]]
+_RENDERED: dict[_Grid, tuple[str, tuple[str, ...]]] = {}
+RENDERED_KEPT = 1024
+
+
+def _render_keyboard(rows_in: list[list[Button]], inline: bool) -> tuple[str, tuple[str, ...]]:
+    """The keyboard's JSON and the full labels of the buttons whose labels were shortened."""
+    max_rows, max_buttons = KEYBOARD_LIMITS[inline]
+    rows = [[b for b in row if len(b.payload) <= MAX_PAYLOAD] for row in rows_in]
+    if sum(map(len, rows)) != sum(map(len, rows_in)):
         log.error("buttons with payloads over %d characters dropped", MAX_PAYLOAD)
     rows = _fit([row for row in rows if row], max_rows, max_buttons)
-    text = reply.text
-    shortened = [b.label for row in rows for b in row if shorten(b.label) != b.label and b.label not in text]
-    if shortened:
-        text = text + "\n\n" + "\n".join(shortened)
+    shortened = tuple(b.label for row in rows for b in row if shorten(b.label) != b.label)
     keyboard: dict[str, object] = {"buttons": [[_button(b) for b in row] for row in rows]}
-    if reply.inline:
+    if inline:
         keyboard["inline"] = True
     else:
         keyboard["one_time"] = False
-    return VkMessage(text, json.dumps(keyboard, ensure_ascii=False, separators=(",", ":")))
+    return json.dumps(keyboard, ensure_ascii=False, separators=(",", ":")), shortened
+
+
+def render(reply: Reply) -> VkMessage:
+    grid: _Grid = (reply.inline, tuple(map(tuple, reply.buttons)))
+    rendered = _RENDERED.get(grid)
+    if rendered is None:
+        rendered = _render_keyboard(reply.buttons, reply.inline)
+        if len(_RENDERED) >= RENDERED_KEPT:
+            del _RENDERED[next(iter(_RENDERED))]
+        _RENDERED[grid] = rendered
+    keyboard, shortened = rendered
+    text = reply.text
+    if shortened:
+        missing = [label for label in shortened if label not in text]
+        if missing:
+            text = text + "\n\n" + "\n".join(missing)
+    return VkMessage(text, keyboard)
 
 
 def split_text(text: str, limit: int = MAX_MESSAGE_LENGTH) -> list[str]:

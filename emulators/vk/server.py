@@ -10,7 +10,8 @@ Control (no auth, never faulted):
     GET /_vk/state, GET|POST /_vk/faults, POST /_vk/say, POST /_vk/press, GET /_vk/sent
 
 Methods: groups.getById, groups.getLongPollServer, messages.send, messages.getById,
-messages.sendMessageEventAnswer. This is a test double: bind it to loopback only.
+messages.sendMessageEventAnswer, and execute of a script that returns an array of their calls
+(emulators/vk/execute.py). This is a test double: bind it to loopback only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,6 +37,7 @@ from emulators.vk.callback import (
     CallbackDelivery,
     DeliveryAttempt,
 )
+from emulators.vk.execute import ScriptError, parse_script
 from emulators.vk.faults import LONG_POLL, VkFaultRule, VkFaults
 from emulators.vk.longpoll import DEFAULT_HISTORY
 from emulators.vk.state import (
@@ -65,6 +68,7 @@ MAX_WAIT = 90.0  # VK's own cap
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Method = Callable[[VkState, Mapping[str, str], str, web.Request], Any]
 
+EXECUTED = re.compile(r"API\.([A-Za-z]+(?:\.[A-Za-z]+)+)\(")  # the methods a script calls
 _dumps = partial(json.dumps, ensure_ascii=False)
 ROUTES = web.RouteTableDef()  # each handler below says where it is served
 
@@ -99,6 +103,13 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if target is not None and faults.latency > 0:
         await asyncio.sleep(faults.latency)
     rule = faults.take(target, network=True) if target is not None else None
+    if rule is None and target == "execute":
+        # A fault armed for a method acts on a batch that calls it: the batch is its request.
+        code = (await _params(request)).get("code", "")
+        for method in dict.fromkeys(EXECUTED.findall(code)):
+            rule = faults.take(method, network=True)
+            if rule is not None:
+                break
     if rule is not None:
         return await _network_fault(request, rule)
     return await handler(request)
@@ -180,6 +191,8 @@ async def method_call(request: web.Request) -> web.StreamResponse:
     params = await _params(request)
     token = params.pop("access_token", "")  # kept apart: never echoed, recorded or logged with the rest
     try:
+        if name == "execute":
+            return _execute(state, params, token, request)
         result = _call(state, name, params, token, request)
     except VkApiError as exc:
         state.calls.append((name, exc.code))
@@ -188,22 +201,65 @@ async def method_call(request: web.Request) -> web.StreamResponse:
     return _json({"response": result})
 
 
+def _execute(state: VkState, params: Mapping[str, str], token: str, request: web.Request) -> web.Response:
+    """execute (emulators/vk/execute.py): one request and one call of the rate limit; each call
+    inside is checked and faulted as a call of its own, its failure `false` plus an entry of
+    execute_errors. Recorded in `calls` as the execute, then each call inside."""
+    _check_call(state, "execute", params, token)
+    # An error armed for execute itself (not for any method) fails the whole request.
+    rule = state.faults.take_first(lambda r: r.kind == "error" and r.method == "execute")
+    if rule is not None:
+        raise VkApiError(rule.code, rule.message)
+    try:
+        script = parse_script(params.get("code", ""))
+    except ScriptError as exc:
+        raise VkApiError(exc.code, exc.message) from None
+    state.calls.append(("execute", 0))
+    results: list[Any] = []
+    errors: list[dict[str, Any]] = []
+    for method, call_params in script:
+        try:
+            if method == "execute" or method not in METHODS:
+                raise VkApiError(3, "Unknown method passed")
+            rule = state.faults.take(method, network=False)
+            if rule is not None:
+                raise VkApiError(rule.code, rule.message)
+            results.append(METHODS[method](state, {**call_params, "v": params.get("v", "")}, token, request))
+        except VkApiError as exc:
+            state.calls.append((method, exc.code))
+            results.append(False)
+            errors.append({"method": method, "error_code": exc.code, "error_msg": exc.message})
+            continue
+        state.calls.append((method, 0))
+    answer: dict[str, Any] = {"response": results}
+    if errors:
+        answer["execute_errors"] = errors
+    return _json(answer)
+
+
 def _call(state: VkState, name: str, params: Mapping[str, str], token: str, request: web.Request) -> Any:
+    _check_call(state, name, params, token)
+    method = METHODS.get(name)
+    if method is None:
+        raise VkApiError(3, "Unknown method passed")
+    rule = state.faults.take(name, network=False)
+    if rule is not None:
+        raise VkApiError(rule.code, rule.message)
+    return method(state, params, token, request)
+
+
+def _check_call(state: VkState, name: str, params: Mapping[str, str], token: str) -> None:
+    """What VK checks of any request before the method: the token, v, the method, the rate."""
     if not token:
         raise VkApiError(5, "User authorization failed: no access_token passed.")
     if token not in state.tokens:
         raise VkApiError(5, "User authorization failed: invalid access_token")
     if not params.get("v"):
         raise VkApiError(8, "Invalid request: v is required")
-    method = METHODS.get(name)
-    if method is None:
+    if name != "execute" and name not in METHODS:
         raise VkApiError(3, "Unknown method passed")
     if not state.limiter.allow(token, state.clock()):
         raise VkApiError(6, "Too many requests per second")
-    rule = state.faults.take(name, network=False)
-    if rule is not None:
-        raise VkApiError(rule.code, rule.message)
-    return method(state, params, token, request)
 
 
 # --------------------------------------------------------------------------- long poll and files

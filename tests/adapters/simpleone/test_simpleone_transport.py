@@ -232,3 +232,16 @@ async def test_proxy_variables_in_the_environment_are_not_used(
     assert await clients(url).list_records("itsm_incident") == []
     assert len(seen.requests) == 1
     assert proxy_seen.requests == []
+
+
+def test_urls_are_parsed_once_and_kept_within_bounds() -> None:
+    from yarl import URL
+
+    from adapters.simpleone.transport import URLS_KEPT, AiohttpTransport
+
+    transport = AiohttpTransport(tls=False, max_connections=1, connect_timeout=1, read_timeout=1, pool_timeout=1)
+    text = "https://sd.example/rest/v1/table/itsm_incident/1686"
+    assert transport._url(text) == URL(text) and transport._url(text) is transport._url(text)
+    for i in range(URLS_KEPT + 10):
+        assert str(transport._url(f"https://sd.example/rest/v1/table/task/{i}")) == f"https://sd.example/rest/v1/table/task/{i}"
+    assert len(transport._urls) <= URLS_KEPT

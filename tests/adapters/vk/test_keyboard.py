@@ -7,7 +7,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.vk.keyboard import render, split_text
+from adapters.vk import keyboard
+from adapters.vk.keyboard import VkMessage, render, split_text
 from adapters.vk.sender import random_id
 from engine.flows.vk_limits import MAX_LABEL
 from engine.replies import Button, Reply
@@ -67,6 +68,38 @@ buttons = st.builds(Button, labels, st.sampled_from(["menu", "pick", "x" * 300])
 @given(st.lists(st.lists(buttons, min_size=0, max_size=9), max_size=14), st.booleans())
 def test_any_reply_renders_to_a_keyboard_vk_accepts(rows: list[list[Button]], inline: bool) -> None:
     _check_vk_rules(render(Reply("текст", rows, inline=inline)).keyboard, inline)
+
+
+def _fresh(reply: Reply) -> VkMessage:
+    """The reply rendered with nothing cached."""
+    keyboard._RENDERED.clear()
+    return render(reply)
+
+
+def _copy(rows: list[list[Button]]) -> list[list[Button]]:
+    return [[Button(b.label, b.event, b.index, b.color, b.number) for b in row] for row in rows]
+
+
+@given(st.lists(st.tuples(st.lists(st.lists(buttons, max_size=6), max_size=8), st.booleans(),
+                          st.sampled_from(["текст", "Выберите:"])), min_size=1, max_size=8))
+def test_a_cached_keyboard_is_the_keyboard_rendered_afresh(grids: list[tuple[list[list[Button]], bool, str]]) -> None:
+    replies = [Reply(text, rows, inline=inline) for rows, inline, text in grids]
+    fresh = [_fresh(r) for r in replies]
+    keyboard._RENDERED.clear()
+    # Every grid cached, then each rendered again from equal (not the same) buttons.
+    first = [render(r) for r in replies]
+    again = [render(Reply(r.text, _copy(r.buttons), inline=r.inline)) for r in replies]
+    assert first == again == fresh
+
+
+def test_the_cache_of_keyboards_is_bounded() -> None:
+    keyboard._RENDERED.clear()
+    for i in range(keyboard.RENDERED_KEPT + 50):
+        render(Reply("t", [[Button(f"Кнопка {i}", "pick", index=i)]]))
+    assert len(keyboard._RENDERED) == keyboard.RENDERED_KEPT
+    last = keyboard.RENDERED_KEPT + 49
+    newest = render(Reply("t", [[Button(f"Кнопка {last}", "pick", index=last)]]))
+    assert json.loads(newest.keyboard)["buttons"][0][0]["action"]["label"] == f"Кнопка {last}"
 
 
 def test_text_is_split_at_paragraphs_lines_and_words() -> None:
