@@ -27,8 +27,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 
-import asyncpg  # type: ignore[import-untyped]
-
 from adapters.storage.rows import OutcomeRows, SignInRows, StepRow
 
 # The call: token, process, time received, then the steps' columns as arrays.
@@ -288,6 +286,9 @@ def _outcome(outcome: OutcomeRows) -> dict[str, Any]:
 def step_results(answers: Sequence[str]) -> list[bool | Exception]:
     """sb_commit_steps's answers: 't' written, 'f' refused, else "SQLSTATE message", the
     step's own error (as asyncpg would have raised it)."""
+    # Here, not at the top: the schema (which SQLite uses too) imports this module's SQL.
+    import asyncpg  # type: ignore[import-untyped]
+
     results: list[bool | Exception] = []
     for answer in answers:
         if answer in ("t", "f"):
