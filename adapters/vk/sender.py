@@ -92,7 +92,11 @@ class SendBatcher:
         for item in queue:
             if item.done.done():  # its sender was cancelled
                 continue
-            call = _script_call(item.params)
+            try:
+                call = _script_call(item.params)
+            except (TypeError, ValueError):  # not for a script: sent alone, as a plain messages.send
+                self._start([(item, "")])
+                continue
             if batch and (len(batch) >= self.max_calls or size + len(call) > self.max_code):
                 self._start(batch)
                 batch, size = [], 0
