@@ -204,7 +204,8 @@ async def phase(kind: str, vk: RunningVkEmulator, env: dict[str, str], cwd: Path
 async def write_bindings(root: Path, db: Path, callers: dict[int, tuple[str, str]], env: dict[str, str]) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", BIND_SCRIPT, str(db), json.dumps({str(k): v for k, v in callers.items()}),
-        env={**env, "PYTHONPATH": str(root)}, stderr=asyncio.subprocess.PIPE)
+        # Not from this tree's directory: `python -c` puts the working directory first on the path.
+        cwd=db.parent, env={**env, "PYTHONPATH": str(root)}, stderr=asyncio.subprocess.PIPE)
     _, err = await proc.communicate()
     if proc.returncode:
         raise RuntimeError(f"writing bindings with {root} failed: {err.decode()[-2000:]}")

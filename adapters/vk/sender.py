@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus
 
-from adapters.vk.api import ExecuteResult, VkApi, VkApiError, VkTransportError, backoff_delay, form_fields
+from adapters.vk.api import ExecuteResult, VkApi, VkApiError, VkTransportError, backoff_delay
 from adapters.vk.keyboard import render, split_text
 from engine.replies import Reply
 from engine.text_safety import clean_outgoing
@@ -86,12 +86,13 @@ class SendBatcher:
         await done
 
     def _flush(self) -> None:
-        queue, self._queue = self._queue, []
+        queue, self._queue = [item for item in self._queue if not item.done.done()], []
+        if len(queue) == 1:  # alone this turn (one user after another): no script to build
+            self._start([(queue[0], "")])
+            return
         batch: list[tuple[_Queued, str]] = []
         size = 0
-        for item in queue:
-            if item.done.done():  # its sender was cancelled
-                continue
+        for item in queue:  # those whose senders were not cancelled meanwhile
             try:
                 call = _script_call(item.params)
             except (TypeError, ValueError):  # not for a script: sent alone, as a plain messages.send
@@ -154,7 +155,7 @@ class SendBatcher:
 
     async def _one(self, item: _Queued) -> None:
         try:
-            await self.api.call_form("messages.send", form_fields(item.params))
+            await self.api.call("messages.send", item.params)
         except asyncio.CancelledError:
             item.done.cancel()
             raise
