@@ -2,7 +2,8 @@
 
 For 1 k, 100 k and 1 M stored sessions it prints events per second (users one after another,
 and 100 users at once: group commit), p50/p99 step latency, and the memory one cached session
-costs. Numbers only; nothing is asserted (DESIGN: "Speed and size").
+costs mid-dialogue (at the files step, a description in its draft). Numbers only; nothing is
+asserted (DESIGN: "Speed and size").
 
 SQLite, and PostgreSQL as several workers use it: there every step also takes the peer's lock
 across processes (advisory locks, Storage.peer_lock) and reads the session afresh (no session
@@ -109,6 +110,7 @@ COLUMNS = ("peer", "state", "slots", "flow_version", "version", "updated_at")
 AS_DEPLOYED, NO_LOCK, NO_LOCK_CACHED = "postgres", "  no peer lock", "  no lock, cached"
 T = TypeVar("T")
 WARMUP_USERS = 20  # through the dialogue at once before each run, untimed
+MEMORY_SESSIONS = 500  # mid-dialogue sessions whose cached size is measured
 
 
 class InProcessSimpleOne:
@@ -266,7 +268,7 @@ async def run_round(flow_set: FlowSet, storage: Storage, size: int, users: int, 
     slow spell of the shared machine hits them alike); then, per variant, users others all at
     once (twice with several variants). Users are stored sessions picked at random (new ones
     where fewer are stored). Returns the steps and, with memory, the KiB one cached session
-    costs (else NaN)."""
+    costs mid-dialogue (else NaN)."""
     tickets = InProcessSimpleOne()
     services = Services(storage, tickets, NoMail(), DiskSpool(spool), AuthPolicy(), idle_timeout=1e9)
     flows = StaticFlows(flow_set)
@@ -339,16 +341,28 @@ async def run_round(flow_set: FlowSet, storage: Storage, size: int, users: int, 
 
         per_session = math.nan
         if memory:
-            # Memory of cached sessions: load more sessions into the cache and measure the growth.
+            # Memory of cached sessions mid-dialogue (issue 16's measure): users walked up to the
+            # files step (service chosen, a description in the draft), their sessions dropped
+            # from the cache, then loaded into it again while the growth is measured.
             use(AS_DEPLOYED)
+            mid = [f"mid:{seed}:{n}" for n in range(MEMORY_SESSIONS)]
+            for peer in mid:
+                await sign_in(peer)
+
+            async def walk(peer: str) -> None:
+                for text in DIALOGUE[:5]:
+                    await engine.handle(peer, Incoming(text=text))
+
+            await asyncio.gather(*(walk(peer) for peer in mid))
+            for peer in mid:
+                engine.sessions.forget(peer)
             gc.collect()
             tracemalloc.start()
             allocated = tracemalloc.get_traced_memory()[0]
-            extra = [f"idle:{i}" for i in rnd.sample(range(size), min(size, 1000))]
-            for peer in extra:
+            for peer in mid:
                 await engine.sessions.load(peer)
             gc.collect()
-            per_session = (tracemalloc.get_traced_memory()[0] - allocated) / max(1, len(extra)) / 1024
+            per_session = (tracemalloc.get_traced_memory()[0] - allocated) / len(mid) / 1024
             tracemalloc.stop()
     finally:
         working.cancel()
@@ -511,8 +525,8 @@ def main(sizes: list[int], users: int, databases: set[str], admin: str | None, r
                  if split else ""))
         print("(events/s over all rounds, the rounds' range in brackets; p50/p99 over all steps)")
     print(HEADER)
-    print("(batch: steps per group commit when at once; KiB/session: a cached session, SQLite only, "
-          "PostgreSQL caches none)", flush=True)
+    print("(batch: steps per group commit when at once; KiB/session: a cached session mid-dialogue (at the files"
+          " step), SQLite only, PostgreSQL caches none)", flush=True)
     variants = [AS_DEPLOYED, NO_LOCK, NO_LOCK_CACHED] if split else [AS_DEPLOYED]
     with tempfile.TemporaryDirectory(prefix="supportbot-bench-") as tmp:
         for size in sizes:
