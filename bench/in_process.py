@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -260,13 +260,10 @@ async def supportbot(vk: InProcessVk, tickets: Any, callers: Callers, tmp: Path)
                 group_id=GROUP, concurrency=200, delivery=delivery)
     lease = JobLease(storage, f"vk:{GROUP}:longpoll", ttl=DEFAULT_WAIT + 20)
     poller = InProcessLongPoller(vk, api, storage, bot, group_id=GROUP, lease=lease)
-    polling = asyncio.create_task(poller.run())
     try:
-        await vk.state.updates.poller_waiting(within=30)
-        yield
+        async with polling(vk, poller.run()):
+            yield
     finally:
-        polling.cancel()
-        await asyncio.gather(polling, return_exceptions=True)
         await bot.dispatcher.drain()
         await delivery.close()
         working.cancel()
@@ -287,13 +284,20 @@ async def vkbottle(vk: InProcessVk, tickets: Any, callers: Callers, tmp: Path) -
         return str((await tickets.create_ticket("itsm_incident", fields)).number)
 
     bot = make_bot(API(TOKEN, http_client=in_process_http_client(vk)), callers, create_ticket)
-    polling = asyncio.create_task(bot.run_polling())
+    async with polling(vk, bot.run_polling()):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def polling(vk: InProcessVk, run: Coroutine[Any, Any, Any]) -> AsyncIterator[None]:
+    """A bot's polling loop as a task for the block, which starts once VK sees it waiting."""
+    task = asyncio.create_task(run)
     try:
         await vk.state.updates.poller_waiting(within=30)
         yield
     finally:
-        polling.cancel()
-        await asyncio.gather(polling, return_exceptions=True)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def in_process_http_client(vk: InProcessVk) -> ABCHTTPClient:
