@@ -537,17 +537,25 @@ class PostgresStorage(SqlStorage):
         return Session(peer_, state, json.loads(slots), flow_version, updated_at, version)
 
     async def commit_step(self, step: StepCommit) -> bool:
-        self._fresh.pop(step.session.peer, None)  # what was read with the lock is older than this step
+        peer = step.session.peer
+        self._fresh.pop(peer, None)  # what was read with the lock is older than this step
         sign_in = step.sign_in
-        if sign_in is None or not sign_in.binding_changed:
-            return await super().commit_step(step)
-        self._bound.pop(sign_in.peer, None)  # forgotten first: a step that fails must not leave it
-        return await super().commit_step(step)
+        if sign_in is not None and sign_in.binding_changed:
+            self._bound.pop(sign_in.peer, None)  # forgotten first: a step that fails must not leave it
+        ok = False
+        try:
+            ok = await super().commit_step(step)
+        finally:
+            if not ok:
+                # Refused (another writer stepped the peer: the lock was lost with its connection)
+                # or failed: the redo reads the session afresh, and the binding with it.
+                self._bound.pop(peer, None)
+        return ok
 
     async def prune(self, older_than: float) -> int:
         """SqlStorage.prune, and the tokens of old step batches (not counted: bookkeeping)."""
         deleted = await super().prune(older_than)
-        await self._do(q_changed(PRUNE_BATCHES, older_than), Kind.PUT)
+        await self._do(q_changed(PRUNE_BATCHES), Kind.PUT)
         return deleted
 
     async def outbox_take(self, now: float, leases: Mapping[str, float], limit: int = 100) -> list[OutboxItem]:

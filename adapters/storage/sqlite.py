@@ -25,8 +25,8 @@ locks are the engine's own, and bindings are cached here.
 
 synchronous=NORMAL in WAL mode keeps every commit across a process crash (kill -9 included: the
 WAL is in the operating system's hands once the commit returns); an OS crash or power loss may
-drop the commits since the last checkpoint (pass synchronous="FULL" to fsync every commit, on the
-loop's thread, where that matters more than speed).
+drop the commits since the last checkpoint (pass synchronous="FULL" to fsync every commit, on a
+thread of its own, where that matters more than speed).
 """
 
 from __future__ import annotations
@@ -137,10 +137,13 @@ async def open_sqlite(
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: no implicit transactions; each call below states its own.
     db: SqliteRunner = (await SqliteWorker.open(path, isolation_level=None) if synchronous == "FULL"
-                        else LoopConnection(sqlite3.connect(path, isolation_level=None)))
+                        else LoopConnection(sqlite3.connect(path, isolation_level=None, timeout=0),
+                                            busy_timeout_ms / 1000))
     storage = SqliteStorage(db, max_batch=max_batch)
     try:
-        await storage._run(lambda conn: _prepare(conn, synchronous, busy_timeout_ms))
+        # On the loop's thread SQLite never waits itself (LoopConnection waits asynchronously).
+        await storage._run(lambda conn: _prepare(conn, synchronous, 0 if isinstance(db, LoopConnection)
+                                                 else busy_timeout_ms))
     except BaseException:
         await db.close()
         raise
@@ -156,23 +159,46 @@ class SqliteRunner(Protocol):
 
 
 class LoopConnection:
-    """The connection used on the event loop's thread: a call runs where it is made."""
+    """The connection used on the event loop's thread: a call runs where it is made.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    SQLite's own busy wait would sleep on the loop's thread while another process holds the
+    write lock (`supportbot outbox retry` beside the bot, an admin's sqlite3 shell): every user
+    would wait. So the connection's busy timeout is 0, and a call that found the database busy
+    before it began a transaction (BEGIN IMMEDIATE, or a read) is tried again after an
+    asynchronous pause, for as long as the busy timeout allows; the loop runs meanwhile."""
+
+    def __init__(self, conn: sqlite3.Connection, busy_timeout: float = 5.0) -> None:
         self._conn: sqlite3.Connection | None = conn
+        self._busy_timeout = busy_timeout
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # Still a point where other tasks run, as a hop to a thread was: a task making storage
         # calls one after another must not keep the others waiting, and none may rely on it.
         await asyncio.sleep(0)
-        if self._conn is None:
-            raise ValueError("SQLite connection closed")
-        return fn(self._conn)
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._busy_timeout
+        pause = 0.001
+        while True:
+            if self._conn is None:
+                raise ValueError("SQLite connection closed")
+            try:
+                return fn(self._conn)
+            except sqlite3.OperationalError as exc:
+                # Busy before anything was written (no transaction open): nothing to undo.
+                if not _busy(exc) or self._conn.in_transaction or loop.time() + pause > give_up_at:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 0.05)
 
     async def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY, or one of its extended codes: another connection holds the lock."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 def _prepare(conn: sqlite3.Connection, synchronous: str, busy_timeout_ms: int) -> None:

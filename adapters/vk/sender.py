@@ -53,9 +53,6 @@ MAX_BATCH = 25  # dev.vk.com/ru/method/execute: at most 25 API calls in one `cod
 # [guess] VK documents no limit on the code's length; a batch is closed before its code grows
 # past this (a full batch of 4096-character texts would be some 300 KB once form-encoded).
 MAX_BATCH_CODE = 64_000
-# execute's own errors that mean the script itself was refused (12: it does not compile, 13: a
-# runtime error): the batch's messages are then sent one by one.
-SCRIPT_ERRORS = frozenset({12, 13})
 
 
 @dataclass(slots=True)
@@ -119,11 +116,13 @@ class SendBatcher:
         try:
             result = await self.api.call_form("execute", "code=" + code)
         except VkApiError as exc:
-            if exc.code in SCRIPT_ERRORS:
+            if exc.code not in RETRY_CODES:
+                # The script refused (12, 13), or execute itself: an error about the call, not
+                # about any one message, must not count as a message refused for good (7, 9, 15).
                 log.error("VK refused a batch of messages (%s); sending them one by one", exc)
                 await asyncio.gather(*(self._one(item) for item, _ in batch))
                 return
-            _fail_all(batch, exc)
+            _fail_all(batch, exc)  # too many requests, VK's internal error: each sender retries
             return
         except asyncio.CancelledError:
             for item, _ in batch:

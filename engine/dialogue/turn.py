@@ -227,6 +227,7 @@ class Turn:
         self.session.state, self.texts, self.show_state, self.misunderstood = left_at, [], False, False
         self.slots.clear()
         self.slots.update(slots_before)
+        self.spool.undo()  # the draft as it was keeps its files; files that message brought go
         await self.arrive(resume)
         self.slots[RETURN_SLOT] = [left_at]
 

@@ -67,8 +67,9 @@ class SessionStore(Protocol):
         """Write the session at version expected_version + 1 and mark its event (if any) handled.
 
         Returns False, writing nothing, when the stored version is not expected_version
-        (another writer got there first) or the event was handled already (a duplicate that
-        raced past the check). The step is captured when the call is made; concurrent calls may
-        be committed together, each answered only after its transaction commits.
+        (another writer got there first) or the event was handled already (a duplicate: the
+        inbox's key decides, no read comes before the step). The step is captured when the call
+        is made; concurrent calls may be committed together, each answered only after its
+        transaction commits.
         """
         ...

@@ -783,6 +783,15 @@ async def test_the_binding_is_read_with_the_lock_and_follows_the_steps_own_chang
     async with storage.peer_lock("vk:none"):
         assert await storage.get_binding("vk:none") is None
     assert pool.trips == 3
+    # A refused commit (another writer stepped the peer meanwhile: the lock was lost) forgets
+    # what the lock read: the redo reads the binding afresh.
+    async with storage.peer_lock("vk:1"):
+        assert await storage.get_binding("vk:1") is None
+        assert pool.trips == 3
+        assert not await storage.commit_step(StepCommit(Session("vk:1", "s", {}, "v1", 1.0), 7))
+        assert pool.trips == 4
+        assert await storage.get_binding("vk:1") is None
+        assert pool.trips == 5
 
 
 async def test_the_session_read_with_the_lock_is_what_the_last_holder_committed(dsn: str) -> None:

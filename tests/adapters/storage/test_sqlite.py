@@ -134,7 +134,8 @@ async def test_pragmas_of_the_connection(storage: SqliteStorage) -> None:
         return await storage._run(lambda conn: conn.execute(f"PRAGMA {name}").fetchone()[0])
 
     assert await pragma("synchronous") == 1  # NORMAL
-    assert await pragma("busy_timeout") == 5000
+    # On the loop's thread SQLite must not sleep on a lock: the connection waits asynchronously.
+    assert await pragma("busy_timeout") == 0
 
 
 async def test_migrations_run_once(tmp_path: Path) -> None:
@@ -183,6 +184,50 @@ async def test_the_wal_is_checkpointed_and_stays_short(tmp_path: Path) -> None:
         await storage.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 3000
+
+
+async def test_a_lock_held_by_another_process_keeps_no_one_else_waiting(tmp_path: Path) -> None:
+    """Another connection (`supportbot outbox retry` beside the bot, an admin's shell) holds the
+    write lock: the step waits for it without holding up the event loop, then commits."""
+    path = tmp_path / "bot.db"
+    storage = await open_sqlite(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
+
+        async def ticking() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.create_task(ticking())
+        step_done = asyncio.create_task(storage.commit_step(step("vk:1")))
+        await asyncio.sleep(0.1)
+        assert not step_done.done() and ticks > 10  # the step waits; the loop runs on
+        other.execute("COMMIT")
+        assert await step_done
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
+    finally:
+        other.close()
+        await storage.close()
+
+
+async def test_a_lock_held_past_the_busy_timeout_fails_the_call(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    storage = await open_sqlite(path, busy_timeout_ms=100)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await storage.commit_step(step("vk:1"))
+        other.execute("ROLLBACK")
+        assert await storage.commit_step(step("vk:1"))  # and the storage goes on
+    finally:
+        other.close()
+        await storage.close()
 
 
 async def test_prune_deletes_in_chunks_and_all_of_them(storage: SqliteStorage) -> None:

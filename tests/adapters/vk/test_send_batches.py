@@ -85,6 +85,16 @@ async def test_a_refused_execute_is_retried_for_every_message(vk: RunningVkEmula
     assert ("execute", 6) in vk.state.calls
 
 
+async def test_an_execute_refused_for_its_own_sake_sends_the_messages_one_by_one(
+        vk: RunningVkEmulator, sender: VkSender) -> None:
+    # An error about the execute call (here 15, access denied) is no message's own refusal: none
+    # may count as given up for good, each goes as a plain messages.send.
+    vk.faults.fail_next("execute", code=15)
+    assert await _send_all(sender, range(1, 4)) == [True] * 3
+    assert _requests(vk)["messages.send"] == 3
+    assert [len(vk.state.sent_to(p)) for p in range(1, 4)] == [1, 1, 1]
+
+
 async def test_a_dropped_batch_is_sent_again_once(vk: RunningVkEmulator, sender: VkSender) -> None:
     # The answer is lost after VK took the messages? Dropped before here; either way the resend
     # carries the same random_ids, so each user gets one message.
