@@ -289,3 +289,21 @@ async def test_health_refuses_bad_arguments(tmp_path: Path, args: list[str]) -> 
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await proc.communicate()
     assert proc.returncode == 2 and "error:" in err.decode(), err.decode()
+
+
+async def test_flow_reloads_and_the_flows_counters_are_scraped(tmp_path: Path) -> None:
+    from engine.ports.telemetry import FLOW_COUNTS
+
+    async with app_with_endpoints(tmp_path, f"sqlite:///{tmp_path / 'bot.db'}") as (app, port):
+        assert (await app.flows.reload()).flow_set is not None
+        # What committed steps with `count: rating_5` and `count: hint_helped` report (flows/feedback.yaml,
+        # flows/create_ticket.yaml).
+        for counter in ("rating_5", "rating_5", "rating_2", "hint_helped", "withdrawn"):
+            app.engine.services.telemetry.count(FLOW_COUNTS, counter=counter)
+        _, samples = await scrape(port)
+    assert value(samples, "supportbot_flows_reloads_total", result="ok") == 1
+    assert value(samples, "supportbot_flows_reloads_total", result="refused") == 0
+    assert value(samples, "supportbot_ratings_total", value="5") == 2
+    assert value(samples, "supportbot_ratings_total", value="2") == 1
+    assert value(samples, "supportbot_hints_helped_total") == 1
+    assert value(samples, "supportbot_flow_counts_total", counter="withdrawn") == 1
