@@ -30,6 +30,7 @@ class FlowHolder:
         self._current: FlowSet | None = None
         self._lock = asyncio.Lock()
         self.refusals = 0
+        self.reloads = 0  # reloads that swapped a new set in (for metrics, with refusals)
 
     @property
     def current(self) -> FlowSet:
@@ -65,6 +66,7 @@ class FlowHolder:
                 return result
             previous = self._current.version if self._current else None
             self._current = result.flow_set
+            self.reloads += 1
             log.info("flow set reloaded in %.0f ms: %s -> %s", took, previous, result.flow_set.version)
             return result
 

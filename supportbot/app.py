@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
+from adapters.simpleone.timed import timed_ticket_system
 from adapters.spool import DiskSpool
 from adapters.storage.sqlite import open_sqlite, sqlite_path_from_url
 from engine.actions.context import AuthPolicy, Services
 from engine.actions.ticket_items import UPLOAD, spooled_files
 from engine.dialogue.runtime import Engine
 from engine.flows.schema import ValidFlowCache
-from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Mailer, Storage
+from engine.ports import NULL_TELEMETRY, OUTBOX_FAILED, OUTBOX_PENDING, Mailer, Storage, Telemetry
 from engine.reload import FlowHolder
 from engine.work.leases import JobLease
 from engine.work.outbox import OutboxPolicy, OutboxWorker
@@ -42,6 +43,7 @@ class App:
     outbox: OutboxWorker
     emulator: demo.RunningEmulator | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    telemetry: Telemetry = NULL_TELEMETRY  # what the channels report metrics to
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -93,9 +95,11 @@ def simpleone_client(so: SimpleOneSettings) -> SimpleOneClient:
 
 
 async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emulator: bool = False,
-                    clock: Callable[[], float] | None = None, schema_cache: ValidFlowCache | None = None) -> App:
+                    clock: Callable[[], float] | None = None, schema_cache: ValidFlowCache | None = None,
+                    telemetry: Telemetry = NULL_TELEMETRY) -> App:
     """Everything the bot needs, started. allow_emulator: run SimpleOne in process if no URL is set.
-    schema_cache: flow files validated before (the commands keep one; see ValidFlowCache)."""
+    schema_cache: flow files validated before (the commands keep one; see ValidFlowCache).
+    telemetry: where the engine, the workers and SimpleOne's calls report (metrics)."""
     holder = FlowHolder([config.flows_dir], schema_cache=schema_cache)
     holder.load()
     emulator: demo.RunningEmulator | None = None
@@ -108,14 +112,17 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
         client = simpleone_client(config.simpleone)
     storage = await open_storage(config.database_url, pool_size=config.pool_size)
     spool = DiskSpool(config.spool_dir, max_bytes=config.spool_max_bytes)
+    # SimpleOne's calls timed for metrics; the client itself is closed by App.close.
+    tickets = client if telemetry is NULL_TELEMETRY else timed_ticket_system(client, telemetry)
     services = Services(
         storage=storage,
-        tickets=client,
+        tickets=tickets,
         mailer=make_mailer(config.smtp, terminal),
         spool=spool,
         auth=AuthPolicy(config.auth_domains, config.auth_code_ttl, config.auth_max_attempts,
                         config.auth_resend_cooldown, config.auth_max_codes_per_hour),
         idle_timeout=config.session_idle,
+        telemetry=telemetry,
     )
     if clock is not None:
         services.clock = clock
@@ -126,14 +133,14 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
                           backoff_cap=config.outbox_retry_max, default_timeout=3 * call + 5,
                           timeouts={UPLOAD: max(120.0, 4 * call)})
     worker = ticket_outbox(services, holder, policy)
-    app = App(config, Engine(holder, services), holder, storage, client, worker, emulator)
+    app = App(config, Engine(holder, services), holder, storage, client, worker, emulator, telemetry=telemetry)
     if config.flows_watch:
         app.tasks.append(asyncio.create_task(holder.watch()))
     app.tasks.append(asyncio.create_task(worker.run()))
     polls = [p for p in (config.status_poll, config.comment_poll) if p > 0]
     if polls:
         # One round reads states and journals: as often as the more frequent of the two asks.
-        watcher = StatusWatcher(storage, client, holder, interval=min(polls), clock=services.clock,
+        watcher = StatusWatcher(storage, tickets, holder, interval=min(polls), clock=services.clock,
                                 comments=config.comment_poll > 0)
         app.tasks.append(asyncio.create_task(watcher.run()))
     app.tasks.append(asyncio.create_task(housekeeping(storage, spool, config.session_idle)))

@@ -70,10 +70,11 @@ async def _chat(peer: str, verbose: bool) -> int:
     return 0
 
 
-async def _vk(mode: str, host: str = "", port: int = 0, path: str = "/") -> int:
+async def _vk(mode: str, host: str = "", port: int = 0, path: str = "/", metrics_port: int | None = None) -> int:
     from engine.flows.schema import ValidFlowCache, default_cache_dir
     from supportbot.app import build_app, install_reload_signal
     from supportbot.config import require_vk
+    from supportbot.health import new_telemetry
     from supportbot.vk_app import run_longpoll, serve_callback
 
     config = load_config()
@@ -87,13 +88,14 @@ async def _vk(mode: str, host: str = "", port: int = 0, path: str = "/") -> int:
         log.warning("VK_API_URL is plain http to %s: the token travels unencrypted", api.hostname)
     if vk.rate_limit > 20:
         log.warning("VK_RATE_LIMIT %g is above the ~20 calls/s VK allows a token: expect error 6", vk.rate_limit)
-    app = await build_app(config, schema_cache=ValidFlowCache(default_cache_dir()))
+    telemetry = new_telemetry(config)
+    app = await build_app(config, schema_cache=ValidFlowCache(default_cache_dir()), telemetry=telemetry)
     install_reload_signal(app.flows)
     try:
         if mode == "run":
-            await run_longpoll(app, vk)
+            await run_longpoll(app, vk, telemetry, metrics_port if metrics_port is not None else config.metrics_port)
         else:
-            await serve_callback(app, vk, host, port, path)
+            await serve_callback(app, vk, host, port, path, telemetry)
     finally:
         await app.close()
     return 0
@@ -136,6 +138,43 @@ def _loopback(host: str) -> bool:
     return is_loopback(host)
 
 
+HEALTH_PATHS = ("/metrics", "/healthz", "/readyz")
+
+
+def _add_health_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    health = sub.add_parser(
+        "health", help="is the bot ready? exit 0, or 1 with the reason (for systemd and monitoring)",
+        description="Ask a running bot's /readyz (--port: `serve`'s callback port or `run`'s metrics port; "
+                    "--url: any address; with neither, METRICS_PORT if set), else check the configuration, "
+                    "flows and database directly. Prints one line; exits 0 if ready, 1 if not.")
+    where = health.add_mutually_exclusive_group()
+    where.add_argument("--port", type=int, help="the port on 127.0.0.1 whose /readyz to ask")
+    where.add_argument("--url", help="the /readyz URL to ask, e.g. http://10.0.0.5:9464/readyz")
+
+
+def _health(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from supportbot.health import health_command
+
+    url: str | None = args.url
+    if args.port is not None:
+        if not 1 <= args.port <= 65535:
+            parser.error(f"--port must be from 1 to 65535, got {args.port}")
+        url = f"http://127.0.0.1:{args.port}/readyz"
+    elif url is not None and urlsplit(url).scheme not in ("http", "https"):
+        parser.error(f"--url must be an http(s) URL such as http://127.0.0.1:8080/readyz, got {url!r}")
+    config = None
+    if url is None:
+        try:
+            config = load_config()
+        except ConfigError as exc:  # exit 1, not 2: for systemd the bot is simply not ready
+            print("not ready: " + "; ".join(exc.problems))
+            return 1
+        if config.metrics_port is not None:  # `run` serves /readyz there: ask it
+            host = config.metrics_host if config.metrics_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+            url = f"http://{'[' + host + ']' if ':' in host else host}:{config.metrics_port}/readyz"
+    return asyncio.run(health_command(config, url, sys.stdout))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from supportbot.demo import CONSOLE_HELP  # the emulator's agent console, for its --help
 
@@ -157,7 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     emu.add_argument("--domains", default=DEFAULT_MAIL_DOMAIN,
                      help="comma-separated mail domains whose users exist on first look-up")
     emu.add_argument("--no-console", action="store_true", help="do not read agent commands from stdin")
-    sub.add_parser("run", help="the bot in the VK community over Bots Long Poll (one process per community)")
+    run = sub.add_parser("run", help="the bot in the VK community over Bots Long Poll (one process per community)")
+    run.add_argument("--metrics-port", type=int, metavar="PORT",
+                     help="serve /metrics, /healthz and /readyz on this port of METRICS_HOST (default: METRICS_PORT; "
+                          "unset: not served)")
     serve = sub.add_parser("serve", help="the Callback API endpoint for the VK community")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (behind a TLS proxy)")
     serve.add_argument("--port", type=int, default=8080)
@@ -189,15 +231,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     studio.add_argument("--token", help="the token the page asks for (or SUPPORTBOT_STUDIO_TOKEN)")
     stats = sub.add_parser("stats", help="what the flows count, per day (e.g. hint_helped: tickets the hints saved)")
     stats.add_argument("--days", type=int, default=30, help="how many days back, today included")
+    _add_health_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "chat":
             return asyncio.run(_chat(f"console:{args.peer}", args.verbose))
         if args.command == "run":
-            return asyncio.run(_vk("run"))
+            if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+                parser.error(f"--metrics-port must be from 1 to 65535, got {args.metrics_port}")
+            return asyncio.run(_vk("run", metrics_port=args.metrics_port))
+        if args.command == "health":
+            return _health(parser, args)
         if args.command == "serve":
             if not args.path.startswith("/"):
                 parser.error(f"--path must start with '/', got {args.path!r}")
+            if args.path.rstrip("/") in HEALTH_PATHS:
+                parser.error(f"--path {args.path} is where metrics and health are served; choose another")
             if args.path.rstrip("/") == "/simpleone/events":
                 parser.error("--path /simpleone/events is where SimpleOne's events are taken; choose another")
             return asyncio.run(_vk("serve", args.host, args.port, args.path))

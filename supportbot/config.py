@@ -100,6 +100,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SPOOL_DIR", "data/spool", "Where users' files wait until they are uploaded"),
     Setting("SPOOL_MAX_MB", "1024", "Disk the waiting files may take in all"),
     Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    Setting("METRICS_PORT", None,
+            "`supportbot run`: serve /metrics, /healthz and /readyz on this port (`--metrics-port`; unset: not "
+            "served). `serve` has them on its callback port"),
+    Setting("METRICS_HOST", "127.0.0.1", "Address of the METRICS_PORT endpoints (loopback unless scraped from afar)"),
 )
 _KNOWN = {s.name for s in SETTINGS}
 _EMAILISH = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -174,6 +178,8 @@ class Config:
     comment_poll: float = 30.0
     # SIMPLEONE_WEBHOOK_SECRET: push events from SimpleOne are taken (by `serve`) only with it.
     simpleone_webhook_secret: str | None = field(default=None, repr=False)
+    metrics_port: int | None = None  # METRICS_PORT: `run`'s metrics and health endpoints
+    metrics_host: str = "127.0.0.1"
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -389,6 +395,8 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         status_poll=r.number("STATUS_POLL_SECONDS", 0, 86400),
         comment_poll=r.number("COMMENT_POLL_SECONDS", 0, 86400),
         simpleone_webhook_secret=webhook_secret,
+        metrics_port=int(r.number("METRICS_PORT", 1, 65535, whole=True)) if r.raw("METRICS_PORT") else None,
+        metrics_host=r.raw("METRICS_HOST") or "127.0.0.1",
     )
     if r.problems:
         raise ConfigError(r.problems)

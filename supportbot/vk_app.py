@@ -8,6 +8,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -23,10 +24,12 @@ from adapters.vk.delivery import DeliveryLog, resend_unsent
 from adapters.vk.longpoll import DEFAULT_WAIT, LongPoller
 from adapters.vk.notices import run_notices
 from adapters.vk.sender import VkSender
+from adapters.web.metrics import PrometheusTelemetry, add_health_routes, serve_health
 from engine.ports import Storage
 from engine.work.leases import JobLease
 from supportbot.app import App
 from supportbot.config import ConfigError, VkSettings
+from supportbot.health import readiness, sample
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ def open_channel(app: App, vk: VkSettings) -> VkChannel:
     session = aiohttp.ClientSession(headers={"User-Agent": "supportbot"})
     api = VkApi(session, vk.tokens, api_url=vk.api_url, version=vk.api_version, rate=vk.rate_limit)
     delivery = DeliveryLog(app.storage)
-    bot = VkBot(app.engine.handle, app.engine.message, api, VkSender(api),
+    bot = VkBot(app.engine.handle, app.engine.message, api, VkSender(api, telemetry=app.telemetry),
                 AttachmentFetcher(session, max_bytes=vk.max_file_bytes,
                                   extra_origins=(vk.api_url,)),
                 group_id=vk.group_id, concurrency=vk.concurrency, delivery=delivery)
@@ -147,7 +150,27 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def run_longpoll(app: App, vk: VkSettings) -> None:
+async def run_longpoll(app: App, vk: VkSettings, telemetry: PrometheusTelemetry | None = None,
+                       metrics_port: int | None = None) -> None:
+    """metrics_port: /metrics (with telemetry), /healthz and /readyz served there, on
+    config.metrics_host."""
+    health: web.AppRunner | None = None
+    if metrics_port is not None:
+        host = app.config.metrics_host
+        try:
+            health = await serve_health(host, metrics_port, partial(readiness, app), telemetry, partial(sample, app))
+        except OSError as exc:
+            problem = f"--metrics-port / METRICS_PORT: cannot listen on {host}:{metrics_port} ({exc})"
+            raise ConfigError([problem]) from None
+        log.info("metrics and health on http://%s:%d/metrics, /healthz, /readyz", host, metrics_port)
+    try:
+        await _run_longpoll(app, vk)
+    finally:
+        if health is not None:
+            await health.cleanup()
+
+
+async def _run_longpoll(app: App, vk: VkSettings) -> None:
     channel = await start_channel(app, vk)
     assert vk.group_id is not None
     # Several workers in long-poll mode: one polls (a lease renewed before each request, which
@@ -177,13 +200,16 @@ async def run_longpoll(app: App, vk: VkSettings) -> None:
         log.info("long poll stopped")
 
 
-async def serve_callback(app: App, vk: VkSettings, host: str, port: int, path: str) -> None:
+async def serve_callback(app: App, vk: VkSettings, host: str, port: int, path: str,
+                         telemetry: PrometheusTelemetry | None = None) -> None:
     channel = await start_channel(app, vk)
     assert vk.group_id is not None and vk.callback_secret and vk.confirmation_code
     descriptors = descriptor_limit()
     guard = ConnectionGuard(limit=connection_limit(descriptors))
     web_app = make_callback_app(channel.bot, app.storage, group_id=vk.group_id, secret=vk.callback_secret,
-                                confirmation=vk.confirmation_code, path=path, guard=guard)
+                                confirmation=vk.confirmation_code, path=path, guard=guard, telemetry=app.telemetry)
+    # Beside the callback: a proxy in front forwards only the callback's path (docs/operations.md).
+    add_health_routes(web_app, partial(readiness, app), telemetry, partial(sample, app))
     push = app.config.simpleone_webhook_secret
     if push:
         # SimpleOne's business rule says a ticket changed: the status watcher looks at it now.

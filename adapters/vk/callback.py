@@ -20,7 +20,8 @@ from aiohttp import web
 from adapters.vk.bot import VkBot
 from adapters.vk.connection_guard import ConnectionGuard
 from adapters.vk.updates import parse_update
-from engine.ports import Storage
+from engine.ports import NULL_TELEMETRY, Storage, Telemetry
+from engine.ports.telemetry import EVENTS_DEDUPLICATED
 from engine.text_safety import loads_bounded
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def event_body(update: dict[str, object]) -> str:
 
 def make_callback_app(bot: VkBot, storage: Storage, *, group_id: int, secret: str, confirmation: str,
                       path: str = "/", body_timeout: float = BODY_TIMEOUT,
-                      guard: ConnectionGuard | None = None) -> web.Application:
+                      guard: ConnectionGuard | None = None, telemetry: Telemetry = NULL_TELEMETRY) -> web.Application:
     secret_bytes = secret.encode()
 
     async def receive(request: web.Request) -> web.Response:
@@ -76,6 +77,7 @@ def make_callback_app(bot: VkBot, storage: Storage, *, group_id: int, secret: st
             bot.submit(msg)
         else:
             log.debug("duplicate callback event %s dropped", msg.event_id)
+            telemetry.count(EVENTS_DEDUPLICATED, channel="vk")
         return web.Response(text="ok")
 
     async def health(request: web.Request) -> web.Response:

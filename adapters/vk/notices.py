@@ -13,6 +13,7 @@ import logging
 from adapters.vk.sender import VkSender
 from adapters.vk.updates import vk_peer_id
 from engine.ports import Notice, Storage
+from engine.ports.telemetry import NOTICES_SENT
 from engine.replies import Reply
 from engine.work.leases import JobLease
 
@@ -40,6 +41,9 @@ async def send_notices(storage: Storage, sender: VkSender, *, batch: int = 100) 
             elif not await sender.send(peer_id, notice_reply(notice), key=f"notice:{notice.id}",
                                        keyboard=bool(notice.buttons)):
                 continue  # VK keeps failing: left for the next round
+            else:
+                # The id's first part says what it tells: status, comment, outbox (a late number), …
+                sender.telemetry.count(NOTICES_SENT, kind=notice.id.split(":", 1)[0])
             finished.append(notice.id)
         if finished:
             await storage.notices_sent(finished)

@@ -24,6 +24,7 @@ from urllib.parse import quote_plus
 
 from adapters.vk.api import ExecuteResult, VkApi, VkApiError, VkTransportError, backoff_delay
 from adapters.vk.keyboard import render, split_text
+from engine.ports.telemetry import CHANNEL_ERRORS, NULL_TELEMETRY, REPLIES_SENT, Telemetry
 from engine.replies import Reply
 from engine.text_safety import clean_outgoing
 
@@ -201,8 +202,9 @@ def _keyboard_field(keyboard: str) -> str:
 
 class VkSender:
     def __init__(self, api: VkApi, *, attempts: int = 30, deadline: float = 120.0, backoff: float = 0.5,
-                 max_backoff: float = 8.0, batch: bool = True) -> None:
+                 max_backoff: float = 8.0, batch: bool = True, telemetry: Telemetry = NULL_TELEMETRY) -> None:
         self.api = api
+        self.telemetry = telemetry
         self.batcher = SendBatcher(api, max_calls=MAX_BATCH if batch else 1)
         self.attempts = attempts
         self.deadline = deadline  # VK's limits pass; a message is tried for this long
@@ -235,8 +237,10 @@ class VkSender:
                 break
             try:
                 await self.batcher.send(params)
+                self.telemetry.count(REPLIES_SENT, channel="vk")
                 return True
             except VkApiError as exc:
+                self.telemetry.count(CHANNEL_ERRORS, channel="vk", code=str(exc.code))
                 if exc.code == 911 and "keyboard" in params:
                     log.error("VK refused a keyboard (%s): %s; sending the text without it", exc, params["keyboard"])
                     params = {k: v for k, v in params.items() if k != "keyboard"}
@@ -248,6 +252,7 @@ class VkSender:
                     log.error("message to %s failed: %s", params["peer_id"], exc)
                     return True
             except VkTransportError as exc:
+                self.telemetry.count(CHANNEL_ERRORS, channel="vk", code="transport")
                 log.warning("sending to %s: %s (attempt %d)", params["peer_id"], exc, attempt + 1)
             self.retried += 1
             await asyncio.sleep(backoff_delay(attempt, self.backoff, self.max_backoff))

@@ -9,7 +9,17 @@ from typing import Any, Protocol
 
 from engine.actions.sign_in_draft import SignInDraft
 from engine.flows.model import FlowSet
-from engine.ports import FileSpool, Mailer, OutboxItem, OutboxOutcome, Storage, TicketSystem, WatchedTicket
+from engine.ports import (
+    NULL_TELEMETRY,
+    FileSpool,
+    Mailer,
+    OutboxItem,
+    OutboxOutcome,
+    Storage,
+    Telemetry,
+    TicketSystem,
+    WatchedTicket,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,7 @@ class Services:
     clock: Callable[[], float] = time.time
     idle_timeout: float = 1800.0
     outbox: OutboxQueue | None = None  # None: items wait for a worker elsewhere (or a test's)
+    telemetry: Telemetry = NULL_TELEMETRY  # metrics (adapters/web/metrics.py), or nothing recorded
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ the channel (engine/dialogue/turn.py has the turn, engine/dialogue/machine.py th
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 
 from engine.actions import REGISTRY
@@ -17,7 +18,8 @@ from engine.actions.registry import ActionRegistry
 from engine.dialogue.sessions import PeerLocks, SessionCache
 from engine.dialogue.turn import AlreadyHandled, Turn
 from engine.flows.source import FlowSource
-from engine.ports import Incoming
+from engine.ports import Incoming, channel_of
+from engine.ports.telemetry import EVENTS_DEDUPLICATED, EVENTS_HANDLED, EVENTS_RECEIVED, STEP_SECONDS
 from engine.replies import Button, Reply, dump_replies
 
 log = logging.getLogger(__name__)
@@ -50,14 +52,22 @@ class Engine:
         keep_replies: the replies are committed with the step, for the channel to resend after a
         crash until it marks them sent (Storage.replies_sent).
         """
-        async with self.locks.hold(peer):
-            try:
-                async with self.services.storage.peer_lock(peer):
-                    return await self._handle(peer, incoming, keep_replies=keep_replies)
-            except Exception:
-                log.exception("storage failed for %s; the step was not saved", peer)
-                self.sessions.forget(peer)
-            return [self.unsaved_reply()]
+        telemetry = self.services.telemetry
+        channel = channel_of(peer)
+        telemetry.count(EVENTS_RECEIVED, channel=channel)
+        telemetry.active(peer)
+        started = time.perf_counter()
+        try:
+            async with self.locks.hold(peer):
+                try:
+                    async with self.services.storage.peer_lock(peer):
+                        return await self._handle(peer, incoming, keep_replies=keep_replies)
+                except Exception:
+                    log.exception("storage failed for %s; the step was not saved", peer)
+                    self.sessions.forget(peer)
+                return [self.unsaved_reply()]
+        finally:
+            telemetry.observe(STEP_SECONDS, time.perf_counter() - started, channel=channel)
 
     async def _handle(self, peer: str, incoming: Incoming, *, keep_replies: bool) -> list[Reply]:
         """handle() under the peer's locks, in this process and across processes."""
@@ -71,6 +81,7 @@ class Engine:
                 reply = await turn.run(incoming)
             except AlreadyHandled:
                 log.info("event %s was handled already; dropped", incoming.event_id)
+                self.services.telemetry.count(EVENTS_DEDUPLICATED, channel=channel_of(peer))
                 await turn.refused()
                 return []
             kept = dump_replies([reply]) if keep_replies and incoming.event_id else None
@@ -80,6 +91,7 @@ class Engine:
                                           outbox=turn.outbox, sign_in=turn.sign_in.writes(), watch=turn.watch,
                                           counts=turn.counts):
                 await turn.committed()
+                self.services.telemetry.count(EVENTS_HANDLED, channel=channel_of(peer))
                 if turn.outbox:
                     return [await self.settle(peer, turn, reply, incoming.event_id if kept else None,
                                               reserved)]
@@ -87,6 +99,7 @@ class Engine:
             await turn.refused()
             if incoming.event_id and await self.services.storage.seen_event(incoming.event_id):
                 log.info("event %s was handled already; dropped", incoming.event_id)
+                self.services.telemetry.count(EVENTS_DEDUPLICATED, channel=channel_of(peer))
                 return []
             log.warning("session of %s was changed by another writer; redoing the step", peer)
         log.error("could not commit a step for %s after %d tries", peer, self.max_redo)

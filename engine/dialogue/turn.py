@@ -21,6 +21,7 @@ from engine.dialogue.sessions import copy_json
 from engine.flows.model import TYPED, FlowSet, InputSpec, SayPart, StateSpec, render_say
 from engine.ports import Incoming, OutboxItem, Session, WatchedTicket
 from engine.ports.files import FileSpool, SpooledFile, slot_file_ids
+from engine.ports.telemetry import ACTION_OUTCOMES, FLOW_COUNTS, OUTBOX_QUEUED, PICKS
 from engine.replies import Reply
 from engine.text_safety import clean_file_name
 
@@ -117,6 +118,10 @@ class Turn:
         self.sign_in = SignInDraft(self.services.storage, peer)  # committed with this step
         self.watch: list[WatchedTicket] = []  # tickets followed from this step's commit on
         self.counts: list[str] = []  # counters the step's transitions named
+        # For metrics, reported when the step commits: (action, outcome) of each action that ended
+        # with one, and (state, list slot) of each pick-list choice.
+        self.outcomes: list[tuple[str, str]] = []
+        self.picks: list[tuple[str, str]] = []
         now = self.services.clock()
         if session is None:
             session = Session(peer, flows.bot.start, {}, flows.version, now, 0)
@@ -200,7 +205,21 @@ class Turn:
 
     async def committed(self) -> None:
         self.engine.entered.update(self.entered)
+        self.report()
         await self.spool.finish(True)
+
+    def report(self) -> None:
+        """What the committed step did, for metrics (only committed steps count: a step redone
+        after a refused commit is counted once)."""
+        telemetry = self.services.telemetry
+        for action, outcome in self.outcomes:
+            telemetry.count(ACTION_OUTCOMES, action=action, outcome=outcome)
+        for counter in self.counts:
+            telemetry.count(FLOW_COUNTS, counter=counter)
+        for state, source in self.picks:
+            telemetry.count(PICKS, state=state, source=source)
+        for item in self.outbox:
+            telemetry.count(OUTBOX_QUEUED, kind=item.kind)
 
     async def refused(self) -> None:
         await self.spool.finish(False)
@@ -403,6 +422,8 @@ class Turn:
         if outcome is None:
             self.show_state = True
             return True, event
+        if outcome == "chosen" and st.pick is not None:
+            self.picks.append((st.name, st.pick.source))
         return False, outcome
 
     async def arrive(self, state: str) -> None:
@@ -430,6 +451,7 @@ class Turn:
             outcome = await info.fn(ActionContext(self.session.peer, self.slots, self.flows, self.services,
                                                   self.sign_in, self.outbox, self.watch))
             if outcome:
+                self.outcomes.append((name, outcome))
                 return outcome
         return None
 

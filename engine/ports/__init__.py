@@ -24,6 +24,7 @@ from engine.ports.outbox import (
 )
 from engine.ports.sessions import Session, SessionStore, StepCommit
 from engine.ports.storage import Storage
+from engine.ports.telemetry import NULL_TELEMETRY, NullTelemetry, Telemetry, channel_of
 from engine.ports.tickets import (
     DEFAULT_PEOPLE_TABLES,
     Attachment,
@@ -44,6 +45,7 @@ from engine.ticket_time import parse_updated_at
 
 __all__ = [
     "DEFAULT_PEOPLE_TABLES",
+    "NULL_TELEMETRY",
     "OUTBOX_DONE",
     "OUTBOX_FAILED",
     "OUTBOX_PENDING",
@@ -68,6 +70,7 @@ __all__ = [
     "Mailer",
     "Notice",
     "Notices",
+    "NullTelemetry",
     "OutboxItem",
     "OutboxOutcome",
     "OutboxState",
@@ -82,6 +85,7 @@ __all__ = [
     "SpooledFile",
     "StepCommit",
     "Storage",
+    "Telemetry",
     "Ticket",
     "TicketRef",
     "TicketSystem",
@@ -93,6 +97,7 @@ __all__ = [
     "Upload",
     "WatchedTicket",
     "author_names",
+    "channel_of",
     "journal_order",
     "parse_updated_at",
 ]

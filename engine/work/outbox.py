@@ -44,6 +44,7 @@ from engine.ports import (
     TicketSystemUnavailable,
     WatchedTicket,
 )
+from engine.ports.telemetry import NULL_TELEMETRY, OUTBOX_FINISHED, OUTBOX_RETRIED, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,8 @@ class OutboxWorker:
 
     def __init__(self, storage: OutboxStore, executors: Mapping[str, Executor], render: NoticeRenderer,
                  policy: OutboxPolicy | None = None, *, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, telemetry: Telemetry = NULL_TELEMETRY) -> None:
+        self.telemetry = telemetry
         self.storage = storage
         self.executors = dict(executors)
         self.render = render
@@ -530,6 +532,7 @@ class OutboxWorker:
             return
         item.next_at = now + self.policy.backoff(item.attempts)
         item.updated_at = now
+        self.telemetry.count(OUTBOX_RETRIED, kind=item.kind)
         log.warning("outbox %s (%s) attempt %d failed, next in %.0f s: %s", item.id, item.kind, item.attempts,
                     item.next_at - now, error)
         await self.storage.outbox_save(item)
@@ -555,6 +558,7 @@ class OutboxWorker:
             if not await self.storage.outbox_finish(outcome):
                 log.info("outbox %s was finished or dropped meanwhile; this outcome is not recorded again", item.id)
                 return
+        self.telemetry.count(OUTBOX_FINISHED, kind=item.kind, state=state)
         if follow_ups or item.record is not None:
             self.kick()  # follow-ups, or items that waited for this one on its record, may be due
 

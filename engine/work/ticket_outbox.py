@@ -23,6 +23,6 @@ def ticket_outbox(services: Services, flows: FlowSource, policy: OutboxPolicy | 
                                     journal=lambda: flows.current.tickets.journal),
                  **move_executors(services.tickets)}
     worker = OutboxWorker(services.storage, executors, outbox_notices(flows, services.clock), policy,
-                          clock=services.clock)
+                          clock=services.clock, telemetry=services.telemetry)
     services.outbox = worker
     return worker

@@ -68,3 +68,23 @@ async def test_notices_are_sent_once_and_marked(vk: RunningVkEmulator, storage: 
 def test_only_vk_peers_have_a_peer_id() -> None:
     assert vk_peer_id("vk:2000000001") == 2000000001
     assert vk_peer_id("console:me") is None and vk_peer_id("vk:") is None and vk_peer_id("vk:-5") is None
+
+
+async def test_notices_sent_are_counted_by_kind(vk: RunningVkEmulator, storage: SqliteStorage) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from adapters.web.metrics import PrometheusTelemetry
+
+    await storage.notices_add([Notice("status:a", "vk:601", "Заявка INC0000001: новый статус — В работе.", 1.0),
+                               Notice("comment:a", "vk:601", "Сообщение по заявке INC0000001", 2.0),
+                               Notice("status:b", "vk:602", "Заявка INC0000002: новый статус — Решена.", 3.0)])
+    telemetry = PrometheusTelemetry()
+    async with aiohttp.ClientSession() as session:
+        sender = VkSender(VkApi(session, [TOKEN], api_url=vk.api_url, rate=100), backoff=0.01, telemetry=telemetry)
+        assert await send_notices(storage, sender) == 3
+    text = telemetry.exposition().decode()
+    seen = {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+    assert seen[("supportbot_notices_sent_total", (("kind", "status"),))] == 2
+    assert seen[("supportbot_notices_sent_total", (("kind", "comment"),))] == 1
+    assert seen[("supportbot_replies_sent_total", (("channel", "vk"),))] == 3

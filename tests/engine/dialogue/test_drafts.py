@@ -20,7 +20,7 @@ from engine.dialogue.runtime import Engine
 from engine.dialogue.turn import Turn
 from engine.flows.model import FlowSet
 from engine.load import load_flow_set
-from engine.ports import Incoming, Session
+from engine.ports import NULL_TELEMETRY, Incoming, Session
 from tests.conftest import Harness
 
 FLOWS = Path(__file__).resolve().parents[3] / "flows"
@@ -140,7 +140,8 @@ async def test_text_after_a_finished_dialogue_starts_afresh_without_old_drafts(s
     """A step with free_text hands typed text to the start: as a move to the start, it forgets
     the drafts (left over here only by an older flow set)."""
     spool = KeptDiscards()
-    services = SimpleNamespace(clock=lambda: 100.0, idle_timeout=1e9, spool=spool, storage=NoOne())
+    services = SimpleNamespace(clock=lambda: 100.0, idle_timeout=1e9, spool=spool, storage=NoOne(),
+                               telemetry=NULL_TELEMETRY)
     host = SimpleNamespace(services=services, registry=REGISTRY, sessions=None, entered=Counter())
     slots = {"comment": "старое", "files": list(FILES)}
     t = Turn(host, shipped, "test:1", Session("test:1", "my_tickets.empty", slots, shipped.version,  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from typing import Any
 from engine.actions import REGISTRY
 from engine.dialogue.turn import Turn
 from engine.flows.model import FlowSet
-from engine.ports import OutboxItem, Session
+from engine.ports import NULL_TELEMETRY, OutboxItem, Session
 
 
 class NoSpool:
@@ -18,7 +18,8 @@ class NoSpool:
 
 
 def turn(flow_set: FlowSet, state: str, slots: dict[str, Any]) -> Turn:
-    services = SimpleNamespace(clock=lambda: 100.0, idle_timeout=1e9, spool=NoSpool(), storage=None)
+    services = SimpleNamespace(clock=lambda: 100.0, idle_timeout=1e9, spool=NoSpool(), storage=None,
+                               telemetry=NULL_TELEMETRY)
     host = SimpleNamespace(services=services, registry=REGISTRY, sessions=None, entered=Counter())
     return Turn(host, flow_set, "test:1", Session("test:1", state, slots, flow_set.version, 100.0, 1))  # type: ignore[arg-type]
 
