@@ -22,6 +22,7 @@ from engine.ports.outbox import (
     OutboxState,
     OutboxStore,
 )
+from engine.ports.privacy import FORGET_KINDS, Forgetting, Forgotten
 from engine.ports.sessions import Session, SessionStore, StepCommit
 from engine.ports.storage import Storage
 from engine.ports.tickets import (
@@ -44,6 +45,7 @@ from engine.ticket_time import parse_updated_at
 
 __all__ = [
     "DEFAULT_PEOPLE_TABLES",
+    "FORGET_KINDS",
     "OUTBOX_DONE",
     "OUTBOX_FAILED",
     "OUTBOX_PENDING",
@@ -56,6 +58,8 @@ __all__ = [
     "DayCount",
     "FileSpool",
     "FileSpoolFull",
+    "Forgetting",
+    "Forgotten",
     "Inbox",
     "InboxEvent",
     "Incoming",
