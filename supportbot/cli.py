@@ -136,6 +136,20 @@ def _loopback(host: str) -> bool:
     return is_loopback(host)
 
 
+def _add_forget(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    forget = sub.add_parser(
+        "forget", help="delete what the bot keeps about one person (sessions, sign-in, notices, kept replies, "
+                       "outbox items and files); prints what went",
+        description="Delete one person's sessions and drafts, binding, sign-in codes and sign-in log, notices, "
+                    "followed tickets, kept replies and outbox items (with their files). Refused while one of "
+                    "their tickets or comments is still on its way to SimpleOne, unless --force.")
+    person = forget.add_mutually_exclusive_group(required=True)
+    person.add_argument("--peer", help="the chat, e.g. vk:123456 (the VK user's id)")
+    person.add_argument("--email", help="a corporate address: every chat bound to it or sent a code at it")
+    forget.add_argument("--force", action="store_true",
+                        help="delete unfinished outbox items too (their tickets or comments never reach SimpleOne)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from supportbot.demo import CONSOLE_HELP  # the emulator's agent console, for its --help
 
@@ -189,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     studio.add_argument("--token", help="the token the page asks for (or SUPPORTBOT_STUDIO_TOKEN)")
     stats = sub.add_parser("stats", help="what the flows count, per day (e.g. hint_helped: tickets the hints saved)")
     stats.add_argument("--days", type=int, default=30, help="how many days back, today included")
+    _add_forget(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "chat":
@@ -229,6 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from supportbot.stats_cli import stats_command
 
             return asyncio.run(stats_command(load_config(), max(1, args.days), sys.stdout))
+        if args.command == "forget":
+            from supportbot.forget_cli import check_person, forget_command
+
+            if (problem := check_person(args.peer, args.email)) is not None:
+                parser.error(problem)
+            return asyncio.run(forget_command(load_config(), args.peer, args.email, args.force, sys.stdout))
         for line in describe(load_config()):  # the "config" command
             print(line)
         return 0
