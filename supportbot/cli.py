@@ -18,18 +18,17 @@ from engine.flows.findings import FlowSetInvalid
 from supportbot.config import DEFAULT_MAIL_DOMAIN, ConfigError, describe, is_postgres_url, load_config
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    quiet_transitions()
+def _setup_logging(level: str, log_format: str | None = None) -> None:
+    from supportbot.logs import setup_logging
+
+    setup_logging(level, log_format or os.environ.get("LOG_FORMAT", "text").strip().lower())
 
 
 def quiet_transitions() -> None:
-    """transitions logs every callback of every trigger at INFO (two lines a step): the engine's
-    own log says what a step did, so its INFO goes unless the whole log is at DEBUG; its
-    warnings still come through."""
-    debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
-    logging.getLogger("transitions").setLevel(logging.DEBUG if debug else logging.WARNING)
+    """The third-party loggers (transitions, aiohttp…) at WARNING unless the log is at DEBUG."""
+    from supportbot.logs import quiet_third_party
+
+    quiet_third_party()
 
 
 def _unless_set(name: str, chat_default: float, configured: float) -> float:
@@ -47,7 +46,7 @@ async def _chat(peer: str, verbose: bool) -> int:
         config = replace(config, status_poll=_unless_set("STATUS_POLL_SECONDS", 3.0, config.status_poll),
                          comment_poll=_unless_set("COMMENT_POLL_SECONDS", 3.0, config.comment_poll))
     # Logs go to stderr; in the chat they would drown the dialogue unless asked for.
-    _setup_logging(config.log_level if verbose else "WARNING")
+    _setup_logging(config.log_level if verbose else "WARNING", config.log_format)
     app = await build_app(config, terminal=sys.stdout, allow_emulator=True,
                           schema_cache=ValidFlowCache(default_cache_dir()))
     install_reload_signal(app.flows)
@@ -78,7 +77,7 @@ async def _vk(mode: str, host: str = "", port: int = 0, path: str = "/") -> int:
 
     config = load_config()
     vk = require_vk(config, callback=mode == "serve")
-    _setup_logging(config.log_level)
+    _setup_logging(config.log_level, config.log_format)
     log = logging.getLogger("supportbot")
     for line in describe(config):
         log.info("%s", line)

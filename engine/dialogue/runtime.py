@@ -17,6 +17,7 @@ from engine.actions.registry import ActionRegistry
 from engine.dialogue.sessions import PeerLocks, SessionCache
 from engine.dialogue.turn import AlreadyHandled, Turn
 from engine.flows.source import FlowSource
+from engine.log_context import about, in_state
 from engine.ports import Incoming
 from engine.replies import Button, Reply, dump_replies
 
@@ -50,6 +51,10 @@ class Engine:
         keep_replies: the replies are committed with the step, for the channel to resend after a
         crash until it marks them sent (Storage.replies_sent).
         """
+        with about(peer, incoming.event_id):
+            return await self._handle_locked(peer, incoming, keep_replies=keep_replies)
+
+    async def _handle_locked(self, peer: str, incoming: Incoming, *, keep_replies: bool) -> list[Reply]:
         async with self.locks.hold(peer):
             try:
                 async with self.services.storage.peer_lock(peer):
@@ -67,8 +72,10 @@ class Engine:
         # with its connection.
         for _ in range(self.max_redo):
             turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
+            in_state(turn.session.state)
             try:
                 reply = await turn.run(incoming)
+                in_state(turn.session.state)
             except AlreadyHandled:
                 log.info("event %s was handled already; dropped", incoming.event_id)
                 await turn.refused()
