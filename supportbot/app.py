@@ -28,7 +28,7 @@ from engine.work.outbox import OutboxPolicy, OutboxWorker
 from engine.work.status_watch import StatusWatcher
 from engine.work.ticket_outbox import ticket_outbox
 from supportbot import demo
-from supportbot.config import Config, ConfigError, SimpleOneSettings, SmtpSettings, is_postgres_url
+from supportbot.config import Config, ConfigError, Retention, SimpleOneSettings, SmtpSettings, is_postgres_url
 
 log = logging.getLogger(__name__)
 
@@ -143,30 +143,42 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
         watcher = StatusWatcher(storage, tickets, holder, interval=min(polls), clock=services.clock,
                                 comments=config.comment_poll > 0)
         app.tasks.append(asyncio.create_task(watcher.run()))
-    app.tasks.append(asyncio.create_task(housekeeping(storage, spool, config.session_idle)))
+    app.tasks.append(asyncio.create_task(housekeeping(storage, spool, config.session_idle,
+                                                          retention=config.retention)))
     return app
 
 
-async def outbox_files(storage: Storage) -> set[str]:
-    """Spool files that outbox items still have to upload: housekeeping must keep them."""
+async def outbox_files(storage: Storage, failed_since: float = 0.0) -> set[str]:
+    """Spool files that outbox items still have to upload: housekeeping must keep them. Those of
+    items given up on (failed) are kept while an admin may still retry them: those that failed
+    at or after failed_since."""
     keep: set[str] = set()
     for item in await storage.outbox_list((OUTBOX_PENDING, OUTBOX_FAILED), limit=100_000):
-        keep.update(f.id for f in spooled_files(item.payload.get("files")))
+        if item.state == OUTBOX_PENDING or item.updated_at >= failed_since:
+            keep.update(f.id for f in spooled_files(item.payload.get("files")))
     return keep
 
 
-async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: float = 3600.0) -> None:
-    """Keep the inbox, the sign-in tables and the spool bounded.
+async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: float = 3600.0,
+                       retention: Retention | None = None) -> None:
+    """Keep the inbox, the sign-in tables and the spool bounded, and personal data no longer
+    than the retention says (docs/operations.md, Personal data).
 
-    Event ids are kept two days (VK resends within hours); files of drafts longer than a day
-    (or two idle timeouts): by then the dialogue that held them has expired.
+    Handled event ids, kept replies, sent notices and finished items go after retention.events
+    (at least a day: VK resends within hours); sessions, with their drafts, after
+    retention.drafts idle; codes once expired. Files of drafts go after a day (or two idle
+    timeouts): by then the dialogue that held them has expired; uploaded ones went at once.
     """
+    kept = retention or Retention()
     # Several workers: one prunes at a time (each still sweeps its own spool, if not shared).
     lease = JobLease(storage, "housekeeping", ttl=every / 2)
     while True:
         try:
-            removed = await storage.prune(time.time() - 2 * 86400) if await lease.hold() else 0
-            swept = await spool.sweep(max(86400.0, 2 * idle), keep=await outbox_files(storage))
+            now = time.time()
+            removed = (await storage.prune(now - kept.events, sessions_before=now - kept.drafts, codes_before=now)
+                       if await lease.hold() else 0)
+            swept = await spool.sweep(max(86400.0, 2 * idle),
+                                      keep=await outbox_files(storage, now - kept.failed_files))
             if removed or swept:
                 log.info("housekeeping: %d old rows, %d abandoned files removed", removed, swept)
         except Exception:

@@ -18,18 +18,17 @@ from engine.flows.findings import FlowSetInvalid
 from supportbot.config import DEFAULT_MAIL_DOMAIN, ConfigError, describe, is_postgres_url, load_config
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    quiet_transitions()
+def _setup_logging(level: str, log_format: str | None = None) -> None:
+    from supportbot.logs import setup_logging
+
+    setup_logging(level, log_format or os.environ.get("LOG_FORMAT", "text").strip().lower())
 
 
 def quiet_transitions() -> None:
-    """transitions logs every callback of every trigger at INFO (two lines a step): the engine's
-    own log says what a step did, so its INFO goes unless the whole log is at DEBUG; its
-    warnings still come through."""
-    debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
-    logging.getLogger("transitions").setLevel(logging.DEBUG if debug else logging.WARNING)
+    """The third-party loggers (transitions, aiohttp…) at WARNING unless the log is at DEBUG."""
+    from supportbot.logs import quiet_third_party
+
+    quiet_third_party()
 
 
 def _unless_set(name: str, chat_default: float, configured: float) -> float:
@@ -47,7 +46,7 @@ async def _chat(peer: str, verbose: bool) -> int:
         config = replace(config, status_poll=_unless_set("STATUS_POLL_SECONDS", 3.0, config.status_poll),
                          comment_poll=_unless_set("COMMENT_POLL_SECONDS", 3.0, config.comment_poll))
     # Logs go to stderr; in the chat they would drown the dialogue unless asked for.
-    _setup_logging(config.log_level if verbose else "WARNING")
+    _setup_logging(config.log_level if verbose else "WARNING", config.log_format)
     app = await build_app(config, terminal=sys.stdout, allow_emulator=True,
                           schema_cache=ValidFlowCache(default_cache_dir()))
     install_reload_signal(app.flows)
@@ -79,7 +78,7 @@ async def _vk(mode: str, host: str = "", port: int = 0, path: str = "/", metrics
 
     config = load_config()
     vk = require_vk(config, callback=mode == "serve")
-    _setup_logging(config.log_level)
+    _setup_logging(config.log_level, config.log_format)
     log = logging.getLogger("supportbot")
     for line in describe(config):
         log.info("%s", line)
@@ -175,6 +174,20 @@ def _health(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return asyncio.run(health_command(config, url, sys.stdout))
 
 
+def _add_forget(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    forget = sub.add_parser(
+        "forget", help="delete what the bot keeps about one person (sessions, sign-in, notices, kept replies, "
+                       "outbox items and files); prints what went",
+        description="Delete one person's sessions and drafts, binding, sign-in codes and sign-in log, notices, "
+                    "followed tickets, kept replies and outbox items (with their files). Refused while one of "
+                    "their tickets or comments is still on its way to SimpleOne, unless --force.")
+    person = forget.add_mutually_exclusive_group(required=True)
+    person.add_argument("--peer", help="the chat, e.g. vk:123456 (the VK user's id)")
+    person.add_argument("--email", help="a corporate address: every chat bound to it or sent a code at it")
+    forget.add_argument("--force", action="store_true",
+                        help="delete unfinished outbox items too (their tickets or comments never reach SimpleOne)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from supportbot.demo import CONSOLE_HELP  # the emulator's agent console, for its --help
 
@@ -232,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = sub.add_parser("stats", help="what the flows count, per day (e.g. hint_helped: tickets the hints saved)")
     stats.add_argument("--days", type=int, default=30, help="how many days back, today included")
     _add_health_parser(sub)
+    _add_forget(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "chat":
@@ -278,6 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from supportbot.stats_cli import stats_command
 
             return asyncio.run(stats_command(load_config(), max(1, args.days), sys.stdout))
+        if args.command == "forget":
+            from supportbot.forget_cli import check_person, forget_command
+
+            if (problem := check_person(args.peer, args.email)) is not None:
+                parser.error(problem)
+            return asyncio.run(forget_command(load_config(), args.peer, args.email, args.force, sys.stdout))
         for line in describe(load_config()):  # the "config" command
             print(line)
         return 0

@@ -104,6 +104,13 @@ SETTINGS: tuple[Setting, ...] = (
             "`supportbot run`: serve /metrics, /healthz and /readyz on this port (`--metrics-port`; unset: not "
             "served). `serve` has them on its callback port"),
     Setting("METRICS_HOST", "127.0.0.1", "Address of the METRICS_PORT endpoints (loopback unless scraped from afar)"),
+    Setting("LOG_FORMAT", "text", "text (one readable line per record) or json (one JSON object per line)"),
+    Setting("RETAIN_DRAFTS_DAYS", "30", "A dialogue nobody touched for this long is deleted, with its draft"),
+    Setting("RETAIN_EVENTS_DAYS", "7",
+            "Handled events and kept replies, sent notices, sign-in sends and finished tickets' items are "
+            "deleted after this"),
+    Setting("RETAIN_FAILED_FILES_DAYS", "7",
+            "Files of a ticket the outbox gave up on are kept this long for `supportbot outbox retry`"),
 )
 _KNOWN = {s.name for s in SETTINGS}
 _EMAILISH = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -154,6 +161,15 @@ class VkSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """How long personal data is kept (housekeeping enforces it), in seconds."""
+
+    drafts: float = 30 * 86400.0  # RETAIN_DRAFTS_DAYS: sessions not stepped since
+    events: float = 7 * 86400.0  # RETAIN_EVENTS_DAYS: handled inbox events, kept replies, sent notices…
+    failed_files: float = 7 * 86400.0  # RETAIN_FAILED_FILES_DAYS: files of failed outbox items
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     database_url: str
     flows_dir: Path
@@ -180,6 +196,8 @@ class Config:
     simpleone_webhook_secret: str | None = field(default=None, repr=False)
     metrics_port: int | None = None  # METRICS_PORT: `run`'s metrics and health endpoints
     metrics_host: str = "127.0.0.1"
+    log_format: str = "text"  # LOG_FORMAT: text or json
+    retention: Retention = field(default_factory=Retention)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -372,6 +390,10 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
 
+    log_format = (r.raw("LOG_FORMAT") or "text").lower()
+    if log_format not in ("text", "json"):
+        r.problems.append(f"LOG_FORMAT must be text or json, got {log_format[:60]!r}")
+
     config = Config(
         database_url=database_url,
         flows_dir=flows_dir,
@@ -397,6 +419,11 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         simpleone_webhook_secret=webhook_secret,
         metrics_port=int(r.number("METRICS_PORT", 1, 65535, whole=True)) if r.raw("METRICS_PORT") else None,
         metrics_host=r.raw("METRICS_HOST") or "127.0.0.1",
+        log_format=log_format,
+        # Events at least a day: VK may deliver one again within hours, and its id must still dedupe.
+        retention=Retention(r.number("RETAIN_DRAFTS_DAYS", 1, 3650) * 86400,
+                            r.number("RETAIN_EVENTS_DAYS", 1, 3650) * 86400,
+                            r.number("RETAIN_FAILED_FILES_DAYS", 0, 3650) * 86400),
     )
     if r.problems:
         raise ConfigError(r.problems)
@@ -464,6 +491,9 @@ def describe(config: Config) -> list[str]:
         "smtp: " + (f"{sm.host}:{sm.port} from {sm.sender} (starttls={sm.starttls}, tls={sm.tls})" if sm
                     else "letters printed to the terminal"),
         f"spool: {config.spool_dir} (max {config.spool_max_bytes // (1024 * 1024)} MB)",
+        f"kept: idle dialogues {config.retention.drafts / 86400:g} d, handled events "
+        f"{config.retention.events / 86400:g} d, files of failed tickets {config.retention.failed_files / 86400:g} d;"
+        f" logs as {config.log_format}",
         f"outbox: answer waits {config.outbox_wait:g} s, retries up to every {config.outbox_retry_max:g} s, "
         f"gives up after {config.outbox_give_up / 3600:g} h; status checked "
         + (f"every {config.status_poll:g} s" if config.status_poll else "never") + "; agents' comments read "

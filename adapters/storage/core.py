@@ -42,8 +42,10 @@ from adapters.storage.rows import (
 from adapters.storage.rows import watch_row as _watch_row
 from adapters.storage.sql import Sql
 from engine.ports import (
+    FORGET_KINDS,
     Binding,
     DayCount,
+    Forgotten,
     InboxEvent,
     Notice,
     OutboxItem,
@@ -475,9 +477,12 @@ class SqlStorage(ABC):
 
     # ----------------------------------------------------------------- upkeep
 
-    async def prune(self, older_than: float) -> int:
+    async def prune(self, older_than: float, *, sessions_before: float | None = None,
+                    codes_before: float | None = None) -> int:
         """Delete what is done with and older than the given time: handled inbox events, code
-        sends, expired codes, sent notices, and outbox items done and told.
+        sends, expired codes, sent notices, and outbox items done and told; and sessions (drafts
+        included) not stepped since sessions_before, and sign-in codes expired before
+        codes_before, if given.
 
         Keeps the tables bounded; run it periodically with a horizon longer than the channel
         can replay events (VK: hours) and the longest send-rate window. Returns rows deleted.
@@ -487,9 +492,64 @@ class SqlStorage(ABC):
             deleted = 0
             for sql in self.sql.prune:
                 deleted += yield q_changed(sql, older_than)
+            if sessions_before is not None:
+                deleted += yield q_changed(self.sql.prune_sessions, sessions_before)
+            if codes_before is not None:
+                deleted += yield q_changed(self.sql.prune_codes, codes_before)
             return deleted
 
         return await self._script(delete, Kind.WRITE)
+
+    # ----------------------------------------------------------------- personal data
+
+    async def forget(self, *, peer: str | None = None, email: str | None = None, force: bool = False,
+                     keep_session: bool = False, keep_send_log: bool = False) -> Forgotten:
+        if (peer is None) == (email is None):
+            raise ValueError("forget needs a peer or an e-mail address, not both")
+        address = None if email is None else email.strip().lower()
+        now = time.time()
+        sql = self.sql
+
+        def forget() -> Script[Forgotten]:
+            if address is not None:
+                found = yield q_rows(sql.forget_peers_of, address)
+                peers = sorted(str(r[0]) for r in found)
+            else:
+                assert peer is not None
+                peers = [peer]
+            if not force:
+                pending: list[str] = []
+                for p in peers:
+                    unfinished = yield q_rows(sql.forget_pending, p)
+                    pending += [str(r[0]) for r in unfinished]
+                if pending:
+                    return Forgotten(tuple(peers), {}, (), tuple(pending))
+            removed = dict.fromkeys(FORGET_KINDS, 0)
+            files: list[str] = []
+            for p in peers:
+                if not keep_session:
+                    slots = yield q_value(sql.forget_slots, p)
+                    if slots is not None:
+                        files += draft_files(json.loads(slots))
+                for kind, statement in sql.forget_by_peer.items():
+                    if kind != "sessions" or not keep_session:
+                        removed[kind] += yield q_changed(statement, p)
+                if not keep_send_log:
+                    for statement in sql.forget_send_log:
+                        removed["sign-in log"] += yield q_changed(statement, p)
+                removed["inbox events"] += yield (q_changed(sql.forget_inbox_handled, p) if keep_session
+                                                  else q_changed(sql.forget_inbox, p, now))
+                for (payload,) in (yield q_rows(sql.forget_outbox, p)):
+                    removed["outbox items"] += 1
+                    files += draft_files(json.loads(payload).get("files"))
+            if address is not None:  # what is left under the address itself, whoever's peer it was
+                for n, statement in enumerate(sql.forget_send_log_of):
+                    if n < 2 and keep_send_log:
+                        continue
+                    removed["codes" if n == 2 else "sign-in log"] += yield q_changed(statement, address)
+            return Forgotten(tuple(peers), removed, tuple(dict.fromkeys(files)))
+
+        return await self._script(forget, Kind.WRITE)
 
     # ----------------------------------------------------------------- helpers
 
@@ -517,6 +577,18 @@ class SqlStorage(ABC):
                 yield q_changed(sql_for(len(chunk)), now, *dialect.list_args(chunk))
 
         await self._script(mark, Kind.PUT)
+
+
+def draft_files(value: Any) -> list[str]:
+    """Spool ids of the files (SpooledFile.as_slot) anywhere in a session's slots or an outbox
+    item's payload: a draft keeps them in records, an item in its "files"."""
+    if isinstance(value, dict):
+        if {"id", "name", "mime", "size"} <= value.keys():
+            return [str(value["id"])]
+        return [i for v in value.values() for i in draft_files(v)]
+    if isinstance(value, list):
+        return [i for v in value for i in draft_files(v)]
+    return []
 
 
 def _single(query: Query) -> Script[Any]:

@@ -78,7 +78,7 @@ from adapters.storage.pg_step_commit import COMMIT_CALL, PRUNE_BATCHES, commit_a
 from adapters.storage.rows import StepRow, outbox_item
 from adapters.storage.schema import NEWER_SCHEMA, SCHEMA_MIGRATIONS, migrations
 from adapters.storage.sql import OUTBOX_COLUMNS, OUTBOX_DUE, Sql
-from engine.ports import Binding, OutboxItem, Session, StepCommit
+from engine.ports import Binding, Forgotten, OutboxItem, Session, StepCommit
 from engine.work.leases import process_holder
 
 __all__ = [
@@ -552,9 +552,19 @@ class PostgresStorage(SqlStorage):
                 self._bound.pop(peer, None)
         return ok
 
-    async def prune(self, older_than: float) -> int:
+    async def forget(self, *, peer: str | None = None, email: str | None = None, force: bool = False,
+                     keep_session: bool = False, keep_send_log: bool = False) -> Forgotten:
+        found = await super().forget(peer=peer, email=email, force=force, keep_session=keep_session,
+                                     keep_send_log=keep_send_log)
+        for forgotten in found.peers:  # what was read with a lock is older than this
+            self._fresh.pop(forgotten, None)
+            self._bound.pop(forgotten, None)
+        return found
+
+    async def prune(self, older_than: float, *, sessions_before: float | None = None,
+                    codes_before: float | None = None) -> int:
         """SqlStorage.prune, and the tokens of old step batches (not counted: bookkeeping)."""
-        deleted = await super().prune(older_than)
+        deleted = await super().prune(older_than, sessions_before=sessions_before, codes_before=codes_before)
         await self._do(q_changed(PRUNE_BATCHES), Kind.PUT)
         return deleted
 

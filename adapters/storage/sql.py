@@ -238,6 +238,43 @@ class Sql:
             "DELETE FROM outbox WHERE state = 'done' AND told AND finished_at < $1",
         ))
 
+        # forget (engine/ports/privacy.py): one person's rows. An address finds every peer bound
+        # to it or sent a code at it (addresses compared as typed or lower-cased alike).
+        self.forget_peers_of = q(
+            "SELECT peer FROM bindings WHERE lower(email) = $1"
+            " UNION SELECT peer FROM auth_codes WHERE lower(email) = $1"
+            " UNION SELECT peer FROM auth_owners WHERE lower(email) = $1"
+            " UNION SELECT peer FROM auth_sends WHERE lower(email) = $1"
+        )
+        self.forget_pending = q("SELECT id FROM outbox WHERE peer = $1 AND state = 'pending' ORDER BY seq")
+        self.forget_slots = q("SELECT slots FROM sessions WHERE peer = $1")
+        self.forget_outbox = q("DELETE FROM outbox WHERE peer = $1 RETURNING payload")
+        # An event's id stays (VK may send it again: it must stay a duplicate); who sent it, what it
+        # said and what was answered go. One not handled yet is closed unhandled — except in the
+        # bot's own step (the event it is handling is one: its commit must still mark it).
+        self.forget_inbox = q(
+            "UPDATE inbox SET peer = NULL, body = NULL, replies = NULL, handled_at = coalesce(handled_at, $2)"
+            " WHERE peer = $1"
+        )
+        self.forget_inbox_handled = q(
+            "UPDATE inbox SET peer = NULL, body = NULL, replies = NULL WHERE peer = $1 AND handled_at IS NOT NULL"
+        )
+        self.forget_by_peer = {
+            "sessions": q("DELETE FROM sessions WHERE peer = $1"),
+            "bindings": q("DELETE FROM bindings WHERE peer = $1"),
+            "codes": q("DELETE FROM auth_codes WHERE peer = $1"),
+            "notices": q("DELETE FROM notices WHERE peer = $1"),
+            "watched tickets": q("DELETE FROM ticket_watch WHERE peer = $1"),
+        }
+        self.forget_send_log = (q("DELETE FROM auth_sends WHERE peer = $1"),
+                                q("DELETE FROM auth_owners WHERE peer = $1"))
+        self.forget_send_log_of = (q("DELETE FROM auth_sends WHERE lower(email) = $1"),
+                                   q("DELETE FROM auth_owners WHERE lower(email) = $1"),
+                                   q("DELETE FROM auth_codes WHERE lower(email) = $1"))
+        # Retention of drafts: a session nobody stepped since $1 goes (the next message starts afresh).
+        self.prune_sessions = q("DELETE FROM sessions WHERE updated_at < $1")
+        self.prune_codes = q("DELETE FROM auth_codes WHERE expires_at < $1")
+
     def mark_handled(self, count: int) -> str:
         return self.dialect.sql(
             "UPDATE inbox SET handled_at = $1, body = NULL WHERE handled_at IS NULL AND "

@@ -49,7 +49,7 @@ from adapters.storage.rows import StepRow, outbox_item
 from adapters.storage.schema import NEWER_SCHEMA, SCHEMA_MIGRATIONS, migrations
 from adapters.storage.sql import Sql
 from adapters.storage.sqlite_worker import SqliteWorker
-from engine.ports import Binding, OutboxItem, StepCommit
+from engine.ports import Binding, Forgotten, OutboxItem, StepCommit
 
 __all__ = [
     "MIGRATIONS",
@@ -98,6 +98,8 @@ def _chunked(delete: str) -> str:
 
 
 _PRUNE_CHUNKS: Final = tuple(_chunked(statement) for statement in SQL.prune)
+_PRUNE_SESSIONS: Final = _chunked(SQL.prune_sessions)
+_PRUNE_CODES: Final = _chunked(SQL.prune_codes)
 
 
 def _single_change(sql: str, *args: Any) -> Script[int]:
@@ -382,6 +384,14 @@ class SqliteStorage(SqlStorage):
         await super().delete_binding(peer)
         self._remember_binding(peer, None)
 
+    async def forget(self, *, peer: str | None = None, email: str | None = None, force: bool = False,
+                     keep_session: bool = False, keep_send_log: bool = False) -> Forgotten:
+        found = await super().forget(peer=peer, email=email, force=force, keep_session=keep_session,
+                                     keep_send_log=keep_send_log)
+        for forgotten in found.peers:  # cached bindings of this process go with the rows
+            self._bindings.pop(forgotten, None)
+        return found
+
     # ----------------------------------------------------------------- one process at a time
 
     @asynccontextmanager
@@ -389,13 +399,19 @@ class SqliteStorage(SqlStorage):
         # One process per SQLite file: the engine's in-process lock is all it takes.
         yield
 
-    async def prune(self, older_than: float) -> int:
+    async def prune(self, older_than: float, *, sessions_before: float | None = None,
+                    codes_before: float | None = None) -> int:
         """The core's prune, in chunks of PRUNE_CHUNK rows, each its own transaction, the event
         loop running in between: a first prune after a long time must not stall every user."""
         deleted = 0
-        for statement in _PRUNE_CHUNKS:
+        chunks = [(statement, older_than) for statement in _PRUNE_CHUNKS]
+        if sessions_before is not None:
+            chunks.append((_PRUNE_SESSIONS, sessions_before))
+        if codes_before is not None:
+            chunks.append((_PRUNE_CODES, codes_before))
+        for statement, before in chunks:
             while True:
-                count = await self._script(partial(_single_change, statement, older_than), Kind.WRITE)
+                count = await self._script(partial(_single_change, statement, before), Kind.WRITE)
                 deleted += count
                 if count < PRUNE_CHUNK:
                     break

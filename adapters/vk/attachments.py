@@ -141,7 +141,10 @@ class AttachmentFetcher:
             try:
                 item = wanted(attachment)
             except Exception:  # a field of a shape no real update has: that file failed, not the event
-                log.warning("attachment of an unreadable shape: %.200r", attachment, exc_info=True)
+                # Its type only: a post or a link carries what someone wrote.
+                shape: Any = attachment  # typed as a dict; what VK sent may be anything
+                log.warning("attachment of an unreadable shape (type %.40r)",
+                            shape.get("type") if isinstance(shape, dict) else type(shape).__name__, exc_info=True)
                 item = _Unusable(UNREADABLE)
             if isinstance(item, _Wanted):
                 if item.size is not None and item.size > self.max_bytes:

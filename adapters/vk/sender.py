@@ -242,7 +242,9 @@ class VkSender:
             except VkApiError as exc:
                 self.telemetry.count(CHANNEL_ERRORS, channel="vk", code=str(exc.code))
                 if exc.code == 911 and "keyboard" in params:
-                    log.error("VK refused a keyboard (%s): %s; sending the text without it", exc, params["keyboard"])
+                    # Its labels may quote what users wrote (their tickets' subjects): the size only.
+                    log.error("VK refused a keyboard (%s) of %d characters; sending the text without it", exc,
+                              len(str(params["keyboard"])))
                     params = {k: v for k, v in params.items() if k != "keyboard"}
                     continue
                 if exc.code in GIVE_UP_CODES:

@@ -112,6 +112,7 @@ async def send_code(ctx: ActionContext) -> str:
     except MailRecipientRefused as exc:
         # Answered as a letter that went, and counted as one: otherwise whether a mailbox
         # exists would leak to whoever asks. The admin reads it in the log.
+        # The server's words quote the address: the log's formatter hashes it (supportbot/logs.py).
         log.warning("sign-in mail refused by the mail server for its recipient: %s", exc)
     except MailError as exc:
         # No letter left: it costs the user nothing (the send is taken back, the earlier code stands).

@@ -18,6 +18,7 @@ from engine.actions.registry import ActionRegistry
 from engine.dialogue.sessions import PeerLocks, SessionCache
 from engine.dialogue.turn import AlreadyHandled, Turn
 from engine.flows.source import FlowSource
+from engine.log_context import about, in_state
 from engine.ports import Incoming, channel_of
 from engine.ports.telemetry import EVENTS_DEDUPLICATED, EVENTS_HANDLED, EVENTS_RECEIVED, STEP_SECONDS
 from engine.replies import Button, Reply, dump_replies
@@ -58,16 +59,20 @@ class Engine:
         telemetry.active(peer)
         started = time.perf_counter()
         try:
-            async with self.locks.hold(peer):
-                try:
-                    async with self.services.storage.peer_lock(peer):
-                        return await self._handle(peer, incoming, keep_replies=keep_replies)
-                except Exception:
-                    log.exception("storage failed for %s; the step was not saved", peer)
-                    self.sessions.forget(peer)
-                return [self.unsaved_reply()]
+            with about(peer, incoming.event_id):
+                return await self._handle_locked(peer, incoming, keep_replies=keep_replies)
         finally:
             telemetry.observe(STEP_SECONDS, time.perf_counter() - started, channel=channel)
+
+    async def _handle_locked(self, peer: str, incoming: Incoming, *, keep_replies: bool) -> list[Reply]:
+        async with self.locks.hold(peer):
+            try:
+                async with self.services.storage.peer_lock(peer):
+                    return await self._handle(peer, incoming, keep_replies=keep_replies)
+            except Exception:
+                log.exception("storage failed for %s; the step was not saved", peer)
+                self.sessions.forget(peer)
+            return [self.unsaved_reply()]
 
     async def _handle(self, peer: str, incoming: Incoming, *, keep_replies: bool) -> list[Reply]:
         """handle() under the peer's locks, in this process and across processes."""
@@ -77,8 +82,10 @@ class Engine:
         # with its connection.
         for _ in range(self.max_redo):
             turn = Turn(self, self.flows.current, peer, await self.sessions.load(peer))
+            in_state(turn.session.state)
             try:
                 reply = await turn.run(incoming)
+                in_state(turn.session.state)
             except AlreadyHandled:
                 log.info("event %s was handled already; dropped", incoming.event_id)
                 self.services.telemetry.count(EVENTS_DEDUPLICATED, channel=channel_of(peer))

@@ -41,6 +41,7 @@ ACTION_TITLES: dict[str, str] = {
     "auth.verify_code": "проверка кода",
     "auth.bind": "поиск пользователя в SimpleOne",
     "auth.sign_out": "выход",
+    "privacy.forget": "удаление данных пользователя",
     "catalog.suggest": "поиск услуги по словам",
     "tickets.create": "создание заявки",
     "tickets.list_mine": "список моих заявок",
@@ -92,6 +93,8 @@ OUTCOME_LABELS: dict[str, str] = {
     "service_gone": "услуги больше нет",
     "created": "заявка зарегистрирована",
     "rejected": "заявка не принята",
+    "forgotten": "данные удалены",
+    "busy": "заявка ещё в пути",
 }
 
 INPUT_LABELS: dict[str, str] = {"text": "ввод текста", "email": "ввод почты", "code": "ввод кода"}

@@ -22,6 +22,7 @@ from engine.ports.outbox import (
     OutboxState,
     OutboxStore,
 )
+from engine.ports.privacy import FORGET_KINDS, Forgetting, Forgotten
 from engine.ports.sessions import Session, SessionStore, StepCommit
 from engine.ports.storage import Storage
 from engine.ports.telemetry import NULL_TELEMETRY, NullTelemetry, Telemetry, channel_of
@@ -45,6 +46,7 @@ from engine.ticket_time import parse_updated_at
 
 __all__ = [
     "DEFAULT_PEOPLE_TABLES",
+    "FORGET_KINDS",
     "NULL_TELEMETRY",
     "OUTBOX_DONE",
     "OUTBOX_FAILED",
@@ -58,6 +60,8 @@ __all__ = [
     "DayCount",
     "FileSpool",
     "FileSpoolFull",
+    "Forgetting",
+    "Forgotten",
     "Inbox",
     "InboxEvent",
     "Incoming",

@@ -14,17 +14,20 @@ from engine.ports.inbox import Cursors, Inbox
 from engine.ports.locks import Locks
 from engine.ports.notices import Notices, TicketWatches
 from engine.ports.outbox import OutboxStore
+from engine.ports.privacy import Forgetting
 from engine.ports.sessions import SessionStore
 
 
 class Storage(SessionStore, Inbox, Cursors, Bindings, SignInCodes, OutboxStore, Notices, TicketWatches, Locks,
-              Counters, Protocol):
+              Counters, Forgetting, Protocol):
     """Durable state: sessions, the inbox, bindings and codes, the outbox, notices, watched
     tickets, leases and locks; plus upkeep."""
 
-    async def prune(self, older_than: float) -> int:
+    async def prune(self, older_than: float, *, sessions_before: float | None = None,
+                    codes_before: float | None = None) -> int:
         """Forget handled inbox events, code sends, expired codes, sent notices and finished
-        outbox items told to the user, older than this; rows deleted."""
+        outbox items told to the user, older than this; and sessions (with their drafts) not
+        stepped since sessions_before and codes expired before codes_before, if given; rows deleted."""
         ...
 
     async def close(self) -> None: ...

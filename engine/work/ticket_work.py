@@ -162,7 +162,7 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool, clock: Callable[[]
         for f in pending:
             if f.id in tried and landed[(f.name, f.size)] > 0:
                 landed[(f.name, f.size)] -= 1
-                log.info("file %s for %s: an earlier upload got through", f.name, p.get("number"))
+                log.info("file %s for %s: an earlier upload got through", f.id, p.get("number"))
             else:
                 if f.id not in tried:
                     tried.append(f.id)
@@ -171,7 +171,8 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool, clock: Callable[[]
                 try:
                     answered = await tickets.upload_files(table, sys_id, [Upload(f.name, f.mime, spool.path(f.id))])
                 except TicketSystemRejected as exc:
-                    log.error("file %s refused for %s: %s", f.name, p.get("number"), exc)
+                    # The file's id: its name is the user's words.
+                    log.error("file %s refused for %s: %s", f.id, p.get("number"), exc)
                     failed.append(f.id)
                     item.progress["failed"] = failed
                     await checkpoint(item)

@@ -39,7 +39,7 @@ from engine.ports import FileSpool, Mailer, MailMessage
 
 pytest.register_assert_rewrite(
     "sessions_contract", "inbox_contract", "locks_contract", "auth_contract", "outbox_contract", "notices_contract",
-    "storage_contract", "mailer_contract", "spool_contract",
+    "storage_contract", "mailer_contract", "spool_contract", "privacy_contract",
 )
 
 

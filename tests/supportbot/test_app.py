@@ -123,3 +123,29 @@ def test_stats_prints_what_the_flows_counted(tmp_path: Path, monkeypatch: pytest
     assert main(["stats", "--days", "7"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("hint_helped: 2 in the last 7 day(s)"), out
+
+
+async def test_housekeeping_keeps_files_of_given_up_tickets_for_their_retention(tmp_path: Path) -> None:
+    from adapters.spool import DiskSpool
+    from adapters.storage.sqlite import open_sqlite
+    from engine.ports import OUTBOX_FAILED, OutboxOutcome, Session, StepCommit
+    from supportbot.config import Retention
+    from tests.contract.storage_values import ended, make_item
+
+    storage = await open_sqlite(tmp_path / "bot.db")
+    spool = DiskSpool(tmp_path / "spool")
+    now, old = time.time(), time.time() - 3 * 86400
+    files = {}
+    for name, failed_at in (("recent", now - 2 * 86400), ("long_ago", now - 10 * 86400)):
+        stored = await spool.put("vk:1", f"{name}.png", "image/png", b"x")
+        os.utime(spool.path(stored.id), (old, old))
+        item = make_item(name, "vk:1", payload={"table": "itsm_incident", "files": [stored.as_slot()]})
+        assert await storage.commit_step(StepCommit(Session(f"vk:{name}", "s", {}, "v", now), 0, outbox=[item]))
+        assert await storage.outbox_finish(OutboxOutcome(ended(item, OUTBOX_FAILED, at=failed_at)))
+        files[name] = stored.id
+    task = asyncio.create_task(housekeeping(storage, spool, idle=1800, every=3600,
+                                            retention=Retention(failed_files=7 * 86400)))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    assert spool.path(files["recent"]).exists() and not spool.path(files["long_ago"]).exists()
+    await storage.close()

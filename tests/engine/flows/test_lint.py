@@ -153,7 +153,8 @@ def test_duplicate_state_flow_and_catalogue_ids(flows: Path) -> None:
 
 def test_keyboards_over_vk_limits(flows: Path) -> None:
     many = "".join(f"      - [{{label: Кнопка {i}, event: menu}}]\n" for i in range(10))
-    first_row = '      - [{label: "Создать заявку", event: create, color: primary}, {label: "Назад", event: back}]\n'
+    first_row = ('      - [{label: "Создать заявку", event: create, color: primary}, {label: "Назад", event: back}]\n'
+                 '      - [{label: "Удалить мои данные", event: forget_me}]\n')
     tail = "    on:\n      back: {to: return, else: menu}"
     edit(flows, "main.yaml", "    buttons:\n" + first_row + tail, "    buttons:\n" + many + first_row + tail)
     help_line = edit(flows, "main.yaml", "  help:\n", "  help:\n")  # the state whose buttons grew
