@@ -105,6 +105,7 @@ class Sql:
             " ON CONFLICT (name, day) DO UPDATE SET count = counters.count + 1"
         )
         self.counts = q("SELECT name, day, count FROM counters WHERE day >= $1 ORDER BY name, day")
+        self.prune_counts = q("DELETE FROM counters WHERE day < $1")
         self.get_binding = q("SELECT peer, email, caller_id, name, bound_at FROM bindings WHERE peer = $1")
         self.put_binding = q(
             "INSERT INTO bindings (peer, email, caller_id, name, bound_at) VALUES ($1, $2, $3, $4, $5)"
