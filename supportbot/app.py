@@ -19,6 +19,7 @@ from adapters.storage.sqlite import open_sqlite, sqlite_path_from_url
 from engine.actions.context import AuthPolicy, Services
 from engine.actions.ticket_items import UPLOAD, spooled_files
 from engine.dialogue.runtime import Engine
+from engine.figures import utc_day
 from engine.flows.schema import ValidFlowCache
 from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Mailer, Storage
 from engine.reload import FlowHolder
@@ -136,7 +137,8 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
         watcher = StatusWatcher(storage, client, holder, interval=min(polls), clock=services.clock,
                                 comments=config.comment_poll > 0)
         app.tasks.append(asyncio.create_task(watcher.run()))
-    app.tasks.append(asyncio.create_task(housekeeping(storage, spool, config.session_idle)))
+    app.tasks.append(asyncio.create_task(housekeeping(storage, spool, config.session_idle,
+                                                      keep_counts=config.stats_keep_days)))
     return app
 
 
@@ -148,23 +150,33 @@ async def outbox_files(storage: Storage) -> set[str]:
     return keep
 
 
-async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: float = 3600.0) -> None:
-    """Keep the inbox, the sign-in tables and the spool bounded.
+async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: float = 3600.0, *,
+                       keep_counts: int = 400) -> None:
+    """Keep the inbox, the sign-in tables, the counters and the spool bounded.
 
     Event ids are kept two days (VK resends within hours); files of drafts longer than a day
-    (or two idle timeouts): by then the dialogue that held them has expired.
+    (or two idle timeouts): by then the dialogue that held them has expired; counters
+    `keep_counts` days (STATS_KEEP_DAYS).
     """
     # Several workers: one prunes at a time (each still sweeps its own spool, if not shared).
     lease = JobLease(storage, "housekeeping", ttl=every / 2)
     while True:
         try:
-            removed = await storage.prune(time.time() - 2 * 86400) if await lease.hold() else 0
+            removed = 0
+            if await lease.hold():
+                removed = await storage.prune(time.time() - 2 * 86400)
+                removed += await storage.prune_counts(counts_horizon(time.time(), keep_counts))
             swept = await spool.sweep(max(86400.0, 2 * idle), keep=await outbox_files(storage))
             if removed or swept:
                 log.info("housekeeping: %d old rows, %d abandoned files removed", removed, swept)
         except Exception:
             log.exception("housekeeping failed; will try again")
         await asyncio.sleep(every)
+
+
+def counts_horizon(now: float, keep_days: int) -> str:
+    """The first day whose counters are kept: today and the keep_days - 1 days before it."""
+    return utc_day(now - (keep_days - 1) * 86400)
 
 
 _reloads: set[asyncio.Task[object]] = set()

@@ -100,6 +100,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SPOOL_DIR", "data/spool", "Where users' files wait until they are uploaded"),
     Setting("SPOOL_MAX_MB", "1024", "Disk the waiting files may take in all"),
     Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    Setting("STATS_KEEP_DAYS", "400", "Days of counters (`supportbot stats`) kept; older days are pruned"),
 )
 _KNOWN = {s.name for s in SETTINGS}
 _EMAILISH = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -174,6 +175,7 @@ class Config:
     comment_poll: float = 30.0
     # SIMPLEONE_WEBHOOK_SECRET: push events from SimpleOne are taken (by `serve`) only with it.
     simpleone_webhook_secret: str | None = field(default=None, repr=False)
+    stats_keep_days: int = 400  # STATS_KEEP_DAYS
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -389,6 +391,7 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         status_poll=r.number("STATUS_POLL_SECONDS", 0, 86400),
         comment_poll=r.number("COMMENT_POLL_SECONDS", 0, 86400),
         simpleone_webhook_secret=webhook_secret,
+        stats_keep_days=r.number("STATS_KEEP_DAYS", 1, 36500, whole=True),
     )
     if r.problems:
         raise ConfigError(r.problems)
