@@ -12,7 +12,9 @@ transition) and the engine's (engine/figures.py). The figures and the counters b
 - tickets saved by hints (`hint_helped`); ratings (`rating_1` … `rating_5`);
 - free-text messages in the main menu that led to a ticket (`ticket_sent_free_text` of `free_text`);
 - where people give up the create dialogue (`left:create_ticket:<step>`), against the
-  dialogues that ended (left, sent, or solved by a hint);
+  dialogues that ended (left, sent, or solved by a hint); and, as a snapshot of the sessions
+  table, how many wait at each of its steps idle longer than SESSION_IDLE_MINUTES now (people
+  who stopped answering, not counted until they write again);
 - every counter's total, so a counter a lead adds to the flows shows up at once.
 
 Days are UTC days, today included.
@@ -74,6 +76,7 @@ class Names:
 
     groups: Mapping[str, str]
     steps: Sequence[str]
+    ended: frozenset[str] = frozenset()  # its `free_text` steps: the dialogue ended there
 
 
 def flow_names(flows_dir: Path) -> Names:
@@ -83,15 +86,19 @@ def flow_names(flows_dir: Path) -> Names:
     if flow_set is None:
         return Names({}, ())
     create = flow_set.flows.get(CREATE_FLOW)
-    return Names({g.id: g.name for g in flow_set.catalog.groups}, tuple(create.states) if create else ())
+    steps = create.states if create else {}
+    return Names({g.id: g.name for g in flow_set.catalog.groups}, tuple(steps),
+                 frozenset(name for name, st in steps.items() if st.free_text))
 
 
 def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def compute(counts: Iterable[DayCount], first: date, last: date, names: Names) -> dict[str, Any]:
-    """Every figure for the days first..last, as plain data (the json output as it is)."""
+def compute(counts: Iterable[DayCount], first: date, last: date, names: Names,
+            idle: Mapping[str, int] | None = None, idle_minutes: float = 0.0) -> dict[str, Any]:
+    """Every figure for the days first..last, as plain data (the json output as it is); idle:
+    sessions idle now by state (Counters.idle_states), idle_minutes how long that is."""
     days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
     per_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     total: dict[str, int] = defaultdict(int)
@@ -129,6 +136,8 @@ def compute(counts: Iterable[DayCount], first: date, last: date, names: Names) -
     order = {step: n for n, step in enumerate(names.steps)}
     hints, sent_total = total.get("hint_helped", 0), sent(total)
     ended = sum(left.values()) + sent_total + hints
+    waiting = {state: n for state, n in (idle or {}).items()
+               if (state in order if order else state.startswith(f"{CREATE_FLOW}.")) and state not in names.ended}
     return {
         "first_day": days[0], "last_day": days[-1], "days": len(days),
         "tickets": {
@@ -160,6 +169,10 @@ def compute(counts: Iterable[DayCount], first: date, last: date, names: Names) -
             "ended": ended, "sent": sent_total, "solved_by_hint": hints,
             "left": [{"step": step, "count": n, "share": _ratio(n, ended)}
                      for step, n in sorted(left.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))],
+            # Not of the period: sessions waiting at the step now, idle longer than idle_minutes.
+            "idle_minutes": round(idle_minutes),
+            "idle_now": [{"step": step, "count": n}
+                         for step, n in sorted(waiting.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))],
         },
         "counters": dict(sorted(total.items())),
     }
@@ -221,8 +234,13 @@ def render_table(f: Mapping[str, Any]) -> str:
     ], numbers=False)
     out += ["", f"Create dialogue: where people gave up ({d['ended']} ended: {d['sent']} sent, "
                 f"{d['solved_by_hint']} solved by a hint)"]
-    out += _table(["step", "left", "of ended"],
-                  [[x["step"], x["count"], _percent(x["share"])] for x in d["left"]] or [["(none)", 0, "—"]])
+    left = {x["step"]: x for x in d["left"]}
+    idle = {x["step"]: x["count"] for x in d["idle_now"]}
+    steps = [*left, *(step for step in idle if step not in left)]
+    out += _table(["step", "left", "of ended", f"idle now (> {d['idle_minutes']} min)"],
+                  [[step, left[step]["count"] if step in left else 0,
+                    _percent(left[step]["share"]) if step in left else "—", idle.get(step, 0)] for step in steps]
+                  or [["(none)", 0, "—", 0]])
     out += ["", "Counters (totals)"]
     out += _table(["counter", "count"], list(f["counters"].items()) or [["(none)", 0]])
     return "\n".join(out) + "\n"
@@ -249,6 +267,7 @@ def csv_rows(f: Mapping[str, Any]) -> list[list[object]]:
     rows += [["wait_bucket", k, "", n] for k, n in w["buckets"].items()]
     rows += [["rating", k, "", n] for k, n in f["ratings"]["by_value"].items()]
     rows += [["left", x["step"], "", x["count"]] for x in f["create_dropoff"]["left"]]
+    rows += [["idle_now", x["step"], "", x["count"]] for x in f["create_dropoff"]["idle_now"]]
     rows += [["counter", k, "", n] for k, n in f["counters"].items()]
     return rows
 
@@ -265,12 +284,15 @@ def render(f: Mapping[str, Any], fmt: str, out: TextIO) -> None:
 async def stats_command(config: Config, since: str, fmt: str, out: TextIO, now: float | None = None,
                         names: Names | None = None) -> int:
     """since: as --since takes it (BadSince if it names no period)."""
-    today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
+    moment = time.time() if now is None else now
+    today = datetime.fromtimestamp(moment, UTC).date()
     first = parse_since(since, today)
     storage = await open_storage(config.database_url)
     try:
         counts = await storage.counts(first.isoformat())
+        idle = await storage.idle_states(moment - config.session_idle)
     finally:
         await storage.close()
-    render(compute(counts, first, today, names if names is not None else flow_names(config.flows_dir)), fmt, out)
+    names = names if names is not None else flow_names(config.flows_dir)
+    render(compute(counts, first, today, names, idle, config.session_idle / 60), fmt, out)
     return 0

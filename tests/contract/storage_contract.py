@@ -194,3 +194,12 @@ class TestCounters:
         # Pruning is not the general prune's business: that one leaves counters alone.
         await storage.prune(time.time() + 10**9)
         assert len(await storage.counts()) == 1
+
+    async def test_idle_sessions_are_counted_by_the_state_they_wait_at(self, storage: Any) -> None:
+        assert await storage.idle_states(2e9) == {}
+        for n, (state, at) in enumerate([("create_ticket.describe", 1000.0), ("create_ticket.describe", 2000.0),
+                                         ("auth.ask_email", 1500.0), ("create_ticket.describe", 9000.0)]):
+            session = dataclasses.replace(make_session(f"vk:{n}", state), updated_at=at)
+            assert await storage.commit_step(StepCommit(session, 0))
+        assert await storage.idle_states(5000.0) == {"create_ticket.describe": 2, "auth.ask_email": 1}
+        assert await storage.idle_states(1000.0) == {}

@@ -45,6 +45,12 @@ OUTCOMES: list[tuple[int, str, OutboxState, list[str]]] = [
     (2, "ticket.create", OutboxState.DONE, ["ticket_created:onec", "ticket_wait:300"]),
     (2, "ticket.create", OutboxState.FAILED, ["outbox_failed:ticket.create"]),
 ]
+# Sessions as they stand now: (state, seconds since their last step). Only the create dialogue's
+# steps idle longer than SESSION_IDLE_MINUTES (30) are people who stopped answering there.
+SESSIONS: list[tuple[str, float]] = [
+    ("create_ticket.describe", 7200.0), ("create_ticket.describe", 40 * 60.0), ("create_ticket.confirm", 300.0),
+    ("create_ticket.created", 7200.0), ("auth.ask_email", 7200.0),
+]
 
 
 async def seed(url: str) -> None:
@@ -61,6 +67,8 @@ async def seed(url: str) -> None:
                                                         outbox=[item]))
             item.state, item.updated_at, item.result = state, at, {}
             assert await storage.outbox_finish(OutboxOutcome(item, counts=counts))
+        for n, (state, idle) in enumerate(SESSIONS):
+            assert await storage.commit_step(StepCommit(Session(f"vk:s{n}", state, {}, "v", NOW - idle), 0))
     finally:
         await storage.close()
 
@@ -99,6 +107,7 @@ def check_figures(f: dict[str, Any]) -> None:
     assert (d["ended"], d["sent"], d["solved_by_hint"]) == (7, 3, 1)
     assert d["left"] == [{"step": "create_ticket.describe", "count": 2, "share": 0.2857},
                          {"step": "auth.ask_email", "count": 1, "share": 0.1429}]
+    assert (d["idle_minutes"], d["idle_now"]) == (30, [{"step": "create_ticket.describe", "count": 2}])
     assert f["counters"]["reopened"] == 1 and f["counters"]["ticket_sent"] == 2
 
 
@@ -119,6 +128,7 @@ async def check_backend(url: str) -> None:
     assert any(line.startswith("sign-in success rate") and line.endswith("75.0 % (3 of 4)") for line in lines)
     assert any(line.startswith("median «Отправить» → number") and "at most 5 s (3 ticket(s))" in line
                for line in lines)
+    assert any(line.split() == ["create_ticket.describe", "2", "28.6", "%", "2"] for line in lines)
     # csv: one figure a row, the same numbers as json.
     rows = list(csv.reader(io.StringIO(await run(url, "7d", "csv"))))
     assert rows[0] == ["section", "key", "day", "value"]
@@ -130,6 +140,7 @@ async def check_backend(url: str) -> None:
     assert values[("figure", "free_text_share", "")] == "0.25"
     assert values[("rating", "5", "")] == "2"
     assert values[("left", "create_ticket.describe", "")] == "2"
+    assert values[("idle_now", "create_ticket.describe", "")] == "2"
     assert values[("counter", "hint_helped", "")] == "1"
     # A longer period takes the older day in.
     wider = json.loads(await run(url, "2026-11-20", "json"))
