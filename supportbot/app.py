@@ -20,6 +20,7 @@ from adapters.storage.sqlite import open_sqlite, sqlite_path_from_url
 from engine.actions.context import AuthPolicy, Services
 from engine.actions.ticket_items import UPLOAD, spooled_files
 from engine.dialogue.runtime import Engine
+from engine.figures import utc_day
 from engine.flows.schema import ValidFlowCache
 from engine.ports import NULL_TELEMETRY, OUTBOX_FAILED, OUTBOX_PENDING, Mailer, Storage, Telemetry
 from engine.reload import FlowHolder
@@ -144,7 +145,8 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
                                 comments=config.comment_poll > 0)
         app.tasks.append(asyncio.create_task(watcher.run()))
     app.tasks.append(asyncio.create_task(housekeeping(storage, spool, config.session_idle,
-                                                          retention=config.retention)))
+                                                          retention=config.retention,
+                                                          keep_counts=config.stats_keep_days)))
     return app
 
 
@@ -160,14 +162,15 @@ async def outbox_files(storage: Storage, failed_since: float = 0.0) -> set[str]:
 
 
 async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: float = 3600.0,
-                       retention: Retention | None = None) -> None:
-    """Keep the inbox, the sign-in tables and the spool bounded, and personal data no longer
-    than the retention says (docs/operations.md, Personal data).
+                       retention: Retention | None = None, *, keep_counts: int = 400) -> None:
+    """Keep the inbox, the sign-in tables, the counters and the spool bounded, and personal data
+    no longer than the retention says (docs/operations.md, Personal data).
 
     Handled event ids, kept replies, sent notices and finished items go after retention.events
     (at least a day: VK resends within hours); sessions, with their drafts, after
     retention.drafts idle; codes once expired. Files of drafts go after a day (or two idle
     timeouts): by then the dialogue that held them has expired; uploaded ones went at once.
+    Counters go after `keep_counts` days (STATS_KEEP_DAYS).
     """
     kept = retention or Retention()
     # Several workers: one prunes at a time (each still sweeps its own spool, if not shared).
@@ -175,8 +178,10 @@ async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: f
     while True:
         try:
             now = time.time()
-            removed = (await storage.prune(now - kept.events, sessions_before=now - kept.drafts, codes_before=now)
-                       if await lease.hold() else 0)
+            removed = 0
+            if await lease.hold():
+                removed = await storage.prune(now - kept.events, sessions_before=now - kept.drafts, codes_before=now)
+                removed += await storage.prune_counts(counts_horizon(now, keep_counts))
             swept = await spool.sweep(max(86400.0, 2 * idle),
                                       keep=await outbox_files(storage, now - kept.failed_files))
             if removed or swept:
@@ -184,6 +189,11 @@ async def housekeeping(storage: Storage, spool: DiskSpool, idle: float, every: f
         except Exception:
             log.exception("housekeeping failed; will try again")
         await asyncio.sleep(every)
+
+
+def counts_horizon(now: float, keep_days: int) -> str:
+    """The first day whose counters are kept: today and the keep_days - 1 days before it."""
+    return utc_day(now - (keep_days - 1) * 86400)
 
 
 _reloads: set[asyncio.Task[object]] = set()

@@ -131,6 +131,18 @@ async def _emulator(host: str, port: int, domains: list[str], console: bool) -> 
     return 0
 
 
+def _stats(parser: argparse.ArgumentParser, since: str, fmt: str) -> int:
+    from datetime import UTC, datetime
+
+    from supportbot.stats_cli import BadSince, parse_since, stats_command
+
+    try:  # checked before the database is opened: a typo is told at once
+        parse_since(since, datetime.now(UTC).date())
+    except BadSince as exc:
+        parser.error(str(exc))
+    return asyncio.run(stats_command(load_config(), since, fmt, sys.stdout))
+
+
 def _loopback(host: str) -> bool:
     from adapters.web.server import is_loopback
 
@@ -242,8 +254,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     studio.add_argument("--host", default="127.0.0.1", help="address to listen on (not loopback: needs --token)")
     studio.add_argument("--port", type=int, default=8088)
     studio.add_argument("--token", help="the token the page asks for (or SUPPORTBOT_STUDIO_TOKEN)")
-    stats = sub.add_parser("stats", help="what the flows count, per day (e.g. hint_helped: tickets the hints saved)")
-    stats.add_argument("--days", type=int, default=30, help="how many days back, today included")
+    stats = sub.add_parser(
+        "stats", help="figures for the support lead: tickets by day and group, sign-ins, time to the number, "
+                      "hints, ratings, free text, where people give up; and what the flows count",
+        description="Figures for the support lead from the counters the bot keeps per day (UTC), kept "
+                    "STATS_KEEP_DAYS days (default 400).")
+    stats.add_argument("--since", default="7d", help="7d (days, today included), 4w (weeks) or a first day "
+                                                      "2026-11-01 (default 7d)")
+    stats.add_argument("--days", type=int, help="the same as --since Nd (older scripts)")
+    stats.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                       help="a readable table (default), or csv / json for tools")
     _add_health_parser(sub)
     _add_forget(sub)
     args = parser.parse_args(argv)
@@ -289,9 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _setup_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
             return asyncio.run(studio_command(load_config(), args.flows_dir, args.host, args.port, token))
         if args.command == "stats":
-            from supportbot.stats_cli import stats_command
-
-            return asyncio.run(stats_command(load_config(), max(1, args.days), sys.stdout))
+            return _stats(parser, args.since if args.days is None else f"{args.days}d", args.format)
         if args.command == "forget":
             from supportbot.forget_cli import check_person, forget_command
 

@@ -111,6 +111,7 @@ SETTINGS: tuple[Setting, ...] = (
             "deleted after this"),
     Setting("RETAIN_FAILED_FILES_DAYS", "7",
             "Files of a ticket the outbox gave up on are kept this long for `supportbot outbox retry`"),
+    Setting("STATS_KEEP_DAYS", "400", "Days of counters (`supportbot stats`) kept; older days are pruned"),
 )
 _KNOWN = {s.name for s in SETTINGS}
 _EMAILISH = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -198,6 +199,7 @@ class Config:
     metrics_host: str = "127.0.0.1"
     log_format: str = "text"  # LOG_FORMAT: text or json
     retention: Retention = field(default_factory=Retention)
+    stats_keep_days: int = 400  # STATS_KEEP_DAYS
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -424,6 +426,7 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         retention=Retention(r.number("RETAIN_DRAFTS_DAYS", 1, 3650) * 86400,
                             r.number("RETAIN_EVENTS_DAYS", 1, 3650) * 86400,
                             r.number("RETAIN_FAILED_FILES_DAYS", 0, 3650) * 86400),
+        stats_keep_days=r.number("STATS_KEEP_DAYS", 1, 36500, whole=True),
     )
     if r.problems:
         raise ConfigError(r.problems)

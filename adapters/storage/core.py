@@ -265,6 +265,8 @@ class SqlStorage(ABC):
             yield q_many(self.sql.insert_follow_up, [(*row, self.process) for row in outcome.follow_ups])
         if outcome.watch:
             yield q_many(self.sql.insert_watch, outcome.watch)
+        if outcome.counts:
+            yield q_many(self.sql.count, outcome.counts)
         return True
 
     # ----------------------------------------------------------------- sessions
@@ -474,6 +476,14 @@ class SqlStorage(ABC):
 
     async def counts(self, since_day: str = "") -> list[DayCount]:
         return [DayCount(n, d, int(c)) for n, d, c in await self._rows(self.sql.counts, since_day)]
+
+    async def idle_states(self, idle_before: float) -> dict[str, int]:
+        return {str(state): int(n) for state, n in await self._rows(self.sql.idle_states, idle_before)}
+
+    async def prune_counts(self, before_day: str) -> int:
+        # A day's rows are few (a counter per name and label): one statement, however many days.
+        deleted = await self._do(q_changed(self.sql.prune_counts, before_day), Kind.PUT)
+        return int(deleted or 0)
 
     # ----------------------------------------------------------------- upkeep
 

@@ -83,6 +83,7 @@ class OutcomeRows(NamedTuple):
     notices: list[NoticeRow]
     follow_ups: list[OutboxRow]
     watch: list[WatchRow]
+    counts: list[tuple[str, str]]  # (name, day)
 
 
 class SignInRows(NamedTuple):
@@ -129,12 +130,17 @@ def json_text(value: object) -> str:
 def step_row(step: StepCommit) -> StepRow:
     session = step.session
     slots = json_text(session.slots) if step.slots_text is None else step.slots_text
+    counts = tuple((name, utc_day(session.updated_at)) for name in step.counts)
+    outcomes = tuple(outcome_rows(outcome) for outcome in step.finish)
+    if any(o.counts for o in outcomes):
+        # The outcomes' counters are written as the step's own: one way for every backend
+        # (PostgreSQL's commit function writes a step's counters, not an outcome's).
+        counts += tuple(c for o in outcomes for c in o.counts)
+        outcomes = tuple(o._replace(counts=[]) for o in outcomes)
     return StepRow(session.peer, session.state, slots, session.flow_version, session.updated_at,
                    step.expected_version, step.event_id, step.replies, tuple(outbox_row(item) for item in step.outbox),
-                   step.reply_of, tuple(outcome_rows(outcome) for outcome in step.finish),
-                   None if not step.sign_in else sign_in_rows(step.sign_in),
-                   tuple(watch_row(t, time.time()) for t in step.watch),
-                   tuple((name, utc_day(session.updated_at)) for name in step.counts))
+                   step.reply_of, outcomes, None if not step.sign_in else sign_in_rows(step.sign_in),
+                   tuple(watch_row(t, time.time()) for t in step.watch), counts)
 
 
 def utc_day(at: float) -> str:
@@ -160,7 +166,8 @@ def outcome_rows(outcome: OutboxOutcome) -> OutcomeRows:
                        item.told, item.updated_at, finished_at(item), item.id)
     now = time.time()
     return OutcomeRows(finish, [notice_row(n) for n in outcome.notices], [outbox_row(f) for f in outcome.follow_ups],
-                       [watch_row(t, now) for t in outcome.watch])
+                       [watch_row(t, now) for t in outcome.watch],
+                       [(name, utc_day(item.updated_at)) for name in outcome.counts])
 
 
 def outbox_row(item: OutboxItem) -> OutboxRow:

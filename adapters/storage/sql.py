@@ -105,6 +105,9 @@ class Sql:
             " ON CONFLICT (name, day) DO UPDATE SET count = counters.count + 1"
         )
         self.counts = q("SELECT name, day, count FROM counters WHERE day >= $1 ORDER BY name, day")
+        self.prune_counts = q("DELETE FROM counters WHERE day < $1")
+        # A scan of the sessions, for an admin's command now and then: no index is kept for it.
+        self.idle_states = q("SELECT state, count(*) FROM sessions WHERE updated_at < $1 GROUP BY state")
         self.get_binding = q("SELECT peer, email, caller_id, name, bound_at FROM bindings WHERE peer = $1")
         self.put_binding = q(
             "INSERT INTO bindings (peer, email, caller_id, name, bound_at) VALUES ($1, $2, $3, $4, $5)"

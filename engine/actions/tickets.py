@@ -169,6 +169,7 @@ async def create(ctx: ActionContext) -> str:
     item = _new_item(ctx, ticket_items.CREATE, {
         "table": entry.mapping.table, "caller_id": binding.caller_id, "fields": fields,
         "files": _take_files(ctx, "files"), "vars": {"ticket": ticket}, "gave_up": "ticket_failed",
+        "group": entry.group_id,  # counted by group when created (engine/figures.py)
     })
     ctx.slots["ticket"] = {**ticket, "outbox": item.id, "files_failed": False}
     log.info("ticket for peer %s queued as %s", ctx.peer, item.id)

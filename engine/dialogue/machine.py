@@ -27,6 +27,7 @@ from weakref import WeakKeyDictionary
 
 from transitions import EventData, Machine
 
+from engine import figures
 from engine.dialogue import picker
 from engine.dialogue.model import Dialogue
 from engine.flows.model import HERE, RETURN, Alternatives, FlowSet, TransitionSpec, render_say
@@ -74,6 +75,12 @@ def forgotten_flows(drafts: Mapping[str, Sequence[str]], source_flow: str, stack
     return [flow for flow in drafts if flow in open_before and flow not in open_after]
 
 
+def open_flows(drafts: Mapping[str, Sequence[str]], source_flow: str, stack: Sequence[str]) -> list[str]:
+    """The flows with a draft open at a step: its own, and those named on the return stack."""
+    open_now = {source_flow, *(flow_of(s) for s in stack)}
+    return [flow for flow in drafts if flow in open_now]
+
+
 _compiled: WeakKeyDictionary[FlowSet, DialogueMachine] = WeakKeyDictionary()
 
 
@@ -96,6 +103,7 @@ class DialogueMachine:
         self.states = flows.states
         self.global_on = flows.bot.global_on
         self.start = flows.bot.start
+        self.resume = flows.bot.resume
         self.file_slots = flows.file_slots
         # Each flow's draft, and all of them (what a global event or the main menu forgets).
         self.drafts = {name: flow.draft for name, flow in flows.flows.items() if flow.draft}
@@ -186,6 +194,15 @@ class DialogueMachine:
                                                 unless=guards["unless"])
             self.machine.add_transition(event, source, fallback, before=[to_fallback], **guards)
 
+    def _count_left(self, dialogue: Dialogue, flows: Sequence[str], source: str, stack: Sequence[str],
+                    finished: bool) -> None:
+        """Count the dialogues with a draft this move leaves unfinished, by where the user was: the
+        step itself, or for the idle question (bot.resume) the step they had left idle."""
+        where = stack[-1] if source == self.resume and stack else source
+        source_flow = flow_of(source)
+        dialogue.counted.extend(f"{figures.LEFT}:{flow}:{where}" for flow in flows
+                                if not (finished and flow == source_flow))
+
     # ------------------------------------------------------------------ conditions
 
     @staticmethod
@@ -218,6 +235,9 @@ class DialogueMachine:
         forget_all = bool(self.all_drafts) and ((is_global and spec.then != HERE) or (to_start and not returning))
         source_flow, dest_flow = flow_of(source), flow_of(dest)
         forget_own = self.drafts.get(source_flow, ()) if spec.forget_draft else ()
+        # A dialogue that ends at a `free_text` step (sent, solved) is not left when the user moves
+        # on; one finished by forget_draft is not either (figures.LEFT).
+        ended = self.states[source].free_text
         # A list keeps its page and group when the user steps back into it (Назад from the
         # description, К списку from a ticket, also through a step that reads the list again);
         # any other way in starts afresh.
@@ -241,13 +261,17 @@ class DialogueMachine:
             text = render_say(spec.say, slots)
             if text:
                 dialogue.said.append(text)
+            left: Sequence[str] = ()
             if forget_all:
                 forget: Iterable[str] = (*spec.clear, *self.all_drafts)
+                left = open_flows(self.drafts, source_flow, before)
             elif self.drafts:
                 left = forgotten_flows(self.drafts, source_flow, before, dest_flow, [] if to_start else stack)
                 forget = (*spec.clear, *forget_own, *(slot for flow in left for slot in self.drafts[flow]))
             else:
                 forget = spec.clear
+            if left and not ended:
+                self._count_left(dialogue, left, source, before, spec.forget_draft)
             for name in forget:
                 value = slots.pop(name, None)
                 if name in self.file_slots:

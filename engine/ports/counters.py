@@ -18,3 +18,12 @@ class Counters(Protocol):
     async def counts(self, since_day: str = "") -> list[DayCount]:
         """Every counter's count per day from since_day on (inclusive), by name then day."""
         ...
+
+    async def idle_states(self, idle_before: float) -> dict[str, int]:
+        """How many sessions wait at each state, untouched since before idle_before: where
+        people stopped answering (a snapshot, not counted per day)."""
+        ...
+
+    async def prune_counts(self, before_day: str) -> int:
+        """Forget the counts of days before before_day ("YYYY-MM-DD"); rows deleted."""
+        ...

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine import figures
 from engine.ports import (
     OUTBOX_DONE,
     OUTBOX_FAILED,
@@ -162,6 +163,7 @@ class WorkDone:
     result: dict[str, Any]
     follow_ups: list[OutboxItem] = field(default_factory=list)
     watch: list[WatchedTicket] = field(default_factory=list)
+    counts: list[str] = field(default_factory=list)  # counters the outcome moves (engine/figures.py)
 
 
 class WorkFailed(Exception):
@@ -505,7 +507,7 @@ class OutboxWorker:
             await self._finish(item, OUTBOX_FAILED, gave_up_result(item), str(exc))
             return True
         self.breaker.success(permit)
-        await self._finish(item, OUTBOX_DONE, done.result, "", done.follow_ups, done.watch)
+        await self._finish(item, OUTBOX_DONE, done.result, "", done.follow_ups, done.watch, done.counts)
         return True
 
     async def _checkpoint(self, item: OutboxItem) -> None:
@@ -542,19 +544,24 @@ class OutboxWorker:
             waiter.set_result(item)
 
     async def _finish(self, item: OutboxItem, state: OutboxState, result: dict[str, Any], error: str,
-                      follow_ups: Sequence[OutboxItem] = (), watch: Sequence[WatchedTicket] = ()) -> None:
+                      follow_ups: Sequence[OutboxItem] = (), watch: Sequence[WatchedTicket] = (),
+                      counts: Sequence[str] = ()) -> None:
         item.state = state
         item.result = result
         item.last_error = error[:500]
         item.updated_at = self.clock()
+        if state == OUTBOX_FAILED:
+            counts = [*counts, figures.labelled(figures.OUTBOX_FAILED, item.kind)]
         waiter = self._waiters.get(item.id)
-        handed = waiter is not None and not waiter.done() and await self._hand_over(item, waiter, follow_ups, watch)
+        handed = (waiter is not None and not waiter.done()
+                  and await self._hand_over(item, waiter, follow_ups, watch, counts))
         if not handed:
             # Nobody is waiting (or the waiting step did not record it): told by a notice,
             # stored in the same transaction as the outcome.
             notice = self.render(item, self._notice_name(item))
             item.told = True
-            outcome = OutboxOutcome(item, [notice] if notice is not None else [], list(follow_ups), list(watch))
+            outcome = OutboxOutcome(item, [notice] if notice is not None else [], list(follow_ups), list(watch),
+                                    list(counts))
             if not await self.storage.outbox_finish(outcome):
                 log.info("outbox %s was finished or dropped meanwhile; this outcome is not recorded again", item.id)
                 return
@@ -563,12 +570,13 @@ class OutboxWorker:
             self.kick()  # follow-ups, or items that waited for this one on its record, may be due
 
     async def _hand_over(self, item: OutboxItem, waiter: asyncio.Future[OutboxItem | None],
-                         follow_ups: Sequence[OutboxItem], watch: Sequence[WatchedTicket]) -> bool:
+                         follow_ups: Sequence[OutboxItem], watch: Sequence[WatchedTicket],
+                         counts: Sequence[str] = ()) -> bool:
         """Leave the outcome to the step waiting for it, which tells it and records it in its
         own commit (one round trip instead of two); True once that commit is done."""
         item.told = False  # the step marks what it tells
         ack: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._handovers[item.id] = (OutboxOutcome(item, (), list(follow_ups), list(watch)), ack)
+        self._handovers[item.id] = (OutboxOutcome(item, (), list(follow_ups), list(watch), list(counts)), ack)
         waiter.set_result(item)
         try:
             async with asyncio.timeout(self.policy.handover_timeout):

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from engine import figures
 from engine.actions.ticket_items import COMMENT, CREATE, UPLOAD, marker, record_of, spooled_files
 from engine.ports import (
     Attachment,
@@ -117,12 +118,17 @@ def ticket_executors(tickets: TicketSystem, spool: FileSpool, clock: Callable[[]
         ticket = {**ticket_vars, "number": ref.number, "table": ref.table, "sys_id": ref.sys_id,
                   "files": len(files)}
         now = clock()
+        # For `supportbot stats`: by catalogue group ("" for items queued before it was kept), and
+        # from «Отправить» (the item's creation) to the number, in the wait histogram.
+        counts = [figures.labelled(figures.TICKET_CREATED, str(p.get("group") or "")),
+                  figures.labelled(figures.TICKET_WAIT, figures.wait_bucket(now - item.created_at))]
         return WorkDone(
             {"event": "created", "vars": {"ticket": ticket}, "notice": "ticket_created"},
             follow_ups=[upload_item(item, ref, files, now, {"ticket": ticket}, ref.updated_at)] if files else [],
             # A ticket the bot created: everything on its journal is news to the user ("").
             watch=[WatchedTicket(ref.table, ref.sys_id, ref.number, item.peer, ref.state, ref.updated_at,
                                  comment_after="")],
+            counts=counts,
         )
 
     async def upload(item: OutboxItem, checkpoint: Checkpoint) -> WorkDone:

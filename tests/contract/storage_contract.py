@@ -18,6 +18,7 @@ from engine.ports import (
     Binding,
     OutboxOutcome,
     SendStats,
+    StepCommit,
 )
 from tests.contract.storage_values import (
     code_sent,
@@ -165,3 +166,40 @@ class TestCounters:
         assert found == [("hint_helped", "2023-11-14", 3), ("other", "2023-11-14", 1)]
         assert await storage.counts("2023-11-15") == []
         assert datetime.fromtimestamp(day, UTC).strftime("%Y-%m-%d") == "2023-11-14"
+
+    async def test_an_outcome_counts_on_its_own_day_whoever_records_it(self, storage: Any) -> None:
+        # Recorded by the worker (outbox_finish), and handed to a waiting step (its commit): on
+        # PostgreSQL the second goes through the commit function, which writes the step's counters.
+        first, second = make_item("ob-1"), make_item("ob-2", peer="vk:2")
+        assert await step(storage, "vk:1", 0, outbox=[first])
+        assert await step(storage, "vk:2", 0, outbox=[second])
+        at = datetime(2026, 12, 1, 10, tzinfo=UTC).timestamp()
+        await finish(storage, ended(first, at=at), counts=["ticket_created:network", "ticket_wait:2"])
+        assert await step(storage, "vk:2", 1, counts=["free_text"],
+                          finish=[OutboxOutcome(ended(second, at=at), counts=["ticket_created:network"])])
+        found = [(c.name, c.day, c.count) for c in await storage.counts()]
+        assert found == [("free_text", "2023-11-14", 1), ("ticket_created:network", "2026-12-01", 2),
+                         ("ticket_wait:2", "2026-12-01", 1)]
+        # An outcome recorded already writes nothing again, counters included.
+        await finish(storage, ended(first, at=at), counts=["ticket_created:network"])
+        assert [c.count for c in await storage.counts("2026-12-01")] == [2, 1]
+
+    async def test_old_days_are_pruned_and_the_rest_kept(self, storage: Any) -> None:
+        assert await storage.prune_counts("2000-01-01") == 0
+        assert await step(storage, "vk:1", 0, counts=["hint_helped", "rating_5"])  # 2023-11-14
+        other = dataclasses.replace(make_session("vk:2"), updated_at=datetime(2023, 11, 15, tzinfo=UTC).timestamp())
+        assert await storage.commit_step(StepCommit(other, 0, counts=["hint_helped"]))
+        assert await storage.prune_counts("2023-11-15") == 2
+        assert [(c.name, c.day) for c in await storage.counts()] == [("hint_helped", "2023-11-15")]
+        # Pruning is not the general prune's business: that one leaves counters alone.
+        await storage.prune(time.time() + 10**9)
+        assert len(await storage.counts()) == 1
+
+    async def test_idle_sessions_are_counted_by_the_state_they_wait_at(self, storage: Any) -> None:
+        assert await storage.idle_states(2e9) == {}
+        for n, (state, at) in enumerate([("create_ticket.describe", 1000.0), ("create_ticket.describe", 2000.0),
+                                         ("auth.ask_email", 1500.0), ("create_ticket.describe", 9000.0)]):
+            session = dataclasses.replace(make_session(f"vk:{n}", state), updated_at=at)
+            assert await storage.commit_step(StepCommit(session, 0))
+        assert await storage.idle_states(5000.0) == {"create_ticket.describe": 2, "auth.ask_email": 1}
+        assert await storage.idle_states(1000.0) == {}

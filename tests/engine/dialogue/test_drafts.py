@@ -45,7 +45,7 @@ def step(flow_set: FlowSet, state: str, event: str, slots: dict[str, Any]) -> Di
 
 
 def test_the_shipped_flows_declare_their_drafts(shipped: FlowSet) -> None:
-    assert shipped.flows["create_ticket"].draft == ("service", "description", "files", "offer_hint")
+    assert shipped.flows["create_ticket"].draft == ("service", "description", "files", "offer_hint", "from_free_text")
     assert shipped.flows["add_to_ticket"].draft == ("comment", "comment_files", "answering", "direct")
     assert shipped.flows["feedback"].draft == ("rating", "reason")
 
