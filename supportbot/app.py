@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Literal, TextIO
 
 from adapters.simpleone.client import SimpleOneClient, SimpleOneConfig
 from adapters.simpleone.timed import timed_ticket_system
@@ -58,13 +58,15 @@ class App:
             await self.emulator.close()
 
 
-async def open_storage(url: str, *, pool_size: int = 10) -> Storage:
+async def open_storage(url: str, *, pool_size: int = 10,
+                       synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> Storage:
+    """synchronous: SQLite's (SQLITE_SYNCHRONOUS); PostgreSQL's durability is the server's."""
     if url.startswith("sqlite:"):
         try:
             path = sqlite_path_from_url(url)
         except ValueError as exc:
             raise ConfigError([f"SUPPORTBOT_DATABASE_URL: {exc}"]) from exc
-        return await open_sqlite(path)
+        return await open_sqlite(path, synchronous=synchronous)
     if is_postgres_url(url):
         from adapters.storage.postgres import OPEN_ERRORS, open_postgres  # asyncpg only where it is used
 
@@ -111,7 +113,8 @@ async def build_app(config: Config, *, terminal: TextIO = sys.stdout, allow_emul
         log.info("SimpleOne emulator running in process at %s", emulator.url)
     else:
         client = simpleone_client(config.simpleone)
-    storage = await open_storage(config.database_url, pool_size=config.pool_size)
+    storage = await open_storage(config.database_url, pool_size=config.pool_size,
+                                 synchronous=config.sqlite_synchronous)
     spool = DiskSpool(config.spool_dir, max_bytes=config.spool_max_bytes)
     # SimpleOne's calls timed for metrics; the client itself is closed by App.close.
     tickets = client if telemetry is NULL_TELEMETRY else timed_ticket_system(client, telemetry)

@@ -45,6 +45,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Where sessions and sign-ins are kept: sqlite:///FILE (relative), sqlite:////ABS/PATH, or "
             "postgresql://USER@HOST:PORT/DB for several workers"),
     Setting("DATABASE_POOL_SIZE", "10", "PostgreSQL connections per process"),
+    Setting("SQLITE_SYNCHRONOUS", "NORMAL",
+            "SQLite only: NORMAL (a commit survives the process's crash, not always the machine's) or FULL "
+            "(each commit waits for the disk: survives a power loss too, slower)"),
     Setting("FLOWS_DIR", None, "Directory of the flow files (default: ./flows, else the project's flows/)"),
     Setting("FLOWS_WATCH", "false", "Reload flows when their files change (SIGHUP always reloads)"),
     Setting("AUTH_EMAIL_DOMAINS", DEFAULT_MAIL_DOMAIN, "Corporate mail domains allowed to sign in, comma-separated"),
@@ -198,6 +201,7 @@ class Config:
     metrics_port: int | None = None  # METRICS_PORT: `run`'s metrics and health endpoints
     metrics_host: str = "127.0.0.1"
     log_format: str = "text"  # LOG_FORMAT: text or json
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"  # SQLITE_SYNCHRONOUS
     retention: Retention = field(default_factory=Retention)
     stats_keep_days: int = 400  # STATS_KEEP_DAYS
 
@@ -392,6 +396,9 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
 
+    synchronous = (r.raw("SQLITE_SYNCHRONOUS") or "NORMAL").upper()
+    if synchronous not in ("NORMAL", "FULL"):
+        r.problems.append(f"SQLITE_SYNCHRONOUS must be NORMAL or FULL, got {synchronous[:60]!r}")
     log_format = (r.raw("LOG_FORMAT") or "text").lower()
     if log_format not in ("text", "json"):
         r.problems.append(f"LOG_FORMAT must be text or json, got {log_format[:60]!r}")
@@ -422,6 +429,7 @@ def load_config(env: Mapping[str, str] | None = None, env_file: Path | None = Pa
         metrics_port=int(r.number("METRICS_PORT", 1, 65535, whole=True)) if r.raw("METRICS_PORT") else None,
         metrics_host=r.raw("METRICS_HOST") or "127.0.0.1",
         log_format=log_format,
+        sqlite_synchronous="FULL" if synchronous == "FULL" else "NORMAL",
         # Events at least a day: VK may deliver one again within hours, and its id must still dedupe.
         retention=Retention(r.number("RETAIN_DRAFTS_DAYS", 1, 3650) * 86400,
                             r.number("RETAIN_EVENTS_DAYS", 1, 3650) * 86400,

@@ -43,7 +43,7 @@ def report(who: str, found: Forgotten, files: int) -> str:
 
 
 async def forget_command(config: Config, peer: str | None, email: str | None, force: bool, out: TextIO) -> int:
-    storage = await open_storage(config.database_url)
+    storage = await open_storage(config.database_url, synchronous=config.sqlite_synchronous)
     try:
         found = await storage.forget(peer=peer, email=email, force=force)
     finally:

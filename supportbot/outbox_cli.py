@@ -47,7 +47,7 @@ def describe_item(item: OutboxItem, now: float) -> str:
 
 
 async def outbox_command(config: Config, action: str, item_id: str | None, state: str, out: TextIO) -> int:
-    storage = await open_storage(config.database_url)
+    storage = await open_storage(config.database_url, synchronous=config.sqlite_synchronous)
     now = time.time()
     try:
         if action == "list":

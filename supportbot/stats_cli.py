@@ -287,7 +287,7 @@ async def stats_command(config: Config, since: str, fmt: str, out: TextIO, now: 
     moment = time.time() if now is None else now
     today = datetime.fromtimestamp(moment, UTC).date()
     first = parse_since(since, today)
-    storage = await open_storage(config.database_url)
+    storage = await open_storage(config.database_url, synchronous=config.sqlite_synchronous)
     try:
         counts = await storage.counts(first.isoformat())
         idle = await storage.idle_states(moment - config.session_idle)

@@ -152,3 +152,16 @@ async def test_housekeeping_keeps_files_of_given_up_tickets_for_their_retention(
     task.cancel()
     assert spool.path(files["recent"]).exists() and not spool.path(files["long_ago"]).exists()
     await storage.close()
+
+
+async def test_sqlite_synchronous_full_commits_on_a_thread_of_its_own(tmp_path: Path) -> None:
+    import threading
+
+    from supportbot.app import open_storage
+
+    storage = await open_storage(f"sqlite:///{tmp_path / 'bot.db'}", synchronous="FULL")
+    try:
+        assert await storage._run(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0]) == 2  # type: ignore[attr-defined]
+        assert await storage._run(lambda conn: threading.get_ident()) != threading.get_ident()  # type: ignore[attr-defined]
+    finally:
+        await storage.close()

@@ -198,3 +198,12 @@ def test_the_simpleone_webhook_secret_is_optional_and_long_enough() -> None:
     with pytest.raises(ConfigError, match="SIMPLEONE_WEBHOOK_SECRET must be at least 16") as info:
         load_config({"SIMPLEONE_WEBHOOK_SECRET": "short-secret"}, env_file=None)
     assert "short-secret" not in str(info.value)
+
+
+def test_sqlite_synchronous_is_normal_full_or_refused(tmp_path: Path) -> None:
+    base = {"SUPPORTBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}"}
+    assert load_config(base, env_file=None).sqlite_synchronous == "NORMAL"
+    assert load_config({**base, "SQLITE_SYNCHRONOUS": "full"}, env_file=None).sqlite_synchronous == "FULL"
+    with pytest.raises(ConfigError) as refused:
+        load_config({**base, "SQLITE_SYNCHRONOUS": "OFF"}, env_file=None)
+    assert any("SQLITE_SYNCHRONOUS must be NORMAL or FULL" in p for p in refused.value.problems)
