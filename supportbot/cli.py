@@ -195,7 +195,8 @@ def _add_forget(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                     "their tickets or comments is still on its way to SimpleOne, unless --force.")
     person = forget.add_mutually_exclusive_group(required=True)
     person.add_argument("--peer", help="the chat, e.g. vk:123456 (the VK user's id)")
-    person.add_argument("--email", help="a corporate address: every chat bound to it or sent a code at it")
+    person.add_argument("--email", help="a corporate address: every chat bound to it (chats only sent a code there lose"
+                                             " just the rows under the address)")
     forget.add_argument("--force", action="store_true",
                         help="delete unfinished outbox items too (their tickets or comments never reach SimpleOne)")
 

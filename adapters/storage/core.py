@@ -544,17 +544,21 @@ class SqlStorage(ABC):
                 for kind, statement in sql.forget_by_peer.items():
                     if kind != "sessions" or not keep_session:
                         removed[kind] += yield q_changed(statement, p)
-                if not keep_send_log:
-                    for statement in sql.forget_send_log:
-                        removed["sign-in log"] += yield q_changed(statement, p)
+                # The bot's own step keeps the record of codes mailed (auth_sends: so that deleting
+                # cannot reset how many an address may get; it goes with retention), never the
+                # peer ↔ address link (auth_owners).
+                for n, statement in enumerate(sql.forget_send_log):
+                    if n == 0 and keep_send_log:
+                        continue
+                    removed["sign-in log"] += yield q_changed(statement, p)
                 removed["inbox events"] += yield (q_changed(sql.forget_inbox_handled, p) if keep_session
                                                   else q_changed(sql.forget_inbox, p, now))
-                for (payload,) in (yield q_rows(sql.forget_outbox, p)):
+                for (payload,) in (yield q_rows(sql.forget_outbox, p, force)):
                     removed["outbox items"] += 1
                     files += draft_files(json.loads(payload).get("files"))
             if address is not None:  # what is left under the address itself, whoever's peer it was
                 for n, statement in enumerate(sql.forget_send_log_of):
-                    if n < 2 and keep_send_log:
+                    if n == 0 and keep_send_log:
                         continue
                     removed["codes" if n == 2 else "sign-in log"] += yield q_changed(statement, address)
             return Forgotten(tuple(peers), removed, tuple(dict.fromkeys(files)))

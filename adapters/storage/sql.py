@@ -241,17 +241,16 @@ class Sql:
             "DELETE FROM outbox WHERE state = 'done' AND told AND finished_at < $1",
         ))
 
-        # forget (engine/ports/privacy.py): one person's rows. An address finds every peer bound
-        # to it or sent a code at it (addresses compared as typed or lower-cased alike).
-        self.forget_peers_of = q(
-            "SELECT peer FROM bindings WHERE lower(email) = $1"
-            " UNION SELECT peer FROM auth_codes WHERE lower(email) = $1"
-            " UNION SELECT peer FROM auth_owners WHERE lower(email) = $1"
-            " UNION SELECT peer FROM auth_sends WHERE lower(email) = $1"
-        )
+        # forget (engine/ports/privacy.py): one person's rows. An address is the person of the
+        # peers bound to it (addresses compared as typed or lower-cased alike); a peer that was
+        # only sent a code there (a typo, someone else's chat) loses just the rows under the
+        # address (forget_send_log_of), never its own session, binding or tickets.
+        self.forget_peers_of = q("SELECT peer FROM bindings WHERE lower(email) = $1")
         self.forget_pending = q("SELECT id FROM outbox WHERE peer = $1 AND state = 'pending' ORDER BY seq")
         self.forget_slots = q("SELECT slots FROM sessions WHERE peer = $1")
-        self.forget_outbox = q("DELETE FROM outbox WHERE peer = $1 RETURNING payload")
+        # Pending items only when forced ($2): one a worker committed after the check survives.
+        self.forget_outbox = q("DELETE FROM outbox WHERE peer = $1 AND (state <> 'pending' OR $2)"
+                               " RETURNING payload")
         # An event's id stays (VK may send it again: it must stay a duplicate); who sent it, what it
         # said and what was answered go. One not handled yet is closed unhandled — except in the
         # bot's own step (the event it is handling is one: its commit must still mark it).

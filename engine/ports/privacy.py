@@ -31,9 +31,11 @@ class Forgetting(Protocol):
                      keep_session: bool = False, keep_send_log: bool = False) -> Forgotten:
         """Delete the person's sessions, bindings, sign-in codes and sign-in log, notices, watched
         tickets, kept replies and outbox items, in one transaction. The person: a peer, or an
-        e-mail address (every peer bound to it or sent a code at it). Refuses (deletes nothing)
+        e-mail address (every peer bound to it; a peer only sent a code there loses just the
+        rows under the address, never its own data). Refuses (deletes nothing)
         while one of their outbox items is pending, unless force. Handled inbox events keep
         their ids (a resent event must stay a duplicate) but lose their peer and replies.
         keep_session: the caller's own step has just written it (in the bot, reset to nothing).
-        keep_send_log: keep the record of codes mailed, which caps how many an address gets."""
+        keep_send_log: keep the record of codes mailed, which caps how many an address gets (the
+        peer ↔ address link goes all the same)."""
         ...
