@@ -17,12 +17,11 @@ from urllib.error import HTTPError, URLError
 from urllib.request import urlopen
 
 from adapters.web.metrics import PrometheusTelemetry, Readiness, Sample
-from engine.ports import OUTBOX_FAILED, OUTBOX_PENDING, Storage
+from engine.ports import Storage
 from supportbot.app import App, open_storage
 from supportbot.config import Config, ConfigError
 
 PROBE_SECONDS = 3.0  # a storage read that takes longer counts as unreachable
-DEPTH_CAP = 10_000  # outbox items read to count them (the gauge stops there)
 HEALTH_TIMEOUT = 5.0  # `supportbot health`: how long to wait for /readyz
 
 
@@ -33,10 +32,9 @@ def new_telemetry(config: Config) -> PrometheusTelemetry:
 async def outbox_figures(storage: Storage, now: float) -> tuple[int, int, float]:
     """Pending and failed outbox items, and how long the oldest pending one has waited."""
     async with asyncio.timeout(PROBE_SECONDS):
-        pending = await storage.outbox_list((OUTBOX_PENDING,), limit=DEPTH_CAP)
-        failed = await storage.outbox_list((OUTBOX_FAILED,), limit=DEPTH_CAP)
-    oldest = min((item.created_at for item in pending), default=now)
-    return len(pending), len(failed), max(0.0, now - oldest)
+        summary = await storage.outbox_summary()  # counts only: cheap however deep the outbox
+    oldest = now if summary.oldest_pending_at is None else summary.oldest_pending_at
+    return summary.pending, summary.failed, max(0.0, now - oldest)
 
 
 def _problem(exc: BaseException) -> str:

@@ -50,6 +50,7 @@ from engine.ports import (
     Notice,
     OutboxItem,
     OutboxOutcome,
+    OutboxSummary,
     PendingCode,
     SendStats,
     Session,
@@ -395,6 +396,15 @@ class SqlStorage(ABC):
         found = await self._rows(self.sql.outbox_list(len(wanted)), limit,
                                  *(self.sql.dialect.list_args(wanted) if wanted else ()))
         return [outbox_item(r) for r in found]
+
+    async def outbox_summary(self) -> OutboxSummary:
+        def summary() -> Script[OutboxSummary]:
+            # Pending rows through the partial index outbox_due; failed ones are few (an operator's).
+            pending, oldest = yield q_row(self.sql.outbox_pending_summary)
+            failed = yield q_value(self.sql.outbox_failed_count)
+            return OutboxSummary(int(pending), int(failed or 0), None if oldest is None else float(oldest))
+
+        return await self._script(summary, Kind.READ)
 
     async def outbox_untold(self, finished_before: float, limit: int = 100) -> list[OutboxItem]:
         return [outbox_item(r) for r in await self._rows(self.sql.outbox_untold, finished_before, limit)]

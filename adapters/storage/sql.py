@@ -246,6 +246,8 @@ class Sql:
         # only sent a code there (a typo, someone else's chat) loses just the rows under the
         # address (forget_send_log_of), never its own session, binding or tickets.
         self.forget_peers_of = q("SELECT peer FROM bindings WHERE lower(email) = $1")
+        self.outbox_pending_summary = q("SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending'")
+        self.outbox_failed_count = q("SELECT count(*) FROM outbox WHERE state = 'failed'")
         self.forget_pending = q("SELECT id FROM outbox WHERE peer = $1 AND state = 'pending' ORDER BY seq")
         self.forget_slots = q("SELECT slots FROM sessions WHERE peer = $1")
         # Pending items only when forced ($2): one a worker committed after the check survives.

@@ -21,6 +21,7 @@ from engine.ports.outbox import (
     OutboxOutcome,
     OutboxState,
     OutboxStore,
+    OutboxSummary,
 )
 from engine.ports.privacy import FORGET_KINDS, Forgetting, Forgotten
 from engine.ports.sessions import Session, SessionStore, StepCommit
@@ -79,6 +80,7 @@ __all__ = [
     "OutboxOutcome",
     "OutboxState",
     "OutboxStore",
+    "OutboxSummary",
     "PendingCode",
     "Person",
     "SendStats",

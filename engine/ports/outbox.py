@@ -69,6 +69,16 @@ class OutboxOutcome:
     counts: Sequence[str] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxSummary:
+    """How the outbox stands (metrics, readiness): items pending and failed, and when the oldest
+    pending one was written (None: nothing pending)."""
+
+    pending: int
+    failed: int
+    oldest_pending_at: float | None
+
+
 class OutboxStore(Protocol):
     """The outbox's items: taken for attempts, finished, told, and managed by an admin."""
 
@@ -106,6 +116,10 @@ class OutboxStore(Protocol):
 
     async def outbox_list(self, states: Sequence[str] = (), limit: int = 100) -> list[OutboxItem]:
         """Items in these states (all if empty), oldest first."""
+        ...
+
+    async def outbox_summary(self) -> OutboxSummary:
+        """Counts, not items: cheap however deep the outbox is (a SimpleOne outage fills it)."""
         ...
 
     async def outbox_untold(self, finished_before: float, limit: int = 100) -> list[OutboxItem]:

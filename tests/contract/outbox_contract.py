@@ -34,6 +34,19 @@ from tests.contract.storage_values import (
 )
 
 
+class TestOutboxSummary:
+    async def test_counts_pending_and_failed_and_the_oldest_pending(self, storage: Any) -> None:
+        empty = await storage.outbox_summary()
+        assert (empty.pending, empty.failed, empty.oldest_pending_at) == (0, 0, None)
+        items = [make_item("ob-1", "vk:1", created_at=100.0), make_item("ob-2", "vk:2", created_at=50.0),
+                 make_item("ob-3", "vk:3", created_at=10.0), make_item("ob-4", "vk:4", created_at=5.0)]
+        assert await step(storage, "vk:1", 0, outbox=items) is True
+        await finish(storage, ended(items[2], OUTBOX_FAILED))
+        await finish(storage, ended(items[3], OUTBOX_DONE))
+        summary = await storage.outbox_summary()
+        assert (summary.pending, summary.failed, summary.oldest_pending_at) == (2, 1, 50.0)
+
+
 class TestOutboxInSteps:
     async def test_items_are_committed_with_their_step(self, storage: Any) -> None:
         a, b = make_item("ob-a"), make_item("ob-b", kind="ticket.comment", payload={"text": "ещё"})
