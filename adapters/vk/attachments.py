@@ -8,6 +8,7 @@ import asyncio
 import logging
 import mimetypes
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +37,12 @@ class _Wanted:
 @dataclass(frozen=True, slots=True)
 class _Unusable:
     name: str  # a file VK described without a link to it
+
+
+def _kind(name: str) -> str:
+    """What a log line may say of a user's file: its type, never its name (personal data)."""
+    suffix = PurePosixPath(name).suffix.lower()
+    return f"{suffix[1:]} file" if 1 < len(suffix) <= 6 and suffix[1:].isalnum() else "file"
 
 
 class TooBig(Exception):
@@ -172,14 +179,14 @@ class AttachmentFetcher:
             try:
                 for _ in range(MAX_REDIRECTS + 1):  # redirects followed by hand: each hop is checked
                     if not host_allowed(url, self.domains, self.origins):
-                        log.warning("download of %s refused: %s is not a VK host", job.name, urlsplit(url).hostname)
+                        log.warning("download of a %s refused: %s is not a VK host", _kind(job.name), urlsplit(url).hostname)
                         return None
                     async with self.session.get(url, timeout=self.timeout, allow_redirects=False) as resp:
                         if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
                             url = str(resp.url.join(URL(resp.headers["Location"])))
                             continue
                         if resp.status != 200:
-                            log.warning("download of %s answered HTTP %d", job.name, resp.status)
+                            log.warning("download of a %s answered HTTP %d", _kind(job.name), resp.status)
                             return None
                         if resp.content_length is not None and resp.content_length > self.max_bytes:
                             return TooBig(resp.content_length)
@@ -189,8 +196,8 @@ class AttachmentFetcher:
                             if len(data) > self.max_bytes:  # a lying or missing Content-Length
                                 return TooBig(len(data))
                         return bytes(data)
-                log.warning("download of %s: too many redirects", job.name)
+                log.warning("download of a %s: too many redirects", _kind(job.name))
                 return None
             except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("download of %s failed: %s", job.name, exc)
+                log.warning("download of a %s failed: %s", _kind(job.name), exc)
                 return None
