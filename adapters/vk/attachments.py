@@ -179,7 +179,8 @@ class AttachmentFetcher:
             try:
                 for _ in range(MAX_REDIRECTS + 1):  # redirects followed by hand: each hop is checked
                     if not host_allowed(url, self.domains, self.origins):
-                        log.warning("download of a %s refused: %s is not a VK host", _kind(job.name), urlsplit(url).hostname)
+                        log.warning("download of a %s refused: %s is not a VK host", _kind(job.name),
+                                    urlsplit(url).hostname)
                         return None
                     async with self.session.get(url, timeout=self.timeout, allow_redirects=False) as resp:
                         if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
