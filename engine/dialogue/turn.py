@@ -237,14 +237,16 @@ class Turn:
         """An idle dialogue taken up again: the message where the user left off, with a word
         that the draft was kept; or, if it does not fit there, the question whether to go on
         (back to that step) or start again (bot.resume)."""
-        left_at, slots_before, counted = self.session.state, copy_json(self.slots), len(self.counts)
+        left_at, slots_before = self.session.state, copy_json(self.slots)
+        counted, outcomes, picks = len(self.counts), len(self.outcomes), len(self.picks)
         await self.consume(incoming)
         resume = self.flows.bot.resume
         if not self.misunderstood or resume is None or resume not in self.flows.states:
             self.texts.insert(0, self.render_message("expired"))
             return
         self.session.state, self.texts, self.show_state, self.misunderstood = left_at, [], False, False
-        del self.counts[counted:]  # the message was not taken there: nothing it did counts
+        # The message was not taken there: nothing it did counts (counters, metrics alike).
+        del self.counts[counted:], self.outcomes[outcomes:], self.picks[picks:]
         self.slots.clear()
         self.slots.update(slots_before)
         self.spool.undo()  # the draft as it was keeps its files; files that message brought go
@@ -296,6 +298,8 @@ class Turn:
         self.show_state = False
         self.outbox.clear()  # the step is undone, and so is what it queued: the draft still has it
         self.counts.clear()
+        self.outcomes.clear()
+        self.picks.clear()
         self.spool.undo()
         self.entered.clear()
         self.message("error")
