@@ -196,12 +196,16 @@ class DialogueMachine:
 
     def _count_left(self, dialogue: Dialogue, flows: Sequence[str], source: str, stack: Sequence[str],
                     finished: bool) -> None:
-        """Count the dialogues with a draft this move leaves unfinished, by where the user was: the
-        step itself, or for the idle question (bot.resume) the step they had left idle."""
-        where = stack[-1] if source == self.resume and stack else source
+        """Count the dialogues with a draft this move leaves unfinished, by where the user was in
+        each: the step itself when it is that flow's, else the flow's step they stepped aside
+        from (a detour to help, the idle question bot.resume), the newest on the return stack."""
         source_flow = flow_of(source)
-        dialogue.counted.extend(f"{figures.LEFT}:{flow}:{where}" for flow in flows
-                                if not (finished and flow == source_flow))
+        for flow in flows:
+            if finished and flow == source_flow:
+                continue
+            where = source if flow == source_flow else next(
+                (s for s in reversed(stack) if flow_of(s) == flow), source)
+            dialogue.counted.append(f"{figures.LEFT}:{flow}:{where}")
 
     # ------------------------------------------------------------------ conditions
 

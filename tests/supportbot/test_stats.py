@@ -272,3 +272,11 @@ async def test_a_dialogue_given_up_after_the_idle_question_counts_at_the_step_le
     assert "Продолжим с того места" in reply.text
     await harness.press("Начать заново")
     assert {c.name: c.count for c in await harness.storage.counts()} == {"left:create_ticket:create_ticket.confirm": 1}
+
+
+async def test_a_dialogue_given_up_from_a_detour_counts_at_the_step_it_stepped_aside_from(harness: Harness) -> None:
+    await harness.describe("detour@ranepa.ru", "Не запускается Word, пишет ошибку лицензии", "2", "6")
+    await harness.press("Без файлов")
+    await harness.say("Помощь")  # a detour from the confirmation
+    await harness.say("Главное меню")  # and away: the draft is left where the user stepped aside
+    assert {c.name: c.count for c in await harness.storage.counts()} == {"left:create_ticket:create_ticket.confirm": 1}
