@@ -58,6 +58,7 @@ from engine.ports import (
     UnsentReplies,
     WatchedTicket,
 )
+from engine.ports.files import file_ids_within
 from engine.work.leases import process_holder
 
 T = TypeVar("T")
@@ -550,7 +551,7 @@ class SqlStorage(ABC):
                 if not keep_session:
                     slots = yield q_value(sql.forget_slots, p)
                     if slots is not None:
-                        files += draft_files(json.loads(slots))
+                        files += file_ids_within(json.loads(slots))
                 for kind, statement in sql.forget_by_peer.items():
                     if kind != "sessions" or not keep_session:
                         removed[kind] += yield q_changed(statement, p)
@@ -565,7 +566,7 @@ class SqlStorage(ABC):
                                                   else q_changed(sql.forget_inbox, p, now))
                 for (payload,) in (yield q_rows(sql.forget_outbox, p, force)):
                     removed["outbox items"] += 1
-                    files += draft_files(json.loads(payload).get("files"))
+                    files += file_ids_within(json.loads(payload).get("files"))
             if address is not None:  # what is left under the address itself, whoever's peer it was
                 for n, statement in enumerate(sql.forget_send_log_of):
                     if n == 0 and keep_send_log:
@@ -601,18 +602,6 @@ class SqlStorage(ABC):
                 yield q_changed(sql_for(len(chunk)), now, *dialect.list_args(chunk))
 
         await self._script(mark, Kind.PUT)
-
-
-def draft_files(value: Any) -> list[str]:
-    """Spool ids of the files (SpooledFile.as_slot) anywhere in a session's slots or an outbox
-    item's payload: a draft keeps them in records, an item in its "files"."""
-    if isinstance(value, dict):
-        if {"id", "name", "mime", "size"} <= value.keys():
-            return [str(value["id"])]
-        return [i for v in value.values() for i in draft_files(v)]
-    if isinstance(value, list):
-        return [i for v in value for i in draft_files(v)]
-    return []
 
 
 def _single(query: Query) -> Script[Any]:

@@ -4,23 +4,12 @@ does for an admin, engine/ports/privacy.py)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from engine.actions.context import ActionContext
 from engine.actions.registry import action
+from engine.ports.files import file_ids_within
 
 log = logging.getLogger(__name__)
-
-
-def _file_ids(value: Any) -> list[str]:
-    """Spool ids of the files anywhere in the slots (SpooledFile.as_slot)."""
-    if isinstance(value, dict):
-        if {"id", "name", "mime", "size"} <= value.keys():
-            return [str(value["id"])]
-        return [i for v in value.values() for i in _file_ids(v)]
-    if isinstance(value, list):
-        return [i for v in value for i in _file_ids(v)]
-    return []
 
 
 @action("privacy.forget", emits={"forgotten", "busy"}, outside=True)
@@ -41,7 +30,7 @@ async def forget(ctx: ActionContext) -> str:
     if found.refused:
         return "busy"
     # Outside the step like the rows: a file still named by the draft is only missing from it.
-    for file_id in dict.fromkeys([*found.files, *_file_ids(ctx.slots)]):
+    for file_id in dict.fromkeys([*found.files, *file_ids_within(ctx.slots)]):
         try:
             await ctx.services.spool.discard(file_id)
         except Exception:  # not a spool id, or the disk refused: swept by housekeeping in a day

@@ -32,6 +32,18 @@ def slot_file_ids(value: object) -> list[str]:
     return [str(v.get("id")) for v in value if isinstance(v, dict)]
 
 
+def file_ids_within(value: object) -> list[str]:
+    """Spool ids of the files (SpooledFile.as_slot) anywhere in a value: a session's slots (a
+    draft keeps them in records) or an outbox item's payload (its "files")."""
+    if isinstance(value, dict):
+        if {"id", "name", "mime", "size"} <= value.keys():
+            return [str(value["id"])]
+        return [i for v in value.values() for i in file_ids_within(v)]
+    if isinstance(value, list):
+        return [i for v in value for i in file_ids_within(v)]
+    return []
+
+
 class FileSpoolFull(Exception):
     """The spool cannot take the file (its size cap or the disk is reached)."""
 
